@@ -1,0 +1,195 @@
+"""A trained synthesizer: schema + reversible transform + push-forward model, as one unit.
+
+Why a separate object: the registry, the generator and the fidelity gate all need the same three
+pieces together and must never pair a model with the wrong transform. A synthesizer directory is
+the single artifact that travels (MLflow, generation workers); it holds only JSON and
+safetensors, so loading it executes no pickled code.
+
+Layout of a saved synthesizer::
+
+    synthesizer.json   # format version, package version, family, seeds, fit summary
+    schema.json        # pfcore.schema.TableSchema
+    transform/         # pfcore.transforms.TableTransformer.save()
+    model/             # pfcore.models.GenerativeModel.save()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from pfcore import __version__
+from pfcore.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+    from pfcore.models.base import GenerativeModel, Progress
+    from pfcore.schema import TableSchema
+    from pfcore.transforms import TableTransformer
+
+__all__ = ["Synthesizer", "FORMAT_VERSION", "split_train_holdout"]
+
+FORMAT_VERSION = 1
+
+
+def split_train_holdout(
+    table: pa.Table, holdout_fraction: float, seed: int, max_train_rows: int | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """Random row split; the holdout is what fidelity and privacy are scored against.
+
+    Training on all rows and scoring on the same rows would hide memorisation, so the split is
+    part of training, seeded and recorded.
+    """
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ModelError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    n = table.num_rows
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(n)
+    n_hold = int(round(n * holdout_fraction))
+    if holdout_fraction > 0 and n_hold == 0 and n >= 2:
+        n_hold = 1
+    hold_idx = np.sort(perm[:n_hold])
+    train_idx = perm[n_hold:]
+    if max_train_rows is not None and len(train_idx) > max_train_rows:
+        train_idx = train_idx[:max_train_rows]
+    train_idx = np.sort(train_idx)
+    return table.take(pa.array(train_idx)), table.take(pa.array(hold_idx))
+
+
+@dataclass
+class Synthesizer:
+    """Schema, fitted transform and fitted model that together sample Arrow tables."""
+
+    schema: TableSchema
+    transformer: TableTransformer
+    model: GenerativeModel
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def fit(
+        cls,
+        table: pa.Table,
+        schema: TableSchema,
+        *,
+        family: str = "onestep",
+        preset: str = "balanced",
+        config: dict[str, Any] | None = None,
+        seed: int = 0,
+        valid_fraction: float = 0.1,
+        device: str | None = None,
+        callbacks: Sequence[Callable[[Progress], None]] = (),
+    ) -> Synthesizer:
+        """Fit the transform on ``table`` and train a model of ``family`` on its encoding.
+
+        ``valid_fraction`` of the rows are held out of the gradient steps and used only for
+        early stopping, so the stopping signal is not fooled by memorisation.
+        """
+        from pfcore.models import build
+        from pfcore.transforms import TableTransformer
+
+        if table.num_rows < 2:
+            raise ModelError(f"need at least 2 rows to train, got {table.num_rows}")
+        t0 = time.perf_counter()
+        transformer = TableTransformer.fit(table, schema, seed=seed)
+        x = transformer.encode(table, seed=seed)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xFA11D]))
+        perm = rng.permutation(len(x))
+        n_valid = int(len(x) * valid_fraction) if len(x) >= 20 else 0
+        valid = x[perm[:n_valid]] if n_valid else None
+        train = x[perm[n_valid:]] if n_valid else x
+        cfg = dict(config or {})
+        cfg.setdefault("seed", seed)
+        if device is not None:
+            cfg["device"] = device
+        model = build(family, cfg, preset=preset)
+        summary = model.fit(train, transformer.blocks, valid=valid, callbacks=callbacks)
+        info = {
+            "family": family,
+            "preset": preset,
+            "seed": seed,
+            "train_rows": int(len(train)),
+            "valid_rows": int(0 if valid is None else len(valid)),
+            "n_features": int(x.shape[1]),
+            "fit_seconds": round(time.perf_counter() - t0, 3),
+            "fit_summary": summary,
+        }
+        return cls(schema=schema, transformer=transformer, model=model, info=info)
+
+    # ------------------------------------------------------------------ sampling
+    @property
+    def latent_dim(self) -> int:
+        return int(self.model.latent_dim)
+
+    def push(self, z: torch.Tensor) -> np.ndarray:
+        """Map latent noise to encoded rows on the model's device; returns a CPU float32 array."""
+        out = self.model.push(z.to(self.model.device))
+        return out.float().cpu().numpy()
+
+    def sample(self, n: int, seed: int = 0, *, row_offset: int = 0) -> pa.Table:
+        """``n`` synthetic rows with exactly the source's Arrow schema.
+
+        For batches beyond memory, use ``pfcore.generate`` which streams canonical blocks.
+        """
+        if n < 0:
+            raise ModelError(f"number of rows must be >= 0, got {n}")
+        x = self.model.sample(n, seed) if n else np.zeros((0, self.transformer.n_features), "float32")
+        return self.transformer.decode(x, seed=seed, row_offset=row_offset)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the synthesizer atomically: a crash never leaves a half-written directory."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            self.schema.save(tmp / "schema.json")
+            self.transformer.save(tmp / "transform")
+            self.model.save(tmp / "model")
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "package_version": __version__,
+                "columns": [c.name for c in self.schema.columns],
+                **self.info,
+            }
+            (tmp / "synthesizer.json").write_text(json.dumps(meta, indent=2, default=str))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], device: str = "cpu") -> Synthesizer:
+        """Load on ``device`` (CPU by default, so a GPU-trained model samples anywhere)."""
+        from pfcore.models import load as load_model
+        from pfcore.schema import TableSchema
+        from pfcore.transforms import TableTransformer
+
+        directory = Path(directory)
+        meta_path = directory / "synthesizer.json"
+        if not meta_path.exists():
+            raise ModelError(f"{directory}: not a saved synthesizer (no synthesizer.json)")
+        meta = json.loads(meta_path.read_text())
+        if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+            raise ModelError(
+                f"{directory}: saved with format {meta.get('format_version')} by pushforward "
+                f"{meta.get('package_version')}; this pushforward {__version__} reads format "
+                f"<= {FORMAT_VERSION}: upgrade pushforward"
+            )
+        schema = TableSchema.load(directory / "schema.json")
+        transformer = TableTransformer.load(directory / "transform")
+        model = load_model(directory / "model", device=device)
+        return cls(schema=schema, transformer=transformer, model=model, info=meta)

@@ -1,0 +1,160 @@
+"""Categorical and boolean columns: one-hot ±1 with rare-category pooling.
+
+Slots, in order: the kept categories (most frequent first), ``__null__`` if the column can be
+missing, ``__other__`` if some categories were pooled. A column with at most ``MAX_KEPT``
+categories keeps them all (exact round trip; a one-hot of <= 100 columns is cheap, and small
+code sets such as payment status -2..8 keep their rare codes). Above that, a category is kept
+when it is among the ``MAX_KEPT`` most frequent and holds at least ``MIN_FREQUENCY`` of the
+rows; the rest share the
+``__other__`` slot, and decode redraws a concrete value for each ``__other__`` row from the
+pooled values' frequencies (seeded). So 100k categories cost ~100 one-hot columns, the marginal
+distribution is kept, and only the joint structure of the rare tail is lost — the rare tail is
+what no model could learn from a handful of rows anyway (modelling notes: categories under
+0.1% of rows are pooled).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pfcore.schema import ColumnSchema, values_from_json, values_to_json
+from pfcore.transforms.base import ColumnTransform, onehot
+
+MAX_KEPT = 100
+MIN_FREQUENCY = 0.001
+#: Pooled values remembered for redraws (most frequent first); rarer ones are not reproduced.
+MAX_POOLED = 100_000
+
+
+class CategoricalTransform(ColumnTransform):
+    kind = "onehot"
+
+    def __init__(
+        self,
+        column: ColumnSchema,
+        kept: pa.Array,
+        has_null: bool,
+        has_other: bool,
+        pooled: pa.Array,
+        pooled_counts: np.ndarray,
+    ) -> None:
+        super().__init__(column)
+        self.kept = kept
+        self.has_null = has_null
+        self.has_other = has_other
+        self.pooled = pooled
+        self.pooled_counts = np.asarray(pooled_counts, dtype=np.int64)
+        total = self.pooled_counts.sum()
+        self._pooled_cdf = np.cumsum(self.pooled_counts) / total if total > 0 else np.zeros(0)
+        parts = [kept]
+        if has_null:
+            parts.append(pa.nulls(1, type=self.type))
+        self._null_slot = len(kept) if has_null else -1
+        self._other_slot = len(kept) + int(has_null) if has_other else -1
+        parts.append(pooled)
+        self._combined = pa.concat_arrays([p.cast(self.type) for p in parts])
+        self._n_slots = len(kept) + int(has_null) + int(has_other)
+
+    @classmethod
+    def fit(
+        cls, column: ColumnSchema, arr: pa.ChunkedArray, rng: np.random.Generator
+    ) -> CategoricalTransform:
+        n = len(arr)
+        valid = arr.drop_null()
+        vc = pc.value_counts(
+            valid.combine_chunks() if isinstance(valid, pa.ChunkedArray) else valid
+        )
+        tbl = pa.table({"v": vc.field("values"), "c": vc.field("counts").cast(pa.int64())})
+        if len(tbl):
+            tbl = tbl.sort_by([("c", "descending"), ("v", "ascending")])
+        counts = np.asarray(tbl["c"], dtype=np.int64) if len(tbl) else np.zeros(0, np.int64)
+        if column.kind == "boolean" or len(tbl) <= MAX_KEPT:
+            n_keep = len(tbl)  # few categories: one-hot them all, decode stays exact
+        else:
+            threshold = max(1, math.ceil(MIN_FREQUENCY * n))
+            n_keep = int(min(MAX_KEPT, np.sum(counts >= threshold)))
+        kept = (
+            tbl["v"].slice(0, n_keep).combine_chunks() if len(tbl) else pa.array([], type=arr.type)
+        )
+        pooled = (
+            tbl["v"].slice(n_keep, MAX_POOLED).combine_chunks()
+            if len(tbl) > n_keep
+            else pa.array([], arr.type)
+        )
+        pooled_counts = counts[n_keep : n_keep + MAX_POOLED]
+        has_null = bool(column.nullable or arr.null_count > 0)
+        has_other = len(pooled) > 0
+        if n_keep + int(has_null) + int(has_other) < 2:
+            has_other = True  # a onehot block needs two slots; an empty pool decodes as the mode
+        return cls(
+            column,
+            kept.cast(column.type),
+            has_null,
+            has_other,
+            pooled.cast(column.type),
+            pooled_counts,
+        )
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return [(self.column.name, "onehot", self._n_slots)]
+
+    def encode(self, arr: pa.ChunkedArray | pa.Array, rng: np.random.Generator) -> np.ndarray:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        arr = arr.cast(self.type)
+        idx = pc.index_in(arr, value_set=self.kept)
+        fallback = self._other_slot if self.has_other else 0
+        slot = np.asarray(idx.fill_null(fallback), dtype=np.int64)
+        if arr.null_count:
+            nulls = np.asarray(arr.is_null(), dtype=bool)
+            slot[nulls] = self._null_slot if self.has_null else fallback
+        return onehot(slot, self._n_slots)
+
+    def decode(self, x: np.ndarray, n: int, rng: np.random.Generator, row_offset: int) -> pa.Array:
+        if x.shape[1] == 2:  # booleans and two-value codes: a comparison beats argmax 2x
+            slot = (x[:, 1] > x[:, 0]).astype(np.int64)
+        else:
+            slot = np.argmax(x, axis=1).astype(np.int64)
+        if self.has_other:
+            other = slot == self._other_slot
+            m = int(other.sum())
+            if m:
+                base = len(self.kept) + int(self.has_null)
+                if self._pooled_cdf.size:
+                    draws = np.searchsorted(self._pooled_cdf, rng.random(m), side="right")
+                    slot[other] = base + np.minimum(draws, self._pooled_cdf.size - 1)
+                elif len(self.kept):
+                    slot[other] = 0
+                else:
+                    slot[other] = self._null_slot
+        if len(self._combined) == 0:
+            return pa.nulls(n, type=self.type)
+        return self._combined.take(pa.array(slot, type=pa.int64()))
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta = {
+            "kept": values_to_json(self.kept),
+            "has_null": self.has_null,
+            "has_other": self.has_other,
+            "pooled": values_to_json(self.pooled),
+        }
+        return meta, {"pooled_counts": self.pooled_counts}
+
+    @classmethod
+    def from_state(
+        cls, column: ColumnSchema, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> CategoricalTransform:
+        t = column.type
+        return cls(
+            column,
+            values_from_json(meta["kept"], t),
+            bool(meta["has_null"]),
+            bool(meta["has_other"]),
+            values_from_json(meta["pooled"], t),
+            arrays.get("pooled_counts", np.zeros(0, np.int64)),
+        )

@@ -1,0 +1,192 @@
+"""TableTransformer: a whole table <-> a float32 matrix, built from per-column transforms."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pfcore.errors import InputError, SchemaError
+from pfcore.schema import ColumnSchema, TableSchema
+from pfcore.transforms.base import Block, ColumnTransform, rng_for
+from pfcore.transforms.categorical import CategoricalTransform
+from pfcore.transforms.numeric import NumericTransform
+from pfcore.transforms.regenerated import ConstantTransform, IdTransform
+
+FORMAT_VERSION = 1
+_BY_KIND: dict[str, type[ColumnTransform]] = {
+    "continuous": NumericTransform,
+    "integer": NumericTransform,
+    "datetime": NumericTransform,
+    "categorical": CategoricalTransform,
+    "boolean": CategoricalTransform,
+    "constant": ConstantTransform,
+    "id": IdTransform,
+}
+_ENCODE_STREAM, _DECODE_STREAM = 0, 1
+
+
+class TableTransformer:
+    """Fit on a table + schema; encode rows to model features and decode model output to rows.
+
+    ``decode(x, seed=, row_offset=)`` is a pure function of its arguments (all randomness comes
+    from ``SeedSequence([seed, row_offset, stream, column])``), takes raw model output (argmax per
+    onehot block, any float for numeric blocks) and returns exactly ``schema.arrow_schema()``.
+    """
+
+    def __init__(self, schema: TableSchema, transforms: list[ColumnTransform]) -> None:
+        self.schema = schema
+        self.transforms = transforms
+        self._arrow_schema = schema.arrow_schema()
+        self.blocks: list[Block] = []
+        self._slices: list[tuple[int, int]] = []
+        start = 0
+        for tr in transforms:
+            col_start = start
+            for label, kind, width in tr.layout():
+                self.blocks.append(Block(label, kind, start, width))
+                start += width
+            self._slices.append((col_start, start))
+        self.n_features = start
+
+    # -- fit -----------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, table: pa.Table, schema: TableSchema, *, seed: int = 0) -> TableTransformer:
+        table = _select(table, schema)
+        transforms: list[ColumnTransform] = []
+        for i, col in enumerate(schema.columns):
+            kls = _BY_KIND[col.kind]
+            rng = rng_for(seed, _ENCODE_STREAM, i)
+            if kls in (ConstantTransform, IdTransform):
+                transforms.append(kls(col))
+            else:
+                transforms.append(kls.fit(col, table.column(col.name), rng))  # type: ignore[attr-defined]
+        return cls(schema, transforms)
+
+    # -- encode / decode -------------------------------------------------------------------
+    def encode(self, table: pa.Table, *, seed: int = 0) -> np.ndarray:
+        """(n, n_features) float32; repeated values are spread by a seeded draw (see numeric)."""
+        table = _select(table, self.schema)
+        out = np.empty((table.num_rows, self.n_features), dtype=np.float32)
+        for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
+            if b > a:
+                out[:, a:b] = tr.encode(
+                    table.column(tr.column.name), rng_for(seed, _ENCODE_STREAM, i)
+                )
+        return out
+
+    def decode(self, x: np.ndarray, *, seed: int = 0, row_offset: int = 0) -> pa.Table:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"decode expects shape (n, {self.n_features}), got {x.shape}")
+        n = x.shape[0]
+        arrays = []
+        for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
+            arrays.append(
+                tr.decode(x[:, a:b], n, rng_for(seed, _DECODE_STREAM, row_offset, i), row_offset)
+            )
+        return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """``transform.json`` (schema + column settings) and ``transform.safetensors`` (arrays)."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cols, tensors = [], {}
+        for i, tr in enumerate(self.transforms):
+            meta, arrays = tr.state()
+            cols.append({"name": tr.column.name, "kind": tr.column.kind, "meta": meta})
+            for k, v in arrays.items():
+                tensors[f"{i}.{k}"] = np.ascontiguousarray(v)
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "n_features": self.n_features,
+            "blocks": [b.__dict__ for b in self.blocks],
+            "schema": self.schema.to_dict(),
+            "columns": cols,
+        }
+        _atomic(directory / "transform.safetensors", lambda p: save_file(tensors, str(p)))
+        _atomic(
+            directory / "transform.json",
+            lambda p: p.write_text(
+                json.dumps(doc, ensure_ascii=False, allow_nan=False), encoding="utf-8"
+            ),
+        )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> TableTransformer:
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        try:
+            doc = json.loads((directory / "transform.json").read_text(encoding="utf-8"))
+            tensors = load_file(str(directory / "transform.safetensors"))
+        except FileNotFoundError as exc:
+            raise InputError(
+                "not a saved TableTransformer (transform.json / .safetensors missing)",
+                path=directory,
+            ) from exc
+        if doc.get("format_version", 0) > FORMAT_VERSION:
+            raise SchemaError(
+                f"{directory}: transform format {doc['format_version']} is newer than supported"
+            )
+        schema = TableSchema.from_dict(doc["schema"])
+        transforms: list[ColumnTransform] = []
+        for i, (col, c) in enumerate(zip(schema.columns, doc["columns"], strict=True)):
+            prefix = f"{i}."
+            arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            transforms.append(_BY_KIND[col.kind].from_state(col, c["meta"], arrays))
+        out = cls(schema, transforms)
+        if out.n_features != doc["n_features"]:
+            raise SchemaError(
+                f"{directory}: saved transformer has {doc['n_features']} features, "
+                f"rebuilt {out.n_features}"
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return f"TableTransformer(columns={len(self.transforms)}, n_features={self.n_features})"
+
+
+def _select(table: pa.Table, schema: TableSchema) -> pa.Table:
+    """The schema's columns in order, cast to its types (InputError names a missing one)."""
+    missing = [c.name for c in schema.columns if c.name not in table.column_names]
+    if missing:
+        raise InputError(f"table lacks schema columns {missing}", column=missing[0])
+    cols = []
+    for c in schema.columns:
+        arr = table.column(c.name)
+        t = c.type
+        if arr.type != t:
+            try:
+                arr = arr.cast(t)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InputError(
+                    f"has type {arr.type}, schema says {t}: {exc}", column=c.name
+                ) from None
+        cols.append(arr)
+    return pa.Table.from_arrays(cols, names=[c.name for c in schema.columns])
+
+
+def _atomic(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def column_transform(col: ColumnSchema) -> type[ColumnTransform]:
+    return _BY_KIND[col.kind]

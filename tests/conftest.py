@@ -1,0 +1,36 @@
+"""Shared fixtures: where the real datasets live, and skipping cleanly when they are absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = ROOT / "tests" / "data"
+SHARED_DATASETS = Path(os.environ.get("PUSHFORWARD_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+SHARED_NAMES = ["california_housing", "credit_default", "diamonds", "nyc_flights", "penguins"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads() -> None:
+    """Two cores on CI: keep torch from oversubscribing them when tests run side by side."""
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a full shared dataset, or skip the test with the reason."""
+    path = SHARED_DATASETS / f"{name}.parquet"
+    if not path.exists():
+        pytest.skip(f"{path} not found: the full shared datasets live in ../shared/datasets (CI has them)")
+    return path
+
+
+@pytest.fixture
+def tmp_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch project data folder, so tests never write into the repository."""
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path / "pf-home"))
+    return tmp_path
