@@ -1,0 +1,430 @@
+"""The fidelity report: one object, three audiences.
+
+- Machines: ``to_dict()`` / ``save()`` -> ``report.json`` with ``"schema_version": 1``. A
+  consumer checks the version before reading; fields are only ever added within a version.
+- MLflow: ``summary`` -> flat ``{metric name: float}`` with MLflow-safe names (letters, digits,
+  ``_ - . /``); NaN values are left out because MLflow charts cannot show them.
+- People: ``to_markdown()`` (Prefect artifact) and ``save()`` -> ``report.md`` +
+  ``plots/columns.png`` + ``plots/correlation_diff.png`` (MLflow artifacts).
+
+JSON layout (version 1)::
+
+    {"schema_version": 1, "kind": "pushforward.fidelity_report", "created_at": ISO-8601,
+     "package_version": str, "seed": int, "target": str | null, "config": {...EvalConfig},
+     "rows": {"real": n, "synthetic": n, "train": n | null},
+     "scores": {"quality", "column_shapes", "pair_trends", "pair_trends_all",
+                "missing_rate_max_abs_diff", "validity_invalid_rate_max", "reference_quality",
+                "reference_column_shapes", "reference_pair_trends": float | null},
+     "columns": [{"name", "role", "metric", "shape", "missing_real", "missing_synthetic",
+                  "missing_diff", "detection_auc", "reference_shape", "validity": {...}}],
+     "skipped_columns": {name: reason}, "pairs": [...PairScore.to_dict()],
+     "detection": {...} | null, "privacy": {...} | null, "efficacy": {...} | null,
+     "reference": {"source", "n_a", "n_b", "column_shapes", "pair_trends", "quality"} | null,
+     "notes": [str], "timings_s": {section: wall seconds}, "cpu_s": {section: CPU seconds},
+     "distributions": {column: {...histogram or frequencies}},
+     "correlation": {"columns": [...], "real": [[...]], "synthetic": [[...]]},
+     "gate": {"passed", "reasons", "checks"} | null}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pfcore.errors import InputError
+
+__all__ = ["FidelityReport", "SCHEMA_VERSION", "mlflow_safe", "atomic_write"]
+
+SCHEMA_VERSION = 1
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+def mlflow_safe(name: str) -> str:
+    """Replace characters MLflow rejects in metric names with ``_``."""
+    return _UNSAFE.sub("_", str(name))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, then ``os.replace``: readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (bool, str)) or x is None:
+        return x
+    if hasattr(x, "item") and not isinstance(x, (list, dict)):
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    return x
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
+    return str(x)
+
+
+def _md_cell(x: Any) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_md_cell(_fmt(c)) for c in row) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class FidelityReport:
+    """Everything ``evaluate`` measured; see the module docstring for the JSON layout."""
+
+    scores: dict[str, float | None]
+    columns: list[dict[str, Any]]
+    pairs: list[dict[str, Any]]
+    rows: dict[str, int | None]
+    config: dict[str, Any]
+    seed: int = 0
+    target: str | None = None
+    skipped_columns: dict[str, str] = field(default_factory=dict)
+    detection: dict[str, Any] | None = None
+    privacy: dict[str, Any] | None = None
+    efficacy: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    correlation: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    created_at: str = ""
+    package_version: str = ""
+
+    # ------------------------------------------------------------------ machine form
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "pushforward.fidelity_report",
+                "created_at": self.created_at,
+                "package_version": self.package_version,
+                "seed": self.seed,
+                "target": self.target,
+                "config": self.config,
+                "rows": self.rows,
+                "scores": {k: _finite(v) for k, v in self.scores.items()},
+                "columns": self.columns,
+                "skipped_columns": self.skipped_columns,
+                "pairs": self.pairs,
+                "detection": self.detection,
+                "privacy": self.privacy,
+                "efficacy": self.efficacy,
+                "reference": self.reference,
+                "notes": self.notes,
+                "timings_s": self.timings_s,
+                "cpu_s": self.cpu_s,
+                "distributions": self.distributions,
+                "correlation": self.correlation,
+                "gate": self.gate,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FidelityReport:
+        """Load a report written by ``to_dict`` (e.g. the champion's ``report.json``)."""
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"fidelity report schema_version {version!r} is not supported "
+                f"(expected {SCHEMA_VERSION})"
+            )
+        keys = {
+            "scores",
+            "columns",
+            "pairs",
+            "rows",
+            "config",
+            "seed",
+            "target",
+            "skipped_columns",
+            "detection",
+            "privacy",
+            "efficacy",
+            "reference",
+            "notes",
+            "timings_s",
+            "cpu_s",
+            "distributions",
+            "correlation",
+            "gate",
+            "created_at",
+            "package_version",
+        }
+        return cls(**{k: v for k, v in data.items() if k in keys})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FidelityReport:
+        """Read ``report.json`` (or a directory holding one)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "report.json"
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read fidelity report: {exc}", path=p) from exc
+        return cls.from_dict(data)
+
+    @property
+    def summary(self) -> dict[str, float]:
+        """Flat ``{name: value}`` for ``mlflow.log_metrics``; NaN/None values are left out."""
+        out: dict[str, float] = {}
+
+        def put(name: str, value: Any) -> None:
+            v = _finite(value)
+            if v is not None:
+                out[mlflow_safe(name)] = v
+
+        for k, v in self.scores.items():
+            put(k, v)
+        if self.detection:
+            put("detection_auc", self.detection.get("auc"))
+        if self.privacy:
+            put("privacy_dcr_ratio", self.privacy.get("dcr_ratio"))
+            put("privacy_dcr_synthetic_p5", self.privacy.get("dcr_synthetic_p5"))
+            put("privacy_dcr_holdout_p5", self.privacy.get("dcr_holdout_p5"))
+            put("privacy_exact_copy_rate", self.privacy.get("exact_copy_rate"))
+            put("privacy_holdout_copy_rate", self.privacy.get("holdout_copy_rate"))
+        if self.efficacy:
+            put("efficacy_ratio", self.efficacy.get("ratio"))
+            for side in ("synthetic", "real"):
+                for k, v in (self.efficacy.get(side) or {}).items():
+                    put(f"efficacy_{side}_{k}", v)
+        for col in self.columns:
+            put(f"shape/{col['name']}", col.get("shape"))
+        if self.gate is not None:
+            out["gate_passed"] = 1.0 if self.gate.get("passed") else 0.0
+        return out
+
+    def attach_gate(self, result: Any) -> FidelityReport:
+        """Record a ``GateResult`` (or its dict) so JSON and Markdown show the decision."""
+        self.gate = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        return self
+
+    # ------------------------------------------------------------------ people form
+    def worst_pairs(self, k: int = 10) -> list[dict[str, Any]]:
+        scored = [p for p in self.pairs if p.get("score") is not None]
+        scored.sort(key=lambda p: (not p.get("meets_threshold", True), p["score"]))
+        return scored[:k]
+
+    def to_markdown(self) -> str:
+        s = self.scores
+        parts = ["# Fidelity report", ""]
+        rows = self.rows
+        parts.append(
+            f"Real (held-out) rows: {rows.get('real')}, synthetic rows: {rows.get('synthetic')}, "
+            f"training rows: {'not given' if rows.get('train') is None else rows.get('train')}. "
+            f"Seed {self.seed}."
+        )
+        parts.append("")
+        if self.gate is not None:
+            verdict = "PASSED" if self.gate.get("passed") else "FAILED"
+            parts += [f"## Gate: {verdict}", ""]
+            for r in self.gate.get("reasons", []):
+                parts.append(f"- {r}")
+            if self.gate.get("reasons"):
+                parts.append("")
+            checks = self.gate.get("checks", [])
+            if checks:
+                parts.append(
+                    _table(
+                        ["check", "passed", "value", "threshold"],
+                        [
+                            [
+                                c.get("name"),
+                                bool(c.get("passed")),
+                                c.get("value"),
+                                c.get("threshold"),
+                            ]
+                            for c in checks
+                        ],
+                    )
+                )
+                parts.append("")
+        parts += ["## Overall scores", ""]
+        overall = [
+            ["Quality (mean of shapes and pair trends)", s.get("quality")],
+            ["Column shapes", s.get("column_shapes")],
+            ["Column pair trends (related pairs)", s.get("pair_trends")],
+            ["Column pair trends (all pairs)", s.get("pair_trends_all")],
+            ["Missing rate, max abs diff", s.get("missing_rate_max_abs_diff")],
+            ["Invalid values, max rate", s.get("validity_invalid_rate_max")],
+        ]
+        if self.reference:
+            src = self.reference.get("source")
+            overall.append([f"Reference quality, real vs real ({src})", s.get("reference_quality")])
+            overall.append(
+                [f"Reference pair trends, real vs real ({src})", s.get("reference_pair_trends")]
+            )
+        if self.detection:
+            overall.append(
+                ["Detection ROC AUC (0.5 = indistinguishable)", self.detection.get("auc")]
+            )
+        if self.privacy:
+            overall.append(["DCR 5th pct ratio, synthetic/holdout", self.privacy.get("dcr_ratio")])
+            overall.append(["Exact copies of training rows", self.privacy.get("exact_copy_rate")])
+            overall.append(
+                ["Holdout rows equal to a training row", self.privacy.get("holdout_copy_rate")]
+            )
+        if self.efficacy:
+            e = self.efficacy
+            h = e.get("headline")
+            overall.append(
+                [f"Efficacy {h}, train synthetic / test real", (e.get("synthetic") or {}).get(h)]
+            )
+            overall.append([f"Efficacy {h}, train real / test real", (e.get("real") or {}).get(h)])
+            overall.append(["Efficacy ratio", e.get("ratio")])
+        parts += [_table(["metric", "value"], overall), ""]
+
+        parts += ["## Columns", ""]
+        col_rows = []
+        for c in sorted(
+            self.columns, key=lambda c: (c.get("shape") is None, c.get("shape") or 0.0)
+        ):
+            v = c.get("validity") or {}
+            col_rows.append(
+                [
+                    c["name"],
+                    c.get("role"),
+                    c.get("metric"),
+                    c.get("shape"),
+                    c.get("reference_shape"),
+                    c.get("missing_real"),
+                    c.get("missing_synthetic"),
+                    c.get("detection_auc"),
+                    v.get("invalid_rate"),
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "column",
+                    "role",
+                    "metric",
+                    "shape",
+                    "ref shape",
+                    "missing real",
+                    "missing synth",
+                    "1-col AUC",
+                    "invalid rate",
+                ],
+                col_rows,
+            )
+        )
+        parts.append("")
+        if self.skipped_columns:
+            parts += [
+                "Skipped columns: "
+                + ", ".join(f"`{k}` ({v})" for k, v in self.skipped_columns.items()),
+                "",
+            ]
+
+        worst = self.worst_pairs()
+        if worst:
+            parts += ["## Worst column pairs", ""]
+            parts.append(
+                _table(
+                    [
+                        "column 1",
+                        "column 2",
+                        "metric",
+                        "score",
+                        "real r",
+                        "synth r",
+                        "real V",
+                        "counts",
+                    ],
+                    [
+                        [
+                            p["column_1"],
+                            p["column_2"],
+                            p["metric"],
+                            p["score"],
+                            p.get("real_correlation"),
+                            p.get("synthetic_correlation"),
+                            p.get("real_association"),
+                            bool(p.get("meets_threshold")),
+                        ]
+                        for p in worst
+                    ],
+                )
+            )
+            parts.append("")
+        if self.detection and self.detection.get("column_auc"):
+            top = sorted(self.detection["column_auc"].items(), key=lambda t: -t[1])[:5]
+            parts += ["## Detection", ""]
+            parts.append(
+                f"Classifier AUC {self.detection['auc']:.4f} on "
+                f"{self.detection.get('n_real')} real vs "
+                f"{self.detection.get('n_synthetic')} synthetic rows; most telling single columns: "
+                + ", ".join(f"`{c}` {a:.3f}" for c, a in top)
+            )
+            parts.append("")
+        if self.notes:
+            parts += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
+        if self.timings_s:
+            parts.append(
+                "Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in self.timings_s.items())
+            )
+            parts.append("")
+        return "\n".join(parts)
+
+    def save(self, directory: str | os.PathLike[str], *, plots: bool = True) -> Path:
+        """Write ``report.json``, ``report.md`` and (unless ``plots=False``) ``plots/*.png``.
+
+        Each file is written atomically. Returns the directory.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            out / "report.json", json.dumps(self.to_dict(), indent=2, allow_nan=False).encode()
+        )
+        atomic_write(out / "report.md", self.to_markdown().encode())
+        if plots:
+            from pfcore.fidelity.plots import plot_columns, plot_correlation_diff
+
+            plot_columns(self, out / "plots" / "columns.png")
+            plot_correlation_diff(self, out / "plots" / "correlation_diff.png")
+        return out
