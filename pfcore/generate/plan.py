@@ -1,0 +1,336 @@
+"""Batch planning: canonical blocks, shards, per-block seeds, batch ids and paths.
+
+Why canonical blocks: if rows were drawn per shard or per worker, the data would change with
+the parallelism. Instead the row space ``[0, N)`` is cut into fixed blocks of ``block_rows``
+rows; block ``b`` gets its noise and decode randomness from ``SeedSequence([seed, b])`` and its
+ids from ``row_offset = b * block_rows``. A shard is only a contiguous run of whole blocks, so
+the bytes of the data depend on (model, seed, N) and never on how the work is split.
+
+A :class:`BatchPlan` is a small, JSON-able value (paths, strings and ints) so that a Prefect
+mapped task or a Dask worker can receive it and call ``generate_shard(plan, i)`` on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pfcore.errors import GenerationError, InputError
+
+__all__ = [
+    "BLOCK_ROWS",
+    "DEFAULT_ROWS_PER_SHARD",
+    "DEFAULT_ROW_GROUP_ROWS",
+    "DEFAULT_ROW_GROUP_BYTES",
+    "PLAN_FORMAT_VERSION",
+    "ShardSpec",
+    "BatchPlan",
+    "block_seeds",
+    "default_batch_id",
+    "fingerprint_directory",
+    "make_plan",
+]
+
+#: Rows per canonical block. Each block is pushed through the model as exactly one batch, so a
+#: change of chunking cannot change the GEMM blocking and hence the floating-point results.
+BLOCK_ROWS = 65_536
+#: Shard size: 128 blocks (about 8.4M rows, a few hundred MB of Parquet for 20-30 columns).
+DEFAULT_ROWS_PER_SHARD = 128 * BLOCK_ROWS
+#: Row groups of 16 blocks (1,048,576 rows): the size analytics engines scan best...
+DEFAULT_ROW_GROUP_ROWS = 16 * BLOCK_ROWS
+#: ...or fewer whole blocks once they hold this many bytes of decoded Arrow data (wide tables):
+#: a writer keeps at most two row groups in memory, so this bounds its RSS.
+DEFAULT_ROW_GROUP_BYTES = 128 << 20
+PLAN_FORMAT_VERSION = 1
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Files that identify the synthesizer's behaviour. synthesizer.json is left out on purpose:
+# it carries timings of the fit, which do not change a single generated value.
+_FINGERPRINT_EXCLUDE = {"synthesizer.json"}
+
+
+def block_seeds(seed: int, block: int) -> tuple[int, int]:
+    """(noise seed, decode seed) of canonical block ``block``; both 63-bit non-negative ints.
+
+    Both come from one ``SeedSequence([seed, block])`` so blocks are independent streams and a
+    block's randomness does not depend on any other block being generated.
+    """
+    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(4, dtype=np.uint32)
+    noise = ((int(words[0]) << 32) | int(words[1])) >> 1
+    decode = ((int(words[2]) << 32) | int(words[3])) >> 1
+    return noise, decode
+
+
+def fingerprint_directory(directory: str | os.PathLike[str]) -> str:
+    """sha256 over the relative paths and bytes of a saved synthesizer's files.
+
+    Two directories with the same fingerprint generate the same rows, whichever registry
+    version or download location they came from.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise InputError("not a directory (expected a saved synthesizer)", path=root)
+    h = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for p in files:
+        rel = p.relative_to(root).as_posix()
+        if rel in _FINGERPRINT_EXCLUDE:
+            continue
+        h.update(rel.encode() + b"\0")
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def default_batch_id(
+    *,
+    model_name: str,
+    model_version: str,
+    fingerprint: str,
+    seed: int,
+    n_rows: int,
+    block_rows: int,
+    noise: str = "cpu",
+) -> str:
+    """Deterministic id from what defines the content, so a rerun finds its own staging.
+
+    Overlapping scheduled runs that must not share a batch pass their own ids.
+    """
+    parts: list[Any] = [
+        model_name, model_version, fingerprint, int(seed), int(n_rows), int(block_rows)
+    ]
+    if noise != "cpu":
+        parts.append(f"noise={noise}")
+    key = json.dumps(parts).encode()
+    # the "b-" prefix keeps DuckDB's hive-partition type inference from reading an all-digit
+    # (or "1e5"-like) hex id as a number
+    return "b-" + hashlib.sha256(key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard: blocks ``[first_block, first_block + n_blocks)``, rows ``[row_start, +rows)``."""
+
+    index: int
+    first_block: int
+    n_blocks: int
+    row_start: int
+    rows: int
+
+    @property
+    def file_name(self) -> str:
+        return f"part-{self.index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Everything a worker needs to write one shard, as plain JSON-able values."""
+
+    out_root: str
+    dataset: str
+    run_date: str
+    batch_id: str
+    synth_dir: str
+    model_name: str
+    model_version: str
+    model_fingerprint: str
+    seed: int
+    n_rows: int
+    block_rows: int
+    rows_per_shard: int
+    row_group_rows: int
+    compression: str
+    compression_level: int | None
+    device: str
+    shards: tuple[ShardSpec, ...] = field(default_factory=tuple)
+    #: "cpu": latent noise drawn on the CPU (the same noise on every device: a GPU batch differs
+    #: from a CPU one only by floating-point rounding). "device": drawn on the model's device,
+    #: much faster on a GPU, but then the rows also depend on the device kind.
+    noise: str = "cpu"
+    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES
+    format_version: int = PLAN_FORMAT_VERSION
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def final_dir(self) -> Path:
+        """The published batch folder (hive-style partitions)."""
+        return (
+            Path(self.out_root)
+            / f"dataset={self.dataset}"
+            / f"run_date={self.run_date}"
+            / f"batch={self.batch_id}"
+        )
+
+    @property
+    def staging_dir(self) -> Path:
+        """Outside ``dataset=*`` and ``_``-prefixed: pyarrow.dataset and partition globs skip it."""
+        return Path(self.out_root) / "_staging" / self.dataset / self.run_date / self.batch_id
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.staging_dir / "shards"
+
+    def staged_path(self, index: int) -> Path:
+        # Not "*.parquet": a reader's "**/*.parquet" glob over out_root never counts a shard
+        # left behind by a killed run.
+        return self.shards_dir / f"{self.shards[index].file_name}.staged"
+
+    def sidecar_path(self, index: int) -> Path:
+        return self.shards_dir / f"{self.shards[index].file_name}.json"
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shards"] = [asdict(s) for s in self.shards]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchPlan:
+        d = dict(d)
+        if int(d.get("format_version", PLAN_FORMAT_VERSION)) > PLAN_FORMAT_VERSION:
+            raise GenerationError(
+                f"batch plan format {d['format_version']} is newer than this code"
+            )
+        d["shards"] = tuple(ShardSpec(**s) for s in d.get("shards", ()))
+        return cls(**d)
+
+    @classmethod
+    def coerce(cls, plan: BatchPlan | dict[str, Any] | str | os.PathLike[str]) -> BatchPlan:
+        """Accept a plan, its dict, or a path to its JSON (what a remote task may carry)."""
+        if isinstance(plan, BatchPlan):
+            return plan
+        if isinstance(plan, dict):
+            return cls.from_dict(plan)
+        return cls.from_dict(json.loads(Path(plan).read_text()))
+
+    def with_synth_dir(self, synth_dir: str | os.PathLike[str]) -> BatchPlan:
+        return replace(self, synth_dir=str(synth_dir))
+
+
+def _check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+        raise InputError(
+            f"{what} {value!r} must be letters, digits, '_', '-' or '.', not starting with "
+            "'.', '_' or '-' (it becomes a folder name)"
+        )
+    return value
+
+
+def _run_date(run_date: str | _dt.date | None) -> str:
+    if run_date is None:
+        return _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+    if isinstance(run_date, _dt.datetime):
+        return run_date.date().isoformat()
+    if isinstance(run_date, _dt.date):
+        return run_date.isoformat()
+    if isinstance(run_date, str) and _DATE.match(run_date):
+        try:
+            _dt.date.fromisoformat(run_date)
+        except ValueError as exc:
+            raise InputError(f"run_date {run_date!r} is not a valid date") from exc
+        return run_date
+    raise InputError(f"run_date {run_date!r} must be YYYY-MM-DD")
+
+
+def _positive_int(value: Any, what: str, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{what} must be an integer, got {value!r}")
+    value = int(value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InputError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def make_plan(
+    *,
+    synth_dir: str | os.PathLike[str],
+    n_rows: int,
+    seed: int,
+    out_root: str | os.PathLike[str],
+    dataset_name: str,
+    model_name: str,
+    model_version: str,
+    model_fingerprint: str,
+    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+    block_rows: int = BLOCK_ROWS,
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    run_date: str | _dt.date | None = None,
+    batch_id: str | None = None,
+    compression: str = "zstd",
+    compression_level: int | None = None,
+    device: str = "cpu",
+    noise: str = "cpu",
+) -> BatchPlan:
+    """Validate the parameters and cut ``[0, n_rows)`` into shards of whole blocks.
+
+    ``rows_per_shard`` and ``row_group_rows`` are rounded up to whole blocks: they change the
+    file layout, never the rows.
+    """
+    n_rows = _positive_int(n_rows, "n_rows", allow_zero=True)
+    seed = _positive_int(seed, "seed", allow_zero=True)
+    block_rows = _positive_int(block_rows, "block_rows")
+    rows_per_shard = _positive_int(rows_per_shard, "rows_per_shard")
+    row_group_rows = _positive_int(row_group_rows, "row_group_rows")
+    row_group_bytes = _positive_int(row_group_bytes, "row_group_bytes")
+    _check_name(dataset_name, "dataset name")
+    run_date_s = _run_date(run_date)
+    if noise not in ("cpu", "device"):
+        raise InputError(f"noise must be 'cpu' or 'device', got {noise!r}")
+    if batch_id is None:
+        batch_id = default_batch_id(
+            model_name=model_name,
+            model_version=model_version,
+            fingerprint=model_fingerprint,
+            seed=seed,
+            n_rows=n_rows,
+            block_rows=block_rows,
+            noise=noise,
+        )
+    _check_name(batch_id, "batch id")
+    if compression not in {"zstd", "snappy", "gzip", "brotli", "lz4", "none"}:
+        raise InputError(f"unknown Parquet compression {compression!r}")
+
+    blocks_per_shard = -(-rows_per_shard // block_rows)
+    n_blocks = -(-n_rows // block_rows)
+    shards: list[ShardSpec] = []
+    for index, first in enumerate(range(0, n_blocks, blocks_per_shard)):
+        nb = min(blocks_per_shard, n_blocks - first)
+        row_start = first * block_rows
+        rows = min(nb * block_rows, n_rows - row_start)
+        shards.append(ShardSpec(index, first, nb, row_start, rows))
+    if not shards:
+        # An empty batch still publishes one (row-less) file, so readers see its schema.
+        shards.append(ShardSpec(0, 0, 0, 0, 0))
+    return BatchPlan(
+        out_root=str(Path(out_root).resolve()),
+        dataset=dataset_name,
+        run_date=run_date_s,
+        batch_id=batch_id,
+        synth_dir=str(Path(synth_dir).resolve()),
+        model_name=str(model_name),
+        model_version=str(model_version),
+        model_fingerprint=model_fingerprint,
+        seed=seed,
+        n_rows=n_rows,
+        block_rows=block_rows,
+        rows_per_shard=blocks_per_shard * block_rows,
+        row_group_rows=-(-row_group_rows // block_rows) * block_rows,
+        compression=compression,
+        compression_level=compression_level,
+        device=str(device),
+        shards=tuple(shards),
+        noise=noise,
+        row_group_bytes=row_group_bytes,
+    )

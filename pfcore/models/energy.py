@@ -1,0 +1,185 @@
+"""Direct generator trained with a distributional loss (energy distance or multi-scale MMD).
+
+The naive push-forward recipe fails because MSE against randomly paired rows is minimised by the
+mean row. Replacing it with a distance between *distributions* fixes that: the energy distance
+``2 E|G(z) - X| - E|G(z) - G(z')| - E|X - X'|`` is zero only when the laws are equal, and an
+unbiased minibatch estimate of it is a valid training loss. It needs no teacher and trains fast,
+but on tables it resolved fine structure less well than the flow (issue 7: C2ST AUC 0.93 vs
+0.78), so it is a baseline and fallback, not the default.
+
+One-hot blocks leave the generator as ``2 softmax - 1`` during training (so the loss sees points
+inside the simplex, not arbitrary reals) and are snapped to the argmax by ``push``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pfcore.errors import ModelError
+from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, ProgressCallback
+from pfcore.models.flow import make_proxy
+from pfcore.models.nets import MLP, count_parameters
+from pfcore.models.training import (
+    Checkpointer,
+    LoopSpec,
+    autocast,
+    batch_index,
+    resume_key,
+    seeded_generator,
+    train_loop,
+)
+
+__all__ = ["EnergyConfig", "EnergyModel", "energy_distance", "mmd"]
+
+
+@dataclass
+class EnergyConfig(ModelConfig):
+    """Generator size, latent size and the distributional loss."""
+
+    width: int = 512
+    depth: int = 4
+    latent_dim: int | None = None  # None: same as the number of encoded features
+    loss: str = "energy"  # "energy" or "mmd"
+    mmd_scales: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0)  # kernel widths x feature count
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_width_depth(self.width, self.depth)
+        if self.latent_dim is not None and (
+            not isinstance(self.latent_dim, int) or self.latent_dim < 1
+        ):
+            raise ModelError(
+                f"config.latent_dim must be an integer >= 1 or None, got {self.latent_dim!r}"
+            )
+        if self.loss not in ("energy", "mmd"):
+            raise ModelError(f"config.loss must be 'energy' or 'mmd', got {self.loss!r}")
+        self.mmd_scales = tuple(float(s) for s in self.mmd_scales)
+        if not self.mmd_scales or min(self.mmd_scales) <= 0:
+            raise ModelError("config.mmd_scales must be a non-empty list of positive numbers")
+
+
+def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return ((a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * a @ b.T).clamp_min(0.0)
+
+
+def energy_distance(gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Minibatch energy distance (unbiased within-sample term; the real-real term is constant).
+
+    ``sqrt(d2 + eps)`` keeps the gradient finite at zero distance (the diagonal).
+    """
+    n = gen.shape[0]
+    cross = (_sq_dists(gen, real) + 1e-8).sqrt().mean()
+    within = (_sq_dists(gen, gen) + 1e-8).sqrt()
+    within = (within.sum() - within.diagonal().sum()) / (n * (n - 1))
+    return 2 * cross - within
+
+
+def mmd(gen: torch.Tensor, real: torch.Tensor, scales: Sequence[float]) -> torch.Tensor:
+    """Multi-scale Gaussian-kernel MMD^2 (bandwidths ``scale * n_features``)."""
+    d = gen.shape[1]
+    xx, yy, xy = _sq_dists(gen, gen), _sq_dists(real, real), _sq_dists(gen, real)
+    total = gen.new_zeros(())
+    for s in scales:
+        bw = 2.0 * s * d
+        total = (
+            total
+            + torch.exp(-xx / bw).mean()
+            + torch.exp(-yy / bw).mean()
+            - 2 * torch.exp(-xy / bw).mean()
+        )
+    return total
+
+
+def soften_onehot(out: torch.Tensor, index: OneHotIndex) -> torch.Tensor:
+    """Training-time view of generator output: one-hot blocks as ``2 softmax - 1``."""
+    if not index.has_onehot:
+        return out
+    out = out.clone()
+    for _w, idx in index.groups:
+        out[:, idx] = 2 * torch.softmax(out[:, idx], dim=2) - 1
+    return out
+
+
+class EnergyModel(GenerativeModel):
+    """``push(z) = snap(G(z))``; ``G`` trained to minimise a distance between distributions."""
+
+    family = "energy"
+    config_class = EnergyConfig
+    config: EnergyConfig
+
+    def __init__(self, config: EnergyConfig | dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.generator: MLP | None = None
+
+    def _latent_dim_for(self, n_features: int) -> int:
+        return self.config.latent_dim or n_features
+
+    def _build_networks(self) -> None:
+        self.generator = MLP(self.latent_dim, self.n_features, self.config.width, self.config.depth)
+
+    def _networks(self) -> dict[str, nn.Module]:
+        return {} if self.generator is None else {"generator": self.generator}
+
+    def _push_raw(self, z: torch.Tensor) -> torch.Tensor:
+        assert self.generator is not None
+        return self.generator(z)
+
+    def _fit(
+        self,
+        x: torch.Tensor,
+        valid: torch.Tensor | None,
+        callbacks: Sequence[ProgressCallback],
+        checkpoint_dir: Path | None,
+    ) -> dict[str, Any]:
+        cfg = self.config
+        assert self.generator is not None and self._index is not None
+        net, index, device = self.generator, self._index, x.device
+        gen = seeded_generator(cfg.seed, device, salt=4)
+        batch = min(cfg.batch_size, len(x))
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        use_amp = cfg.amp and device.type == "cuda"
+
+        def step_fn(step: int) -> torch.Tensor:
+            xb = x[batch_index(len(x), batch, gen, device)]
+            z = torch.randn(batch, self.latent_dim, generator=gen, device=device)
+            with autocast(device, use_amp):
+                out = net(z)
+            out = soften_onehot(out.float(), index)
+            if cfg.loss == "energy":
+                return energy_distance(out, xb)
+            return mmd(out, xb, cfg.mmd_scales)
+
+        ckpt = None
+        if checkpoint_dir is not None:
+            ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
+        spec = LoopSpec(
+            phase="energy",
+            max_steps=cfg.steps_for(len(x)),
+            budget_s=cfg.max_minutes * 60,
+            lr=cfg.lr,
+            warmup_steps=cfg.warmup_steps,
+            grad_clip=cfg.grad_clip,
+            eval_every=cfg.eval_every,
+            patience=cfg.patience,
+            log_every=cfg.log_every,
+            checkpoint_every=cfg.checkpoint_every,
+        )
+        proxy = make_proxy(self, x, valid, net)
+        summary = train_loop(
+            spec=spec,
+            modules={"generator": net},
+            optimizer=opt,
+            step_fn=step_fn,
+            eval_fn=proxy,
+            generator=gen,
+            callbacks=callbacks,
+            checkpointer=ckpt,
+        )
+        summary.update(parameters=count_parameters(net), batch_size=batch, amp=use_amp)
+        return {"energy": summary}

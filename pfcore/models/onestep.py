@@ -1,0 +1,289 @@
+"""One-step generator distilled from a rectified flow: the production sampler.
+
+``fit`` trains a flow teacher, draws ``n_pairs`` noise vectors ``z`` and integrates the
+teacher's ODE to get ``x = ODE(z)``, then regresses a student ``G(z) ≈ x``. The pairs are a real
+coupling (the same ``z`` produced that ``x``), so MSE is the right loss here, unlike the naive
+baseline where rows are paired with noise at random. Sampling then costs one student forward per
+row; the student's width and depth are the throughput lever (``student_width`` /
+``student_depth``), chosen by the benchmark's frontier table.
+
+Categorical blocks (``distill_loss="ce"``): the student's outputs for a one-hot block are
+logits, trained by cross-entropy on the teacher's chosen class; ``push`` snaps to the argmax as
+for every family. ``"mse"`` regresses the teacher's raw endpoint in every dimension.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pfcore.errors import ModelError
+from pfcore.models.base import GenerativeModel, OneHotIndex, ProgressCallback, normalize_blocks
+from pfcore.models.flow import FlowConfig, FlowModel, fit_flow, make_proxy
+from pfcore.models.nets import MLP, count_parameters
+from pfcore.models.training import (
+    Checkpointer,
+    LoopSpec,
+    autocast,
+    batch_index,
+    resume_key,
+    seeded_generator,
+    train_loop,
+)
+
+__all__ = ["OneStepConfig", "OneStepModel", "make_pairs"]
+
+
+@dataclass
+class OneStepConfig(FlowConfig):
+    """Teacher settings (inherited from ``FlowConfig``) plus the student and distillation.
+
+    ``max_minutes`` bounds the whole fit; the teacher gets ``teacher_share`` of it, pair
+    generation what it needs, and distillation the rest.
+    """
+
+    student_width: int = 256
+    student_depth: int = 3
+    n_pairs: int = 60_000
+    pair_batch: int = 8192
+    teacher_share: float = 0.6
+    distill_loss: str = "ce"  # "ce" (logits for one-hot blocks) or "mse"
+    distill_lr: float = 2e-3
+    distill_batch_size: int = 1024
+    distill_max_steps: int = 6000
+    distill_min_seconds: float = 5.0
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_width_depth(self.student_width, self.student_depth, prefix="student_")
+        for name in ("n_pairs", "pair_batch", "distill_batch_size", "distill_max_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ModelError(f"config.{name} must be an integer >= 1, got {v!r}")
+        if not 0 < self.teacher_share < 1:
+            raise ModelError(f"config.teacher_share must be in (0, 1), got {self.teacher_share!r}")
+        if self.distill_loss not in ("ce", "mse"):
+            raise ModelError(
+                f"config.distill_loss must be 'ce' or 'mse', got {self.distill_loss!r}"
+            )
+        if not self.distill_lr > 0 or self.distill_min_seconds < 0:
+            raise ModelError("config.distill_lr must be > 0 and distill_min_seconds >= 0")
+
+    def teacher_config(self) -> FlowConfig:
+        names = {f.name for f in fields(FlowConfig)}
+        return FlowConfig(**{k: v for k, v in self.to_dict().items() if k in names})
+
+
+@torch.no_grad()
+def make_pairs(
+    teacher: FlowModel, n: int, seed: int, *, batch: int = 8192, amp: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z, ODE(z))`` pairs on the teacher's device: the coupling the student regresses on.
+
+    Endpoints are the raw (unsnapped) ODE outputs; the student's loss decides how to use them.
+    """
+    device = teacher.device
+    gen = seeded_generator(seed, device, salt=2)
+    z = torch.randn(n, teacher.latent_dim, generator=gen, device=device)
+    x = torch.empty_like(z)
+    field = teacher.field()
+    with autocast(device, amp and device.type == "cuda"):
+        for lo in range(0, n, batch):
+            x[lo : lo + batch] = field.integrate(z[lo : lo + batch]).float()
+    return z, x
+
+
+class OneStepModel(GenerativeModel):
+    """``push(z) = snap(G(z))`` with one MLP forward.
+
+    ``teacher`` (the flow) is kept in memory after ``fit`` for inspection and benchmarks; it is
+    not saved.
+    """
+
+    family = "onestep"
+    config_class = OneStepConfig
+    config: OneStepConfig
+
+    def __init__(self, config: OneStepConfig | dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.student: MLP | None = None
+        self.teacher: FlowModel | None = None
+
+    def _build_networks(self) -> None:
+        self.student = MLP(
+            self.latent_dim, self.n_features, self.config.student_width, self.config.student_depth
+        )
+
+    def _networks(self) -> dict[str, nn.Module]:
+        return {} if self.student is None else {"student": self.student}
+
+    def _push_raw(self, z: torch.Tensor) -> torch.Tensor:
+        assert self.student is not None
+        return self.student(z)
+
+    def to(self, device: str | torch.device) -> OneStepModel:
+        super().to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
+        return self
+
+    def _fit(
+        self,
+        x: torch.Tensor,
+        valid: torch.Tensor | None,
+        callbacks: Sequence[ProgressCallback],
+        checkpoint_dir: Path | None,
+    ) -> dict[str, Any]:
+        cfg = self.config
+        t_start = time.perf_counter()
+        budget = cfg.max_minutes * 60.0
+        teacher = FlowModel(cfg.teacher_config())
+        teacher.n_features, teacher.latent_dim, teacher.blocks = (
+            self.n_features,
+            self.latent_dim,
+            self.blocks,
+        )
+        teacher._index = OneHotIndex(self.blocks)
+        teacher._build_networks()
+        teacher.to(x.device)
+        summary = fit_flow(
+            teacher,
+            x,
+            valid,
+            callbacks,
+            checkpoint_dir,
+            budget_s=budget * cfg.teacher_share,
+            phase="teacher",
+        )
+        teacher._fitted = True
+        teacher.fit_summary = summary
+        self.teacher = teacher
+        t0 = time.perf_counter()
+        pairs = make_pairs(teacher, cfg.n_pairs, cfg.seed, batch=cfg.pair_batch, amp=cfg.amp)
+        summary["pairs"] = {"n": cfg.n_pairs, "seconds": round(time.perf_counter() - t0, 3)}
+        remaining = budget - (time.perf_counter() - t_start)
+        summary.update(
+            distill(
+                self,
+                pairs,
+                x,
+                valid,
+                callbacks,
+                checkpoint_dir,
+                budget_s=max(remaining, cfg.distill_min_seconds),
+            )
+        )
+        return summary
+
+    @classmethod
+    def from_teacher(
+        cls,
+        teacher: FlowModel,
+        pairs: tuple[torch.Tensor, torch.Tensor],
+        x: torch.Tensor,
+        valid: torch.Tensor | None,
+        config: OneStepConfig | dict[str, Any],
+        *,
+        budget_s: float,
+        callbacks: Sequence[ProgressCallback] = (),
+    ) -> OneStepModel:
+        """Distil a student of another size from an already-trained teacher and its pairs.
+
+        Used by the benchmark's frontier (one teacher, several student sizes); ``x``/``valid``
+        are tensors on the teacher's device.
+        """
+        model = cls(config)
+        model.n_features, model.latent_dim, model.blocks = (
+            teacher.n_features,
+            teacher.latent_dim,
+            normalize_blocks(teacher.blocks, teacher.n_features),
+        )
+        model._index = OneHotIndex(model.blocks)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(model.config.seed)
+            model._build_networks()
+        model.to(teacher.device)
+        summary = distill(model, pairs, x, valid, callbacks, None, budget_s=budget_s)
+        assert model.student is not None
+        model.student.eval()
+        model.teacher = teacher
+        model._fitted = True
+        model.fit_summary = {"family": cls.family, **summary}
+        return model
+
+
+def distill(
+    model: OneStepModel,
+    pairs: tuple[torch.Tensor, torch.Tensor],
+    x: torch.Tensor,
+    valid: torch.Tensor | None,
+    callbacks: Sequence[ProgressCallback],
+    checkpoint_dir: Path | None,
+    *,
+    budget_s: float,
+) -> dict[str, Any]:
+    """Regress the student onto the teacher's endpoints (block-aware loss)."""
+    cfg = model.config
+    assert model.student is not None and model._index is not None
+    student, index = model.student, model._index
+    z_all, x_all = pairs
+    device = z_all.device
+    d = x_all.shape[1]
+    gen = seeded_generator(cfg.seed, device, salt=3)
+    batch = min(cfg.distill_batch_size, len(z_all))
+    use_ce = cfg.distill_loss == "ce" and index.has_onehot
+    num = index.numeric
+    classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else []
+    opt = torch.optim.Adam(student.parameters(), lr=cfg.distill_lr)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def step_fn(step: int) -> torch.Tensor:
+        b = batch_index(len(z_all), batch, gen, device)
+        with autocast(device, use_amp):
+            out = student(z_all[b]).float()
+        if not use_ce:
+            return F.mse_loss(out, x_all[b])
+        loss = out.sum() * 0.0
+        if len(num):
+            loss = loss + F.mse_loss(out[:, num], x_all[b][:, num]) * (len(num) / d)
+        for (w, idx), cls in zip(index.groups, classes, strict=True):
+            ce = F.cross_entropy(out[:, idx].reshape(-1, w), cls[b].reshape(-1))
+            loss = loss + cfg.categorical_weight * ce * (idx.numel() / d)
+        return loss
+
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
+    spec = LoopSpec(
+        phase="distill",
+        max_steps=cfg.distill_max_steps,
+        budget_s=budget_s,
+        lr=cfg.distill_lr,
+        warmup_steps=cfg.warmup_steps,
+        grad_clip=cfg.grad_clip,
+        eval_every=cfg.eval_every,
+        patience=cfg.patience,
+        log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+    )
+    proxy = make_proxy(model, x, valid, student)
+    summary = train_loop(
+        spec=spec,
+        modules={"student": student},
+        optimizer=opt,
+        step_fn=step_fn,
+        eval_fn=proxy,
+        generator=gen,
+        callbacks=callbacks,
+        checkpointer=ckpt,
+    )
+    summary["parameters"] = count_parameters(student)
+    summary["width"], summary["depth"] = cfg.student_width, cfg.student_depth
+    return {"distill": summary}

@@ -1,0 +1,131 @@
+"""Named configurations per family: ``tiny`` (tests), ``fast``, ``balanced``, ``best``.
+
+Budgets are stated two ways on purpose. ``max_minutes`` is sized for a 2-core CPU (``fast`` about
+1 minute, ``balanced`` about 4, ``best`` about 12 at 20k rows) and ends scheduled runs on time;
+``max_steps`` capped by ``epochs`` passes over the data scales the work with the table's size
+(a 300-row table gets ``min_steps``, not hours of overfitting) and is what binds on a GPU, where
+the same preset then finishes in seconds and reproduces exactly. Nothing here is tuned to one
+dataset: the values were chosen on the 8-Gaussian toy and checked across the shared tables by
+``benchmarks/fidelity.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pfcore.errors import ModelError
+
+__all__ = ["PRESETS", "PRESET_NAMES", "preset_config"]
+
+PRESET_NAMES = ("tiny", "fast", "balanced", "best")
+
+_TRAIN: dict[str, dict[str, Any]] = {
+    # A few seconds on CPU: for unit tests, not for data you care about.
+    "tiny": dict(
+        batch_size=256,
+        max_steps=400,
+        min_steps=50,
+        epochs=None,
+        max_minutes=2.0,
+        warmup_steps=20,
+        eval_every=100,
+        n_eval=512,
+        log_every=50,
+        checkpoint_every=100,
+    ),
+    "fast": dict(
+        batch_size=512,
+        max_steps=4000,
+        min_steps=600,
+        epochs=200,
+        max_minutes=1.0,
+        warmup_steps=100,
+        eval_every=250,
+        n_eval=1024,
+        patience=0,
+    ),
+    "balanced": dict(
+        batch_size=1024,
+        max_steps=12000,
+        min_steps=1500,
+        epochs=600,
+        max_minutes=3.5,
+        warmup_steps=200,
+        eval_every=500,
+        n_eval=2048,
+        patience=0,
+    ),
+    "best": dict(
+        batch_size=1024,
+        max_steps=40000,
+        min_steps=3000,
+        epochs=2000,
+        max_minutes=12.0,
+        warmup_steps=300,
+        eval_every=1000,
+        n_eval=4096,
+        patience=0,
+    ),
+}
+
+_FLOW_NET: dict[str, dict[str, Any]] = {
+    "tiny": dict(width=64, depth=2, solver_steps=4),
+    "fast": dict(width=256, depth=3, solver_steps=8),
+    "balanced": dict(width=512, depth=4, solver_steps=8),
+    "best": dict(width=768, depth=4, solver_steps=12),
+}
+
+_ONESTEP: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        student_width=64,
+        student_depth=2,
+        n_pairs=4096,
+        distill_max_steps=400,
+        distill_batch_size=256,
+        max_minutes=3.0,
+    ),
+    "fast": dict(
+        student_width=256, student_depth=3, n_pairs=20_000, distill_max_steps=3000, max_minutes=1.25
+    ),
+    "balanced": dict(
+        student_width=256, student_depth=3, n_pairs=60_000, distill_max_steps=8000, max_minutes=4.0
+    ),
+    "best": dict(
+        student_width=512,
+        student_depth=4,
+        n_pairs=150_000,
+        distill_max_steps=30000,
+        max_minutes=14.0,
+    ),
+}
+
+_GEN_NET: dict[str, dict[str, Any]] = {
+    "tiny": dict(width=64, depth=2),
+    "fast": dict(width=256, depth=3),
+    "balanced": dict(width=512, depth=4),
+    "best": dict(width=768, depth=4),
+}
+
+
+def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in parts:
+        out.update(p)
+    return out
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "flow": {p: _merge(_TRAIN[p], _FLOW_NET[p]) for p in PRESET_NAMES},
+    "onestep": {p: _merge(_TRAIN[p], _FLOW_NET[p], _ONESTEP[p]) for p in PRESET_NAMES},
+    "energy": {p: _merge(_TRAIN[p], _GEN_NET[p]) for p in PRESET_NAMES},
+    "naive_mse": {p: _merge(_TRAIN[p], _GEN_NET[p]) for p in PRESET_NAMES},
+}
+
+
+def preset_config(family: str, preset: str) -> dict[str, Any]:
+    """The preset's settings for ``family`` (a fresh dict the caller may update)."""
+    if family not in PRESETS:
+        raise ModelError(f"unknown model family {family!r}; choose one of {sorted(PRESETS)}")
+    if preset not in PRESETS[family]:
+        raise ModelError(f"unknown preset {preset!r}; choose one of {list(PRESET_NAMES)}")
+    return dict(PRESETS[family][preset])

@@ -1,0 +1,217 @@
+"""The pyfunc contract: request rows in, synthetic pandas rows out, and its MLflow signature.
+
+Input (one request per row; MLflow's signature enforces the column types)::
+
+    n_rows: long   number of synthetic rows to draw, 0 <= n_rows <= MAX_ROWS_PER_REQUEST
+    seed:   long   non-negative; the same (model version, n_rows, seed) gives identical rows
+
+Output: one DataFrame with exactly the source's columns, in the source's order; the rows of each
+request are concatenated in request order (index 0..total-1). Each request is sampled on its own,
+so its rows do not depend on the other requests in the same call.
+
+A request draws its rows exactly as ``pfcore.generate`` does for a batch of ``n_rows`` rows with
+``seed`` (canonical blocks of ``BLOCK_ROWS`` rows, block ``b`` seeded from
+``SeedSequence([seed, b])``): ``predict(n_rows=N, seed=s)`` on version V returns the rows of the
+published batch (V, N, s), so an analyst can reproduce or spot-check a batch from the model
+version and the seed alone.
+
+Dtypes are what pandas gives when it reads the source Parquet through pyarrow (int64, float64,
+bool, datetime64[.., UTC], strings), except that integer and boolean columns that can be missing
+use pandas' nullable ``Int64``/``boolean`` dtypes, so a null never turns a whole integer column
+into floats and the dtype never depends on whether a given sample happened to draw a null.
+
+For batches larger than memory use ``pfcore.generate``, which streams canonical blocks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pfcore.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from mlflow.models.signature import ModelSignature
+
+    from pfcore.schema import TableSchema
+    from pfcore.synthesizer import Synthesizer
+
+__all__ = [
+    "INPUT_COLUMNS",
+    "MAX_ROWS_PER_REQUEST",
+    "input_example",
+    "signature_for",
+    "to_pandas",
+    "sample_table",
+    "predict_frame",
+]
+
+INPUT_COLUMNS = ("n_rows", "seed")
+#: predict() materialises its result in memory; beyond this, pfcore.generate is the right tool.
+MAX_ROWS_PER_REQUEST = 5_000_000
+
+
+def _nullable_columns(schema: TableSchema) -> set[str]:
+    """Columns that may hold nulls in synthetic output (they had missing values in the source)."""
+    out: set[str] = set()
+    for col in schema.columns:
+        rate = getattr(col, "missing_rate", None)
+        if rate is not None:
+            if float(rate) > 0:
+                out.add(col.name)
+        elif getattr(col, "nullable", False):
+            out.add(col.name)
+    return out
+
+
+def _pandas_type_for(arrow_type: pa.DataType, nullable: bool) -> Any:
+    """A pandas extension dtype for nullable integer/boolean columns, else None (default)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not nullable:
+        return None
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    if pa.types.is_integer(arrow_type):
+        name = str(arrow_type)  # "int64" -> "Int64", "uint8" -> "UInt8"
+        return pd.api.types.pandas_dtype(
+            "UInt" + name[4:] if name.startswith("u") else "I" + name[1:]
+        )
+    return None
+
+
+def to_pandas(table: pa.Table, schema: TableSchema) -> pd.DataFrame:
+    """Arrow table -> DataFrame with the documented dtypes (see the module docstring)."""
+    import pandas as pd
+
+    nullable = _nullable_columns(schema)
+    cols: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        ext = _pandas_type_for(column.type, name in nullable)
+        series = column.to_pandas(types_mapper={column.type: ext}.get if ext is not None else None)
+        cols[name] = series.reset_index(drop=True)
+    return pd.DataFrame(cols, columns=table.column_names)
+
+
+def _mlflow_type(arrow_type: pa.DataType) -> str | None:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_integer(arrow_type):
+        # MLflow "integer" is int32, "long" is int64: pick the narrowest that holds every value.
+        fits_int32 = arrow_type.bit_width < 32 or (
+            arrow_type.bit_width == 32 and pa.types.is_signed_integer(arrow_type)
+        )
+        return "integer" if fits_int32 else "long"
+    if pa.types.is_float32(arrow_type):
+        return "float"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "double"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "datetime"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "binary"
+    return None
+
+
+def signature_for(schema: TableSchema) -> ModelSignature:
+    """Input: (n_rows long, seed long). Output: the source's columns with MLflow types.
+
+    A column whose Arrow type has no MLflow equivalent is declared as string-typed rather than
+    dropped, so the declared output still lists every column; MLflow does not enforce output
+    schemas, it documents them.
+    """
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    nullable = _nullable_columns(schema)
+    arrow_schema = schema.arrow_schema()
+    outputs = [
+        ColSpec(_mlflow_type(f.type) or "string", f.name, required=f.name not in nullable)
+        for f in arrow_schema
+    ]
+    inputs = Schema([ColSpec("long", "n_rows"), ColSpec("long", "seed")])
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+
+
+def input_example(n_rows: int = 5, seed: int = 0) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({"n_rows": [n_rows], "seed": [seed]}, dtype="int64")
+
+
+def _requests(model_input: Any) -> list[tuple[int, int]]:
+    """Validate and extract (n_rows, seed) pairs from a DataFrame or mapping of columns."""
+    import numpy as np
+    import pandas as pd
+
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"model input needs columns {list(INPUT_COLUMNS)}, missing {missing}; "
+            f"got {list(frame.columns)}",
+            column=missing[0],
+        )
+    out: list[tuple[int, int]] = []
+    for col in INPUT_COLUMNS:
+        values = frame[col]
+        if values.isna().any():
+            raise InputError("must not be null", column=col)
+        if not np.all(
+            np.asarray(values, dtype="float64") == np.floor(np.asarray(values, "float64"))
+        ):
+            raise InputError("must be whole numbers", column=col)
+    for n, seed in zip(frame["n_rows"].astype("int64"), frame["seed"].astype("int64"), strict=True):
+        if not 0 <= int(n) <= MAX_ROWS_PER_REQUEST:
+            raise InputError(
+                f"must be in [0, {MAX_ROWS_PER_REQUEST}], got {int(n)}; use pfcore.generate "
+                "for larger batches",
+                column="n_rows",
+            )
+        if int(seed) < 0:
+            raise InputError(f"must be >= 0, got {int(seed)}", column="seed")
+        out.append((int(n), int(seed)))
+    return out
+
+
+def sample_table(synth: Synthesizer, n_rows: int, seed: int) -> pa.Table:
+    """``n_rows`` rows exactly as ``pfcore.generate`` publishes them for ``seed``.
+
+    Same canonical blocks, seeds, CPU noise and ``row_offset`` as the generator's shard writer,
+    in memory and in one thread (requests are capped at MAX_ROWS_PER_REQUEST).
+    """
+    import pyarrow as pa
+    import torch
+
+    from pfcore.generate.plan import BLOCK_ROWS, block_seeds
+
+    if n_rows == 0:
+        return synth.sample(0, seed)
+    tables = []
+    for b in range(-(-n_rows // BLOCK_ROWS)):
+        rows = min(BLOCK_ROWS, n_rows - b * BLOCK_ROWS)
+        noise_seed, decode_seed = block_seeds(seed, b)
+        z = torch.randn(rows, synth.latent_dim, generator=torch.Generator().manual_seed(noise_seed))
+        with torch.inference_mode():
+            x = synth.push(z)
+        tables.append(synth.transformer.decode(x, seed=decode_seed, row_offset=b * BLOCK_ROWS))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def predict_frame(synth: Synthesizer, model_input: Any) -> pd.DataFrame:
+    """Sample every request and concatenate (see the module docstring for the contract)."""
+    import pyarrow as pa
+
+    tables = [sample_table(synth, n, seed) for n, seed in _requests(model_input)]
+    if not tables:
+        tables = [synth.sample(0, 0)]
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return to_pandas(table, synth.schema)

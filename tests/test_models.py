@@ -1,0 +1,403 @@
+"""Push-forward models: distribution tests that can fail, plus the interface contract.
+
+The 8-Gaussian mixture is the classic mode-coverage check: a model that learns only the mean
+(``naive_mse``, the negative control) or drops modes fails it. Configurations are small so the
+whole file runs in well under two minutes on 2 cores; budgets are set by steps, with generous
+minutes, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pfcore import models
+from pfcore.errors import InputError, ModelError
+from pfcore.models.base import Progress
+
+# ----------------------------------------------------------------------------- toy data
+SIGMA = 0.3
+RADIUS = 4.0
+SCALE = 2.9  # bring the mixture to roughly unit variance, as the data layer's encoding does
+CENTERS = (
+    np.stack(
+        [RADIUS * np.cos(np.arange(8) * np.pi / 4), RADIUS * np.sin(np.arange(8) * np.pi / 4)],
+        axis=1,
+    )
+    / SCALE
+)
+NUMERIC2 = [
+    {"column": "x", "kind": "numeric", "start": 0, "width": 1},
+    {"column": "y", "kind": "numeric", "start": 1, "width": 1},
+]
+
+# Step-bound settings shared by the mode tests (about 2 s per 1,000 steps on one idle core).
+TOY = dict(
+    width=128,
+    depth=3,
+    batch_size=256,
+    lr=5e-3,
+    max_steps=2000,
+    min_steps=1,
+    epochs=None,
+    eval_every=500,
+    n_eval=1000,
+    max_minutes=30.0,
+    warmup_steps=50,
+    threads=1,
+)
+
+
+def mixture(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, 8, n)
+    pts = CENTERS[k] * SCALE + SIGMA * rng.standard_normal((n, 2))
+    return (pts / SCALE).astype(np.float32)
+
+
+def mode_report(samples: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fraction of samples within 3 sigma of some mode, and each mode's share of all samples."""
+    d = np.linalg.norm(samples[:, None, :] - CENTERS[None], axis=2)
+    near = d.min(axis=1) < 3 * SIGMA / SCALE
+    share = np.bincount(d.argmin(axis=1)[near], minlength=8) / len(samples)
+    return float(near.mean()), share
+
+
+def assert_modes_covered(samples: np.ndarray, *, min_near: float = 0.75) -> None:
+    near, share = mode_report(samples)
+    assert near >= min_near, f"only {near:.2f} of samples near a mode (shares {share.round(3)})"
+    expected = near / 8
+    assert np.all(np.abs(share - expected) < 0.35 * expected), f"uneven modes: {share.round(3)}"
+
+
+def tiny_mixed(n: int = 600, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """Two numeric columns plus a 3-way and a 2-way one-hot block, encoded like the data layer."""
+    rng = np.random.default_rng(seed)
+    num = rng.standard_normal((n, 2)).astype(np.float32)
+    a = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+    b = (num[:, 0] > 0.5).astype(int)
+    oh_a = -np.ones((n, 3), np.float32)
+    oh_a[np.arange(n), a] = 1
+    oh_b = -np.ones((n, 2), np.float32)
+    oh_b[np.arange(n), b] = 1
+    x = np.concatenate([num, oh_a, oh_b], axis=1)
+    blocks = [
+        {"column": "n1", "kind": "numeric", "start": 0, "width": 1},
+        {"column": "n2", "kind": "numeric", "start": 1, "width": 1},
+        {"column": "a", "kind": "onehot", "start": 2, "width": 3},
+        {"column": "b", "kind": "onehot", "start": 5, "width": 2},
+    ]
+    return x, blocks
+
+
+TINY = dict(
+    max_steps=60,
+    min_steps=1,
+    epochs=None,
+    eval_every=30,
+    max_minutes=30.0,
+    n_eval=256,
+    checkpoint_every=20,
+    log_every=10,
+    threads=1,
+)
+TINY_FAMILY = {
+    "flow": {},
+    "onestep": dict(n_pairs=512, distill_max_steps=40),
+    "energy": {},
+    "naive_mse": {},
+}
+
+
+def fit_tiny(family: str, seed: int = 0, **extra) -> models.GenerativeModel:
+    x, blocks = tiny_mixed()
+    m = models.build(family, {"seed": seed, **TINY, **TINY_FAMILY[family], **extra}, preset="tiny")
+    m.fit(x[:500], blocks, valid=x[500:])
+    return m
+
+
+# ----------------------------------------------------------------------------- mode coverage
+@pytest.fixture(scope="module")
+def onestep_toy() -> models.OneStepModel:
+    x, v = mixture(4000, 0), mixture(1000, 1)
+    cfg = dict(
+        TOY,
+        seed=0,
+        solver_steps=8,
+        student_width=128,
+        student_depth=3,
+        n_pairs=8192,
+        distill_max_steps=2000,
+        distill_lr=5e-3,
+        distill_batch_size=256,
+    )
+    m = models.build("onestep", cfg, preset="tiny")
+    m.fit(x, NUMERIC2, valid=v)
+    return m  # type: ignore[return-value]
+
+
+def test_flow_covers_every_mode(onestep_toy: models.OneStepModel) -> None:
+    assert onestep_toy.teacher is not None
+    assert_modes_covered(onestep_toy.teacher.sample(4000, seed=5))
+
+
+def test_onestep_covers_every_mode(onestep_toy: models.OneStepModel) -> None:
+    assert_modes_covered(onestep_toy.sample(4000, seed=5))
+
+
+def test_energy_covers_every_mode() -> None:
+    # Energy distance needs bigger batches than the flow to see all eight modes in one batch.
+    m = models.build("energy", dict(TOY, seed=0, batch_size=512), preset="tiny")
+    m.fit(mixture(4000, 0), NUMERIC2, valid=mixture(1000, 1))
+    assert_modes_covered(m.sample(4000, seed=5), min_near=0.5)
+
+
+def test_naive_mse_fails_the_same_check() -> None:
+    """Negative control: MSE against random rows collapses to the mean, so the check must fail."""
+    m = models.build("naive_mse", dict(TOY, seed=0, max_steps=500), preset="tiny")
+    m.fit(mixture(4000, 0), NUMERIC2)
+    samples = m.sample(4000, seed=5)
+    near, _share = mode_report(samples)
+    assert near < 0.05
+    assert np.linalg.norm(samples.mean(axis=0)) < 0.2  # the mean of the ring is the origin
+    with pytest.raises(AssertionError):
+        assert_modes_covered(samples)
+
+
+# ----------------------------------------------------------------------------- contract
+@pytest.mark.parametrize("family", sorted(models.FAMILIES))
+def test_push_snaps_onehot_and_is_deterministic(family: str) -> None:
+    m = fit_tiny(family)
+    out = m.sample(300, seed=3)
+    assert out.shape == (300, 7) and out.dtype == np.float32
+    for start, width in ((2, 3), (5, 2)):
+        block = out[:, start : start + width]
+        assert set(np.unique(block)) <= {-1.0, 1.0}
+        assert np.all((block == 1.0).sum(axis=1) == 1)
+    np.testing.assert_array_equal(out, m.sample(300, seed=3))
+    assert not np.array_equal(out, m.sample(300, seed=4))
+    z = torch.randn(300, m.latent_dim, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(out, m.push(z).numpy())
+
+
+@pytest.mark.parametrize("family", ["onestep", "energy"])
+def test_same_seed_same_model(family: str) -> None:
+    a, b, c = fit_tiny(family, seed=1), fit_tiny(family, seed=1), fit_tiny(family, seed=2)
+    np.testing.assert_array_equal(a.sample(200, 0), b.sample(200, 0))
+    assert not np.array_equal(a.sample(200, 0), c.sample(200, 0))
+
+
+@pytest.mark.parametrize("family", sorted(models.FAMILIES))
+def test_save_load_same_samples(family: str, tmp_path: Path) -> None:
+    m = fit_tiny(family)
+    m.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["family"] == family and meta["n_features"] == 7 and len(meta["blocks"]) == 4
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.safetensors"]
+    loaded = models.load(tmp_path / "m", device="cpu")
+    assert type(loaded) is type(m) and loaded.device == torch.device("cpu")
+    np.testing.assert_array_equal(m.sample(500, seed=9), loaded.sample(500, seed=9))
+
+
+def test_saved_weights_are_device_free(tmp_path: Path) -> None:
+    """Whatever device trained it, the file holds CPU float32 tensors (so it loads on CPU)."""
+    from safetensors import safe_open
+
+    m = fit_tiny("onestep")
+    m.save(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), framework="pt", device="cpu") as f:
+        keys = list(f.keys())
+        assert keys and all(k.startswith("student.") for k in keys)
+        assert all(f.get_tensor(k).dtype == torch.float32 for k in keys)
+
+
+def test_progress_callbacks_and_summary() -> None:
+    seen: list[Progress] = []
+    x, blocks = tiny_mixed()
+    model = models.build("onestep", {**TINY, **TINY_FAMILY["onestep"]}, preset="tiny")
+    summary = model.fit(x[:500], blocks, valid=x[500:], callbacks=[seen.append])
+    phases = {p.phase for p in seen}
+    assert phases == {"teacher", "distill"}
+    assert all(p.step <= p.total_steps and p.elapsed_s >= 0 for p in seen)
+    assert any("proxy" in p.metrics for p in seen)
+    assert summary["teacher"]["steps"] == 60 and summary["distill"]["steps"] == 40
+    assert summary["device"] == "cpu" and summary["pairs"]["n"] == 512
+    json.dumps(summary)  # JSON-able
+
+
+def test_time_budget_stops_training() -> None:
+    x, blocks = tiny_mixed()
+    m = models.build("flow", {**TINY, "max_steps": 10**6, "max_minutes": 0.02}, preset="tiny")
+    summary = m.fit(x, blocks)
+    assert summary["flow"]["stop_reason"] == "time_budget"
+    assert summary["flow"]["seconds"] < 10
+
+
+def test_early_stopping_with_patience() -> None:
+    x, blocks = tiny_mixed()
+    m = models.build(
+        "naive_mse",
+        {**TINY, "max_steps": 5000, "eval_every": 10, "patience": 2, "lr": 3e-3},
+        preset="tiny",
+    )
+    summary = m.fit(x[:500], blocks, valid=x[500:])["naive_mse"]
+    assert summary["stop_reason"] == "early_stopping" and summary["steps"] < 5000
+
+
+def test_checkpoint_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    """Kill a fit mid-way (a callback raises), rerun with the same checkpoint dir: same model."""
+    x, blocks = tiny_mixed()
+    cfg = {**TINY, "max_steps": 80, "checkpoint_every": 20, "eval_every": 20}
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_50(p: Progress) -> None:
+        if p.step >= 50:
+            raise Interrupt
+
+    ref = models.build("flow", cfg, preset="tiny")
+    ref.fit(x[:500], blocks, valid=x[500:])
+    first = models.build("flow", cfg, preset="tiny")
+    with pytest.raises(Interrupt):
+        first.fit(x[:500], blocks, valid=x[500:], callbacks=[stop_at_50], checkpoint_dir=tmp_path)
+    assert (tmp_path / "flow.pt").exists()
+    second = models.build("flow", cfg, preset="tiny")
+    summary = second.fit(x[:500], blocks, valid=x[500:], checkpoint_dir=tmp_path)
+    assert summary["flow"]["resumed_from"] == 40
+    np.testing.assert_array_equal(ref.sample(300, 1), second.sample(300, 1))
+
+
+# ----------------------------------------------------------------------------- validation
+def test_config_is_validated_at_construction() -> None:
+    with pytest.raises(ModelError, match="width"):
+        models.build("flow", {"width": 0})
+    with pytest.raises(ModelError, match="unknown config key"):
+        models.build("onestep", {"widht": 64})
+    with pytest.raises(ModelError, match="solver"):
+        models.build("flow", {"solver": "rk45"})
+    with pytest.raises(ModelError, match="family"):
+        models.build("gan")
+    with pytest.raises(ModelError, match="preset"):
+        models.build("flow", preset="turbo")
+    with pytest.raises(ModelError, match="teacher_share"):
+        models.build("onestep", {"teacher_share": 1.5})
+    with pytest.raises(ModelError, match="device"):
+        models.build("flow", {"device": "tpu"})
+
+
+def test_bad_inputs_raise_input_error() -> None:
+    x, blocks = tiny_mixed()
+    m = models.build("naive_mse", TINY, preset="tiny")
+    with pytest.raises(ModelError, match="not fitted"):
+        m.sample(3, 0)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InputError, match="row 3, column 1"):
+        m.fit(bad, blocks)
+    with pytest.raises(InputError, match="cover"):
+        m.fit(x[:, :6], blocks)
+    with pytest.raises(InputError, match="contiguous"):
+        m.fit(x, [blocks[1], blocks[0], *blocks[2:]])
+    with pytest.raises(InputError, match="onehot block"):
+        m.fit(
+            x[:, :3],
+            [blocks[0], blocks[1], {"column": "c", "kind": "onehot", "start": 2, "width": 1}],
+        )
+    with pytest.raises(InputError, match="columns"):
+        m.fit(x, blocks, valid=x[:, :5])
+
+
+def test_load_rejects_missing_or_newer_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model.json"):
+        models.load(tmp_path)
+    m = fit_tiny("naive_mse")
+    m.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="upgrade"):
+        models.load(tmp_path)
+
+
+# ----------------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_with_amp_then_load_on_cpu(tmp_path: Path) -> None:
+    x, blocks = tiny_mixed(2000)
+    m = models.build(
+        "onestep",
+        {
+            **TINY,
+            **TINY_FAMILY["onestep"],
+            "device": "cuda",
+            "amp": True,
+            "max_steps": 300,
+            "distill_max_steps": 200,
+        },
+        preset="tiny",
+    )
+    summary = m.fit(x[:1500], blocks, valid=x[1500:])
+    assert summary["device"].startswith("cuda") and summary["teacher"]["amp"] is True
+    assert m.device.type == "cuda"
+    on_gpu = m.sample(1000, seed=2)
+    assert np.isfinite(on_gpu).all()
+    m.save(tmp_path)
+    cpu = models.load(tmp_path, device="cpu")
+    on_cpu = cpu.sample(1000, seed=2)
+    np.testing.assert_allclose(on_cpu[:, :2], on_gpu[:, :2], atol=2e-3)
+    assert (on_cpu[:, 2:] == on_gpu[:, 2:]).all(axis=1).mean() > 0.99
+
+
+# ----------------------------------------------------------------------------- real tables
+REAL = dict(TOY, width=128, depth=3, max_steps=1500, eval_every=500, solver_steps=8,
+            student_width=128, student_depth=2, n_pairs=8192, distill_max_steps=1500,
+            distill_lr=5e-3, distill_batch_size=256)
+
+
+def categorical_tvd(path: Path, columns: list[str], n_rows: int | None, tol: float) -> None:
+    """Fit onestep through the real data layer; each categorical's frequencies within ``tol``.
+
+    Frequencies include the null share, so under-produced missing values fail too.
+    """
+    import pyarrow.parquet as pq
+
+    from pfcore.schema import infer_schema
+    from pfcore.transforms import TableTransformer
+
+    table = pq.read_table(path)
+    if n_rows is not None and table.num_rows > n_rows:
+        idx = np.sort(np.random.default_rng(0).choice(table.num_rows, n_rows, replace=False))
+        table = table.take(idx)
+    schema = infer_schema(table)
+    tr = TableTransformer.fit(table, schema, seed=0)
+    x = tr.encode(table, seed=0)
+    model = models.build("onestep", dict(REAL, seed=0), preset="tiny")
+    model.fit(x, tr.blocks)
+    synth = tr.decode(model.sample(5000, seed=1), seed=1).to_pandas()
+    real = table.to_pandas()
+    for col in columns:
+        rf = real[col].astype(str).value_counts(normalize=True)
+        sf = synth[col].astype(str).value_counts(normalize=True)
+        keys = rf.index.union(sf.index)
+        tvd = 0.5 * float(np.abs(rf.reindex(keys, fill_value=0) - sf.reindex(keys, fill_value=0)).sum())
+        assert tvd < tol, f"{col}: total variation {tvd:.3f}\nreal {rf.round(3).to_dict()}\n" \
+                          f"synthetic {sf.round(3).to_dict()}"
+
+
+def test_categorical_frequencies_penguins() -> None:
+    """344 rows with nulls in ``sex``: small data must not lose categories or the null share."""
+    from tests.conftest import TEST_DATA
+
+    categorical_tvd(TEST_DATA / "penguins.parquet", ["species", "island", "sex"], None, tol=0.08)
+
+
+@pytest.mark.shared
+def test_categorical_frequencies_diamonds() -> None:
+    from tests.conftest import shared_dataset
+
+    categorical_tvd(shared_dataset("diamonds"), ["cut", "color", "clarity"], 5000, tol=0.05)
