@@ -1,0 +1,53 @@
+"""train_pipeline: ingest → train → validate → register."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.params import TrainParams
+from pfcore.errors import GateFailed
+from tasks._common import run_dir
+from tasks.ingest import ingest_task
+from tasks.register import register_task
+from tasks.train import train_task
+from tasks.validate import validate_task
+
+
+@flow(name="train-pipeline", log_prints=True)
+def train_pipeline(params: TrainParams = TrainParams()) -> dict:
+    """Train a synthesizer on ``params.source`` and register it in MLflow.
+
+    A model that fails the absolute gate (quality, detection, privacy, validity) is not
+    registered and the run fails with every reason. A model that passes it but does not beat the
+    current champion is registered under the ``challenger`` alias.
+    """
+    from pfcore.paths import pushforward_home
+
+    name = params.resolved_dataset_name()
+    model_name = params.resolved_model_name()
+    dataset_dir = str(pushforward_home() / "datasets" / name)
+    ingested = ingest_task(params.source, dataset_dir, params.overrides)
+    work = run_dir("runs", name)
+    trained = train_task(
+        ingested["dataset_dir"], str(work), family=params.family, preset=params.preset,
+        seed=params.seed, holdout_fraction=params.holdout_fraction,
+        max_train_rows=params.max_train_rows, max_minutes=params.max_minutes, device=params.device,
+    )
+    gate_config = params.gate.model_dump(exclude={"check_regression"})
+    validated = validate_task(
+        ingested["dataset_dir"], trained["synth_dir"], str(work), seed=params.seed,
+        holdout_fraction=params.holdout_fraction, max_train_rows=params.max_train_rows,
+        target=params.target, gate_config=gate_config,
+    )
+    if not validated["passed"]:
+        raise GateFailed(validated["reasons"])
+    registered = register_task(
+        synth_dir=trained["synth_dir"], model_name=model_name, report_dir=validated["report_dir"],
+        summary=validated["summary"], passed=True, reasons=[], seed=params.seed,
+        check_regression=params.gate.check_regression,
+        training_curve=trained["training_curve"], dataset_checksum=ingested["checksum"],
+        params={**params.model_dump(exclude={"gate"}), **{f"gate_{k}": v for k, v in params.gate.model_dump().items()},
+                "train_rows": trained["info"].get("train_rows"), "n_features": trained["info"].get("n_features")},
+    )
+    return {"dataset_dir": ingested["dataset_dir"], "synth_dir": trained["synth_dir"],
+            "report_dir": validated["report_dir"], "summary": validated["summary"], **registered}

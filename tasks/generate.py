@@ -1,0 +1,78 @@
+"""Generation tasks: resolve the model by alias, plan a batch, write shards, publish."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from tasks._common import logger, retry_if_transient
+
+
+@task(name="resolve-model", retries=3, retry_delay_seconds=[5, 15, 45],
+      retry_condition_fn=retry_if_transient)
+def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
+    """Local folder of the aliased version (downloaded once into the cache) and its version.
+
+    A missing model or alias is not transient: it raises a clear error at once (no retries help).
+    """
+    from pfcore.errors import GenerationError, RegistryError
+    from pfcore.registry import resolve_alias
+    from pfcore.registry.register import download_version
+
+    try:
+        info = resolve_alias(model_name, alias)
+    except RegistryError as exc:
+        if "unreachable" in str(exc).lower():
+            raise
+        raise GenerationError(
+            f"no model {model_name!r} with alias {alias!r} in the registry: train one with the "
+            f"train-pipeline flow first (a model becomes 'champion' only when it passes the gate). "
+            f"Registry said: {exc}"
+        ) from exc
+    path = download_version(info)
+    logger().info("using %s version %s (@%s) from %s", model_name, info.version, alias, path)
+    return {"synth_dir": str(path), "version": str(info.version), "run_id": info.run_id}
+
+
+@task(name="plan-batch")
+def plan_task(synth_dir: str, rows: int, seed: int, out_root: str, dataset_name: str, *,
+              rows_per_shard: int, run_date: str, model_name: str, model_version: str,
+              batch_id: str | None = None) -> dict:
+    from pfcore.generate import plan_batch
+
+    plan = plan_batch(synth_dir, rows, seed, out_root, dataset_name, rows_per_shard=rows_per_shard,
+                      run_date=run_date, model_name=model_name, model_version=model_version,
+                      batch_id=batch_id)
+    logger().info("batch %s: %d rows in %d shards -> %s", plan.batch_id, rows, len(plan.shards),
+                  plan.final_dir)
+    return plan.to_dict()
+
+
+@task(name="generate-shard", retries=1, retry_delay_seconds=5,
+      task_run_name="shard-{index}")
+def shard_task(plan: dict, index: int) -> dict:
+    """Idempotent per shard: a retried or resumed shard already staged is skipped."""
+    from pfcore.generate import generate_shard
+
+    res = generate_shard(None, plan, index)
+    logger().info("shard %d: %d rows in %.1fs%s", index, res.rows, res.seconds,
+                  " (already staged)" if res.skipped else "")
+    return res.to_dict()
+
+
+@task(name="publish-batch", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_transient)
+def publish_task(plan: dict, results: list[dict]) -> dict:
+    from pfcore.generate import publish_batch
+
+    manifest = publish_batch(plan, results)
+    logger().info("published %d rows to %s", manifest.rows, manifest.path.parent)
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            f"## Published batch\n\n- location: `{manifest.path.parent}`\n- rows: {manifest.rows:,}\n"
+            f"- files: {len(manifest.files)}\n- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n",
+            key="published-batch", description="Synthetic batch written to Parquet")
+    except Exception as exc:  # noqa: BLE001 - no API outside a run
+        logger().debug("no Prefect artifact: %s", exc)
+    return {"path": str(manifest.path.parent), "rows": manifest.rows, "files": len(manifest.files),
+            "batch_id": manifest.batch_id, "seed": manifest.seed}

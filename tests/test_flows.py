@@ -1,0 +1,103 @@
+"""Flows under prefect_test_harness: the real tasks, a temporary Prefect API, embedded MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from tests.conftest import TEST_DATA
+
+PENGUINS = str(TEST_DATA / "penguins.parquet")
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory):
+    """One temporary Prefect server for the module (its start costs 15-30 s on 2 cores)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("pf-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PUSHFORWARD_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with prefect_test_harness(server_startup_timeout=180):
+        yield home
+    mp.undo()
+
+
+def _loose_train_params(**kw):
+    from flows.params import GateParams, TrainParams
+
+    base = dict(source=PENGUINS, dataset_name="penguins", model_name="pf-test-penguins",
+                preset="tiny", holdout_fraction=0.25,
+                # Orchestration is under test here, not model quality: a loose gate.
+                gate=GateParams(min_quality=0.5, min_pair_trends=0.3, min_column_shape=0.3,
+                                max_detection_auc=1.0, max_missing_rate_diff=0.2))
+    base.update(kw)
+    return TrainParams(**base)
+
+
+def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
+    from flows.params import PipelineParams
+    from flows.pipeline import pipeline
+
+    out = harness / "batches"
+    res = pipeline(PipelineParams(train=_loose_train_params(), rows=3000, output=str(out)))
+    train, gen = res["train"], res["generate"]
+    assert train["alias"] == "champion"
+    assert gen["rows"] == 3000
+    table = ds.dataset(gen["path"], format="parquet").to_table()
+    assert table.num_rows == 3000
+    src = ds.dataset(PENGUINS).schema
+    assert table.schema.names == src.names
+    assert all(table.schema.field(n).type == src.field(n).type for n in src.names)
+
+
+def test_failing_gate_fails_the_run_and_registers_nothing(harness: Path) -> None:
+    from prefect import flow
+
+    from flows.params import GateParams
+    from flows.train_pipeline import train_pipeline
+    from pfcore.errors import GateFailed
+
+    params = _loose_train_params(model_name="pf-test-rejected",
+                                 gate=GateParams(min_quality=0.999, max_detection_auc=0.5))
+    state = train_pipeline(params, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(GateFailed) as err:
+        state.result()
+    assert "quality" in str(err.value) or "detection" in str(err.value)
+
+    import mlflow
+
+    from pfcore.registry.tracking import configure
+
+    configure(probe=False)
+    assert not mlflow.MlflowClient().search_model_versions("name='pf-test-rejected'")
+    del flow
+
+
+def test_generate_without_champion_fails_clearly(harness: Path) -> None:
+    from flows.generate_batch import generate_batch
+    from flows.params import GenerateParams
+
+    state = generate_batch(GenerateParams(model_name="pf-test-no-such-model", rows=10),
+                           return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception) as err:
+        state.result()
+    assert "pf-test-no-such-model" in str(err.value) and "champion" in str(err.value)
+
+
+def test_invalid_parameters_are_rejected_with_the_field_named() -> None:
+    from pydantic import ValidationError
+
+    from flows.params import GenerateParams, TrainParams
+
+    with pytest.raises(ValidationError, match="rows"):
+        GenerateParams(rows=0)
+    with pytest.raises(ValidationError, match="does not exist"):
+        TrainParams(source="/no/such/file.csv")
+    with pytest.raises(ValidationError, match="preset"):
+        TrainParams(source=PENGUINS, preset="huge")
