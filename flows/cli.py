@@ -164,17 +164,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print({"passed": result.passed, "reasons": result.reasons, "summary": report.summary})
         return EXIT_OK if result.passed else EXIT_GATE
 
-    _prefect_env()
+    _prefect_env()  # before any Prefect import below
     if args.command == "train":
-        from flows.train_pipeline import train_pipeline
-
         if args.preset is None:
             args.preset = "balanced"
-        _print(train_pipeline(_train_params(args)))
+        params = _train_params(args)
+        from flows.train_pipeline import train_pipeline
+
+        _print(train_pipeline(params))
         return EXIT_OK
 
     if args.command == "generate":
-        from flows.generate_batch import generate_batch
         from flows.params import GenerateParams
 
         fields = {k: v for k, v in {
@@ -182,16 +182,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             "seed_policy": args.seed_policy, "output": args.output, "rows_per_shard": args.rows_per_shard,
             "runner": args.runner, "dask_address": args.dask_address, "workers": args.workers,
         }.items() if v is not None}
-        _print(generate_batch(GenerateParams(**fields)))
+        params = GenerateParams(**fields)  # validate before paying for the Prefect import
+        from flows.generate_batch import generate_batch
+
+        _print(generate_batch(params))
         return EXIT_OK
 
     if args.command == "run":
         from flows.params import PipelineParams
-        from flows.pipeline import pipeline
 
         if args.preset is None:
             args.preset = "fast" if args.example else "balanced"
         params = PipelineParams(train=_train_params(args), rows=args.rows, output=args.output)
+        from flows.pipeline import pipeline
+
         _print(pipeline(params))
         return EXIT_OK
 

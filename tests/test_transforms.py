@@ -325,3 +325,12 @@ def test_save_load_with_pool_and_datetime(tmp_path):
     back = TableTransformer.load(tmp_path / "tr")
     z = rng.normal(size=(1000, tr.n_features)).astype(np.float32)
     assert back.decode(z, seed=2).equals(tr.decode(z, seed=2))
+
+
+def test_large_float_keeps_all_its_decimals():
+    """Regression (found by hypothesis): a relative tolerance of 1e-9 called 200000.2422 a
+    3-decimal number, so decode rounded it to 200000.242."""
+    t = pa.table({"f": pa.array([None] * 8 + [0.0, 200000.2422])})
+    s, tr = fit(t, seed=0)
+    assert s.columns[0].decimals == 4
+    assert tr.decode(tr.encode(t, seed=0), seed=0).column("f").equals(t.column("f"))
