@@ -53,6 +53,21 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
     assert table.schema.names == src.names
     assert all(table.schema.field(n).type == src.field(n).type for n in src.names)
 
+    # Threads and a local Dask cluster (2 worker processes) publish exactly the same rows across
+    # several shards: content depends on (model, seed, rows) only, not on where shards ran.
+    from flows.generate_batch import generate_batch
+    from flows.params import GenerateParams
+
+    tables = []
+    for runner in ("threads", "dask"):
+        res = generate_batch(GenerateParams(
+            model_name=train["model_name"], rows=150_000, seed_policy="fixed", seed=3,
+            output=str(harness / f"batches-{runner}"), dataset_name="penguins",
+            rows_per_shard=65_536, runner=runner, workers=2))
+        assert res["files"] == 3 and res["rows"] == 150_000
+        tables.append(ds.dataset(res["path"], format="parquet").to_table())
+    assert tables[0].equals(tables[1])
+
 
 def test_failing_gate_fails_the_run_and_registers_nothing(harness: Path) -> None:
     from prefect import flow
