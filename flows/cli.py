@@ -48,11 +48,11 @@ def _train_params(args: argparse.Namespace):
 def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> None:
     p.add_argument("source", nargs="?", help="CSV, Parquet (file or folder) or JSON Lines table")
     if example:
-        p.add_argument("--example", action="store_true", help="use the bundled example dataset (california_housing) with the 'fast' preset")
+        p.add_argument("--example", action="store_true", help="use the bundled example dataset (california_housing)")
     p.add_argument("--dataset-name")
     p.add_argument("--model-name", help="registered model name (default pushforward-<dataset>)")
     p.add_argument("--family", default="onestep", choices=["onestep", "flow", "energy"])
-    p.add_argument("--preset", default=None, choices=["tiny", "fast", "balanced", "best"], help="default: balanced ('fast' with --example)")
+    p.add_argument("--preset", default=None, choices=["tiny", "fast", "balanced", "best"], help="default: balanced")
     p.add_argument("--max-minutes", type=float, default=None, help="training time budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout-fraction", type=float, default=0.2)
@@ -192,7 +192,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from flows.params import PipelineParams
 
         if args.preset is None:
-            args.preset = "fast" if args.example else "balanced"
+            args.preset = "balanced"
         params = PipelineParams(train=_train_params(args), rows=args.rows, output=args.output)
         from flows.pipeline import pipeline
 

@@ -51,8 +51,13 @@ def plan_task(synth_dir: str, rows: int, seed: int, out_root: str, dataset_name:
       task_run_name="shard-{index}")
 def shard_task(plan: dict, index: int) -> dict:
     """Idempotent per shard: a retried or resumed shard already staged is skipped."""
-    from pfcore.generate import generate_shard
+    import torch
 
+    from pfcore.generate import generate_shard
+    from pfcore.models.training import default_threads
+
+    # Process-wide; shards already run in parallel, and oversubscribed OpenMP threads spin.
+    torch.set_num_threads(default_threads())
     res = generate_shard(None, plan, index)
     logger().info("shard %d: %d rows in %.1fs%s", index, res.rows, res.seconds,
                   " (already staged)" if res.skipped else "")
