@@ -354,9 +354,20 @@ def test_cuda_training_with_amp_then_load_on_cpu(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- real tables
-REAL = dict(TOY, width=128, depth=3, max_steps=1500, eval_every=500, solver_steps=8,
-            student_width=128, student_depth=2, n_pairs=8192, distill_max_steps=1500,
-            distill_lr=5e-3, distill_batch_size=256)
+REAL = dict(
+    TOY,
+    width=128,
+    depth=3,
+    max_steps=1500,
+    eval_every=500,
+    solver_steps=8,
+    student_width=128,
+    student_depth=2,
+    n_pairs=8192,
+    distill_max_steps=1500,
+    distill_lr=5e-3,
+    distill_batch_size=256,
+)
 
 
 def categorical_tvd(path: Path, columns: list[str], n_rows: int | None, tol: float) -> None:
@@ -384,9 +395,13 @@ def categorical_tvd(path: Path, columns: list[str], n_rows: int | None, tol: flo
         rf = real[col].astype(str).value_counts(normalize=True)
         sf = synth[col].astype(str).value_counts(normalize=True)
         keys = rf.index.union(sf.index)
-        tvd = 0.5 * float(np.abs(rf.reindex(keys, fill_value=0) - sf.reindex(keys, fill_value=0)).sum())
-        assert tvd < tol, f"{col}: total variation {tvd:.3f}\nreal {rf.round(3).to_dict()}\n" \
-                          f"synthetic {sf.round(3).to_dict()}"
+        tvd = 0.5 * float(
+            np.abs(rf.reindex(keys, fill_value=0) - sf.reindex(keys, fill_value=0)).sum()
+        )
+        assert tvd < tol, (
+            f"{col}: total variation {tvd:.3f}\nreal {rf.round(3).to_dict()}\n"
+            f"synthetic {sf.round(3).to_dict()}"
+        )
 
 
 def test_categorical_frequencies_penguins() -> None:
@@ -401,3 +416,32 @@ def test_categorical_frequencies_diamonds() -> None:
     from tests.conftest import shared_dataset
 
     categorical_tvd(shared_dataset("diamonds"), ["cut", "color", "clarity"], 5000, tol=0.05)
+
+
+# ----------------------------------------------------------------------------- losses
+def test_block_loss_weighs_columns_not_dimensions() -> None:
+    """A wide one-hot block must not drown a numeric column: each block weighs 1 / n_blocks."""
+    from pfcore.models.base import OneHotIndex, normalize_blocks
+    from pfcore.models.losses import BlockLoss
+
+    _x, blocks = tiny_mixed()  # 2 numeric + onehot(3) + onehot(2): 4 blocks, 7 dims
+    index = OneHotIndex(normalize_blocks(blocks, 7))
+    target = torch.zeros(4, 7)
+    err_numeric = target.clone()
+    err_numeric[:, 0] = 1.0  # squared error 1 in one numeric column
+    err_wide = target.clone()
+    err_wide[:, 2:5] = 1.0  # squared error 1 in each dim of the 3-wide block
+    cols = BlockLoss(index, 7, weighting="columns", softmax=False)
+    dims = BlockLoss(index, 7, weighting="dims", softmax=False)
+    assert cols(err_numeric, target).item() == pytest.approx(1 / 4)
+    assert cols(err_wide, target).item() == pytest.approx(1 / 4)
+    assert dims(err_numeric, target).item() == pytest.approx(1 / 7)
+    assert dims(err_wide, target).item() == pytest.approx(3 / 7)
+    # Softmax form: confident correct logits cost ~0, the numeric term keeps its weight.
+    soft = BlockLoss(index, 7, weighting="columns", softmax=True)
+    logits = torch.zeros(4, 7)
+    logits[:, 2] = logits[:, 5] = 30.0
+    # One class tensor per width group (widths 2 and 3), shape (rows, blocks in the group).
+    classes = [torch.zeros(4, 1, dtype=torch.long), torch.zeros(4, 1, dtype=torch.long)]
+    logits[:, 0] = 1.0
+    assert soft(logits, target, classes).item() == pytest.approx(1 / 4, abs=1e-6)

@@ -12,6 +12,12 @@ logits of the endpoint's class; the velocity is derived from the predicted endpo
 ``x1_hat = 2 softmax - 1`` as ``(x1_hat - x_t) / (1 - t)`` and trained by cross-entropy. This
 is the same field at the optimum (the posterior mean of a ±1 one-hot is ``2p - 1``) but gives a
 likelihood signal for rare classes. ``"continuous"`` treats one-hot dims like numeric ones.
+
+Measured (benchmarks, equal steps): the softmax head cut the categorical frequency error
+(total variation on diamonds' cut / color / clarity) from 0.044 / 0.079 / 0.105 to
+0.017 / 0.022 / 0.017 and, with per-column loss weighting (``loss_weighting="columns"``, see
+``losses.py``), raised credit_default's Quality from 0.879 to 0.965 and lowered detection AUC
+from 0.990 to 0.977; hence both are the defaults.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, ProgressCallback
+from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import VelocityNet, count_parameters
 from pfcore.models.training import (
     Checkpointer,
@@ -55,7 +61,8 @@ class FlowConfig(ModelConfig):
     t_sampling: str = "logit_normal"  # or "uniform"
     t_std: float = 1.0  # scale of the logit-normal law
     categorical: str = "softmax"  # or "continuous" (see module docstring; softmax measured better)
-    categorical_weight: float = 1.0  # weight of the cross-entropy term per one-hot block
+    categorical_weight: float = 1.0  # extra weight of the one-hot terms in the loss
+    loss_weighting: str = "columns"  # "columns": each source column weighs the same; or "dims"
 
     def validate(self) -> None:
         super().validate()
@@ -76,6 +83,10 @@ class FlowConfig(ModelConfig):
             raise ModelError(
                 f"config.categorical must be 'continuous' or 'softmax', got {self.categorical!r}"
             )
+        if self.loss_weighting not in ("columns", "dims"):
+            raise ModelError(
+                f"config.loss_weighting must be 'columns' or 'dims', got {self.loss_weighting!r}"
+            )
         if self.categorical_weight < 0:
             raise ModelError(
                 f"config.categorical_weight must be >= 0, got {self.categorical_weight}"
@@ -90,6 +101,13 @@ class VelocityField:
         self.index = index
         self.cfg = cfg
         self.softmax = cfg.categorical == "softmax" and index.has_onehot
+        self.block_loss = BlockLoss(
+            index,
+            net.dim,
+            weighting=cfg.loss_weighting,
+            softmax=self.softmax,
+            categorical_weight=cfg.categorical_weight,
+        )
 
     # -------------------------------------------------------------- training objective
     def sample_t(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -105,19 +123,10 @@ class VelocityField:
         xt = (1 - t) * z + t * x1
         raw = self.net(xt, t).float()
         target = x1 - z
-        if not self.softmax:
-            return F.mse_loss(raw, target)
-        # Each block keeps the share of the loss its dimensions would have in plain MSE.
-        num = self.index.numeric
-        loss = raw.sum() * 0.0
-        if len(num):
-            loss = loss + F.mse_loss(raw[:, num], target[:, num]) * (len(num) / d)
-        for w, idx in self.index.groups:
-            logits = raw[:, idx]  # (n, blocks, w)
-            cls = x1[:, idx].argmax(dim=2)  # (n, blocks)
-            ce = F.cross_entropy(logits.reshape(-1, w), cls.reshape(-1))
-            loss = loss + self.cfg.categorical_weight * ce * (idx.numel() / d)
-        return loss
+        classes = (
+            [x1[:, idx].argmax(dim=2) for _w, idx in self.index.groups] if self.softmax else None
+        )
+        return self.block_loss(raw, target, classes)
 
     # -------------------------------------------------------------- sampling
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

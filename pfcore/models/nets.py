@@ -50,6 +50,7 @@ class VelocityNet(nn.Module):
         super().__init__()
         freqs = math.pi * (2.0 ** torch.arange(n_freqs, dtype=torch.float32))
         self.register_buffer("freqs", freqs, persistent=False)
+        self.dim = dim
         self.net = MLP(dim + 2 * n_freqs + 1, dim, width, depth)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

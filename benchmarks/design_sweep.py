@@ -1,0 +1,213 @@
+"""Design sweep: which model choices help, measured at a fixed number of steps.
+
+Each job trains one ``onestep`` model (its flow teacher included) on one dataset with one
+variant of the defaults, then scores teacher and student on the holdout with the benchmark's
+detection AUC and a Column-Shapes-style score (1 - KS for numbers, 1 - TVD for categories).
+Budgets are in steps, not minutes, so variants compare at equal work; run it where there is a
+GPU (each job takes about a minute there) or on CPU with patience.
+
+    python benchmarks/design_sweep.py --work benchmarks/work --out results.json [--device cuda]
+
+Inputs are the ``train.parquet`` / ``holdout.parquet`` files that ``fidelity.py prepare`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {"categorical": "continuous"},
+    "softmax": {"categorical": "softmax"},
+    "lr2e-3": {"lr": 2e-3},
+    "long": {},  # same as base; run with a larger --steps
+}
+DATASETS = ["california_housing", "credit_default", "diamonds", "nyc_flights"]
+
+
+def shapes_score(real: Any, syn: Any) -> float:
+    """Mean over columns of 1 - KS (numeric, datetime) or 1 - TVD (other); nulls as a category."""
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import ks_2samp
+
+    scores = []
+    for c in real.columns:
+        r, s = real[c], syn[c]
+        if (
+            pd.api.types.is_numeric_dtype(r.dtype)
+            and not pd.api.types.is_bool_dtype(r.dtype)
+            or pd.api.types.is_datetime64_any_dtype(r.dtype)
+        ):
+            rv = pd.to_numeric(
+                r.dropna().astype("int64")
+                if pd.api.types.is_datetime64_any_dtype(r.dtype)
+                else r.dropna(),
+                errors="coerce",
+            )
+            sv = pd.to_numeric(
+                s.dropna().astype("int64")
+                if pd.api.types.is_datetime64_any_dtype(s.dtype)
+                else s.dropna(),
+                errors="coerce",
+            )
+            if len(rv) and len(sv):
+                scores.append(1 - ks_2samp(rv, sv).statistic)
+        else:
+            rf = r.astype(str).value_counts(normalize=True)
+            sf = s.astype(str).value_counts(normalize=True)
+            idx = rf.index.union(sf.index)
+            scores.append(
+                1
+                - 0.5 * np.abs(rf.reindex(idx, fill_value=0) - sf.reindex(idx, fill_value=0)).sum()
+            )
+    return float(np.mean(scores))
+
+
+def run_job(work: Path, dataset: str, variant: str, device: str, steps: int) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import torch
+    from scoring import detection_auc
+
+    from pfcore import models
+    from pfcore.schema import infer_schema
+    from pfcore.transforms import TableTransformer
+
+    torch.set_num_threads(1)
+    train_t = pq.read_table(work / dataset / "train.parquet")
+    hold = pd.read_parquet(work / dataset / "holdout.parquet")
+    schema = infer_schema(train_t)
+    tr = TableTransformer.fit(train_t, schema, seed=0)
+    x = tr.encode(train_t, seed=0)
+    perm = np.random.default_rng(0).permutation(len(x))
+    nv = len(x) // 10
+    cfg = {
+        "device": device,
+        "max_steps": steps,
+        "distill_max_steps": steps,
+        "epochs": None,
+        "max_minutes": 30.0,
+        "threads": 1,
+        **VARIANTS[variant],
+    }
+    model = models.build("onestep", cfg, preset="balanced")
+    t0 = time.perf_counter()
+    summary = model.fit(x[perm[nv:]], tr.blocks, valid=x[perm[:nv]])
+    fit_s = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "dataset": dataset,
+        "variant": variant,
+        "device": device,
+        "fit_seconds": round(fit_s, 1),
+        "teacher_steps": summary["teacher"]["steps"],
+        "distill_steps": summary["distill"]["steps"],
+    }
+    students = [("onestep", model)]
+    if variant in ("base", "softmax") and model.teacher is not None:
+        # Same teacher, the other distillation loss: isolates the student's categorical loss.
+        from pfcore.models.onestep import make_pairs
+
+        xt = torch.from_numpy(x[perm[nv:]]).to(model.device)
+        vt = torch.from_numpy(x[perm[:nv]]).to(model.device)
+        pairs = make_pairs(model.teacher, model.config.n_pairs, model.config.seed)
+        alt = models.OneStepModel.from_teacher(
+            model.teacher, pairs, xt, vt, {**model.config.to_dict(), "distill_loss": "mse"},
+            budget_s=1800.0,
+        )
+        students.append(("onestep_mse", alt))
+    for name, m in (("flow", model.teacher), *students):
+        syn = tr.decode(m.sample(len(hold), seed=1), seed=1).to_pandas()
+        out[f"{name}_auc"] = round(detection_auc(hold, syn), 4)
+        out[f"{name}_shapes"] = round(shapes_score(hold, syn), 4)
+    if device.startswith("cuda"):
+        z = torch.randn(1_000_000, model.latent_dim, device=device)
+        model.push(z[:1000])
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model.push(z)
+        torch.cuda.synchronize()
+        out["gpu_push_rows_per_second"] = round(1_000_000 / (time.perf_counter() - t0))
+    return out
+
+
+def log_path(out: Path, ds: str, variant: str) -> Path:
+    return out.with_name(f"{out.stem}.{ds}.{variant}.log")
+
+
+def log_file(out: Path, ds: str, variant: str) -> Any:
+    return open(log_path(out, ds, variant), "w")  # noqa: SIM115 - closed when the job ends
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--datasets", nargs="*", default=DATASETS)
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--sequential", action="store_true", help="one job at a time (CPU)")
+    ap.add_argument("--job", nargs=2, metavar=("DATASET", "VARIANT"))
+    args = ap.parse_args()
+    if args.job:
+        res = run_job(args.work, args.job[0], args.job[1], args.device, args.steps)
+        print("RESULT " + json.dumps(res), flush=True)
+        return 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    procs = []
+    for ds in args.datasets:
+        for v in args.variants:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--work",
+                str(args.work),
+                "--out",
+                str(args.out),
+                "--device",
+                args.device,
+                "--steps",
+                str(args.steps),
+                "--job",
+                ds,
+                v,
+            ]
+            if args.sequential and procs:
+                procs[-1][1].wait()
+            procs.append(
+                (
+                    (ds, v),
+                    subprocess.Popen(
+                        cmd, stdout=log_file(args.out, ds, v), stderr=subprocess.STDOUT, env=env
+                    ),
+                )
+            )
+    results = []
+    for (ds, v), p in procs:
+        p.wait()
+        text = log_path(args.out, ds, v).read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
+        if lines:
+            results.append(json.loads(lines[-1][7:]))
+            print(lines[-1], flush=True)
+        else:
+            results.append({"dataset": ds, "variant": v, "error": text[-2000:]})
+            print(f"FAILED {ds} {v}: {text[-1500:]}", flush=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

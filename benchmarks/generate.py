@@ -1,0 +1,383 @@
+"""Benchmark: end-to-end synthetic rows/s into Parquet, beside the two limits that bound it.
+
+For each row count N it records (in ``benchmarks/results/generate.json``, one record per
+(dataset, rows, device)):
+
+- ``rows_per_second``: ``pfcore.generate.generate_batch`` end to end (noise, model forward,
+  decode, Parquet write, checksums, publish), measured in a fresh child process whose peak RSS
+  (``resource.getrusage``) is ``peak_rss_mb``;
+- ``model_only_rows_per_second``: the model's forward pass alone on the same device, whole
+  canonical blocks, no decoding or I/O;
+- ``raw_write_rows_per_second``: pyarrow writing an already-built table (decoded synthetic rows)
+  with the same schema, compression, dictionary columns and row groups;
+- ``ratio_to_limit``: rows_per_second / min(model_only, raw_write). 1.0 means decode and write
+  hide completely behind the slower limit.
+
+The two limits are measured in the same run, in their own child process, so a busy machine
+slows all three numbers alike. Usage::
+
+    .venv/bin/python benchmarks/generate.py                        # 1M and 50M rows, CPU
+    .venv/bin/python benchmarks/generate.py --rows 1000000 10000000
+    .venv/bin/python benchmarks/generate.py --device cuda --workers 8
+
+The synthesizer is trained briefly (``--preset fast``) on the shared dataset the first time and
+cached under ``benchmarks/work/``; ``--synth DIR`` uses a saved one instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "generate.json"
+DEFAULT_WORK = ROOT / "benchmarks" / "work" / "generate"
+SHARED = Path(os.environ.get("PUSHFORWARD_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------ synthesizer
+def ensure_synthesizer(args: argparse.Namespace) -> Path:
+    """A saved synthesizer: ``--synth``, or trained once on the dataset and cached."""
+    if args.synth:
+        return Path(args.synth)
+    target = Path(args.work) / f"synth-{args.dataset}-{args.family}-{args.preset}-s{args.seed}"
+    if (target / "synthesizer.json").exists():
+        _log(f"using cached synthesizer {target}")
+        return target
+    import pyarrow.parquet as pq
+
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer, split_train_holdout
+
+    path = SHARED / f"{args.dataset}.parquet"
+    if not path.exists():
+        sys.exit(f"{path} not found: the shared datasets live in ../shared/datasets")
+    table = pq.read_table(path)
+    schema = infer_schema(table)
+    train, _ = split_train_holdout(table, 0.2, args.seed, max_train_rows=args.train_rows)
+    _log(f"training {args.family}/{args.preset} on {train.num_rows} rows of {args.dataset}")
+    t0 = time.perf_counter()
+    synth = Synthesizer.fit(train, schema, family=args.family, preset=args.preset, seed=args.seed,
+                            device=args.device)
+    _log(f"trained in {time.perf_counter() - t0:.1f}s")
+    synth.save(target)
+    return target
+
+
+# ------------------------------------------------------------------------ child: limits
+def _set_threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def child_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """Model-only forward rate and raw Parquet write rate, same device/settings as generation."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from pfcore.generate import BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, block_seeds
+    from pfcore.generate.plan import DEFAULT_ROW_GROUP_BYTES
+    from pfcore.generate.shard import dictionary_columns, load_synthesizer
+
+    _set_threads(args.torch_threads)
+    synth = load_synthesizer(args.synth_dir, args.device)
+    model = synth.model
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    # --- model only: whole canonical blocks, noise already on the device, outputs stay there
+    gen = torch.Generator(device=dev).manual_seed(0)
+    z = torch.randn(BLOCK_ROWS, synth.latent_dim, generator=gen, device=dev)
+    with torch.inference_mode():
+        for _ in range(3):
+            model.push(z)
+        sync()
+        rows, t0 = 0, time.perf_counter()
+        while rows < args.limit_rows or time.perf_counter() - t0 < args.min_seconds:
+            model.push(z)
+            rows += BLOCK_ROWS
+        sync()
+        model_rate = rows / (time.perf_counter() - t0)
+
+    # --- raw write: decoded synthetic rows, same schema/compression/dictionary/row groups
+    parts = []
+    for b in range(DEFAULT_ROW_GROUP_ROWS // BLOCK_ROWS):
+        noise_seed, decode_seed = block_seeds(0, b)
+        zb = torch.randn(BLOCK_ROWS, synth.latent_dim,
+                         generator=torch.Generator().manual_seed(noise_seed))
+        with torch.inference_mode():
+            x = synth.push(zb)
+        parts.append(synth.transformer.decode(np.asarray(x), seed=decode_seed,
+                                              row_offset=b * BLOCK_ROWS))
+    table = pa.concat_tables(parts).combine_chunks()
+    schema = synth.schema.arrow_schema()
+    dict_cols = dictionary_columns(schema, synth.schema)
+    # the generator's row groups: 16 blocks, or fewer once they hold 128 MiB of Arrow data
+    block_bytes = table.nbytes / len(parts)
+    rg_rows = BLOCK_ROWS * min(len(parts), max(1, -(-DEFAULT_ROW_GROUP_BYTES // int(block_bytes))))
+    # as many writers as generation workers, each writing whole files (pyarrow releases the GIL)
+    writers = max(1, args.workers)
+    tmp = Path(tempfile.mkdtemp(dir=args.work, prefix="rawwrite-"))
+
+    def write_one(i: int) -> int:
+        path = tmp / f"t{i}.parquet"
+        with pq.ParquetWriter(path, schema, compression="zstd",
+                              use_dictionary=dict_cols or False) as w:
+            w.write_table(table, row_group_size=rg_rows)
+        path.unlink()
+        return table.num_rows
+
+    try:
+        rows, t0, i = 0, time.perf_counter(), 0
+        with ThreadPoolExecutor(writers) as pool:
+            while rows < args.limit_rows or time.perf_counter() - t0 < args.min_seconds:
+                rows += sum(pool.map(write_one, range(i, i + writers)))
+                i += writers
+        write_rate = rows / (time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n_params = sum(p.numel() for p in _networks(model))
+    return {
+        "model_only_rows_per_second": round(model_rate, 1),
+        "raw_write_rows_per_second": round(write_rate, 1),
+        "columns": len(schema),
+        "latent_dim": int(synth.latent_dim),
+        "n_features": int(synth.transformer.n_features),
+        "model_parameters": n_params,
+        "torch_threads": torch.get_num_threads(),
+        "raw_write_threads": writers,
+        "row_group_rows": rg_rows,
+    }
+
+
+def _networks(model: Any) -> list[Any]:
+    """Parameters of the model's networks, whatever the family calls them."""
+    import torch
+
+    params: list[Any] = []
+    for v in vars(model).values():
+        if isinstance(v, torch.nn.Module):
+            params.extend(v.parameters())
+    return params
+
+
+# ------------------------------------------------------------------------ child: end to end
+def _rows_per_shard(args: argparse.Namespace) -> int:
+    from pfcore.generate import BLOCK_ROWS, DEFAULT_ROWS_PER_SHARD
+
+    if args.rows_per_shard:
+        return args.rows_per_shard
+    if args.workers <= 1:
+        return DEFAULT_ROWS_PER_SHARD
+    # enough shards to keep every worker busy, at least 4 blocks each
+    return min(DEFAULT_ROWS_PER_SHARD, max(4 * BLOCK_ROWS, -(-args.rows // (2 * args.workers))))
+
+
+def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
+    from pfcore.generate import generate_batch
+
+    _set_threads(args.torch_threads)
+    out_root = Path(tempfile.mkdtemp(dir=args.work, prefix="e2e-"))
+    last = [0.0]
+    first: list[tuple[float, int]] = []
+
+    def progress(p: Any) -> None:
+        if not first and p.rows_written > 0:
+            first.append((time.perf_counter(), p.rows_written))
+        if time.perf_counter() - last[0] >= 15 or p.finished:
+            last[0] = time.perf_counter()
+            eta = "?" if p.eta_s is None else f"{p.eta_s:.0f}s"
+            _log(f"  {p.rows_written:,}/{p.rows_total:,} rows, {p.rows_per_second:,.0f} rows/s, "
+                 f"eta {eta}")
+
+    try:
+        t0 = time.perf_counter()
+        manifest = generate_batch(
+            args.synth_dir, args.rows, 0, out_root, args.dataset,
+            workers=args.workers, device=args.device, torch_threads=args.torch_threads,
+            noise=args.noise, rows_per_shard=_rows_per_shard(args),
+            progress=progress, progress_interval_s=1.0,
+        )
+        t_end = time.perf_counter()
+        seconds = t_end - t0
+        steady = None
+        if first and t_end > first[0][0] and args.rows > first[0][1]:
+            steady = round((args.rows - first[0][1]) / (t_end - first[0][0]), 1)
+        size = sum(f["bytes"] for f in manifest.files)
+        self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return {
+            "rows_per_second": round(args.rows / seconds, 1),
+            "seconds": round(seconds, 2),
+            "startup_seconds": round(first[0][0] - t0, 2) if first else None,
+            "steady_rows_per_second": steady,
+            "parquet_bytes": size,
+            "files": len(manifest.files),
+            "peak_rss_mb": round(max(self_kb, kids_kb) / 1024, 1),
+            "peak_rss_parent_mb": round(self_kb / 1024, 1),
+            "peak_rss_worker_mb": round(kids_kb / 1024, 1) if args.workers > 1 else None,
+        }
+    finally:
+        if not args.keep_output:
+            shutil.rmtree(out_root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------ driver
+def _run_child(mode: str, args: argparse.Namespace, synth_dir: Path, extra: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--synth-dir", str(synth_dir),
+           "--dataset", args.dataset, "--device", args.device, "--work", str(args.work),
+           "--workers", str(args.workers), "--limit-rows", str(args.limit_rows),
+           "--min-seconds", str(args.min_seconds), "--noise", args.noise, *extra]
+    if args.rows_per_shard:
+        cmd += ["--rows-per-shard", str(args.rows_per_shard)]
+    if args.torch_threads:
+        cmd += ["--torch-threads", str(args.torch_threads)]
+    if args.keep_output:
+        cmd.append("--keep-output")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"child {mode} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def _save_results(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace records with the same (dataset, rows, device kind, workers, noise); keep others."""
+    old: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text()).get("records", [])
+        except ValueError:
+            old = []
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (r.get("dataset"), r.get("rows"), str(r.get("device", "")).split(" ")[0],
+                r.get("workers"), r.get("noise", "cpu"))
+
+    new_keys = {key(r) for r in records}
+    merged = [r for r in old if key(r) not in new_keys] + records
+    merged.sort(key=lambda r: (str(r.get("device")), r.get("dataset"), str(r.get("noise")),
+                               r.get("rows")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"benchmark": "generate", "records": merged}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="credit_default")
+    p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 50_000_000])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--synth", help="saved synthesizer directory (skips training)")
+    p.add_argument("--family", default="onestep")
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-rows", type=int, default=20_000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--noise", choices=["cpu", "device"], default="cpu",
+                   help="where latent noise is drawn (device: faster on a GPU)")
+    p.add_argument("--rows-per-shard", type=int, default=None,
+                   help="default: pfcore's, or about 2 shards per worker when workers > 1")
+    p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--limit-rows", type=int, default=1_048_576,
+                   help="at least this many rows when measuring each limit")
+    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--out", default=str(DEFAULT_RESULTS))
+    p.add_argument("--work", default=str(DEFAULT_WORK))
+    p.add_argument("--keep-output", action="store_true")
+    p.add_argument("--note", default="", help="free text stored with the records")
+    p.add_argument("--child", choices=["limits", "e2e"], help=argparse.SUPPRESS)
+    p.add_argument("--synth-dir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+
+    if args.child == "limits":
+        print(json.dumps(child_limits(args)))
+        return 0
+    if args.child == "e2e":
+        args.rows = args.rows[0]
+        print(json.dumps(child_e2e(args)))
+        return 0
+
+    synth_dir = ensure_synthesizer(args)
+    _log("measuring limits (model-only forward, raw Parquet write)")
+    limits = _run_child("limits", args, synth_dir, [])
+    _log(f"limits: {limits}")
+    records = []
+    for n in args.rows:
+        _log(f"end to end: {n:,} rows")
+        e2e = _run_child("e2e", args, synth_dir, ["--rows", str(n)])
+        limit = min(limits["model_only_rows_per_second"], limits["raw_write_rows_per_second"])
+        rec = {
+            "dataset": args.dataset,
+            "columns": limits["columns"],
+            "rows": n,
+            "rows_per_second": e2e["rows_per_second"],
+            "model_only_rows_per_second": limits["model_only_rows_per_second"],
+            "raw_write_rows_per_second": limits["raw_write_rows_per_second"],
+            "ratio_to_limit": round(e2e["rows_per_second"] / limit, 3),
+            "peak_rss_mb": e2e["peak_rss_mb"],
+            "cpu_count": os.cpu_count(),
+            "device": _device_name(args.device),
+            "family": args.family,
+            "preset": args.preset if not args.synth else None,
+            "synthesizer": str(synth_dir) if args.synth else None,
+            "workers": args.workers,
+            "noise": args.noise,
+            "torch_threads": limits["torch_threads"],
+            "latent_dim": limits["latent_dim"],
+            "n_features": limits["n_features"],
+            "model_parameters": limits["model_parameters"],
+            "seconds": e2e["seconds"],
+            "startup_seconds": e2e["startup_seconds"],
+            "steady_rows_per_second": e2e["steady_rows_per_second"],
+            "raw_write_threads": limits["raw_write_threads"],
+            "row_group_rows": limits["row_group_rows"],
+            "parquet_bytes": e2e["parquet_bytes"],
+            "files": e2e["files"],
+            "peak_rss_parent_mb": e2e["peak_rss_parent_mb"],
+            "peak_rss_worker_mb": e2e["peak_rss_worker_mb"],
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "note": args.note,
+        }
+        _log(json.dumps(rec))
+        records.append(rec)
+        _save_results(Path(args.out), records)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
