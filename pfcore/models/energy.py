@@ -35,7 +35,7 @@ from pfcore.models.training import (
     train_loop,
 )
 
-__all__ = ["EnergyConfig", "EnergyModel", "energy_distance", "mmd"]
+__all__ = ["DirectGeneratorModel", "EnergyConfig", "EnergyModel", "energy_distance", "mmd"]
 
 
 @dataclass
@@ -106,14 +106,17 @@ def soften_onehot(out: torch.Tensor, index: OneHotIndex) -> torch.Tensor:
     return out
 
 
-class EnergyModel(GenerativeModel):
-    """``push(z) = snap(G(z))``; ``G`` trained to minimise a distance between distributions."""
+class DirectGeneratorModel(GenerativeModel):
+    """``push(z) = snap(G(z))`` for an MLP ``G`` trained directly on (noise, data) batches.
 
-    family = "energy"
-    config_class = EnergyConfig
-    config: EnergyConfig
+    The families differ only in ``_batch_loss``: a distance between distributions (energy, MMD)
+    learns the data; MSE against randomly paired rows learns the mean (the negative control).
+    """
 
-    def __init__(self, config: EnergyConfig | dict[str, Any] | None = None) -> None:
+    #: Salt of the training random stream: keeps each family's draws distinct and reproducible.
+    _seed_salt: int = 0
+
+    def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.generator: MLP | None = None
 
@@ -130,6 +133,10 @@ class EnergyModel(GenerativeModel):
         assert self.generator is not None
         return self.generator(z)
 
+    def _batch_loss(self, out: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        """Loss of generator output ``out`` (float32, shape (b, d)) against real rows ``xb``."""
+        raise NotImplementedError
+
     def _fit(
         self,
         x: torch.Tensor,
@@ -138,9 +145,9 @@ class EnergyModel(GenerativeModel):
         checkpoint_dir: Path | None,
     ) -> dict[str, Any]:
         cfg = self.config
-        assert self.generator is not None and self._index is not None
-        net, index, device = self.generator, self._index, x.device
-        gen = seeded_generator(cfg.seed, device, salt=4)
+        assert self.generator is not None
+        net, device = self.generator, x.device
+        gen = seeded_generator(cfg.seed, device, salt=self._seed_salt)
         batch = min(cfg.batch_size, len(x))
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         use_amp = cfg.amp and device.type == "cuda"
@@ -150,16 +157,13 @@ class EnergyModel(GenerativeModel):
             z = torch.randn(batch, self.latent_dim, generator=gen, device=device)
             with autocast(device, use_amp):
                 out = net(z)
-            out = soften_onehot(out.float(), index)
-            if cfg.loss == "energy":
-                return energy_distance(out, xb)
-            return mmd(out, xb, cfg.mmd_scales)
+            return self._batch_loss(out.float(), xb)
 
         ckpt = None
         if checkpoint_dir is not None:
             ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
         spec = LoopSpec(
-            phase="energy",
+            phase=self.family,
             max_steps=cfg.steps_for(len(x)),
             budget_s=cfg.max_minutes * 60,
             lr=cfg.lr,
@@ -182,4 +186,20 @@ class EnergyModel(GenerativeModel):
             checkpointer=ckpt,
         )
         summary.update(parameters=count_parameters(net), batch_size=batch, amp=use_amp)
-        return {"energy": summary}
+        return {self.family: summary}
+
+
+class EnergyModel(DirectGeneratorModel):
+    """``G`` trained to minimise the energy distance (or MMD) between generated and real rows."""
+
+    family = "energy"
+    config_class = EnergyConfig
+    config: EnergyConfig
+    _seed_salt = 4
+
+    def _batch_loss(self, out: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        assert self._index is not None
+        out = soften_onehot(out, self._index)
+        if self.config.loss == "energy":
+            return energy_distance(out, xb)
+        return mmd(out, xb, self.config.mmd_scales)

@@ -8,28 +8,14 @@ never a default and no preset picks it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from pfcore.errors import ModelError
-from pfcore.models.base import GenerativeModel, ModelConfig, ProgressCallback
-from pfcore.models.flow import make_proxy
-from pfcore.models.nets import MLP, count_parameters
-from pfcore.models.training import (
-    Checkpointer,
-    LoopSpec,
-    autocast,
-    batch_index,
-    resume_key,
-    seeded_generator,
-    train_loop,
-)
+from pfcore.models.base import ModelConfig
+from pfcore.models.energy import DirectGeneratorModel
 
 __all__ = ["NaiveMSEConfig", "NaiveMSEModel"]
 
@@ -51,77 +37,13 @@ class NaiveMSEConfig(ModelConfig):
             )
 
 
-class NaiveMSEModel(GenerativeModel):
+class NaiveMSEModel(DirectGeneratorModel):
     """``G(z)`` regressed onto random rows: learns the mean (negative control)."""
 
     family = "naive_mse"
     config_class = NaiveMSEConfig
     config: NaiveMSEConfig
+    _seed_salt = 5
 
-    def __init__(self, config: NaiveMSEConfig | dict[str, Any] | None = None) -> None:
-        super().__init__(config)
-        self.generator: MLP | None = None
-
-    def _latent_dim_for(self, n_features: int) -> int:
-        return self.config.latent_dim or n_features
-
-    def _build_networks(self) -> None:
-        self.generator = MLP(self.latent_dim, self.n_features, self.config.width, self.config.depth)
-
-    def _networks(self) -> dict[str, nn.Module]:
-        return {} if self.generator is None else {"generator": self.generator}
-
-    def _push_raw(self, z: torch.Tensor) -> torch.Tensor:
-        assert self.generator is not None
-        return self.generator(z)
-
-    def _fit(
-        self,
-        x: torch.Tensor,
-        valid: torch.Tensor | None,
-        callbacks: Sequence[ProgressCallback],
-        checkpoint_dir: Path | None,
-    ) -> dict[str, Any]:
-        cfg = self.config
-        assert self.generator is not None
-        net, device = self.generator, x.device
-        gen = seeded_generator(cfg.seed, device, salt=5)
-        batch = min(cfg.batch_size, len(x))
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        use_amp = cfg.amp and device.type == "cuda"
-
-        def step_fn(step: int) -> torch.Tensor:
-            xb = x[batch_index(len(x), batch, gen, device)]
-            z = torch.randn(batch, self.latent_dim, generator=gen, device=device)
-            with autocast(device, use_amp):
-                out = net(z)
-            return F.mse_loss(out.float(), xb)
-
-        ckpt = None
-        if checkpoint_dir is not None:
-            ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-        spec = LoopSpec(
-            phase="naive_mse",
-            max_steps=cfg.steps_for(len(x)),
-            budget_s=cfg.max_minutes * 60,
-            lr=cfg.lr,
-            warmup_steps=cfg.warmup_steps,
-            grad_clip=cfg.grad_clip,
-            eval_every=cfg.eval_every,
-            patience=cfg.patience,
-            log_every=cfg.log_every,
-            checkpoint_every=cfg.checkpoint_every,
-        )
-        proxy = make_proxy(self, x, valid, net)
-        summary = train_loop(
-            spec=spec,
-            modules={"generator": net},
-            optimizer=opt,
-            step_fn=step_fn,
-            eval_fn=proxy,
-            generator=gen,
-            callbacks=callbacks,
-            checkpointer=ckpt,
-        )
-        summary.update(parameters=count_parameters(net), batch_size=batch, amp=use_amp)
-        return {"naive_mse": summary}
+    def _batch_loss(self, out: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out, xb)
