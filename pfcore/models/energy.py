@@ -162,17 +162,9 @@ class DirectGeneratorModel(GenerativeModel):
         ckpt = None
         if checkpoint_dir is not None:
             ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-        spec = LoopSpec(
-            phase=self.family,
-            max_steps=cfg.steps_for(len(x)),
-            budget_s=cfg.max_minutes * 60,
-            lr=cfg.lr,
-            warmup_steps=cfg.warmup_steps,
-            grad_clip=cfg.grad_clip,
-            eval_every=cfg.eval_every,
-            patience=cfg.patience,
-            log_every=cfg.log_every,
-            checkpoint_every=cfg.checkpoint_every,
+        spec = LoopSpec.for_phase(
+            cfg, phase=self.family, max_steps=cfg.steps_for(len(x)),
+            budget_s=cfg.max_minutes * 60, lr=cfg.lr,
         )
         proxy = make_proxy(self, x, valid, net)
         summary = train_loop(

@@ -255,17 +255,9 @@ def fit_flow(
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-    spec = LoopSpec(
-        phase=phase,
-        max_steps=cfg.steps_for(len(x)),
-        budget_s=budget_s,
-        lr=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        grad_clip=cfg.grad_clip,
-        eval_every=cfg.eval_every,
-        patience=cfg.patience,
-        log_every=cfg.log_every,
-        checkpoint_every=cfg.checkpoint_every,
+    spec = LoopSpec.for_phase(
+        cfg, phase=phase, max_steps=cfg.steps_for(len(x)),
+        budget_s=budget_s, lr=cfg.lr,
     )
     proxy = make_proxy(model, x, valid, field.integrate)
     summary = train_loop(

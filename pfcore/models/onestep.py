@@ -259,17 +259,9 @@ def distill(
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-    spec = LoopSpec(
-        phase="distill",
-        max_steps=cfg.distill_max_steps,
-        budget_s=budget_s,
-        lr=cfg.distill_lr,
-        warmup_steps=cfg.warmup_steps,
-        grad_clip=cfg.grad_clip,
-        eval_every=cfg.eval_every,
-        patience=cfg.patience,
-        log_every=cfg.log_every,
-        checkpoint_every=cfg.checkpoint_every,
+    spec = LoopSpec.for_phase(
+        cfg, phase="distill", max_steps=cfg.distill_max_steps,
+        budget_s=budget_s, lr=cfg.distill_lr,
     )
     proxy = make_proxy(model, x, valid, student)
     summary = train_loop(

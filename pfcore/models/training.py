@@ -206,6 +206,24 @@ class LoopSpec:
     # fraction: the proxy is noisy (2k rows), and an early "best" is usually undertrained.
     select_tolerance: float = 0.1
 
+    @classmethod
+    def for_phase(
+        cls, cfg: Any, *, phase: str, max_steps: int, budget_s: float, lr: float
+    ) -> LoopSpec:
+        """A phase's spec: its own steps, budget and rate; the shared rules from the config."""
+        return cls(
+            phase=phase,
+            max_steps=max_steps,
+            budget_s=budget_s,
+            lr=lr,
+            warmup_steps=cfg.warmup_steps,
+            grad_clip=cfg.grad_clip,
+            eval_every=cfg.eval_every,
+            patience=cfg.patience,
+            log_every=cfg.log_every,
+            checkpoint_every=cfg.checkpoint_every,
+        )
+
 
 def _lr_factor(progress: float, step: int, warmup: int, final: float) -> float:
     warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
