@@ -167,16 +167,12 @@ def _forward_block(synth: Any, rows: int, noise_seed: int, noise: str = "cpu") -
 
 
 # ------------------------------------------------------------------------ idempotence
-def _valid_staged(plan: BatchPlan, spec: ShardSpec, *, verify_checksum: bool) -> ShardResult | None:
-    """The staged shard if it is complete and belongs to this plan, else None."""
-    path, sidecar = plan.staged_path(spec.index), plan.sidecar_path(spec.index)
-    if not (path.exists() and sidecar.exists()):
-        return None
-    try:
-        info = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return None
-    expected = {
+def _shard_identity(plan: BatchPlan, spec: ShardSpec) -> dict[str, Any]:
+    """What a staged shard's content depends on: written to its sidecar, compared on resume.
+
+    One definition for both sides, so a new setting cannot be recorded but never checked.
+    """
+    return {
         "batch_id": plan.batch_id,
         "model_fingerprint": plan.model_fingerprint,
         "seed": plan.seed,
@@ -189,6 +185,18 @@ def _valid_staged(plan: BatchPlan, spec: ShardSpec, *, verify_checksum: bool) ->
         "row_group_bytes": plan.row_group_bytes,
         "noise": plan.noise,
     }
+
+
+def _valid_staged(plan: BatchPlan, spec: ShardSpec, *, verify_checksum: bool) -> ShardResult | None:
+    """The staged shard if it is complete and belongs to this plan, else None."""
+    path, sidecar = plan.staged_path(spec.index), plan.sidecar_path(spec.index)
+    if not (path.exists() and sidecar.exists()):
+        return None
+    try:
+        info = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    expected = _shard_identity(plan, spec)
     if any(info.get(k) != v for k, v in expected.items()):
         return None
     if path.stat().st_size != info.get("bytes"):
@@ -455,20 +463,6 @@ def generate_shard(
     # The sidecar is written after the file: a shard counts as done only when both exist.
     _write_json_atomic(
         plan.sidecar_path(spec.index),
-        {
-            "batch_id": plan.batch_id,
-            "model_fingerprint": plan.model_fingerprint,
-            "seed": plan.seed,
-            "n_rows": plan.n_rows,
-            "first_block": spec.first_block,
-            "n_blocks": spec.n_blocks,
-            "rows": spec.rows,
-            "compression": plan.compression,
-            "row_group_rows": plan.row_group_rows,
-            "row_group_bytes": plan.row_group_bytes,
-            "noise": plan.noise,
-            "bytes": size,
-            "sha256": sha,
-        },
+        {**_shard_identity(plan, spec), "bytes": size, "sha256": sha},
     )
     return result
