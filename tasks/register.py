@@ -47,13 +47,6 @@ def register_task(
             "not_champion_reasons": list(logged.reasons)}
 
 
-@task(name="champion-summary", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_transient)
-def champion_summary_task(model_name: str) -> dict | None:
-    from pfcore.registry import champion_summary
-
-    return champion_summary(model_name)
-
-
 def _link_artifact(logged, tracking_uri: str) -> None:
     try:
         from prefect.artifacts import create_markdown_artifact

@@ -70,8 +70,6 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
 
 
 def test_failing_gate_fails_the_run_and_registers_nothing(harness: Path) -> None:
-    from prefect import flow
-
     from flows.params import GateParams
     from flows.train_pipeline import train_pipeline
     from pfcore.errors import GateFailed
@@ -90,7 +88,6 @@ def test_failing_gate_fails_the_run_and_registers_nothing(harness: Path) -> None
 
     configure(probe=False)
     assert not mlflow.MlflowClient().search_model_versions("name='pf-test-rejected'")
-    del flow
 
 
 def test_generate_without_champion_fails_clearly(harness: Path) -> None:
