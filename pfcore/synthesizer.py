@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["Synthesizer", "FORMAT_VERSION", "split_train_holdout"]
 
 FORMAT_VERSION = 1
+#: No synthetic value is more extreme than a column's 6th most extreme real value (privacy:
+#: outliers identify people; see ``pfcore.transforms.numeric``). 0 reproduces the full range.
+PROTECT_EXTREMES = 5
 
 
 def split_train_holdout(
@@ -87,6 +90,7 @@ class Synthesizer:
         config: dict[str, Any] | None = None,
         seed: int = 0,
         valid_fraction: float = 0.1,
+        protect_extremes: int = PROTECT_EXTREMES,
         device: str | None = None,
         callbacks: Sequence[Callable[[Progress], None]] = (),
     ) -> Synthesizer:
@@ -94,6 +98,7 @@ class Synthesizer:
 
         ``valid_fraction`` of the rows are held out of the gradient steps and used only for
         early stopping, so the stopping signal is not fooled by memorisation.
+        ``protect_extremes``: numeric value protection (``PROTECT_EXTREMES``).
         """
         from pfcore.models import build
         from pfcore.transforms import TableTransformer
@@ -101,7 +106,9 @@ class Synthesizer:
         if table.num_rows < 2:
             raise ModelError(f"need at least 2 rows to train, got {table.num_rows}")
         t0 = time.perf_counter()
-        transformer = TableTransformer.fit(table, schema, seed=seed)
+        transformer = TableTransformer.fit(
+            table, schema, seed=seed, protect_extremes=protect_extremes
+        )
         x = transformer.encode(table, seed=seed)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xFA11D]))
         perm = rng.permutation(len(x))
@@ -116,6 +123,7 @@ class Synthesizer:
         summary = model.fit(train, transformer.blocks, valid=valid, callbacks=callbacks)
         info = {
             "family": family,
+            "protect_extremes": int(protect_extremes),
             "preset": preset,
             "seed": seed,
             "train_rows": int(len(train)),
@@ -143,7 +151,11 @@ class Synthesizer:
         """
         if n < 0:
             raise ModelError(f"number of rows must be >= 0, got {n}")
-        x = self.model.sample(n, seed) if n else np.zeros((0, self.transformer.n_features), "float32")
+        x = (
+            self.model.sample(n, seed)
+            if n
+            else np.zeros((0, self.transformer.n_features), "float32")
+        )
         return self.transformer.decode(x, seed=seed, row_offset=row_offset)
 
     # ------------------------------------------------------------------ persistence

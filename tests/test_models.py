@@ -211,7 +211,8 @@ def test_saved_weights_are_device_free(tmp_path: Path) -> None:
     m.save(tmp_path)
     with safe_open(str(tmp_path / "model.safetensors"), framework="pt", device="cpu") as f:
         keys = list(f.keys())
-        assert keys and all(k.startswith("student.") for k in keys)
+        # the student's weights (the teacher is not needed to sample) and the calibration offsets
+        assert keys and all(k.startswith(("student.", "calibration.")) for k in keys)
         assert all(f.get_tensor(k).dtype == torch.float32 for k in keys)
 
 
@@ -445,3 +446,56 @@ def test_block_loss_weighs_columns_not_dimensions() -> None:
     classes = [torch.zeros(4, 1, dtype=torch.long), torch.zeros(4, 1, dtype=torch.long)]
     logits[:, 0] = 1.0
     assert soft(logits, target, classes).item() == pytest.approx(1 / 4, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- calibration
+def test_calibration_matches_category_frequencies() -> None:
+    """Skewed argmax frequencies are corrected by per-slot offsets; absent classes vanish."""
+    from pfcore.models.base import OneHotIndex, normalize_blocks
+    from pfcore.models.calibration import fit_onehot_bias
+
+    blocks = normalize_blocks(
+        [
+            {"column": "a", "kind": "onehot", "start": 0, "width": 4},
+            {"column": "b", "kind": "onehot", "start": 4, "width": 4},
+        ],
+        8,
+    )
+    index = OneHotIndex(blocks)
+    rng = np.random.default_rng(0)
+    targets = {"a": [0.5, 0.3, 0.15, 0.05], "b": [0.6, 0.4, 0.0, 0.0]}
+    x = -np.ones((20_000, 8), np.float32)
+    for off, p in ((0, targets["a"]), (4, targets["b"])):
+        x[np.arange(len(x)), off + rng.choice(4, len(x), p=p)] = 1.0
+    skew = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+
+    def push_raw(z: torch.Tensor) -> torch.Tensor:
+        return z + skew  # class 0 of "a" and classes 2-3 of "b" far too frequent
+
+    bias, summary = fit_onehot_bias(
+        push_raw,
+        torch.from_numpy(x),
+        index.groups,
+        latent_dim=8,
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    assert summary["max_tvd_before"] > 0.3 and summary["max_tvd_after"] < 0.01
+    z = torch.randn(100_000, 8, generator=torch.Generator().manual_seed(1))  # fresh draws
+    out = push_raw(z) + bias
+    for off, p in ((0, targets["a"]), (4, targets["b"])):
+        freq = np.bincount(out[:, off : off + 4].argmax(1).numpy(), minlength=4) / len(out)
+        assert 0.5 * np.abs(freq - p).sum() < 0.02, (off, freq)
+
+
+def test_fit_records_calibration_and_can_turn_it_off() -> None:
+    on, off = fit_tiny("onestep"), fit_tiny("onestep", calibrate=False)
+    assert on.fit_summary["calibration"]["blocks"] == 2
+    assert "calibration" not in off.fit_summary
+    assert off._onehot_bias is None and on._onehot_bias is not None
+    from pfcore.models.base import snap_onehot
+
+    z = torch.randn(500, on.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = snap_onehot(on._push_raw(z).float() + on._onehot_bias, on._index)
+    assert torch.equal(on.push(z), expected)

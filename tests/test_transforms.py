@@ -334,3 +334,94 @@ def test_large_float_keeps_all_its_decimals():
     s, tr = fit(t, seed=0)
     assert s.columns[0].decimals == 4
     assert tr.decode(tr.encode(t, seed=0), seed=0).column("f").equals(t.column("f"))
+
+
+# ---- value protection and linked redraws ----------------------------------------------------
+
+
+def test_value_protection_hides_the_most_extreme_values():
+    """protect_extremes=5: no decoded value beyond the 6th smallest / largest fitted value."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(5, 1, 9_990).round(2), [31.8, 40.0, 58.9, -20.0, -30.5]])
+    t = pa.table({"x": x, "n": rng.integers(0, 10_000, x.size)})
+    s = infer_schema(t)
+    tr = TableTransformer.fit(t, s, protect_extremes=5)
+    z = rng.standard_normal((50_000, tr.n_features)).astype(np.float32) * 3
+    out = tr.decode(z)
+    xs, ns = np.sort(x), np.sort(t.column("n").to_numpy())
+    for col, sorted_vals in (("x", xs), ("n", ns)):
+        got = out.column(col).to_numpy()
+        assert got.max() == sorted_vals[-6] and got.min() == sorted_vals[5], col
+    assert not np.isin([31.8, 40.0, 58.9, -20.0, -30.5], out.column("x").to_numpy()).any()
+    exact = TableTransformer.fit(t, s)  # the default keeps the exact round trip
+    assert exact.decode(exact.encode(t)).equals(t.cast(s.arrow_schema()))
+
+
+def _owned_tails(n: int, seed: int) -> tuple[pa.Table, dict[str, str]]:
+    """Each of 2,000 tail numbers belongs to one carrier; a 500-level column is pure noise."""
+    rng = np.random.default_rng(seed)
+    carriers = np.array(list("ABCDEFGH"))
+    owner = rng.choice(carriers, 2000)
+    by_carrier = {c: np.flatnonzero(owner == c) for c in carriers}
+    carrier = rng.choice(carriers, n)
+    tail = np.array([f"T{rng.choice(by_carrier[c])}" for c in carrier])
+    noise = rng.choice([f"N{i}" for i in range(500)], n)
+    t = pa.table({"carrier": carrier, "tail": tail, "noise": noise, "x": rng.normal(size=n)})
+    return t, {f"T{i}": str(o) for i, o in enumerate(owner)}
+
+
+def test_pooled_values_are_redrawn_given_their_parent(tmp_path):
+    """A pooled tail number keeps its carrier; an unrelated pooled column gets no parent."""
+    t, owner = _owned_tails(20_000, 0)
+    s, tr = fit(t)
+    links = {c.column.name: getattr(c, "link", None) for c in tr.transforms}
+    assert links["tail"] is not None and links["tail"].parent == "carrier"
+    assert links["noise"] is None
+    d = tr.decode(tr.encode(t), seed=1)
+    pairs = zip(d.column("tail").to_pylist(), d.column("carrier").to_pylist(), strict=True)
+    consistent = np.mean([owner[a] == b for a, b in pairs])
+    assert consistent > 0.99  # unconditional redraws would give 1/8
+    tr.save(tmp_path / "tr")
+    back = TableTransformer.load(tmp_path / "tr")
+    z = np.random.default_rng(0).normal(size=(2000, tr.n_features)).astype(np.float32)
+    assert back.decode(z, seed=3).equals(tr.decode(z, seed=3))
+
+
+def test_exact_functions_of_another_column_are_derived_not_modelled(tmp_path):
+    """A label and its code (1:1), an hour inside a time: looked up, so every row is consistent.
+
+    ``batch`` (2,500 values, ~8 rows each) and ``noise`` determine nothing and stay modelled.
+    """
+    from pfcore.transforms.derived import DerivedTransform
+
+    rng = np.random.default_rng(4)
+    n = 20_000
+    levels = np.array(["Bachelors", "HS-grad", "Masters", "Doctorate", "Some-college"])
+    code = rng.integers(0, 5, n)
+    sched = rng.choice(np.array([h * 100 + m for h in range(5, 23) for m in range(0, 60, 5)]), n)
+    t = pa.table(
+        {
+            "education": levels[code],
+            "education_num": (code * 3 + 1).astype(np.int64),
+            "sched": sched.astype(np.int64),
+            "hour": (sched // 100).astype(np.int64),
+            "batch": rng.integers(0, 2500, n).astype(np.int64),  # ~8 rows per value
+            "noise": rng.choice(["a", "b", "c"], n),
+        }
+    )
+    s, tr = fit(t)
+    derived = {x.column.name: x.source for x in tr.transforms if isinstance(x, DerivedTransform)}
+    assert derived == {"education_num": "education", "hour": "sched"}
+    assert {b.column for b in tr.blocks}.isdisjoint(derived)  # not model features
+    assert_round_trip(t, s, tr)
+    z = rng.normal(size=(5000, tr.n_features)).astype(np.float32)
+    d = tr.decode(z, seed=1)
+    edu = dict(zip(levels, range(1, 15, 3), strict=True))
+    assert [edu[e] for e in d.column("education").to_pylist()] == d.column(
+        "education_num"
+    ).to_pylist()
+    np.testing.assert_array_equal(
+        d.column("hour").to_numpy(), d.column("sched").to_numpy() // 100
+    )  # holds for integers the model invents between known times too (nearest known time)
+    tr.save(tmp_path / "tr")
+    assert TableTransformer.load(tmp_path / "tr").decode(z, seed=1).equals(d)

@@ -44,6 +44,8 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
+#: Per-slot one-hot offsets (calibration.py), stored beside the network weights.
+BIAS_KEY = "calibration.onehot_bias"
 
 
 @dataclass
@@ -191,6 +193,7 @@ class ModelConfig:
     n_eval: int = 2048
     log_every: int = 50
     checkpoint_every: int = 500
+    calibrate: bool = True  # fit per-slot offsets so category frequencies match (calibration.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -291,6 +294,7 @@ class GenerativeModel(ABC):
         self.fit_summary: dict[str, Any] = {}
         self._device = torch.device("cpu")
         self._index: OneHotIndex | None = None
+        self._onehot_bias: torch.Tensor | None = None
         self._fitted = False
 
     # ------------------------------------------------------------------ family hooks
@@ -333,6 +337,8 @@ class GenerativeModel(ABC):
             net.to(dev)
         if self._index is not None:
             self._index.to(dev)
+        if self._onehot_bias is not None:
+            self._onehot_bias = self._onehot_bias.to(dev)
         self._device = dev
         return self
 
@@ -378,8 +384,11 @@ class GenerativeModel(ABC):
             vt = None if valid_np is None else torch.from_numpy(valid_np).to(device)
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
             summary = self._fit(xt, vt, list(callbacks), ckpt)
-        for net in self._networks().values():
-            net.eval()
+            for net in self._networks().values():
+                net.eval()
+            self._onehot_bias = None
+            if self.config.calibrate and self._index.has_onehot:
+                summary["calibration"] = self._calibrate(xt)
         self._fitted = True
         summary = {
             "family": self.family,
@@ -389,6 +398,22 @@ class GenerativeModel(ABC):
             **summary,
         }
         self.fit_summary = summary
+        return summary
+
+    def _calibrate(self, x: torch.Tensor) -> dict[str, Any]:
+        from pfcore.models.calibration import fit_onehot_bias
+
+        assert self._index is not None
+        with torch.inference_mode():
+            bias, summary = fit_onehot_bias(
+                self._push_raw,
+                x,
+                self._index.groups,
+                latent_dim=self.latent_dim,
+                seed=self.config.seed,
+                device=self._device,
+            )
+        self._onehot_bias = bias.to(self._device)
         return summary
 
     @torch.no_grad()
@@ -403,6 +428,8 @@ class GenerativeModel(ABC):
         with torch.inference_mode():
             z = z.to(self._device, torch.float32)
             out = self._push_raw(z).float()
+            if self._onehot_bias is not None:
+                out += self._onehot_bias
             assert self._index is not None
             return snap_onehot(out, self._index)
 
@@ -434,6 +461,8 @@ class GenerativeModel(ABC):
         for name, net in self._networks().items():
             for key, val in net.state_dict().items():
                 tensors[f"{name}.{key}"] = val.detach().to("cpu", torch.float32).contiguous()
+        if self._onehot_bias is not None:
+            tensors[BIAS_KEY] = self._onehot_bias.detach().to("cpu", torch.float32).contiguous()
         meta = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
@@ -482,6 +511,7 @@ class GenerativeModel(ABC):
             except RuntimeError as exc:
                 raise ModelError(f"{path}: weights do not match the saved config: {exc}") from exc
             net.eval()
+        model._onehot_bias = tensors.get(BIAS_KEY)
         model._fitted = True
         model.to(device)
         return model

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from pfcore.schema import ColumnSchema, values_from_json, values_to_json
 from pfcore.transforms.base import ColumnTransform, onehot
+from pfcore.transforms.pooled_parent import ParentLink
 
 MAX_KEPT = 100
 MIN_FREQUENCY = 0.001
@@ -42,8 +43,10 @@ class CategoricalTransform(ColumnTransform):
         has_other: bool,
         pooled: pa.Array,
         pooled_counts: np.ndarray,
+        link: ParentLink | None = None,
     ) -> None:
         super().__init__(column)
+        self.link = link  # pooled values redrawn given another column (pooled_parent.py)
         self.kept = kept
         self.has_null = has_null
         self.has_other = has_other
@@ -103,7 +106,12 @@ class CategoricalTransform(ColumnTransform):
     def layout(self) -> list[tuple[str, str, int]]:
         return [(self.column.name, "onehot", self._n_slots)]
 
-    def encode(self, arr: pa.ChunkedArray | pa.Array, rng: np.random.Generator) -> np.ndarray:
+    @property
+    def n_slots(self) -> int:
+        return self._n_slots
+
+    def slots_of(self, arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Slot index per value (kept category, null slot or the pooled ``__other__`` slot)."""
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         arr = arr.cast(self.type)
@@ -113,19 +121,43 @@ class CategoricalTransform(ColumnTransform):
         if arr.null_count:
             nulls = np.asarray(arr.is_null(), dtype=bool)
             slot[nulls] = self._null_slot if self.has_null else fallback
-        return onehot(slot, self._n_slots)
+        return slot
 
-    def decode(self, x: np.ndarray, n: int, rng: np.random.Generator, row_offset: int) -> pa.Array:
+    def pooled_index(self, arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Index into ``pooled`` per value; -1 where the value is kept, null or not pooled."""
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        idx = pc.index_in(arr.cast(self.type), value_set=self.pooled)
+        return np.asarray(idx.fill_null(-1), dtype=np.int64)
+
+    def encode(self, arr: pa.ChunkedArray | pa.Array, rng: np.random.Generator) -> np.ndarray:
+        return onehot(self.slots_of(arr), self._n_slots)
+
+    def decoded_slots(self, x: np.ndarray) -> np.ndarray:
+        """Argmax slot per row of this column's model output (before any pooled redraw)."""
         if x.shape[1] == 2:  # booleans and two-value codes: a comparison beats argmax 2x
-            slot = (x[:, 1] > x[:, 0]).astype(np.int64)
-        else:
-            slot = np.argmax(x, axis=1).astype(np.int64)
+            return (x[:, 1] > x[:, 0]).astype(np.int64)
+        return np.argmax(x, axis=1).astype(np.int64)
+
+    def decode(
+        self,
+        x: np.ndarray,
+        n: int,
+        rng: np.random.Generator,
+        row_offset: int,
+        parent_slots: np.ndarray | None = None,
+    ) -> pa.Array:
+        """``parent_slots``: the linked parent's decoded slots (required when ``link`` is set)."""
+        slot = self.decoded_slots(x)
         if self.has_other:
             other = slot == self._other_slot
             m = int(other.sum())
             if m:
                 base = len(self.kept) + int(self.has_null)
-                if self._pooled_cdf.size:
+                if self._pooled_cdf.size and self.link is not None and parent_slots is not None:
+                    draws = self.link.draw(parent_slots[other], self._pooled_cdf, rng)
+                    slot[other] = base + draws
+                elif self._pooled_cdf.size:
                     draws = np.searchsorted(self._pooled_cdf, rng.random(m), side="right")
                     slot[other] = base + np.minimum(draws, self._pooled_cdf.size - 1)
                 elif len(self.kept):
@@ -142,8 +174,12 @@ class CategoricalTransform(ColumnTransform):
             "has_null": self.has_null,
             "has_other": self.has_other,
             "pooled": values_to_json(self.pooled),
+            "parent": None if self.link is None else self.link.parent,
         }
-        return meta, {"pooled_counts": self.pooled_counts}
+        arrays = {"pooled_counts": self.pooled_counts}
+        if self.link is not None:
+            arrays.update(self.link.arrays())
+        return meta, arrays
 
     @classmethod
     def from_state(
@@ -157,4 +193,10 @@ class CategoricalTransform(ColumnTransform):
             bool(meta["has_other"]),
             values_from_json(meta["pooled"], t),
             arrays.get("pooled_counts", np.zeros(0, np.int64)),
+            None if not meta.get("parent") else ParentLink.from_arrays(meta["parent"], arrays),
         )
+
+    @property
+    def pooled_frequencies(self) -> np.ndarray:
+        total = self.pooled_counts.sum()
+        return self.pooled_counts / total if total > 0 else self.pooled_counts.astype(float)

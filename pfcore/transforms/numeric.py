@@ -16,6 +16,12 @@ one-hot mode blocks too) and inverts in closed form — the modelling prototype 
   stays continuous; every z in that range decodes back to exactly v.
 * Decode snaps to the column's grid (integer ``step`` / observed ``decimals``) and clips to the
   schema's bounds, so integers and datetimes round-trip exactly and floats up to their decimals.
+* Value protection (``protect_extremes=k``; the synthesizer uses 5, like MOSTLY AI's engine):
+  the clip bounds tighten to the (k+1)-th smallest and largest fitted values, so no synthetic row
+  discloses one of a column's k most extreme real values (a single outlier such as a 31.8 mm
+  diamond among 3-10 mm ones). Tail mass beyond the bound lands on it. It also keeps sdmetrics'
+  per-table histogram bins (equal-width between each table's own min and max) from being
+  stretched by one copied outlier: on diamonds that alone moved pair scores by 0.5.
 
 Missing values: a width-2 onehot ``f"{col}.__missing__"`` block follows the numeric block; the
 numeric slot of a missing row holds an N(0, 1) draw (keeps the block's marginal Gaussian; the
@@ -238,8 +244,14 @@ class NumericTransform(ColumnTransform):
 
     @classmethod
     def fit(
-        cls, column: ColumnSchema, arr: pa.ChunkedArray, rng: np.random.Generator
+        cls,
+        column: ColumnSchema,
+        arr: pa.ChunkedArray,
+        rng: np.random.Generator,
+        *,
+        protect_extremes: int = 0,
     ) -> NumericTransform:
+        """``protect_extremes``: decode never goes beyond the k-th most extreme value per tail."""
         t = column.type
         valid = arr.drop_null()
         if pa.types.is_floating(t) and len(valid):
@@ -294,6 +306,10 @@ class NumericTransform(ColumnTransform):
                 )
         lo = _bound(column.min, offset, x_lo)
         hi = _bound(column.max, offset, x_hi)
+        k = int(protect_extremes)
+        if k > 0 and xs.size > 4 * k:
+            lo = float(xs[k]) if lo is None else max(lo, float(xs[k]))
+            hi = float(xs[-1 - k]) if hi is None else min(hi, float(xs[-1 - k]))
         has_missing = column.nullable or arr.null_count > 0
         return cls(
             column,

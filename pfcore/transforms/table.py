@@ -15,7 +15,9 @@ from pfcore.errors import InputError, SchemaError
 from pfcore.schema import ColumnSchema, TableSchema
 from pfcore.transforms.base import Block, ColumnTransform, rng_for
 from pfcore.transforms.categorical import CategoricalTransform
+from pfcore.transforms.derived import DerivedTransform, find_derived
 from pfcore.transforms.numeric import NumericTransform
+from pfcore.transforms.pooled_parent import choose_parent
 from pfcore.transforms.regenerated import ConstantTransform, IdTransform
 
 FORMAT_VERSION = 1
@@ -53,19 +55,33 @@ class TableTransformer:
                 start += width
             self._slices.append((col_start, start))
         self.n_features = start
+        self._index_of = {tr.column.name: i for i, tr in enumerate(transforms)}
 
     # -- fit -----------------------------------------------------------------------------
     @classmethod
-    def fit(cls, table: pa.Table, schema: TableSchema, *, seed: int = 0) -> TableTransformer:
+    def fit(
+        cls, table: pa.Table, schema: TableSchema, *, seed: int = 0, protect_extremes: int = 0
+    ) -> TableTransformer:
+        """``protect_extremes``: numeric value protection (see ``numeric``); 0 = exact."""
         table = _select(table, schema)
         transforms: list[ColumnTransform] = []
+        derived = find_derived(table, list(schema.columns), seed=seed)
         for i, col in enumerate(schema.columns):
             kls = _BY_KIND[col.kind]
             rng = rng_for(seed, _ENCODE_STREAM, i)
-            if kls in (ConstantTransform, IdTransform):
+            if col.name in derived:
+                transforms.append(derived[col.name])
+            elif kls in (ConstantTransform, IdTransform):
                 transforms.append(kls(col))
+            elif kls is NumericTransform:
+                transforms.append(
+                    NumericTransform.fit(
+                        col, table.column(col.name), rng, protect_extremes=protect_extremes
+                    )
+                )
             else:
                 transforms.append(kls.fit(col, table.column(col.name), rng))  # type: ignore[attr-defined]
+        _link_pooled_parents(table, transforms)
         return cls(schema, transforms)
 
     # -- encode / decode -------------------------------------------------------------------
@@ -85,11 +101,23 @@ class TableTransformer:
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"decode expects shape (n, {self.n_features}), got {x.shape}")
         n = x.shape[0]
-        arrays = []
+        arrays: list[pa.Array | None] = []
         for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
-            arrays.append(
-                tr.decode(x[:, a:b], n, rng_for(seed, _DECODE_STREAM, row_offset, i), row_offset)
-            )
+            rng = rng_for(seed, _DECODE_STREAM, row_offset, i)
+            if isinstance(tr, CategoricalTransform) and tr.link is not None:
+                j = self._index_of[tr.link.parent]
+                pa_, pb = self._slices[j]
+                parent = self.transforms[j]
+                assert isinstance(parent, CategoricalTransform)
+                slots = parent.decoded_slots(x[:, pa_:pb])
+                arrays.append(tr.decode(x[:, a:b], n, rng, row_offset, parent_slots=slots))
+            elif isinstance(tr, DerivedTransform):
+                arrays.append(None)  # filled from its source below
+            else:
+                arrays.append(tr.decode(x[:, a:b], n, rng, row_offset))
+        for i, tr in enumerate(self.transforms):
+            if isinstance(tr, DerivedTransform):
+                arrays[i] = tr.decode_from(arrays[self._index_of[tr.source]])
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 
     # -- persistence -----------------------------------------------------------------------
@@ -102,7 +130,10 @@ class TableTransformer:
         cols, tensors = [], {}
         for i, tr in enumerate(self.transforms):
             meta, arrays = tr.state()
-            cols.append({"name": tr.column.name, "kind": tr.column.kind, "meta": meta})
+            entry = {"name": tr.column.name, "kind": tr.column.kind, "meta": meta}
+            if isinstance(tr, DerivedTransform):
+                entry["transform"] = DerivedTransform.kind
+            cols.append(entry)
             for k, v in arrays.items():
                 tensors[f"{i}.{k}"] = np.ascontiguousarray(v)
         doc = {
@@ -143,7 +174,11 @@ class TableTransformer:
         for i, (col, c) in enumerate(zip(schema.columns, doc["columns"], strict=True)):
             prefix = f"{i}."
             arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            transforms.append(_BY_KIND[col.kind].from_state(col, c["meta"], arrays))
+            if c.get("transform") == DerivedTransform.kind:
+                source_type = schema[c["meta"]["source"]].type
+                transforms.append(DerivedTransform.from_state(col, c["meta"], arrays, source_type))
+            else:
+                transforms.append(_BY_KIND[col.kind].from_state(col, c["meta"], arrays))
         out = cls(schema, transforms)
         if out.n_features != doc["n_features"]:
             raise SchemaError(
@@ -174,6 +209,22 @@ def _select(table: pa.Table, schema: TableSchema) -> pa.Table:
                 ) from None
         cols.append(arr)
     return pa.Table.from_arrays(cols, names=[c.name for c in schema.columns])
+
+
+def _link_pooled_parents(table: pa.Table, transforms: list[ColumnTransform]) -> None:
+    """Give each categorical with pooled values the parent that best predicts them (if any)."""
+    cats = [t for t in transforms if isinstance(t, CategoricalTransform)]
+    children = [t for t in cats if t.has_other and len(t.pooled) > 0]
+    if not children or len(cats) < 2:
+        return
+    slots = {t.column.name: t.slots_of(table.column(t.column.name)) for t in cats}
+    for child in children:
+        idx = child.pooled_index(table.column(child.column.name))
+        rows = idx >= 0
+        candidates = {
+            t.column.name: (slots[t.column.name][rows], t.n_slots) for t in cats if t is not child
+        }
+        child.link = choose_parent(idx[rows], child.pooled_frequencies, candidates)
 
 
 def _atomic(path: Path, write: Any) -> None:
