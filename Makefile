@@ -18,6 +18,7 @@ demo: setup
 	$(VENV)/bin/pushforward run --example
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 clean:

@@ -123,7 +123,11 @@ def run_job(work: Path, dataset: str, variant: str, device: str, steps: int) -> 
         vt = torch.from_numpy(x[perm[:nv]]).to(model.device)
         pairs = make_pairs(model.teacher, model.config.n_pairs, model.config.seed)
         alt = models.OneStepModel.from_teacher(
-            model.teacher, pairs, xt, vt, {**model.config.to_dict(), "distill_loss": "mse"},
+            model.teacher,
+            pairs,
+            xt,
+            vt,
+            {**model.config.to_dict(), "distill_loss": "mse"},
             budget_s=1800.0,
         )
         students.append(("onestep_mse", alt))

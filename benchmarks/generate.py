@@ -76,8 +76,9 @@ def ensure_synthesizer(args: argparse.Namespace) -> Path:
     train, _ = split_train_holdout(table, 0.2, args.seed, max_train_rows=args.train_rows)
     _log(f"training {args.family}/{args.preset} on {train.num_rows} rows of {args.dataset}")
     t0 = time.perf_counter()
-    synth = Synthesizer.fit(train, schema, family=args.family, preset=args.preset, seed=args.seed,
-                            device=args.device)
+    synth = Synthesizer.fit(
+        train, schema, family=args.family, preset=args.preset, seed=args.seed, device=args.device
+    )
     _log(f"trained in {time.perf_counter() - t0:.1f}s")
     synth.save(target)
     return target
@@ -126,12 +127,14 @@ def child_limits(args: argparse.Namespace) -> dict[str, Any]:
     parts = []
     for b in range(DEFAULT_ROW_GROUP_ROWS // BLOCK_ROWS):
         noise_seed, decode_seed = block_seeds(0, b)
-        zb = torch.randn(BLOCK_ROWS, synth.latent_dim,
-                         generator=torch.Generator().manual_seed(noise_seed))
+        zb = torch.randn(
+            BLOCK_ROWS, synth.latent_dim, generator=torch.Generator().manual_seed(noise_seed)
+        )
         with torch.inference_mode():
             x = synth.push(zb)
-        parts.append(synth.transformer.decode(np.asarray(x), seed=decode_seed,
-                                              row_offset=b * BLOCK_ROWS))
+        parts.append(
+            synth.transformer.decode(np.asarray(x), seed=decode_seed, row_offset=b * BLOCK_ROWS)
+        )
     table = pa.concat_tables(parts).combine_chunks()
     schema = synth.schema.arrow_schema()
     dict_cols = dictionary_columns(schema, synth.schema)
@@ -144,8 +147,9 @@ def child_limits(args: argparse.Namespace) -> dict[str, Any]:
 
     def write_one(i: int) -> int:
         path = tmp / f"t{i}.parquet"
-        with pq.ParquetWriter(path, schema, compression="zstd",
-                              use_dictionary=dict_cols or False) as w:
+        with pq.ParquetWriter(
+            path, schema, compression="zstd", use_dictionary=dict_cols or False
+        ) as w:
             w.write_table(table, row_group_size=rg_rows)
         path.unlink()
         return table.num_rows
@@ -210,16 +214,26 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
         if time.perf_counter() - last[0] >= 15 or p.finished:
             last[0] = time.perf_counter()
             eta = "?" if p.eta_s is None else f"{p.eta_s:.0f}s"
-            _log(f"  {p.rows_written:,}/{p.rows_total:,} rows, {p.rows_per_second:,.0f} rows/s, "
-                 f"eta {eta}")
+            _log(
+                f"  {p.rows_written:,}/{p.rows_total:,} rows, {p.rows_per_second:,.0f} rows/s, "
+                f"eta {eta}"
+            )
 
     try:
         t0 = time.perf_counter()
         manifest = generate_batch(
-            args.synth_dir, args.rows, 0, out_root, args.dataset,
-            workers=args.workers, device=args.device, torch_threads=args.torch_threads,
-            noise=args.noise, rows_per_shard=_rows_per_shard(args),
-            progress=progress, progress_interval_s=1.0,
+            args.synth_dir,
+            args.rows,
+            0,
+            out_root,
+            args.dataset,
+            workers=args.workers,
+            device=args.device,
+            torch_threads=args.torch_threads,
+            noise=args.noise,
+            rows_per_shard=_rows_per_shard(args),
+            progress=progress,
+            progress_interval_s=1.0,
         )
         t_end = time.perf_counter()
         seconds = t_end - t0
@@ -247,10 +261,29 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ driver
 def _run_child(mode: str, args: argparse.Namespace, synth_dir: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--synth-dir", str(synth_dir),
-           "--dataset", args.dataset, "--device", args.device, "--work", str(args.work),
-           "--workers", str(args.workers), "--limit-rows", str(args.limit_rows),
-           "--min-seconds", str(args.min_seconds), "--noise", args.noise, *extra]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--synth-dir",
+        str(synth_dir),
+        "--dataset",
+        args.dataset,
+        "--device",
+        args.device,
+        "--work",
+        str(args.work),
+        "--workers",
+        str(args.workers),
+        "--limit-rows",
+        str(args.limit_rows),
+        "--min-seconds",
+        str(args.min_seconds),
+        "--noise",
+        args.noise,
+        *extra,
+    ]
     if args.rows_per_shard:
         cmd += ["--rows-per-shard", str(args.rows_per_shard)]
     if args.torch_threads:
@@ -262,6 +295,28 @@ def _run_child(mode: str, args: argparse.Namespace, synth_dir: Path, extra: list
     if proc.returncode != 0:
         sys.exit(f"child {mode} failed with exit code {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _sdv_reference(dataset: str) -> tuple[str | None, float | None]:
+    """SDV's fastest sampler on this table, from the fidelity benchmark's records.
+
+    Same machine and table, separate run (SDV lives in its own venv; see benchmarks/README.md):
+    wall-clock rows/s of ``sample(n_holdout)`` with decoding, as our own figure is.
+    """
+    path = ROOT / "benchmarks" / "results" / "fidelity.json"
+    if not path.exists():
+        return None, None
+    recs = [
+        r
+        for r in json.loads(path.read_text())
+        if r.get("dataset") == dataset
+        and str(r.get("method", "")).startswith("sdv-")
+        and r.get("sample_rows_per_second")
+    ]
+    if not recs:
+        return None, None
+    best = max(recs, key=lambda r: r["sample_rows_per_second"])
+    return best["method"], float(best["sample_rows_per_second"])
 
 
 def _device_name(device: str) -> str:
@@ -282,13 +337,19 @@ def _save_results(path: Path, records: list[dict[str, Any]]) -> None:
             old = []
 
     def key(r: dict[str, Any]) -> tuple:
-        return (r.get("dataset"), r.get("rows"), str(r.get("device", "")).split(" ")[0],
-                r.get("workers"), r.get("noise", "cpu"))
+        return (
+            r.get("dataset"),
+            r.get("rows"),
+            str(r.get("device", "")).split(" ")[0],
+            r.get("workers"),
+            r.get("noise", "cpu"),
+        )
 
     new_keys = {key(r) for r in records}
     merged = [r for r in old if key(r) not in new_keys] + records
-    merged.sort(key=lambda r: (str(r.get("device")), r.get("dataset"), str(r.get("noise")),
-                               r.get("rows")))
+    merged.sort(
+        key=lambda r: (str(r.get("device")), r.get("dataset"), str(r.get("noise")), r.get("rows"))
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"benchmark": "generate", "records": merged}, indent=2) + "\n")
@@ -306,13 +367,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-rows", type=int, default=20_000)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--noise", choices=["cpu", "device"], default="cpu",
-                   help="where latent noise is drawn (device: faster on a GPU)")
-    p.add_argument("--rows-per-shard", type=int, default=None,
-                   help="default: pfcore's, or about 2 shards per worker when workers > 1")
+    p.add_argument(
+        "--noise",
+        choices=["cpu", "device"],
+        default="cpu",
+        help="where latent noise is drawn (device: faster on a GPU)",
+    )
+    p.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=None,
+        help="default: pfcore's, or about 2 shards per worker when workers > 1",
+    )
     p.add_argument("--torch-threads", type=int, default=None)
-    p.add_argument("--limit-rows", type=int, default=1_048_576,
-                   help="at least this many rows when measuring each limit")
+    p.add_argument(
+        "--limit-rows",
+        type=int,
+        default=1_048_576,
+        help="at least this many rows when measuring each limit",
+    )
     p.add_argument("--min-seconds", type=float, default=3.0)
     p.add_argument("--out", default=str(DEFAULT_RESULTS))
     p.add_argument("--work", default=str(DEFAULT_WORK))
@@ -336,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = _run_child("limits", args, synth_dir, [])
     _log(f"limits: {limits}")
     records = []
+    sdv_method, sdv_rate = _sdv_reference(args.dataset)
     for n in args.rows:
         _log(f"end to end: {n:,} rows")
         e2e = _run_child("e2e", args, synth_dir, ["--rows", str(n)])
@@ -348,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
             "model_only_rows_per_second": limits["model_only_rows_per_second"],
             "raw_write_rows_per_second": limits["raw_write_rows_per_second"],
             "ratio_to_limit": round(e2e["rows_per_second"] / limit, 3),
+            "sdv_fastest_method": sdv_method,
+            "sdv_fastest_rows_per_second": sdv_rate,
+            "ratio_to_sdv_fastest": round(e2e["rows_per_second"] / sdv_rate, 2)
+            if sdv_rate
+            else None,
             "peak_rss_mb": e2e["peak_rss_mb"],
             "cpu_count": os.cpu_count(),
             "device": _device_name(args.device),
@@ -376,6 +455,19 @@ def main(argv: list[str] | None = None) -> int:
         _log(json.dumps(rec))
         records.append(rec)
         _save_results(Path(args.out), records)
+    cols = [
+        "rows",
+        "rows_per_second",
+        "model_only_rows_per_second",
+        "raw_write_rows_per_second",
+        "ratio_to_limit",
+        "ratio_to_sdv_fastest",
+        "peak_rss_mb",
+    ]
+    print("| " + " | ".join(["device", *cols]) + " |")
+    print("|" + "---|" * (len(cols) + 1))
+    for r in records:
+        print("| " + " | ".join([r["device"], *(str(r[c]) for c in cols)]) + " |")
     return 0
 
 

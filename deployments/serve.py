@@ -17,28 +17,42 @@ from flows.train_pipeline import train_pipeline
 DEFAULT_CRON = "0 3 * * *"
 
 
-def build_deployments(cron: str | None = DEFAULT_CRON, model_name: str = "pushforward-california_housing",
-                      rows: int = 1_000_000) -> list:
+def build_deployments(
+    cron: str | None = DEFAULT_CRON,
+    model_name: str = "pushforward-california_housing",
+    rows: int = 1_000_000,
+) -> list:
     """The deployments served locally; one generation run at a time so batches never collide."""
     return [
         train_pipeline.to_deployment(
-            name="train", parameters={"params": TrainParams().model_dump(mode="json")},
-            concurrency_limit=1, tags=["pushforward", "train"],
+            name="train",
+            parameters={"params": TrainParams().model_dump(mode="json")},
+            concurrency_limit=1,
+            tags=["pushforward", "train"],
         ),
         generate_batch.to_deployment(
-            name="generate-daily", cron=cron,
-            parameters={"params": GenerateParams(model_name=model_name, rows=rows).model_dump(mode="json")},
-            concurrency_limit=1, tags=["pushforward", "generate"],
+            name="generate-daily",
+            cron=cron,
+            parameters={
+                "params": GenerateParams(model_name=model_name, rows=rows).model_dump(mode="json")
+            },
+            concurrency_limit=1,
+            tags=["pushforward", "generate"],
         ),
         pipeline.to_deployment(
-            name="pipeline", parameters={"params": PipelineParams().model_dump(mode="json")},
-            concurrency_limit=1, tags=["pushforward"],
+            name="pipeline",
+            parameters={"params": PipelineParams().model_dump(mode="json")},
+            concurrency_limit=1,
+            tags=["pushforward"],
         ),
     ]
 
 
-def serve_all(cron: str | None = DEFAULT_CRON, model_name: str = "pushforward-california_housing",
-              rows: int = 1_000_000) -> None:
+def serve_all(
+    cron: str | None = DEFAULT_CRON,
+    model_name: str = "pushforward-california_housing",
+    rows: int = 1_000_000,
+) -> None:
     serve(*build_deployments(cron, model_name, rows))
 
 

@@ -35,12 +35,23 @@ def _prefect_env() -> None:
 def _train_params(args: argparse.Namespace):
     from flows.params import EXAMPLE_DATASET, GateParams, TrainParams
 
-    source = str(EXAMPLE_DATASET) if getattr(args, "example", False) or not args.source else args.source
+    source = (
+        str(EXAMPLE_DATASET) if getattr(args, "example", False) or not args.source else args.source
+    )
     return TrainParams(
-        source=source, dataset_name=args.dataset_name, model_name=args.model_name,
-        family=args.family, preset=args.preset, max_minutes=args.max_minutes, seed=args.seed,
-        holdout_fraction=args.holdout_fraction, max_train_rows=args.max_train_rows,
-        target=args.target, device=args.device, overrides=args.overrides,
+        source=source,
+        dataset_name=args.dataset_name,
+        model_name=args.model_name,
+        family=args.family,
+        preset=args.preset,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        holdout_fraction=args.holdout_fraction,
+        max_train_rows=args.max_train_rows,
+        target=args.target,
+        device=args.device,
+        overrides=args.overrides,
+        protect_extremes=args.protect_extremes,
         gate=GateParams(min_quality=args.min_quality, max_detection_auc=args.max_detection_auc),
     )
 
@@ -48,11 +59,20 @@ def _train_params(args: argparse.Namespace):
 def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> None:
     p.add_argument("source", nargs="?", help="CSV, Parquet (file or folder) or JSON Lines table")
     if example:
-        p.add_argument("--example", action="store_true", help="use the bundled example dataset (california_housing)")
+        p.add_argument(
+            "--example",
+            action="store_true",
+            help="use the bundled example dataset (california_housing)",
+        )
     p.add_argument("--dataset-name")
     p.add_argument("--model-name", help="registered model name (default pushforward-<dataset>)")
     p.add_argument("--family", default="onestep", choices=["onestep", "flow", "energy"])
-    p.add_argument("--preset", default=None, choices=["tiny", "fast", "balanced", "best"], help="default: balanced")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=["tiny", "fast", "balanced", "best"],
+        help="default: balanced",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="training time budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout-fraction", type=float, default=0.2)
@@ -60,6 +80,12 @@ def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> Non
     p.add_argument("--target", default=None, help="target column for ML-efficacy scoring")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--overrides", default=None, help="YAML/JSON schema overrides")
+    p.add_argument(
+        "--protect-extremes",
+        type=int,
+        default=5,
+        help="never decode beyond a column's (k+1)-th most extreme value; 0 = full range",
+    )
     p.add_argument("--min-quality", type=float, default=0.85)
     p.add_argument("--max-detection-auc", type=float, default=0.85)
 
@@ -78,7 +104,10 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pushforward", description="Synthetic tabular data: ingest, train, validate, register, generate.")
+    parser = argparse.ArgumentParser(
+        prog="pushforward",
+        description="Synthetic tabular data: ingest, train, validate, register, generate.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="ingest a table to a Parquet dataset + schema.json")
@@ -89,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="flow train-pipeline: ingest → train → validate → register")
     _add_train_args(p)
 
-    p = sub.add_parser("validate", help="score a saved synthesizer against an ingested dataset's holdout")
+    p = sub.add_parser(
+        "validate", help="score a saved synthesizer against an ingested dataset's holdout"
+    )
     p.add_argument("synthesizer", help="saved synthesizer folder")
     p.add_argument("dataset", help="ingested dataset folder")
     p.add_argument("--out", required=True, help="report folder")
@@ -106,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None)
 
     p = sub.add_parser("serve", help="serve the deployments on this machine (no worker needed)")
-    p.add_argument("--cron", default="0 3 * * *", help="generation schedule (default daily 03:00 UTC)")
+    p.add_argument(
+        "--cron", default="0 3 * * *", help="generation schedule (default daily 03:00 UTC)"
+    )
     p.add_argument("--model-name", default="pushforward-california_housing")
     p.add_argument("--rows", type=int, default=1_000_000)
     return parser
@@ -143,8 +176,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pfcore.ingest import ingest
 
         res = ingest(args.source, args.out, overrides=args.overrides)
-        _print({"dataset_dir": str(res.out_dir), "rows": res.manifest.get("rows"),
-                "columns": {c.name: c.kind for c in res.schema.columns}})
+        _print(
+            {
+                "dataset_dir": str(res.out_dir),
+                "rows": res.manifest.get("rows"),
+                "columns": {c.name: c.kind for c in res.schema.columns},
+            }
+        )
         return EXIT_OK
 
     if args.command == "validate":
@@ -158,7 +196,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         train, holdout = split_train_holdout(table, args.holdout_fraction, args.seed)
         synth = Synthesizer.load(args.synthesizer)
         synthetic = synth.sample(max(holdout.num_rows, 1000), seed=args.seed + 1)
-        report = evaluate(holdout, synthetic, schema, train=train, target=args.target, seed=args.seed)
+        report = evaluate(
+            holdout, synthetic, schema, train=train, target=args.target, seed=args.seed
+        )
         result = gate(report)
         report.save(args.out)
         _print({"passed": result.passed, "reasons": result.reasons, "summary": report.summary})
@@ -177,11 +217,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "generate":
         from flows.params import GenerateParams
 
-        fields = {k: v for k, v in {
-            "model_name": args.model_name, "alias": args.alias, "rows": args.rows, "seed": args.seed,
-            "seed_policy": args.seed_policy, "output": args.output, "rows_per_shard": args.rows_per_shard,
-            "runner": args.runner, "dask_address": args.dask_address, "workers": args.workers,
-        }.items() if v is not None}
+        fields = {
+            k: v
+            for k, v in {
+                "model_name": args.model_name,
+                "alias": args.alias,
+                "rows": args.rows,
+                "seed": args.seed,
+                "seed_policy": args.seed_policy,
+                "output": args.output,
+                "rows_per_shard": args.rows_per_shard,
+                "runner": args.runner,
+                "dask_address": args.dask_address,
+                "workers": args.workers,
+            }.items()
+            if v is not None
+        }
         params = GenerateParams(**fields)  # validate before paying for the Prefect import
         from flows.generate_batch import generate_batch
 

@@ -25,8 +25,14 @@ def _runner(params: GenerateParams):
 
         if params.dask_address:
             return DaskTaskRunner(address=params.dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": params.workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": params.workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
     return ThreadPoolTaskRunner(max_workers=params.workers)
 
 
@@ -43,11 +49,20 @@ def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
     seed = params.resolved_seed(today)
     model = resolve_model_task(params.model_name, params.alias)
     out_root = params.output or str(pushforward_home() / "synthetic")
-    plan = plan_task(model["synth_dir"], params.rows, seed, out_root,
-                     params.dataset_name or params.model_name, rows_per_shard=params.rows_per_shard,
-                     run_date=today.isoformat(), model_name=params.model_name,
-                     model_version=model["version"])
+    plan = plan_task(
+        model["synth_dir"],
+        params.rows,
+        seed,
+        out_root,
+        params.dataset_name or params.model_name,
+        rows_per_shard=params.rows_per_shard,
+        run_date=today.isoformat(),
+        model_name=params.model_name,
+        model_version=model["version"],
+    )
     results = _generate_shards.with_options(task_runner=_runner(params))(plan)
     published = publish_task(plan, results)
-    logger().info("batch %s: %s rows at %s", published["batch_id"], published["rows"], published["path"])
+    logger().info(
+        "batch %s: %s rows at %s", published["batch_id"], published["rows"], published["path"]
+    )
     return {**published, "model_name": params.model_name, "model_version": model["version"]}

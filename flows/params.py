@@ -14,7 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-EXAMPLE_DATASET = Path(__file__).resolve().parents[1] / "pfcore" / "examples" / "california_housing.parquet"
+EXAMPLE_DATASET = (
+    Path(__file__).resolve().parents[1] / "pfcore" / "examples" / "california_housing.parquet"
+)
 
 __all__ = ["GateParams", "TrainParams", "GenerateParams", "PipelineParams", "EXAMPLE_DATASET"]
 
@@ -26,30 +28,109 @@ class _Strict(BaseModel):
 class GateParams(_Strict):
     """Thresholds a model must meet to become ``champion`` (see pfcore.fidelity.GateConfig)."""
 
-    min_quality: float = Field(0.85, ge=0, le=1, description="Minimum overall quality (mean of column shapes and pair trends).")
-    min_pair_trends: float = Field(0.80, ge=0, le=1, description="Minimum pair-trend score over related column pairs.")
-    min_column_shape: float = Field(0.80, ge=0, le=1, description="Minimum shape score of every single column.")
-    max_detection_auc: float = Field(0.85, ge=0.5, le=1, description="Maximum classifier two-sample ROC AUC (0.5 = indistinguishable).")
-    max_missing_rate_diff: float = Field(0.05, ge=0, le=1, description="Maximum per-column difference of missing rates.")
-    min_dcr_ratio: float = Field(0.5, ge=0, description="Privacy: synthetic-to-train over holdout-to-train distance to closest record (5th percentile) must be at least this.")
-    check_regression: bool = Field(True, description="Also require no regression against the current champion.")
+    min_quality: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="Minimum overall quality (mean of column shapes and pair trends).",
+    )
+    min_pair_trends: float = Field(
+        0.80, ge=0, le=1, description="Minimum pair-trend score over related column pairs."
+    )
+    min_column_shape: float = Field(
+        0.80, ge=0, le=1, description="Minimum shape score of every single column."
+    )
+    max_detection_auc: float = Field(
+        0.85,
+        ge=0.5,
+        le=1,
+        description="Maximum classifier two-sample ROC AUC (0.5 = indistinguishable).",
+    )
+    max_missing_rate_diff: float = Field(
+        0.05, ge=0, le=1, description="Maximum per-column difference of missing rates."
+    )
+    min_dcr_ratio: float = Field(
+        0.5,
+        ge=0,
+        description=(
+            "Privacy: synthetic-to-train over holdout-to-train distance to closest record (5th "
+            "percentile) must be at least this."
+        ),
+    )
+    check_regression: bool = Field(
+        True, description="Also require no regression against the current champion."
+    )
 
 
 class TrainParams(_Strict):
     """Train a synthesizer on a table and register it (ingest → train → validate → register)."""
 
-    source: str = Field(str(EXAMPLE_DATASET), description="Path of the real table: CSV, Parquet (file or folder) or JSON Lines.")
-    dataset_name: str | None = Field(None, description="Short name for the dataset; defaults to the file name.")
-    model_name: str | None = Field(None, description="Registered model name in MLflow; defaults to 'pushforward-<dataset_name>'.")
-    family: Literal["onestep", "flow", "energy"] = Field("onestep", description="Model family: 'onestep' (distilled from a flow; fastest sampler), 'flow' (ODE sampler), 'energy' (direct MMD/energy generator).")
-    preset: Literal["tiny", "fast", "balanced", "best"] = Field("balanced", description="Training budget preset: 'fast' ~1 min, 'balanced' ~4 min, 'best' ~12 min on 2 CPU cores at 20k rows; 'tiny' takes seconds and is for smoke tests only.")
-    max_minutes: float | None = Field(None, gt=0, le=24 * 60, description="Hard training time budget in minutes (overrides the preset's).")
+    source: str = Field(
+        str(EXAMPLE_DATASET),
+        description="Path of the real table: CSV, Parquet (file or folder) or JSON Lines.",
+    )
+    dataset_name: str | None = Field(
+        None, description="Short name for the dataset; defaults to the file name."
+    )
+    model_name: str | None = Field(
+        None,
+        description="Registered model name in MLflow; defaults to 'pushforward-<dataset_name>'.",
+    )
+    family: Literal["onestep", "flow", "energy"] = Field(
+        "onestep",
+        description=(
+            "Model family: 'onestep' (distilled from a flow; fastest sampler), 'flow' (ODE "
+            "sampler), 'energy' (direct MMD/energy generator)."
+        ),
+    )
+    preset: Literal["tiny", "fast", "balanced", "best"] = Field(
+        "balanced",
+        description=(
+            "Training budget preset: 'fast' ~1 min, 'balanced' ~4 min, 'best' ~12 min on 2 CPU "
+            "cores at 20k rows; 'tiny' takes seconds and is for smoke tests only."
+        ),
+    )
+    max_minutes: float | None = Field(
+        None,
+        gt=0,
+        le=24 * 60,
+        description="Hard training time budget in minutes (overrides the preset's).",
+    )
     seed: int = Field(0, ge=0, description="Seed for the split, the transform and training.")
-    holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, description="Fraction of rows held out for fidelity and privacy scoring.")
-    max_train_rows: int | None = Field(None, gt=1, description="Cap on training rows (random subsample).")
-    target: str | None = Field(None, description="Optional target column for ML-efficacy scoring (train on synthetic, test on real).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Training device; 'auto' uses CUDA when present.")
-    overrides: str | None = Field(None, description="Optional YAML/JSON file of schema overrides (force a kind, drop a column, set bounds).")
+    holdout_fraction: float = Field(
+        0.2,
+        ge=0.05,
+        le=0.5,
+        description="Fraction of rows held out for fidelity and privacy scoring.",
+    )
+    max_train_rows: int | None = Field(
+        None, gt=1, description="Cap on training rows (random subsample)."
+    )
+    target: str | None = Field(
+        None,
+        description=(
+            "Optional target column for ML-efficacy scoring (train on synthetic, test on real)."
+        ),
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Training device; 'auto' uses CUDA when present."
+    )
+    protect_extremes: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description=(
+            "Value protection: synthetic numbers never go beyond a column's (k+1)-th most extreme "
+            "real value on either side, so outliers are not disclosed; 0 reproduces the full "
+            "range."
+        ),
+    )
+    overrides: str | None = Field(
+        None,
+        description=(
+            "Optional YAML/JSON file of schema overrides (force a kind, drop a column, set bounds)."
+        ),
+    )
     gate: GateParams = Field(default_factory=GateParams)
 
     @field_validator("source")
@@ -72,18 +153,39 @@ class TrainParams(_Strict):
 class GenerateParams(_Strict):
     """Generate a synthetic batch from a registered model and publish it as Parquet."""
 
-    model_name: str = Field("pushforward-california_housing", description="Registered model name in MLflow.")
+    model_name: str = Field(
+        "pushforward-california_housing", description="Registered model name in MLflow."
+    )
     alias: str = Field("champion", description="Model alias to load (the gate sets 'champion').")
     rows: int = Field(1_000_000, gt=0, le=10**12, description="Number of synthetic rows.")
-    seed_policy: Literal["fixed", "run_date"] = Field("run_date", description="'fixed' uses `seed`; 'run_date' derives the seed from `seed` and the run date, so each day's batch differs yet is reproducible.")
+    seed_policy: Literal["fixed", "run_date"] = Field(
+        "run_date",
+        description=(
+            "'fixed' uses `seed`; 'run_date' derives the seed from `seed` and the run date, so "
+            "each day's batch differs yet is reproducible."
+        ),
+    )
     seed: int = Field(0, ge=0, description="Base seed.")
     run_date: dt.date | None = Field(None, description="Partition date (defaults to today, UTC).")
-    output: str | None = Field(None, description="Root folder of published batches; defaults to <PUSHFORWARD_HOME>/synthetic.")
-    dataset_name: str | None = Field(None, description="Partition name 'dataset=<name>'; defaults to the model name.")
-    rows_per_shard: int = Field(1_048_576, gt=0, description="Rows per Parquet file (rounded to whole generation blocks).")
-    runner: Literal["threads", "dask"] = Field("threads", description="Where shards run: Prefect's thread runner, or a Dask cluster.")
-    dask_address: str | None = Field(None, description="Address of an existing Dask scheduler; empty starts a local cluster.")
-    workers: int = Field(2, ge=1, le=1024, description="Parallel shard workers (local Dask cluster size).")
+    output: str | None = Field(
+        None,
+        description="Root folder of published batches; defaults to <PUSHFORWARD_HOME>/synthetic.",
+    )
+    dataset_name: str | None = Field(
+        None, description="Partition name 'dataset=<name>'; defaults to the model name."
+    )
+    rows_per_shard: int = Field(
+        1_048_576, gt=0, description="Rows per Parquet file (rounded to whole generation blocks)."
+    )
+    runner: Literal["threads", "dask"] = Field(
+        "threads", description="Where shards run: Prefect's thread runner, or a Dask cluster."
+    )
+    dask_address: str | None = Field(
+        None, description="Address of an existing Dask scheduler; empty starts a local cluster."
+    )
+    workers: int = Field(
+        2, ge=1, le=1024, description="Parallel shard workers (local Dask cluster size)."
+    )
 
     def resolved_seed(self, today: dt.date) -> int:
         """The seed actually used: reproducible from (seed, run date) under 'run_date'."""
@@ -96,6 +198,11 @@ class PipelineParams(_Strict):
     """Train and register, then generate a batch from the champion."""
 
     train: TrainParams = Field(default_factory=TrainParams)
-    rows: int = Field(100_000, gt=0, le=10**12, description="Rows of the synthetic batch generated after training.")
+    rows: int = Field(
+        100_000,
+        gt=0,
+        le=10**12,
+        description="Rows of the synthetic batch generated after training.",
+    )
     generate_seed: int = Field(0, ge=0, description="Seed of the generated batch.")
     output: str | None = Field(None, description="Root folder of published batches.")

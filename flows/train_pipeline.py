@@ -29,25 +29,52 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
     ingested = ingest_task(params.source, dataset_dir, params.overrides)
     work = run_dir("runs", name)
     trained = train_task(
-        ingested["dataset_dir"], str(work), family=params.family, preset=params.preset,
-        seed=params.seed, holdout_fraction=params.holdout_fraction,
-        max_train_rows=params.max_train_rows, max_minutes=params.max_minutes, device=params.device,
+        ingested["dataset_dir"],
+        str(work),
+        family=params.family,
+        preset=params.preset,
+        seed=params.seed,
+        holdout_fraction=params.holdout_fraction,
+        max_train_rows=params.max_train_rows,
+        max_minutes=params.max_minutes,
+        device=params.device,
+        protect_extremes=params.protect_extremes,
     )
     gate_config = params.gate.model_dump(exclude={"check_regression"})
     validated = validate_task(
-        ingested["dataset_dir"], trained["synth_dir"], str(work), seed=params.seed,
-        holdout_fraction=params.holdout_fraction, max_train_rows=params.max_train_rows,
-        target=params.target, gate_config=gate_config,
+        ingested["dataset_dir"],
+        trained["synth_dir"],
+        str(work),
+        seed=params.seed,
+        holdout_fraction=params.holdout_fraction,
+        max_train_rows=params.max_train_rows,
+        target=params.target,
+        gate_config=gate_config,
     )
     if not validated["passed"]:
         raise GateFailed(validated["reasons"])
     registered = register_task(
-        synth_dir=trained["synth_dir"], model_name=model_name, report_dir=validated["report_dir"],
-        summary=validated["summary"], passed=True, reasons=[], seed=params.seed,
+        synth_dir=trained["synth_dir"],
+        model_name=model_name,
+        report_dir=validated["report_dir"],
+        summary=validated["summary"],
+        passed=True,
+        reasons=[],
+        seed=params.seed,
         check_regression=params.gate.check_regression,
-        training_curve=trained["training_curve"], dataset_checksum=ingested["checksum"],
-        params={**params.model_dump(exclude={"gate"}), **{f"gate_{k}": v for k, v in params.gate.model_dump().items()},
-                "train_rows": trained["info"].get("train_rows"), "n_features": trained["info"].get("n_features")},
+        training_curve=trained["training_curve"],
+        dataset_checksum=ingested["checksum"],
+        params={
+            **params.model_dump(exclude={"gate"}),
+            **{f"gate_{k}": v for k, v in params.gate.model_dump().items()},
+            "train_rows": trained["info"].get("train_rows"),
+            "n_features": trained["info"].get("n_features"),
+        },
     )
-    return {"dataset_dir": ingested["dataset_dir"], "synth_dir": trained["synth_dir"],
-            "report_dir": validated["report_dir"], "summary": validated["summary"], **registered}
+    return {
+        "dataset_dir": ingested["dataset_dir"],
+        "synth_dir": trained["synth_dir"],
+        "report_dir": validated["report_dir"],
+        "summary": validated["summary"],
+        **registered,
+    }

@@ -404,7 +404,9 @@ class _ColumnStats:
             x = np.asarray(valid.cast(pa.float64()))
             # float64 carries ~16 significant digits: 1e-12 absorbs binary noise (0.1 + 0.2) without
             # calling 200000.2422 a 3-decimal number (1e-9 did: 0.2 units off at 2e8 scale).
-            rel = 1e-6 if pa.types.is_float32(self.type) or pa.types.is_float16(self.type) else 1e-12
+            rel = (
+                1e-6 if pa.types.is_float32(self.type) or pa.types.is_float16(self.type) else 1e-12
+            )
             d = _decimals_needed(x, self.decimals or 0, rel)
             if d is None:
                 self.decimals_known, self.decimals = False, None

@@ -58,8 +58,14 @@ class ThrottledProgress:
         self._artifact_id = None
 
     def __call__(self, p) -> None:  # p: pfcore.models.base.Progress
-        row = {"phase": p.phase, "step": p.step, "total_steps": p.total_steps,
-               "elapsed_s": round(p.elapsed_s, 3), "loss": float(p.loss), **{k: float(v) for k, v in (p.metrics or {}).items()}}
+        row = {
+            "phase": p.phase,
+            "step": p.step,
+            "total_steps": p.total_steps,
+            "elapsed_s": round(p.elapsed_s, 3),
+            "loss": float(p.loss),
+            **{k: float(v) for k, v in (p.metrics or {}).items()},
+        }
         self.history.append(row)
         now = time.monotonic()
         done = p.step >= p.total_steps
@@ -68,8 +74,16 @@ class ThrottledProgress:
         self._last = now
         pct = 100.0 * p.step / max(1, p.total_steps)
         extra = " ".join(f"{k}={float(v):.4g}" for k, v in (p.metrics or {}).items())
-        logger().info("%s step %d/%d (%.0f%%) loss=%.4g %s elapsed=%.0fs",
-                      p.phase, p.step, p.total_steps, pct, p.loss, extra, p.elapsed_s)
+        logger().info(
+            "%s step %d/%d (%.0f%%) loss=%.4g %s elapsed=%.0fs",
+            p.phase,
+            p.step,
+            p.total_steps,
+            pct,
+            p.loss,
+            extra,
+            p.elapsed_s,
+        )
         self._update_artifact(pct)
 
     def _update_artifact(self, pct: float) -> None:
@@ -77,7 +91,9 @@ class ThrottledProgress:
             from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
             if self._artifact_id is None:
-                self._artifact_id = create_progress_artifact(progress=pct, description="Training progress")
+                self._artifact_id = create_progress_artifact(
+                    progress=pct, description="Training progress"
+                )
             else:
                 update_progress_artifact(self._artifact_id, progress=pct)
         except Exception:  # noqa: BLE001 - progress display must never fail training

@@ -7,8 +7,12 @@ from prefect import task
 from tasks._common import logger, retry_if_transient
 
 
-@task(name="resolve-model", retries=3, retry_delay_seconds=[5, 15, 45],
-      retry_condition_fn=retry_if_transient)
+@task(
+    name="resolve-model",
+    retries=3,
+    retry_delay_seconds=[5, 15, 45],
+    retry_condition_fn=retry_if_transient,
+)
 def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
     """Local folder of the aliased version (downloaded once into the cache) and its version.
 
@@ -34,21 +38,44 @@ def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
 
 
 @task(name="plan-batch")
-def plan_task(synth_dir: str, rows: int, seed: int, out_root: str, dataset_name: str, *,
-              rows_per_shard: int, run_date: str, model_name: str, model_version: str,
-              batch_id: str | None = None) -> dict:
+def plan_task(
+    synth_dir: str,
+    rows: int,
+    seed: int,
+    out_root: str,
+    dataset_name: str,
+    *,
+    rows_per_shard: int,
+    run_date: str,
+    model_name: str,
+    model_version: str,
+    batch_id: str | None = None,
+) -> dict:
     from pfcore.generate import plan_batch
 
-    plan = plan_batch(synth_dir, rows, seed, out_root, dataset_name, rows_per_shard=rows_per_shard,
-                      run_date=run_date, model_name=model_name, model_version=model_version,
-                      batch_id=batch_id)
-    logger().info("batch %s: %d rows in %d shards -> %s", plan.batch_id, rows, len(plan.shards),
-                  plan.final_dir)
+    plan = plan_batch(
+        synth_dir,
+        rows,
+        seed,
+        out_root,
+        dataset_name,
+        rows_per_shard=rows_per_shard,
+        run_date=run_date,
+        model_name=model_name,
+        model_version=model_version,
+        batch_id=batch_id,
+    )
+    logger().info(
+        "batch %s: %d rows in %d shards -> %s",
+        plan.batch_id,
+        rows,
+        len(plan.shards),
+        plan.final_dir,
+    )
     return plan.to_dict()
 
 
-@task(name="generate-shard", retries=1, retry_delay_seconds=5,
-      task_run_name="shard-{index}")
+@task(name="generate-shard", retries=1, retry_delay_seconds=5, task_run_name="shard-{index}")
 def shard_task(plan: dict, index: int) -> dict:
     """Idempotent per shard: a retried or resumed shard already staged is skipped."""
     import torch
@@ -59,8 +86,13 @@ def shard_task(plan: dict, index: int) -> dict:
     # Process-wide; shards already run in parallel, and oversubscribed OpenMP threads spin.
     torch.set_num_threads(default_threads())
     res = generate_shard(None, plan, index)
-    logger().info("shard %d: %d rows in %.1fs%s", index, res.rows, res.seconds,
-                  " (already staged)" if res.skipped else "")
+    logger().info(
+        "shard %d: %d rows in %.1fs%s",
+        index,
+        res.rows,
+        res.seconds,
+        " (already staged)" if res.skipped else "",
+    )
     return res.to_dict()
 
 
@@ -74,10 +106,18 @@ def publish_task(plan: dict, results: list[dict]) -> dict:
         from prefect.artifacts import create_markdown_artifact
 
         create_markdown_artifact(
-            f"## Published batch\n\n- location: `{manifest.path.parent}`\n- rows: {manifest.rows:,}\n"
-            f"- files: {len(manifest.files)}\n- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n",
-            key="published-batch", description="Synthetic batch written to Parquet")
+            f"## Published batch\n\n- location: `{manifest.path.parent}`\n"
+            f"- rows: {manifest.rows:,}\n- files: {len(manifest.files)}\n"
+            f"- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n",
+            key="published-batch",
+            description="Synthetic batch written to Parquet",
+        )
     except Exception as exc:  # noqa: BLE001 - no API outside a run
         logger().debug("no Prefect artifact: %s", exc)
-    return {"path": str(manifest.path.parent), "rows": manifest.rows, "files": len(manifest.files),
-            "batch_id": manifest.batch_id, "seed": manifest.seed}
+    return {
+        "path": str(manifest.path.parent),
+        "rows": manifest.rows,
+        "files": len(manifest.files),
+        "batch_id": manifest.batch_id,
+        "seed": manifest.seed,
+    }

@@ -32,16 +32,31 @@ def _source_fingerprint(context: TaskRunContext, parameters: dict) -> str:
     return "ingest-" + h.hexdigest()
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_transient, cache_key_fn=_source_fingerprint, persist_result=True)
+@task(
+    name="ingest",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_if_transient,
+    cache_key_fn=_source_fingerprint,
+    persist_result=True,
+)
 def ingest_task(source: str, out_dir: str, overrides: str | None = None) -> dict:
     """Returns plain data (paths, counts): tasks pass paths, never big in-memory tables."""
     from pfcore.ingest import ingest
 
     res = ingest(source, out_dir, overrides=overrides)
     log = logger()
-    log.info("ingested %s: %s rows, %d columns -> %s", source, res.manifest.get("rows"),
-             len(res.schema.columns), res.out_dir)
+    log.info(
+        "ingested %s: %s rows, %d columns -> %s",
+        source,
+        res.manifest.get("rows"),
+        len(res.schema.columns),
+        res.out_dir,
+    )
     kinds = ", ".join(f"{c.name}:{c.kind}" for c in res.schema.columns)
     log.info("schema: %s", kinds)
-    return {"dataset_dir": str(res.out_dir), "rows": int(res.manifest.get("rows", 0)),
-            "checksum": str(res.manifest.get("source_sha256") or res.manifest.get("checksum") or "")}
+    return {
+        "dataset_dir": str(res.out_dir),
+        "rows": int(res.manifest.get("rows", 0)),
+        "checksum": str(res.manifest.get("source_sha256") or res.manifest.get("checksum") or ""),
+    }

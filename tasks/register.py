@@ -7,8 +7,12 @@ from prefect import task
 from tasks._common import logger, retry_if_transient
 
 
-@task(name="register", retries=3, retry_delay_seconds=[5, 15, 45],
-      retry_condition_fn=retry_if_transient)
+@task(
+    name="register",
+    retries=3,
+    retry_delay_seconds=[5, 15, 45],
+    retry_condition_fn=retry_if_transient,
+)
 def register_task(
     *,
     synth_dir: str,
@@ -29,22 +33,39 @@ def register_task(
     from pfcore.registry import log_synthesizer, resolve_tracking
 
     logged = log_synthesizer(
-        synth_dir, registered_model_name=model_name, params=params, metrics=summary,
-        report_dir=report_dir, gate_result={"passed": passed, "reasons": reasons},
-        training_curve=training_curve, dataset_checksum=dataset_checksum, seed=seed,
+        synth_dir,
+        registered_model_name=model_name,
+        params=params,
+        metrics=summary,
+        report_dir=report_dir,
+        gate_result={"passed": passed, "reasons": reasons},
+        training_curve=training_curve,
+        dataset_checksum=dataset_checksum,
+        seed=seed,
         tags={"dataset_checksum": dataset_checksum},
         # Without the regression check any passing model takes over as champion.
         tolerance=0.01 if check_regression else float("inf"),
     )
     log = logger()
-    log.info("registered %s version %s alias=%s%s", logged.name, logged.version, logged.alias,
-             " (reused identical registration)" if logged.reused else "")
+    log.info(
+        "registered %s version %s alias=%s%s",
+        logged.name,
+        logged.version,
+        logged.alias,
+        " (reused identical registration)" if logged.reused else "",
+    )
     if logged.reasons:
         log.warning("not champion: %s", "; ".join(logged.reasons))
     _link_artifact(logged, resolve_tracking().describe())
-    return {"model_name": logged.name, "version": logged.version, "alias": logged.alias,
-            "run_id": logged.run_id, "model_uri": logged.model_uri, "reused": logged.reused,
-            "not_champion_reasons": list(logged.reasons)}
+    return {
+        "model_name": logged.name,
+        "version": logged.version,
+        "alias": logged.alias,
+        "run_id": logged.run_id,
+        "model_uri": logged.model_uri,
+        "reused": logged.reused,
+        "not_champion_reasons": list(logged.reasons),
+    }
 
 
 def _link_artifact(logged, tracking_uri: str) -> None:
@@ -56,6 +77,8 @@ def _link_artifact(logged, tracking_uri: str) -> None:
             f"## Registered model\n\n- name: `{logged.name}`\n- version: {logged.version}\n"
             f"- alias: `{logged.alias}`\n- model URI: `{logged.model_uri}`\n- {where}\n"
             + ("".join(f"- not champion: {r}\n" for r in logged.reasons)),
-            key="registered-model", description="MLflow registry entry")
+            key="registered-model",
+            description="MLflow registry entry",
+        )
     except Exception as exc:  # noqa: BLE001 - no API outside a run
         logger().debug("no Prefect artifact: %s", exc)

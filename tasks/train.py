@@ -22,6 +22,7 @@ def train_task(
     max_train_rows: int | None = None,
     max_minutes: float | None = None,
     device: str = "auto",
+    protect_extremes: int = 5,
 ) -> dict:
     """Fits on the training split only; validate re-derives the same holdout from the seed."""
     from pfcore.ingest import read_dataset
@@ -31,14 +32,29 @@ def train_task(
     table = read_dataset(dataset_dir)
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
     train, holdout = split_train_holdout(table, holdout_fraction, seed, max_train_rows)
-    logger().info("training %s/%s on %d rows (holdout %d) device=%s", family, preset,
-                  train.num_rows, holdout.num_rows, device)
+    logger().info(
+        "training %s/%s on %d rows (holdout %d) device=%s",
+        family,
+        preset,
+        train.num_rows,
+        holdout.num_rows,
+        device,
+    )
     progress = ThrottledProgress()
     config: dict = {}
     if max_minutes is not None:
         config["max_minutes"] = max_minutes
-    synth = Synthesizer.fit(train, schema, family=family, preset=preset, config=config, seed=seed,
-                            device=None if device == "auto" else device, callbacks=[progress])
+    synth = Synthesizer.fit(
+        train,
+        schema,
+        family=family,
+        preset=preset,
+        config=config,
+        seed=seed,
+        protect_extremes=protect_extremes,
+        device=None if device == "auto" else device,
+        callbacks=[progress],
+    )
     out = Path(work_dir)
     synth_dir = synth.save(out / "synthesizer")
     curve = out / "training_curve.json"

@@ -44,14 +44,20 @@ def validate_task(
     report.save(report_dir)
     (report_dir / "gate.md").write_text(_gate_markdown(result))
     log = logger()
-    log.info("fidelity: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(report.summary.items())[:12]))
+    log.info(
+        "fidelity: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(report.summary.items())[:12])
+    )
     if result.passed:
         log.info("gate passed")
     else:
         log.warning("gate failed: %s", "; ".join(result.reasons))
     _publish_artifacts(report, result)
-    return {"report_dir": str(report_dir), "summary": dict(report.summary),
-            "passed": bool(result.passed), "reasons": list(result.reasons)}
+    return {
+        "report_dir": str(report_dir),
+        "summary": dict(report.summary),
+        "passed": bool(result.passed),
+        "reasons": list(result.reasons),
+    }
 
 
 def _gate_markdown(result) -> str:
@@ -65,9 +71,16 @@ def _publish_artifacts(report, result) -> None:
     try:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-        rows = [{"metric": k, "value": round(float(v), 4)} for k, v in sorted(report.summary.items())]
-        create_table_artifact(rows, key="fidelity-metrics", description="Fidelity metrics (holdout vs synthetic)")
-        create_markdown_artifact(_gate_markdown(result) + "\n" + report.to_markdown(),
-                                 key="fidelity-report", description="Fidelity report and gate verdict")
+        rows = [
+            {"metric": k, "value": round(float(v), 4)} for k, v in sorted(report.summary.items())
+        ]
+        create_table_artifact(
+            rows, key="fidelity-metrics", description="Fidelity metrics (holdout vs synthetic)"
+        )
+        create_markdown_artifact(
+            _gate_markdown(result) + "\n" + report.to_markdown(),
+            key="fidelity-report",
+            description="Fidelity report and gate verdict",
+        )
     except Exception as exc:  # noqa: BLE001 - outside a run (tests via .fn) there is no API
         logger().debug("no Prefect artifacts: %s", exc)

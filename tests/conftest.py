@@ -9,7 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = ROOT / "tests" / "data"
-SHARED_DATASETS = Path(os.environ.get("PUSHFORWARD_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+SHARED_DATASETS = Path(
+    os.environ.get("PUSHFORWARD_SHARED_DATASETS", ROOT.parent / "shared" / "datasets")
+)
 SHARED_NAMES = ["california_housing", "credit_default", "diamonds", "nyc_flights", "penguins"]
 
 
@@ -25,7 +27,9 @@ def shared_dataset(name: str) -> Path:
     """Path of a full shared dataset, or skip the test with the reason."""
     path = SHARED_DATASETS / f"{name}.parquet"
     if not path.exists():
-        pytest.skip(f"{path} not found: the full shared datasets live in ../shared/datasets (CI has them)")
+        pytest.skip(
+            f"{path} not found: the full shared datasets live in ../shared/datasets (CI has them)"
+        )
     return path
 
 

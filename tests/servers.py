@@ -25,7 +25,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout_s: float, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     """Poll ``url`` until it answers 200; fail with the server's log if it dies or times out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -63,12 +65,15 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 
 @contextmanager
-def background(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def background(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+) -> Iterator[subprocess.Popen]:
     """Run ``cmd`` in its own process group with output to ``log``; stop the group on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield proc
         finally:
@@ -77,15 +82,17 @@ def background(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None 
 
 def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PREFECT_HOME": str(home / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-        "PREFECT_UI_ENABLED": "false",
-        "PUSHFORWARD_HOME": str(home / "pf"),
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "PREFECT_UI_ENABLED": "false",
+            "PUSHFORWARD_HOME": str(home / "pf"),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env

@@ -14,8 +14,13 @@ from tests.conftest import ROOT, TEST_DATA
 
 
 def test_help_lists_every_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0
     for cmd in ("ingest", "train", "validate", "generate", "run", "serve"):
         assert cmd in out.stdout
@@ -41,10 +46,12 @@ def test_invalid_flow_parameters_are_bad_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     # The CLI sets Prefect defaults in os.environ; keep them from leaking into other tests.
-    for key, value in {"PREFECT_HOME": str(tmp_path / "prefect"),
-                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "PREFECT_LOGGING_LEVEL": "INFO"}.items():
+    for key, value in {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path))
     rc = main(["generate", "--rows", "0"])

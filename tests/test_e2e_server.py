@@ -48,7 +48,17 @@ def test_ui_style_run_of_served_pipeline(tmp_path: Path) -> None:
     api = f"http://127.0.0.1:{port}/api"
     env = prefect_env(tmp_path, api_url=api)
     env.pop("MLFLOW_TRACKING_URI", None)
-    server_cmd = [PYTHON, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server_cmd = [
+        PYTHON,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with background(server_cmd, env, tmp_path / "server.log") as server:
         wait_http(f"{api}/health", 240, server, tmp_path / "server.log")
         serve_log = tmp_path / "serve.log"
@@ -56,32 +66,54 @@ def test_ui_style_run_of_served_pipeline(tmp_path: Path) -> None:
             dep = _wait_deployment(api, "pipeline/pipeline", 180)
 
             # The form rejects invalid input before a run exists (the field is named).
-            bad = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run",
-                             json={"parameters": {"params": {"rows": 0}}}, timeout=30)
+            bad = httpx.post(
+                f"{api}/deployments/{dep['id']}/create_flow_run",
+                json={"parameters": {"params": {"rows": 0}}},
+                timeout=30,
+            )
             assert bad.status_code >= 400 and "rows" in bad.text
 
             out = tmp_path / "batches"
-            params = {"params": {
-                "train": {"source": str(TEST_DATA / "penguins.parquet"), "dataset_name": "penguins",
-                          "model_name": "e2e-penguins", "preset": "tiny",
-                          "gate": {"min_quality": 0.5, "min_pair_trends": 0.3,
-                                   "min_column_shape": 0.3, "max_detection_auc": 1.0,
-                                   "max_missing_rate_diff": 0.2}},
-                "rows": 2500, "output": str(out),
-            }}
-            r = httpx.post(f"{api}/deployments/{dep['id']}/create_flow_run",
-                           json={"parameters": params}, timeout=30)
+            params = {
+                "params": {
+                    "train": {
+                        "source": str(TEST_DATA / "penguins.parquet"),
+                        "dataset_name": "penguins",
+                        "model_name": "e2e-penguins",
+                        "preset": "tiny",
+                        "gate": {
+                            "min_quality": 0.5,
+                            "min_pair_trends": 0.3,
+                            "min_column_shape": 0.3,
+                            "max_detection_auc": 1.0,
+                            "max_missing_rate_diff": 0.2,
+                        },
+                    },
+                    "rows": 2500,
+                    "output": str(out),
+                }
+            }
+            r = httpx.post(
+                f"{api}/deployments/{dep['id']}/create_flow_run",
+                json={"parameters": params},
+                timeout=30,
+            )
             assert r.status_code == 201, r.text
             run = _wait_run(api, r.json()["id"], 420)
             assert served.poll() is None, serve_log.read_text()[-3000:]
-            assert run["state"]["type"] == "COMPLETED", (run["state"], serve_log.read_text()[-4000:])
+            assert run["state"]["type"] == "COMPLETED", (
+                run["state"],
+                serve_log.read_text()[-4000:],
+            )
 
     # The MLflow registry entry, read from the embedded store the run wrote to.
     import mlflow
 
     home = tmp_path / "pf"
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-                                 registry_uri=f"sqlite:///{home / 'mlflow.db'}")
+    client = mlflow.MlflowClient(
+        tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{home / 'mlflow.db'}",
+    )
     champion = client.get_model_version_by_alias("e2e-penguins", "champion")
     assert int(champion.version) >= 1
 

@@ -29,11 +29,21 @@ def harness(tmp_path_factory: pytest.TempPathFactory):
 def _loose_train_params(**kw):
     from flows.params import GateParams, TrainParams
 
-    base = dict(source=PENGUINS, dataset_name="penguins", model_name="pf-test-penguins",
-                preset="tiny", holdout_fraction=0.25,
-                # Orchestration is under test here, not model quality: a loose gate.
-                gate=GateParams(min_quality=0.5, min_pair_trends=0.3, min_column_shape=0.3,
-                                max_detection_auc=1.0, max_missing_rate_diff=0.2))
+    base = dict(
+        source=PENGUINS,
+        dataset_name="penguins",
+        model_name="pf-test-penguins",
+        preset="tiny",
+        holdout_fraction=0.25,
+        # Orchestration is under test here, not model quality: a loose gate.
+        gate=GateParams(
+            min_quality=0.5,
+            min_pair_trends=0.3,
+            min_column_shape=0.3,
+            max_detection_auc=1.0,
+            max_missing_rate_diff=0.2,
+        ),
+    )
     base.update(kw)
     return TrainParams(**base)
 
@@ -60,10 +70,19 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
 
     tables = []
     for runner in ("threads", "dask"):
-        res = generate_batch(GenerateParams(
-            model_name=train["model_name"], rows=150_000, seed_policy="fixed", seed=3,
-            output=str(harness / f"batches-{runner}"), dataset_name="penguins",
-            rows_per_shard=65_536, runner=runner, workers=2))
+        res = generate_batch(
+            GenerateParams(
+                model_name=train["model_name"],
+                rows=150_000,
+                seed_policy="fixed",
+                seed=3,
+                output=str(harness / f"batches-{runner}"),
+                dataset_name="penguins",
+                rows_per_shard=65_536,
+                runner=runner,
+                workers=2,
+            )
+        )
         assert res["files"] == 3 and res["rows"] == 150_000
         tables.append(ds.dataset(res["path"], format="parquet").to_table())
     assert tables[0].equals(tables[1])
@@ -74,8 +93,9 @@ def test_failing_gate_fails_the_run_and_registers_nothing(harness: Path) -> None
     from flows.train_pipeline import train_pipeline
     from pfcore.errors import GateFailed
 
-    params = _loose_train_params(model_name="pf-test-rejected",
-                                 gate=GateParams(min_quality=0.999, max_detection_auc=0.5))
+    params = _loose_train_params(
+        model_name="pf-test-rejected", gate=GateParams(min_quality=0.999, max_detection_auc=0.5)
+    )
     state = train_pipeline(params, return_state=True)
     assert state.is_failed()
     with pytest.raises(GateFailed) as err:
@@ -94,8 +114,9 @@ def test_generate_without_champion_fails_clearly(harness: Path) -> None:
     from flows.generate_batch import generate_batch
     from flows.params import GenerateParams
 
-    state = generate_batch(GenerateParams(model_name="pf-test-no-such-model", rows=10),
-                           return_state=True)
+    state = generate_batch(
+        GenerateParams(model_name="pf-test-no-such-model", rows=10), return_state=True
+    )
     assert state.is_failed()
     with pytest.raises(Exception) as err:
         state.result()

@@ -125,8 +125,14 @@ def _read_batch(manifest: BatchManifest) -> pa.Table:
     return pa.concat_tables(tables).replace_schema_metadata()
 
 
-def _gen(out_root: Path, synth: ToySynth | None = None, *, n_rows: int = 5 * BLOCK + 37,
-         seed: int = 7, **kw: object) -> BatchManifest:
+def _gen(
+    out_root: Path,
+    synth: ToySynth | None = None,
+    *,
+    n_rows: int = 5 * BLOCK + 37,
+    seed: int = 7,
+    **kw: object,
+) -> BatchManifest:
     """A toy batch with small blocks; keyword arguments go to generate_batch."""
     kw.setdefault("block_rows", BLOCK)
     kw.setdefault("run_date", "2026-01-02")
@@ -135,8 +141,16 @@ def _gen(out_root: Path, synth: ToySynth | None = None, *, n_rows: int = 5 * BLO
 
 # --------------------------------------------------------------------------- planning
 def test_plan_cuts_whole_blocks_and_covers_all_rows(tmp_path: Path) -> None:
-    plan = plan_batch(ToySynth(), 10 * BLOCK + 5, 3, tmp_path, "toy", rows_per_shard=3 * BLOCK - 1,
-                      block_rows=BLOCK, run_date="2026-01-02")
+    plan = plan_batch(
+        ToySynth(),
+        10 * BLOCK + 5,
+        3,
+        tmp_path,
+        "toy",
+        rows_per_shard=3 * BLOCK - 1,
+        block_rows=BLOCK,
+        run_date="2026-01-02",
+    )
     assert plan.rows_per_shard == 3 * BLOCK  # rounded up to whole blocks
     assert [s.n_blocks for s in plan.shards] == [3, 3, 3, 2]
     assert sum(s.rows for s in plan.shards) == 10 * BLOCK + 5
@@ -148,10 +162,15 @@ def test_plan_cuts_whole_blocks_and_covers_all_rows(tmp_path: Path) -> None:
     assert again == plan
     assert BatchPlan.coerce(plan.staging_dir / "plan.json") == plan
     # deterministic default id: same request, same batch (so reruns resume)
-    assert plan_batch(ToySynth(), 10 * BLOCK + 5, 3, tmp_path, "toy", block_rows=BLOCK,
-                      run_date="2026-01-02").batch_id == plan.batch_id
-    other = plan_batch(ToySynth(), 10 * BLOCK + 5, 4, tmp_path, "toy", block_rows=BLOCK,
-                       run_date="2026-01-02")
+    assert (
+        plan_batch(
+            ToySynth(), 10 * BLOCK + 5, 3, tmp_path, "toy", block_rows=BLOCK, run_date="2026-01-02"
+        ).batch_id
+        == plan.batch_id
+    )
+    other = plan_batch(
+        ToySynth(), 10 * BLOCK + 5, 4, tmp_path, "toy", block_rows=BLOCK, run_date="2026-01-02"
+    )
     assert other.batch_id != plan.batch_id
 
 
@@ -181,8 +200,14 @@ def test_bad_parameters_raise_input_error(tmp_path: Path, kwargs: dict, match: s
     args = {"n_rows": 100, "seed": 1, "dataset_name": "toy"}
     args.update(kwargs)
     with pytest.raises(InputError, match=match):
-        plan_batch(ToySynth(), args.pop("n_rows"), args.pop("seed"), tmp_path,
-                   args.pop("dataset_name"), **args)
+        plan_batch(
+            ToySynth(),
+            args.pop("n_rows"),
+            args.pop("seed"),
+            tmp_path,
+            args.pop("dataset_name"),
+            **args,
+        )
 
 
 # --------------------------------------------------------------------------- determinism
@@ -207,12 +232,21 @@ def test_layout_metadata_and_readers(tmp_path: Path) -> None:
     import duckdb
     import polars as pl
 
-    m = _gen(tmp_path, rows_per_shard=2 * BLOCK, row_group_rows=BLOCK, model_name="toy-model",
-             model_version="3")
+    m = _gen(
+        tmp_path,
+        rows_per_shard=2 * BLOCK,
+        row_group_rows=BLOCK,
+        model_name="toy-model",
+        model_version="3",
+    )
     batch_dir = tmp_path / "dataset=toy" / "run_date=2026-01-02" / f"batch={m.batch_id}"
     assert m.batch_dir == batch_dir
     assert sorted(p.name for p in batch_dir.iterdir()) == [
-        MANIFEST_NAME, "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        MANIFEST_NAME,
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
     assert not (tmp_path / "_staging" / "toy").exists()  # staging cleaned after publish
     verify_batch(m)
 
@@ -248,20 +282,34 @@ def test_layout_metadata_and_readers(tmp_path: Path) -> None:
     rows = con.execute(f"describe select * from read_parquet('{glob}')").fetchall()
     types = {r[0]: r[1] for r in rows}
     # DuckDB adds the hive partitions as columns on its own
-    assert types == {"id": "BIGINT", "amount": "DOUBLE", "grade": "VARCHAR", "flag": "BOOLEAN",
-                     "score": "INTEGER", "dataset": "VARCHAR", "run_date": "DATE",
-                     "batch": "VARCHAR"}
+    assert types == {
+        "id": "BIGINT",
+        "amount": "DOUBLE",
+        "grade": "VARCHAR",
+        "flag": "BOOLEAN",
+        "score": "INTEGER",
+        "dataset": "VARCHAR",
+        "run_date": "DATE",
+        "batch": "VARCHAR",
+    }
     got = con.execute(
-        f"select distinct batch, run_date::VARCHAR from read_parquet('{glob}')").fetchall()
+        f"select distinct batch, run_date::VARCHAR from read_parquet('{glob}')"
+    ).fetchall()
     assert got == [(m.batch_id, "2026-01-02")]
     kv = con.execute(
         f"select value from parquet_kv_metadata('{batch_dir}/part-00000.parquet') "
-        "where key = 'pushforward.seed'").fetchall()
+        "where key = 'pushforward.seed'"
+    ).fetchall()
     assert kv == [(b"7",)]
     df = pl.scan_parquet(glob).collect()
     assert df.height == m.rows
-    assert dict(df.schema) == {"id": pl.Int64, "amount": pl.Float64, "grade": pl.String,
-                               "flag": pl.Boolean, "score": pl.Int32}
+    assert dict(df.schema) == {
+        "id": pl.Int64,
+        "amount": pl.Float64,
+        "grade": pl.String,
+        "flag": pl.Boolean,
+        "score": pl.Int32,
+    }
     assert df["id"].n_unique() == m.rows
 
 
@@ -367,7 +415,9 @@ def test_killed_run_leaves_published_batch_intact_and_resumes(tmp_path: Path) ->
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD.format(root=str(ROOT), out=str(tmp_path))],
-        env=env, start_new_session=True, stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
     )
     shards = tmp_path / "_staging" / "toy" / "2026-01-03"
     deadline = time.monotonic() + 60
@@ -396,8 +446,16 @@ def test_killed_run_leaves_published_batch_intact_and_resumes(tmp_path: Path) ->
     staged = {p.name: p.stat().st_mtime_ns for p in shards.rglob("part-*.parquet.staged")}
     assert 3 <= len(staged) < 40
     synth = ToySynth()
-    m = generate_batch(synth, 40 * BLOCK, 1, tmp_path, "toy", block_rows=BLOCK,
-                       rows_per_shard=BLOCK, run_date="2026-01-03")
+    m = generate_batch(
+        synth,
+        40 * BLOCK,
+        1,
+        tmp_path,
+        "toy",
+        block_rows=BLOCK,
+        rows_per_shard=BLOCK,
+        run_date="2026-01-03",
+    )
     assert synth.push_calls == 40 - len(m.data["run"]["shards_skipped"])
     # a shard killed between its file and its sidecar is redone; all others are kept
     assert len(m.data["run"]["shards_skipped"]) >= len(staged) - 1
@@ -409,8 +467,16 @@ def test_killed_run_leaves_published_batch_intact_and_resumes(tmp_path: Path) ->
     t = _read_batch(m)
     assert t["id"].to_pylist() == list(range(40 * BLOCK))
     # the resumed batch equals one generated in a single go
-    fresh = generate_batch(ToySynth(), 40 * BLOCK, 1, tmp_path / "fresh", "toy", block_rows=BLOCK,
-                           rows_per_shard=8 * BLOCK, run_date="2026-01-03")
+    fresh = generate_batch(
+        ToySynth(),
+        40 * BLOCK,
+        1,
+        tmp_path / "fresh",
+        "toy",
+        block_rows=BLOCK,
+        rows_per_shard=8 * BLOCK,
+        run_date="2026-01-03",
+    )
     assert _read_batch(fresh).equals(t)
 
 
@@ -423,10 +489,17 @@ def penguins_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pfcore.synthesizer import Synthesizer
 
     table = pq.read_table(ROOT / "tests" / "data" / "penguins.parquet")
-    config = {"max_steps": 2, "min_steps": 1, "eval_every": 2, "n_eval": 64, "n_pairs": 256,
-              "distill_max_steps": 2}
-    synth = Synthesizer.fit(table, infer_schema(table), family="onestep", preset="tiny",
-                            config=config, seed=0)
+    config = {
+        "max_steps": 2,
+        "min_steps": 1,
+        "eval_every": 2,
+        "n_eval": 64,
+        "n_pairs": 256,
+        "distill_max_steps": 2,
+    }
+    synth = Synthesizer.fit(
+        table, infer_schema(table), family="onestep", preset="tiny", config=config, seed=0
+    )
     return synth.save(tmp_path_factory.mktemp("synth") / "penguins")
 
 
@@ -439,12 +512,30 @@ def test_real_synthesizer_process_pool_matches_inline(tmp_path: Path, penguins_s
     from pfcore.synthesizer import Synthesizer
 
     n = 3 * BLOCK + 11
-    inline = generate_batch(Synthesizer.load(penguins_synth), n, 3, tmp_path / "a", "penguins",
-                            block_rows=BLOCK, rows_per_shard=2 * BLOCK, model_name="penguins-synth",
-                            model_version="1")
-    pooled = generate_batch(penguins_synth, n, 3, tmp_path / "b", "penguins", block_rows=BLOCK,
-                            rows_per_shard=BLOCK, workers=2, executor="process",
-                            model_name="penguins-synth", model_version="1")
+    inline = generate_batch(
+        Synthesizer.load(penguins_synth),
+        n,
+        3,
+        tmp_path / "a",
+        "penguins",
+        block_rows=BLOCK,
+        rows_per_shard=2 * BLOCK,
+        model_name="penguins-synth",
+        model_version="1",
+    )
+    pooled = generate_batch(
+        penguins_synth,
+        n,
+        3,
+        tmp_path / "b",
+        "penguins",
+        block_rows=BLOCK,
+        rows_per_shard=BLOCK,
+        workers=2,
+        executor="process",
+        model_name="penguins-synth",
+        model_version="1",
+    )
     assert pooled.data["run"]["executor"] == "process" and len(pooled.files) == 4
     # same model bytes, same request: same identity and the same rows
     assert inline.data["model_fingerprint"] == pooled.data["model_fingerprint"]
@@ -460,7 +551,11 @@ def test_real_synthesizer_process_pool_matches_inline(tmp_path: Path, penguins_s
 
     glob = str(tmp_path / "b" / "dataset=penguins" / "**" / "*.parquet")
     con = duckdb.connect()
-    assert con.execute(f"select count(*), count(distinct species) from read_parquet('{glob}')"
-                       ).fetchall()[0][0] == n
+    assert (
+        con.execute(
+            f"select count(*), count(distinct species) from read_parquet('{glob}')"
+        ).fetchall()[0][0]
+        == n
+    )
     df = pl.scan_parquet(glob).collect()
     assert df.height == n and df.schema["year"] == pl.Int64 and df.schema["species"] == pl.String

@@ -20,8 +20,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,9 +281,7 @@ def generate_batch(
             "executor": "inline" if workers == 1 or len(indices) == 1 else executor,
             "device": device,
             "seconds": round(elapsed, 3),
-            "rows_per_second": round(
-                sum(r.rows for r in results if not r.skipped) / elapsed, 1
-            )
+            "rows_per_second": round(sum(r.rows for r in results if not r.skipped) / elapsed, 1)
             if elapsed > 0
             else None,
         },

@@ -108,7 +108,12 @@ def default_batch_id(
     Overlapping scheduled runs that must not share a batch pass their own ids.
     """
     parts: list[Any] = [
-        model_name, model_version, fingerprint, int(seed), int(n_rows), int(block_rows)
+        model_name,
+        model_version,
+        fingerprint,
+        int(seed),
+        int(n_rows),
+        int(block_rows),
     ]
     if noise != "cpu":
         parts.append(f"noise={noise}")

@@ -222,9 +222,10 @@ def _from_published(plan: BatchPlan, spec: ShardSpec) -> ShardResult | None:
         manifest = json.loads((plan.final_dir / "_manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("model_fingerprint") != plan.model_fingerprint or manifest.get(
-        "seed"
-    ) != plan.seed:
+    if (
+        manifest.get("model_fingerprint") != plan.model_fingerprint
+        or manifest.get("seed") != plan.seed
+    ):
         return None  # publish_batch reports the conflict
     for f in manifest.get("files", []):
         if f.get("path") == spec.file_name and f.get("first_block") == spec.first_block:
@@ -427,9 +428,7 @@ def generate_shard(
     if not 0 <= shard_index < len(plan.shards):
         raise GenerationError(f"shard index {shard_index} out of range 0..{len(plan.shards) - 1}")
     spec = plan.shards[shard_index]
-    done = _from_published(plan, spec) or _valid_staged(
-        plan, spec, verify_checksum=verify_checksum
-    )
+    done = _from_published(plan, spec) or _valid_staged(plan, spec, verify_checksum=verify_checksum)
     if done is not None:
         return done
     if synth is None or isinstance(synth, (str, os.PathLike)):

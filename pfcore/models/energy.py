@@ -163,8 +163,11 @@ class DirectGeneratorModel(GenerativeModel):
         if checkpoint_dir is not None:
             ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
         spec = LoopSpec.for_phase(
-            cfg, phase=self.family, max_steps=cfg.steps_for(len(x)),
-            budget_s=cfg.max_minutes * 60, lr=cfg.lr,
+            cfg,
+            phase=self.family,
+            max_steps=cfg.steps_for(len(x)),
+            budget_s=cfg.max_minutes * 60,
+            lr=cfg.lr,
         )
         proxy = make_proxy(self, x, valid, net)
         summary = train_loop(

@@ -256,8 +256,11 @@ def fit_flow(
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
     spec = LoopSpec.for_phase(
-        cfg, phase=phase, max_steps=cfg.steps_for(len(x)),
-        budget_s=budget_s, lr=cfg.lr,
+        cfg,
+        phase=phase,
+        max_steps=cfg.steps_for(len(x)),
+        budget_s=budget_s,
+        lr=cfg.lr,
     )
     proxy = make_proxy(model, x, valid, field.integrate)
     summary = train_loop(

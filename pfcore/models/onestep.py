@@ -260,8 +260,11 @@ def distill(
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
     spec = LoopSpec.for_phase(
-        cfg, phase="distill", max_steps=cfg.distill_max_steps,
-        budget_s=budget_s, lr=cfg.distill_lr,
+        cfg,
+        phase="distill",
+        max_steps=cfg.distill_max_steps,
+        budget_s=budget_s,
+        lr=cfg.distill_lr,
     )
     proxy = make_proxy(model, x, valid, student)
     summary = train_loop(
