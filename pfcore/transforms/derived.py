@@ -13,8 +13,9 @@ A column B is derived from A when, on the fit rows,
 
 * every value of A maps to one value of B (exact: the encode -> decode round trip stays exact),
 * and the link generalises: a map fitted on half the rows predicts B on the other half for at
-  least ``MIN_HELDOUT_COVERAGE`` of them. This rejects id-like sources, which "determine"
-  everything only because each of their values occurs once.
+  least ``MIN_HELDOUT_COVERAGE`` of the rows whose source value it saw, and it saw at least
+  ``MIN_SEEN`` of them. This rejects id-like sources, which "determine" everything only because
+  each of their values occurs once.
 
 Sources are discrete columns (categorical or boolean with at most ``MAX_KEPT`` values, so none
 is pooled and redrawn at random; integer). An integer source may decode to a
@@ -37,6 +38,8 @@ from pfcore.transforms.categorical import MAX_KEPT
 __all__ = ["DerivedTransform", "find_derived"]
 
 MIN_HELDOUT_COVERAGE = 0.99
+#: Held-out rows whose source value the fit half saw must be at least this share.
+MIN_SEEN = 0.9
 #: Rows used for detection (a seeded sample beyond this); the map itself uses every fit row.
 DETECT_ROWS = 50_000
 #: A source needs on average this many rows per value to count as evidence.
@@ -123,15 +126,9 @@ def find_derived(
         rows = np.sort(np.random.default_rng(seed).choice(n, DETECT_ROWS, replace=False))
     sample = table.take(pa.array(rows)) if n > DETECT_ROWS else table
     codes: dict[str, tuple[np.ndarray, int]] = {}
-    values: dict[str, np.ndarray] = {}
     for c in columns:
         if c.kind in TARGET_KINDS:
             codes[c.name] = _codes(sample.column(c.name))
-        if c.kind == "integer":
-            col = sample.column(c.name).cast(pa.int64(), safe=False)
-            # nulls sit far below every value, so they are only ever "nearest" to each other
-            floor = (pc.min(col).as_py() or 0) - 2**40
-            values[c.name] = np.asarray(col.fill_null(floor), dtype=np.int64)
     m = sample.num_rows
     even, odd = np.arange(0, m, 2), np.arange(1, m, 2)
     found: list[tuple[float, int, int]] = []
@@ -153,11 +150,7 @@ def find_derived(
                 continue
             if not _is_function(ca[:2000], cb[:2000], nb) or not _is_function(ca, cb, nb):
                 continue  # the small prefix rejects most pairs cheaply
-            if a.kind == "integer":  # decode may produce unseen integers: nearest known value
-                va = values[a.name]
-                cov = _heldout_coverage_nearest(va[even], cb[even], va[odd], cb[odd], nb)
-            else:
-                cov = _heldout_coverage(ca[even], cb[even], ca[odd], cb[odd], nb)
+            cov = _heldout_coverage(ca[even], cb[even], ca[odd], cb[odd], nb)
             if cov >= MIN_HELDOUT_COVERAGE:
                 found.append((cov, order[b.name], order[a.name]))
     # Latest columns first, best-covered and earliest source first: in a 1:1 pair the later
@@ -193,28 +186,18 @@ def _is_function(ca: np.ndarray, cb: np.ndarray, nb: int) -> bool:
 def _heldout_coverage(
     ca_fit: np.ndarray, cb_fit: np.ndarray, ca_test: np.ndarray, cb_test: np.ndarray, nb: int
 ) -> float:
+    """Share of held-out rows the fit half's map predicts, among rows whose source value it saw.
+
+    0 when fewer than ``MIN_SEEN`` of the held-out rows have a seen source value: a source
+    whose values mostly occur once carries no evidence of a function.
+    """
     pairs = np.unique(ca_fit * nb + cb_fit)  # a function: one pair per source value
     src, dst = pairs // nb, pairs % nb
-    pos = np.searchsorted(src, ca_test)
-    pos = np.minimum(pos, src.size - 1)
-    hit = (src[pos] == ca_test) & (dst[pos] == cb_test)
-    return float(hit.mean()) if hit.size else 0.0
-
-
-def _heldout_coverage_nearest(
-    va_fit: np.ndarray, cb_fit: np.ndarray, va_test: np.ndarray, cb_test: np.ndarray, nb: int
-) -> float:
-    """Like ``_heldout_coverage`` for an integer source, unseen values taking the nearest one's."""
-    keys, first = np.unique(va_fit, return_index=True)
-    mapped = cb_fit[first]
-    j = np.clip(np.searchsorted(keys, va_test), 1, max(keys.size - 1, 1))
-    if keys.size == 1:
-        pred = np.full(va_test.shape, mapped[0])
-    else:
-        left, right = keys[j - 1], keys[j]
-        pick = np.where(np.abs(va_test - left) <= np.abs(right - va_test), j - 1, j)
-        pred = mapped[pick]
-    return float((pred == cb_test).mean()) if cb_test.size else 0.0
+    pos = np.minimum(np.searchsorted(src, ca_test), src.size - 1)
+    seen = src[pos] == ca_test
+    if not seen.size or seen.mean() < MIN_SEEN:
+        return 0.0
+    return float((dst[pos][seen] == cb_test[seen]).mean())
 
 
 def _lookup(source: pa.ChunkedArray, target: pa.ChunkedArray) -> tuple[pa.Array, pa.Array] | None:
