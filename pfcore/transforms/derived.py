@@ -88,7 +88,7 @@ class DerivedTransform(ColumnTransform):
                     j = np.zeros_like(v)
                 pos[miss] = self._sorted_pos[j]
             idx = pa.array(pos, mask=pos < 0)
-        if idx.null_count:  # unseen value (e.g. a null source that never was null): the mode
+        if idx.null_count:  # unseen (e.g. null where training had none): first known mapping
             idx = idx.fill_null(0)
         return self.values.take(idx)
 
