@@ -148,11 +148,21 @@ class CategoricalTransform(ColumnTransform):
         parent_slots: np.ndarray | None = None,
     ) -> pa.Array:
         """``parent_slots``: the linked parent's decoded slots (required when ``link`` is set)."""
-        slot = self.decoded_slots(x)
+        return self.decode_slots(self.decoded_slots(x), n, rng, parent_slots)
+
+    def decode_slots(
+        self,
+        slot: np.ndarray,
+        n: int,
+        rng: np.random.Generator,
+        parent_slots: np.ndarray | None = None,
+    ) -> pa.Array:
+        """Values for argmax ``slot``s (not modified: a child may read them as parent slots)."""
         if self.has_other:
             other = slot == self._other_slot
             m = int(other.sum())
             if m:
+                slot = slot.copy()
                 base = len(self.kept) + int(self.has_null)
                 if self._pooled_cdf.size and self.link is not None and parent_slots is not None:
                     draws = self.link.draw(parent_slots[other], self._pooled_cdf, rng)

@@ -44,16 +44,11 @@ class ParentLink:
     @classmethod
     def fit(cls, parent: str, child: np.ndarray, slots: np.ndarray, n_slots: int) -> ParentLink:
         """``child``: pooled value index per row; ``slots``: the parent's slot per row."""
-        key = slots.astype(np.int64) * (int(child.max(initial=0)) + 1) + child
-        uniq, counts = np.unique(key, return_counts=True)  # sorted by (slot, value)
-        n_vals = int(child.max(initial=0)) + 1
-        s, v = uniq // n_vals, uniq % n_vals
-        per_slot = np.bincount(s, weights=counts, minlength=n_slots)
+        s, v, counts, per_slot = _joint(child, slots, n_slots)
         cum = np.cumsum(counts).astype(np.float64)
         start = np.concatenate([[0.0], np.cumsum(per_slot)])[s]
         cdf = s + (cum - start) / per_slot[s]
-        weight = per_slot / (per_slot + ALPHA)
-        return cls(parent, cdf, v.astype(np.int64), weight)
+        return cls(parent, cdf, v, _weight(per_slot))
 
     def draw(
         self, slots: np.ndarray, marginal_cdf: np.ndarray, rng: np.random.Generator
@@ -98,8 +93,10 @@ def choose_parent(
     base = np.log(np.maximum(marginal[child[odd]], 1e-300))
     best_name, best_gain = None, MIN_GAIN_NATS
     for name, (slots, n_slots) in sorted(candidates.items()):
-        link = ParentLink.fit(name, child[even], slots[even], n_slots)
-        gain = float(np.mean(_log_lik(link, child[odd], slots[odd], marginal) - base))
+        log_lik = _heldout_log_lik(
+            child[even], slots[even], child[odd], slots[odd], n_slots, marginal
+        )
+        gain = float(np.mean(log_lik - base))
         if gain > best_gain:
             best_name, best_gain = name, gain
     if best_name is None:
@@ -108,22 +105,36 @@ def choose_parent(
     return ParentLink.fit(best_name, child, slots, n_slots)
 
 
-def _log_lik(
-    link: ParentLink, child: np.ndarray, slots: np.ndarray, marginal: np.ndarray
+def _joint(
+    child: np.ndarray, slots: np.ndarray, n_slots: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observed (slot, value) pairs sorted by slot then value, their counts, rows per slot."""
+    n_vals = int(child.max(initial=0)) + 1
+    uniq, counts = np.unique(slots.astype(np.int64) * n_vals + child, return_counts=True)
+    s, v = uniq // n_vals, uniq % n_vals
+    per_slot = np.bincount(s, weights=counts, minlength=n_slots)
+    return s, v.astype(np.int64), counts, per_slot
+
+
+def _weight(per_slot: np.ndarray) -> np.ndarray:
+    """w_s: how far the redraw trusts slot s's own counts over the marginal."""
+    return per_slot / (per_slot + ALPHA)
+
+
+def _heldout_log_lik(
+    child_fit: np.ndarray,
+    slots_fit: np.ndarray,
+    child_test: np.ndarray,
+    slots_test: np.ndarray,
+    n_slots: int,
+    marginal: np.ndarray,
 ) -> np.ndarray:
-    """log P(v | s) under ``link``'s mixture for held-out rows."""
+    """log P(v | s) of the test rows under the mixture fitted on the fit rows."""
+    s, v, counts, per_slot = _joint(child_fit, slots_fit, n_slots)
     n_vals = marginal.size
-    key_fit = (np.floor(link.cdf - 1e-12).astype(np.int64)) * n_vals + link.values
-    # conditional probability of each fitted (slot, value) entry = its cdf step
-    seg_start = np.floor(link.cdf - 1e-12)
-    step = np.diff(np.concatenate([[0.0], link.cdf - seg_start]))
-    first = np.concatenate([[True], seg_start[1:] != seg_start[:-1]])
-    step[first] = (link.cdf - seg_start)[first]
-    order = np.argsort(key_fit)
-    key = slots.astype(np.int64) * n_vals + child
-    pos = np.searchsorted(key_fit[order], key)
-    pos = np.minimum(pos, key_fit.size - 1)
-    hit = key_fit[order][pos] == key
-    cond = np.where(hit, step[order][pos], 0.0)
-    w = link.weight[np.minimum(slots, link.weight.size - 1)]
-    return np.log(np.maximum(w * cond + (1 - w) * marginal[child], 1e-300))
+    key_fit = s * n_vals + v  # sorted: (s, v) pairs come sorted from np.unique
+    key = slots_test.astype(np.int64) * n_vals + child_test
+    pos = np.minimum(np.searchsorted(key_fit, key), key_fit.size - 1)
+    cond = np.where(key_fit[pos] == key, counts[pos] / per_slot[s[pos]], 0.0)
+    w = _weight(per_slot)[np.minimum(slots_test, n_slots - 1)]
+    return np.log(np.maximum(w * cond + (1 - w) * marginal[child_test], 1e-300))

@@ -101,16 +101,22 @@ class TableTransformer:
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"decode expects shape (n, {self.n_features}), got {x.shape}")
         n = x.shape[0]
+        slots: dict[int, np.ndarray] = {}  # argmax once per categorical, shared with its children
+
+        def slots_of(j: int) -> np.ndarray:
+            if j not in slots:
+                tr_j = self.transforms[j]
+                assert isinstance(tr_j, CategoricalTransform)
+                a_j, b_j = self._slices[j]
+                slots[j] = tr_j.decoded_slots(x[:, a_j:b_j])
+            return slots[j]
+
         arrays: list[pa.Array | None] = []
         for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
             rng = rng_for(seed, _DECODE_STREAM, row_offset, i)
-            if isinstance(tr, CategoricalTransform) and tr.link is not None:
-                j = self._index_of[tr.link.parent]
-                pa_, pb = self._slices[j]
-                parent = self.transforms[j]
-                assert isinstance(parent, CategoricalTransform)
-                slots = parent.decoded_slots(x[:, pa_:pb])
-                arrays.append(tr.decode(x[:, a:b], n, rng, row_offset, parent_slots=slots))
+            if isinstance(tr, CategoricalTransform):
+                parent = None if tr.link is None else slots_of(self._index_of[tr.link.parent])
+                arrays.append(tr.decode_slots(slots_of(i), n, rng, parent_slots=parent))
             elif isinstance(tr, DerivedTransform):
                 arrays.append(None)  # filled from its source below
             else:
