@@ -23,16 +23,12 @@ from torch import nn
 
 from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, ProgressCallback
-from pfcore.models.flow import make_proxy
+from pfcore.models.flow import run_phase
 from pfcore.models.nets import MLP, count_parameters
 from pfcore.models.training import (
-    Checkpointer,
-    LoopSpec,
     autocast,
     batch_index,
-    resume_key,
     seeded_generator,
-    train_loop,
 )
 
 __all__ = ["DirectGeneratorModel", "EnergyConfig", "EnergyModel", "energy_distance", "mmd"]
@@ -159,26 +155,21 @@ class DirectGeneratorModel(GenerativeModel):
                 out = net(z)
             return self._batch_loss(out.float(), xb)
 
-        ckpt = None
-        if checkpoint_dir is not None:
-            ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-        spec = LoopSpec.for_phase(
-            cfg,
+        summary = run_phase(
+            self,
+            x,
+            valid,
+            checkpoint_dir,
             phase=self.family,
             max_steps=cfg.steps_for(len(x)),
             budget_s=cfg.max_minutes * 60,
             lr=cfg.lr,
-        )
-        proxy = make_proxy(self, x, valid, net)
-        summary = train_loop(
-            spec=spec,
-            modules={"generator": net},
+            network=("generator", net),
+            push_fn=net,
             optimizer=opt,
             step_fn=step_fn,
-            eval_fn=proxy,
             generator=gen,
             callbacks=callbacks,
-            checkpointer=ckpt,
         )
         summary.update(parameters=count_parameters(net), batch_size=batch, amp=use_amp)
         return {self.family: summary}

@@ -227,6 +227,46 @@ def make_proxy(
     return proxy
 
 
+def run_phase(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    valid: torch.Tensor | None,
+    checkpoint_dir: Path | None,
+    *,
+    phase: str,
+    max_steps: int,
+    budget_s: float,
+    lr: float,
+    network: tuple[str, nn.Module],
+    push_fn: Any,
+    optimizer: torch.optim.Optimizer,
+    step_fn: Any,
+    generator: torch.Generator,
+    callbacks: Sequence[ProgressCallback],
+) -> dict[str, Any]:
+    """One training phase of any family: resumable checkpoint, loop spec, held-out proxy, loop.
+
+    Families differ in their networks, loss and budget (the arguments); the rest is this, once.
+    ``network`` is the (name, module) the checkpoint saves; ``push_fn`` what the proxy samples.
+    """
+    cfg = model.config
+    name, module = network
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
+    spec = LoopSpec.for_phase(cfg, phase=phase, max_steps=max_steps, budget_s=budget_s, lr=lr)
+    return train_loop(
+        spec=spec,
+        modules={name: module},
+        optimizer=optimizer,
+        step_fn=step_fn,
+        eval_fn=make_proxy(model, x, valid, push_fn),
+        generator=generator,
+        callbacks=callbacks,
+        checkpointer=ckpt,
+    )
+
+
 def fit_flow(
     model: FlowModel,
     x: torch.Tensor,
@@ -252,26 +292,21 @@ def fit_flow(
         with autocast(device, use_amp):
             return field.loss(xb, gen)
 
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-    spec = LoopSpec.for_phase(
-        cfg,
+    summary = run_phase(
+        model,
+        x,
+        valid,
+        checkpoint_dir,
         phase=phase,
         max_steps=cfg.steps_for(len(x)),
         budget_s=budget_s,
         lr=cfg.lr,
-    )
-    proxy = make_proxy(model, x, valid, field.integrate)
-    summary = train_loop(
-        spec=spec,
-        modules={"velocity": net},
+        network=("velocity", net),
+        push_fn=field.integrate,
         optimizer=opt,
         step_fn=step_fn,
-        eval_fn=proxy,
         generator=gen,
         callbacks=callbacks,
-        checkpointer=ckpt,
     )
     summary["parameters"] = count_parameters(net)
     summary["batch_size"] = batch

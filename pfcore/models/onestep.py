@@ -25,17 +25,13 @@ from torch import nn
 
 from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, OneHotIndex, ProgressCallback, normalize_blocks
-from pfcore.models.flow import FlowConfig, FlowModel, fit_flow, make_proxy
+from pfcore.models.flow import FlowConfig, FlowModel, fit_flow, run_phase
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import MLP, count_parameters
 from pfcore.models.training import (
-    Checkpointer,
-    LoopSpec,
     autocast,
     batch_index,
-    resume_key,
     seeded_generator,
-    train_loop,
 )
 
 __all__ = ["OneStepConfig", "OneStepModel", "make_pairs"]
@@ -256,26 +252,21 @@ def distill(
             out = student(z_all[b]).float()
         return block_loss(out, x_all[b], [c[b] for c in classes] if use_ce else None)
 
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-    spec = LoopSpec.for_phase(
-        cfg,
+    summary = run_phase(
+        model,
+        x,
+        valid,
+        checkpoint_dir,
         phase="distill",
         max_steps=cfg.distill_max_steps,
         budget_s=budget_s,
         lr=cfg.distill_lr,
-    )
-    proxy = make_proxy(model, x, valid, student)
-    summary = train_loop(
-        spec=spec,
-        modules={"student": student},
+        network=("student", student),
+        push_fn=student,
         optimizer=opt,
         step_fn=step_fn,
-        eval_fn=proxy,
         generator=gen,
         callbacks=callbacks,
-        checkpointer=ckpt,
     )
     summary["parameters"] = count_parameters(student)
     summary["width"], summary["depth"] = cfg.student_width, cfg.student_depth
