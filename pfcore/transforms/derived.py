@@ -172,10 +172,18 @@ def find_derived(
 
 def _codes(arr: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     """Dense integer codes per value (null is its own code) and the number of codes."""
+    idx, values = _encode(arr)
+    return idx, len(values)
+
+
+def _encode(arr: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Codes per row and the value of each code (null last, when present)."""
     enc = pc.dictionary_encode(arr.combine_chunks())
     n_values = len(enc.dictionary)
     idx = np.asarray(enc.indices.fill_null(n_values), dtype=np.int64)
-    return idx, n_values + int(enc.indices.null_count > 0)
+    if enc.indices.null_count == 0:
+        return idx, enc.dictionary
+    return idx, pa.concat_arrays([enc.dictionary, pa.nulls(1, type=enc.dictionary.type)])
 
 
 def _is_function(ca: np.ndarray, cb: np.ndarray, nb: int) -> bool:
@@ -202,14 +210,11 @@ def _heldout_coverage(
 
 def _lookup(source: pa.ChunkedArray, target: pa.ChunkedArray) -> tuple[pa.Array, pa.Array] | None:
     """Distinct source values and the target value each maps to; None if not a function."""
-    src = source.combine_chunks()
-    enc = pc.dictionary_encode(src)
-    n_values = len(enc.dictionary)
-    idx = np.asarray(enc.indices.fill_null(n_values), dtype=np.int64)
+    idx, source_values = _encode(source)
     cb, nb = _codes(target)
     if not _is_function(idx, cb, nb):
         return None
     uniq, first = np.unique(idx, return_index=True)
-    keys = pa.concat_arrays([enc.dictionary, pa.nulls(1, type=src.type)]).take(pa.array(uniq))
+    keys = source_values.take(pa.array(uniq))
     values = target.combine_chunks().take(pa.array(first))
     return keys, values
