@@ -203,17 +203,7 @@ def _valid_staged(plan: BatchPlan, spec: ShardSpec, *, verify_checksum: bool) ->
         return None
     if verify_checksum and file_sha256(path) != info.get("sha256"):
         return None
-    return ShardResult(
-        index=spec.index,
-        file_name=spec.file_name,
-        rows=spec.rows,
-        bytes=int(info["bytes"]),
-        sha256=str(info["sha256"]),
-        first_block=spec.first_block,
-        n_blocks=spec.n_blocks,
-        seconds=0.0,
-        skipped=True,
-    )
+    return _skipped(spec, spec.rows, int(info["bytes"]), str(info["sha256"]))
 
 
 def _from_published(plan: BatchPlan, spec: ShardSpec) -> ShardResult | None:
@@ -229,18 +219,23 @@ def _from_published(plan: BatchPlan, spec: ShardSpec) -> ShardResult | None:
         return None  # publish_batch reports the conflict
     for f in manifest.get("files", []):
         if f.get("path") == spec.file_name and f.get("first_block") == spec.first_block:
-            return ShardResult(
-                index=spec.index,
-                file_name=spec.file_name,
-                rows=int(f["rows"]),
-                bytes=int(f["bytes"]),
-                sha256=str(f["sha256"]),
-                first_block=spec.first_block,
-                n_blocks=spec.n_blocks,
-                seconds=0.0,
-                skipped=True,
-            )
+            return _skipped(spec, int(f["rows"]), int(f["bytes"]), str(f["sha256"]))
     return None
+
+
+def _skipped(spec: ShardSpec, rows: int, nbytes: int, sha256: str) -> ShardResult:
+    """The result of a shard found already written (staged sidecar or published manifest)."""
+    return ShardResult(
+        index=spec.index,
+        file_name=spec.file_name,
+        rows=rows,
+        bytes=nbytes,
+        sha256=sha256,
+        first_block=spec.first_block,
+        n_blocks=spec.n_blocks,
+        seconds=0.0,
+        skipped=True,
+    )
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
