@@ -124,9 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("synthesizer", help="saved synthesizer folder")
     p.add_argument("dataset", help="ingested dataset folder")
     p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--holdout-fraction", type=float, default=0.2)
-    p.add_argument("--target", default=None)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="split seed, only for a synthesizer saved without its split (default 0)",
+    )
+    p.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=None,
+        help="holdout fraction, only for a synthesizer saved without its split (default 0.2)",
+    )
+    p.add_argument("--target", default=None, help="column to score ML efficacy on")
 
     p = sub.add_parser("generate", help="flow generate-batch: champion → Parquet batch")
     _add_generate_args(p)
@@ -186,20 +196,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     if args.command == "validate":
-        from pfcore.fidelity import evaluate, gate
-        from pfcore.ingest import read_dataset
-        from pfcore.schema import TableSchema
-        from pfcore.synthesizer import Synthesizer, split_train_holdout
+        from pfcore.synthesizer import Split
+        from pfcore.validation import validate_synthesizer
 
-        table = read_dataset(args.dataset)
-        schema = TableSchema.load(Path(args.dataset) / "schema.json")
-        train, holdout = split_train_holdout(table, args.holdout_fraction, args.seed)
-        synth = Synthesizer.load(args.synthesizer)
-        synthetic = synth.sample(max(holdout.num_rows, 1000), seed=args.seed + 1)
-        report = evaluate(
-            holdout, synthetic, schema, train=train, target=args.target, seed=args.seed
+        split = None
+        if args.seed is not None or args.holdout_fraction is not None:
+            split = Split(
+                0.2 if args.holdout_fraction is None else args.holdout_fraction,
+                0 if args.seed is None else args.seed,
+            )
+        validation = validate_synthesizer(
+            args.dataset, args.synthesizer, target=args.target, split=split
         )
-        result = gate(report)
+        report, result = validation.report, validation.result
         report.save(args.out)
         _print({"passed": result.passed, "reasons": result.reasons, "summary": report.summary})
         return EXIT_OK if result.passed else EXIT_GATE

@@ -45,9 +45,6 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
         ingested["dataset_dir"],
         trained["synth_dir"],
         str(work),
-        seed=params.seed,
-        holdout_fraction=params.holdout_fraction,
-        max_train_rows=params.max_train_rows,
         target=params.target,
         gate_config=gate_config,
     )

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from pfcore import __version__
 from pfcore.errors import ModelError
+from pfcore.sampling import BLOCK_ROWS
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from pfcore.schema import TableSchema
     from pfcore.transforms import TableTransformer
 
-__all__ = ["Synthesizer", "FORMAT_VERSION", "split_train_holdout"]
+__all__ = ["Synthesizer", "FORMAT_VERSION", "Split", "split_train_holdout"]
 
 FORMAT_VERSION = 1
 #: No synthetic value is more extreme than a column's 6th most extreme real value (privacy:
@@ -69,6 +70,39 @@ def split_train_holdout(
     return table.take(pa.array(train_idx)), table.take(pa.array(hold_idx))
 
 
+@dataclass(frozen=True)
+class Split:
+    """The train/holdout split a synthesizer was fitted with, recorded in ``synthesizer.json``.
+
+    Why recorded: validation must score against exactly the rows training never saw. Re-deriving
+    the split from parameters passed again by each caller (seed, fraction, row cap) let the CLI
+    and the flow disagree; reading it back from the saved synthesizer cannot.
+    """
+
+    holdout_fraction: float = 0.2
+    seed: int = 0
+    max_train_rows: int | None = None
+
+    def apply(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(train, holdout) rows of ``table``."""
+        return split_train_holdout(table, self.holdout_fraction, self.seed, self.max_train_rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "holdout_fraction": float(self.holdout_fraction),
+            "seed": int(self.seed),
+            "max_train_rows": None if self.max_train_rows is None else int(self.max_train_rows),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Split:
+        return cls(
+            holdout_fraction=float(d["holdout_fraction"]),
+            seed=int(d["seed"]),
+            max_train_rows=None if d.get("max_train_rows") is None else int(d["max_train_rows"]),
+        )
+
+
 @dataclass
 class Synthesizer:
     """Schema, fitted transform and fitted model that together sample Arrow tables."""
@@ -93,12 +127,15 @@ class Synthesizer:
         protect_extremes: int = PROTECT_EXTREMES,
         device: str | None = None,
         callbacks: Sequence[Callable[[Progress], None]] = (),
+        split: Split | None = None,
     ) -> Synthesizer:
         """Fit the transform on ``table`` and train a model of ``family`` on its encoding.
 
         ``valid_fraction`` of the rows are held out of the gradient steps and used only for
         early stopping, so the stopping signal is not fooled by memorisation.
         ``protect_extremes``: numeric value protection (``PROTECT_EXTREMES``).
+        ``split``: how ``table`` was cut from the full dataset, recorded so validation scores
+        against the same holdout (see :class:`Split`).
         """
         from pfcore.models import build
         from pfcore.transforms import TableTransformer
@@ -132,7 +169,15 @@ class Synthesizer:
             "fit_seconds": round(time.perf_counter() - t0, 3),
             "fit_summary": summary,
         }
+        if split is not None:
+            info["split"] = split.to_dict()
         return cls(schema=schema, transformer=transformer, model=model, info=info)
+
+    @property
+    def split(self) -> Split | None:
+        """The recorded train/holdout split (None for a synthesizer saved without one)."""
+        d = self.info.get("split")
+        return Split.from_dict(d) if d else None
 
     # ------------------------------------------------------------------ sampling
     @property
@@ -144,19 +189,26 @@ class Synthesizer:
         out = self.model.push(z.to(self.model.device))
         return out.float().cpu().numpy()
 
-    def sample(self, n: int, seed: int = 0, *, row_offset: int = 0) -> pa.Table:
+    def iter_blocks(
+        self, n: int, seed: int = 0, *, block_rows: int = BLOCK_ROWS, noise: str = "cpu"
+    ) -> Iterator[pa.Table]:
+        """The rows of ``sample(n, seed)`` one canonical block at a time, in bounded memory."""
+        from pfcore import sampling
+
+        return sampling.iter_tables(self, n, seed, block_rows=block_rows, noise=noise)
+
+    def sample(
+        self, n: int, seed: int = 0, *, block_rows: int = BLOCK_ROWS, noise: str = "cpu"
+    ) -> pa.Table:
         """``n`` synthetic rows with exactly the source's Arrow schema.
 
-        For batches beyond memory, use ``pfcore.generate`` which streams canonical blocks.
+        The same rows as a batch of ``n`` rows published by ``pfcore.generate`` with ``seed``,
+        whatever its shard layout or worker count: both run ``pfcore.sampling``'s blocks. For
+        batches beyond memory use ``iter_blocks`` or ``pfcore.generate``.
         """
-        if n < 0:
-            raise ModelError(f"number of rows must be >= 0, got {n}")
-        x = (
-            self.model.sample(n, seed)
-            if n
-            else np.zeros((0, self.transformer.n_features), "float32")
-        )
-        return self.transformer.decode(x, seed=seed, row_offset=row_offset)
+        from pfcore import sampling
+
+        return sampling.sample_table(self, n, seed, block_rows=block_rows, noise=noise)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:

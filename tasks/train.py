@@ -24,14 +24,15 @@ def train_task(
     device: str = "auto",
     protect_extremes: int = 5,
 ) -> dict:
-    """Fits on the training split only; validate re-derives the same holdout from the seed."""
+    """Fits on the training split only, recorded in the synthesizer for validation."""
     from pfcore.ingest import read_dataset
     from pfcore.schema import TableSchema
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
+    from pfcore.synthesizer import Split, Synthesizer
 
     table = read_dataset(dataset_dir)
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
-    train, holdout = split_train_holdout(table, holdout_fraction, seed, max_train_rows)
+    split = Split(holdout_fraction, seed, max_train_rows)
+    train, holdout = split.apply(table)
     logger().info(
         "training %s/%s on %d rows (holdout %d) device=%s",
         family,
@@ -54,6 +55,7 @@ def train_task(
         protect_extremes=protect_extremes,
         device=None if device == "auto" else device,
         callbacks=[progress],
+        split=split,
     )
     out = Path(work_dir)
     synth_dir = synth.save(out / "synthesizer")

@@ -15,9 +15,6 @@ def validate_task(
     synth_dir: str,
     work_dir: str,
     *,
-    seed: int = 0,
-    holdout_fraction: float = 0.2,
-    max_train_rows: int | None = None,
     target: str | None = None,
     gate_config: dict | None = None,
     champion: dict | None = None,
@@ -25,21 +22,15 @@ def validate_task(
     """Returns the summary and the gate verdict; never raises on a failed gate.
 
     The flow decides what a failure means (stop before registering, mark the run failed), so
-    the report is always written and published even when the model is rejected.
+    the report is always written and published even when the model is rejected. The holdout is
+    the split recorded in the synthesizer (``pfcore.validation``).
     """
-    from pfcore.fidelity import GateConfig, evaluate, gate
-    from pfcore.ingest import read_dataset
-    from pfcore.schema import TableSchema
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
+    from pfcore.validation import validate_synthesizer
 
-    table = read_dataset(dataset_dir)
-    schema = TableSchema.load(Path(dataset_dir) / "schema.json")
-    train, holdout = split_train_holdout(table, holdout_fraction, seed, max_train_rows)
-    synth = Synthesizer.load(synth_dir)
-    n = max(holdout.num_rows, min(train.num_rows, 5000))
-    synthetic = synth.sample(n, seed=seed + 1)
-    report = evaluate(holdout, synthetic, schema, train=train, target=target, seed=seed)
-    result = gate(report, GateConfig.from_dict(gate_config or {}), champion=champion)
+    validation = validate_synthesizer(
+        dataset_dir, synth_dir, target=target, gate_config=gate_config, champion=champion
+    )
+    report, result = validation.report, validation.result
     report_dir = Path(work_dir) / "report"
     report.save(report_dir)
     (report_dir / "gate.md").write_text(_gate_markdown(result))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from pfcore import models
+from pfcore import models, sampling
 from pfcore.errors import InputError, ModelError
 from pfcore.models.base import Progress
 
@@ -180,8 +180,9 @@ def test_push_snaps_onehot_and_is_deterministic(family: str) -> None:
         assert np.all((block == 1.0).sum(axis=1) == 1)
     np.testing.assert_array_equal(out, m.sample(300, seed=3))
     assert not np.array_equal(out, m.sample(300, seed=4))
-    z = torch.randn(300, m.latent_dim, generator=torch.Generator().manual_seed(3))
-    np.testing.assert_array_equal(out, m.push(z).numpy())
+    # the noise of the canonical sampling path (pfcore.sampling), block by block
+    (block,) = sampling.blocks(300, 3)
+    np.testing.assert_array_equal(out, m.push(sampling.latent(block, m.latent_dim)).numpy())
 
 
 @pytest.mark.parametrize("family", ["onestep", "energy"])

@@ -67,18 +67,18 @@ def _log(synth_dir: Path, name: str, *, summary=SUMMARY, gate=PASSED, dataset="d
 
 
 def _expected(synth_dir: Path, n: int, seed: int) -> pd.DataFrame:
-    from pfcore.registry.frames import sample_table, to_pandas
+    from pfcore.registry.frames import to_pandas
     from pfcore.synthesizer import Synthesizer
 
     synth = Synthesizer.load(synth_dir)
-    return to_pandas(sample_table(synth, n, seed), synth.schema)
+    return to_pandas(synth.sample(n, seed), synth.schema)
 
 
 def test_round_trip_embedded_store(synth_dir: Path, home: Path, tmp_path: Path) -> None:
     import mlflow
 
     from pfcore.registry import champion_summary, load_champion, resolve_alias
-    from pfcore.registry.frames import sample_table, to_pandas
+    from pfcore.registry.frames import to_pandas
 
     report = fake_report(tmp_path / "report", SUMMARY)
     curve = [
@@ -159,7 +159,7 @@ def test_round_trip_embedded_store(synth_dir: Path, home: Path, tmp_path: Path) 
     synth, info = load_champion("tiny")
     assert info.version == 1 and "champion" in info.aliases
     assert (home / "cache" / "models" / "tiny" / "v1" / ".pushforward-source.json").is_file()
-    pd.testing.assert_frame_equal(to_pandas(sample_table(synth, 100, 7), synth.schema), expected)
+    pd.testing.assert_frame_equal(to_pandas(synth.sample(100, 7), synth.schema), expected)
     assert resolve_alias("tiny", "champion").run_id == logged.run_id
     assert champion_summary("tiny") == SUMMARY
 

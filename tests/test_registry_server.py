@@ -73,7 +73,7 @@ def test_register_on_server_and_load_by_alias_in_fresh_process(
     mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pfcore.registry import load_champion, log_synthesizer
-    from pfcore.registry.frames import sample_table, to_pandas
+    from pfcore.registry.frames import to_pandas
     from pfcore.synthesizer import Synthesizer
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
@@ -90,7 +90,7 @@ def test_register_on_server_and_load_by_alias_in_fresh_process(
     assert not (tmp_path / "home" / "mlflow.db").exists()  # the server holds the store
 
     synth = Synthesizer.load(synth_dir)
-    expected = to_pandas(sample_table(synth, 100, 7), synth.schema)
+    expected = to_pandas(synth.sample(100, 7), synth.schema)
 
     out = tmp_path / "rows.parquet"
     child_env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "OMP_NUM_THREADS": "1"}
@@ -113,4 +113,4 @@ def test_register_on_server_and_load_by_alias_in_fresh_process(
     # The generator path against the server: same rows again.
     loaded, info = load_champion("served")
     assert info.version == 1
-    pd.testing.assert_frame_equal(to_pandas(sample_table(loaded, 100, 7), loaded.schema), expected)
+    pd.testing.assert_frame_equal(to_pandas(loaded.sample(100, 7), loaded.schema), expected)

@@ -1,10 +1,8 @@
-"""Batch planning: canonical blocks, shards, per-block seeds, batch ids and paths.
+"""Batch planning: shards of canonical blocks, batch ids and paths.
 
-Why canonical blocks: if rows were drawn per shard or per worker, the data would change with
-the parallelism. Instead the row space ``[0, N)`` is cut into fixed blocks of ``block_rows``
-rows; block ``b`` gets its noise and decode randomness from ``SeedSequence([seed, b])`` and its
-ids from ``row_offset = b * block_rows``. A shard is only a contiguous run of whole blocks, so
-the bytes of the data depend on (model, seed, N) and never on how the work is split.
+The rows come from the canonical blocks of ``pfcore.sampling`` (the one sampling path). A
+shard is only a contiguous run of whole blocks, so the bytes of the data depend on (model,
+seed, N) and never on how the work is split.
 
 A :class:`BatchPlan` is a small, JSON-able value (paths, strings and ints) so that a Prefect
 mapped task or a Dask worker can receive it and call ``generate_shard(plan, i)`` on its own.
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pfcore.errors import GenerationError, InputError
+from pfcore.sampling import BLOCK_ROWS, NOISE_CHOICES, block_seeds
 
 __all__ = [
     "BLOCK_ROWS",
@@ -39,9 +38,6 @@ __all__ = [
     "make_plan",
 ]
 
-#: Rows per canonical block. Each block is pushed through the model as exactly one batch, so a
-#: change of chunking cannot change the GEMM blocking and hence the floating-point results.
-BLOCK_ROWS = 65_536
 #: Shard size: 128 blocks (about 8.4M rows, a few hundred MB of Parquet for 20-30 columns).
 DEFAULT_ROWS_PER_SHARD = 128 * BLOCK_ROWS
 #: Row groups of 16 blocks (1,048,576 rows): the size analytics engines scan best...
@@ -56,18 +52,6 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Files that identify the synthesizer's behaviour. synthesizer.json is left out on purpose:
 # it carries timings of the fit, which do not change a single generated value.
 _FINGERPRINT_EXCLUDE = {"synthesizer.json"}
-
-
-def block_seeds(seed: int, block: int) -> tuple[int, int]:
-    """(noise seed, decode seed) of canonical block ``block``; both 63-bit non-negative ints.
-
-    Both come from one ``SeedSequence([seed, block])`` so blocks are independent streams and a
-    block's randomness does not depend on any other block being generated.
-    """
-    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(4, dtype=np.uint32)
-    noise = ((int(words[0]) << 32) | int(words[1])) >> 1
-    decode = ((int(words[2]) << 32) | int(words[3])) >> 1
-    return noise, decode
 
 
 def fingerprint_directory(directory: str | os.PathLike[str]) -> str:
@@ -159,9 +143,7 @@ class BatchPlan:
     compression_level: int | None
     device: str
     shards: tuple[ShardSpec, ...] = field(default_factory=tuple)
-    #: "cpu": latent noise drawn on the CPU (the same noise on every device: a GPU batch differs
-    #: from a CPU one only by floating-point rounding). "device": drawn on the model's device,
-    #: much faster on a GPU, but then the rows also depend on the device kind.
+    #: where latent noise is drawn: one of ``pfcore.sampling.NOISE_CHOICES`` (see there).
     noise: str = "cpu"
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES
     format_version: int = PLAN_FORMAT_VERSION
@@ -291,8 +273,8 @@ def make_plan(
     row_group_bytes = _positive_int(row_group_bytes, "row_group_bytes")
     _check_name(dataset_name, "dataset name")
     run_date_s = _run_date(run_date)
-    if noise not in ("cpu", "device"):
-        raise InputError(f"noise must be 'cpu' or 'device', got {noise!r}")
+    if noise not in NOISE_CHOICES:
+        raise InputError(f"noise must be one of {list(NOISE_CHOICES)}, got {noise!r}")
     if batch_id is None:
         batch_id = default_batch_id(
             model_name=model_name,

@@ -24,13 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pfcore import __version__
+from pfcore import __version__, sampling
 from pfcore.errors import GenerationError, PushforwardError
-from pfcore.generate.plan import BatchPlan, ShardSpec, block_seeds
+from pfcore.generate.plan import BatchPlan, ShardSpec
 
 __all__ = [
     "ShardResult",
@@ -39,7 +38,7 @@ __all__ = [
     "output_schema",
     "dictionary_columns",
     "file_sha256",
-    "iter_blocks",
+    "shard_blocks",
     "METADATA_PREFIX",
 ]
 
@@ -142,28 +141,15 @@ def output_schema(synth: Any, plan: BatchPlan) -> pa.Schema:
     return base.with_metadata(meta)
 
 
-def iter_blocks(plan: BatchPlan, spec: ShardSpec) -> Iterator[tuple[int, int, int, int]]:
-    """(block, rows, noise seed, decode seed) of each canonical block in a shard."""
-    for b in range(spec.first_block, spec.first_block + spec.n_blocks):
-        rows = min(plan.block_rows, plan.n_rows - b * plan.block_rows)
-        noise_seed, decode_seed = block_seeds(plan.seed, b)
-        yield b, rows, noise_seed, decode_seed
-
-
-def _forward_block(synth: Any, rows: int, noise_seed: int, noise: str = "cpu") -> np.ndarray:
-    """Push one whole block of latent noise through the model (one batch, never split)."""
-    import torch
-
-    device = torch.device("cpu")
-    if noise == "device":
-        device = getattr(getattr(synth, "model", None), "device", None) or device
-    gen = torch.Generator(device=device).manual_seed(noise_seed)
-    z = torch.randn(rows, int(synth.latent_dim), generator=gen, device=device)
-    with torch.inference_mode():
-        x = synth.push(z)
-    if isinstance(x, torch.Tensor):  # tolerate push() returning a tensor
-        x = x.float().cpu().numpy()
-    return x
+def shard_blocks(plan: BatchPlan, spec: ShardSpec) -> Iterator[sampling.Block]:
+    """The canonical blocks of one shard (``pfcore.sampling``: the same blocks as ``sample``)."""
+    return sampling.blocks(
+        plan.n_rows,
+        plan.seed,
+        block_rows=plan.block_rows,
+        first=spec.first_block,
+        count=spec.n_blocks,
+    )
 
 
 # ------------------------------------------------------------------------ idempotence
@@ -305,11 +291,11 @@ def _write_shard_file(
     write_q: queue.Queue = queue.Queue(maxsize=1)
 
     def produce() -> None:
-        for b, rows, noise_seed, decode_seed in iter_blocks(plan, spec):
+        for block in shard_blocks(plan, spec):
             if stop.is_set():
                 return
-            x = _forward_block(synth, rows, noise_seed, plan.noise)
-            if not _put(forward_q, (b, rows, decode_seed, x), stop, main):
+            x = sampling.forward(synth, block, noise=plan.noise)
+            if not _put(forward_q, (block, x), stop, main):
                 return
         _put(forward_q, _SENTINEL, stop, main)
 
@@ -355,10 +341,8 @@ def _write_shard_file(
             item = _get(forward_q, stop, producer)
             if item is _SENTINEL:
                 break
-            b, rows, decode_seed, x = item
-            if x.shape[0] != rows:
-                raise GenerationError(f"model returned {x.shape[0]} rows for a block of {rows}")
-            table = synth.transformer.decode(x, seed=decode_seed, row_offset=b * plan.block_rows)
+            block, x = item
+            table = sampling.decode(synth, block, x)
             del x
             if not table.schema.equals(plain_schema, check_metadata=False):
                 raise GenerationError(
@@ -373,7 +357,7 @@ def _write_shard_file(
                     break
                 pending, pending_rows, pending_bytes = [], 0, 0
             if progress is not None:
-                progress(rows)
+                progress(block.rows)
             if writer_thread.error is not None:
                 break
         if producer.error is None and writer_thread.error is None and pending:

@@ -433,20 +433,21 @@ class GenerativeModel(ABC):
             assert self._index is not None
             return snap_onehot(out, self._index)
 
-    def sample(self, n: int, seed: int, *, batch_rows: int = 65536) -> np.ndarray:
-        """``n`` encoded rows: ``z = randn(n, latent_dim)`` from a CPU generator seeded ``seed``.
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """``n`` encoded rows from the canonical blocks of ``pfcore.sampling``.
 
-        The noise is drawn exactly as the contract states (one call), so any other component
-        drawing the same ``z`` gets the same rows; ``push`` runs in batches to bound memory.
+        The same latent noise, block by block, as ``Synthesizer.sample(n, seed)``, so encoded
+        rows scored here are the rows that get decoded and published.
         """
+        from pfcore import sampling
+
         self._require_fitted()
         if n < 0:
             raise ModelError(f"number of rows must be >= 0, got {n}")
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(n, self.latent_dim, generator=gen)
         out = np.empty((n, self.n_features), dtype=np.float32)
-        for lo in range(0, n, batch_rows):
-            out[lo : lo + batch_rows] = self.push(z[lo : lo + batch_rows]).cpu().numpy()
+        for block in sampling.blocks(n, seed):
+            z = sampling.latent(block, self.latent_dim)
+            out[block.row_offset : block.row_offset + block.rows] = self.push(z).cpu().numpy()
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -9,11 +9,10 @@ Output: one DataFrame with exactly the source's columns, in the source's order; 
 request are concatenated in request order (index 0..total-1). Each request is sampled on its own,
 so its rows do not depend on the other requests in the same call.
 
-A request draws its rows exactly as ``pfcore.generate`` does for a batch of ``n_rows`` rows with
-``seed`` (canonical blocks of ``BLOCK_ROWS`` rows, block ``b`` seeded from
-``SeedSequence([seed, b])``): ``predict(n_rows=N, seed=s)`` on version V returns the rows of the
-published batch (V, N, s), so an analyst can reproduce or spot-check a batch from the model
-version and the seed alone.
+A request draws its rows through ``Synthesizer.sample``, the same canonical blocks
+(``pfcore.sampling``) that ``pfcore.generate`` publishes: ``predict(n_rows=N, seed=s)`` on
+version V returns the rows of the published batch (V, N, s) whatever its shard layout, so an
+analyst can reproduce or spot-check a batch from the model version and the seed alone.
 
 Dtypes are what pandas gives when it reads the source Parquet through pyarrow (int64, float64,
 bool, datetime64[.., UTC], strings), except that integer and boolean columns that can be missing
@@ -43,7 +42,6 @@ __all__ = [
     "input_example",
     "signature_for",
     "to_pandas",
-    "sample_table",
     "predict_frame",
 ]
 
@@ -182,35 +180,11 @@ def _requests(model_input: Any) -> list[tuple[int, int]]:
     return out
 
 
-def sample_table(synth: Synthesizer, n_rows: int, seed: int) -> pa.Table:
-    """``n_rows`` rows exactly as ``pfcore.generate`` publishes them for ``seed``.
-
-    Same canonical blocks, seeds, CPU noise and ``row_offset`` as the generator's shard writer,
-    in memory and in one thread (requests are capped at MAX_ROWS_PER_REQUEST).
-    """
-    import pyarrow as pa
-    import torch
-
-    from pfcore.generate.plan import BLOCK_ROWS, block_seeds
-
-    if n_rows == 0:
-        return synth.sample(0, seed)
-    tables = []
-    for b in range(-(-n_rows // BLOCK_ROWS)):
-        rows = min(BLOCK_ROWS, n_rows - b * BLOCK_ROWS)
-        noise_seed, decode_seed = block_seeds(seed, b)
-        z = torch.randn(rows, synth.latent_dim, generator=torch.Generator().manual_seed(noise_seed))
-        with torch.inference_mode():
-            x = synth.push(z)
-        tables.append(synth.transformer.decode(x, seed=decode_seed, row_offset=b * BLOCK_ROWS))
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-
-
 def predict_frame(synth: Synthesizer, model_input: Any) -> pd.DataFrame:
     """Sample every request and concatenate (see the module docstring for the contract)."""
     import pyarrow as pa
 
-    tables = [sample_table(synth, n, seed) for n, seed in _requests(model_input)]
+    tables = [synth.sample(n, seed) for n, seed in _requests(model_input)]
     if not tables:
         tables = [synth.sample(0, 0)]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]

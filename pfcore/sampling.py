@@ -1,0 +1,191 @@
+"""The one sampling path: canonical blocks from (model, seed, rows) to decoded Arrow tables.
+
+Why one path: the fidelity gate, ``Synthesizer.sample``, the MLflow pyfunc and the batch
+generator's shard writer must produce the same rows for the same seed, or the gate scores rows
+that are never published and ``predict(n, seed)`` cannot reproduce a batch. Each of them asks
+this module for its blocks and runs the same two steps on each: :func:`forward` (noise through
+the model) and :func:`decode` (encoded rows to the source's columns).
+
+Why canonical blocks: if rows were drawn per call, per shard or per worker, the data would change
+with the parallelism. Instead the row space ``[0, N)`` is cut into fixed blocks of
+``block_rows`` rows; block ``b`` gets its noise and decode randomness from
+``SeedSequence([seed, b])`` and its ids from ``row_offset = b * block_rows``, and is pushed
+through the model as exactly one batch, so a change of chunking cannot change the GEMM blocking
+and hence the floating-point results. Rows then depend on (model, seed, N, block_rows, noise)
+and never on how the work is split: ``sample_table(synth, N, seed)`` equals the published
+``N``-row batch with ``seed`` for every shard layout and worker count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from pfcore.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+
+__all__ = [
+    "BLOCK_ROWS",
+    "NOISE_CHOICES",
+    "Block",
+    "BlockSampler",
+    "block_seeds",
+    "blocks",
+    "decode",
+    "forward",
+    "iter_tables",
+    "latent",
+    "sample_table",
+]
+
+#: Rows per canonical block (65,536): large enough that the per-call overhead of a forward pass
+#: and a decode is amortised, small enough that one block's encoded floats stay a few MB.
+BLOCK_ROWS = 65_536
+
+Noise = Literal["cpu", "device"]
+#: "cpu": latent noise drawn on the CPU, the same on every device (a GPU batch differs from a
+#: CPU one only by floating-point rounding). "device": drawn on the model's device, much faster
+#: on a GPU, but then the rows also depend on the device kind.
+NOISE_CHOICES: tuple[str, ...] = ("cpu", "device")
+
+
+class BlockSampler(Protocol):
+    """What the sampling path needs from a synthesizer (``pfcore.synthesizer.Synthesizer``)."""
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    def push(self, z: torch.Tensor) -> Any: ...
+
+    @property
+    def transformer(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Block:
+    """Canonical block ``index``: its row count, first row id and two independent seeds."""
+
+    index: int
+    rows: int
+    row_offset: int
+    noise_seed: int
+    decode_seed: int
+
+
+def block_seeds(seed: int, block: int) -> tuple[int, int]:
+    """(noise seed, decode seed) of canonical block ``block``; both 63-bit non-negative ints.
+
+    Both come from one ``SeedSequence([seed, block])`` so blocks are independent streams and a
+    block's randomness does not depend on any other block being generated.
+    """
+    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(4, dtype=np.uint32)
+    noise = ((int(words[0]) << 32) | int(words[1])) >> 1
+    decode_ = ((int(words[2]) << 32) | int(words[3])) >> 1
+    return noise, decode_
+
+
+def _check_counts(n_rows: int, seed: int, block_rows: int) -> None:
+    if n_rows < 0:
+        raise InputError(f"number of rows must be >= 0, got {n_rows}")
+    if seed < 0:
+        raise InputError(f"seed must be >= 0, got {seed}")
+    if block_rows <= 0:
+        raise InputError(f"block_rows must be > 0, got {block_rows}")
+
+
+def blocks(
+    n_rows: int,
+    seed: int,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    first: int = 0,
+    count: int | None = None,
+) -> Iterator[Block]:
+    """Blocks ``[first, first + count)`` of an ``n_rows``-row sample (all remaining by default).
+
+    A shard asks for its own run of blocks; every other caller asks for all of them.
+    """
+    _check_counts(n_rows, seed, block_rows)
+    n_blocks = -(-n_rows // block_rows)
+    stop = n_blocks if count is None else min(n_blocks, first + count)
+    for b in range(first, stop):
+        noise_seed, decode_seed = block_seeds(seed, b)
+        rows = min(block_rows, n_rows - b * block_rows)
+        yield Block(b, rows, b * block_rows, noise_seed, decode_seed)
+
+
+def _noise_device(synth: BlockSampler, noise: str) -> torch.device:
+    import torch
+
+    if noise not in NOISE_CHOICES:
+        raise InputError(f"noise must be one of {list(NOISE_CHOICES)}, got {noise!r}")
+    if noise == "device":
+        device = getattr(getattr(synth, "model", None), "device", None)
+        if device is not None:
+            return torch.device(device)
+    return torch.device("cpu")
+
+
+def latent(block: Block, latent_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The block's latent noise ``z ~ N(0, I)``, drawn in one call from its noise seed."""
+    import torch
+
+    gen = torch.Generator(device=device).manual_seed(block.noise_seed)
+    return torch.randn(block.rows, int(latent_dim), generator=gen, device=device)
+
+
+def forward(synth: BlockSampler, block: Block, *, noise: Noise | str = "cpu") -> np.ndarray:
+    """Push one whole block of latent noise through the model (one batch, never split)."""
+    import torch
+
+    z = latent(block, synth.latent_dim, _noise_device(synth, noise))
+    with torch.inference_mode():
+        x = synth.push(z)
+    if isinstance(x, torch.Tensor):
+        x = x.float().cpu().numpy()
+    if x.shape[0] != block.rows:
+        raise ModelError(f"model returned {x.shape[0]} rows for a block of {block.rows}")
+    return x
+
+
+def decode(synth: BlockSampler, block: Block, x: np.ndarray) -> pa.Table:
+    """Encoded rows of ``block`` to the source's columns, with the block's own randomness."""
+    return synth.transformer.decode(x, seed=block.decode_seed, row_offset=block.row_offset)
+
+
+def iter_tables(
+    synth: BlockSampler,
+    n_rows: int,
+    seed: int,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    noise: Noise | str = "cpu",
+) -> Iterator[pa.Table]:
+    """Decoded tables of every block of an ``n_rows``-row sample, in row order."""
+    for block in blocks(n_rows, seed, block_rows=block_rows):
+        yield decode(synth, block, forward(synth, block, noise=noise))
+
+
+def sample_table(
+    synth: BlockSampler,
+    n_rows: int,
+    seed: int,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    noise: Noise | str = "cpu",
+) -> pa.Table:
+    """``n_rows`` rows in memory: exactly the rows a published batch with ``seed`` starts with."""
+    import pyarrow as pa
+
+    tables = list(iter_tables(synth, n_rows, seed, block_rows=block_rows, noise=noise))
+    if not tables:
+        n_features = int(synth.transformer.n_features)
+        empty = np.zeros((0, n_features), dtype=np.float32)
+        return synth.transformer.decode(empty, seed=0, row_offset=0)
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
