@@ -14,9 +14,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pfcore.fidelity.gate import GateConfig
+from pfcore.promotion import PromotionPolicy
+
 EXAMPLE_DATASET = (
     Path(__file__).resolve().parents[1] / "pfcore" / "examples" / "california_housing.parquet"
 )
+
+_GATE = GateConfig()
+_PROMOTION = PromotionPolicy()
+_GATE_FIELDS = {
+    "min_quality",
+    "min_pair_trends",
+    "min_column_shape",
+    "max_detection_auc",
+    "max_missing_rate_diff",
+    "min_dcr_ratio",
+}
+_PROMOTION_FIELDS = set(PromotionPolicy().to_dict())
 
 __all__ = ["GateParams", "TrainParams", "GenerateParams", "PipelineParams", "EXAMPLE_DATASET"]
 
@@ -26,31 +41,45 @@ class _Strict(BaseModel):
 
 
 class GateParams(_Strict):
-    """Thresholds a model must meet to become ``champion`` (see pfcore.fidelity.GateConfig)."""
+    """What a model must meet to be registered, and to replace the current ``champion``.
+
+    One typed policy for the UI form: the absolute gate (``pfcore.fidelity.GateConfig``) and
+    the promotion rules (``pfcore.promotion.PromotionPolicy``). Defaults are read from those two
+    dataclasses, so the form, the CLI and the library cannot drift apart.
+    """
 
     min_quality: float = Field(
-        0.85,
+        _GATE.min_quality,
         ge=0,
         le=1,
         description="Minimum overall quality (mean of column shapes and pair trends).",
     )
     min_pair_trends: float = Field(
-        0.80, ge=0, le=1, description="Minimum pair-trend score over related column pairs."
+        _GATE.min_pair_trends,
+        ge=0,
+        le=1,
+        description="Minimum pair-trend score over related column pairs.",
     )
     min_column_shape: float = Field(
-        0.80, ge=0, le=1, description="Minimum shape score of every single column."
+        _GATE.min_column_shape,
+        ge=0,
+        le=1,
+        description="Minimum shape score of every single column.",
     )
     max_detection_auc: float = Field(
-        0.85,
+        _GATE.max_detection_auc,
         ge=0.5,
         le=1,
         description="Maximum classifier two-sample ROC AUC (0.5 = indistinguishable).",
     )
     max_missing_rate_diff: float = Field(
-        0.05, ge=0, le=1, description="Maximum per-column difference of missing rates."
+        _GATE.max_missing_rate_diff,
+        ge=0,
+        le=1,
+        description="Maximum per-column difference of missing rates.",
     )
     min_dcr_ratio: float = Field(
-        0.5,
+        _GATE.min_dcr_ratio,
         ge=0,
         description=(
             "Privacy: synthetic-to-train over holdout-to-train distance to closest record (5th "
@@ -58,8 +87,35 @@ class GateParams(_Strict):
         ),
     )
     check_regression: bool = Field(
-        True, description="Also require no regression against the current champion."
+        _PROMOTION.check_regression,
+        description="Replace the current champion only if no score below regresses against it.",
     )
+    quality_tolerance: float = Field(
+        _PROMOTION.quality_tolerance,
+        ge=0,
+        le=1,
+        description="Quality may drop at most this below the champion's.",
+    )
+    pair_trends_tolerance: float = Field(
+        _PROMOTION.pair_trends_tolerance,
+        ge=0,
+        le=1,
+        description="Pair trends may drop at most this below the champion's.",
+    )
+    detection_auc_tolerance: float = Field(
+        _PROMOTION.detection_auc_tolerance,
+        ge=0,
+        le=1,
+        description="Detection AUC may rise at most this above the champion's.",
+    )
+
+    def gate_config(self) -> dict:
+        """The absolute gate's part, as ``pfcore.fidelity.GateConfig.from_dict`` takes it."""
+        return self.model_dump(include=_GATE_FIELDS)
+
+    def promotion_policy(self) -> dict:
+        """The promotion part, as ``pfcore.promotion.PromotionPolicy.from_dict`` takes it."""
+        return self.model_dump(include=_PROMOTION_FIELDS)
 
 
 class TrainParams(_Strict):

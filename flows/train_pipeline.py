@@ -40,13 +40,12 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
         device=params.device,
         protect_extremes=params.protect_extremes,
     )
-    gate_config = params.gate.model_dump(exclude={"check_regression"})
     validated = validate_task(
         ingested["dataset_dir"],
         trained["synth_dir"],
         str(work),
         target=params.target,
-        gate_config=gate_config,
+        gate_config=params.gate.gate_config(),
     )
     if not validated["passed"]:
         raise GateFailed(validated["reasons"])
@@ -58,7 +57,7 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
         passed=True,
         reasons=[],
         seed=params.seed,
-        check_regression=params.gate.check_regression,
+        promotion=params.gate.promotion_policy(),
         training_curve=trained["training_curve"],
         dataset_checksum=ingested["checksum"],
         params={

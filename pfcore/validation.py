@@ -47,7 +47,6 @@ def validate_synthesizer(
     *,
     target: str | None = None,
     gate_config: GateConfig | dict[str, Any] | None = None,
-    champion: dict[str, float] | None = None,
     split: Split | None = None,
 ) -> Validation:
     """Score ``synth`` against the holdout of the ingested dataset in ``dataset_dir``; gate it.
@@ -79,5 +78,5 @@ def validate_synthesizer(
     report = evaluate(holdout, synthetic, schema, train=train, target=target, seed=used.seed)
     if not isinstance(gate_config, GateConfig):
         gate_config = GateConfig.from_dict(gate_config or {})
-    result = gate(report, gate_config, champion=champion)
+    result = gate(report, gate_config)
     return Validation(report, result, used, n, sample_seed)

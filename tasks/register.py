@@ -25,11 +25,13 @@ def register_task(
     dataset_checksum: str,
     params: dict,
     seed: int,
-    check_regression: bool = True,
+    promotion: dict | None = None,
 ) -> dict:
     """Retried: the tracking server is the one flaky dependency, and registration is idempotent
     (same dataset checksum, config and seed return the existing version), so a retry after a
-    half-seen success cannot create a duplicate."""
+    half-seen success cannot create a duplicate. ``promotion``: a
+    ``pfcore.promotion.PromotionPolicy`` as a dict; the registry applies it once."""
+    from pfcore.promotion import PromotionPolicy
     from pfcore.registry import log_synthesizer, resolve_tracking
 
     logged = log_synthesizer(
@@ -43,8 +45,7 @@ def register_task(
         dataset_checksum=dataset_checksum,
         seed=seed,
         tags={"dataset_checksum": dataset_checksum},
-        # Without the regression check any passing model takes over as champion.
-        tolerance=0.01 if check_regression else float("inf"),
+        policy=PromotionPolicy.from_dict(promotion),
     )
     log = logger()
     log.info(

@@ -17,7 +17,6 @@ def validate_task(
     *,
     target: str | None = None,
     gate_config: dict | None = None,
-    champion: dict | None = None,
 ) -> dict:
     """Returns the summary and the gate verdict; never raises on a failed gate.
 
@@ -28,7 +27,7 @@ def validate_task(
     from pfcore.validation import validate_synthesizer
 
     validation = validate_synthesizer(
-        dataset_dir, synth_dir, target=target, gate_config=gate_config, champion=champion
+        dataset_dir, synth_dir, target=target, gate_config=gate_config
     )
     report, result = validation.report, validation.result
     report_dir = Path(work_dir) / "report"

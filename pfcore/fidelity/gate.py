@@ -3,8 +3,8 @@
 Why several checks: no single score is a usable gate. Column shapes alone pass a sampler that
 draws each column independently (shapes ~0.99, classifier AUC ~1.0); detection alone can miss
 a narrow column problem; neither sees memorised training rows. So the gate combines quality,
-pair trends, per-column shapes, detection, missing rates, validity, privacy and -- when the
-current champion's summary is given -- no regression against it.
+pair trends, per-column shapes, detection, missing rates, validity and privacy. Whether a model
+that passes replaces the current champion is decided once, by ``pfcore.promotion.decide``.
 
 Reasons are sentences a person can act on: metric, value, threshold and, for column-level
 failures, the worst columns by name.
@@ -52,9 +52,6 @@ class GateConfig:
             pipeline must never skip the leak check silently.
         require_detection: fail when detection was switched off.
         min_efficacy_ratio: TSTR/TRTR >= this when efficacy was measured (None: not gated).
-        champion_quality_tolerance: quality may drop at most this below the champion's (0.01).
-        champion_pair_trends_tolerance: same for pair trends (0.01).
-        champion_auc_tolerance: detection AUC may rise at most this above the champion's (0.02).
         use_reference: let quality, pair-trend and column-shape thresholds drop to what real
             data scores against real data (``report.reference``, see
             ``pfcore.fidelity.reference``) minus ``reference_margin``, when that is lower.
@@ -79,9 +76,6 @@ class GateConfig:
     require_privacy: bool = True
     require_detection: bool = True
     min_efficacy_ratio: float | None = None
-    champion_quality_tolerance: float = 0.01
-    champion_pair_trends_tolerance: float = 0.01
-    champion_auc_tolerance: float = 0.02
     use_reference: bool = True
     reference_margin: float = 0.02
     reference_margin_fraction: float = 0.25
@@ -165,16 +159,12 @@ def _names(items: list[tuple[str, float]], k: int) -> str:
     return ", ".join(f"'{c}' ({v:.3f})" for c, v in items[:k])
 
 
-def gate(
-    report: FidelityReport, config: GateConfig | None = None, champion: dict | None = None
-) -> GateResult:
+def gate(report: FidelityReport, config: GateConfig | None = None) -> GateResult:
     """Decide pass/fail for ``report``; see ``GateConfig`` for every threshold.
 
     Arguments:
         report: from ``evaluate``.
         config: thresholds (defaults: ``GateConfig()``).
-        champion: the current champion's ``report.summary`` (e.g. from MLflow metrics); when
-            given, quality, pair trends and detection AUC may not regress beyond the tolerances.
     Returns:
         GateResult; the report is not modified (use ``report.attach_gate(result)``).
     """
@@ -401,25 +391,4 @@ def gate(
             "but min_efficacy_ratio is set",
         )
 
-    if champion:
-        current = report.summary
-        for name, tol, higher_is_better in (
-            ("quality", cfg.champion_quality_tolerance, True),
-            ("pair_trends", cfg.champion_pair_trends_tolerance, True),
-            ("detection_auc", cfg.champion_auc_tolerance, False),
-        ):
-            if name not in champion or name not in current:
-                continue
-            old, new = float(champion[name]), float(current[name])
-            limit = old - tol if higher_is_better else old + tol
-            ok = new >= limit if higher_is_better else new <= limit
-            word = "dropped" if higher_is_better else "rose"
-            c.add(
-                f"champion_{name}",
-                ok,
-                new,
-                round(limit, 6),
-                f"regression against champion: {name} {word} from {old:.4f} to {new:.4f} "
-                f"(tolerance {tol})",
-            )
     return GateResult(passed=not c.reasons, reasons=c.reasons, checks=c.checks)

@@ -4,7 +4,7 @@ Public API (imported lazily, so ``import pfcore.registry`` does not import mlflo
 
     log_synthesizer(synth_dir, *, registered_model_name, params, metrics, report_dir,
                     gate_result, training_curve, tags, experiment, ...) -> LoggedModel
-    champion_summary(name) -> dict | None       # for pfcore.fidelity.gate(champion=...)
+    champion_summary(name) -> dict | None       # the current champion's fidelity summary
     resolve_alias(name, alias="champion") -> ModelVersionInfo
     load_champion(name, device="cpu") -> (Synthesizer, ModelVersionInfo)
     download_version(info) -> Path                # local synthesizer dir (cached) of a version
@@ -32,7 +32,6 @@ __all__ = [
     "resolve_alias",
     "load_champion",
     "download_version",
-    "regressions",
     "ModelVersionInfo",
     "resolve_tracking",
     "TrackingConfig",
@@ -47,10 +46,9 @@ _LAZY = {
     "resolve_alias": "pfcore.registry.register",
     "load_champion": "pfcore.registry.register",
     "download_version": "pfcore.registry.register",
-    "regressions": "pfcore.registry.register",
     "ModelVersionInfo": "pfcore.registry.register",
-    "CHAMPION": "pfcore.registry.register",
-    "CHALLENGER": "pfcore.registry.register",
+    "CHAMPION": "pfcore.promotion",
+    "CHALLENGER": "pfcore.promotion",
     "resolve_tracking": "pfcore.registry.tracking",
     "TrackingConfig": "pfcore.registry.tracking",
 }

@@ -43,16 +43,13 @@ from typing import Any
 
 from pfcore import __version__
 from pfcore.errors import InputError, PushforwardError, RegistryError
+from pfcore.promotion import CHAMPION, PromotionPolicy, decide
 from pfcore.registry import tracking
 from pfcore.registry.register import (
-    CHALLENGER,
-    CHAMPION,
-    DEFAULT_RULES,
     INTERNAL_METRIC_PREFIX,
     ModelVersionInfo,
-    _alias_version,
-    _summary_of_run,
-    regressions,
+    alias_version,
+    summary_of_run,
 )
 
 __all__ = [
@@ -323,8 +320,7 @@ def log_synthesizer(
     dataset_checksum: str | None = None,
     config_fp: str | None = None,
     seed: int | None = None,
-    rules: Mapping[str, tuple[str, float]] | None = None,
-    tolerance: float | None = None,
+    policy: PromotionPolicy | None = None,
     run_name: str | None = None,
     ship_code: bool = True,
 ) -> LoggedModel:
@@ -345,10 +341,9 @@ def log_synthesizer(
         dataset_checksum / config_fp / seed: the idempotency key. ``dataset_checksum``
             defaults to ``tags["dataset_checksum"]``; ``config_fp`` to
             :func:`config_fingerprint` of ``params``; ``seed`` to the synthesizer's seed.
-        rules: metric -> (direction, tolerance) for the comparison with the champion's
-            summary (default ``DEFAULT_RULES``; see :func:`pfcore.registry.register.regressions`).
-            ``tolerance``, when given, replaces every rule's tolerance (``float("inf")`` turns
-            the regression check off: any model whose gate passes becomes champion).
+        policy: how the summary is compared with the current champion's
+            (``pfcore.promotion.PromotionPolicy``; its defaults when None). The verdict of
+            ``pfcore.promotion.decide`` sets the alias and is recorded on the version.
         ship_code: include pfcore as ``code_paths`` so the model loads without pushforward
             installed.
 
@@ -424,24 +419,17 @@ def log_synthesizer(
     run_tags = {**user_tags, **provenance}
 
     with tracking.registry_errors(cfg, "read the current champion"):
-        champ = _alias_version(mlc, cfg, name, CHAMPION)
-        champ_summary = _summary_of_run(mlc, champ.run_id) if champ and champ.run_id else None
-    if tolerance is not None:
-        rules = {k: (d, float(tolerance)) for k, (d, _) in (rules or DEFAULT_RULES).items()}
-    regress = regressions(summary, champ_summary, rules=rules)
-    promote = bool(passed) and not regress
-    alias = CHAMPION if promote else CHALLENGER
-    if passed is None:
-        decision = ["no fidelity gate result: not eligible for champion"]
-    elif not passed:
-        decision = ["fidelity gate failed: " + "; ".join(reasons or ["(no reasons given)"])]
-    elif regress:
-        decision = [f"regresses against champion v{champ.version}: " + "; ".join(regress)]
-    else:
-        decision = [
-            "gate passed"
-            + (f"; no regression against v{champ.version}" if champ else "; first champion")
-        ]
+        champ = alias_version(mlc, cfg, name, CHAMPION)
+        champ_summary = summary_of_run(mlc, champ.run_id) if champ and champ.run_id else None
+    verdict = decide(
+        summary,
+        passed,
+        reasons,
+        champion=champ_summary,
+        champion_version=None if champ is None else champ.version,
+        policy=policy,
+    )
+    alias, decision = verdict.alias, [verdict.summary]
 
     run_name = run_name or f"{name}-{meta.get('family', 'model')}-seed{seed}"
     return _log_and_register(
@@ -555,7 +543,7 @@ def _log_and_register(
             version = int(mv.version)
             mlc.set_registered_model_tag(name, TAG_PREFIX + "managed", "true")
 
-            previous_alias_holder = _alias_version(mlc, cfg, name, alias)
+            previous_alias_holder = alias_version(mlc, cfg, name, alias)
             mlc.set_registered_model_alias(name, alias, str(version))
             alias_moved = True
             mlflow.set_tags(

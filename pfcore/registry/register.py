@@ -8,18 +8,17 @@ changes, so a downloaded version is cached under the project home and reused.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pfcore.errors import RegistryError
 from pfcore.paths import pushforward_home
+from pfcore.promotion import CHALLENGER, CHAMPION
 from pfcore.registry import tracking
 
 if TYPE_CHECKING:
@@ -35,27 +34,12 @@ __all__ = [
     "resolve_alias",
     "champion_summary",
     "load_champion",
-    "regressions",
-    "DEFAULT_RULES",
     "INTERNAL_METRIC_PREFIX",
 ]
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 #: Metrics we log ourselves (gate verdict, training curve) carry this prefix, so a run's other
 #: metrics are exactly the fidelity report's summary.
 INTERNAL_METRIC_PREFIX = "pf."
-
-#: How the fidelity summary is compared with the champion's: metric -> (direction, tolerance);
-#: "max" = higher is better. Same metrics and tolerances as pfcore.fidelity.gate's champion check
-#: (GateConfig.champion_*_tolerance), so the gate and the alias decision agree. Metrics not
-#: listed are recorded but never block a promotion: a new report metric cannot silently veto
-#: every future model.
-DEFAULT_RULES: dict[str, tuple[str, float]] = {
-    "quality": ("max", 0.01),
-    "pair_trends": ("max", 0.01),
-    "detection_auc": ("min", 0.02),
-}
 
 
 @dataclass(frozen=True)
@@ -106,7 +90,7 @@ def _is_not_found(exc: Exception) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and ("not found" in text or "does not exist" in text)
 
 
-def _alias_version(
+def alias_version(
     mlc: MlflowClient, cfg: tracking.TrackingConfig, name: str, alias: str
 ) -> ModelVersionInfo | None:
     """The version holding ``alias``, or None when the model or the alias does not exist."""
@@ -124,7 +108,7 @@ def _alias_version(
 def resolve_alias(name: str, alias: str = CHAMPION) -> ModelVersionInfo:
     """The version of ``name`` holding ``alias``; RegistryError saying what to do when none."""
     cfg = tracking.configure()
-    info = _alias_version(tracking.client(cfg), cfg, name, alias)
+    info = alias_version(tracking.client(cfg), cfg, name, alias)
     if info is None:
         raise RegistryError(
             f"registered model {name!r} has no version with alias {alias!r} in "
@@ -133,7 +117,7 @@ def resolve_alias(name: str, alias: str = CHAMPION) -> ModelVersionInfo:
     return info
 
 
-def _summary_of_run(mlc: MlflowClient, run_id: str) -> dict[str, float]:
+def summary_of_run(mlc: MlflowClient, run_id: str) -> dict[str, float]:
     run = mlc.get_run(run_id)
     return {
         k: float(v) for k, v in run.data.metrics.items() if not k.startswith(INTERNAL_METRIC_PREFIX)
@@ -143,51 +127,15 @@ def _summary_of_run(mlc: MlflowClient, run_id: str) -> dict[str, float]:
 def champion_summary(name: str) -> dict[str, float] | None:
     """The current champion's fidelity summary (its run's metrics), or None without a champion.
 
-    The flow passes this to ``pfcore.fidelity.gate(..., champion=...)`` so the gate can refuse a
-    regression; :func:`regressions` applies the same idea when choosing the alias.
+    Registration compares a new model with it through ``pfcore.promotion.decide``.
     """
     cfg = tracking.configure()
     mlc = tracking.client(cfg)
-    info = _alias_version(mlc, cfg, name, CHAMPION)
+    info = alias_version(mlc, cfg, name, CHAMPION)
     if info is None or info.run_id is None:
         return None
     with tracking.registry_errors(cfg, f"read the metrics of {name}@{CHAMPION}"):
-        return _summary_of_run(mlc, info.run_id)
-
-
-def regressions(
-    new: Mapping[str, float],
-    champion: Mapping[str, float] | None,
-    *,
-    rules: Mapping[str, tuple[str, float]] | None = None,
-) -> list[str]:
-    """Human-readable reasons why ``new`` is worse than ``champion`` beyond the tolerances.
-
-    ``rules`` maps metric -> ("max" | "min", tolerance); default :data:`DEFAULT_RULES`. Only
-    metrics in ``rules`` and finite in both summaries are compared; an empty list means "no
-    regression" (also when there is no champion yet).
-    """
-    if not champion:
-        return []
-    reasons: list[str] = []
-    for key, (direction, tolerance) in sorted((DEFAULT_RULES if rules is None else rules).items()):
-        if direction not in {"max", "min"}:
-            raise ValueError(
-                f"rule for {key!r}: direction must be 'max' or 'min', got {direction!r}"
-            )
-        if key not in new or key not in champion:
-            continue
-        try:
-            a, b = float(new[key]), float(champion[key])
-        except (TypeError, ValueError):
-            continue
-        if not (math.isfinite(a) and math.isfinite(b)):
-            continue
-        if direction == "max" and a < b - tolerance:
-            reasons.append(f"{key} {a:.4f} < champion {b:.4f} - {tolerance:g}")
-        elif direction == "min" and a > b + tolerance:
-            reasons.append(f"{key} {a:.4f} > champion {b:.4f} + {tolerance:g}")
-    return reasons
+        return summary_of_run(mlc, info.run_id)
 
 
 # ---------------------------------------------------------------------------------- loading
