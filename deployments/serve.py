@@ -33,8 +33,11 @@ def build_deployments(
         generate_batch.to_deployment(
             name="generate-daily",
             cron=cron,
+            # a daily schedule wants a new batch each day: the seed follows the run date
             parameters={
-                "params": GenerateParams(model_name=model_name, rows=rows).model_dump(mode="json")
+                "params": GenerateParams(
+                    model_name=model_name, rows=rows, seed_policy="run_date"
+                ).model_dump(mode="json")
             },
             concurrency_limit=1,
             tags=["pushforward", "generate"],

@@ -32,78 +32,11 @@ def _prefect_env() -> None:
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 
-def _train_params(args: argparse.Namespace):
-    from flows.params import EXAMPLE_DATASET, GateParams, TrainParams
-
-    source = (
-        str(EXAMPLE_DATASET) if getattr(args, "example", False) or not args.source else args.source
-    )
-    return TrainParams(
-        source=source,
-        dataset_name=args.dataset_name,
-        model_name=args.model_name,
-        family=args.family,
-        preset=args.preset,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        holdout_fraction=args.holdout_fraction,
-        max_train_rows=args.max_train_rows,
-        target=args.target,
-        device=args.device,
-        overrides=args.overrides,
-        protect_extremes=args.protect_extremes,
-        gate=GateParams(min_quality=args.min_quality, max_detection_auc=args.max_detection_auc),
-    )
-
-
-def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> None:
-    p.add_argument("source", nargs="?", help="CSV, Parquet (file or folder) or JSON Lines table")
-    if example:
-        p.add_argument(
-            "--example",
-            action="store_true",
-            help="use the bundled example dataset (california_housing)",
-        )
-    p.add_argument("--dataset-name")
-    p.add_argument("--model-name", help="registered model name (default pushforward-<dataset>)")
-    p.add_argument("--family", default="onestep", choices=["onestep", "flow", "energy"])
-    p.add_argument(
-        "--preset",
-        default=None,
-        choices=["tiny", "fast", "balanced", "best"],
-        help="default: balanced",
-    )
-    p.add_argument("--max-minutes", type=float, default=None, help="training time budget")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--holdout-fraction", type=float, default=0.2)
-    p.add_argument("--max-train-rows", type=int, default=None)
-    p.add_argument("--target", default=None, help="target column for ML-efficacy scoring")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--overrides", default=None, help="YAML/JSON schema overrides")
-    p.add_argument(
-        "--protect-extremes",
-        type=int,
-        default=5,
-        help="never decode beyond a column's (k+1)-th most extreme value; 0 = full range",
-    )
-    p.add_argument("--min-quality", type=float, default=0.85)
-    p.add_argument("--max-detection-auc", type=float, default=0.85)
-
-
-def _add_generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-name", default=None)
-    p.add_argument("--alias", default="champion")
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seed-policy", default="fixed", choices=["fixed", "run_date"])
-    p.add_argument("--output", default=None, help="root folder of published batches")
-    p.add_argument("--rows-per-shard", type=int, default=1_048_576)
-    p.add_argument("--runner", default="threads", choices=["threads", "dask"])
-    p.add_argument("--dask-address", default=None)
-    p.add_argument("--workers", type=int, default=2)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """Subcommands; the train, generate and run options come from ``flows.params``."""
+    from flows.options import add_model_options
+    from flows.params import GenerateParams, PipelineParams, TrainParams
+
     parser = argparse.ArgumentParser(
         prog="pushforward",
         description="Synthetic tabular data: ingest, train, validate, register, generate.",
@@ -116,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overrides", default=None)
 
     p = sub.add_parser("train", help="flow train-pipeline: ingest → train → validate → register")
-    _add_train_args(p)
+    add_model_options(p, TrainParams, positional=("source",))
 
     p = sub.add_parser(
         "validate", help="score a saved synthesizer against an ingested dataset's holdout"
@@ -139,12 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="column to score ML efficacy on")
 
     p = sub.add_parser("generate", help="flow generate-batch: champion → Parquet batch")
-    _add_generate_args(p)
+    add_model_options(p, GenerateParams)
 
     p = sub.add_parser("run", help="flow pipeline: train, register, then generate a batch")
-    _add_train_args(p, example=True)
-    p.add_argument("--rows", type=int, default=100_000, help="rows of the generated batch")
-    p.add_argument("--output", default=None)
+    p.add_argument(
+        "--example",
+        action="store_true",
+        help="train on the bundled example dataset (california_housing) instead of SOURCE",
+    )
+    add_model_options(p, PipelineParams, positional=("source",))
 
     p = sub.add_parser("serve", help="serve the deployments on this machine (no worker needed)")
     p.add_argument(
@@ -213,47 +149,30 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print({"passed": result.passed, "reasons": result.reasons, "summary": report.summary})
         return EXIT_OK if result.passed else EXIT_GATE
 
+    # Parameters are validated before paying for the Prefect import.
+    from flows.options import model_values
+    from flows.params import EXAMPLE_DATASET, GenerateParams, PipelineParams, TrainParams
+
     _prefect_env()  # before any Prefect import below
     if args.command == "train":
-        if args.preset is None:
-            args.preset = "balanced"
-        params = _train_params(args)
+        params = TrainParams(**model_values(args, TrainParams))
         from flows.train_pipeline import train_pipeline
 
         _print(train_pipeline(params))
         return EXIT_OK
 
     if args.command == "generate":
-        from flows.params import GenerateParams
-
-        fields = {
-            k: v
-            for k, v in {
-                "model_name": args.model_name,
-                "alias": args.alias,
-                "rows": args.rows,
-                "seed": args.seed,
-                "seed_policy": args.seed_policy,
-                "output": args.output,
-                "rows_per_shard": args.rows_per_shard,
-                "runner": args.runner,
-                "dask_address": args.dask_address,
-                "workers": args.workers,
-            }.items()
-            if v is not None
-        }
-        params = GenerateParams(**fields)  # validate before paying for the Prefect import
+        params = GenerateParams(**model_values(args, GenerateParams))
         from flows.generate_batch import generate_batch
 
         _print(generate_batch(params))
         return EXIT_OK
 
     if args.command == "run":
-        from flows.params import PipelineParams
-
-        if args.preset is None:
-            args.preset = "balanced"
-        params = PipelineParams(train=_train_params(args), rows=args.rows, output=args.output)
+        values = model_values(args, PipelineParams)
+        if args.example:
+            values.setdefault("train", {})["source"] = str(EXAMPLE_DATASET)
+        params = PipelineParams(**values)
         from flows.pipeline import pipeline
 
         _print(pipeline(params))

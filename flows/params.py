@@ -14,7 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pfcore.defaults import (
+    DEFAULT_FAMILY,
+    DEFAULT_PRESET,
+    FAMILY_CHOICES,
+    PRESET_CHOICES,
+    PROTECT_EXTREMES,
+)
 from pfcore.fidelity.gate import GateConfig
+from pfcore.generate.plan import DEFAULT_ROWS_PER_SHARD
 from pfcore.promotion import PromotionPolicy
 
 EXAMPLE_DATASET = (
@@ -130,17 +138,20 @@ class TrainParams(_Strict):
     )
     model_name: str | None = Field(
         None,
-        description="Registered model name in MLflow; defaults to 'pushforward-<dataset_name>'.",
+        description=(
+            "Registered model name in MLflow; defaults to 'pushforward-' followed by the "
+            "dataset name."
+        ),
     )
-    family: Literal["onestep", "flow", "energy"] = Field(
-        "onestep",
+    family: Literal[FAMILY_CHOICES] = Field(
+        DEFAULT_FAMILY,
         description=(
             "Model family: 'onestep' (distilled from a flow; fastest sampler), 'flow' (ODE "
             "sampler), 'energy' (direct MMD/energy generator)."
         ),
     )
-    preset: Literal["tiny", "fast", "balanced", "best"] = Field(
-        "balanced",
+    preset: Literal[PRESET_CHOICES] = Field(
+        DEFAULT_PRESET,
         description=(
             "Training budget preset: 'fast' ~1 min, 'balanced' ~4 min, 'best' ~12 min on 2 CPU "
             "cores at 20k rows; 'tiny' takes seconds and is for smoke tests only."
@@ -172,7 +183,7 @@ class TrainParams(_Strict):
         "auto", description="Training device; 'auto' uses CUDA when present."
     )
     protect_extremes: int = Field(
-        5,
+        PROTECT_EXTREMES,
         ge=0,
         le=1000,
         description=(
@@ -215,23 +226,30 @@ class GenerateParams(_Strict):
     alias: str = Field("champion", description="Model alias to load (the gate sets 'champion').")
     rows: int = Field(1_000_000, gt=0, le=10**12, description="Number of synthetic rows.")
     seed_policy: Literal["fixed", "run_date"] = Field(
-        "run_date",
+        "fixed",
         description=(
-            "'fixed' uses `seed`; 'run_date' derives the seed from `seed` and the run date, so "
-            "each day's batch differs yet is reproducible."
+            "'fixed' uses `seed`, so the same request gives the same rows; 'run_date' derives "
+            "the seed from `seed` and the run date, so each day's batch differs yet is "
+            "reproducible (what the daily schedule uses)."
         ),
     )
     seed: int = Field(0, ge=0, description="Base seed.")
     run_date: dt.date | None = Field(None, description="Partition date (defaults to today, UTC).")
     output: str | None = Field(
         None,
-        description="Root folder of published batches; defaults to <PUSHFORWARD_HOME>/synthetic.",
+        description=(
+            "Root folder of published batches; defaults to the folder 'synthetic' under "
+            "PUSHFORWARD_HOME."
+        ),
     )
     dataset_name: str | None = Field(
-        None, description="Partition name 'dataset=<name>'; defaults to the model name."
+        None,
+        description="Name of the 'dataset=...' partition folder; defaults to the model name.",
     )
     rows_per_shard: int = Field(
-        1_048_576, gt=0, description="Rows per Parquet file (rounded to whole generation blocks)."
+        DEFAULT_ROWS_PER_SHARD,
+        gt=0,
+        description="Rows per Parquet file (rounded to whole generation blocks).",
     )
     runner: Literal["threads", "dask"] = Field(
         "threads", description="Where shards run: Prefect's thread runner, or a Dask cluster."

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from pfcore import __version__
+from pfcore.defaults import DEFAULT_FAMILY, DEFAULT_PRESET, PROTECT_EXTREMES
 from pfcore.errors import ModelError
 from pfcore.sampling import BLOCK_ROWS
 
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["Synthesizer", "FORMAT_VERSION", "Split", "split_train_holdout"]
 
 FORMAT_VERSION = 1
-#: No synthetic value is more extreme than a column's 6th most extreme real value (privacy:
-#: outliers identify people; see ``pfcore.transforms.numeric``). 0 reproduces the full range.
-PROTECT_EXTREMES = 5
 
 
 def split_train_holdout(
@@ -119,8 +117,8 @@ class Synthesizer:
         table: pa.Table,
         schema: TableSchema,
         *,
-        family: str = "onestep",
-        preset: str = "balanced",
+        family: str = DEFAULT_FAMILY,
+        preset: str = DEFAULT_PRESET,
         config: dict[str, Any] | None = None,
         seed: int = 0,
         valid_fraction: float = 0.1,

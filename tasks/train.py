@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import task
 
+from pfcore.defaults import DEFAULT_FAMILY, DEFAULT_PRESET, PROTECT_EXTREMES
 from tasks._common import ThrottledProgress, logger
 
 
@@ -15,14 +16,14 @@ def train_task(
     dataset_dir: str,
     work_dir: str,
     *,
-    family: str = "onestep",
-    preset: str = "balanced",
+    family: str = DEFAULT_FAMILY,
+    preset: str = DEFAULT_PRESET,
     seed: int = 0,
     holdout_fraction: float = 0.2,
     max_train_rows: int | None = None,
     max_minutes: float | None = None,
     device: str = "auto",
-    protect_extremes: int = 5,
+    protect_extremes: int = PROTECT_EXTREMES,
 ) -> dict:
     """Fits on the training split only, recorded in the synthesizer for validation."""
     from pfcore.ingest import read_dataset

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -57,3 +58,57 @@ def test_invalid_flow_parameters_are_bad_input(
     rc = main(["generate", "--rows", "0"])
     assert rc == EXIT_INPUT
     assert "rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "model_name"),
+    [("train", "TrainParams"), ("generate", "GenerateParams"), ("run", "PipelineParams")],
+)
+def test_options_are_the_flow_parameters_with_their_descriptions(
+    command: str, model_name: str
+) -> None:
+    """One source of options: every flow parameter is a CLI option whose help is its
+    description, and no description loses text in the Prefect form (rendered as HTML)."""
+    import flows.params
+    from flows.cli import build_parser
+    from flows.options import _flat_fields
+
+    model = getattr(flows.params, model_name)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in sub.choices[command]._actions}
+    for path, info in _flat_fields(model):
+        assert info.description, f"{model_name}.{'.'.join(path)} has no description"
+        assert "<" not in info.description and ">" not in info.description, path
+        action = actions["__".join(path)]
+        assert action.help.startswith(info.description.strip()), path
+
+
+def test_parsed_options_build_the_flow_parameters() -> None:
+    from flows.cli import build_parser
+    from flows.options import model_values
+    from flows.params import GenerateParams, PipelineParams, TrainParams
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "t.csv", "--family", "flow", "--min-quality", "0.9"])
+    values = model_values(args, TrainParams)
+    assert values == {"source": "t.csv", "family": "flow", "gate": {"min_quality": 0.9}}
+    args = parser.parse_args(["run", "--no-check-regression", "--rows", "10", "--seed", "3"])
+    values = model_values(args, PipelineParams)
+    assert values == {"train": {"seed": 3, "gate": {"check_regression": False}}, "rows": 10}
+    assert not PipelineParams(**values).train.gate.check_regression
+    # nothing given: exactly the model's defaults (no second list of defaults in the CLI)
+    assert GenerateParams(**model_values(parser.parse_args(["generate"]), GenerateParams)) == (
+        GenerateParams()
+    )
+
+
+def test_choices_come_from_the_library() -> None:
+    from flows.params import TrainParams
+    from pfcore import models
+    from pfcore.defaults import FAMILY_CHOICES, PRESET_CHOICES
+
+    assert set(FAMILY_CHOICES) <= set(models.FAMILIES)
+    assert PRESET_CHOICES == models.PRESET_NAMES
+    with pytest.raises(ValueError, match="family"):
+        TrainParams(family="naive_mse")

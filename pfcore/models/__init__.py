@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pfcore.defaults import DEFAULT_FAMILY, DEFAULT_PRESET
 from pfcore.errors import ModelError
 from pfcore.models.base import BlockSpec, GenerativeModel, ModelConfig, Progress, read_model_json
 from pfcore.models.energy import EnergyConfig, EnergyModel
@@ -50,14 +51,13 @@ __all__ = [
     "load",
 ]
 
-DEFAULT_FAMILY = "onestep"
 FAMILIES: dict[str, type[GenerativeModel]] = {
     cls.family: cls for cls in (FlowModel, OneStepModel, EnergyModel, NaiveMSEModel)
 }
 
 
 def build(
-    family: str, config: dict[str, Any] | None = None, preset: str = "balanced"
+    family: str, config: dict[str, Any] | None = None, preset: str = DEFAULT_PRESET
 ) -> GenerativeModel:
     """An unfitted model: the preset's settings, overridden by ``config`` (validated now)."""
     if family not in FAMILIES:

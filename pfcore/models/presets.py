@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pfcore.defaults import PRESET_CHOICES
 from pfcore.errors import ModelError
 
 __all__ = ["PRESETS", "PRESET_NAMES", "preset_config"]
 
-PRESET_NAMES = ("tiny", "fast", "balanced", "best")
+PRESET_NAMES = PRESET_CHOICES
 
 _TRAIN: dict[str, dict[str, Any]] = {
     # A few seconds on CPU: for unit tests, not for data you care about.

@@ -1,0 +1,27 @@
+"""Choices and defaults shared by the library, the flow parameters and the CLI.
+
+Why a module of its own: the CLI and the Prefect form are generated from ``flows.params``, which
+reads its choices and defaults from here, and the library reads the same names; keeping them
+in one import-light module (no torch, no Prefect) means a new family or a changed default is
+written once and the CLI's ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_FAMILY",
+    "DEFAULT_PRESET",
+    "FAMILY_CHOICES",
+    "PRESET_CHOICES",
+    "PROTECT_EXTREMES",
+]
+
+#: Model families offered to users (``naive_mse`` exists only as a negative control).
+FAMILY_CHOICES: tuple[str, ...] = ("onestep", "flow", "energy")
+DEFAULT_FAMILY = "onestep"
+#: Training budget presets, smallest first (``pfcore.models.presets``).
+PRESET_CHOICES: tuple[str, ...] = ("tiny", "fast", "balanced", "best")
+DEFAULT_PRESET = "balanced"
+#: No synthetic value is more extreme than a column's 6th most extreme real value (privacy:
+#: outliers identify people; see ``pfcore.transforms.numeric``). 0 reproduces the full range.
+PROTECT_EXTREMES = 5
