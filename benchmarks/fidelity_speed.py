@@ -37,8 +37,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pfcore.atomic import atomic_write  # noqa: E402
 from pfcore.fidelity import EvalConfig, evaluate, gate  # noqa: E402
-from pfcore.fidelity.report import atomic_write  # noqa: E402
 
 BUDGET_S = 60.0
 COLUMNS = [

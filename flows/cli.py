@@ -20,7 +20,11 @@ EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_PF, EXIT_BUG = 0, 1, 2, 3, 4
 
 
 def _prefect_env() -> None:
-    """Defaults that make Prefect's embedded server work on small machines (PLATFORM_NOTES)."""
+    """Defaults that make Prefect's embedded server work on small machines.
+
+    On 2 cores the temporary server took 15-30 s to start, beyond Prefect's default 20 s limit,
+    and its telemetry heartbeat printed "database is locked" tracebacks.
+    """
     from pfcore.paths import pushforward_home
 
     home = pushforward_home()

@@ -36,13 +36,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pfcore import __version__
+from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, PushforwardError
 from pfcore.io import _RetryAsString, open_source, read_dataset, source_checksum
 from pfcore.schema import (
     SchemaAccumulator,
     TableSchema,
     apply_overrides,
-    atomic_write_text,
     load_overrides,
 )
 
@@ -254,7 +254,7 @@ def ingest(
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         schema.save(tmp / "schema.json")
-        atomic_write_text(
+        atomic_write(
             tmp / "manifest.json",
             json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
         )

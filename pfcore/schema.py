@@ -35,7 +35,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, SchemaError
 
 __all__ = [
@@ -302,7 +302,7 @@ class TableSchema:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
-        atomic_write_text(path, self.to_json() + "\n")
+        atomic_write(path, self.to_json() + "\n")
         return path
 
     @classmethod
@@ -314,20 +314,6 @@ class TableSchema:
             raise InputError("schema file does not exist", path=path) from None
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise InputError(f"not a valid schema.json ({exc})", path=path) from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file so readers see the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def schema_to_ipc(schema: pa.Schema) -> str:

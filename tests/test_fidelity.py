@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pfcore.errors import GateFailed, InputError
+from pfcore.errors import InputError
 from pfcore.fidelity import EvalConfig, FidelityReport, GateConfig, GateResult, evaluate, gate
 from pfcore.fidelity.shapes import ks_complement, tv_complement
 
@@ -182,8 +182,6 @@ def test_gate_without_train_fails_loudly_unless_allowed(parts) -> None:
     result = gate(report)
     assert not result.passed and "train" in result.reasons[0]
     assert gate(report, GateConfig(require_privacy=False)).passed
-    with pytest.raises(GateFailed, match="privacy was not evaluated"):
-        result.raise_if_failed()
 
 
 def test_gate_config_round_trip_and_validation() -> None:

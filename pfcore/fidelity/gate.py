@@ -117,13 +117,6 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "reasons": list(self.reasons), "checks": list(self.checks)}
 
-    def raise_if_failed(self) -> None:
-        """Raise ``GateFailed`` with every reason (for pipelines that stop on failure)."""
-        if not self.passed:
-            from pfcore.errors import GateFailed
-
-            raise GateFailed(self.reasons)
-
 
 def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)

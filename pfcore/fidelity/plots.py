@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pfcore.fidelity.report import atomic_write
+from pfcore.atomic import atomic_write
 
 if TYPE_CHECKING:
     from pfcore.fidelity.report import FidelityReport

@@ -32,14 +32,14 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pfcore.atomic import atomic_write
 from pfcore.errors import InputError
 
-__all__ = ["FidelityReport", "SCHEMA_VERSION", "mlflow_safe", "atomic_write"]
+__all__ = ["FidelityReport", "SCHEMA_VERSION", "mlflow_safe"]
 
 SCHEMA_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
@@ -48,21 +48,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 def mlflow_safe(name: str) -> str:
     """Replace characters MLflow rejects in metric names with ``_``."""
     return _UNSAFE.sub("_", str(name))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then ``os.replace``: readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _finite(x: Any) -> float | None:

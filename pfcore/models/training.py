@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from pfcore.errors import ModelError
-from pfcore.models.base import Progress, ProgressCallback
+from pfcore.models.progress import Progress, ProgressCallback
 
 __all__ = [
     "LoopSpec",
@@ -76,8 +76,8 @@ def default_threads() -> int:
 def thread_scope(threads: int | None) -> Iterator[int]:
     """Set torch's intra-op threads for the duration, then restore.
 
-    Oversubscribed threads slowed a training step 35x on a shared 2-core machine (MODELING_NOTES
-    trap 7), so the count is always set explicitly: the config's value or the cores we own.
+    Oversubscribed threads slowed a training step 35x (14 ms to 490 ms) on a shared 2-core
+    machine, so the count is always set explicitly: the config's value or the cores we own.
     """
     before = torch.get_num_threads()
     n = threads if threads is not None else default_threads()

@@ -170,7 +170,7 @@ def _gate_fields(gate_result: Any) -> tuple[bool | None, list[str], list[Any]]:
 
 
 def _read_curve(curve: Sequence[Mapping[str, Any]] | str | os.PathLike[str] | None) -> list[dict]:
-    """A training curve from rows, a CSV file or a JSON file (list of objects)."""
+    """A training curve from rows or a JSON file (a list of objects, as the train task writes)."""
     if curve is None:
         return []
     if isinstance(curve, (str, os.PathLike)):
@@ -186,16 +186,7 @@ def _read_curve(curve: Sequence[Mapping[str, Any]] | str | os.PathLike[str] | No
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise InputError("expected a JSON list of objects", path=path)
             return rows
-        rows = []
-        for row in csv.DictReader(io.StringIO(text)):
-            parsed: dict[str, Any] = {}
-            for k, v in row.items():
-                try:
-                    parsed[k] = float(v) if v not in (None, "") else None
-                except ValueError:
-                    parsed[k] = v
-            rows.append(parsed)
-        return rows
+        raise InputError("training curve must be a .json file (a list of objects)", path=path)
     return [dict(r) for r in curve]
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, SchemaError
-from pfcore.schema import ColumnSchema, TableSchema
+from pfcore.schema import TableSchema
 from pfcore.transforms.base import Block, ColumnTransform, rng_for
 from pfcore.transforms.categorical import CategoricalTransform
 from pfcore.transforms.derived import DerivedTransform, find_derived
@@ -149,8 +148,8 @@ class TableTransformer:
             "schema": self.schema.to_dict(),
             "columns": cols,
         }
-        _atomic(directory / "transform.safetensors", lambda p: save_file(tensors, str(p)))
-        _atomic(
+        atomic_write(directory / "transform.safetensors", lambda p: save_file(tensors, str(p)))
+        atomic_write(
             directory / "transform.json",
             lambda p: p.write_text(
                 json.dumps(doc, ensure_ascii=False, allow_nan=False), encoding="utf-8"
@@ -231,19 +230,3 @@ def _link_pooled_parents(table: pa.Table, transforms: list[ColumnTransform]) -> 
             t.column.name: (slots[t.column.name][rows], t.n_slots) for t in cats if t is not child
         }
         child.link = choose_parent(idx[rows], child.pooled_frequencies, candidates)
-
-
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def column_transform(col: ColumnSchema) -> type[ColumnTransform]:
-    return _BY_KIND[col.kind]
