@@ -1,8 +1,9 @@
 """``pushforward`` command line: the same flows the Prefect UI runs, from a terminal.
 
-Exit codes (scripts and schedulers branch on them):
-  0 success · 1 the fidelity gate rejected the model · 2 bad input or usage ·
-  3 another pushforward error (registry unreachable, no champion, ...) · 4 unexpected error.
+Exit codes (scripts and schedulers branch on them; decided in ``flows.guard``):
+  0 success · 1 the fidelity gate rejected the model · 2 bad input or parameters ·
+  3 environment (registry unreachable, no champion, storage not writable) · 4 unexpected error ·
+  143 terminated by SIGTERM.
 
 Imports are lazy: ``import torch``/``mlflow``/``prefect`` cost seconds each, so ``--help`` stays
 instant and each command pays only for what it uses.
@@ -16,7 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_PF, EXIT_BUG = 0, 1, 2, 3, 4
+from pfcore.errors import EXIT_BUG, EXIT_ENV, EXIT_GATE, EXIT_INPUT, EXIT_OK  # noqa: F401
+
+EXIT_PF = EXIT_ENV  # former name
 
 
 def _prefect_env() -> None:
@@ -30,6 +33,11 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     # Prefect's SQLite store cannot create its folder itself ("unable to open database file").
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    import prefect.main  # noqa: F401 - configures Prefect's logging handlers, filtered next
+
+    from flows.guard import quiet_expected_tracebacks
+
+    quiet_expected_tracebacks()
 
 
 def _train_params(args: argparse.Namespace):
@@ -108,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pushforward",
         description="Synthetic tabular data: ingest, train, validate, register, generate.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="ingest a table to a Parquet dataset + schema.json")
@@ -150,25 +161,11 @@ def _print(obj) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from pfcore.errors import GateFailed, InputError, PushforwardError
+    """Parse and run one command under the exit-code contract (``flows.guard``)."""
+    from flows.guard import run_guarded, split_debug_flag
 
-    try:
-        return _dispatch(args)
-    except GateFailed as exc:
-        print(f"pushforward: {exc}", file=sys.stderr)
-        return EXIT_GATE
-    except InputError as exc:
-        print(f"pushforward: bad input: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except PushforwardError as exc:
-        print(f"pushforward: {exc}", file=sys.stderr)
-        return EXIT_PF
-    except Exception as exc:  # pydantic validation of parameters is bad input too
-        if type(exc).__name__ == "ValidationError":
-            print(f"pushforward: invalid parameters: {exc}", file=sys.stderr)
-            return EXIT_INPUT
-        raise
+    args_list, debug = split_debug_flag(argv)
+    return run_guarded(lambda: _dispatch(build_parser().parse_args(args_list)), debug=debug)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -18,16 +18,14 @@ def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
 
     A missing model or alias is not transient: it raises a clear error at once (no retries help).
     """
-    from pfcore.errors import GenerationError, RegistryError
+    from pfcore.errors import ModelNotFound
     from pfcore.registry import resolve_alias
     from pfcore.registry.register import download_version
 
     try:
         info = resolve_alias(model_name, alias)
-    except RegistryError as exc:
-        if "unreachable" in str(exc).lower():
-            raise
-        raise GenerationError(
+    except ModelNotFound as exc:
+        raise ModelNotFound(
             f"no model {model_name!r} with alias {alias!r} in the registry: train one with the "
             f"train-pipeline flow first (a model becomes 'champion' only when it passes the gate). "
             f"Registry said: {exc}"
