@@ -60,8 +60,31 @@ def _train_params(args: argparse.Namespace):
         device=args.device,
         overrides=args.overrides,
         protect_extremes=args.protect_extremes,
+        **_read_options(args),
         gate=GateParams(min_quality=args.min_quality, max_detection_auc=args.max_detection_auc),
     )
+
+
+def _add_read_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--delimiter", default=None, help="CSV delimiter (default: detected)")
+    p.add_argument("--quote-char", default='"', help='CSV quote character (default ")')
+    p.add_argument("--encoding", default="utf8", help="CSV encoding, e.g. latin-1 (default utf8)")
+    p.add_argument(
+        "--null-tokens",
+        default=None,
+        help="comma-separated CSV cells read as null (default: ,NA,N/A,null,NULL,-,?,NaN)",
+    )
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+    tokens = None if args.null_tokens is None else args.null_tokens.split(",")
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter, args.delimiter)
+    return {
+        "delimiter": delimiter,
+        "quote_char": args.quote_char,
+        "encoding": args.encoding,
+        "null_tokens": tokens,
+    }
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> None:
@@ -94,6 +117,7 @@ def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> Non
         default=5,
         help="never decode beyond a column's (k+1)-th most extreme value; 0 = full range",
     )
+    _add_read_args(p)
     p.add_argument("--min-quality", type=float, default=0.85)
     p.add_argument("--max-detection-auc", type=float, default=0.85)
 
@@ -125,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--overrides", default=None)
+    _add_read_args(p)
 
     p = sub.add_parser("train", help="flow train-pipeline: ingest → train → validate → register")
     _add_train_args(p)
@@ -172,12 +197,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "ingest":
         from pfcore.ingest import ingest
 
-        res = ingest(args.source, args.out, overrides=args.overrides)
+        res = ingest(args.source, args.out, overrides=args.overrides, **_read_options(args))
         _print(
             {
                 "dataset_dir": str(res.out_dir),
                 "rows": res.manifest.get("rows"),
                 "columns": {c.name: c.kind for c in res.schema.columns},
+                "guesses": res.manifest.get("guesses", []),
             }
         )
         return EXIT_OK

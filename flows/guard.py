@@ -21,7 +21,6 @@ import datetime as _dt
 import errno
 import logging
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pfcore.errors import (
     GateFailed,
     InputError,
     PushforwardError,
+    printable,
 )
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "Terminated",
     "run_guarded",
     "exit_code_for",
-    "printable",
     "split_debug_flag",
     "quiet_expected_tracebacks",
 ]
@@ -69,15 +68,6 @@ class Terminated(BaseException):
 
 
 # ------------------------------------------------------------------------------ messages
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes (``\\x1b``), so a value from a binary
-    file cannot move the cursor, recolour or clear the terminal. Newlines and tabs stay."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
 def _is_validation_error(exc: BaseException) -> bool:
     try:
         from pydantic import ValidationError

@@ -131,7 +131,35 @@ class TrainParams(_Strict):
             "Optional YAML/JSON file of schema overrides (force a kind, drop a column, set bounds)."
         ),
     )
+    delimiter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="CSV delimiter; empty detects it (comma, tab, semicolon or pipe).",
+    )
+    quote_char: str = Field('"', min_length=1, max_length=1, description="CSV quote character.")
+    encoding: str = Field(
+        "utf8",
+        description="Text encoding of a CSV source ('utf8' also reads a byte-order mark; "
+        "'latin-1', 'cp1252', ... are transcoded).",
+    )
+    null_tokens: list[str] | None = Field(
+        None,
+        description=(
+            "CSV cells read as null in every column; empty uses the default set "
+            "'', NA, N/A, null, NULL, -, ?, NaN."
+        ),
+    )
     gate: GateParams = Field(default_factory=GateParams)
+
+    def read_options(self) -> dict:
+        """Keyword arguments of ``pfcore.ingest.ingest`` that say how to read the source."""
+        return {
+            "delimiter": self.delimiter,
+            "quote_char": self.quote_char,
+            "encoding": self.encoding,
+            "null_tokens": self.null_tokens,
+        }
 
     @field_validator("source")
     @classmethod

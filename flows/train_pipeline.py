@@ -26,7 +26,9 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
     name = params.resolved_dataset_name()
     model_name = params.resolved_model_name()
     dataset_dir = str(pushforward_home() / "datasets" / name)
-    ingested = ingest_task(params.source, dataset_dir, params.overrides)
+    ingested = ingest_task(
+        params.source, dataset_dir, params.overrides, read_options=params.read_options()
+    )
     work = run_dir("runs", name)
     trained = train_task(
         ingested["dataset_dir"],

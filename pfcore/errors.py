@@ -20,6 +20,7 @@ code  meaning
 
 from __future__ import annotations
 
+import re
 from os import PathLike
 from typing import ClassVar
 
@@ -39,6 +40,7 @@ __all__ = [
     "ModelNotFound",
     "StorageError",
     "GenerationError",
+    "printable",
 ]
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_ENV, EXIT_BUG = 0, 1, 2, 3, 4
@@ -121,3 +123,19 @@ class GenerationError(PushforwardError):
     """A synthetic batch could not be generated or published."""
 
     exit_code: ClassVar[int] = EXIT_ENV
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), cut to ``limit`` chars.
+
+    Error messages quote the input (a CSV row, a column name); a value from a binary file must
+    not move the cursor, recolour or clear the terminal of whoever reads the message. Newlines
+    and tabs stay.
+    """
+    out = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    if limit is not None and len(out) > limit:
+        out = out[: max(0, limit - 3)] + "..."
+    return out
