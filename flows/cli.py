@@ -227,11 +227,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print({"passed": result.passed, "reasons": result.reasons, "summary": report.summary})
         return EXIT_OK if result.passed else EXIT_GATE
 
-    _prefect_env()  # before any Prefect import below
+    if args.command in ("train", "run") and args.preset is None:
+        args.preset = "balanced"
     if args.command == "train":
-        if args.preset is None:
-            args.preset = "balanced"
         params = _train_params(args)
+        params.preflight(ingest=True)  # fail in seconds, before Prefect starts
+        _prefect_env()  # before any Prefect import below
         from flows.train_pipeline import train_pipeline
 
         _print(train_pipeline(params))
@@ -257,6 +258,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             if v is not None
         }
         params = GenerateParams(**fields)  # validate before paying for the Prefect import
+        params.preflight()
+        _prefect_env()
         from flows.generate_batch import generate_batch
 
         _print(generate_batch(params))
@@ -265,15 +268,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from flows.params import PipelineParams
 
-        if args.preset is None:
-            args.preset = "balanced"
         params = PipelineParams(train=_train_params(args), rows=args.rows, output=args.output)
+        params.train.preflight(ingest=True)
+        if params.output:
+            from pfcore.preflight import check_writable_dir
+
+            check_writable_dir(params.output, "the output folder")
+        _prefect_env()
         from flows.pipeline import pipeline
 
         _print(pipeline(params))
         return EXIT_OK
 
     if args.command == "serve":
+        _prefect_env()
         from deployments.serve import serve_all
 
         serve_all(cron=args.cron, model_name=args.model_name, rows=args.rows)

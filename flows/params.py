@@ -177,6 +177,38 @@ class TrainParams(_Strict):
     def resolved_model_name(self) -> str:
         return self.model_name or f"pushforward-{self.resolved_dataset_name()}"
 
+    def resolved_dataset_dir(self) -> str:
+        """Where ingest writes this source (under the project folder)."""
+        from pfcore.paths import pushforward_home
+
+        return str(pushforward_home() / "datasets" / self.resolved_dataset_name())
+
+    def preflight(self, *, ingest: bool = False) -> None:
+        """Every check that can fail this run before training (``pfcore.preflight``);
+        ``ingest``: also ingest the source and check the ingested table (the command line
+        does, so it fails before starting Prefect; the flow ingests in its own task)."""
+        from pfcore import preflight
+
+        preflight.check_train_inputs(
+            self.source,
+            holdout_fraction=self.holdout_fraction,
+            read_options=self.read_options(),
+            overrides=self.overrides,
+            target=self.target,
+        )
+        if ingest:
+            from pfcore.ingest import ingest as run_ingest
+
+            res = run_ingest(
+                self.source,
+                self.resolved_dataset_dir(),
+                overrides=self.overrides,
+                **self.read_options(),
+            )
+            preflight.check_dataset(
+                res.out_dir, holdout_fraction=self.holdout_fraction, target=self.target
+            )
+
 
 class GenerateParams(_Strict):
     """Generate a synthetic batch from a registered model and publish it as Parquet."""
@@ -214,6 +246,18 @@ class GenerateParams(_Strict):
     workers: int = Field(
         2, ge=1, le=1024, description="Parallel shard workers (local Dask cluster size)."
     )
+
+    def resolved_output(self) -> str:
+        from pfcore.paths import pushforward_home
+
+        return self.output or str(pushforward_home() / "synthetic")
+
+    def preflight(self) -> None:
+        """Output root writable, registry answering, model and alias registered: seconds, not
+        the minutes of a Prefect retry loop (``pfcore.preflight``)."""
+        from pfcore.preflight import check_generate_inputs
+
+        check_generate_inputs(self.resolved_output(), model_name=self.model_name, alias=self.alias)
 
     def resolved_seed(self, today: dt.date) -> int:
         """The seed actually used: reproducible from (seed, run date) under 'run_date'."""

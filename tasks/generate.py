@@ -9,8 +9,8 @@ from tasks._common import logger, retry_if_transient
 
 @task(
     name="resolve-model",
-    retries=3,
-    retry_delay_seconds=[5, 15, 45],
+    retries=2,
+    retry_delay_seconds=[5, 10],
     retry_condition_fn=retry_if_transient,
 )
 def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
