@@ -6,7 +6,8 @@ failed and however its options are parsed, so every command runs inside :func:`r
 which alone decides the code (from the error's type, see ``pfcore.errors``), the message and
 where a traceback goes:
 
-* an expected error (``PushforwardError``, invalid parameters) prints one line, no traceback;
+* an expected error (``PushforwardError``, invalid parameters) prints one line (a
+  multi-line message is joined), no traceback;
 * an unexpected one prints one line with its type and message plus the path of a log file that
   holds the traceback; ``--debug`` (or ``PUSHFORWARD_DEBUG=1``) prints the traceback too;
 * nothing from the input reaches the terminal as a control character (:func:`printable`);
@@ -107,7 +108,12 @@ def _message(exc: BaseException, code: int) -> str:
     if isinstance(exc, PushforwardError):
         return str(exc)
     if _is_validation_error(exc):
-        return f"invalid parameters: {exc}"
+        problems = "; ".join(
+            f"{'.'.join(map(str, e.get('loc', ()))) or 'value'}: {e.get('msg')} "
+            f"(got {printable(repr(e.get('input')), 80)})"
+            for e in exc.errors()  # type: ignore[attr-defined]
+        )
+        return f"invalid parameters: {problems}"
     if code == EXIT_TERMINATED:
         return "terminated by SIGTERM; temporary files removed, nothing half-written"
     if code == EXIT_INTERRUPTED:
@@ -219,6 +225,7 @@ def run_guarded(command: Callable[[], int], *, debug: bool = False) -> int:
                 line += f" (traceback in {where}; rerun with --debug to print it)"
         if debug:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        line = " ".join(part.strip() for part in line.splitlines() if part.strip())
         print(f"pushforward: {printable(line)}", file=sys.stderr, flush=True)
         return code
     finally:
