@@ -93,7 +93,7 @@ def _check_semicolon(tmp, out):
 
 
 def _dash_late(tmp):
-    body = "".join(f"{i * 0.25},{i % 5}\n" for i in range(400_000))
+    body = "".join(f"{(i % 997) * 0.25},{i % 5}\n" for i in range(400_000))
     return _ingest(_write(tmp, "dash.csv", "v,k\n" + body + "-,1\n?,2\n"), tmp)
 
 
