@@ -60,13 +60,18 @@ def _train_params(args: argparse.Namespace):
         device=args.device,
         overrides=args.overrides,
         protect_extremes=args.protect_extremes,
-        **_read_options(args),
+        delimiter=args.delimiter,
+        quote_char=args.quote_char,
+        encoding=args.encoding,
+        null_tokens=args.null_tokens,
         gate=GateParams(min_quality=args.min_quality, max_detection_auc=args.max_detection_auc),
     )
 
 
 def _add_read_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--delimiter", default=None, help="CSV delimiter (default: detected)")
+    p.add_argument(
+        "--delimiter", default=None, help="CSV delimiter, or tab/semicolon/pipe (default: detected)"
+    )
     p.add_argument("--quote-char", default='"', help='CSV quote character (default ")')
     p.add_argument("--encoding", default="utf8", help="CSV encoding, e.g. latin-1 (default utf8)")
     p.add_argument(
@@ -77,14 +82,9 @@ def _add_read_args(p: argparse.ArgumentParser) -> None:
 
 
 def _read_options(args: argparse.Namespace) -> dict:
-    tokens = None if args.null_tokens is None else args.null_tokens.split(",")
-    delimiter = {"\\t": "\t", "tab": "\t"}.get(args.delimiter, args.delimiter)
-    return {
-        "delimiter": delimiter,
-        "quote_char": args.quote_char,
-        "encoding": args.encoding,
-        "null_tokens": tokens,
-    }
+    from flows.params import csv_read_options
+
+    return csv_read_options(args.delimiter, args.quote_char, args.encoding, args.null_tokens)
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, example: bool = False) -> None:

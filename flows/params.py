@@ -18,7 +18,31 @@ EXAMPLE_DATASET = (
     Path(__file__).resolve().parents[1] / "pfcore" / "examples" / "california_housing.parquet"
 )
 
-__all__ = ["GateParams", "TrainParams", "GenerateParams", "PipelineParams", "EXAMPLE_DATASET"]
+__all__ = [
+    "GateParams",
+    "TrainParams",
+    "GenerateParams",
+    "PipelineParams",
+    "EXAMPLE_DATASET",
+    "csv_read_options",
+]
+
+
+#: Delimiters that are awkward to type on a command line, by name.
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "semicolon": ";", "pipe": "|", "comma": ","}
+
+
+def csv_read_options(
+    delimiter: str | None, quote_char: str, encoding: str, null_tokens: str | None
+) -> dict:
+    """``pfcore.ingest.ingest`` keyword arguments from the form / command-line values (one
+    conversion for the train flow and the ``ingest`` command)."""
+    return {
+        "delimiter": _DELIMITER_NAMES.get(delimiter, delimiter) if delimiter else None,
+        "quote_char": quote_char,
+        "encoding": encoding,
+        "null_tokens": None if null_tokens is None else null_tokens.split(","),
+    }
 
 
 class _Strict(BaseModel):
@@ -143,23 +167,23 @@ class TrainParams(_Strict):
         description="Text encoding of a CSV source ('utf8' also reads a byte-order mark; "
         "'latin-1', 'cp1252', ... are transcoded).",
     )
-    null_tokens: list[str] | None = Field(
+    null_tokens: str | None = Field(
         None,
         description=(
-            "CSV cells read as null in every column; empty uses the default set "
-            "'', NA, N/A, null, NULL, -, ?, NaN."
+            "Comma-separated CSV cells read as null in every column (an empty item is the empty "
+            "cell); empty uses the default set: ,NA,N/A,null,NULL,-,?,NaN."
         ),
     )
     gate: GateParams = Field(default_factory=GateParams)
 
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _named_delimiter(cls, v: object) -> object:
+        return _DELIMITER_NAMES.get(v, v) if isinstance(v, str) else v
+
     def read_options(self) -> dict:
         """Keyword arguments of ``pfcore.ingest.ingest`` that say how to read the source."""
-        return {
-            "delimiter": self.delimiter,
-            "quote_char": self.quote_char,
-            "encoding": self.encoding,
-            "null_tokens": self.null_tokens,
-        }
+        return csv_read_options(self.delimiter, self.quote_char, self.encoding, self.null_tokens)
 
     @field_validator("source")
     @classmethod

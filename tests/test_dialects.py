@@ -137,3 +137,15 @@ def test_mlflow_metric_names_are_made_valid() -> None:
     for name in names:
         _validate_metric_name(name)
     assert len(set(names)) == 4 and "q" in names
+
+
+def test_cli_read_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from flows.cli import main
+
+    src = tmp_path / "t.txt"
+    src.write_text("a\tb\n" + "".join(f"{i}\t{'x' if i % 9 == 0 else i % 4}\n" for i in range(40)))
+    argv = ["ingest", str(src), "--out", str(tmp_path / "o"), "--delimiter", "tab"]
+    assert main([*argv, "--null-tokens", ",x"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["columns"] == {"a": "id", "b": "categorical"} and res["guesses"] == []
+    assert read_dataset(tmp_path / "o").column("b").null_count == 5
