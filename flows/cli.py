@@ -1,8 +1,9 @@
 """``pushforward`` command line: the same flows the Prefect UI runs, from a terminal.
 
-Exit codes (scripts and schedulers branch on them):
-  0 success · 1 the fidelity gate rejected the model · 2 bad input or usage ·
-  3 another pushforward error (registry unreachable, no champion, ...) · 4 unexpected error.
+Exit codes (scripts and schedulers branch on them; decided in ``flows.guard``):
+  0 success · 1 the fidelity gate rejected the model · 2 bad input or parameters ·
+  3 environment (registry unreachable, no champion, storage not writable) · 4 unexpected error ·
+  143 terminated by SIGTERM.
 
 Imports are lazy: ``import torch``/``mlflow``/``prefect`` cost seconds each, so ``--help`` stays
 instant and each command pays only for what it uses.
@@ -16,7 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_PF, EXIT_BUG = 0, 1, 2, 3, 4
+from pfcore.errors import EXIT_BUG, EXIT_ENV, EXIT_GATE, EXIT_INPUT, EXIT_OK  # noqa: F401
+
+EXIT_PF = EXIT_ENV  # former name
 
 
 def _prefect_env() -> None:
@@ -34,6 +37,27 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     # Prefect's SQLite store cannot create its folder itself ("unable to open database file").
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    import prefect.main  # noqa: F401 - configures Prefect's logging handlers, filtered next
+
+    from flows.guard import quiet_expected_tracebacks
+
+    quiet_expected_tracebacks()
+
+
+#: The ingest command's reading options: the same fields (help, defaults) as the train form's.
+_READ_FIELDS = ("overrides", "delimiter", "quote_char", "encoding", "null_tokens")
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+    """``pfcore.ingest.ingest`` reading options from the command line, train-form defaults."""
+    from flows.options import model_values
+    from flows.params import TrainParams, csv_read_options
+
+    given = model_values(args, TrainParams)
+    fields = TrainParams.model_fields
+    return csv_read_options(
+        **{k: given.get(k, fields[k].default) for k in _READ_FIELDS if k != "overrides"}
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,12 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pushforward",
         description="Synthetic tabular data: ingest, train, validate, register, generate.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="ingest a table to a Parquet dataset + schema.json")
-    p.add_argument("source")
+    p.add_argument("source", help="CSV, Parquet (file or folder) or JSON Lines table")
     p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--overrides", default=None)
+    add_model_options(p, TrainParams, only=_READ_FIELDS)
 
     p = sub.add_parser("train", help="flow train-pipeline: ingest → train → validate → register")
     add_model_options(p, TrainParams, positional=("source",))
@@ -100,37 +127,26 @@ def _print(obj) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from pfcore.errors import GateFailed, InputError, PushforwardError
+    """Parse and run one command under the exit-code contract (``flows.guard``)."""
+    from flows.guard import run_guarded, split_debug_flag
 
-    try:
-        return _dispatch(args)
-    except GateFailed as exc:
-        print(f"pushforward: {exc}", file=sys.stderr)
-        return EXIT_GATE
-    except InputError as exc:
-        print(f"pushforward: bad input: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except PushforwardError as exc:
-        print(f"pushforward: {exc}", file=sys.stderr)
-        return EXIT_PF
-    except Exception as exc:  # pydantic validation of parameters is bad input too
-        if type(exc).__name__ == "ValidationError":
-            print(f"pushforward: invalid parameters: {exc}", file=sys.stderr)
-            return EXIT_INPUT
-        raise
+    args_list, debug = split_debug_flag(argv)
+    return run_guarded(lambda: _dispatch(build_parser().parse_args(args_list)), debug=debug)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "ingest":
         from pfcore.ingest import ingest
 
-        res = ingest(args.source, args.out, overrides=args.overrides)
+        res = ingest(
+            args.source, args.out, overrides=getattr(args, "overrides", None), **_read_options(args)
+        )
         _print(
             {
                 "dataset_dir": str(res.out_dir),
                 "rows": res.manifest.get("rows"),
                 "columns": {c.name: c.kind for c in res.schema.columns},
+                "guesses": res.manifest.get("guesses", []),
             }
         )
         return EXIT_OK
@@ -153,13 +169,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print({"passed": result.passed, "reasons": result.reasons, "summary": report.summary})
         return EXIT_OK if result.passed else EXIT_GATE
 
-    # Parameters are validated before paying for the Prefect import.
+    # Parameters are validated, and preflight checks run, before paying for the Prefect import.
     from flows.options import model_values
     from flows.params import EXAMPLE_DATASET, GenerateParams, PipelineParams, TrainParams
 
-    _prefect_env()  # before any Prefect import below
     if args.command == "train":
         params = TrainParams(**model_values(args, TrainParams))
+        params.preflight(ingest=True)  # fail in seconds, before Prefect starts
+        _prefect_env()  # before any Prefect import below
         from flows.train_pipeline import train_pipeline
 
         _print(train_pipeline(params))
@@ -167,6 +184,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "generate":
         params = GenerateParams(**model_values(args, GenerateParams))
+        params.preflight()
+        _prefect_env()
         from flows.generate_batch import generate_batch
 
         _print(generate_batch(params))
@@ -177,12 +196,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.example:
             values.setdefault("train", {})["source"] = str(EXAMPLE_DATASET)
         params = PipelineParams(**values)
+        params.train.preflight(ingest=True)
+        if params.output:
+            from pfcore.preflight import check_writable_dir
+
+            check_writable_dir(params.output, "the output folder")
+        _prefect_env()
         from flows.pipeline import pipeline
 
         _print(pipeline(params))
         return EXIT_OK
 
     if args.command == "serve":
+        _prefect_env()
         from deployments.serve import serve_all
 
         serve_all(cron=args.cron, model_name=args.model_name, rows=args.rows)

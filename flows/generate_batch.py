@@ -43,12 +43,11 @@ def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
     The batch id is derived from (model version, seed, rows), so a rerun of a failed run resumes
     its staged shards instead of starting over; a different seed or day gets its own batch.
     """
-    from pfcore.paths import pushforward_home
-
+    params.preflight()  # seconds: output folder, registry, model and alias
     today = params.run_date or dt.datetime.now(dt.timezone.utc).date()
     seed = params.resolved_seed(today)
     model = resolve_model_task(params.model_name, params.alias)
-    out_root = params.output or str(pushforward_home() / "synthetic")
+    out_root = params.resolved_output()
     plan = plan_task(
         model["synth_dir"],
         params.rows,

@@ -73,13 +73,15 @@ def add_model_options(
     *,
     positional: tuple[str, ...] = (),
     skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> None:
-    """One option per (flattened) field of ``model``; ``positional`` fields are optional
-    positionals instead. Raises ValueError if two nested fields would share an option name."""
+    """One option per (flattened) field of ``model`` (or of those named in ``only``);
+    ``positional`` fields are optional positionals instead. Raises ValueError if two nested
+    fields would share an option name."""
     seen: dict[str, tuple[str, ...]] = {}
     for path, info in _flat_fields(model):
         leaf = path[-1]
-        if leaf in skip:
+        if leaf in skip or (only is not None and leaf not in only):
             continue
         if leaf in seen:
             raise ValueError(f"option --{leaf} is both {seen[leaf]} and {path}")

@@ -41,7 +41,32 @@ _GATE_FIELDS = {
 }
 _PROMOTION_FIELDS = set(PromotionPolicy().to_dict())
 
-__all__ = ["GateParams", "TrainParams", "GenerateParams", "PipelineParams", "EXAMPLE_DATASET"]
+
+__all__ = [
+    "GateParams",
+    "TrainParams",
+    "GenerateParams",
+    "PipelineParams",
+    "EXAMPLE_DATASET",
+    "csv_read_options",
+]
+
+
+#: Delimiters that are awkward to type on a command line, by name.
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "semicolon": ";", "pipe": "|", "comma": ","}
+
+
+def csv_read_options(
+    delimiter: str | None, quote_char: str, encoding: str, null_tokens: str | None
+) -> dict:
+    """``pfcore.ingest.ingest`` keyword arguments from the form / command-line values (one
+    conversion for the train flow and the ``ingest`` command)."""
+    return {
+        "delimiter": _DELIMITER_NAMES.get(delimiter, delimiter) if delimiter else None,
+        "quote_char": quote_char,
+        "encoding": encoding,
+        "null_tokens": None if null_tokens is None else null_tokens.split(","),
+    }
 
 
 class _Strict(BaseModel):
@@ -198,7 +223,35 @@ class TrainParams(_Strict):
             "Optional YAML/JSON file of schema overrides (force a kind, drop a column, set bounds)."
         ),
     )
+    delimiter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="CSV delimiter; empty detects it (comma, tab, semicolon or pipe).",
+    )
+    quote_char: str = Field('"', min_length=1, max_length=1, description="CSV quote character.")
+    encoding: str = Field(
+        "utf8",
+        description="Text encoding of a CSV source ('utf8' also reads a byte-order mark; "
+        "'latin-1', 'cp1252', ... are transcoded).",
+    )
+    null_tokens: str | None = Field(
+        None,
+        description=(
+            "Comma-separated CSV cells read as null in every column (an empty item is the empty "
+            "cell); empty uses the default set: ,NA,N/A,null,NULL,-,?,NaN."
+        ),
+    )
     gate: GateParams = Field(default_factory=GateParams)
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _named_delimiter(cls, v: object) -> object:
+        return _DELIMITER_NAMES.get(v, v) if isinstance(v, str) else v
+
+    def read_options(self) -> dict:
+        """Keyword arguments of ``pfcore.ingest.ingest`` that say how to read the source."""
+        return csv_read_options(self.delimiter, self.quote_char, self.encoding, self.null_tokens)
 
     @field_validator("source")
     @classmethod
@@ -215,6 +268,38 @@ class TrainParams(_Strict):
 
     def resolved_model_name(self) -> str:
         return self.model_name or f"pushforward-{self.resolved_dataset_name()}"
+
+    def resolved_dataset_dir(self) -> str:
+        """Where ingest writes this source (under the project folder)."""
+        from pfcore.paths import pushforward_home
+
+        return str(pushforward_home() / "datasets" / self.resolved_dataset_name())
+
+    def preflight(self, *, ingest: bool = False) -> None:
+        """Every check that can fail this run before training (``pfcore.preflight``);
+        ``ingest``: also ingest the source and check the ingested table (the command line
+        does, so it fails before starting Prefect; the flow ingests in its own task)."""
+        from pfcore import preflight
+
+        preflight.check_train_inputs(
+            self.source,
+            holdout_fraction=self.holdout_fraction,
+            read_options=self.read_options(),
+            overrides=self.overrides,
+            target=self.target,
+        )
+        if ingest:
+            from pfcore.ingest import ingest as run_ingest
+
+            res = run_ingest(
+                self.source,
+                self.resolved_dataset_dir(),
+                overrides=self.overrides,
+                **self.read_options(),
+            )
+            preflight.check_dataset(
+                res.out_dir, holdout_fraction=self.holdout_fraction, target=self.target
+            )
 
 
 class GenerateParams(_Strict):
@@ -260,6 +345,18 @@ class GenerateParams(_Strict):
     workers: int = Field(
         2, ge=1, le=1024, description="Parallel shard workers (local Dask cluster size)."
     )
+
+    def resolved_output(self) -> str:
+        from pfcore.paths import pushforward_home
+
+        return self.output or str(pushforward_home() / "synthetic")
+
+    def preflight(self) -> None:
+        """Output root writable, registry answering, model and alias registered: seconds, not
+        the minutes of a Prefect retry loop (``pfcore.preflight``)."""
+        from pfcore.preflight import check_generate_inputs
+
+        check_generate_inputs(self.resolved_output(), model_name=self.model_name, alias=self.alias)
 
     def resolved_seed(self, today: dt.date) -> int:
         """The seed actually used: reproducible from (seed, run date) under 'run_date'."""

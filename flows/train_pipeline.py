@@ -21,12 +21,18 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
     registered and the run fails with every reason. A model that passes it but does not beat the
     current champion is registered under the ``challenger`` alias.
     """
-    from pfcore.paths import pushforward_home
+    from pfcore.preflight import check_dataset
 
+    params.preflight()  # seconds: source, rows, overrides, folders, registry
     name = params.resolved_dataset_name()
     model_name = params.resolved_model_name()
-    dataset_dir = str(pushforward_home() / "datasets" / name)
-    ingested = ingest_task(params.source, dataset_dir, params.overrides)
+    dataset_dir = params.resolved_dataset_dir()
+    ingested = ingest_task(
+        params.source, dataset_dir, params.overrides, read_options=params.read_options()
+    )
+    check_dataset(
+        ingested["dataset_dir"], holdout_fraction=params.holdout_fraction, target=params.target
+    )
     work = run_dir("runs", name)
     trained = train_task(
         ingested["dataset_dir"],

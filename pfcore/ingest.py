@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ import pyarrow.parquet as pq
 from pfcore import __version__
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, PushforwardError
-from pfcore.io import _RetryAsString, open_source, read_dataset, source_checksum
+from pfcore.io import (
+    DEFAULT_NULL_TOKENS,
+    _RetryAsString,
+    open_source,
+    read_dataset,
+    source_checksum,
+)
 from pfcore.schema import (
     SchemaAccumulator,
     TableSchema,
@@ -51,6 +58,7 @@ __all__ = ["IngestResult", "ingest", "read_dataset", "load_ingested"]
 MANIFEST_VERSION = 1
 DEFAULT_BATCH_ROWS = 65_536
 DEFAULT_ROWS_PER_FILE = 1_048_576
+_log = logging.getLogger("pushforward.ingest")
 
 
 @dataclass
@@ -135,7 +143,11 @@ def _file_sha256(p: Path) -> str:
 
 
 def _options_hash(
-    overrides: Mapping[str, Any], batch_rows: int, rows_per_file: int, encoding: str
+    overrides: Mapping[str, Any],
+    batch_rows: int,
+    rows_per_file: int,
+    encoding: str,
+    dialect: Mapping[str, Any] | None = None,
 ) -> str:
     doc = {
         "overrides": overrides,
@@ -144,6 +156,8 @@ def _options_hash(
         "encoding": encoding,
         "manifest_version": MANIFEST_VERSION,
     }
+    if dialect:
+        doc["dialect"] = dict(dialect)
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -188,22 +202,35 @@ def ingest(
     encoding: str = "utf8",
     format: str | None = None,
     csv_block_bytes: int | None = None,
+    delimiter: str | None = None,
+    quote_char: str = '"',
+    null_tokens: Sequence[str] | None = None,
 ) -> IngestResult:
     """Ingest ``source`` (CSV/TSV, Parquet file or directory, JSON Lines) into ``out_dir``.
 
     ``overrides`` (dict or YAML/JSON path) are applied to the inferred schema; dropped columns
-    are not written. ``encoding`` transcodes CSV input (e.g. ``"latin-1"``).
+    are not written. ``encoding`` transcodes CSV input (e.g. ``"latin-1"``). CSV only:
+    ``delimiter`` (None: detected), ``quote_char``, ``null_tokens`` (None:
+    ``pfcore.io.DEFAULT_NULL_TOKENS``). Whatever was detected rather than given is listed under
+    ``guesses`` in the manifest and the schema, and logged.
     """
+    if delimiter is not None and len(delimiter) != 1:
+        raise InputError(f"delimiter must be one character, got {delimiter!r}", path=source)
+    if len(quote_char) != 1:
+        raise InputError(f"quote character must be one character, got {quote_char!r}", path=source)
+    tokens = tuple(DEFAULT_NULL_TOKENS if null_tokens is None else null_tokens)
+    csv_opts = {"delimiter": delimiter, "quote_char": quote_char, "null_tokens": tokens}
     if batch_rows < 1:
         raise ValueError("batch_rows must be >= 1")
     src = Path(source).expanduser()
     out = Path(out_dir).expanduser().absolute()
     reader = open_source(
         src, format=format, batch_rows=batch_rows, encoding=encoding
-    )  # checks existence
+    )  # checks existence and readability
     ov = load_overrides(overrides)
     checksum, n_bytes = source_checksum(src)
-    opts = _options_hash(ov, batch_rows, rows_per_file, encoding)
+    dialect_opts = csv_opts if reader.format == "csv" else None
+    opts = _options_hash(ov, batch_rows, rows_per_file, encoding, dialect_opts)
     if out.exists():
         if not out.is_dir():
             raise InputError("output path exists and is not a directory", path=out)
@@ -220,6 +247,7 @@ def ingest(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         string_columns: set[str] = set()
+        plain_text: set[str] = set()
         while True:
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "data").mkdir(parents=True)
@@ -227,7 +255,10 @@ def ingest(
                 "batch_rows": batch_rows,
                 "encoding": encoding,
                 "string_columns": set(string_columns),
+                "plain_text_columns": set(plain_text),
             }
+            if reader.format == "csv":
+                kw.update(csv_opts)
             if csv_block_bytes:
                 kw["block_bytes"] = csv_block_bytes
             reader = open_source(src, format=reader.format, **kw)
@@ -236,6 +267,16 @@ def ingest(
                 break
             except _RetryAsString as retry:
                 string_columns.add(retry.column)
+                if retry.plain:
+                    plain_text.add(retry.column)
+        guesses = list(reader.guesses) + [
+            f"column {c!r}: values of several types, read as text (categorical)"
+            for c in sorted(string_columns)
+            if c in schema.names and schema[c].arrow_type == "string"
+        ]
+        schema.source_dialect = {"format": reader.format, **reader.dialect, "guesses": guesses}
+        for line in guesses:
+            _log.info("%s: %s", src, line)
         manifest = {
             "format_version": MANIFEST_VERSION,
             "pushforward_version": __version__,
@@ -248,7 +289,11 @@ def ingest(
             "rows": rows,
             "columns": len(schema.columns),
             "dropped_columns": [n for n in reader.schema.names if n not in schema.names],
-            "string_fallback_columns": sorted(string_columns),
+            "string_fallback_columns": sorted(
+                c for c in string_columns if c in schema.names and schema[c].arrow_type == "string"
+            ),
+            "dialect": reader.dialect,
+            "guesses": guesses,
             "files": files,
             "arrow_schema": str(schema.arrow_schema()),
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

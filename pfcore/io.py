@@ -9,11 +9,27 @@ Normalisation (the same for every format, so a CSV and its Parquet copy ingest a
 * dictionary columns are decoded; ``large_string`` -> ``string``; ``float16`` -> ``float32``;
 * NaN in float columns becomes null (pushforward has one notion of missing); an infinity is an
   ``InputError`` naming the column (no quantile transform can place it);
-* CSV: empty fields are null in every column; ISO timestamps/dates are parsed by Arrow's
-  inference; a column whose later values do not fit the type Arrow inferred from the first block
+* CSV dialect: the delimiter is detected from the first lines (comma, tab, semicolon, pipe:
+  the one that splits every line into the same number of fields, more than one) unless given;
+  the quote character defaults to ``"``; UTF-8 with or without a byte-order mark is read as is,
+  any other encoding (``encoding="latin-1"``) is transcoded. What was detected is reported in
+  ``SourceReader.dialect`` and ``SourceReader.guesses`` (ingest writes both to the manifest and
+  the schema). A file with NUL bytes in its first 8 KB is refused as binary.
+* CSV null tokens: ``DEFAULT_NULL_TOKENS`` (``""``, ``NA``, ``N/A``, ``null``, ``NULL``, ``-``,
+  ``?``, ``NaN``; configurable) are null in every column and every block of the file;
+* CSV timestamps: ISO 8601 date-times are parsed by Arrow's inference; a text column whose values
+  are all ISO date-times (mixed UTC offsets, fractional seconds varying between rows) is parsed to
+  ``timestamp[us, tz=UTC]`` (values without an offset, in a column with offsets, are read as UTC
+  and the guess is reported), or to ``timestamp[us]`` when no value has an offset;
+* a CSV column whose later values do not fit the type Arrow inferred from the first block
   (numbers, then text) is re-read as **string** (so it becomes categorical) and listed in the
   manifest under ``string_fallback_columns``; bytes that are not valid UTF-8 are an error naming
   the column (pass ``encoding="latin-1"`` or similar to transcode);
+* column names must be non-empty and unique (an empty or blank header field, or a repeated name,
+  is an InputError naming the column's position): they become file names and MLflow metric
+  names downstream, where an empty name is invalid;
+* decimal columns keep their exact type: they are modelled as floats (the scale is in the
+  schema's ``arrow_type`` and ``decimals``) and decoded back to the same decimal type;
 * binary, nested, time-of-day and duration columns are not supported (InputError naming them).
 """
 
@@ -29,7 +45,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pfcore.errors import InputError
+from pfcore.errors import InputError, printable
 
 __all__ = [
     "SourceReader",
@@ -38,12 +54,23 @@ __all__ = [
     "read_dataset",
     "detect_format",
     "source_checksum",
+    "DEFAULT_NULL_TOKENS",
+    "CSV_DELIMITERS",
+    "detect_delimiter",
 ]
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz")
 DEFAULT_BLOCK_BYTES = 4 << 20
+#: Cells read as null in every CSV column (see the module docstring); override per ingest.
+DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NA", "N/A", "null", "NULL", "-", "?", "NaN")
+#: Delimiters tried by :func:`detect_delimiter`, in order of preference on a tie.
+CSV_DELIMITERS = (",", "\t", ";", "|")
+_SNIFF_BYTES = 64 << 10
+_SNIFF_LINES = 200
+#: Longest excerpt of a parser's message quoted in an error (it may hold a whole binary row).
+_MAX_QUOTE = 300
 
 
 def _name(p: Path) -> str:
@@ -153,11 +180,22 @@ def normal_type(t: pa.DataType, *, path: Path, column: str) -> pa.DataType:
 
 def normal_schema(schema: pa.Schema, path: Path) -> pa.Schema:
     names = schema.names
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InputError(f"duplicate column names {dupes}", path=path, column=dupes[0])
     if not names:
         raise InputError("has no columns", path=path)
+    blank = [i + 1 for i, n in enumerate(names) if not n.strip()]
+    if blank:
+        raise InputError(
+            f"column #{blank[0]} (of {len(names)}) has an empty name in the header; give every "
+            "column a unique, non-blank name",
+            path=path,
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(
+            f"duplicate column names {dupes}; give every column a unique name",
+            path=path,
+            column=dupes[0],
+        )
     return pa.schema(
         [pa.field(f.name, normal_type(f.type, path=path, column=f.name)) for f in schema]
     )
@@ -188,8 +226,98 @@ def normalise_batch(batch: pa.RecordBatch, schema: pa.Schema, path: Path) -> pa.
 
 
 class _RetryAsString(Exception):
-    def __init__(self, column: str) -> None:
+    """Re-read ``column`` as text; ``plain``: and do not parse it as ISO date-times either."""
+
+    def __init__(self, column: str, *, plain: bool = False) -> None:
         self.column = column
+        self.plain = plain
+
+
+_ISO_DATETIME = (
+    r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"
+    r"\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$"
+)
+_ISO_OFFSET = r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)\s*$"
+_ISO_TIME = r"\d[T ]\d{2}:\d{2}"
+
+
+def _iso_timezone(arr: pa.Array) -> str | None | bool:
+    """How a text column's values read as ISO date-times: ``"UTC"`` (some carry an offset),
+    ``None`` (date-times without offsets) or ``False`` (not date-times: keep it text)."""
+    valid = arr.drop_null()
+    if len(valid) == 0:
+        return False
+    if not pc.all(pc.match_substring_regex(valid, _ISO_DATETIME)).as_py():
+        return False
+    if not pc.any(pc.match_substring_regex(valid, _ISO_TIME)).as_py():
+        return False  # plain dates: Arrow's own inference handles those
+    return "UTC" if pc.any(pc.match_substring_regex(valid, _ISO_OFFSET)).as_py() else None
+
+
+def _parse_iso(arr: pa.Array, tz: str | None, column: str) -> pa.Array:
+    """ISO date-times with any mix of offsets to ``timestamp[us, tz]`` (UTC instants)."""
+    import pandas as pd
+
+    if not pc.all(pc.match_substring_regex(arr.drop_null(), _ISO_DATETIME)).as_py():
+        raise _RetryAsString(column, plain=True)
+    text = pc.replace_substring_regex(pc.utf8_trim_whitespace(arr), r"\s+([+-]\d|Z|z)", r"\1")
+    values = pd.Series(text.to_pandas(), dtype=object)
+    # Values with and without an offset are parsed apart: in one call pandas applies the first
+    # value's offset to the naive ones, shifting them by hours.
+    aware = values.str.contains(_ISO_OFFSET, regex=True, na=False).to_numpy(dtype=bool)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    try:
+        for mask in (aware, ~aware):
+            part = values[mask & values.notna().to_numpy()]
+            if len(part):
+                out[part.index] = pd.to_datetime(part, utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        raise _RetryAsString(column, plain=True) from None
+    ts = pa.array(out, type=pa.timestamp("us", tz="UTC"), from_pandas=True)
+    return ts if tz is not None else ts.cast(pa.timestamp("us"))
+
+
+def _sniff_text(path: Path, encoding: str) -> str:
+    """The first lines of a (possibly compressed) text file, decoded; binary is an InputError."""
+    with pa.input_stream(str(path), compression="detect") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if b"\x00" in head[:8192]:
+        raise InputError(
+            "looks like a binary file, not CSV text (NUL bytes in its first 8 KB); if it is "
+            "UTF-16 text, re-save it as UTF-8",
+            path=path,
+        )
+    text = head.decode(
+        "utf-8-sig" if encoding.lower().replace("-", "") == "utf8" else encoding, errors="replace"
+    )
+    if len(head) == _SNIFF_BYTES and "\n" in text:
+        text = text[: text.rindex("\n")]  # drop a partial last line
+    return text
+
+
+def detect_delimiter(text: str, quote_char: str = '"') -> tuple[str, str]:
+    """(delimiter, why) for CSV text: the candidate that splits every sampled line into the
+    same number of fields, more than one; the most fields wins, then ``CSV_DELIMITERS`` order.
+
+    A one-column file has no delimiter to find: comma, said so in ``why``.
+    """
+    import csv as pycsv
+
+    lines = [ln for ln in text.splitlines()[:_SNIFF_LINES] if ln.strip()]
+    if not lines:
+        return ",", "no lines to detect a delimiter from; comma assumed"
+    best: tuple[int, str] | None = None
+    for d in CSV_DELIMITERS:
+        counts = {len(r) for r in pycsv.reader(lines, delimiter=d, quotechar=quote_char)}
+        if len(counts) == 1 and (n := counts.pop()) > 1 and (best is None or n > best[0]):
+            best = (n, d)
+    if best is None:
+        return ",", (
+            f"no delimiter of {', '.join(map(repr, CSV_DELIMITERS))} splits the first "
+            f"{len(lines)} lines evenly; read as comma-separated"
+        )
+    n, d = best
+    return d, f"delimiter {d!r} detected ({n} fields on each of the first {len(lines)} lines)"
 
 
 _CSV_ERR = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+)")
@@ -206,6 +334,14 @@ class SourceReader:
     encoding: str = "utf8"
     block_bytes: int = DEFAULT_BLOCK_BYTES
     string_columns: set[str] = field(default_factory=set)
+    delimiter: str | None = None  # CSV: None detects it
+    quote_char: str = '"'
+    null_tokens: Sequence[str] = DEFAULT_NULL_TOKENS
+    plain_text_columns: set[str] = field(default_factory=set)  # never parsed as date-times
+    #: What was read and how (CSV: delimiter, quote, encoding, null tokens); set by ``batches``.
+    dialect: dict = field(default_factory=dict)
+    #: Human-readable statements of everything inferred rather than given.
+    guesses: list[str] = field(default_factory=list)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         if self.format == "csv":
@@ -219,16 +355,31 @@ class SourceReader:
     def _csv(self) -> Iterator[pa.RecordBatch]:
         import pyarrow.csv as csv
 
-        n = _name(self.path)
-        delimiter = "\t" if ".tsv" in n else ","
+        self.guesses = []
+        delimiter = self.delimiter
+        if delimiter is None:
+            delimiter, why = detect_delimiter(
+                _sniff_text(self.path, self.encoding), self.quote_char
+            )
+            self.guesses.append(why)
+        else:
+            _sniff_text(self.path, self.encoding)  # refuses binary files
+        self.dialect = {
+            "delimiter": delimiter,
+            "delimiter_detected": self.delimiter is None,
+            "quote_char": self.quote_char,
+            "encoding": self.encoding,
+            "null_tokens": list(self.null_tokens),
+        }
         try:
             stream = pa.input_stream(str(self.path), compression="detect")
             reader = csv.open_csv(
                 stream,
                 read_options=csv.ReadOptions(block_size=self.block_bytes, encoding=self.encoding),
-                parse_options=csv.ParseOptions(delimiter=delimiter),
+                parse_options=csv.ParseOptions(delimiter=delimiter, quote_char=self.quote_char),
                 convert_options=csv.ConvertOptions(
                     column_types={c: pa.string() for c in self.string_columns},
+                    null_values=list(self.null_tokens),
                     strings_can_be_null=True,
                 ),
             )
@@ -236,9 +387,12 @@ class SourceReader:
             msg = str(exc)
             if "Empty CSV file" in msg:
                 raise InputError("is empty (no header, no rows)", path=self.path) from None
-            raise InputError(f"cannot be read as CSV: {msg}", path=self.path) from None
+            raise InputError(
+                f"cannot be read as CSV: {printable(msg, _MAX_QUOTE)}", path=self.path
+            ) from None
         names = reader.schema.names
         self.schema = normal_schema(reader.schema, self.path)
+        iso: dict[str, str | None] | None = None  # text columns parsed as date-times
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -258,8 +412,46 @@ class SourceReader:
                         ) from None
                     if col not in self.string_columns:
                         raise _RetryAsString(col) from None
-                raise InputError(f"CSV parse error: {msg}", path=self.path) from None
+                raise InputError(
+                    f"CSV parse error: {printable(msg, _MAX_QUOTE)}", path=self.path
+                ) from None
+            if iso is None:
+                iso = self._iso_columns(batch)
+            if iso:
+                cols = [
+                    _parse_iso(a, iso[n], n) if n in iso else a
+                    for n, a in zip(batch.schema.names, batch.columns, strict=True)
+                ]
+                batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
             yield normalise_batch(batch, self.schema, self.path)
+
+    def _iso_columns(self, first: pa.RecordBatch) -> dict[str, str | None]:
+        """Text columns of the first batch that hold ISO date-times, with their time zone; the
+        reader's schema is updated to the timestamp types and the guess recorded."""
+        found: dict[str, str | None] = {}
+        for f, arr in zip(first.schema, first.columns, strict=True):
+            if not pa.types.is_string(f.type) or f.name in self.plain_text_columns:
+                continue
+            tz = _iso_timezone(arr)
+            if tz is False:
+                continue
+            found[f.name] = tz
+            self.guesses.append(
+                f"column {f.name!r}: ISO date-times "
+                + (
+                    "with UTC offsets converted to UTC (values without an offset read as UTC)"
+                    if tz
+                    else "without offsets parsed as timestamps"
+                )
+            )
+        if found:
+            self.schema = pa.schema(
+                [
+                    pa.field(f.name, pa.timestamp("us", tz=found[f.name])) if f.name in found else f
+                    for f in self.schema
+                ]
+            )
+        return found
 
     # -- Parquet ----------------------------------------------------------------------------
     def _parquet(self) -> Iterator[pa.RecordBatch]:
@@ -321,12 +513,27 @@ class SourceReader:
             ) from None
 
 
+def check_readable(path: Path) -> None:
+    """InputError naming ``path`` unless it (a file) opens, or (a folder) lists, for reading."""
+    try:
+        if path.is_dir():
+            next(os.scandir(path), None)
+        else:
+            with open(path, "rb") as fh:
+                fh.read(1)
+    except OSError as exc:
+        raise InputError(
+            f"cannot be read ({exc.strerror or exc}); check its permissions", path=path
+        ) from None
+
+
 def open_source(
     source: str | os.PathLike[str], *, format: str | None = None, **kwargs: object
 ) -> SourceReader:
     path = Path(source).expanduser()
     if not path.exists():
         raise InputError("does not exist", path=path)
+    check_readable(path)
     fmt = format or detect_format(path)
     if fmt not in ("csv", "parquet", "jsonl"):
         raise InputError(f"unknown format {fmt!r} (csv, parquet, jsonl)", path=path)
@@ -338,14 +545,21 @@ def read_table(
 ) -> pa.Table:
     """Read a whole (small) source into memory, normalised exactly as ingest would."""
     string_columns: set[str] = set()
+    plain: set[str] = set()
     while True:
         reader = open_source(
-            source, format=format, encoding=encoding, string_columns=set(string_columns)
+            source,
+            format=format,
+            encoding=encoding,
+            string_columns=set(string_columns),
+            plain_text_columns=set(plain),
         )
         try:
             batches = list(reader.batches())
         except _RetryAsString as retry:
             string_columns.add(retry.column)
+            if retry.plain:
+                plain.add(retry.column)
             continue
         return pa.Table.from_batches(batches, schema=reader.schema)
 

@@ -240,6 +240,9 @@ class TableSchema:
     columns: list[ColumnSchema]
     n_rows: int
     arrow_schema_ipc: str | None = field(default=None, repr=False)  # base64 Arrow IPC schema
+    #: How the source was read (format, CSV delimiter, encoding, null tokens) and ``guesses``:
+    #: what ingest detected rather than was told, so a wrong guess is visible in schema.json.
+    source_dialect: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -279,6 +282,7 @@ class TableSchema:
             "n_rows": self.n_rows,
             "columns": [c.to_dict() for c in self.columns],
             "arrow_schema_ipc": self.arrow_schema_ipc,
+            **({"source_dialect": self.source_dialect} if self.source_dialect else {}),
         }
 
     def to_json(self) -> str:
@@ -294,6 +298,7 @@ class TableSchema:
             columns=[ColumnSchema.from_dict(c) for c in d["columns"]],
             n_rows=int(d["n_rows"]),
             arrow_schema_ipc=d.get("arrow_schema_ipc"),
+            source_dialect=d.get("source_dialect"),
         )
 
     @classmethod

@@ -9,8 +9,8 @@ from tasks._common import logger, retry_if_transient
 
 @task(
     name="resolve-model",
-    retries=3,
-    retry_delay_seconds=[5, 15, 45],
+    retries=2,
+    retry_delay_seconds=[5, 10],
     retry_condition_fn=retry_if_transient,
 )
 def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
@@ -18,20 +18,10 @@ def resolve_model_task(model_name: str, alias: str = "champion") -> dict:
 
     A missing model or alias is not transient: it raises a clear error at once (no retries help).
     """
-    from pfcore.errors import GenerationError, RegistryError
     from pfcore.registry import resolve_alias
     from pfcore.registry.register import download_version
 
-    try:
-        info = resolve_alias(model_name, alias)
-    except RegistryError as exc:
-        if "unreachable" in str(exc).lower():
-            raise
-        raise GenerationError(
-            f"no model {model_name!r} with alias {alias!r} in the registry: train one with the "
-            f"train-pipeline flow first (a model becomes 'champion' only when it passes the gate). "
-            f"Registry said: {exc}"
-        ) from exc
+    info = resolve_alias(model_name, alias)  # ModelNotFound says to train a champion first
     path = download_version(info)
     logger().info("using %s version %s (@%s) from %s", model_name, info.version, alias, path)
     return {"synth_dir": str(path), "version": str(info.version), "run_id": info.run_id}

@@ -24,7 +24,7 @@ def _source_fingerprint(context: TaskRunContext, parameters: dict) -> str:
     for p in files:
         st = p.stat()
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    for extra in ("out_dir", "overrides"):
+    for extra in ("out_dir", "overrides", "read_options"):
         val = parameters.get(extra)
         h.update(f"{extra}={val}\n".encode())
         if extra == "overrides" and val and os.path.exists(val):
@@ -40,12 +40,18 @@ def _source_fingerprint(context: TaskRunContext, parameters: dict) -> str:
     cache_key_fn=_source_fingerprint,
     persist_result=True,
 )
-def ingest_task(source: str, out_dir: str, overrides: str | None = None) -> dict:
-    """Returns plain data (paths, counts): tasks pass paths, never big in-memory tables."""
+def ingest_task(
+    source: str, out_dir: str, overrides: str | None = None, read_options: dict | None = None
+) -> dict:
+    """Returns plain data (paths, counts): tasks pass paths, never big in-memory tables.
+
+    ``read_options``: how to read a CSV source (``TrainParams.read_options()``)."""
     from pfcore.ingest import ingest
 
-    res = ingest(source, out_dir, overrides=overrides)
+    res = ingest(source, out_dir, overrides=overrides, **(read_options or {}))
     log = logger()
+    for line in res.manifest.get("guesses") or []:
+        log.info("guessed: %s", line)
     log.info(
         "ingested %s: %s rows, %d columns -> %s",
         source,

@@ -9,8 +9,8 @@ from tasks._common import logger, retry_if_transient
 
 @task(
     name="register",
-    retries=3,
-    retry_delay_seconds=[5, 15, 45],
+    retries=2,
+    retry_delay_seconds=[5, 10],
     retry_condition_fn=retry_if_transient,
 )
 def register_task(

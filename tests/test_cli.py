@@ -112,3 +112,127 @@ def test_choices_come_from_the_library() -> None:
     assert PRESET_CHOICES == models.PRESET_NAMES
     with pytest.raises(ValueError, match="family"):
         TrainParams(family="naive_mse")
+
+
+# ---- the exit-code contract (flows.guard) ---------------------------------------------------
+
+
+def _errors():
+    from pydantic import BaseModel
+
+    from pfcore import errors as e
+
+    class P(BaseModel):
+        n: int
+
+    try:
+        P(n="x")
+    except Exception as exc:  # noqa: BLE001 - the pydantic ValidationError instance
+        invalid = exc
+    return [
+        (e.GateFailed(["quality 0.5 < 0.85"]), 1),
+        (e.InputError("bad", path="f.csv", column="c"), 2),
+        (e.SchemaError("override names column 'x', which is not in the table"), 2),
+        (e.ModelError("config.lr must be > 0"), 2),
+        (invalid, 2),
+        (e.RegistryUnreachable("http://x unreachable"), 3),
+        (e.ModelNotFound("no champion"), 3),
+        (e.StorageError("not writable"), 3),
+        (e.GenerationError("already published"), 3),
+        (PermissionError(13, "Permission denied"), 3),
+        (ValueError("boom"), 4),
+        (NotADirectoryError(20, "Not a directory"), 4),
+    ]
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_exit_code_is_decided_by_the_error_type(index: int) -> None:
+    from flows.guard import exit_code_for
+
+    exc, code = _errors()[index]
+    assert exit_code_for(exc) == code, type(exc).__name__
+
+
+def test_unexpected_error_prints_one_line_and_logs_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import flows.cli as cli
+
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path))
+    monkeypatch.delenv("PUSHFORWARD_DEBUG", raising=False)
+
+    def boom(args):
+        raise ZeroDivisionError("value \x1b[2J\x00 from the input")
+
+    monkeypatch.setattr(cli, "_dispatch", boom)
+    assert cli.main(["ingest", "x.csv", "--out", str(tmp_path / "o")]) == 4
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "pushforward: unexpected error: ZeroDivisionError"
+    )
+    assert "\x1b" not in err and "\x00" not in err and "\\x1b[2J" in err
+    logs = list((tmp_path / "logs").glob("error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err
+    assert "Traceback" in logs[0].read_text() and "Traceback" not in err
+
+    assert cli.main(["--debug", "ingest", "x.csv", "--out", str(tmp_path / "o")]) == 4
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_expected_error_message_is_sanitised(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import flows.cli as cli
+    from pfcore.errors import InputError
+
+    def bad(args):
+        raise InputError("CSV parse error: row 3 holds '\x1b]0;pwned\x07'", path="b.csv")
+
+    monkeypatch.setattr(cli, "_dispatch", bad)
+    assert cli.main(["ingest", "b.csv", "--out", "o"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pushforward: bad input: b.csv: CSV parse error")
+    assert not any(ord(ch) < 32 and ch != "\n" for ch in err)
+
+
+_SLEEPER = """
+import sys, time
+import flows.guard as g
+g.TERM_GRACE_S = 3.0
+stubborn = sys.argv[1] == "stubborn"
+
+def cmd():
+    print("ready", flush=True)
+    try:
+        time.sleep(120)
+    except BaseException:
+        if stubborn:  # cleanup that hangs: the watchdog must still end the process
+            time.sleep(120)
+        raise
+    return 0
+
+sys.exit(g.run_guarded(cmd))
+"""
+
+
+@pytest.mark.parametrize("mode", ["orderly", "stubborn"])
+def test_sigterm_ends_the_command_within_the_grace_period(mode: str) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLEEPER, mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 143, err
+    assert elapsed < (2.0 if mode == "orderly" else 6.0), elapsed
+    assert "Traceback" not in err

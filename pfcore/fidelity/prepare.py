@@ -109,6 +109,10 @@ def to_pandas(table: Any, what: str) -> pd.DataFrame:
     except ImportError:  # pragma: no cover - pyarrow is a hard dependency
         pa = None
     if pa is not None and isinstance(table, pa.Table):
+        # Decimals would become Python objects; they are scored as the numbers they are.
+        for i, f in enumerate(table.schema):
+            if pa.types.is_decimal(f.type):
+                table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
         return table.to_pandas()
     raise InputError(
         f"{what} must be a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}"

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pfcore import __version__
 from pfcore.errors import GenerationError
+from pfcore.generate.lock import batch_lock, remove_batch_locks
 from pfcore.generate.plan import BatchPlan
 from pfcore.generate.shard import ShardResult, file_sha256
 
@@ -135,6 +136,11 @@ def recover_interrupted_publish(plan: BatchPlan) -> int:
 
     Without this a rerun would find the shards neither staged nor published and redo them.
     """
+    with batch_lock(plan, shared=False):
+        return _recover(plan)
+
+
+def _recover(plan: BatchPlan) -> int:
     pub = plan.staging_dir / _PUBLISH_DIR
     if not pub.is_dir():
         return 0
@@ -190,6 +196,20 @@ def publish_batch(
     ``extra`` is stored under ``"run"`` in the manifest (timings, skipped shards, ...).
     """
     plan = BatchPlan.coerce(plan)
+    # Exclusive: no shard of any run of this batch is being checked or written meanwhile, and
+    # a concurrent run that publishes second finds the batch published (pfcore.generate.lock).
+    with batch_lock(plan, shared=False):
+        manifest = _publish_locked(plan, shard_results, verify_checksums, extra)
+        remove_batch_locks(plan)  # last: a waiter then re-locks a fresh file
+    return manifest
+
+
+def _publish_locked(
+    plan: BatchPlan,
+    shard_results: Iterable[ShardResult | dict[str, Any]],
+    verify_checksums: bool,
+    extra: dict[str, Any] | None,
+) -> BatchManifest:
     existing = published_manifest(plan)
     if existing is not None:
         _cleanup_staging(plan)

@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import pyarrow.parquet as pq
 from pfcore import __version__, sampling
 from pfcore.atomic import atomic_write
 from pfcore.errors import GenerationError, PushforwardError
+from pfcore.generate.lock import batch_lock, shard_lock
 from pfcore.generate.plan import BatchPlan, ShardSpec
 
 __all__ = [
@@ -177,18 +179,16 @@ def _shard_identity(plan: BatchPlan, spec: ShardSpec) -> dict[str, Any]:
 def _valid_staged(plan: BatchPlan, spec: ShardSpec, *, verify_checksum: bool) -> ShardResult | None:
     """The staged shard if it is complete and belongs to this plan, else None."""
     path, sidecar = plan.staged_path(spec.index), plan.sidecar_path(spec.index)
-    if not (path.exists() and sidecar.exists()):
-        return None
     try:
         info = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return None
-    expected = _shard_identity(plan, spec)
-    if any(info.get(k) != v for k, v in expected.items()):
-        return None
-    if path.stat().st_size != info.get("bytes"):
-        return None
-    if verify_checksum and file_sha256(path) != info.get("sha256"):
+        expected = _shard_identity(plan, spec)
+        if any(info.get(k) != v for k, v in expected.items()):
+            return None
+        if path.stat().st_size != info.get("bytes"):
+            return None
+        if verify_checksum and file_sha256(path) != info.get("sha256"):
+            return None
+    except (OSError, ValueError):  # missing (never staged, or published meanwhile), unreadable
         return None
     return _skipped(spec, spec.rows, int(info["bytes"]), str(info["sha256"]))
 
@@ -399,16 +399,31 @@ def generate_shard(
     if not 0 <= shard_index < len(plan.shards):
         raise GenerationError(f"shard index {shard_index} out of range 0..{len(plan.shards) - 1}")
     spec = plan.shards[shard_index]
-    done = _from_published(plan, spec) or _valid_staged(plan, spec, verify_checksum=verify_checksum)
+    done = _from_published(plan, spec)
     if done is not None:
         return done
+    # Another run of the same batch may be writing this shard or publishing the batch: wait
+    # for it, then reuse what it wrote (see pfcore.generate.lock).
+    with batch_lock(plan, shared=True), shard_lock(plan, spec.index):
+        done = _from_published(plan, spec) or _valid_staged(
+            plan, spec, verify_checksum=verify_checksum
+        )
+        if done is not None:
+            return done
+        return _stage_shard(synth, plan, spec, progress)
+
+
+def _stage_shard(
+    synth: Any, plan: BatchPlan, spec: ShardSpec, progress: Callable[[int], None] | None
+) -> ShardResult:
+    """Write the shard to a private temp name, rename it into staging, then its sidecar."""
     if synth is None or isinstance(synth, (str, os.PathLike)):
         synth = load_synthesizer(synth or plan.synth_dir, plan.device)
 
     t0 = time.perf_counter()
     plan.shards_dir.mkdir(parents=True, exist_ok=True)
     final = plan.staged_path(spec.index)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
     try:
         _write_shard_file(synth, plan, spec, tmp, progress)
         with open(tmp, "rb+") as fh:

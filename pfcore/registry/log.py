@@ -33,6 +33,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -199,6 +200,25 @@ def _curve_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+_BAD_METRIC_CHARS = re.compile(r"[^\w\-. :/]")
+
+
+def _metric_names(summary: Mapping[str, float]) -> dict[str, float]:
+    """Summary metrics under names MLflow accepts: per-column metrics carry the column's name
+    (``shape/<column>``), and a name like ``prix (€)`` or ``a/..`` is refused by MLflow, which
+    would fail a registration after the whole training. Characters MLflow refuses become ``_``,
+    empty or dot path segments become ``_``, and a name taken twice gets a ``_2`` suffix."""
+    out: dict[str, float] = {}
+    for key, value in summary.items():
+        parts = _BAD_METRIC_CHARS.sub("_", str(key)).split("/")
+        name = "/".join("_" if p.strip() in ("", ".", "..") else p for p in parts)
+        base, i = name, 2
+        while name in out:
+            name, i = f"{base}_{i}", i + 1
+        out[name] = value
+    return out
 
 
 def _curve_metrics(rows: list[dict]) -> list[tuple[str, float, int]]:
@@ -491,7 +511,7 @@ def _log_and_register(
             if flat:
                 mlflow.log_params(flat)
             now = int(time.time() * 1000)
-            batch = [Metric(k, v, now, 0) for k, v in summary.items()]
+            batch = [Metric(k, v, now, 0) for k, v in _metric_names(summary).items()]
             if passed is not None:
                 batch.append(Metric(INTERNAL_METRIC_PREFIX + "gate_passed", float(passed), now, 0))
             batch += [Metric(k, v, now, s) for k, v, s in _curve_metrics(curve)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pfcore.errors import RegistryError
+from pfcore.errors import ModelNotFound, RegistryError, RegistryUnreachable
 from pfcore.paths import pushforward_home
 from pfcore.promotion import CHALLENGER, CHAMPION
 from pfcore.registry import tracking
@@ -99,9 +99,8 @@ def alias_version(
     except Exception as exc:  # noqa: BLE001 - MlflowException; transport errors re-raised below
         if _is_not_found(exc):
             return None
-        raise RegistryError(
-            f"MLflow at {cfg.describe()}: could not resolve {name}@{alias}: {exc}"
-        ) from exc
+        kind = RegistryUnreachable if tracking.is_transport_error(exc) else RegistryError
+        raise kind(f"MLflow at {cfg.describe()}: could not resolve {name}@{alias}: {exc}") from exc
     return ModelVersionInfo.from_mlflow(mv)
 
 
@@ -110,7 +109,7 @@ def resolve_alias(name: str, alias: str = CHAMPION) -> ModelVersionInfo:
     cfg = tracking.configure()
     info = alias_version(tracking.client(cfg), cfg, name, alias)
     if info is None:
-        raise RegistryError(
+        raise ModelNotFound(
             f"registered model {name!r} has no version with alias {alias!r} in "
             f"{cfg.describe()}: train and register a model whose fidelity gate passes first"
         )

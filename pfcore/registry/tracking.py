@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from pfcore.errors import RegistryError
+from pfcore.errors import RegistryError, RegistryUnreachable
 from pfcore.paths import pushforward_home
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ __all__ = [
     "ensure_experiment",
     "client",
     "registry_errors",
+    "is_transport_error",
     "DEFAULT_EXPERIMENT",
 ]
 
@@ -122,7 +123,7 @@ def check_reachable(
             last = exc
         if attempt + 1 < attempts:
             time.sleep(0.5 * 2**attempt)
-    raise RegistryError(
+    raise RegistryUnreachable(
         f"MLflow tracking server {uri} is unreachable after {attempts} attempts "
         f"({timeout_s:g} s timeout each): {last}. Start it, or unset MLFLOW_TRACKING_URI to use "
         f"the embedded store under {pushforward_home()}"
@@ -208,7 +209,32 @@ def registry_errors(cfg: TrackingConfig, action: str) -> Iterator[None]:
     except PushforwardError:
         raise
     except Exception as exc:  # noqa: BLE001 - MlflowException, requests errors, sqlalchemy...
-        raise RegistryError(f"MLflow at {cfg.describe()}: could not {action}: {exc}") from exc
+        kind = RegistryUnreachable if is_transport_error(exc) else RegistryError
+        raise kind(f"MLflow at {cfg.describe()}: could not {action}: {exc}") from exc
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception it was raised from is a network failure.
+
+    MLflow wraps a refused connection or a timeout in an ``MlflowException``; the transport
+    error stays reachable through ``__cause__``/``__context__``, so the decision is made on
+    types, not on the wording of a message.
+    """
+    transport: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    try:
+        import requests
+
+        transport += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    except ImportError:  # pragma: no cover - mlflow depends on requests
+        pass
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (RegistryUnreachable, *transport, urllib.error.URLError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def call(cfg: TrackingConfig, action: str, fn: Callable[[], T]) -> T:

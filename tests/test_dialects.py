@@ -1,0 +1,151 @@
+"""Input dialects: CSV delimiters, quotes, encodings, null tokens over the whole file, ISO
+timestamps with mixed offsets, decimals, and what ingest reports when it had to guess."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pfcore.ingest import ingest, read_dataset
+from pfcore.io import detect_delimiter
+
+UTC = dt.timezone.utc
+
+
+def _rows(sep: str, n: int = 60) -> str:
+    return f"id{sep}price{sep}city\n" + "".join(
+        f"{i}{sep}{i * 1.25:.2f}{sep}c{i % 3}\n" for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_delimiter_is_detected_and_reported(tmp_path: Path, sep: str) -> None:
+    src = tmp_path / "t.csv"
+    src.write_text(_rows(sep))
+    res = ingest(src, tmp_path / "out")
+    assert res.schema.names == ["id", "price", "city"]
+    assert res.schema["price"].kind == "continuous"
+    assert res.manifest["dialect"]["delimiter"] == sep
+    assert res.manifest["dialect"]["delimiter_detected"] is True
+    saved = json.loads((res.out_dir / "schema.json").read_text())
+    assert any(repr(sep) in g for g in saved["source_dialect"]["guesses"])
+
+
+def test_explicit_delimiter_and_quote_char(tmp_path: Path) -> None:
+    src = tmp_path / "q.csv"
+    src.write_text("a;b\n" + "".join(f"'x;{i}';{i % 4}\n" for i in range(30)))
+    res = ingest(src, tmp_path / "out", delimiter=";", quote_char="'")
+    t = read_dataset(res.out_dir)
+    assert t.column("a").to_pylist()[:2] == ["x;0", "x;1"]
+    assert res.manifest["guesses"] == []
+
+
+def test_detection_ignores_delimiters_inside_quotes() -> None:
+    text = 'name,note\n"Smith; John","a;b;c"\n"Doe; Jane","d;e;f"\n'
+    assert detect_delimiter(text)[0] == ","
+
+
+def test_utf8_bom_and_latin1(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffcity,n\nZürich,1\nBern,2\n".encode())
+    t = read_dataset(ingest(bom, tmp_path / "o1").out_dir)
+    assert t.column_names == ["city", "n"] and t.column("city").to_pylist()[0] == "Zürich"
+    lat = tmp_path / "lat.csv"
+    lat.write_bytes("city;n\nZürich;1\nSão Paulo;2\n".encode("latin-1"))
+    t = read_dataset(ingest(lat, tmp_path / "o2", encoding="latin-1").out_dir)
+    assert t.column("city").to_pylist() == ["Zürich", "São Paulo"]
+
+
+def test_null_tokens_apply_to_every_block(tmp_path: Path) -> None:
+    src = tmp_path / "late.csv"
+    body = "".join(f"{i * 0.5},{i % 7}\n" for i in range(5000))
+    src.write_text("x,k\n" + body + "-,1\n?,2\nN/A,3\nNA,4\nnull,5\n")
+    res = ingest(src, tmp_path / "out", csv_block_bytes=4096)
+    assert res.schema["x"].kind == "continuous" and res.schema["x"].arrow_type == "double"
+    assert res.schema["x"].n_missing == 5
+    assert res.manifest["string_fallback_columns"] == []
+    # A configured set replaces the default: '-' is then a value, and the column is text.
+    res2 = ingest(src, tmp_path / "out2", csv_block_bytes=4096, null_tokens=["", "NA"])
+    assert res2.schema["x"].kind == "categorical"
+    assert any("several types" in g for g in res2.manifest["guesses"])
+
+
+def test_mixed_offsets_become_utc(tmp_path: Path) -> None:
+    src = tmp_path / "tz.csv"
+    head = "".join(f"2024-03-01T10:{i % 60:02d}:00+02:00,{i}\n" for i in range(3000))
+    tail = "2024-03-01T10:00:00.25-03:00,1\n2024-03-01 10:00:00 Z,2\n2024-03-02T10:00:00,3\n,4\n"
+    src.write_text("t,v\n" + head + tail)
+    res = ingest(src, tmp_path / "out", csv_block_bytes=4096)
+    col = res.schema["t"]
+    assert col.kind == "datetime" and col.arrow_type == "timestamp[us, tz=UTC]"
+    got = read_dataset(res.out_dir).column("t").to_pylist()
+    assert got[0] == dt.datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+    assert got[-4:] == [
+        dt.datetime(2024, 3, 1, 13, 0, 0, 250000, tzinfo=UTC),
+        dt.datetime(2024, 3, 1, 10, 0, tzinfo=UTC),
+        dt.datetime(2024, 3, 2, 10, 0, tzinfo=UTC),  # no offset: read as UTC, and said so
+        None,
+    ]
+    assert any("UTC" in g and "'t'" in g for g in res.manifest["guesses"])
+
+
+def test_text_that_is_not_a_timestamp_stays_text(tmp_path: Path) -> None:
+    src = tmp_path / "t.csv"
+    src.write_text(
+        "t\n" + "".join(f"2024-01-01T10:00:{i % 60:02d}+01:00\n" for i in range(3000)) + "soon\n"
+    )
+    res = ingest(src, tmp_path / "out", csv_block_bytes=4096)
+    assert res.schema["t"].arrow_type == "string"
+    assert read_dataset(res.out_dir).column("t").to_pylist()[-1] == "soon"
+
+
+def test_decimal_column_round_trips_and_scores(tmp_path: Path) -> None:
+    from pfcore.fidelity import evaluate
+    from pfcore.transforms import TableTransformer
+
+    rng = np.random.default_rng(0)
+    vals = [decimal.Decimal(f"{v:.2f}") for v in rng.normal(100, 20, 400)]
+    src = tmp_path / "dec.parquet"
+    pq.write_table(
+        pa.table({"d": pa.array(vals, pa.decimal128(10, 2)), "x": rng.normal(size=400)}), src
+    )
+    res = ingest(src, tmp_path / "out")
+    col = res.schema["d"]
+    assert col.kind == "continuous" and col.arrow_type == "decimal128(10, 2)" and col.decimals == 2
+    t = read_dataset(res.out_dir)
+    tr = TableTransformer.fit(t, res.schema)
+    back = tr.decode(tr.encode(t))
+    assert back.schema.field("d").type == pa.decimal128(10, 2) and back.equals(t)
+    report = evaluate(t, back, res.schema)  # used to fail: decimals reached pandas as objects
+    assert report.summary["quality"] > 0.9
+
+
+def test_mlflow_metric_names_are_made_valid() -> None:
+    from mlflow.utils.validation import _validate_metric_name
+
+    from pfcore.registry.log import _metric_names
+
+    names = _metric_names({"shape/prix (€)": 1.0, "shape/prix _€_": 2.0, "shape/..": 3.0, "q": 4})
+    assert list(names.values()) == [1.0, 2.0, 3.0, 4]
+    for name in names:
+        _validate_metric_name(name)
+    assert len(set(names)) == 4 and "q" in names
+
+
+def test_cli_read_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from flows.cli import main
+
+    src = tmp_path / "t.txt"
+    src.write_text("a\tb\n" + "".join(f"{i}\t{'x' if i % 9 == 0 else i % 4}\n" for i in range(40)))
+    argv = ["ingest", str(src), "--out", str(tmp_path / "o"), "--delimiter", "tab"]
+    assert main([*argv, "--null-tokens", ",x"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["columns"] == {"a": "id", "b": "categorical"} and res["guesses"] == []
+    assert read_dataset(tmp_path / "o").column("b").null_count == 5
