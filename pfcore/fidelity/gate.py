@@ -165,6 +165,18 @@ def _names(items: list[tuple[str, float]], k: int) -> str:
     return ", ".join(f"'{c}' ({v:.3f})" for c, v in items[:k])
 
 
+def _pair_blame(pair_det: dict[str, Any] | None, k: int) -> str:
+    """Name the relationships that give rows away, from the pair diagnostic (empty without)."""
+    worst = [
+        p for p in (pair_det or {}).get("worst") or [] if p.get("explained_by") == "relationship"
+    ]
+    if not worst:
+        return ""
+    return "; column pairs whose relationship gives it away (pair AUC, lift): " + ", ".join(
+        f"'{p['column_1']}'~'{p['column_2']}' ({p['auc']:.3f}, +{p['lift']:.3f})" for p in worst[:k]
+    )
+
+
 def gate(
     report: FidelityReport, config: GateConfig | None = None, champion: dict | None = None
 ) -> GateResult:
@@ -278,6 +290,7 @@ def gate(
             )
         else:
             why = "no per-column detail"
+        why += _pair_blame(report.pair_detection, k)
         c.add(
             "detection_auc",
             auc <= cfg.max_detection_auc,
