@@ -52,11 +52,11 @@ class EvalConfig:
         pair_detection_max_rows: rows per side for pair detection (5,000: the per-pair AUC's
             standard error is about 0.006, enough to rank pairs, at a quarter of the joint
             test's rows).
-        pair_detection_max_pairs: pairs scored by the small boosted classifier (10), picked
+        pair_detection_max_pairs: pairs scored by the small boosted classifier (8), picked
             from the cheaply screened ones; the report shows the worst five.
         pair_detection_max_candidates: pairs screened by the histogram test (2,000, every pair
             of a 63-column table); wider tables screen a seeded random subset.
-        pair_detection_max_iter: boosting iterations per pair fit (30, fixed).
+        pair_detection_max_iter: boosting iterations per pair fit (20, fixed).
         privacy: compute DCR / exact copies (needs ``train``).
         dcr_max_synthetic, dcr_max_holdout, dcr_max_train: DCR subsample sizes.
         efficacy_max_rows, efficacy_max_test_rows: ML efficacy subsample sizes.
@@ -78,9 +78,9 @@ class EvalConfig:
     detection_max_iter: int = 100
     pair_detection: bool = True
     pair_detection_max_rows: int = 5_000
-    pair_detection_max_pairs: int = 10
+    pair_detection_max_pairs: int = 8
     pair_detection_max_candidates: int = 2_000
-    pair_detection_max_iter: int = 30
+    pair_detection_max_iter: int = 20
     privacy: bool = True
     dcr_max_synthetic: int = 5_000
     dcr_max_holdout: int = 5_000
