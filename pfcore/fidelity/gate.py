@@ -135,6 +135,18 @@ def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _pair_blame(pair_det: dict[str, Any] | None, k: int) -> str:
+    """Name the relationships that give rows away, from the pair diagnostic (empty without)."""
+    worst = [
+        p for p in (pair_det or {}).get("worst") or [] if p.get("explained_by") == "relationship"
+    ]
+    if not worst:
+        return ""
+    return "; column pairs whose relationship gives it away (pair AUC, lift): " + ", ".join(
+        f"'{p['column_1']}'~'{p['column_2']}' ({p['auc']:.3f}, +{p['lift']:.3f})" for p in worst[:k]
+    )
+
+
 class _Checks:
     def __init__(self) -> None:
         self.checks: list[dict[str, Any]] = []
@@ -163,18 +175,6 @@ class _Checks:
 
 def _names(items: list[tuple[str, float]], k: int) -> str:
     return ", ".join(f"'{c}' ({v:.3f})" for c, v in items[:k])
-
-
-def _pair_blame(pair_det: dict[str, Any] | None, k: int) -> str:
-    """Name the relationships that give rows away, from the pair diagnostic (empty without)."""
-    worst = [
-        p for p in (pair_det or {}).get("worst") or [] if p.get("explained_by") == "relationship"
-    ]
-    if not worst:
-        return ""
-    return "; column pairs whose relationship gives it away (pair AUC, lift): " + ", ".join(
-        f"'{p['column_1']}'~'{p['column_2']}' ({p['auc']:.3f}, +{p['lift']:.3f})" for p in worst[:k]
-    )
 
 
 def gate(
