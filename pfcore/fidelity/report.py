@@ -456,6 +456,7 @@ class FidelityReport:
                 )
             )
             parts.append("")
+        parts += _pair_detection_markdown(self.pair_detection)
         if self.detection and self.detection.get("column_auc"):
             top = sorted(self.detection["column_auc"].items(), key=lambda t: -t[1])[:5]
             parts += ["## Detection", ""]
@@ -466,7 +467,6 @@ class FidelityReport:
                 + ", ".join(f"`{c}` {a:.3f}" for c, a in top)
             )
             parts.append("")
-        parts += _pair_detection_markdown(self.pair_detection)
         if self.notes:
             parts += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
         if self.timings_s:
