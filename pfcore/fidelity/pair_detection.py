@@ -199,7 +199,8 @@ def pair_detection(
         ``PairDetectionResult`` whose ``pairs`` hold, per scored pair: ``column_1``,
         ``column_2``, ``auc`` (the two columns together), ``auc_column_1``, ``auc_column_2``
         (each alone), ``lift`` (``auc`` minus the larger single AUC), ``explained_by``
-        (``"relationship"`` or the column that is off alone) and ``screen_auc``.
+        (``"relationship"``, ``"column 'x' alone"`` or ``"nothing"``, see ``_explain``) and
+        ``screen_auc`` (the histogram screen's pair AUC).
     """
     names = [c.name for c in prep.columns]
     all_pairs = list(itertools.combinations(names, 2))
