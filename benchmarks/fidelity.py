@@ -1,6 +1,6 @@
 """Fidelity benchmark: our push-forward families against SDV and MOSTLY AI, one protocol for all.
 
-Protocol (issue 7): every dataset in ../shared/datasets except penguins; 80/20 split with seed 0
+Protocol: every dataset in ../shared/datasets except penguins; 80/20 split with seed 0
 (``pfcore.synthesizer.split_train_holdout``); at most 20,000 training rows; every method fits on
 the same training Parquet and is scored on the holdout by the same code:
 
@@ -9,18 +9,33 @@ the same training Parquet and is scored on the holdout by the same code:
   holdout rows from as many synthetic rows (0.5 = indistinguishable);
 - TSTR / TRTR: a HistGradientBoosting model for the dataset's natural target trained on synthetic
   (or real training) rows, scored on the holdout (R^2 for regression, ROC AUC for binary);
-- fit seconds and sampling rows/s (wall clock on this machine, recorded with the CPU count).
+- the pair diagnostic (``pfcore.fidelity.pair_detection``): the column pairs whose relationship
+  gives synthetic rows away, printed per method and stored as ``worst_pairs``;
+- fit seconds and sampling rows/s: every method samples ``SAMPLE_ROWS`` (100,000) rows in one
+  call, timed (wall clock, decode included), so a fixed start-up cost (TabularARGN's generate)
+  is spread as it is in real use; the score uses a seeded subsample of as many rows as the
+  holdout.
+
+Fair and repeatable: every method gets the same training budget (``--minutes``, 5 by default,
+for our fits and TabularARGN's ``max_training_time``); ours and TabularARGN are fitted with
+three seeds (``--seeds``; SDV once) and the summary reports mean and sample standard deviation
+(``*_std``) over seeds. Each record carries its ``seed``; ``results/fidelity.json`` holds every
+run, ``results/fidelity_summary.json`` the per-method means. A fit whose model keeps the flow
+teacher it distilled from (``model.teacher``) is also scored through the teacher's ODE sampler
+as ``<method>-teacher``: the same fit's best slow sampler, which the default should match.
 
 Scoring uses at most ``SCORE_ROWS`` holdout rows (a seeded subsample) so nyc_flights' 67k-row
 holdout costs the same as the others. Peers run in their own venv (``benchmarks/peers.py``).
 
-Stages cache their output under ``benchmarks/work/`` so an interrupted run continues::
+Stages cache their output under ``benchmarks/work/<dataset>/<method>/seed-<k>/`` so an
+interrupted run continues::
 
     python benchmarks/fidelity.py prepare
-    python benchmarks/fidelity.py peers   [--datasets ...] [--methods ...]
-    python benchmarks/fidelity.py ours    [--datasets ...] [--families ...] [--preset balanced]
+    python benchmarks/fidelity.py peers   [--datasets ...] [--methods ...] [--seeds 0 1 2]
+    python benchmarks/fidelity.py ours    [--datasets ...] [--families ...] [--seeds 0 1 2]
+    python benchmarks/fidelity.py reference
     python benchmarks/fidelity.py frontier [--datasets ...]
-    python benchmarks/fidelity.py score   # -> table + benchmarks/results/fidelity.json
+    python benchmarks/fidelity.py score   # -> tables + benchmarks/results/fidelity*.json
 """
 
 from __future__ import annotations
@@ -51,13 +66,40 @@ TARGETS = {
 }
 MAX_TRAIN_ROWS = 20_000
 SCORE_ROWS = 20_000
-SEED = 0
+SAMPLE_ROWS = 100_000
+SEED = 0  # the split, the holdout subsample and the scoring classifiers; fits vary by --seeds
+BUDGET_MINUTES = 5.0
 PEER_BUDGETS: dict[str, dict[str, Any]] = {
     "sdv-gaussiancopula": {},
     "sdv-ctgan": {"epochs": 25},
     "sdv-tvae": {"epochs": 40},
-    "mostly-tabularargn": {"minutes": 5.0},
+    "mostly-tabularargn": {"minutes": BUDGET_MINUTES},
 }
+# Fits per method when --seeds is not given: three for the comparison that matters (ours against
+# TabularARGN), one for the SDV floor.
+DEFAULT_SEEDS: dict[str, list[int]] = {"mostly-tabularargn": [0, 1, 2], "pushforward": [0, 1, 2]}
+SUMMARY_METRICS = (
+    "quality",
+    "column_shapes",
+    "column_pair_trends",
+    "detection_auc",
+    "tstr",
+    "fit_seconds",
+    "sample_rows_per_second",
+)
+
+
+def run_dir(ds: str, method: str, seed: int) -> Path:
+    return WORK / ds / method / f"seed-{seed}"
+
+
+def default_family() -> str:
+    """The family ``Synthesizer.fit`` uses when the caller names none: what a new user gets."""
+    import inspect
+
+    from pfcore.synthesizer import Synthesizer
+
+    return str(inspect.signature(Synthesizer.fit).parameters["family"].default)
 
 
 def _write_parquet(table: Any, path: Path) -> None:
@@ -92,37 +134,56 @@ def prepare(datasets: list[str]) -> None:
         print(f"{ds}: train {train.num_rows} rows, holdout {hold.num_rows} rows", flush=True)
 
 
-def run_peers(datasets: list[str], methods: list[str], threads: int) -> None:
-    """Each peer as a subprocess in the peers venv; skips runs whose output exists."""
-    import pyarrow.parquet as pq
+def run_peers(
+    datasets: list[str],
+    methods: list[str],
+    threads: int,
+    seeds: list[int] | None,
+    minutes: float,
+) -> None:
+    """Each peer as a subprocess in the peers venv; skips runs whose output exists.
 
+    Every peer samples ``SAMPLE_ROWS`` rows in one timed call. Without the peers venv nothing
+    runs and the reason is printed: peers are measured, never installed by the benchmark.
+    """
+    if not PEERS_PY.exists():
+        print(
+            f"peers venv not found: {PEERS_PY} does not exist; create it as benchmarks/README.md "
+            "says or point PEERS_PYTHON at its python. No peer was run.",
+            flush=True,
+        )
+        return
     for ds in datasets:
-        n_rows = pq.read_metadata(WORK / ds / "holdout.parquet").num_rows
         for method in methods:
-            out = WORK / ds / method
-            if (out / "run.json").exists():
-                continue
-            args = [
-                str(PEERS_PY),
-                str(ROOT / "benchmarks" / "peers.py"),
-                method,
-                str(WORK / ds / "train.parquet"),
-                str(out),
-                str(n_rows),
-                "--threads",
-                str(threads),
-            ]
-            budget = PEER_BUDGETS[method]
-            if "epochs" in budget:
-                args += ["--epochs", str(budget["epochs"])]
-            if "minutes" in budget:
-                args += ["--minutes", str(budget["minutes"])]
-            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-            print(f"[{time.strftime('%H:%M:%S')}] {ds} {method} ...", flush=True)
-            out.mkdir(parents=True, exist_ok=True)
-            with open(out / "log.txt", "w") as log:
-                rc = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-            print(f"[{time.strftime('%H:%M:%S')}] {ds} {method} rc={rc}", flush=True)
+            for seed in seeds if seeds is not None else DEFAULT_SEEDS.get(method, [SEED]):
+                out = run_dir(ds, method, seed)
+                if (out / "run.json").exists():
+                    continue
+                args = [
+                    str(PEERS_PY),
+                    str(ROOT / "benchmarks" / "peers.py"),
+                    method,
+                    str(WORK / ds / "train.parquet"),
+                    str(out),
+                    str(SAMPLE_ROWS),
+                    "--threads",
+                    str(threads),
+                    "--seed",
+                    str(seed),
+                ]
+                budget = PEER_BUDGETS[method]
+                if "epochs" in budget:
+                    args += ["--epochs", str(budget["epochs"])]
+                if "minutes" in budget:
+                    args += ["--minutes", str(minutes)]
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+                print(f"[{time.strftime('%H:%M:%S')}] {ds} {method} seed {seed} ...", flush=True)
+                out.mkdir(parents=True, exist_ok=True)
+                with open(out / "log.txt", "w") as log:
+                    rc = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {ds} {method} seed {seed} rc={rc}", flush=True
+                )
 
 
 def _write_run(out: Path, table: Any, info: dict[str, Any]) -> None:
@@ -162,13 +223,20 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def run_ours(datasets: list[str], families: list[str], preset: str, threads: int) -> None:
-    """Fit our families through the product path (``Synthesizer.fit``) with preset defaults.
+def run_ours(
+    datasets: list[str],
+    families: list[str],
+    preset: str,
+    threads: int,
+    seeds: list[int] | None,
+    minutes: float,
+) -> None:
+    """Fit our families through the product path (``Synthesizer.fit``), ``minutes`` per fit.
 
-    The ``onestep`` fit trains a flow teacher first; that teacher is also scored as
-    ``pushforward-flow`` (its fit time is the transform plus the teacher phase), which saves a
-    separate 4-minute fit per dataset on a shared 2-core machine. Its budget is therefore
-    ``teacher_share`` of the onestep budget, less than a standalone ``flow`` fit would get.
+    A model that keeps the flow teacher it distilled from (``model.teacher``) is also sampled
+    through that teacher's ODE and scored as ``pushforward-<family>-teacher``: the same fit's
+    slow sampler, the reference the one-step default is held to. Its ``fit_seconds`` is the
+    whole fit's (one fit, two samplers); ``teacher_phase_seconds`` is the teacher's share.
     """
     import pyarrow.parquet as pq
     import torch
@@ -179,68 +247,70 @@ def run_ours(datasets: list[str], families: list[str], preset: str, threads: int
     torch.set_num_threads(threads)
     for ds in datasets:
         train = pq.read_table(WORK / ds / "train.parquet")
-        n_rows = pq.read_metadata(WORK / ds / "holdout.parquet").num_rows
         schema = infer_schema(train)
         for family in families:
-            out = WORK / ds / f"pushforward-{family}"
-            if (out / "run.json").exists():
-                continue
-            print(f"[{time.strftime('%H:%M:%S')}] {ds} pushforward-{family} ...", flush=True)
-            synth = Synthesizer.fit(
-                train,
-                schema,
-                family=family,
-                preset=preset,
-                seed=SEED,
-                config={"threads": threads, "device": "cpu"},
-            )
-            t0 = time.perf_counter()
-            table = synth.sample(n_rows, seed=1)
-            sample_s = time.perf_counter() - t0
-            info = {
-                "method": f"pushforward-{family}",
-                "preset": preset,
-                "threads": threads,
-                "fit_seconds": synth.info["fit_seconds"],
-                "sample_seconds": round(sample_s, 3),
-                "sample_rows": n_rows,
-                "device": "cpu",
-                "config": synth.model.config.to_dict(),
-                "fit_summary": synth.info["fit_summary"],
-                **_throughput(synth.model, threads),
-            }
-            _write_run(out, table, info)
-            print(
-                f"[{time.strftime('%H:%M:%S')}] {ds} pushforward-{family} fit "
-                f"{info['fit_seconds']:.0f}s",
-                flush=True,
-            )
-            teacher = getattr(synth.model, "teacher", None)
-            if family == "onestep" and teacher is not None:
+            method = f"pushforward-{family}"
+            for seed in seeds if seeds is not None else DEFAULT_SEEDS["pushforward"]:
+                out = run_dir(ds, method, seed)
+                if (out / "run.json").exists():
+                    continue
+                print(f"[{time.strftime('%H:%M:%S')}] {ds} {method} seed {seed} ...", flush=True)
+                synth = Synthesizer.fit(
+                    train,
+                    schema,
+                    family=family,
+                    preset=preset,
+                    seed=seed,
+                    config={"threads": threads, "device": "cpu", "max_minutes": minutes},
+                )
+                common = {
+                    "preset": preset,
+                    "seed": seed,
+                    "threads": threads,
+                    "device": "cpu",
+                    "budget_minutes": minutes,
+                    "fit_seconds": synth.info["fit_seconds"],
+                }
+                t0 = time.perf_counter()
+                table = synth.sample(SAMPLE_ROWS, seed=1)
+                sample_s = time.perf_counter() - t0
+                info = {
+                    "method": method,
+                    **common,
+                    "sample_seconds": round(sample_s, 3),
+                    "sample_rows": SAMPLE_ROWS,
+                    "config": synth.model.config.to_dict(),
+                    "fit_summary": synth.info["fit_summary"],
+                    **_throughput(synth.model, threads),
+                }
+                _write_run(out, table, info)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {ds} {method} seed {seed} fit "
+                    f"{info['fit_seconds']:.0f}s, {SAMPLE_ROWS / sample_s:.0f} rows/s",
+                    flush=True,
+                )
+                teacher = getattr(synth.model, "teacher", None)
+                if teacher is None:
+                    continue
                 tsyn = Synthesizer(
                     schema=synth.schema, transformer=synth.transformer, model=teacher
                 )
                 t0 = time.perf_counter()
-                table = tsyn.sample(n_rows, seed=1)
+                table = tsyn.sample(SAMPLE_ROWS, seed=1)
                 sample_s = time.perf_counter() - t0
-                phase = synth.info["fit_summary"]["teacher"]
-                transform_s = synth.info["fit_seconds"] - sum(
-                    synth.info["fit_summary"][k]["seconds"] for k in ("teacher", "pairs", "distill")
-                )
-                finfo = {
-                    "method": "pushforward-flow",
-                    "preset": preset,
-                    "threads": threads,
-                    "fit_seconds": round(phase["seconds"] + max(transform_s, 0.0), 3),
+                phase = (synth.info["fit_summary"] or {}).get("teacher") or {}
+                tinfo = {
+                    "method": f"{method}-teacher",
+                    **common,
+                    "teacher_phase_seconds": phase.get("seconds"),
                     "sample_seconds": round(sample_s, 3),
-                    "sample_rows": n_rows,
-                    "device": "cpu",
+                    "sample_rows": SAMPLE_ROWS,
                     "config": teacher.config.to_dict(),
                     "fit_summary": {"teacher": phase},
-                    "note": "teacher of pushforward-onestep (teacher_share of its budget)",
+                    "note": f"ODE teacher of {method}, same fit",
                     **_throughput(teacher, threads, n=16_384, repeats=1),
                 }
-                _write_run(WORK / ds / "pushforward-flow", table, finfo)
+                _write_run(run_dir(ds, f"{method}-teacher", seed), table, tinfo)
 
 
 def run_reference(datasets: list[str]) -> None:
@@ -254,7 +324,7 @@ def run_reference(datasets: list[str]) -> None:
     import pyarrow.parquet as pq
 
     for ds in datasets:
-        out = WORK / ds / "real-train-rows"
+        out = run_dir(ds, "real-train-rows", SEED)
         if (out / "run.json").exists():
             continue
         train = pq.read_table(WORK / ds / "train.parquet")
@@ -263,6 +333,7 @@ def run_reference(datasets: list[str]) -> None:
         idx = np.sort(rng.choice(train.num_rows, n, replace=False))
         info = {
             "method": "real-train-rows",
+            "seed": SEED,
             "fit_seconds": 0.0,
             "sample_seconds": None,
             "sample_rows": n,
@@ -361,37 +432,187 @@ def run_frontier(datasets: list[str], threads: int, distill_seconds: float, pres
         out_file.write_text(json.dumps(info, indent=2))
 
 
+def _score_rows(syn: Any, n: int) -> Any:
+    """A seeded subsample of ``n`` synthetic rows (all when fewer): methods sample
+    ``SAMPLE_ROWS`` for timing, and every score uses as many rows as the holdout."""
+    import numpy as np
+
+    if len(syn) <= n:
+        return syn
+    idx = np.sort(np.random.default_rng(SEED).choice(len(syn), n, replace=False))
+    return syn.iloc[idx].reset_index(drop=True)
+
+
+def _worst_pairs(hold: Any, syn: Any, k: int = 5) -> list[dict[str, Any]] | str:
+    """The pair diagnostic's worst ``k`` pairs (``pfcore.fidelity.pair_detection``), run as
+    ``evaluate`` runs it (default settings, one thread); a string saying why when it cannot."""
+    from threadpoolctl import threadpool_limits
+
+    from pfcore.errors import InputError
+    from pfcore.fidelity.config import EvalConfig
+    from pfcore.fidelity.pair_detection import pair_detection
+    from pfcore.fidelity.prepare import prepare
+    from pfcore.fidelity.sampling import subsample_rows
+
+    cfg = EvalConfig()
+    try:
+        prep = prepare(hold, syn, None)
+    except InputError as exc:
+        return f"not run: {exc}"
+    n = min(len(hold), len(syn), cfg.pair_detection_max_rows)
+    with threadpool_limits(limits=1):
+        res = pair_detection(
+            prep,
+            subsample_rows(len(hold), n, SEED, "pair_detection", 0),
+            subsample_rows(len(syn), n, SEED, "pair_detection", 1),
+            max_pairs=cfg.pair_detection_max_pairs,
+            max_candidates=cfg.pair_detection_max_candidates,
+            max_iter=cfg.pair_detection_max_iter,
+            seed=SEED,
+        )
+    return [
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in p.items()} for p in res.worst(k)
+    ]
+
+
+def _pairs_text(worst: Any, k: int = 3) -> str:
+    if not isinstance(worst, list):
+        return str(worst)
+    return ", ".join(
+        f"{p['column_1']}~{p['column_2']} {p['auc']:.3f} (lift {p['lift']:+.3f}, "
+        f"{p['explained_by']})"
+        for p in worst[:k]
+    )
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single seed) over seeds, per
+    dataset and method."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("status"):
+            continue
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    out = []
+    for (ds, method), runs in groups.items():
+        row: dict[str, Any] = {
+            "dataset": ds,
+            "method": method,
+            "seeds": sorted(r.get("seed") for r in runs),
+            "n_seeds": len(runs),
+        }
+        for m in SUMMARY_METRICS:
+            vals = np.array([r[m] for r in runs if r.get(m) is not None], dtype=float)
+            row[m] = round(float(vals.mean()), 4) if vals.size else None
+            row[f"{m}_std"] = (
+                round(float(vals.std(ddof=1)), 4) if vals.size > 1 else (0.0 if vals.size else None)
+            )
+        row["sample_rows"] = runs[0].get("sample_rows")
+        row["budget_minutes"] = runs[0].get("budget_minutes")
+        out.append(row)
+    return out
+
+
+def _fmt(row: dict[str, Any], m: str, digits: int = 3) -> str:
+    v, sd = row.get(m), row.get(f"{m}_std")
+    if v is None:
+        return "—"
+    if row["n_seeds"] > 1 and sd is not None:
+        return f"{v:.{digits}f} ± {sd:.{digits}f}"
+    return f"{v:.{digits}f}"
+
+
+def print_summary(summary: list[dict[str, Any]]) -> None:
+    """The mean ± std table, then the targets: default vs TabularARGN and vs its own teacher."""
+    print()
+    print(
+        "| dataset | method | seeds | Quality | Pair trends | detection AUC | TSTR | fit s "
+        "| rows/s (100k) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in summary:
+        rps = r.get("sample_rows_per_second")
+        print(
+            f"| {r['dataset']} | {r['method']} | {r['n_seeds']} | {_fmt(r, 'quality')} "
+            f"| {_fmt(r, 'column_pair_trends')} | {_fmt(r, 'detection_auc')} | {_fmt(r, 'tstr')} "
+            f"| {_fmt(r, 'fit_seconds', 0)} | {'—' if rps is None else f'{rps / 1000:.1f}k'} |"
+        )
+    ours = f"pushforward-{default_family()}"
+    by = {(r["dataset"], r["method"]): r for r in summary}
+    print()
+    print(f"Targets for the default ({ours}), means over seeds:")
+    for ds in sorted({r["dataset"] for r in summary}):
+        me = by.get((ds, ours))
+        if me is None:
+            continue
+        parts = [f"{ds}:"]
+        peer = by.get((ds, "mostly-tabularargn"))
+        if peer and peer.get("detection_auc") is not None:
+            ok = me["detection_auc"] <= peer["detection_auc"] and me["quality"] >= peer["quality"]
+            parts.append(
+                f"vs TabularARGN AUC {me['detection_auc']:.3f}/{peer['detection_auc']:.3f} "
+                f"Quality {me['quality']:.3f}/{peer['quality']:.3f} "
+                f"({'met' if ok else 'MISSED'});"
+            )
+            if me.get("sample_rows_per_second") and peer.get("sample_rows_per_second"):
+                ratio = me["sample_rows_per_second"] / peer["sample_rows_per_second"]
+                parts.append(f"speed {ratio:.1f}x ({'met' if ratio >= 5 else 'MISSED'} >= 5x);")
+        else:
+            parts.append("no TabularARGN record;")
+        teacher = by.get((ds, f"{ours}-teacher"))
+        if teacher and teacher.get("detection_auc") is not None:
+            gap = me["detection_auc"] - teacher["detection_auc"]
+            parts.append(
+                f"vs own ODE teacher AUC {me['detection_auc']:.3f}/{teacher['detection_auc']:.3f}"
+                f" (gap {gap:+.3f}, {'met' if gap <= 0.02 else 'MISSED'} <= 0.02)"
+            )
+        print(" ".join(parts))
+
+
 def score(datasets: list[str]) -> list[dict[str, Any]]:
     """Score every finished run (cached in ``scores.json`` next to its Parquet output)."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from scoring import score_all
+    from scoring import _align, score_all
 
     records = []
     for ds in datasets:
         target, task = TARGETS[ds]
         train = pd.read_parquet(WORK / ds / "train.parquet")
         hold = pd.read_parquet(WORK / ds / "holdout.parquet")
-        for run_dir in sorted(p for p in (WORK / ds).iterdir() if (p / "run.json").exists()):
-            run = json.loads((run_dir / "run.json").read_text())
-            cache = run_dir / "scores.json"
-            if cache.exists() and cache.stat().st_mtime >= (run_dir / "run.json").stat().st_mtime:
+        for run_path in sorted((WORK / ds).glob("*/seed-*/run.json")):
+            run_dir_ = run_path.parent
+            run = json.loads(run_path.read_text())
+            cache = run_dir_ / "scores.json"
+            scores = None
+            if cache.exists() and cache.stat().st_mtime >= run_path.stat().st_mtime:
                 scores = json.loads(cache.read_text())
-            else:
-                syn = pd.read_parquet(run_dir / "synthetic.parquet")
+                if "worst_pairs" not in scores:
+                    scores = None
+            if scores is None:
+                syn = _score_rows(pd.read_parquet(run_dir_ / "synthetic.parquet"), len(hold))
                 scores = score_all(train, hold, syn, target, task, SEED)
+                scores["worst_pairs"] = _worst_pairs(hold, _align(hold, syn))
                 cache.write_text(json.dumps(scores))
+            worst = scores.pop("worst_pairs")
+            seed = run.get("seed", int(run_dir_.name.removeprefix("seed-")))
             rec = {
                 "dataset": ds,
                 "method": run["method"],
+                "seed": seed,
                 **{k: round(v, 4) for k, v in scores.items()},
                 "fit_seconds": run["fit_seconds"],
+                "sample_rows": run.get("sample_rows"),
                 "sample_rows_per_second": (
                     round(run["sample_rows"] / max(run["sample_seconds"], 1e-9), 1)
-                    if run["sample_seconds"] is not None
+                    if run.get("sample_seconds") is not None
                     else None
                 ),
+                "budget_minutes": run.get("budget_minutes")
+                or (run.get("budget") or {}).get("max_training_time_minutes"),
                 "rows": int(len(train)),
                 "columns": int(train.shape[1]),
                 "cpu_count": os.cpu_count(),
@@ -413,30 +634,38 @@ def score(datasets: list[str]) -> list[dict[str, Any]]:
                 "target": target,
                 "target_metric": "roc_auc" if task == "binary" else "r2",
                 "scored_holdout_rows": int(len(hold)),
+                "worst_pairs": worst,
             }
             for k in (
                 "encoded_rows_per_second",
                 "network_rows_per_second",
                 "overhead_ratio",
+                "teacher_phase_seconds",
                 "note",
             ):
                 if k in run:
                     rec[k] = round(run[k], 3) if isinstance(run[k], float) else run[k]
             records.append(rec)
             print(
-                f"{ds:20s} {rec['method']:26s} Q {rec['quality']:.3f} "
+                f"{ds:20s} {rec['method']:30s} seed {seed} Q {rec['quality']:.3f} "
                 f"shapes {rec['column_shapes']:.3f} "
                 f"pairs {rec['column_pair_trends']:.3f} AUC {rec['detection_auc']:.3f} "
                 f"TSTR {rec['tstr']:.3f}/{rec['trtr']:.3f} fit {rec['fit_seconds']:.0f}s "
-                f"{rec['sample_rows_per_second'] or 0:.0f} rows/s",
+                + (
+                    f"{rec['sample_rows_per_second']:.0f} rows/s on {rec['sample_rows']} rows"
+                    if rec["sample_rows_per_second"] is not None
+                    else "(no sampler)"
+                ),
                 flush=True,
             )
-        for marker in sorted((WORK / ds).glob("*/unfinished.json")):
+            print(f"{'':20s}   worst pairs: {_pairs_text(worst)}", flush=True)
+        for marker in sorted((WORK / ds).glob("*/seed-*/unfinished.json")):
             info = json.loads(marker.read_text())
             records.append(
                 {
                     "dataset": ds,
                     "method": info["method"],
+                    "seed": info.get("seed"),
                     "status": info["status"],
                     "reason": info["reason"],
                     "budget": info.get("budget"),
@@ -457,11 +686,14 @@ def score(datasets: list[str]) -> list[dict[str, Any]]:
                     ),
                 }
             )
-            print(f"{ds:20s} {info['method']:26s} {info['status']}: {info['reason']}")
+            print(f"{ds:20s} {info['method']:30s} {info['status']}: {info['reason']}")
+    summary = summarize(records)
+    print_summary(summary)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / ".fidelity.json.tmp"
-    tmp.write_text(json.dumps(records, indent=2))
-    os.replace(tmp, RESULTS / "fidelity.json")
+    for name, payload in (("fidelity.json", records), ("fidelity_summary.json", summary)):
+        tmp = RESULTS / f".{name}.tmp"
+        tmp.write_text(json.dumps(payload, indent=2))
+        os.replace(tmp, RESULTS / name)
     frontier = [
         json.loads((WORK / ds / "frontier.json").read_text())
         for ds in datasets
@@ -487,16 +719,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("stage", choices=["prepare", "peers", "ours", "reference", "frontier", "score"])
     ap.add_argument("--datasets", nargs="*", default=DATASETS)
     ap.add_argument("--methods", nargs="*", default=list(PEER_BUDGETS))
-    ap.add_argument("--families", nargs="*", default=["onestep", "energy", "naive_mse"])
+    ap.add_argument("--families", nargs="*", default=None, help="default: the default family")
     ap.add_argument("--preset", default="balanced")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="fit seeds (default: 0 1 2 for ours and TabularARGN, 0 for SDV)",
+    )
+    ap.add_argument(
+        "--minutes",
+        type=float,
+        default=BUDGET_MINUTES,
+        help="training budget of our fits and of TabularARGN (same for both)",
+    )
     ap.add_argument("--distill-seconds", type=float, default=60.0)
     args = ap.parse_args(argv)
     prepare(args.datasets)
     if args.stage == "peers":
-        run_peers(args.datasets, args.methods, args.threads)
+        run_peers(args.datasets, args.methods, args.threads, args.seeds, args.minutes)
     elif args.stage == "ours":
-        run_ours(args.datasets, args.families, args.preset, args.threads)
+        families = args.families or [default_family()]
+        run_ours(args.datasets, families, args.preset, args.threads, args.seeds, args.minutes)
     elif args.stage == "frontier":
         run_frontier(args.datasets, args.threads, args.distill_seconds, args.preset)
     elif args.stage == "score":

@@ -56,8 +56,26 @@ def _gate_markdown(result) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def pair_artifact_rows(report, k: int = 5) -> list[dict]:
+    """The pair diagnostic's worst ``k`` pairs as table-artifact rows (empty when it was off)."""
+    worst = ((report.pair_detection or {}).get("worst") or [])[:k]
+    return [
+        {
+            "column_1": p["column_1"],
+            "column_2": p["column_2"],
+            "pair_auc": round(float(p["auc"]), 4),
+            "auc_column_1_alone": round(float(p["auc_column_1"]), 4),
+            "auc_column_2_alone": round(float(p["auc_column_2"]), 4),
+            "lift": round(float(p["lift"]), 4),
+            "explained_by": p.get("explained_by"),
+        }
+        for p in worst
+    ]
+
+
 def _publish_artifacts(report, result) -> None:
-    """Fidelity table and Markdown report as Prefect artifacts (visible on the run page)."""
+    """Fidelity table, worst column pairs and Markdown report as Prefect artifacts (visible on
+    the run page)."""
     try:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -67,6 +85,13 @@ def _publish_artifacts(report, result) -> None:
         create_table_artifact(
             rows, key="fidelity-metrics", description="Fidelity metrics (holdout vs synthetic)"
         )
+        pair_rows = pair_artifact_rows(report)
+        if pair_rows:
+            create_table_artifact(
+                pair_rows,
+                key="fidelity-pairs",
+                description="Column pairs that give synthetic rows away (detection AUC per pair)",
+            )
         create_markdown_artifact(
             _gate_markdown(result) + "\n" + report.to_markdown(),
             key="fidelity-report",

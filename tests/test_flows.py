@@ -62,6 +62,7 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
     src = ds.dataset(PENGUINS).schema
     assert table.schema.names == src.names
     assert all(table.schema.field(n).type == src.field(n).type for n in src.names)
+    _assert_fidelity_artifacts()
 
     # Threads and a local Dask cluster (2 worker processes) publish exactly the same rows across
     # several shards: content depends on (model, seed, rows) only, not on where shards ran.
@@ -86,6 +87,27 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
         assert res["files"] == 3 and res["rows"] == 150_000
         tables.append(ds.dataset(res["path"], format="parquet").to_table())
     assert tables[0].equals(tables[1])
+
+
+def _assert_fidelity_artifacts() -> None:
+    """The validate task published the pair diagnostic: a table of the worst column pairs and
+    its section in the Markdown report."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ["fidelity-pairs", "fidelity-report"]
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    by_key = {a.key: a.data for a in arts}
+    rows = by_key["fidelity-pairs"]
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert 1 <= len(rows) <= 5
+    assert {"column_1", "column_2", "pair_auc", "lift", "explained_by"} <= set(rows[0])
+    assert "## Column pairs that give synthetic rows away" in by_key["fidelity-report"]
 
 
 def test_failing_gate_fails_the_run_and_registers_nothing(harness: Path) -> None:

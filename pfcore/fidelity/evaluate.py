@@ -1,9 +1,9 @@
 """``evaluate``: measure a synthetic table against real held-out (and training) rows.
 
 Order of work: prepare every column once, then shapes / missing rates / validity on all rows,
-pair trends, detection, privacy and efficacy on seeded subsamples (see ``EvalConfig``). Each
-metric's subsample comes from its own ``SeedSequence([seed, k])`` stream, so turning one metric
-off or on never changes another's numbers.
+pair trends, detection, pair detection, privacy and efficacy on seeded subsamples (see
+``EvalConfig``). Each metric's subsample comes from its own ``SeedSequence([seed, k])`` stream,
+so turning one metric off or on never changes another's numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pfcore.errors import InputError
 from pfcore.fidelity.config import EvalConfig
 from pfcore.fidelity.detection import detection as run_detection
 from pfcore.fidelity.efficacy import efficacy as run_efficacy
+from pfcore.fidelity.pair_detection import pair_detection as run_pair_detection
 from pfcore.fidelity.pairs import correlation_matrices, pair_trends
 from pfcore.fidelity.plots import distributions
 from pfcore.fidelity.prepare import prepare, to_pandas
@@ -206,6 +207,26 @@ def _evaluate(
     else:
         notes.append("detection switched off (EvalConfig.detection=False)")
 
+    pair_det = None
+    if cfg.pair_detection:
+        sw.start()
+        k = min(n_real, n_syn, cfg.pair_detection_max_rows)
+        pair_det = run_pair_detection(
+            prep,
+            _rows(n_real, k, seed, "pair_detection", 0),
+            _rows(n_syn, k, seed, "pair_detection", 1),
+            max_pairs=cfg.pair_detection_max_pairs,
+            max_candidates=cfg.pair_detection_max_candidates,
+            max_iter=cfg.pair_detection_max_iter,
+            seed=seed,
+        )
+        if pair_det.n_screened < pair_det.n_pairs_total:
+            notes.append(
+                f"pair detection screened {pair_det.n_screened} of {pair_det.n_pairs_total} "
+                "column pairs (seeded random subset; EvalConfig.pair_detection_max_candidates)"
+            )
+        sw.lap("pair_detection")
+
     priv = None
     if train_df is not None and cfg.privacy:
         sw.start()
@@ -268,6 +289,7 @@ def _evaluate(
         target=target,
         skipped_columns=dict(prep.skipped),
         detection=det.to_dict() if det else None,
+        pair_detection=pair_det.to_dict() if pair_det else None,
         privacy=priv.to_dict() if priv else None,
         efficacy=eff.to_dict() if eff else None,
         notes=notes,

@@ -122,6 +122,18 @@ def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _pair_blame(pair_det: dict[str, Any] | None, k: int) -> str:
+    """Name the relationships that give rows away, from the pair diagnostic (empty without)."""
+    worst = [
+        p for p in (pair_det or {}).get("worst") or [] if p.get("explained_by") == "relationship"
+    ]
+    if not worst:
+        return ""
+    return "; column pairs whose relationship gives it away (pair AUC, lift): " + ", ".join(
+        f"'{p['column_1']}'~'{p['column_2']}' ({p['auc']:.3f}, +{p['lift']:.3f})" for p in worst[:k]
+    )
+
+
 class _Checks:
     def __init__(self) -> None:
         self.checks: list[dict[str, Any]] = []
@@ -261,6 +273,7 @@ def gate(report: FidelityReport, config: GateConfig | None = None) -> GateResult
             )
         else:
             why = "no per-column detail"
+        why += _pair_blame(report.pair_detection, k)
         c.add(
             "detection_auc",
             auc <= cfg.max_detection_auc,

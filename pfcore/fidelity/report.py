@@ -19,6 +19,10 @@ JSON layout (version 1)::
                   "missing_diff", "detection_auc", "reference_shape", "validity": {...}}],
      "skipped_columns": {name: reason}, "pairs": [...PairScore.to_dict()],
      "detection": {...} | null, "privacy": {...} | null, "efficacy": {...} | null,
+     "pair_detection": {"worst": [...], "pairs": [{"column_1", "column_2", "auc",
+                        "auc_column_1", "auc_column_2", "lift", "explained_by", "screen_auc"}],
+                        "n_real", "n_synthetic", "n_pairs_total", "n_screened", "n_scored",
+                        "settings"} | null,
      "reference": {"source", "n_a", "n_b", "column_shapes", "pair_trends", "quality"} | null,
      "notes": [str], "timings_s": {section: wall seconds}, "cpu_s": {section: CPU seconds},
      "distributions": {column: {...histogram or frequencies}},
@@ -93,6 +97,61 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _pair_detection_summary(pair_det: dict[str, Any] | None) -> dict[str, Any]:
+    """MLflow metrics of the pair diagnostic: its worst pair's AUC and lift over its columns."""
+    worst = (pair_det or {}).get("worst") or []
+    if not worst:
+        return {}
+    return {
+        "pair_detection_auc_max": max(p["auc"] for p in worst),
+        "pair_detection_lift_max": worst[0]["lift"],
+    }
+
+
+def _pair_detection_markdown(pair_det: dict[str, Any] | None, k: int = 5) -> list[str]:
+    """The "column pairs that give synthetic rows away" section (empty without the diagnostic)."""
+    worst = ((pair_det or {}).get("worst") or [])[:k]
+    if not worst:
+        return []
+    parts = ["## Column pairs that give synthetic rows away", ""]
+    parts.append(
+        f"Detection ROC AUC of a classifier that sees only the two columns "
+        f"({pair_det.get('n_real')} real vs {pair_det.get('n_synthetic')} synthetic rows; "
+        f"{pair_det.get('n_scored')} of {pair_det.get('n_pairs_total')} pairs scored after a "
+        "cheap screen). Lift = pair AUC minus the larger AUC of either column alone: a high "
+        "lift means the relationship between the two columns is off, a high AUC with a low "
+        "lift means one column is off on its own."
+    )
+    parts.append("")
+    parts.append(
+        _table(
+            [
+                "column 1",
+                "column 2",
+                "pair AUC",
+                "AUC col 1 alone",
+                "AUC col 2 alone",
+                "lift",
+                "why",
+            ],
+            [
+                [
+                    p["column_1"],
+                    p["column_2"],
+                    p["auc"],
+                    p["auc_column_1"],
+                    p["auc_column_2"],
+                    p["lift"],
+                    p.get("explained_by"),
+                ]
+                for p in worst
+            ],
+        )
+    )
+    parts.append("")
+    return parts
+
+
 @dataclass
 class FidelityReport:
     """Everything ``evaluate`` measured; see the module docstring for the JSON layout."""
@@ -108,6 +167,7 @@ class FidelityReport:
     detection: dict[str, Any] | None = None
     privacy: dict[str, Any] | None = None
     efficacy: dict[str, Any] | None = None
+    pair_detection: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -137,6 +197,7 @@ class FidelityReport:
                 "detection": self.detection,
                 "privacy": self.privacy,
                 "efficacy": self.efficacy,
+                "pair_detection": self.pair_detection,
                 "reference": self.reference,
                 "notes": self.notes,
                 "timings_s": self.timings_s,
@@ -168,6 +229,7 @@ class FidelityReport:
             "detection",
             "privacy",
             "efficacy",
+            "pair_detection",
             "reference",
             "notes",
             "timings_s",
@@ -206,6 +268,8 @@ class FidelityReport:
             put(k, v)
         if self.detection:
             put("detection_auc", self.detection.get("auc"))
+        for name, value in _pair_detection_summary(self.pair_detection).items():
+            put(name, value)
         if self.privacy:
             put("privacy_dcr_ratio", self.privacy.get("dcr_ratio"))
             put("privacy_dcr_synthetic_p5", self.privacy.get("dcr_synthetic_p5"))
@@ -377,6 +441,7 @@ class FidelityReport:
                 )
             )
             parts.append("")
+        parts += _pair_detection_markdown(self.pair_detection)
         if self.detection and self.detection.get("column_auc"):
             top = sorted(self.detection["column_auc"].items(), key=lambda t: -t[1])[:5]
             parts += ["## Detection", ""]

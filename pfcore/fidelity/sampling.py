@@ -10,7 +10,14 @@ import numpy as np
 
 __all__ = ["subsample_rows", "STREAMS"]
 
-STREAMS = {"pairs": 1, "detection": 2, "privacy": 3, "efficacy": 4, "reference": 5}
+STREAMS = {
+    "pairs": 1,
+    "detection": 2,
+    "privacy": 3,
+    "efficacy": 4,
+    "reference": 5,
+    "pair_detection": 6,
+}
 
 
 def subsample_rows(n: int, k: int, seed: int, stream: str, table: int = 0) -> np.ndarray:
