@@ -32,11 +32,10 @@ def register_task(
     half-seen success cannot create a duplicate. ``promotion``: a
     ``pfcore.promotion.PromotionPolicy`` as a dict; the registry applies it once."""
     from pfcore.promotion import PromotionPolicy
-    from pfcore.registry import log_synthesizer, resolve_tracking
+    from pfcore.registry import Registration, log_synthesizer, resolve_tracking
 
-    logged = log_synthesizer(
-        synth_dir,
-        registered_model_name=model_name,
+    registration = Registration(
+        model_name,
         params=params,
         metrics=summary,
         report_dir=report_dir,
@@ -47,6 +46,7 @@ def register_task(
         tags={"dataset_checksum": dataset_checksum},
         policy=PromotionPolicy.from_dict(promotion),
     )
+    logged = log_synthesizer(synth_dir, registration)
     log = logger()
     log.info(
         "registered %s version %s alias=%s%s",

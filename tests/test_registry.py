@@ -53,16 +53,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> 
 
 
 def _log(synth_dir: Path, name: str, *, summary=SUMMARY, gate=PASSED, dataset="ds-1", **kw):
-    from pfcore.registry import log_synthesizer
+    from pfcore.registry import Registration, log_synthesizer
 
     return log_synthesizer(
         synth_dir,
-        registered_model_name=name,
-        params={"family": "flow", "preset": "fast", "model": {"max_steps": 30}},
-        metrics=summary,
-        gate_result=gate,
-        dataset_checksum=dataset,
-        **kw,
+        Registration(
+            name,
+            params={"family": "flow", "preset": "fast", "model": {"max_steps": 30}},
+            metrics=summary,
+            gate_result=gate,
+            dataset_checksum=dataset,
+            **kw,
+        ),
     )
 
 
@@ -256,14 +258,14 @@ def test_failure_midway_leaves_nothing_registered(
 def test_unreachable_server_fails_fast_with_the_uri(
     synth_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from pfcore.registry import champion_summary, load_champion, log_synthesizer
+    from pfcore.registry import Registration, champion_summary, load_champion, log_synthesizer
 
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path / "home"))
     t0 = time.monotonic()
     with pytest.raises(RegistryError, match="unreachable") as info:
-        log_synthesizer(synth_dir, registered_model_name="x", metrics=SUMMARY, gate_result=PASSED)
+        log_synthesizer(synth_dir, Registration("x", metrics=SUMMARY, gate_result=PASSED))
     assert uri in str(info.value) and "after 3 attempts" in str(info.value)
     assert time.monotonic() - t0 < 15
     monkeypatch.setattr("pfcore.registry.tracking.PROBE_ATTEMPTS", 1)  # same path, less waiting
@@ -282,16 +284,16 @@ def test_missing_champion_is_a_clear_error(home: Path) -> None:
 
 
 def test_bad_inputs_are_rejected(synth_dir: Path, home: Path, tmp_path: Path) -> None:
-    from pfcore.registry import log_synthesizer
+    from pfcore.registry import Registration, log_synthesizer
 
     with pytest.raises(InputError, match="synthesizer.json"):
-        log_synthesizer(tmp_path, registered_model_name="x")
+        log_synthesizer(tmp_path, Registration("x"))
     with pytest.raises(InputError, match="report"):
-        log_synthesizer(synth_dir, registered_model_name="x", report_dir=tmp_path / "nope")
+        log_synthesizer(synth_dir, Registration("x", report_dir=tmp_path / "nope"))
     with pytest.raises(InputError, match="must not contain"):
-        log_synthesizer(synth_dir, registered_model_name="it's")
+        log_synthesizer(synth_dir, Registration("it's"))
     with pytest.raises(InputError, match="training curve"):
-        log_synthesizer(synth_dir, registered_model_name="x", training_curve=tmp_path / "c.csv")
+        log_synthesizer(synth_dir, Registration("x", training_curve=tmp_path / "c.csv"))
     assert not (home / "mlartifacts").exists()  # validation happens before touching the store
 
 
@@ -380,12 +382,12 @@ def test_gpu_trained_model_loads_and_samples_on_cpu(home: Path, tmp_path: Path) 
 
     import torch
 
-    from pfcore.registry import log_synthesizer
+    from pfcore.registry import Registration, log_synthesizer
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     synth_dir = train_tiny(tmp_path / "gpu-synth", seed=5, extra={"device": "cuda"})
-    log_synthesizer(synth_dir, registered_model_name="gpu", metrics=SUMMARY, gate_result=PASSED)
+    log_synthesizer(synth_dir, Registration("gpu", metrics=SUMMARY, gate_result=PASSED))
     child = (
         "import json, mlflow, pandas as pd, torch; "
         "m = mlflow.pyfunc.load_model('models:/gpu@champion'); "

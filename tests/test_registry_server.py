@@ -72,7 +72,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
 def test_register_on_server_and_load_by_alias_in_fresh_process(
     mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pfcore.registry import load_champion, log_synthesizer
+    from pfcore.registry import Registration, load_champion, log_synthesizer
     from pfcore.registry.frames import to_pandas
     from pfcore.synthesizer import Synthesizer
 
@@ -81,10 +81,12 @@ def test_register_on_server_and_load_by_alias_in_fresh_process(
     synth_dir = train_tiny(tmp_path / "synthesizer", seed=1)
     logged = log_synthesizer(
         synth_dir,
-        registered_model_name="served",
-        metrics={"quality": 0.9},
-        gate_result={"passed": True, "reasons": []},
-        dataset_checksum="ds-server",
+        Registration(
+            "served",
+            metrics={"quality": 0.9},
+            gate_result={"passed": True, "reasons": []},
+            dataset_checksum="ds-server",
+        ),
     )
     assert (logged.version, logged.alias) == (1, "champion")
     assert not (tmp_path / "home" / "mlflow.db").exists()  # the server holds the store

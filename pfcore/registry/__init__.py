@@ -2,8 +2,8 @@
 
 Public API (imported lazily, so ``import pfcore.registry`` does not import mlflow)::
 
-    log_synthesizer(synth_dir, *, registered_model_name, params, metrics, report_dir,
-                    gate_result, training_curve, tags, experiment, ...) -> LoggedModel
+    log_synthesizer(synth_dir, Registration(model_name, params=, metrics=, report_dir=,
+                    gate_result=, training_curve=, tags=, policy=, ...)) -> LoggedModel
     champion_summary(name) -> dict | None       # the current champion's fidelity summary
     resolve_alias(name, alias="champion") -> ModelVersionInfo
     load_champion(name, device="cpu") -> (Synthesizer, ModelVersionInfo)
@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "log_synthesizer",
     "LoggedModel",
+    "Registration",
     "champion_summary",
     "resolve_alias",
     "load_champion",
@@ -42,6 +43,7 @@ __all__ = [
 _LAZY = {
     "log_synthesizer": "pfcore.registry.log",
     "LoggedModel": "pfcore.registry.log",
+    "Registration": "pfcore.registry.log",
     "champion_summary": "pfcore.registry.register",
     "resolve_alias": "pfcore.registry.register",
     "load_champion": "pfcore.registry.register",

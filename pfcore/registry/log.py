@@ -55,6 +55,7 @@ from pfcore.registry.register import (
 
 __all__ = [
     "LoggedModel",
+    "Registration",
     "log_synthesizer",
     "config_fingerprint",
     "registration_fingerprint",
@@ -317,29 +318,12 @@ def _existing_version(
 
 
 # ------------------------------------------------------------------------------ main entry
-def log_synthesizer(
-    synth_dir: str | os.PathLike[str],
-    *,
-    registered_model_name: str,
-    params: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, float] | None = None,
-    report_dir: str | os.PathLike[str] | None = None,
-    gate_result: Any = None,
-    training_curve: Sequence[Mapping[str, Any]] | str | os.PathLike[str] | None = None,
-    tags: Mapping[str, str] | None = None,
-    experiment: str = tracking.DEFAULT_EXPERIMENT,
-    dataset_checksum: str | None = None,
-    config_fp: str | None = None,
-    seed: int | None = None,
-    policy: PromotionPolicy | None = None,
-    run_name: str | None = None,
-    ship_code: bool = True,
-) -> LoggedModel:
-    """Log, register and alias a saved synthesizer; see the module docstring for guarantees.
+@dataclass(frozen=True)
+class Registration:
+    """What to register a saved synthesizer as, and the evidence logged beside it.
 
-    Arguments:
-        synth_dir: a directory written by ``Synthesizer.save``.
-        registered_model_name: the registry name (``models:/<name>@champion``).
+    Attributes:
+        model_name: the registry name (``models:/<name>@champion``).
         params: training parameters; logged flattened (``a.b``) and as ``config/params.json``.
         metrics: the fidelity report's ``summary`` (flat name -> float), logged as run metrics.
         report_dir: the fidelity report directory (JSON, Markdown, plots), logged under
@@ -347,20 +331,67 @@ def log_synthesizer(
         gate_result: a ``GateResult`` or a mapping with ``passed`` / ``reasons`` (``checks``
             optional). None means no gate ran: the version is never made champion.
         training_curve: rows of progress (dicts with ``step``, ``phase``, ``loss``, ...) or a
-            CSV/JSON file of them.
+            JSON file of them.
         tags: extra run tags (also copied onto the model version).
+        experiment: the MLflow experiment of the run.
         dataset_checksum / config_fp / seed: the idempotency key. ``dataset_checksum``
             defaults to ``tags["dataset_checksum"]``; ``config_fp`` to
             :func:`config_fingerprint` of ``params``; ``seed`` to the synthesizer's seed.
         policy: how the summary is compared with the current champion's
             (``pfcore.promotion.PromotionPolicy``; its defaults when None). The verdict of
             ``pfcore.promotion.decide`` sets the alias and is recorded on the version.
+        run_name: the MLflow run's name (default ``<name>-<family>-seed<seed>``).
         ship_code: include pfcore as ``code_paths`` so the model loads without pushforward
             installed.
+    """
+
+    model_name: str
+    params: Mapping[str, Any] | None = None
+    metrics: Mapping[str, float] | None = None
+    report_dir: str | os.PathLike[str] | None = None
+    gate_result: Any = None
+    training_curve: Sequence[Mapping[str, Any]] | str | os.PathLike[str] | None = None
+    tags: Mapping[str, str] | None = None
+    experiment: str = tracking.DEFAULT_EXPERIMENT
+    dataset_checksum: str | None = None
+    config_fp: str | None = None
+    seed: int | None = None
+    policy: PromotionPolicy | None = None
+    run_name: str | None = None
+    ship_code: bool = True
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Everything the writing step logs, decided before anything is written."""
+
+    name: str
+    experiment_id: str
+    run_name: str
+    run_tags: dict[str, str]
+    params: Mapping[str, Any] | None
+    summary: dict[str, float]
+    gate: dict[str, Any]
+    curve: list[dict]
+    report_dir: str | os.PathLike[str] | None
+    meta: dict[str, Any]
+    alias: str
+    decision: list[str]
+    fingerprint: str
+    ship_code: bool
+
+
+def log_synthesizer(synth_dir: str | os.PathLike[str], registration: Registration) -> LoggedModel:
+    """Log, register and alias a saved synthesizer; see the module docstring for guarantees.
+
+    ``synth_dir`` is a directory written by ``Synthesizer.save``; ``registration`` says what to
+    register it as (see :class:`Registration`).
 
     Returns the registered version and its alias. Raises RegistryError when the store is
     unreachable or refuses an operation (nothing is left registered), InputError for bad input.
     """
+    reg = registration
+    registered_model_name, report_dir, params = reg.model_name, reg.report_dir, reg.params
     synth_dir = Path(synth_dir)
     meta_path = synth_dir / "synthesizer.json"
     if not meta_path.is_file():
@@ -376,14 +407,14 @@ def log_synthesizer(
         raise InputError("fidelity report directory not found", path=report_dir)
     meta = json.loads(meta_path.read_text())
     name = registered_model_name.strip()
-    passed, reasons, checks = _gate_fields(gate_result)
-    curve = _read_curve(training_curve)
-    summary = _finite_metrics(metrics)
-    user_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    passed, reasons, checks = _gate_fields(reg.gate_result)
+    curve = _read_curve(reg.training_curve)
+    summary = _finite_metrics(reg.metrics)
+    user_tags = {str(k): str(v) for k, v in (reg.tags or {}).items()}
 
-    seed = meta.get("seed") if seed is None else seed
-    dataset_checksum = dataset_checksum or user_tags.get("dataset_checksum")
-    config_fp = config_fp or config_fingerprint(params)
+    seed = meta.get("seed") if reg.seed is None else reg.seed
+    dataset_checksum = reg.dataset_checksum or user_tags.get("dataset_checksum")
+    config_fp = reg.config_fp or config_fingerprint(params)
     fingerprint = registration_fingerprint(
         dataset_checksum or f"content:{_dir_digest(synth_dir)}", config_fp, seed
     )
@@ -411,7 +442,7 @@ def log_synthesizer(
             decision="identical registration exists (same dataset, config and seed): "
             + (stored or f"alias {alias}"),
         )
-    experiment_id = tracking.ensure_experiment(cfg, experiment)
+    experiment_id = tracking.ensure_experiment(cfg, reg.experiment)
 
     provenance = {
         TAG_FINGERPRINT: fingerprint,
@@ -438,55 +469,29 @@ def log_synthesizer(
         reasons,
         champion=champ_summary,
         champion_version=None if champ is None else champ.version,
-        policy=policy,
+        policy=reg.policy,
     )
-    alias, decision = verdict.alias, [verdict.summary]
-
-    run_name = run_name or f"{name}-{meta.get('family', 'model')}-seed{seed}"
-    return _log_and_register(
-        cfg,
-        mlc,
-        synth_dir,
+    record = _Record(
         name=name,
         experiment_id=experiment_id,
-        run_name=run_name,
+        run_name=reg.run_name or f"{name}-{meta.get('family', 'model')}-seed{seed}",
         run_tags=run_tags,
         params=params,
         summary=summary,
-        passed=passed,
-        reasons=reasons,
-        checks=checks,
+        gate={"passed": passed, "reasons": reasons, "checks": checks},
         curve=curve,
         report_dir=report_dir,
         meta=meta,
-        alias=alias,
-        decision=decision,
+        alias=verdict.alias,
+        decision=[verdict.summary],
         fingerprint=fingerprint,
-        ship_code=ship_code,
+        ship_code=reg.ship_code,
     )
+    return _log_and_register(cfg, mlc, synth_dir, record)
 
 
 def _log_and_register(
-    cfg: tracking.TrackingConfig,
-    mlc: Any,
-    synth_dir: Path,
-    *,
-    name: str,
-    experiment_id: str,
-    run_name: str | None,
-    run_tags: dict[str, str],
-    params: Mapping[str, Any] | None,
-    summary: dict[str, float],
-    passed: bool | None,
-    reasons: list[str],
-    checks: list[Any],
-    curve: list[dict],
-    report_dir: str | os.PathLike[str] | None,
-    meta: dict[str, Any],
-    alias: str,
-    decision: list[str],
-    fingerprint: str,
-    ship_code: bool,
+    cfg: tracking.TrackingConfig, mlc: Any, synth_dir: Path, record: _Record
 ) -> LoggedModel:
     """The part that writes: every step inside one try, undone on failure (see module doc)."""
     import time
@@ -497,48 +502,44 @@ def _log_and_register(
     from pfcore.registry.frames import input_example, signature_for
     from pfcore.schema import TableSchema
 
+    r = record
+    name, alias, decision, passed = r.name, r.alias, r.decision, r.gate["passed"]
     schema = TableSchema.load(synth_dir / "schema.json")
     version: int | None = None
     previous_alias_holder: ModelVersionInfo | None = None
     alias_moved = False
     with tracking.registry_errors(cfg, "start a run"):
-        run = mlc.create_run(experiment_id, run_name=run_name, tags=run_tags)
+        run = mlc.create_run(r.experiment_id, run_name=r.run_name, tags=r.run_tags)
     run_id = run.info.run_id
     try:
         with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp_s:
             tmp = Path(tmp_s)
-            flat = _flat_params(params)
+            flat = _flat_params(r.params)
             if flat:
                 mlflow.log_params(flat)
             now = int(time.time() * 1000)
-            batch = [Metric(k, v, now, 0) for k, v in _metric_names(summary).items()]
+            batch = [Metric(k, v, now, 0) for k, v in _metric_names(r.summary).items()]
             if passed is not None:
                 batch.append(Metric(INTERNAL_METRIC_PREFIX + "gate_passed", float(passed), now, 0))
-            batch += [Metric(k, v, now, s) for k, v, s in _curve_metrics(curve)]
+            batch += [Metric(k, v, now, s) for k, v, s in _curve_metrics(r.curve)]
             for i in range(0, len(batch), 1000):
                 mlc.log_batch(run_id, metrics=batch[i : i + 1000])
 
             cfg_dir = tmp / "config"
             cfg_dir.mkdir()
             (cfg_dir / "params.json").write_text(
-                json.dumps(dict(params or {}), indent=2, default=str)
+                json.dumps(dict(r.params or {}), indent=2, default=str)
             )
-            (cfg_dir / "synthesizer.json").write_text(json.dumps(meta, indent=2, default=str))
+            (cfg_dir / "synthesizer.json").write_text(json.dumps(r.meta, indent=2, default=str))
             mlflow.log_artifacts(str(cfg_dir), "config")
-            gate_doc = {
-                "passed": passed,
-                "reasons": reasons,
-                "checks": checks,
-                "decision": decision,
-                "alias": alias,
-            }
+            gate_doc = {**r.gate, "decision": decision, "alias": alias}
             mlflow.log_dict(json.loads(json.dumps(gate_doc, default=str)), "fidelity/gate.json")
-            if report_dir is not None:
-                mlflow.log_artifacts(str(report_dir), "fidelity")
-            if curve:
-                mlflow.log_text(_curve_csv(curve), "training/curve.csv")
+            if r.report_dir is not None:
+                mlflow.log_artifacts(str(r.report_dir), "fidelity")
+            if r.curve:
+                mlflow.log_text(_curve_csv(r.curve), "training/curve.csv")
 
-            code_paths = [str(_shippable_code(tmp))] if ship_code else None
+            code_paths = [str(_shippable_code(tmp))] if r.ship_code else None
             model_info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(PYFUNC_FILE),
@@ -549,7 +550,7 @@ def _log_and_register(
                 input_example=input_example(),
             )
 
-            version_tags = {**run_tags, TAG_PREFIX + "decision": " | ".join(decision)[:5000]}
+            version_tags = {**r.run_tags, TAG_PREFIX + "decision": " | ".join(decision)[:5000]}
             mv = mlflow.register_model(model_info.model_uri, name, tags=version_tags)
             version = int(mv.version)
             mlc.set_registered_model_tag(name, TAG_PREFIX + "managed", "true")
@@ -579,7 +580,7 @@ def _log_and_register(
         alias=alias,
         run_id=run_id,
         model_uri=f"models:/{name}/{version}",
-        fingerprint=fingerprint,
+        fingerprint=r.fingerprint,
         reused=False,
         reasons=() if alias == CHAMPION else tuple(decision),
         tracking_uri=cfg.uri,
