@@ -201,7 +201,7 @@ def _rows_per_shard(args: argparse.Namespace) -> int:
 
 
 def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
-    from pfcore.generate import generate_batch
+    from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
 
     _set_threads(args.torch_threads)
     out_root = Path(tempfile.mkdtemp(dir=args.work, prefix="e2e-"))
@@ -225,15 +225,15 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
             args.synth_dir,
             args.rows,
             0,
-            out_root,
-            args.dataset,
-            workers=args.workers,
-            device=args.device,
-            torch_threads=args.torch_threads,
-            noise=args.noise,
-            rows_per_shard=_rows_per_shard(args),
+            BatchTarget(out_root, args.dataset),
+            layout=BatchLayout(noise=args.noise, rows_per_shard=_rows_per_shard(args)),
+            run=RunOptions(
+                workers=args.workers,
+                torch_threads=args.torch_threads,
+                progress_interval_s=1.0,
+                device=args.device,
+            ),
             progress=progress,
-            progress_interval_s=1.0,
         )
         t_end = time.perf_counter()
         seconds = t_end - t0

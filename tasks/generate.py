@@ -41,19 +41,11 @@ def plan_task(
     model_version: str,
     batch_id: str | None = None,
 ) -> dict:
-    from pfcore.generate import plan_batch
+    from pfcore.generate import BatchLayout, BatchTarget, plan_batch
 
+    target = BatchTarget(out_root, dataset_name, run_date, batch_id, model_name, model_version)
     plan = plan_batch(
-        synth_dir,
-        rows,
-        seed,
-        out_root,
-        dataset_name,
-        rows_per_shard=rows_per_shard,
-        run_date=run_date,
-        model_name=model_name,
-        model_version=model_version,
-        batch_id=batch_id,
+        synth_dir, rows, seed, target, layout=BatchLayout(rows_per_shard=rows_per_shard)
     )
     logger().info(
         "batch %s: %d rows in %d shards -> %s",

@@ -26,9 +26,12 @@ import pytest
 from pfcore.errors import GenerationError, InputError
 from pfcore.generate import (
     MANIFEST_NAME,
+    BatchLayout,
     BatchManifest,
     BatchPlan,
+    BatchTarget,
     GenerationProgress,
+    RunOptions,
     block_seeds,
     generate_batch,
     generate_shard,
@@ -133,10 +136,24 @@ def _gen(
     seed: int = 7,
     **kw: object,
 ) -> BatchManifest:
-    """A toy batch with small blocks; keyword arguments go to generate_batch."""
+    """A toy batch with small blocks; keyword arguments are sorted into generate_batch's
+    BatchTarget, BatchLayout and RunOptions by name."""
     kw.setdefault("block_rows", BLOCK)
     kw.setdefault("run_date", "2026-01-02")
-    return generate_batch(synth or ToySynth(), n_rows, seed, out_root, "toy", **kw)
+    groups: dict[type, dict] = {BatchTarget: {}, BatchLayout: {}, RunOptions: {}}
+    progress = kw.pop("progress", None)
+    for key, value in kw.items():
+        cls = next(c for c in groups if key in c.__dataclass_fields__)
+        groups[cls][key] = value
+    return generate_batch(
+        synth or ToySynth(),
+        n_rows,
+        seed,
+        BatchTarget(out_root, "toy", **groups[BatchTarget]),
+        layout=BatchLayout(**groups[BatchLayout]),
+        run=RunOptions(**groups[RunOptions]),
+        progress=progress,
+    )
 
 
 # --------------------------------------------------------------------------- planning
@@ -145,11 +162,8 @@ def test_plan_cuts_whole_blocks_and_covers_all_rows(tmp_path: Path) -> None:
         ToySynth(),
         10 * BLOCK + 5,
         3,
-        tmp_path,
-        "toy",
-        rows_per_shard=3 * BLOCK - 1,
-        block_rows=BLOCK,
-        run_date="2026-01-02",
+        BatchTarget(tmp_path, "toy", run_date="2026-01-02"),
+        layout=BatchLayout(rows_per_shard=3 * BLOCK - 1, block_rows=BLOCK),
     )
     assert plan.rows_per_shard == 3 * BLOCK  # rounded up to whole blocks
     assert [s.n_blocks for s in plan.shards] == [3, 3, 3, 2]
@@ -164,12 +178,20 @@ def test_plan_cuts_whole_blocks_and_covers_all_rows(tmp_path: Path) -> None:
     # deterministic default id: same request, same batch (so reruns resume)
     assert (
         plan_batch(
-            ToySynth(), 10 * BLOCK + 5, 3, tmp_path, "toy", block_rows=BLOCK, run_date="2026-01-02"
+            ToySynth(),
+            10 * BLOCK + 5,
+            3,
+            BatchTarget(tmp_path, "toy", run_date="2026-01-02"),
+            layout=BatchLayout(block_rows=BLOCK),
         ).batch_id
         == plan.batch_id
     )
     other = plan_batch(
-        ToySynth(), 10 * BLOCK + 5, 4, tmp_path, "toy", block_rows=BLOCK, run_date="2026-01-02"
+        ToySynth(),
+        10 * BLOCK + 5,
+        4,
+        BatchTarget(tmp_path, "toy", run_date="2026-01-02"),
+        layout=BatchLayout(block_rows=BLOCK),
     )
     assert other.batch_id != plan.batch_id
 
@@ -199,14 +221,14 @@ def test_block_seeds_are_stable_and_distinct() -> None:
 def test_bad_parameters_raise_input_error(tmp_path: Path, kwargs: dict, match: str) -> None:
     args = {"n_rows": 100, "seed": 1, "dataset_name": "toy"}
     args.update(kwargs)
+    target = {k: args.pop(k) for k in ("run_date", "batch_id") if k in args}
     with pytest.raises(InputError, match=match):
         plan_batch(
             ToySynth(),
             args.pop("n_rows"),
             args.pop("seed"),
-            tmp_path,
-            args.pop("dataset_name"),
-            **args,
+            BatchTarget(tmp_path, args.pop("dataset_name"), **target),
+            layout=BatchLayout(**args),
         )
 
 
@@ -358,7 +380,13 @@ def test_same_batch_id_with_other_content_is_refused(tmp_path: Path) -> None:
 
 def test_corrupt_staged_shard_is_regenerated(tmp_path: Path) -> None:
     synth = ToySynth()
-    plan = plan_batch(synth, 3 * BLOCK, 5, tmp_path, "toy", rows_per_shard=BLOCK, block_rows=BLOCK)
+    plan = plan_batch(
+        synth,
+        3 * BLOCK,
+        5,
+        BatchTarget(tmp_path, "toy"),
+        layout=BatchLayout(rows_per_shard=BLOCK, block_rows=BLOCK),
+    )
     r0 = generate_shard(synth, plan, 0)
     assert not r0.skipped and synth.push_calls == 1
     assert generate_shard(synth, plan, 0).skipped and synth.push_calls == 1
@@ -401,9 +429,9 @@ _CHILD = """
 import sys
 sys.path.insert(0, {root!r})
 from tests.test_generate import ToySynth, BLOCK
-from pfcore.generate import generate_batch
-generate_batch(ToySynth(delay_s=0.15), 40 * BLOCK, 1, {out!r}, "toy", block_rows=BLOCK,
-               rows_per_shard=BLOCK, run_date="2026-01-03")
+from pfcore.generate import BatchLayout, BatchTarget, generate_batch
+generate_batch(ToySynth(delay_s=0.15), 40 * BLOCK, 1, BatchTarget({out!r}, "toy", "2026-01-03"),
+               layout=BatchLayout(block_rows=BLOCK, rows_per_shard=BLOCK))
 """
 
 
@@ -450,11 +478,8 @@ def test_killed_run_leaves_published_batch_intact_and_resumes(tmp_path: Path) ->
         synth,
         40 * BLOCK,
         1,
-        tmp_path,
-        "toy",
-        block_rows=BLOCK,
-        rows_per_shard=BLOCK,
-        run_date="2026-01-03",
+        BatchTarget(tmp_path, "toy", run_date="2026-01-03"),
+        layout=BatchLayout(block_rows=BLOCK, rows_per_shard=BLOCK),
     )
     assert synth.push_calls == 40 - len(m.data["run"]["shards_skipped"])
     # a shard killed between its file and its sidecar is redone; all others are kept
@@ -471,11 +496,8 @@ def test_killed_run_leaves_published_batch_intact_and_resumes(tmp_path: Path) ->
         ToySynth(),
         40 * BLOCK,
         1,
-        tmp_path / "fresh",
-        "toy",
-        block_rows=BLOCK,
-        rows_per_shard=8 * BLOCK,
-        run_date="2026-01-03",
+        BatchTarget(tmp_path / "fresh", "toy", run_date="2026-01-03"),
+        layout=BatchLayout(block_rows=BLOCK, rows_per_shard=8 * BLOCK),
     )
     assert _read_batch(fresh).equals(t)
 
@@ -516,25 +538,16 @@ def test_real_synthesizer_process_pool_matches_inline(tmp_path: Path, penguins_s
         Synthesizer.load(penguins_synth),
         n,
         3,
-        tmp_path / "a",
-        "penguins",
-        block_rows=BLOCK,
-        rows_per_shard=2 * BLOCK,
-        model_name="penguins-synth",
-        model_version="1",
+        BatchTarget(tmp_path / "a", "penguins", model_name="penguins-synth", model_version="1"),
+        layout=BatchLayout(block_rows=BLOCK, rows_per_shard=2 * BLOCK),
     )
     pooled = generate_batch(
         penguins_synth,
         n,
         3,
-        tmp_path / "b",
-        "penguins",
-        block_rows=BLOCK,
-        rows_per_shard=BLOCK,
-        workers=2,
-        executor="process",
-        model_name="penguins-synth",
-        model_version="1",
+        BatchTarget(tmp_path / "b", "penguins", model_name="penguins-synth", model_version="1"),
+        layout=BatchLayout(block_rows=BLOCK, rows_per_shard=BLOCK),
+        run=RunOptions(workers=2, executor="process"),
     )
     assert pooled.data["run"]["executor"] == "process" and len(pooled.files) == 4
     # same model bytes, same request: same identity and the same rows
@@ -579,14 +592,9 @@ def test_sample_equals_the_published_batch_for_any_layout(
         penguins_synth if executor == "process" else synth,
         n,
         5,
-        tmp_path,
-        "penguins",
-        block_rows=BLOCK,
-        rows_per_shard=rows_per_shard,
-        workers=workers,
-        executor=executor,
-        model_name="penguins-synth",
-        model_version="1",
+        BatchTarget(tmp_path, "penguins", model_name="penguins-synth", model_version="1"),
+        layout=BatchLayout(block_rows=BLOCK, rows_per_shard=rows_per_shard),
+        run=RunOptions(workers=workers, executor=executor),
     )
     assert len(manifest.files) == -(-n // rows_per_shard)
     expected = synth.sample(n, 5, block_rows=BLOCK)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from pfcore.generate import generate_shard, plan_batch, publish_batch, read_manifest, verify_batch
+from pfcore.generate import (
+    BatchLayout,
+    BatchTarget,
+    generate_shard,
+    plan_batch,
+    publish_batch,
+    read_manifest,
+    verify_batch,
+)
 from pfcore.generate.lock import batch_lock, shard_lock
 from tests.test_generate import BLOCK, ROOT, ToySynth
 
@@ -23,11 +31,8 @@ def _plan(out: Path, synth: ToySynth, n_blocks: int = 4):
         synth,
         n_blocks * BLOCK,
         5,
-        out,
-        "toy",
-        block_rows=BLOCK,
-        rows_per_shard=BLOCK,
-        run_date="2026-02-01",
+        BatchTarget(out, "toy", run_date="2026-02-01"),
+        layout=BatchLayout(block_rows=BLOCK, rows_per_shard=BLOCK),
     )
 
 
@@ -86,9 +91,10 @@ _RUN = """
 import sys
 sys.path.insert(0, {root!r})
 from tests.test_generate import ToySynth, BLOCK
-from pfcore.generate import generate_batch
-m = generate_batch(ToySynth(delay_s=0.01), 24 * BLOCK, 3, {out!r}, "toy", block_rows=BLOCK,
-                   rows_per_shard=BLOCK, run_date="2026-02-02", workers=2, executor="thread")
+from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
+m = generate_batch(ToySynth(delay_s=0.01), 24 * BLOCK, 3, BatchTarget({out!r}, "toy", "2026-02-02"),
+                   layout=BatchLayout(block_rows=BLOCK, rows_per_shard=BLOCK),
+                   run=RunOptions(workers=2, executor="thread"))
 print(m.batch_dir)
 """
 

@@ -111,3 +111,21 @@ def test_pfcore_never_imports_prefect() -> None:
                 else []
             )
             assert not any(n.split(".")[0] == "prefect" for n in names), path
+
+
+def test_public_functions_of_generate_and_registry_take_at_most_eight_parameters() -> None:
+    """Long forwarded parameter lists hide which decision each value feeds: past eight, the
+    values travel in a parameter object (BatchTarget, BatchLayout, RunOptions, Registration)."""
+    too_long = []
+    for folder in ("generate", "registry"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    if node.name.startswith("_"):
+                        continue
+                    a = node.args
+                    n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs)
+                    n -= bool(a.args) and a.args[0].arg in ("self", "cls")
+                    if n > 8:
+                        too_long.append(f"{path.name}:{node.name} ({n})")
+    assert not too_long, too_long

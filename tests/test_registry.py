@@ -329,13 +329,19 @@ def test_predict_reproduces_the_published_batch(synth_dir: Path, tmp_path: Path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pfcore.generate import BLOCK_ROWS, generate_batch
+    from pfcore.generate import BLOCK_ROWS, BatchTarget, RunOptions, generate_batch
     from pfcore.registry.frames import predict_frame
     from pfcore.synthesizer import Synthesizer
 
     synth = Synthesizer.load(synth_dir)
     n = BLOCK_ROWS + 100
-    manifest = generate_batch(synth, n, 11, tmp_path / "out", "tiny", workers=1, executor="thread")
+    manifest = generate_batch(
+        synth,
+        n,
+        11,
+        BatchTarget(tmp_path / "out", "tiny"),
+        run=RunOptions(workers=1, executor="thread"),
+    )
     published = pa.concat_tables([pq.read_table(p) for p in manifest.file_paths])
     got = predict_frame(synth, pd.DataFrame({"n_rows": [n], "seed": [11]}))
     assert len(got) == n

@@ -2,12 +2,12 @@
 
 Three steps, each callable on its own so an orchestrator can spread the middle one::
 
-    plan = plan_batch(synth_dir, n_rows, seed, out_root, "credit")   # once
+    plan = plan_batch(synth_dir, n_rows, seed, BatchTarget(out_root, "credit"))   # once
     results = [generate_shard(None, plan, i) for i in range(len(plan.shards))]  # anywhere
     manifest = publish_batch(plan, results)                            # once
 
-or all at once with a local pool: ``generate_batch(synth, n_rows, seed, out_root, "credit",
-workers=4)``.
+or all at once with a local pool: ``generate_batch(synth, n_rows, seed, BatchTarget(out_root,
+"credit"), run=RunOptions(workers=4))``; ``BatchLayout`` sets blocks, files and row groups.
 
 Published layout::
 
@@ -20,12 +20,14 @@ Readers should point at ``<out_root>/dataset=<name>`` (pyarrow.dataset, Spark) o
 data, and Polars' plain directory read rejects non-Parquet files.
 """
 
-from pfcore.generate.batch import generate_batch, plan_batch
+from pfcore.generate.batch import RunOptions, generate_batch, plan_batch
 from pfcore.generate.plan import (
     BLOCK_ROWS,
     DEFAULT_ROW_GROUP_ROWS,
     DEFAULT_ROWS_PER_SHARD,
+    BatchLayout,
     BatchPlan,
+    BatchTarget,
     ShardSpec,
     block_seeds,
     fingerprint_directory,
@@ -47,9 +49,12 @@ __all__ = [
     "DEFAULT_ROW_GROUP_ROWS",
     "MANIFEST_NAME",
     "METADATA_PREFIX",
+    "BatchLayout",
     "BatchManifest",
     "BatchPlan",
+    "BatchTarget",
     "GenerationProgress",
+    "RunOptions",
     "ShardResult",
     "ShardSpec",
     "block_seeds",

@@ -9,7 +9,6 @@ that sees ``out_root`` and the synthesizer directory, then :func:`publish_batch`
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import multiprocessing as mp
 import os
@@ -18,7 +17,6 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -28,16 +26,16 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pfcore.atomic import atomic_write
 from pfcore.errors import InputError
 from pfcore.generate.plan import (
-    BLOCK_ROWS,
-    DEFAULT_ROW_GROUP_BYTES,
-    DEFAULT_ROW_GROUP_ROWS,
-    DEFAULT_ROWS_PER_SHARD,
+    BatchLayout,
     BatchPlan,
+    BatchTarget,
     fingerprint_directory,
     make_plan,
 )
@@ -87,56 +85,41 @@ def plan_batch(
     synth: SynthLike,
     n_rows: int,
     seed: int,
-    out_root: str | os.PathLike[str],
-    dataset_name: str,
+    target: BatchTarget,
     *,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
-    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
-    block_rows: int = BLOCK_ROWS,
-    run_date: str | _dt.date | None = None,
-    batch_id: str | None = None,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    compression: str = "zstd",
-    compression_level: int | None = None,
+    layout: BatchLayout = BatchLayout(),
     device: str = "cpu",
-    noise: str = "cpu",
 ) -> BatchPlan:
     """Fix the shards of a batch and prepare its staging folder.
 
     ``synth`` is a saved synthesizer directory (preferred: nothing is copied) or an in-memory
     ``Synthesizer``, which is saved into the batch's staging folder so workers can load it.
-    ``model_name``/``model_version`` (e.g. the registry's) go into the metadata; by default the
-    family and the directory fingerprint are used. The default batch id is derived from
-    (model, seed, N), so rerunning the same request resumes its staging instead of starting over.
+    ``target.model_name``/``model_version`` (e.g. the registry's) go into the metadata; by
+    default the family and the directory fingerprint are used. The default batch id is derived
+    from (model, seed, N), so rerunning the same request resumes its staging instead of
+    starting over.
     Writes ``plan.json`` into staging; a publish interrupted by a crash is rolled back into
     staging so its shards are not generated again.
     """
-    out_root = Path(out_root).resolve()
+    out_root = Path(target.out_root).resolve()
     synth_dir, temporary = _materialise(synth, out_root)
     try:
         fingerprint = fingerprint_directory(synth_dir)
         info = _synth_info(synth_dir)
+        named = replace(
+            target,
+            out_root=out_root,
+            model_name=target.model_name or str(info.get("family") or "synthesizer"),
+            model_version=target.model_version or f"sha256:{fingerprint[:16]}",
+        )
         plan = make_plan(
             synth_dir=synth_dir,
             n_rows=n_rows,
             seed=seed,
-            out_root=out_root,
-            dataset_name=dataset_name,
-            model_name=model_name or str(info.get("family") or "synthesizer"),
-            model_version=model_version or f"sha256:{fingerprint[:16]}",
+            target=named,
             model_fingerprint=fingerprint,
-            rows_per_shard=rows_per_shard,
-            block_rows=block_rows,
-            row_group_rows=row_group_rows,
-            row_group_bytes=row_group_bytes,
-            run_date=run_date,
-            batch_id=batch_id,
-            compression=compression,
-            compression_level=compression_level,
+            layout=layout,
             device=device,
-            noise=noise,
         )
         plan.staging_dir.mkdir(parents=True, exist_ok=True)
         if temporary:
@@ -153,9 +136,7 @@ def plan_batch(
         if temporary:
             shutil.rmtree(synth_dir.parent, ignore_errors=True)
     recover_interrupted_publish(plan)
-    tmp = plan.staging_dir / f".plan.json.{uuid.uuid4().hex}"
-    tmp.write_text(json.dumps(plan.to_dict(), indent=2))
-    os.replace(tmp, plan.staging_dir / "plan.json")
+    atomic_write(plan.staging_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
     return plan
 
 
@@ -193,68 +174,51 @@ def _drain(q: Any, tracker: ProgressTracker, stop: threading.Event) -> None:
         tracker.add_rows(int(rows))
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How the shards of a batch run: speed and placement, never which rows they hold.
+
+    ``workers > 1`` runs shards in a pool: ``"process"`` (each worker loads the saved
+    synthesizer once, with ``torch_threads`` threads, default cpu_count // workers) or
+    ``"thread"`` (shares an in-memory synthesizer; cheap to start). ``device`` is where the
+    model runs. ``progress_interval_s`` throttles progress reports.
+    """
+
+    workers: int = 1
+    executor: Literal["process", "thread"] = "process"
+    device: str = "cpu"
+    torch_threads: int | None = None
+    progress_interval_s: float = 1.0
+
+
 def generate_batch(
     synth: SynthLike,
     n_rows: int,
     seed: int,
-    out_root: str | os.PathLike[str],
-    dataset_name: str,
+    target: BatchTarget,
     *,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
-    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
-    block_rows: int = BLOCK_ROWS,
-    workers: int = 1,
-    executor: Literal["process", "thread"] = "process",
-    run_date: str | _dt.date | None = None,
-    batch_id: str | None = None,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    compression: str = "zstd",
-    compression_level: int | None = None,
-    device: str = "cpu",
-    noise: str = "cpu",
-    torch_threads: int | None = None,
+    layout: BatchLayout = BatchLayout(),
+    run: RunOptions = RunOptions(),
     progress: Callable[[GenerationProgress], None] | None = None,
-    progress_interval_s: float = 1.0,
 ) -> BatchManifest:
     """Generate ``n_rows`` rows into a published Parquet batch; returns its manifest.
 
-    The rows depend only on (model, ``seed``, ``n_rows``): ``workers``, ``executor`` and
-    ``rows_per_shard`` change speed and file layout, not content. With ``workers > 1`` shards
-    run in a pool: ``"process"`` (default; each worker loads the saved synthesizer once, with
-    ``torch_threads`` threads, default cpu_count // workers) or ``"thread"`` (shares an
-    in-memory synthesizer; cheap to start). ``noise="device"`` draws the latent noise on the
-    model's device (a large saving on a GPU, where CPU noise costs more than the forward; the rows
-    then also depend on the device kind, and the batch id says so). Restartable: shards
+    The rows depend only on (model, ``seed``, ``n_rows``) and ``layout.block_rows``: ``run``
+    (workers, executor) and the rest of ``layout`` change speed and file layout, not content.
+    ``layout.noise="device"`` draws the latent noise on the model's device (a large saving on a
+    GPU, where CPU noise costs more than the forward; the rows then also depend on the device
+    kind, and the batch id says so). Restartable: shards
     already staged by an earlier, interrupted run of the same batch id are verified and kept;
     an already published batch is returned as is. ``progress`` may be called from worker or
     helper threads.
     """
+    workers, executor, torch_threads = run.workers, run.executor, run.torch_threads
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     if executor not in ("process", "thread"):
         raise InputError(f"executor must be 'process' or 'thread', got {executor!r}")
     t0 = time.perf_counter()
-    plan = plan_batch(
-        synth,
-        n_rows,
-        seed,
-        out_root,
-        dataset_name,
-        rows_per_shard=rows_per_shard,
-        row_group_rows=row_group_rows,
-        row_group_bytes=row_group_bytes,
-        block_rows=block_rows,
-        run_date=run_date,
-        batch_id=batch_id,
-        model_name=model_name,
-        model_version=model_version,
-        compression=compression,
-        compression_level=compression_level,
-        device=device,
-        noise=noise,
-    )
+    plan = plan_batch(synth, n_rows, seed, target, layout=layout, device=run.device)
     done = published_manifest(plan)
     if done is not None:
         publish_batch(plan, [])  # removes staging leftovers, returns the existing manifest
@@ -262,7 +226,7 @@ def generate_batch(
 
     in_memory = None if isinstance(synth, (str, os.PathLike)) else synth
     tracker = ProgressTracker(
-        plan.n_rows, len(plan.shards), progress, interval_s=progress_interval_s
+        plan.n_rows, len(plan.shards), progress, interval_s=run.progress_interval_s
     )
     indices = [s.index for s in plan.shards]
     in_process = workers == 1 or len(indices) == 1 or executor == "thread"
@@ -279,7 +243,7 @@ def generate_batch(
             "shards_skipped": sorted(r.index for r in results if r.skipped),
             "workers": workers,
             "executor": "inline" if workers == 1 or len(indices) == 1 else executor,
-            "device": device,
+            "device": run.device,
             "seconds": round(elapsed, 3),
             "rows_per_second": round(sum(r.rows for r in results if not r.skipped) / elapsed, 1)
             if elapsed > 0

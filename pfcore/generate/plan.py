@@ -26,6 +26,8 @@ from pfcore.sampling import BLOCK_ROWS, NOISE_CHOICES, block_seeds
 
 __all__ = [
     "BLOCK_ROWS",
+    "BatchLayout",
+    "BatchTarget",
     "DEFAULT_ROWS_PER_SHARD",
     "DEFAULT_ROW_GROUP_ROWS",
     "DEFAULT_ROW_GROUP_BYTES",
@@ -239,26 +241,50 @@ def _positive_int(value: Any, what: str, *, allow_zero: bool = False) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class BatchLayout:
+    """How a batch is cut into blocks, files and row groups, and compressed.
+
+    ``block_rows`` and ``noise`` take part in which rows a seed gives (``pfcore.sampling``), so
+    they are part of the batch id; every other field only changes how the same rows are laid
+    out in files.
+    """
+
+    block_rows: int = BLOCK_ROWS
+    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
+    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES
+    compression: str = "zstd"
+    compression_level: int | None = None
+    noise: str = "cpu"
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """Where a batch is published (``out_root/dataset=/run_date=/batch=``) and its labels.
+
+    ``run_date`` defaults to today (UTC); ``batch_id`` to an id derived from what defines the
+    content, so a rerun finds its own staging; ``model_name``/``model_version`` (e.g. the
+    registry's) go into the metadata and default to the synthesizer's family and fingerprint.
+    """
+
+    out_root: str | os.PathLike[str]
+    dataset_name: str
+    run_date: str | _dt.date | None = None
+    batch_id: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+
+
 def make_plan(
     *,
     synth_dir: str | os.PathLike[str],
     n_rows: int,
     seed: int,
-    out_root: str | os.PathLike[str],
-    dataset_name: str,
-    model_name: str,
-    model_version: str,
+    target: BatchTarget,
     model_fingerprint: str,
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    block_rows: int = BLOCK_ROWS,
-    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
-    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
-    run_date: str | _dt.date | None = None,
-    batch_id: str | None = None,
-    compression: str = "zstd",
-    compression_level: int | None = None,
+    layout: BatchLayout = BatchLayout(),
     device: str = "cpu",
-    noise: str = "cpu",
 ) -> BatchPlan:
     """Validate the parameters and cut ``[0, n_rows)`` into shards of whole blocks.
 
@@ -267,12 +293,16 @@ def make_plan(
     """
     n_rows = _positive_int(n_rows, "n_rows", allow_zero=True)
     seed = _positive_int(seed, "seed", allow_zero=True)
-    block_rows = _positive_int(block_rows, "block_rows")
-    rows_per_shard = _positive_int(rows_per_shard, "rows_per_shard")
-    row_group_rows = _positive_int(row_group_rows, "row_group_rows")
-    row_group_bytes = _positive_int(row_group_bytes, "row_group_bytes")
-    _check_name(dataset_name, "dataset name")
-    run_date_s = _run_date(run_date)
+    block_rows = _positive_int(layout.block_rows, "block_rows")
+    rows_per_shard = _positive_int(layout.rows_per_shard, "rows_per_shard")
+    row_group_rows = _positive_int(layout.row_group_rows, "row_group_rows")
+    row_group_bytes = _positive_int(layout.row_group_bytes, "row_group_bytes")
+    dataset_name = _check_name(target.dataset_name, "dataset name")
+    run_date_s = _run_date(target.run_date)
+    noise, compression = layout.noise, layout.compression
+    if target.model_name is None or target.model_version is None:
+        raise InputError("a batch plan needs the model's name and version (BatchTarget)")
+    model_name, model_version, batch_id = target.model_name, target.model_version, target.batch_id
     if noise not in NOISE_CHOICES:
         raise InputError(f"noise must be one of {list(NOISE_CHOICES)}, got {noise!r}")
     if batch_id is None:
@@ -301,7 +331,7 @@ def make_plan(
         # An empty batch still publishes one (row-less) file, so readers see its schema.
         shards.append(ShardSpec(0, 0, 0, 0, 0))
     return BatchPlan(
-        out_root=str(Path(out_root).resolve()),
+        out_root=str(Path(target.out_root).resolve()),
         dataset=dataset_name,
         run_date=run_date_s,
         batch_id=batch_id,
@@ -315,7 +345,7 @@ def make_plan(
         rows_per_shard=blocks_per_shard * block_rows,
         row_group_rows=-(-row_group_rows // block_rows) * block_rows,
         compression=compression,
-        compression_level=compression_level,
+        compression_level=layout.compression_level,
         device=str(device),
         shards=tuple(shards),
         noise=noise,
