@@ -1,0 +1,1 @@
+"""Prefect deployments: work-pool definitions (prefect.yaml) and a single-machine server."""

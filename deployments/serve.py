@@ -56,6 +56,7 @@ def serve_all(
     model_name: str = "pushforward-california_housing",
     rows: int = 1_000_000,
 ) -> None:
+    """Serve every deployment from this process until interrupted (no worker needed)."""
     serve(*build_deployments(cron, model_name, rows))
 
 

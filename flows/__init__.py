@@ -1,0 +1,1 @@
+"""Prefect flows over the tasks, their typed parameters and the command line."""

@@ -63,6 +63,8 @@ _log = logging.getLogger("pushforward.ingest")
 
 @dataclass
 class IngestResult:
+    """Where an ingest wrote its dataset, the schema it inferred and the manifest it recorded."""
+
     out_dir: Path
     data_dir: Path
     schema: TableSchema

@@ -530,6 +530,7 @@ def check_readable(path: Path) -> None:
 def open_source(
     source: str | os.PathLike[str], *, format: str | None = None, **kwargs: object
 ) -> SourceReader:
+    """A streaming reader for a CSV, Parquet (file or folder) or JSON Lines source."""
     path = Path(source).expanduser()
     if not path.exists():
         raise InputError("does not exist", path=path)

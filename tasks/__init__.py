@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over pfcore: retries, caching, logging and artifacts."""

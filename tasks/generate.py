@@ -41,6 +41,7 @@ def plan_task(
     model_version: str,
     batch_id: str | None = None,
 ) -> dict:
+    """Fix the batch's shards and staging folder; returns the plan as JSON for the shard tasks."""
     from pfcore.generate import BatchLayout, BatchTarget, plan_batch
 
     target = BatchTarget(out_root, dataset_name, run_date, batch_id, model_name, model_version)
@@ -80,6 +81,7 @@ def shard_task(plan: dict, index: int) -> dict:
 
 @task(name="publish-batch", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_transient)
 def publish_task(plan: dict, results: list[dict]) -> dict:
+    """Commit the staged shards as one batch (manifest written last) and link it as an artifact."""
     from pfcore.generate import publish_batch
 
     manifest = publish_batch(plan, results)

@@ -30,6 +30,8 @@ _MAX_NATIVE_CATEGORIES = 250  # HistGradientBoosting's categorical support needs
 
 @dataclass
 class DetectionResult:
+    """Classifier two-sample test: ROC AUC of telling synthetic from real rows (0.5 = cannot)."""
+
     auc: float
     auc_folds: list[float]
     column_auc: dict[str, float] = field(default_factory=dict)

@@ -21,6 +21,8 @@ __all__ = ["EfficacyResult", "efficacy"]
 
 @dataclass
 class EfficacyResult:
+    """Train-on-synthetic, test-on-real scores beside train-on-real, for one target column."""
+
     target: str
     task: str  # "classification" | "regression"
     synthetic: dict[str, float]

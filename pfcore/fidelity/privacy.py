@@ -31,6 +31,8 @@ _MAX_ONEHOT = 10  # levels per categorical column in the embedding; rarer ones s
 
 @dataclass
 class PrivacyResult:
+    """Distances to the closest training record, for synthetic rows and for fresh real rows."""
+
     dcr_synthetic_p5: float
     dcr_holdout_p5: float
     dcr_ratio: float

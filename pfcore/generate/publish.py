@@ -79,6 +79,7 @@ class BatchManifest:
 
 
 def read_manifest(batch_dir: str | os.PathLike[str]) -> BatchManifest:
+    """The manifest of a published batch; a missing or unreadable one is a GenerationError."""
     batch_dir = Path(batch_dir)
     path = batch_dir / MANIFEST_NAME
     try:

@@ -78,6 +78,7 @@ class ShardResult:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Streamed sha256 of a file (shards are hundreds of MB; never read whole)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):

@@ -22,6 +22,8 @@ __all__ = ["NaiveMSEConfig", "NaiveMSEModel"]
 
 @dataclass
 class NaiveMSEConfig(ModelConfig):
+    """Size of the negative-control generator (same MLP as the energy family)."""
+
     width: int = 256
     depth: int = 3
     latent_dim: int | None = None

@@ -60,4 +60,5 @@ class VelocityNet(nn.Module):
 
 
 def count_parameters(module: nn.Module) -> int:
+    """Trainable and frozen parameters of ``module`` (sampling cost is about twice this per row)."""
     return sum(p.numel() for p in module.parameters())

@@ -140,6 +140,7 @@ def signature_for(schema: TableSchema) -> ModelSignature:
 
 
 def input_example(n_rows: int = 5, seed: int = 0) -> pd.DataFrame:
+    """The example request MLflow stores with the model: one (n_rows, seed) row."""
     import pandas as pd
 
     return pd.DataFrame({"n_rows": [n_rows], "seed": [seed]}, dtype="int64")

@@ -165,6 +165,7 @@ def configure(*, probe: bool = True) -> TrackingConfig:
 
 
 def client(cfg: TrackingConfig) -> MlflowClient:
+    """An MLflow client bound to ``cfg``'s store for both tracking and registry."""
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=cfg.uri, registry_uri=cfg.uri)

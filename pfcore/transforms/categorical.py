@@ -33,6 +33,8 @@ MAX_POOLED = 100_000
 
 
 class CategoricalTransform(ColumnTransform):
+    """One-hot ±1 block per categorical; decode takes the argmax; rare values pooled."""
+
     kind = "onehot"
 
     def __init__(

@@ -49,6 +49,8 @@ TARGET_KINDS = ("categorical", "boolean", "integer", "continuous", "datetime")
 
 
 class DerivedTransform(ColumnTransform):
+    """A column that is an exact function of another: looked up from its source on decode."""
+
     kind = "derived"
 
     def __init__(self, column: ColumnSchema, source: str, keys: pa.Array, values: pa.Array) -> None:

@@ -20,6 +20,8 @@ from pfcore.transforms.base import ColumnTransform
 
 
 class ConstantTransform(ColumnTransform):
+    """A column with one value: nothing to model, restored on decode."""
+
     kind = "constant"
 
     def layout(self) -> list[tuple[str, str, int]]:
@@ -49,6 +51,8 @@ class ConstantTransform(ColumnTransform):
 
 
 class IdTransform(ColumnTransform):
+    """A unique id column: never modelled (it would leak rows); regenerated from the row number."""
+
     kind = "id"
 
     def layout(self) -> list[tuple[str, str, int]]:
