@@ -1,0 +1,373 @@
+"""Detect rules on the training rows; keep those that also hold on the held-out rows.
+
+A candidate is searched on a seeded sample of at most ``DETECT_ROWS`` training rows, then must
+hold on **every** training row (the transform enforces it exactly, so one exception would make
+the encode -> decode round trip wrong) and on at least ``MIN_HOLDOUT_RATE`` of the held-out rows
+(a rule that only fits the rows it was found on is chance, not structure).
+
+The search is bounded so wide tables stay fast (each bound is a module constant):
+
+* inequalities and signs: the first ``MAX_PAIR_COLUMNS`` numeric/datetime columns (pairs);
+* linear identities: the ``MAX_IDENTITY_COLUMNS`` numeric columns with the most distinct values
+  (every target x every operand pair: 24 columns -> 24 * 253 = 6072 least-squares fits of
+  ``FIT_ROWS`` rows; survivors are checked on more rows, then all);
+* composite keys: pairs among the first ``MAX_KEY_COLUMNS`` discrete columns;
+* missingness: every numeric column against every column's null mask and values whose count
+  matches (a hash lookup, linear in the number of columns).
+
+Linear identities are an exact fit, not a list of formulas: least squares on a few rows gives the
+coefficients, which are snapped to the nearest fraction with a denominator up to
+``MAX_DENOMINATOR`` and kept only if the target then matches on every training row within its
+decimals (``declare.tolerance``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pfcore.rules.declare import _fill_map, tolerance
+from pfcore.rules.model import Rule, hold_rate, numeric_values
+from pfcore.schema import is_temporal
+
+__all__ = ["detect_rules", "MIN_HOLDOUT_RATE"]
+
+MIN_HOLDOUT_RATE = 0.999
+DETECT_ROWS = 50_000
+MAX_PAIR_COLUMNS = 64
+MAX_IDENTITY_COLUMNS = 24
+MAX_KEY_COLUMNS = 16
+FIT_ROWS = 24
+CHECK_ROWS = 2_000
+MAX_DENOMINATOR = 1000
+#: Fewer training rows than this and "no two rows share it" is no evidence of a key.
+MIN_KEY_ROWS = 200
+#: A missingness rule needs at least this many special rows.
+MIN_SPECIAL_ROWS = 5
+#: A value is a candidate sentinel when it is the column's minimum or maximum and at least this
+#: share of the rows holds it.
+MIN_SENTINEL_SHARE = 0.01
+NUMERIC = ("continuous", "integer", "datetime")
+
+
+def detect_rules(
+    train: pa.Table,
+    holdout: pa.Table | None,
+    schema: Any,
+    *,
+    seed: int = 0,
+    ignore: tuple[str, ...] | list[str] = (),
+) -> list[Rule]:
+    """Detected rules, each with its training and held-out hold rate."""
+    n = train.num_rows
+    if n < 10:
+        return []
+    rows = np.arange(n)
+    if n > DETECT_ROWS:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x21E5]))
+        rows = np.sort(rng.choice(n, DETECT_ROWS, replace=False))
+    sample = train.take(pa.array(rows)) if n > DETECT_ROWS else train
+    cols = [c for c in schema.columns if c.name in train.column_names]
+    found: list[Rule] = []
+    found += _signs(sample, cols)
+    found += _inequalities(sample, cols)
+    found += _identities(sample, cols, seed)
+    found += _missing(sample, cols)
+    found += _keys(train, cols)
+    found += _fixed(train, cols, seed)
+    out = []
+    skip = set(ignore)
+    for r in found:
+        if r.name in skip:
+            continue
+        if r.kind != "fixed":
+            r.train_hold_rate = hold_rate(r, train)
+            if r.train_hold_rate != 1.0:
+                continue
+        else:
+            r.train_hold_rate = 1.0
+        r.holdout_hold_rate = hold_rate(r, holdout) if holdout is not None else None
+        if r.holdout_hold_rate is not None and r.holdout_hold_rate < MIN_HOLDOUT_RATE:
+            continue
+        out.append(r)
+    return out
+
+
+def _numeric(sample: pa.Table, cols: list[Any], kinds: tuple[str, ...] = NUMERIC) -> dict:
+    out = {}
+    for c in cols:
+        if c.kind in kinds:
+            out[c.name] = numeric_values(sample.column(c.name))
+    return out
+
+
+def _signs(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    out = []
+    for c in cols:
+        if c.kind not in ("continuous", "integer"):
+            continue
+        v, present = numeric_values(sample.column(c.name))
+        v = v[present]
+        if v.size < 2 or v.min() == v.max():
+            continue
+        lo, hi = v.min(), v.max()
+        if lo >= 0:
+            out.append(Rule("sign", [c.name], {"min": 0.0, "min_strict": bool(lo > 0),
+                                               "max": None}))  # fmt: skip
+        elif hi <= 0:
+            out.append(Rule("sign", [c.name], {"max": 0.0, "max_strict": bool(hi < 0),
+                                               "min": None}))  # fmt: skip
+    return out
+
+
+def _inequalities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    cand = [c for c in cols if c.kind in NUMERIC][:MAX_PAIR_COLUMNS]
+    vals = {c.name: numeric_values(sample.column(c.name)) for c in cand}
+    out = []
+    for a, b in itertools.permutations(cand, 2):
+        if (a.kind == "datetime") != (b.kind == "datetime"):
+            continue
+        if a.kind == "datetime" and a.arrow_type != b.arrow_type:
+            continue
+        va, pa_ = vals[a.name]
+        vb, pb = vals[b.name]
+        both = pa_ & pb
+        if both.sum() < 2:
+            continue
+        x, y = va[both], vb[both]
+        if not np.all(x <= y) or np.all(x == y):
+            continue
+        if x.max() <= y.min():
+            continue  # implied by the two columns' ranges: nothing to enforce between them
+        out.append(Rule("inequality", [a.name, b.name], {"strict": bool(np.all(x < y))}))
+    return out
+
+
+def _identities(sample: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
+    """c = k0 + sum k_i a_i for one or two operands a_i, by exact fit (see module docstring)."""
+    cand = []
+    for c in cols:
+        integer_code = c.kind == "categorical" and pa.types.is_integer(c.type)
+        if c.kind not in NUMERIC and not integer_code:
+            continue
+        v, present = numeric_values(sample.column(c.name))
+        n_distinct = np.unique(v[present]).size
+        if n_distinct > 2:
+            cand.append((n_distinct, c, v, present))
+    cand.sort(key=lambda t: -t[0])
+    cand = cand[:MAX_IDENTITY_COLUMNS]
+    if len(cand) < 2:
+        return []
+    order = {c.name: i for i, c in enumerate(cols)}
+    candidates: list[tuple[tuple[Any, ...], Rule]] = []
+    pair_sets: set[frozenset[str]] = set()
+    for size in (1, 2):
+        for target in cand:
+            t_nd, t_col, t_v, t_p = target
+            if t_col.kind not in NUMERIC:
+                continue  # an integer code is an operand, never computed
+            others = [x for x in cand if x[1].name != t_col.name]
+            for ops in itertools.combinations(others, size):
+                names = frozenset([t_col.name, *[o[1].name for o in ops]])
+                if size == 2 and any(frozenset(p) <= names for p in pair_sets):
+                    continue  # contains a two-column identity: the fit is not unique
+                if (
+                    size == 2
+                    and any((o[1].kind == "datetime") for o in ops)
+                    and t_col.kind != "datetime"
+                ):
+                    continue
+                rule = _fit(t_col, t_v, t_p, [(o[1], o[2], o[3]) for o in ops])
+                if rule is None:
+                    continue
+                ints = all(float(k).is_integer() for k in rule.params["coefficients"])
+                key = (-t_nd, not ints, order[t_col.name])
+                candidates.append((key, rule))
+                if size == 1:
+                    pair_sets.add(names)
+    # One rule per set of columns: the target with the most distinct values (a total from its
+    # parts, a clock time from hour and minute), then integer coefficients.
+    best: dict[frozenset[str], tuple[tuple[Any, ...], Rule]] = {}
+    for key, rule in candidates:
+        s = frozenset(rule.columns)
+        if s not in best or key < best[s][0]:
+            best[s] = (key, rule)
+    return [r for _, r in sorted(best.values(), key=lambda t: t[0])]
+
+
+def _fit(t_col: Any, t_v: np.ndarray, t_p: np.ndarray, ops: list[tuple[Any, Any, Any]]):
+    present = t_p.copy()
+    for _, _, p in ops:
+        present &= p
+    idx = np.flatnonzero(present)
+    if idx.size < len(ops) + 2:
+        return None
+    tol = tolerance(t_col)
+    # Centre each column so datetimes (1e18 ns) do not swamp the least-squares fit.
+    y = t_v[idx].astype(np.float64)
+    xs = [v[idx].astype(np.float64) for _, v, _ in ops]
+    fit = idx[:FIT_ROWS] if idx.size > FIT_ROWS else idx
+    m = fit.size
+    ym = y[:m].mean()
+    xm = [x[:m].mean() for x in xs]
+    A = np.column_stack([x[:m] - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(m)])
+    coef, _, rank, _ = np.linalg.lstsq(A, y[:m] - ym, rcond=None)
+    if rank < A.shape[1]:
+        return None
+    ks = [_snap(k) for k in coef[:-1]]
+    if any(k == 0 for k in ks):
+        return None
+    k0 = ym - sum(k * mu for k, mu in zip(ks, xm, strict=True)) + coef[-1]
+    k0 = _snap_intercept(k0, tol)
+    names = [o[0].name for o in ops]
+    params = {"coefficients": ks, "intercept": k0, "tolerance": tol}
+    rule = Rule("identity", [t_col.name, *names], params)
+    from pfcore.rules.model import linear_value
+
+    check = idx[:CHECK_ROWS]
+    f = linear_value(ks, k0, [v[check] for _, v, _ in ops])
+    if not np.all(np.abs(t_v[check].astype(f.dtype) - f) <= tol):
+        return None
+    f = linear_value(ks, k0, [v[idx] for _, v, _ in ops])
+    if not np.all(np.abs(t_v[idx].astype(f.dtype) - f) <= tol):
+        return None
+    return rule
+
+
+def _snap(k: float) -> float:
+    """The nearest fraction with a small denominator (exact coefficients: 2, 0.5, 1/3)."""
+    if not np.isfinite(k):
+        return 0.0
+    fr = Fraction(float(k)).limit_denominator(MAX_DENOMINATOR)
+    return float(fr) if abs(float(fr) - k) <= 1e-6 * max(1.0, abs(k)) else float(k)
+
+
+def _snap_intercept(k0: float, tol: float) -> float:
+    r = round(k0)
+    if abs(r - k0) <= max(tol, 1e-6 * max(1.0, abs(k0))):
+        return float(r)
+    return float(_snap(k0))
+
+
+def _special_masks(arr: pa.ChunkedArray, col: Any, n: int) -> list[tuple[dict, np.ndarray]]:
+    """Candidate 'special' states of a numeric column: null, or a sentinel at its min / max."""
+    v, present = numeric_values(arr)
+    out = []
+    nulls = int((~present).sum())
+    if MIN_SPECIAL_ROWS <= nulls < n:
+        out.append(({"null": True}, ~present))
+    if nulls == 0 and n:
+        vals, counts = np.unique(v, return_counts=True)
+        if vals.size > 2:
+            for j in (0, vals.size - 1):
+                if counts[j] >= max(MIN_SPECIAL_ROWS, MIN_SENTINEL_SHARE * n):
+                    value = vals[j].item()
+                    if is_temporal(col.type):
+                        continue
+                    out.append(({"sentinel": value}, v == vals[j]))
+    return out
+
+
+def _trigger_masks(
+    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int]
+) -> list[tuple[dict, np.ndarray]]:  # noqa: E501
+    arr = arr.combine_chunks()
+    out = []
+    null = np.asarray(arr.is_null(), dtype=bool)
+    if pa.types.is_floating(arr.type):
+        null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
+    if int(null.sum()) in counts_wanted:
+        out.append(({"null": True}, null))
+    if col.kind in ("categorical", "boolean", "integer"):
+        vc = pc.value_counts(arr.drop_null())
+        if len(vc) <= 1000:
+            for item in vc.to_pylist():
+                if item["counts"] in counts_wanted and item["values"] is not None:
+                    value = item["values"]
+                    mask = np.asarray(pc.equal(arr, pa.scalar(value, arr.type)).fill_null(False))
+                    out.append(({"equals": value}, mask))
+    return out
+
+
+def _missing(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    """A is null / a sentinel exactly when B is null / equals a value. Columns with identical
+    masks are linked to the first of them only (a star, not every pair)."""
+    n = sample.num_rows
+    specials = []
+    for c in cols:
+        if c.kind in NUMERIC:
+            for spec, mask in _special_masks(sample.column(c.name), c, n):
+                specials.append((c, spec, mask))
+    if not specials:
+        return []
+    wanted = {int(m.sum()) for _, _, m in specials}
+    triggers = []
+    for c in cols:
+        if c.kind in ("constant", "id"):
+            continue
+        for when, mask in _trigger_masks(sample.column(c.name), c, wanted):
+            triggers.append((c, when, mask))
+    order = {c.name: i for i, c in enumerate(cols)}
+    out = []
+    linked: set[str] = set()
+    for a, spec, ma in specials:
+        if a.name in linked:
+            continue
+        matches = [
+            (b, when) for b, when, mb in triggers
+            if b.name != a.name and order[b.name] < order[a.name] and np.array_equal(ma, mb)
+        ]  # fmt: skip
+        if not matches:
+            continue
+        b, when = matches[0]
+        out.append(Rule("missing", [a.name, b.name], {"special": spec, "when": when}))
+        linked.add(a.name)
+    return out
+
+
+def _keys(train: pa.Table, cols: list[Any]) -> list[Rule]:
+    n = train.num_rows
+    if n < MIN_KEY_ROWS:
+        return []
+    out = []
+    discrete = [c for c in cols if c.kind in ("categorical", "integer", "datetime", "id")]
+    single = set()
+    for c in discrete:
+        arr = train.column(c.name)
+        if arr.null_count == 0 and pc.count_distinct(arr).as_py() == n:
+            out.append(Rule("key", [c.name], {}))
+            single.add(c.name)
+    cand = [c for c in discrete if c.name not in single and c.kind != "id"][:MAX_KEY_COLUMNS]
+    codes = {}
+    for c in cand:
+        enc = pc.dictionary_encode(train.column(c.name).combine_chunks())
+        codes[c.name] = (
+            np.asarray(enc.indices.fill_null(len(enc.dictionary))),
+            len(enc.dictionary) + 1,
+        )  # noqa: E501
+    for a, b in itertools.combinations(cand, 2):
+        ca, na = codes[a.name]
+        cb, nb = codes[b.name]
+        if na * nb < n:
+            continue
+        if np.unique(ca.astype(np.int64) * nb + cb).size == n:
+            out.append(Rule("key", [a.name, b.name], {}))
+    return out
+
+
+def _fixed(train: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
+    """One column determines another: the links ``transforms.derived`` finds (it checks that
+    the map generalises across halves of the rows), as rules with their maps."""
+    from pfcore.transforms.derived import find_derived
+
+    out = []
+    for target, tr in find_derived(train, cols, seed=seed).items():
+        rule = Rule("fixed", [tr.source, target], {})
+        _fill_map(rule, train)
+        out.append(rule)
+    return out

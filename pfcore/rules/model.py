@@ -1,0 +1,352 @@
+"""Rule objects: what a rule says, where it came from, how often it held, and how it is enforced.
+
+A rule is a statement every real row satisfies (a start before its end, a total equal to its
+parts, a sentinel exactly when a count is zero, a city that belongs to its state, an age within
+bounds). Each rule records its ``origin`` (``detected`` on the training rows, or ``declared`` by
+the user), its hold rate on the training and held-out rows, whether it is ``active`` (enforced by
+construction in the transform, and checked by the fidelity gate) and ``enforcement``: how decode
+makes it hold. Inactive rules are kept so users see what was found and why it is not enforced.
+
+Kinds and their ``columns`` / ``params``:
+
+* ``inequality``: ``[low, high]``; ``strict``. low <= high (or <) where both are present.
+* ``range``: ``[column]``; ``min``/``max`` (None: unbounded; datetimes in their Arrow unit
+  since the epoch), ``min_strict``/``max_strict``. ``sign`` is the detected special case with a
+  bound at 0.
+* ``identity``: ``[target, *operands]``; ``coefficients``, ``intercept``, ``tolerance``:
+  |target - (intercept + sum coefficient * operand)| <= tolerance where all are present.
+* ``missing``: ``[column, trigger]``; ``special`` (``{"null": true}`` or ``{"sentinel": v}``),
+  ``when`` (``{"null": true}`` or ``{"equals": v}``): column is special exactly when the
+  trigger condition holds.
+* ``fixed``: ``[source, target]``; ``map`` ([[source value, target value], ...]): target is the
+  function of source seen in training (rows with a source value never seen count as holding).
+* ``key``: the columns no two rows share.
+* ``expression``: ``expression`` (see ``pfcore.rules.expr``); rows where it is null hold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pfcore.errors import InputError, SchemaError
+
+__all__ = [
+    "KINDS",
+    "Rule",
+    "RuleSet",
+    "hold_mask",
+    "hold_rate",
+    "numeric_values",
+    "first_violation",
+    "RULES_FILE",
+]
+
+KINDS = ("inequality", "range", "sign", "identity", "missing", "fixed", "key", "expression")
+ORIGINS = ("detected", "declared")
+RULES_FILE = "rules.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Rule:
+    kind: str
+    columns: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: str = "detected"
+    train_hold_rate: float | None = None
+    holdout_hold_rate: float | None = None
+    active: bool = True
+    enforcement: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SchemaError(f"rule kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.origin not in ORIGINS:
+            raise SchemaError(f"rule origin {self.origin!r} is not one of {', '.join(ORIGINS)}")
+        if not self.columns or not all(isinstance(c, str) for c in self.columns):
+            raise SchemaError(f"{self.kind} rule needs column names, got {self.columns!r}")
+
+    @property
+    def name(self) -> str:
+        """A readable statement of the rule, also its identity in ``rules.json``."""
+        c, p = self.columns, self.params
+        if self.kind == "inequality":
+            return f"{c[0]} {'<' if p.get('strict') else '<='} {c[1]}"
+        if self.kind in ("range", "sign"):
+            parts = []
+            if p.get("min") is not None:
+                parts.append(f"{c[0]} {'>' if p.get('min_strict') else '>='} {_num(p['min'])}")
+            if p.get("max") is not None:
+                parts.append(f"{c[0]} {'<' if p.get('max_strict') else '<='} {_num(p['max'])}")
+            return " and ".join(parts) or f"{c[0]} unbounded"
+        if self.kind == "identity":
+            terms = [
+                _term(k, col) for k, col in zip(p["coefficients"], c[1:], strict=True) if k != 0
+            ]
+            if p.get("intercept"):
+                terms.append(_num(p["intercept"]))
+            text = " + ".join(terms).replace("+ -", "- ")
+            return f"{c[0]} == {text}"
+        if self.kind == "missing":
+            sp = "null" if p["special"].get("null") else f"== {p['special']['sentinel']!r}"
+            wh = "null" if p["when"].get("null") else f"== {p['when']['equals']!r}"
+            return f"{c[0]} {sp} exactly when {c[1]} {wh}"
+        if self.kind == "fixed":
+            return f"{c[0]} determines {c[1]}"
+        if self.kind == "key":
+            return f"unique ({', '.join(c)})"
+        return str(p.get("expression"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d = {"name": self.name, **d}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rule:
+        known = {"kind", "columns", "params", "origin", "train_hold_rate", "holdout_hold_rate",
+                 "active", "enforcement", "note"}  # fmt: skip
+        unknown = set(d) - known - {"name"}
+        if unknown:
+            raise SchemaError(f"rule {d.get('name', d)!r}: unknown fields {sorted(unknown)}")
+        if "kind" not in d or "columns" not in d:
+            raise SchemaError(f"rule {d!r}: needs 'kind' and 'columns'")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+def _term(k: float, col: str) -> str:
+    if k == 1:
+        return col
+    if k == -1:
+        return f"-{col}"
+    return f"{_num(k)}*{col}"
+
+
+@dataclass
+class RuleSet:
+    """The rules of one table, saved as ``rules.json`` beside ``schema.json``."""
+
+    rules: list[Rule] = field(default_factory=list)
+    #: Names of detected rules the user deleted: detection skips them on the next training.
+    ignore: list[str] = field(default_factory=list)
+    detect: bool = True
+
+    @property
+    def active(self) -> list[Rule]:
+        return [r for r in self.rules if r.active]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "detect": self.detect,
+            "ignore": list(self.ignore),
+            "rules": [r.to_dict() for r in self.rules],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RuleSet:
+        if int(d.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
+            raise SchemaError(f"rules format {d['format_version']} is newer than supported")
+        from pfcore.rules.declare import parse_rule
+
+        rules = []
+        for i, r in enumerate(d.get("rules") or []):
+            if not isinstance(r, dict):
+                raise SchemaError(f"rule #{i + 1} must be a mapping, got {r!r}")
+            rules.append(Rule.from_dict(r) if "kind" in r else parse_rule(r, index=i))
+        return cls(
+            rules=rules, ignore=list(d.get("ignore") or []), detect=bool(d.get("detect", True))
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from pfcore.schema import atomic_write_text
+
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+        atomic_write_text(path, text + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RuleSet:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise InputError("rules file does not exist", path=path) from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise InputError(f"not a valid rules.json ({exc})", path=path) from None
+        except SchemaError as exc:
+            raise InputError(str(exc), path=path) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: which rows hold
+# ---------------------------------------------------------------------------------------------
+
+
+def numeric_values(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, present): int64 for integers and datetimes (their unit since epoch, exact),
+    float64 otherwise; NaN counts as missing."""
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    present = np.asarray(arr.is_valid(), dtype=bool)
+    if is_temporal(t):
+        arr = arr.cast(temporal_storage(t))
+        t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return np.asarray(arr.cast(pa.int64()).fill_null(0), dtype=np.int64), present
+    if pa.types.is_dictionary(t):
+        arr = arr.cast(t.value_type)
+    v = np.asarray(arr.cast(pa.float64()).fill_null(0.0), dtype=np.float64)
+    nan = np.isnan(v)
+    if nan.any():
+        present &= ~nan
+        v = np.where(nan, 0.0, v)
+    return v, present
+
+
+def linear_value(
+    coefficients: list[float], intercept: float, operands: list[np.ndarray]
+) -> np.ndarray:
+    """intercept + sum k*x, exact in int64 when everything is integral, else in long double
+    (64-bit mantissa: nanosecond timestamps keep their last digit)."""
+    integral = all(float(k).is_integer() for k in coefficients) and float(intercept).is_integer()
+    if integral and all(x.dtype == np.int64 for x in operands):
+        out = np.full(operands[0].shape, int(intercept), dtype=np.int64)
+        for k, x in zip(coefficients, operands, strict=True):
+            out += int(k) * x
+        return out
+    out = np.full(operands[0].shape, intercept, dtype=np.longdouble)
+    for k, x in zip(coefficients, operands, strict=True):
+        out += np.longdouble(k) * x.astype(np.longdouble)
+    return out
+
+
+def _special(arr: pa.ChunkedArray | pa.Array, spec: dict[str, Any]) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    null = np.asarray(arr.is_null(), dtype=bool)
+    if pa.types.is_floating(arr.type):
+        null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
+    if spec.get("null"):
+        return null
+    key = "sentinel" if "sentinel" in spec else "equals"
+    value = spec[key]
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if is_temporal(arr.type):
+        arr = arr.cast(temporal_storage(arr.type))
+    try:
+        eq = pc.equal(arr, pa.scalar(value).cast(arr.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        eq = pc.equal(arr.cast(pa.string()), pa.scalar(str(value)))
+    return np.asarray(eq.fill_null(False), dtype=bool)
+
+
+def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
+    """True for every row of ``table`` that satisfies ``rule``."""
+    n = table.num_rows
+    c, p = rule.columns, rule.params
+    missing = [x for x in c if x not in table.column_names]
+    if missing:
+        raise InputError(f"rule {rule.name!r} names a column the table lacks", column=missing[0])
+    if rule.kind == "inequality":
+        a, pa_ = numeric_values(table.column(c[0]))
+        b, pb = numeric_values(table.column(c[1]))
+        ok = (a < b) if p.get("strict") else (a <= b)
+        return ok | ~(pa_ & pb)
+    if rule.kind in ("range", "sign"):
+        v, present = numeric_values(table.column(c[0]))
+        ok = np.ones(n, dtype=bool)
+        if p.get("min") is not None:
+            ok &= (v > p["min"]) if p.get("min_strict") else (v >= p["min"])
+        if p.get("max") is not None:
+            ok &= (v < p["max"]) if p.get("max_strict") else (v <= p["max"])
+        return ok | ~present
+    if rule.kind == "identity":
+        t, pt = numeric_values(table.column(c[0]))
+        ops = [numeric_values(table.column(x)) for x in c[1:]]
+        f = linear_value(p["coefficients"], p["intercept"], [o[0] for o in ops])
+        present = pt.copy()
+        for _, po in ops:
+            present &= po
+        diff = np.abs(t.astype(f.dtype) - f)
+        return (diff <= p.get("tolerance", 0.0)) | ~present
+    if rule.kind == "missing":
+        return _special(table.column(c[0]), p["special"]) == _special(table.column(c[1]), p["when"])
+    if rule.kind == "fixed":
+        from pfcore.schema import values_from_json
+
+        src, dst = table.column(c[0]).combine_chunks(), table.column(c[1]).combine_chunks()
+        pairs = p.get("map") or []
+        keys = values_from_json([k for k, _ in pairs], src.type)
+        vals = values_from_json([v for _, v in pairs], dst.type)
+        idx = pc.index_in(src, value_set=keys, skip_nulls=False)
+        seen = np.asarray(idx.is_valid(), dtype=bool)
+        expected = vals.take(idx.fill_null(0)) if len(vals) else dst
+        same = np.asarray(
+            pc.or_kleene(
+                pc.equal(expected, dst), pc.and_(expected.is_null(), dst.is_null())
+            ).fill_null(False),
+            dtype=bool,
+        )
+        return same | ~seen
+    if rule.kind == "key":
+        cols = [table.column(x).combine_chunks() for x in c]
+        codes = np.zeros(n, dtype=np.int64)
+        for arr in cols:
+            enc = pc.dictionary_encode(arr)
+            k = len(enc.dictionary) + 1
+            codes = codes * k + np.asarray(enc.indices.fill_null(k - 1), dtype=np.int64)
+            _, codes = np.unique(codes, return_inverse=True)
+        counts = np.bincount(codes, minlength=1) if n else np.zeros(0, dtype=np.int64)
+        return counts[codes] == 1 if n else np.ones(0, dtype=bool)
+    # expression: violating rows are those where it is false (null holds, as in SQL CHECK)
+    from pfcore.rules.expr import parse, to_arrow
+
+    expr = to_arrow(parse(p["expression"]))
+    idx = table.select(c).append_column("__row__", pa.array(np.arange(n, dtype=np.int64)))
+    try:
+        bad = idx.filter(~expr).column("__row__")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InputError(f"rule {rule.name!r} cannot be evaluated: {exc}") from None
+    ok = np.ones(n, dtype=bool)
+    ok[np.asarray(bad, dtype=np.int64)] = False
+    return ok
+
+
+def hold_rate(rule: Rule, table: pa.Table) -> float | None:
+    """Share of rows that satisfy ``rule`` (None for an empty table)."""
+    if table.num_rows == 0:
+        return None
+    return float(hold_mask(rule, table).mean())
+
+
+def first_violation(rule: Rule, table: pa.Table) -> tuple[int, dict[str, Any]] | None:
+    """(row index, the rule's values in that row) of the first row that breaks ``rule``."""
+    mask = hold_mask(rule, table)
+    bad = np.flatnonzero(~mask)
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    row = table.select(rule.columns).slice(i, 1).to_pylist()[0]
+    return i, {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

@@ -1,0 +1,200 @@
+"""Decide how each rule is enforced by construction, or why it cannot be.
+
+Each column is built by at most one construction, and constructions must not depend on each
+other in a cycle, so rules compete: declared rules go first, then detected ones, and within
+each, identities (they remove a column from the model), missingness, inequalities, fixed
+combinations. A rule that cannot be built is kept with ``active = False`` and a note.
+
+Constructions (``pfcore.transforms.ruled``):
+
+* ``computed``: an identity's target is not modelled; decode computes it from its operands.
+* ``conditioned``: a column that is null / a sentinel exactly when a trigger condition holds is
+  modelled on its other rows; decode writes the special value exactly where the trigger says.
+* ``gap``: for low <= high the model sees high - max(lows) >= 0 (or low via min(highs) - low);
+  decode adds the parents back. A column may have several parents on one side.
+* ``derived``: a fixed combination; the target is looked up from its source's decoded value.
+* ``support``: ranges and signs hold because numeric decode never leaves the fitted range and
+  discrete decode only emits values seen in training.
+* ``regenerated``: a one-column key on an ``id`` column (fresh unique ids per row index).
+* ``checked``: a custom expression; not built in, the fidelity gate fails a model that breaks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pfcore.rules.model import Rule, numeric_values
+
+__all__ = ["Plan", "plan_rules"]
+
+NUMERIC = ("continuous", "integer", "datetime")
+_ORDER = {"identity": 0, "missing": 1, "inequality": 2, "fixed": 3}
+
+
+@dataclass
+class Plan:
+    computed: dict[str, Rule] = field(default_factory=dict)
+    conditioned: dict[str, Rule] = field(default_factory=dict)
+    #: child -> (direction, parents, strict): +1 child >= max(parents), -1 child <= min(parents)
+    gaps: dict[str, tuple[int, list[str], bool]] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)  # target -> source
+
+
+def _integral(col: Any) -> bool:
+    return col.kind == "datetime" or pa.types.is_integer(col.type)
+
+
+def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
+    """Fill each rule's ``active`` / ``enforcement`` / ``note`` and return the constructions."""
+    plan = Plan()
+    deps: dict[str, set[str]] = {}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            c = todo.pop()
+            if c == goal:
+                return True
+            if c not in seen:
+                seen.add(c)
+                todo.extend(deps.get(c, ()))
+        return False
+
+    def claim(col: str, on: list[str]) -> bool:
+        if any(reaches(p, col) for p in on):
+            return False
+        deps.setdefault(col, set()).update(on)
+        return True
+
+    def claimed(col: str) -> bool:
+        return col in plan.computed or col in plan.conditioned or col in plan.derived
+
+    def off(rule: Rule, why: str) -> None:
+        rule.active, rule.enforcement, rule.note = False, "none", why
+
+    names = set(schema.names)
+    by_priority = sorted(rules, key=lambda r: (r.origin != "declared", _ORDER.get(r.kind, 9)))
+    identity_cols: list[tuple[set[str], Rule]] = []
+    for r in by_priority:
+        r.active, r.enforcement, r.note = True, "", ""
+        if any(c not in names for c in r.columns):
+            off(r, "names a column the schema does not have")
+            continue
+        cols = [schema[c] for c in r.columns]
+        if r.kind == "identity":
+            t = cols[0]
+            if t.kind not in NUMERIC:
+                off(r, f"target {t.name!r} is {t.kind}, not a numeric or datetime column")
+            elif claimed(t.name) or t.name in plan.gaps:
+                off(r, f"{t.name!r} is already built by another rule")
+            elif not _nulls_follow_operands(table, r.columns):
+                off(r, f"{t.name!r} has missing values its operands do not explain")
+            elif not claim(t.name, r.columns[1:]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                plan.computed[t.name] = r
+                r.enforcement = "computed"
+                identity_cols.append((set(r.columns), r))
+        elif r.kind == "missing":
+            a = cols[0]
+            if a.kind not in NUMERIC:
+                off(r, f"{a.name!r} is {a.kind}: only numeric/datetime columns are conditioned")
+            elif claimed(a.name) or a.name in plan.gaps:
+                off(r, f"{a.name!r} is already built by another rule")
+            elif "sentinel" in r.params["special"] and not _sentinel_outside(table, r):
+                off(r, "the sentinel lies inside the range of the column's other values")
+            elif not claim(a.name, [r.columns[1]]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                plan.conditioned[a.name] = r
+                r.enforcement = "conditioned"
+        elif r.kind == "inequality":
+            why = _gap(plan, r, cols, table, claimed, claim)
+            if why:
+                off(r, why)
+            else:
+                r.enforcement = "gap"
+        elif r.kind == "fixed":
+            src, dst = cols
+            overlap = [ir for s, ir in identity_cols if {src.name, dst.name} & s]
+            if overlap:
+                off(r, f"its columns are built by the identity {overlap[0].name!r}")
+            elif src.kind not in ("categorical", "boolean", "integer"):
+                off(r, f"source {src.name!r} is {src.kind}: a fixed combination needs a "
+                    "discrete source")  # fmt: skip
+            elif claimed(dst.name) or dst.name in plan.gaps or dst.kind in ("id", "constant"):
+                off(r, f"{dst.name!r} is already built by another rule")
+            elif src.name in plan.derived:
+                off(r, f"{src.name!r} is itself looked up from another column")
+            elif dst.name in {s for s in plan.derived.values()}:
+                off(r, f"{dst.name!r} is the source of another fixed combination")
+            elif not claim(dst.name, [src.name]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                plan.derived[dst.name] = src.name
+                r.enforcement = "derived"
+        elif r.kind in ("range", "sign"):
+            c = cols[0]
+            if c.kind == "id":
+                off(r, f"{c.name!r} is regenerated as a fresh id per row; bounds do not apply")
+            elif c.name in plan.computed:
+                off(r, f"{c.name!r} is computed by an identity; its range is not enforced")
+            else:
+                r.enforcement = "support"
+        elif r.kind == "key":
+            if len(cols) == 1 and cols[0].kind == "id":
+                r.enforcement = "regenerated"
+            elif len(cols) == 1:
+                off(r, "not enforced: declare it `unique` to regenerate the column as an id")
+            else:
+                off(r, "not enforced: composite keys of modelled columns are not generated")
+        else:
+            r.enforcement = "checked"
+            r.note = "not built in: the fidelity gate fails a model whose rows break it"
+    return plan
+
+
+def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) -> str:
+    low, high = cols
+    if low.kind not in NUMERIC or high.kind not in NUMERIC:
+        return "compares a column that is not numeric or datetime"
+    if _integral(low) != _integral(high) or (
+        (low.kind == "datetime") and low.arrow_type != high.arrow_type
+    ):
+        return "compares columns of different types (integer/float or datetime units)"
+    strict = bool(r.params.get("strict"))
+    for child, parent, direction in ((high, low, 1), (low, high, -1)):
+        if claimed(child.name):
+            continue
+        if table.column(parent.name).null_count:
+            continue
+        cur = plan.gaps.get(child.name)
+        if cur is not None and cur[0] != direction:
+            continue
+        if not claim(child.name, [parent.name]):
+            continue
+        if cur is None:
+            plan.gaps[child.name] = (direction, [parent.name], strict)
+        else:
+            plan.gaps[child.name] = (direction, cur[1] + [parent.name], cur[2] and strict)
+        return ""
+    return "neither column can be rebuilt from the other (already built, nullable or a cycle)"
+
+
+def _nulls_follow_operands(table: pa.Table, columns: list[str]) -> bool:
+    _, pt = numeric_values(table.column(columns[0]))
+    present = np.ones(table.num_rows, dtype=bool)
+    for c in columns[1:]:
+        present &= numeric_values(table.column(c))[1]
+    return bool(np.array_equal(pt, present))
+
+
+def _sentinel_outside(table: pa.Table, r: Rule) -> bool:
+    v, present = numeric_values(table.column(r.columns[0]))
+    s = r.params["special"]["sentinel"]
+    other = v[present & (v != s)]
+    return bool(other.size == 0 or s < other.min() or s > other.max()) and not (~present).any()
