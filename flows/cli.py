@@ -197,7 +197,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         synth = Synthesizer.load(args.synthesizer)
         synthetic = synth.sample(max(holdout.num_rows, 1000), seed=args.seed + 1)
         report = evaluate(
-            holdout, synthetic, schema, train=train, target=args.target, seed=args.seed
+            holdout,
+            synthetic,
+            schema,
+            train=train,
+            target=args.target,
+            seed=args.seed,
+            rules=synth.rules,
         )
         result = gate(report)
         report.save(args.out)

@@ -202,6 +202,7 @@ def ingest(
         src, format=format, batch_rows=batch_rows, encoding=encoding
     )  # checks existence
     ov = load_overrides(overrides)
+    declared = _declared_rules(ov)  # malformed rules fail here, before any data is read
     checksum, n_bytes = source_checksum(src)
     opts = _options_hash(ov, batch_rows, rows_per_file, encoding)
     if out.exists():
@@ -254,6 +255,10 @@ def ingest(
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         schema.save(tmp / "schema.json")
+        if declared:
+            from pfcore.rules import RuleSet, resolve_declared
+
+            RuleSet(rules=resolve_declared(declared, schema)).save(tmp / "rules.json")
         atomic_write_text(
             tmp / "manifest.json",
             json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
@@ -263,6 +268,15 @@ def ingest(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return IngestResult(out_dir=out, data_dir=out / "data", schema=schema, manifest=manifest)
+
+
+def _declared_rules(ov: Mapping[str, Any]) -> list:
+    """The overrides' ``rules:`` list, parsed (SchemaError names the malformed rule)."""
+    if not ov.get("rules"):
+        return []
+    from pfcore.rules import parse_declared
+
+    return parse_declared(ov["rules"])
 
 
 def _write(

@@ -26,12 +26,15 @@ def train_task(
 ) -> dict:
     """Fits on the training split only; validate re-derives the same holdout from the seed."""
     from pfcore.ingest import read_dataset
+    from pfcore.rules import RuleSet
     from pfcore.schema import TableSchema
     from pfcore.synthesizer import Synthesizer, split_train_holdout
 
     table = read_dataset(dataset_dir)
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
     train, holdout = split_train_holdout(table, holdout_fraction, seed, max_train_rows)
+    rules_path = Path(dataset_dir) / "rules.json"
+    rules = RuleSet.load(rules_path) if rules_path.exists() else None
     logger().info(
         "training %s/%s on %d rows (holdout %d) device=%s",
         family,
@@ -54,6 +57,8 @@ def train_task(
         protect_extremes=protect_extremes,
         device=None if device == "auto" else device,
         callbacks=[progress],
+        holdout=holdout,
+        rules=rules,
     )
     out = Path(work_dir)
     synth_dir = synth.save(out / "synthesizer")

@@ -38,7 +38,9 @@ def validate_task(
     synth = Synthesizer.load(synth_dir)
     n = max(holdout.num_rows, min(train.num_rows, 5000))
     synthetic = synth.sample(n, seed=seed + 1)
-    report = evaluate(holdout, synthetic, schema, train=train, target=target, seed=seed)
+    report = evaluate(
+        holdout, synthetic, schema, train=train, target=target, seed=seed, rules=synth.rules
+    )
     result = gate(report, GateConfig.from_dict(gate_config or {}), champion=champion)
     report_dir = Path(work_dir) / "report"
     report.save(report_dir)

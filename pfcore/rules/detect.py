@@ -172,7 +172,8 @@ def _identities(sample: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
             if t_col.kind not in NUMERIC:
                 continue  # an integer code is an operand, never computed
             others = [x for x in cand if x[1].name != t_col.name]
-            for ops in itertools.combinations(others, size):
+            for combo in itertools.combinations(others, size):
+                ops = sorted(combo, key=lambda o: order[o[1].name])  # readable: table order
                 names = frozenset([t_col.name, *[o[1].name for o in ops]])
                 if size == 2 and any(frozenset(p) <= names for p in pair_sets):
                     continue  # contains a two-column identity: the fit is not unique
