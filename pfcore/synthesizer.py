@@ -97,6 +97,7 @@ class Synthesizer:
         callbacks: Sequence[Callable[[Progress], None]] = (),
         holdout: pa.Table | None = None,
         rules: RuleSet | None = None,
+        enforce_rules: bool = True,
     ) -> Synthesizer:
         """Fit the transform on ``table`` and train a model of ``family`` on its encoding.
 
@@ -106,7 +107,10 @@ class Synthesizer:
         ``holdout``: rows kept out of training; detected rules must hold on >= 99.9% of them.
         ``rules``: declared rules (and ``detect`` / ``ignore``; ``pfcore.rules.RuleSet``); the
         rules in force are decided by ``pfcore.rules.collect_rules`` and enforced by the
-        transform; ``self.rules`` records them.
+        transform; ``self.rules`` records them. ``enforce_rules=False`` records the rules but
+        builds the transform as before rules existed (fixed combinations found by
+        ``transforms.derived``, nothing else enforced): the baseline the rules benchmark
+        compares against.
         """
         from pfcore.models import build
         from pfcore.transforms import TableTransformer
@@ -119,10 +123,18 @@ class Synthesizer:
 
         found = collect_rules(table, holdout, schema, rules, seed=seed)
         rules_seconds = time.perf_counter() - t0
-        fit_schema = force_unique_ids(schema, found)
+        fit_schema = force_unique_ids(schema, found) if enforce_rules else schema
         transformer = TableTransformer.fit(
-            table, fit_schema, seed=seed, protect_extremes=protect_extremes, rules=found
+            table,
+            fit_schema,
+            seed=seed,
+            protect_extremes=protect_extremes,
+            rules=found if enforce_rules else None,
         )
+        if not enforce_rules:
+            for r in found:
+                r.active, r.enforcement, r.note = False, "none", "enforcement switched off"
+
         ruleset = RuleSet(
             rules=found,
             ignore=list(rules.ignore) if rules else [],

@@ -293,3 +293,65 @@ def test_gate_fails_a_model_that_breaks_an_active_rule() -> None:
     assert not result.passed and any("a <= b" in reason for reason in result.reasons)
     ok = gate(evaluate(table, table, rules=[rule], config=cfg))
     assert not any("rules" in reason for reason in ok.reasons)
+
+
+def _clock_table(n: int = 3000, near_miss: bool = False) -> pa.Table:
+    """Scheduled HHMM times, delays in minutes, and the actual time on the 24-hour clock."""
+    rng = np.random.default_rng(4)
+    sched_min = rng.integers(300, 1440, n)
+    delay = rng.integers(-20, 300, n)
+    actual_min = np.mod(sched_min + delay, 1440)
+
+    def hhmm(m):
+        v = (m // 60) * 100 + m % 60
+        return np.where(v == 0, 2400, v)
+
+    actual = hhmm(actual_min).astype(np.float64)
+    if near_miss:
+        actual[T[0]] = hhmm(actual_min[T[0]] + 1)
+    return pa.table({"sched": hhmm(sched_min), "delay": delay.astype(np.float64), "actual": actual})
+
+
+def test_clock_arithmetic_detected_not_on_near_miss_and_enforced() -> None:
+    from pfcore.synthesizer import Synthesizer
+
+    name = "actual == sched + delay minutes (HHMM clock, modulo 24h)"
+    table = _clock_table()
+    found = _detect(table)
+    assert name in found and "sched is an HHMM clock time" in found
+    assert name not in _detect(_clock_table(near_miss=True))
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout)
+    active = {r.name: r for r in synth.rules.active}
+    assert active[name].enforcement == "computed"
+    assert active["sched is an HHMM clock time"].enforcement == "clock"
+    rows = synth.sample(100_000, seed=1)
+    for r in synth.rules.active:
+        assert hold_rate(r, rows) == 1.0, r.name
+
+
+def test_declared_clock_rule_parses() -> None:
+    r = parse_declared([{"clock": "actual == sched + delay"}])[0]
+    assert r.kind == "clock" and r.columns == ["actual", "sched", "delay"]
+    with pytest.raises(SchemaError, match="clock rule reads"):
+        parse_declared([{"clock": "actual == sched - delay"}])
+
+
+@pytest.mark.shared
+def test_nyc_flights_time_arithmetic_is_detected_and_enforced() -> None:
+    import pyarrow.parquet as pq
+
+    from pfcore.synthesizer import Synthesizer
+    from tests.conftest import shared_dataset
+
+    table = pq.read_table(shared_dataset("nyc_flights"))
+    train, holdout = split_train_holdout(table, 0.2, 0, max_train_rows=20_000)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout)
+    active = {r.name: r.enforcement for r in synth.rules.active}
+    assert active["sched_dep_time == 100*hour + minute"] == "computed"
+    assert active["dep_time == sched_dep_time + dep_delay minutes (HHMM clock, modulo 24h)"] == (
+        "computed"
+    )
+    rows = synth.sample(100_000, seed=2)
+    for r in synth.rules.active:
+        assert hold_rate(r, rows) == 1.0, r.name

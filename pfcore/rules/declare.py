@@ -7,6 +7,8 @@ Each entry is a one-key mapping::
       - inequality: "checkin <= checkout"           # two columns, or a column and a constant
       - inequality: "amount > 0"
       - identity: "total == net + tax"              # a column == a linear form of others
+      - clock: dep_time                             # an HHMM clock time (midnight from data)
+      - clock: "dep_time == sched_dep_time + dep_delay"   # HHMM + minutes, modulo 24h
       - fixed: [state, city]                        # one of them determines the other
       - unique: order_id                            # or a list of columns (a composite key)
       - missing: {column: refund, sentinel: 0, trigger: status, equals: "paid"}
@@ -31,7 +33,7 @@ from pfcore.rules.model import Rule, first_violation, hold_rate
 __all__ = ["parse_rule", "parse_declared", "resolve_declared", "check_declared", "tolerance"]
 
 NUMERIC_KINDS = ("continuous", "integer", "datetime")
-_FORMS = ("range", "inequality", "identity", "fixed", "unique", "missing", "expression")
+_FORMS = ("range", "inequality", "identity", "clock", "fixed", "unique", "missing", "expression")
 
 
 def _where(index: int | None, entry: Any) -> str:
@@ -102,6 +104,16 @@ def _parse(form: str, body: Any, where: str) -> Rule:
             "tolerance": None,
         }
         return Rule("identity", [target, *coef], params, origin="declared")
+    if form == "clock":
+        node = parse(_text(body, where))
+        if node[0] == "col":
+            return Rule("clock", [node[1]], {"midnight": None}, origin="declared")
+        ok = node[0] == "cmp" and node[1] == "==" and node[2][0] == "col"
+        rhs = node[3] if ok else None
+        if not (ok and rhs[0] == "bin" and rhs[1] == "+" and rhs[2][0] == rhs[3][0] == "col"):
+            raise SchemaError(f"{where}: a clock rule reads 'time' or 'time == base + minutes'")
+        cols = [node[2][1], rhs[2][1], rhs[3][1]]
+        return Rule("clock", cols, {"midnight": None}, origin="declared")
     if form == "fixed":
         if (
             not isinstance(body, list)
@@ -176,7 +188,7 @@ def resolve_declared(rules: list[Rule], schema: Any) -> list[Rule]:
                 f"declared rule {r.name!r}: column {unknown[0]!r} is not in the table"
             )
         kinds = [schema[c].kind for c in r.columns]
-        if r.kind in ("inequality", "range", "identity"):
+        if r.kind in ("inequality", "range", "identity", "clock"):
             allowed = NUMERIC_KINDS + ("categorical",)
             bad = [c for c, k in zip(r.columns, kinds, strict=True) if k not in allowed]
             bad += [c for c in r.columns if schema[c].kind == "categorical"
@@ -212,6 +224,11 @@ def check_declared(rules: list[Rule], train: pa.Table) -> list[Rule]:
     for r in rules:
         if r.kind == "fixed":
             _fill_map(r, train)
+        if r.kind == "clock" and r.params.get("midnight") is None:
+            from pfcore.rules.model import numeric_values
+
+            v, present = numeric_values(train.column(r.columns[0]))
+            r.params["midnight"] = 0 if (v[present] == 0).any() else 2400
         bad = first_violation(r, train)
         if bad is not None:
             row, values = bad

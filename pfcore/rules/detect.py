@@ -12,6 +12,9 @@ The search is bounded so wide tables stay fast (each bound is a module constant)
   (every target x every operand pair: 24 columns -> 24 * 253 = 6072 least-squares fits of
   ``FIT_ROWS`` rows; survivors are checked on more rows, then all);
 * composite keys: pairs among the first ``MAX_KEY_COLUMNS`` discrete columns;
+* clock times: HHMM columns (whole numbers 0-2400, minute part < 60, at least
+  ``MIN_CLOCK_DISTINCT`` values) x other HHMM columns x numeric columns, for
+  minutes(time) == minutes(base) + delta modulo a day;
 * missingness: every numeric column against every column's null mask and values whose count
   matches (a hash lookup, linear in the number of columns).
 
@@ -53,6 +56,9 @@ MIN_SPECIAL_ROWS = 5
 #: share of the rows holds it.
 MIN_SENTINEL_SHARE = 0.01
 NUMERIC = ("continuous", "integer", "datetime")
+#: An HHMM clock column has at least this many distinct values (minute and hour columns, whose
+#: values also pass the format test, have fewer).
+MIN_CLOCK_DISTINCT = 100
 
 
 def detect_rules(
@@ -77,6 +83,7 @@ def detect_rules(
     found += _signs(sample, cols)
     found += _inequalities(sample, cols)
     found += _identities(sample, cols, seed)
+    found += _clocks(sample, cols)
     found += _missing(sample, cols)
     found += _keys(train, cols)
     found += _fixed(train, cols, seed)
@@ -253,6 +260,48 @@ def _snap_intercept(k0: float, tol: float) -> float:
     if abs(r - k0) <= max(tol, 1e-6 * max(1.0, abs(k0))):
         return float(r)
     return float(_snap(k0))
+
+
+def _clocks(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    """HHMM clock columns, and clock arithmetic between two of them and a minutes column."""
+    from pfcore.rules.model import clock_minutes, is_clock
+
+    numeric = {}
+    for c in cols:
+        if c.kind in ("continuous", "integer"):
+            v, p = numeric_values(sample.column(c.name))
+            if p.sum() >= 2 and np.all(v[p] == np.round(v[p])):
+                numeric[c.name] = (v, p)
+    clocks = {}
+    for name, (v, p) in numeric.items():
+        x = v[p]
+        if x.min() < 0 or x.max() > 2400 or x.max() < 100 or np.unique(x).size < MIN_CLOCK_DISTINCT:
+            continue
+        midnight = 2400 if (x == 2400).any() or not (x == 0).any() else 0
+        if np.all(is_clock(x, midnight)):
+            clocks[name] = midnight
+    out = []
+    for t, midnight in clocks.items():
+        out.append(Rule("clock", [t], {"midnight": midnight}))
+        vt, pt = numeric[t]
+        for base in clocks:
+            if base == t:
+                continue
+            vb, pb = numeric[base]
+            for delta, (vd, pd_) in numeric.items():
+                if delta in clocks:
+                    continue
+                both = pt & pb & pd_
+                if both.sum() < 2 or np.unique(vd[both]).size < 2:
+                    continue
+                m = clock_minutes(vb[both]) + vd[both] - clock_minutes(vt[both])
+                if np.all(np.mod(m, 1440) == 0):
+                    out.append(Rule("clock", [t, base, delta], {"midnight": midnight}))
+                    break
+            else:
+                continue
+            break
+    return out
 
 
 def _special_masks(arr: pa.ChunkedArray, col: Any, n: int) -> list[tuple[dict, np.ndarray]]:

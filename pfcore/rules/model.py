@@ -15,6 +15,11 @@ Kinds and their ``columns`` / ``params``:
   bound at 0.
 * ``identity``: ``[target, *operands]``; ``coefficients``, ``intercept``, ``tolerance``:
   |target - (intercept + sum coefficient * operand)| <= tolerance where all are present.
+* ``clock``: ``[time]``: an HHMM clock time (0 <= v <= 2400, minute part < 60, midnight
+  written as ``midnight``: 2400 or 0); ``[time, base, delta]``: also minutes(time) ==
+  minutes(base) + delta modulo 1440, where minutes(v) = 60 * (v // 100) + v % 100. Clock times
+  are not linear in their value (10:59 + 1 minute is 1100, not 1060), so a linear identity
+  cannot state "a departure is its scheduled time plus its delay"; this kind can.
 * ``missing``: ``[column, trigger]``; ``special`` (``{"null": true}`` or ``{"sentinel": v}``),
   ``when`` (``{"null": true}`` or ``{"equals": v}``): column is special exactly when the
   trigger condition holds.
@@ -48,9 +53,22 @@ __all__ = [
     "numeric_values",
     "first_violation",
     "RULES_FILE",
+    "clock_minutes",
+    "clock_from_minutes",
+    "is_clock",
 ]
 
-KINDS = ("inequality", "range", "sign", "identity", "missing", "fixed", "key", "expression")
+KINDS = (
+    "inequality",
+    "range",
+    "sign",
+    "identity",
+    "clock",
+    "missing",
+    "fixed",
+    "key",
+    "expression",
+)
 ORIGINS = ("detected", "declared")
 RULES_FILE = "rules.json"
 FORMAT_VERSION = 1
@@ -97,6 +115,10 @@ class Rule:
                 terms.append(_num(p["intercept"]))
             text = " + ".join(terms).replace("+ -", "- ")
             return f"{c[0]} == {text}"
+        if self.kind == "clock":
+            if len(c) == 1:
+                return f"{c[0]} is an HHMM clock time"
+            return f"{c[0]} == {c[1]} + {c[2]} minutes (HHMM clock, modulo 24h)"
         if self.kind == "missing":
             sp = "null" if p["special"].get("null") else f"== {p['special']['sentinel']!r}"
             wh = "null" if p["when"].get("null") else f"== {p['when']['equals']!r}"
@@ -241,6 +263,29 @@ def linear_value(
     return out
 
 
+MINUTES_PER_DAY = 1440
+
+
+def clock_minutes(v: np.ndarray) -> np.ndarray:
+    """Minutes since midnight of HHMM clock values."""
+    return (v // 100) * 60 + np.mod(v, 100)
+
+
+def clock_from_minutes(m: np.ndarray, midnight: int = 2400) -> np.ndarray:
+    """HHMM clock values of minutes since midnight (any integer; taken modulo a day)."""
+    m = np.mod(m, MINUTES_PER_DAY)
+    v = (m // 60) * 100 + np.mod(m, 60)
+    if midnight == 2400:
+        v = np.where(v == 0, 2400, v)
+    return v
+
+
+def is_clock(v: np.ndarray, midnight: int = 2400) -> np.ndarray:
+    """True where ``v`` is a whole HHMM time with midnight written as ``midnight``."""
+    other = 0 if midnight == 2400 else 2400
+    return (v >= 0) & (v <= 2400) & (np.mod(v, 100) < 60) & (v == np.round(v)) & (v != other)
+
+
 def _special(arr: pa.ChunkedArray | pa.Array, spec: dict[str, Any]) -> np.ndarray:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -291,6 +336,16 @@ def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
             present &= po
         diff = np.abs(t.astype(f.dtype) - f)
         return (diff <= p.get("tolerance", 0.0)) | ~present
+    if rule.kind == "clock":
+        t, pt = numeric_values(table.column(c[0]))
+        ok = is_clock(t, int(p.get("midnight", 2400)))
+        if len(c) == 3:
+            b, pb = numeric_values(table.column(c[1]))
+            d, pd_ = numeric_values(table.column(c[2]))
+            both = pt & pb & pd_
+            m = clock_minutes(b) + d - clock_minutes(t)
+            ok &= (np.mod(m, 1440) == 0) | ~both
+        return ok | ~pt
     if rule.kind == "missing":
         return _special(table.column(c[0]), p["special"]) == _special(table.column(c[1]), p["when"])
     if rule.kind == "fixed":

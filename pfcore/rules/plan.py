@@ -32,12 +32,14 @@ from pfcore.rules.model import Rule, numeric_values
 __all__ = ["Plan", "plan_rules"]
 
 NUMERIC = ("continuous", "integer", "datetime")
-_ORDER = {"identity": 0, "missing": 1, "inequality": 2, "fixed": 3}
+_ORDER = {"identity": 0, "clock": 0, "missing": 1, "inequality": 2, "fixed": 3}
 
 
 @dataclass
 class Plan:
-    computed: dict[str, Rule] = field(default_factory=dict)
+    #: target -> (formula, with_inner): see ``transforms.ruled.ComputedTransform``
+    computed: dict[str, tuple[dict[str, Any], bool]] = field(default_factory=dict)
+    clocks: dict[str, int] = field(default_factory=dict)  # HHMM column -> midnight
     conditioned: dict[str, Rule] = field(default_factory=dict)
     #: child -> (direction, parents, strict): +1 child >= max(parents), -1 child <= min(parents)
     gaps: dict[str, tuple[int, list[str], bool]] = field(default_factory=dict)
@@ -71,13 +73,21 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
         return True
 
     def claimed(col: str) -> bool:
-        return col in plan.computed or col in plan.conditioned or col in plan.derived
+        return (
+            col in plan.computed
+            or col in plan.conditioned
+            or col in plan.derived
+            or col in plan.clocks
+        )
 
     def off(rule: Rule, why: str) -> None:
         rule.active, rule.enforcement, rule.note = False, "none", why
 
     names = set(schema.names)
-    by_priority = sorted(rules, key=lambda r: (r.origin != "declared", _ORDER.get(r.kind, 9)))
+    by_priority = sorted(
+        rules,
+        key=lambda r: (r.origin != "declared", _ORDER.get(r.kind, 9) + (len(r.columns) == 1)),
+    )
     identity_cols: list[tuple[set[str], Rule]] = []
     for r in by_priority:
         r.active, r.enforcement, r.note = True, "", ""
@@ -85,23 +95,51 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             off(r, "names a column the schema does not have")
             continue
         cols = [schema[c] for c in r.columns]
-        if r.kind == "identity":
+        if r.kind == "identity" or (r.kind == "clock" and len(r.columns) == 3):
             t = cols[0]
+            nulls = _nulls_follow_operands(table, r.columns)
             if t.kind not in NUMERIC:
                 off(r, f"target {t.name!r} is {t.kind}, not a numeric or datetime column")
             elif claimed(t.name) or t.name in plan.gaps:
                 off(r, f"{t.name!r} is already built by another rule")
-            elif not _nulls_follow_operands(table, r.columns):
-                off(r, f"{t.name!r} has missing values its operands do not explain")
+            elif nulls is None:
+                off(r, f"{t.name!r} is missing on rows where its operands are present")
             elif not claim(t.name, r.columns[1:]):
                 off(r, "would make the rules depend on each other in a cycle")
             else:
-                plan.computed[t.name] = r
+                if r.kind == "clock":
+                    formula = {"type": "clock", "operands": r.columns[1:],
+                               "midnight": int(r.params.get("midnight", 2400))}  # fmt: skip
+                else:
+                    formula = {"type": "linear", "operands": r.columns[1:],
+                               "coefficients": r.params["coefficients"],
+                               "intercept": r.params["intercept"]}  # fmt: skip
+                plan.computed[t.name] = (formula, not nulls)
                 r.enforcement = "computed"
                 identity_cols.append((set(r.columns), r))
+        elif r.kind == "clock":
+            c = cols[0]
+            midnight = int(r.params.get("midnight", 2400))
+            if c.name in plan.computed and plan.computed[c.name][0]["type"] == "clock":
+                r.enforcement = "computed"
+            elif _clock_by_parts(plan, c.name, midnight, table):
+                r.enforcement = "computed"
+                r.note = "computed as 100 * hour + minute from an hour in 0-23 and a minute in 0-59"
+            elif claimed(c.name) or c.name in plan.gaps:
+                off(r, f"{c.name!r} is already built by another rule")
+            elif c.kind not in ("continuous", "integer"):
+                off(r, f"{c.name!r} is {c.kind}, not a number")
+            else:
+                claim(c.name, [])
+                plan.clocks[c.name] = int(r.params.get("midnight", 2400))
+                r.enforcement = "clock"
         elif r.kind == "missing":
             a = cols[0]
-            if a.kind not in NUMERIC:
+            implied = _implied_by_computed(plan, r, table)
+            if implied:
+                r.enforcement = "computed"
+                r.note = f"holds because {implied!r} is null exactly when an operand is"
+            elif a.kind not in NUMERIC:
                 off(r, f"{a.name!r} is {a.kind}: only numeric/datetime columns are conditioned")
             elif claimed(a.name) or a.name in plan.gaps:
                 off(r, f"{a.name!r} is already built by another rule")
@@ -142,7 +180,11 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             if c.kind == "id":
                 off(r, f"{c.name!r} is regenerated as a fresh id per row; bounds do not apply")
             elif c.name in plan.computed:
-                off(r, f"{c.name!r} is computed by an identity; its range is not enforced")
+                if _implied_bounds(plan, r, table):
+                    r.enforcement = "computed"
+                    r.note = "holds for every value the formula can produce from its operands"
+                else:
+                    off(r, f"{c.name!r} is computed by an identity; its range is not enforced")
             else:
                 r.enforcement = "support"
         elif r.kind == "key":
@@ -185,12 +227,97 @@ def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) 
     return "neither column can be rebuilt from the other (already built, nullable or a cycle)"
 
 
-def _nulls_follow_operands(table: pa.Table, columns: list[str]) -> bool:
+def _nulls_follow_operands(table: pa.Table, columns: list[str]) -> bool | None:
+    """True: the target is present exactly when every operand is; False: it is also present
+    on some rows where an operand is missing (those rows need their own model); None: it is
+    missing on a row where every operand is present (the rule cannot compute it)."""
     _, pt = numeric_values(table.column(columns[0]))
     present = np.ones(table.num_rows, dtype=bool)
     for c in columns[1:]:
         present &= numeric_values(table.column(c))[1]
-    return bool(np.array_equal(pt, present))
+    if np.array_equal(pt, present):
+        return True
+    return None if (present & ~pt).any() else False
+
+
+def _implied_by_computed(plan: Plan, r: Rule, table: pa.Table) -> str:
+    """'A null exactly when B null' where one of them is computed, without its own model, from
+    the other and from columns that are never missing: the computation makes it hold."""
+    p = r.params
+    if not (p["special"].get("null") and p["when"].get("null")):
+        return ""
+    a, b = r.columns
+    for target, other in ((a, b), (b, a)):
+        spec = plan.computed.get(target)
+        if spec is None or spec[1] or other not in spec[0]["operands"]:
+            continue
+        rest = [c for c in spec[0]["operands"] if c != other]
+        if all(_never_null(plan, c, table) for c in rest):
+            return target
+    return ""
+
+
+def _never_null(plan: Plan, col: str, table: pa.Table) -> bool:
+    """No decoded row can be null: no nulls in training, and if computed, from such columns."""
+    if table.column(col).null_count:
+        return False
+    spec = plan.computed.get(col)
+    if spec is None:
+        return True
+    return not spec[1] and all(_never_null(plan, c, table) for c in spec[0]["operands"])
+
+
+def _decoded_range(plan: Plan, col: str, table: pa.Table) -> tuple[float, float] | None:
+    """Bounds every decoded value of ``col`` lies in, when they follow from construction:
+    a modelled column never leaves its training range (numeric decode clamps to its fitted
+    range, discrete decode emits seen values); a computed one follows its formula."""
+    spec = plan.computed.get(col)
+    if col in plan.gaps or col in plan.conditioned:
+        return None
+    if spec is None:
+        v, present = numeric_values(table.column(col))
+        return (float(v[present].min()), float(v[present].max())) if present.any() else None
+    formula = spec[0]
+    if formula["type"] == "clock":  # its own model (spec[1]) also decodes through the clock
+        return (1.0, 2400.0) if formula.get("midnight", 2400) == 2400 else (0.0, 2359.0)
+    if spec[1]:
+        return None
+    lo = hi = float(formula["intercept"])
+    for k, c in zip(formula["coefficients"], formula["operands"], strict=True):
+        r = _decoded_range(plan, c, table)
+        if r is None:
+            return None
+        a, b = k * r[0], k * r[1]
+        lo, hi = lo + min(a, b), hi + max(a, b)
+    return lo, hi
+
+
+def _implied_bounds(plan: Plan, r: Rule, table: pa.Table) -> bool:
+    rng = _decoded_range(plan, r.columns[0], table)
+    if rng is None:
+        return False
+    p = r.params
+    ok = True
+    if p.get("min") is not None:
+        ok &= rng[0] > p["min"] if p.get("min_strict") else rng[0] >= p["min"]
+    if p.get("max") is not None:
+        ok &= rng[1] < p["max"] if p.get("max_strict") else rng[1] <= p["max"]
+    return bool(ok)
+
+
+def _clock_by_parts(plan: Plan, col: str, midnight: int, table: pa.Table) -> bool:
+    """An HHMM column computed as 100 * hour + minute, with hour in 0..23 and minute in 0..59
+    (checked on their decoded ranges), is always a valid clock time."""
+    spec = plan.computed.get(col)
+    if spec is None or spec[1] or spec[0]["type"] != "linear" or spec[0]["intercept"] != 0:
+        return False
+    parts = dict(zip(spec[0]["coefficients"], spec[0]["operands"], strict=True))
+    if set(parts) != {100.0, 1.0}:
+        return False
+    h, m = _decoded_range(plan, parts[100.0], table), _decoded_range(plan, parts[1.0], table)
+    if h is None or m is None or h[0] < 0 or h[1] > 23 or m[0] < 0 or m[1] > 59:
+        return False
+    return not (midnight == 2400 and h[0] == 0 and m[0] == 0)
 
 
 def _sentinel_outside(table: pa.Table, r: Rule) -> bool:

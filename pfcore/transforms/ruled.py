@@ -10,8 +10,10 @@ is rejected and no value is clamped onto a rule's boundary:
   is the smallest training gap (>= 0, > 0 for a strict rule), so the sum is always on the right
   side. The column's own privacy bounds still apply; where the two disagree (a parent decoded
   beyond the child's bound) the rule wins.
-* ``ComputedTransform`` (identity): not modelled; target = intercept + sum k * operand, rounded
-  to the target's grid (integers, datetimes) or decimals -- the tolerance the rule allows.
+* ``ComputedTransform`` (identity, clock arithmetic): not modelled; target = intercept +
+  sum k * operand, rounded to the target's grid (integers, datetimes) or decimals -- the
+  tolerance the rule allows; or base + delta minutes on the 24-hour HHMM clock.
+* ``ClockTransform`` (HHMM clock format): modelled in minutes since midnight.
 * ``ConditionedTransform`` (missingness / sentinel): the column is modelled on its ordinary
   rows (special rows are encoded like missing values); decode writes null / the sentinel exactly
   where the trigger condition holds and the modelled value elsewhere. A sentinel lies outside
@@ -25,12 +27,25 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pfcore.rules.model import _special, linear_value, numeric_values
+from pfcore.rules.model import (
+    _special,
+    clock_from_minutes,
+    clock_minutes,
+    linear_value,
+    numeric_values,
+)
 from pfcore.schema import ColumnSchema, is_temporal, temporal_storage
 from pfcore.transforms.base import ColumnTransform
 from pfcore.transforms.numeric import NumericTransform
 
-__all__ = ["RuleTransform", "GapTransform", "ComputedTransform", "ConditionedTransform", "RULED"]
+__all__ = [
+    "RuleTransform",
+    "GapTransform",
+    "ComputedTransform",
+    "ClockTransform",
+    "ConditionedTransform",
+    "RULED",
+]
 
 
 class RuleTransform(ColumnTransform):
@@ -204,47 +219,144 @@ def _base_arrays(arrays: list[Any], direction: int) -> np.ndarray:
 
 
 class ComputedTransform(RuleTransform):
+    """A column computed from others by ``formula``:
+
+    * ``{"type": "linear", "operands", "coefficients", "intercept"}``: an identity;
+    * ``{"type": "clock", "operands": [base, delta], "midnight"}``: HHMM clock arithmetic.
+
+    ``inner`` (optional) models the column on rows where an operand is missing but the column
+    is not (measured in training: e.g. an arrival time recorded without an arrival delay); a
+    clock column's inner model works in minutes since midnight, so it too only emits valid
+    clock times. Without ``inner`` the column is null exactly where an operand is.
+    """
+
     kind = "computed"
 
     def __init__(
-        self, column: ColumnSchema, operands: list[str], coefficients: list[float], intercept: float
+        self, column: ColumnSchema, formula: dict[str, Any], inner: NumericTransform | None = None
     ) -> None:
         super().__init__(column)
-        self.operands, self.coefficients = list(operands), [float(k) for k in coefficients]
-        self.intercept = float(intercept)
-        self.depends_on = list(operands)
+        self.formula, self.inner = dict(formula), inner
+        self.depends_on = list(formula["operands"])
+
+    @classmethod
+    def fit(
+        cls,
+        column: ColumnSchema,
+        table: pa.Table,
+        formula: dict[str, Any],
+        rng: np.random.Generator,
+        *,
+        with_inner: bool,
+        protect_extremes: int = 0,
+    ) -> ComputedTransform:
+        inner = None
+        if with_inner:
+            inner_col, arr = _representation(column, table.column(column.name), formula)
+            inner = NumericTransform.fit(inner_col, arr, rng, protect_extremes=protect_extremes)
+        return cls(column, formula, inner)
 
     def layout(self) -> list[tuple[str, str, int]]:
-        return []
+        return [] if self.inner is None else self.inner.layout()
 
     def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
-        return np.empty((table.num_rows, 0), dtype=np.float32)
+        if self.inner is None:
+            return np.empty((table.num_rows, 0), dtype=np.float32)
+        _, arr = _representation(self.column, table.column(self.column.name), self.formula)
+        return self.inner.encode(arr, rng)
 
     def decode_with(self, x, n, rng, row_offset, resolved):
-        ops = [numeric_values(resolved[c]) for c in self.operands]
+        f = self.formula
+        ops = [numeric_values(resolved[c]) for c in f["operands"]]
         present = np.ones(n, dtype=bool)
         for _, p in ops:
             present &= p
-        f = linear_value(self.coefficients, self.intercept, [v for v, _ in ops])
-        if _integral(self.type):
-            value = f if f.dtype == np.int64 else np.rint(f).astype(np.int64)
+        if f["type"] == "clock":
+            (b, _), (d, _) = ops
+            m = clock_minutes(b) + np.rint(d).astype(np.int64)
+            value: np.ndarray = clock_from_minutes(m, int(f.get("midnight", 2400)))
         else:
-            value = f.astype(np.float64)
+            value = linear_value(f["coefficients"], f["intercept"], [v for v, _ in ops])
+        if _integral(self.type):
+            value = value if value.dtype == np.int64 else np.rint(value).astype(np.int64)
+        else:
+            value = value.astype(np.float64)
             if self.column.decimals is not None:
                 value = np.round(value, int(self.column.decimals))
+        if self.inner is not None and not present.all():
+            own, own_present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+            if f["type"] == "clock":
+                own = clock_from_minutes(own, int(f.get("midnight", 2400)))
+            value = np.where(present, value, own.astype(value.dtype))
+            present = present | own_present
         return _to_arrow(value, present, self.type)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        meta = {
-            "operands": self.operands,
-            "coefficients": self.coefficients,
-            "intercept": self.intercept,
-        }
-        return meta, {}
+        meta: dict[str, Any] = {"formula": self.formula}
+        arrays: dict[str, np.ndarray] = {}
+        if self.inner is not None:
+            inner_meta, arrays = _inner_state(self.inner)
+            meta.update(inner_meta)
+        return meta, arrays
 
     @classmethod
     def from_state(cls, column, meta, arrays):
-        return cls(column, meta["operands"], meta["coefficients"], meta["intercept"])
+        inner = _inner_from(meta, arrays) if "inner" in meta else None
+        return cls(column, meta["formula"], inner)
+
+
+class ClockTransform(RuleTransform):
+    """An HHMM clock column modelled in minutes since midnight: decode only emits valid times
+    (a quantile map over HHMM values interpolates to 1163 between 1159 and 1200)."""
+
+    kind = "clock"
+
+    def __init__(self, column: ColumnSchema, inner: NumericTransform, midnight: int) -> None:
+        super().__init__(column)
+        self.inner, self.midnight = inner, int(midnight)
+        self.depends_on = []
+
+    @classmethod
+    def fit(cls, column, table, midnight, rng, protect_extremes=0) -> ClockTransform:
+        formula = {"type": "clock", "midnight": midnight}
+        inner_col, arr = _representation(column, table.column(column.name), formula)
+        inner = NumericTransform.fit(inner_col, arr, rng, protect_extremes=protect_extremes)
+        return cls(column, inner, midnight)
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return self.inner.layout()
+
+    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        formula = {"type": "clock"}
+        _, arr = _representation(self.column, table.column(self.column.name), formula)
+        return self.inner.encode(arr, rng)
+
+    def decode_with(self, x, n, rng, row_offset, resolved):
+        m, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+        return _to_arrow(clock_from_minutes(m, self.midnight), present, self.type)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = _inner_state(self.inner)
+        meta["midnight"] = self.midnight
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, column, meta, arrays):
+        return cls(column, _inner_from(meta, arrays), meta["midnight"])
+
+
+def _representation(
+    column: ColumnSchema, arr: pa.ChunkedArray, formula: dict[str, Any]
+) -> tuple[ColumnSchema, pa.ChunkedArray]:
+    """The column as its inner model sees it: clock times in minutes, anything else as is."""
+    if formula.get("type") != "clock":
+        return column, arr
+    v, present = numeric_values(arr)
+    m = clock_minutes(np.rint(v).astype(np.int64))
+    inner_col = ColumnSchema(
+        name=column.name, kind="integer", arrow_type="int64", nullable=bool((~present).any())
+    )
+    return inner_col, pa.chunked_array([pa.array(m, mask=~present, type=pa.int64())])
 
 
 class ConditionedTransform(RuleTransform):
@@ -324,4 +436,5 @@ RULED: dict[str, type[RuleTransform]] = {
     GapTransform.kind: GapTransform,
     ComputedTransform.kind: ComputedTransform,
     ConditionedTransform.kind: ConditionedTransform,
+    ClockTransform.kind: ClockTransform,
 }

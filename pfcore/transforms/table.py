@@ -21,6 +21,7 @@ from pfcore.transforms.pooled_parent import choose_parent
 from pfcore.transforms.regenerated import ConstantTransform, IdTransform
 from pfcore.transforms.ruled import (
     RULED,
+    ClockTransform,
     ComputedTransform,
     ConditionedTransform,
     GapTransform,
@@ -99,10 +100,22 @@ class TableTransformer:
             kls = _BY_KIND[col.kind]
             rng = rng_for(seed, _ENCODE_STREAM, i)
             if col.name in plan.computed:
-                r = plan.computed[col.name]
-                p = r.params
+                formula, with_inner = plan.computed[col.name]
                 transforms.append(
-                    ComputedTransform(col, r.columns[1:], p["coefficients"], p["intercept"])
+                    ComputedTransform.fit(
+                        col,
+                        table,
+                        formula,
+                        rng,
+                        with_inner=with_inner,
+                        protect_extremes=protect_extremes,
+                    )
+                )
+            elif col.name in plan.clocks:
+                transforms.append(
+                    ClockTransform.fit(
+                        col, table, plan.clocks[col.name], rng, protect_extremes=protect_extremes
+                    )
                 )
             elif col.name in plan.conditioned:
                 r = plan.conditioned[col.name]
