@@ -8,9 +8,9 @@ the encode -> decode round trip wrong) and on at least ``MIN_HOLDOUT_RATE`` of t
 The search is bounded so wide tables stay fast (each bound is a module constant):
 
 * inequalities and signs: the first ``MAX_PAIR_COLUMNS`` numeric/datetime columns (pairs);
-* linear identities: the ``MAX_IDENTITY_COLUMNS`` numeric columns with the most distinct values
-  (every target x every operand pair: 24 columns -> 24 * 253 = 6072 least-squares fits of
-  ``FIT_ROWS`` rows; survivors are checked on more rows, then all);
+* linear identities: the first ``MAX_IDENTITY_COLUMNS`` numeric columns; every target x
+  operand pair is screened by R^2 from one correlation matrix (``SCREEN_ROWS`` rows), and only
+  pairs with R^2 ~ 1 get a least-squares fit (survivors are checked on more rows, then all);
 * composite keys: pairs among the first ``MAX_KEY_COLUMNS`` discrete columns;
 * clock times: HHMM columns (whole numbers 0-2400, minute part < 60, at least
   ``MIN_CLOCK_DISTINCT`` values) x other HHMM columns x numeric columns, for
@@ -43,8 +43,19 @@ __all__ = ["detect_rules", "MIN_HOLDOUT_RATE"]
 MIN_HOLDOUT_RATE = 0.999
 DETECT_ROWS = 50_000
 MAX_PAIR_COLUMNS = 64
-MAX_IDENTITY_COLUMNS = 24
+MAX_IDENTITY_COLUMNS = 200
 MAX_KEY_COLUMNS = 16
+#: Inequalities and signs need mass at their boundary (see ``_near_boundary``). Two columns
+#: that merely lie apart (values near 1 vs values near 23) are ordered on every one of 50k rows
+#: too, but only by chance: their gap thins out like a Gaussian tail towards 0, while a real
+#: rule (rooms >= bedrooms, end >= start) has many rows at or near the smallest gap.
+NEAR_SHARE_OF_SPREAD = 0.01
+MAX_MIN_SHARE_OF_SPREAD = 0.1
+MIN_ROWS_NEAR_BOUNDARY = 0.001
+#: Identity candidates are screened by R^2 from one correlation matrix on this many rows:
+#: exact for every triple of the first ``MAX_IDENTITY_COLUMNS`` numeric columns at O(m^3)
+#: arithmetic on numbers, not on rows (100 columns: 160k pairs of operands per target).
+SCREEN_ROWS = 2_000
 FIT_ROWS = 24
 CHECK_ROWS = 2_000
 MAX_DENOMINATOR = 1000
@@ -123,6 +134,8 @@ def _signs(sample: pa.Table, cols: list[Any]) -> list[Rule]:
         if v.size < 2 or v.min() == v.max():
             continue
         lo, hi = v.min(), v.max()
+        if not _near_boundary(v if lo >= 0 else -v):
+            continue  # e.g. a column of values near 30: "> 0" is true but says nothing
         if lo >= 0:
             out.append(Rule("sign", [c.name], {"min": 0.0, "min_strict": bool(lo > 0),
                                                "max": None}))  # fmt: skip
@@ -151,8 +164,21 @@ def _inequalities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
             continue
         if x.max() <= y.min():
             continue  # implied by the two columns' ranges: nothing to enforce between them
+        if not _near_boundary(y - x):
+            continue  # no mass at the boundary: ordered by chance, not by a rule
         out.append(Rule("inequality", [a.name, b.name], {"strict": bool(np.all(x < y))}))
     return out
+
+
+def _near_boundary(gap: np.ndarray) -> bool:
+    """Smallest gap (>= 0) within ``MAX_MIN_SHARE_OF_SPREAD`` of the gap's spread from 0, and at
+    least ``MIN_ROWS_NEAR_BOUNDARY`` of the rows within ``NEAR_SHARE_OF_SPREAD`` of it."""
+    lo, hi = float(gap.min()), float(gap.max())
+    spread = hi - lo
+    if spread <= 0 or lo > MAX_MIN_SHARE_OF_SPREAD * spread:
+        return False
+    near = float((gap <= lo + NEAR_SHARE_OF_SPREAD * spread).mean())
+    return near >= MIN_ROWS_NEAR_BOUNDARY
 
 
 def _identities(sample: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
@@ -163,41 +189,33 @@ def _identities(sample: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
         if c.kind not in NUMERIC and not integer_code:
             continue
         v, present = numeric_values(sample.column(c.name))
-        n_distinct = np.unique(v[present]).size
+        n_distinct = np.unique(v[present][:SCREEN_ROWS]).size
         if n_distinct > 2:
-            cand.append((n_distinct, c, v, present))
-    cand.sort(key=lambda t: -t[0])
+            pre = v[:CHECK_ROWS].astype(np.float64), present[:CHECK_ROWS]
+            cand.append((n_distinct, c, (v, present, *pre)))
     cand = cand[:MAX_IDENTITY_COLUMNS]
     if len(cand) < 2:
         return []
     order = {c.name: i for i, c in enumerate(cols)}
     candidates: list[tuple[tuple[Any, ...], Rule]] = []
     pair_sets: set[frozenset[str]] = set()
-    for size in (1, 2):
-        for target in cand:
-            t_nd, t_col, t_v, t_p = target
-            if t_col.kind not in NUMERIC:
-                continue  # an integer code is an operand, never computed
-            others = [x for x in cand if x[1].name != t_col.name]
-            for combo in itertools.combinations(others, size):
-                ops = sorted(combo, key=lambda o: order[o[1].name])  # readable: table order
-                names = frozenset([t_col.name, *[o[1].name for o in ops]])
-                if size == 2 and any(frozenset(p) <= names for p in pair_sets):
-                    continue  # contains a two-column identity: the fit is not unique
-                if (
-                    size == 2
-                    and any((o[1].kind == "datetime") for o in ops)
-                    and t_col.kind != "datetime"
-                ):
-                    continue
-                rule = _fit(t_col, t_v, t_p, [(o[1], o[2], o[3]) for o in ops])
-                if rule is None:
-                    continue
-                ints = all(float(k).is_integer() for k in rule.params["coefficients"])
-                key = (-t_nd, not ints, order[t_col.name])
-                candidates.append((key, rule))
-                if size == 1:
-                    pair_sets.add(names)
+    for t_i, ops_i in _screen(cand):
+        t_nd, t_col, t_vals = cand[t_i]
+        if t_col.kind not in NUMERIC:
+            continue  # an integer code is an operand, never computed
+        ops = sorted((cand[j] for j in ops_i), key=lambda o: order[o[1].name])
+        names = frozenset([t_col.name, *[o[1].name for o in ops]])
+        if len(ops) == 2 and any(p <= names for p in pair_sets):
+            continue  # contains a two-column identity: the fit is not unique
+        if any(o[1].kind == "datetime" for o in ops) and t_col.kind != "datetime":
+            continue
+        rule = _fit(t_col, t_vals, [(o[1], o[2]) for o in ops])
+        if rule is None:
+            continue
+        ints = all(float(k).is_integer() for k in rule.params["coefficients"])
+        candidates.append(((-t_nd, not ints, order[t_col.name]), rule))
+        if len(ops) == 1:
+            pair_sets.add(names)
     # One rule per set of columns: the target with the most distinct values (a total from its
     # parts, a clock time from hour and minute), then integer coefficients.
     best: dict[frozenset[str], tuple[tuple[Any, ...], Rule]] = {}
@@ -208,43 +226,100 @@ def _identities(sample: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
     return [r for _, r in sorted(best.values(), key=lambda t: t[0])]
 
 
-def _fit(t_col: Any, t_v: np.ndarray, t_p: np.ndarray, ops: list[tuple[Any, Any, Any]]):
-    present = t_p.copy()
-    for _, _, p in ops:
+def _screen(cand: list[tuple]) -> list[tuple[int, tuple[int, ...]]]:
+    """(target, operands) whose R^2 on the screening rows is 1 up to the target's rounding:
+    first single operands, then pairs. Rows with a missing value in any candidate column are
+    left out; the most-missing columns are dropped from the screen until 50 rows remain."""
+    m = len(cand)
+    present = np.stack([c[2][3][:SCREEN_ROWS] for c in cand])
+    keep = np.ones(m, dtype=bool)
+    while present[keep].all(axis=0).sum() < 50 and keep.sum() > 2:
+        nulls = np.where(keep, (~present).sum(axis=1), -1)
+        keep[int(np.argmax(nulls))] = False
+    rows = present[keep].all(axis=0)
+    if rows.sum() < 10:
+        return []
+    idx = np.flatnonzero(keep)
+    X = np.stack([cand[i][2][2][:SCREEN_ROWS][rows] for i in idx])
+    X = X - X.mean(axis=1, keepdims=True)
+    var = (X * X).mean(axis=1)
+    ok = var > 0
+    idx, X, var = idx[ok], X[ok], var[ok]
+    k = idx.size
+    if k < 2:
+        return []
+    R = np.clip((X @ X.T) / X.shape[1] / np.sqrt(np.outer(var, var)), -1.0, 1.0)
+    # Residual variance allowed: the target's rounding (uniform within +-tol) plus float noise.
+    tol = np.array([tolerance(cand[i][1]) for i in idx])
+    allowed = (tol**2 / 3.0 * 1.5 + 1e-10 * var) / var  # as a share of var: 1 - R^2 limit
+    out: list[tuple[int, tuple[int, ...]]] = []
+    one = (1.0 - R**2) <= allowed[:, None]
+    np.fill_diagonal(one, False)
+    for t, a in zip(*np.nonzero(one), strict=True):
+        out.append((int(idx[t]), (int(idx[a]),)))
+    for t in range(k):
+        r_t = R[t]
+        # R^2 of t on (a, b) for every pair a < b, from the correlation matrix alone.
+        num = r_t[:, None] ** 2 + r_t[None, :] ** 2 - 2 * r_t[:, None] * r_t[None, :] * R
+        den = 1.0 - R**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(den > 1e-12, num / den, 0.0)
+        hit = (1.0 - r2) <= allowed[t]
+        hit[t, :] = hit[:, t] = False
+        hit = np.triu(hit, 1) & ~one[t][:, None] & ~one[t][None, :]
+        for a, b in zip(*np.nonzero(hit), strict=True):
+            out.append((int(idx[t]), (int(idx[a]), int(idx[b]))))
+    return out
+
+
+def _fit(t_col: Any, t: tuple, ops: list[tuple[Any, tuple]]) -> Rule | None:
+    """Least squares on ``FIT_ROWS`` rows; most candidates fail right there. Survivors get
+    their coefficients snapped to fractions and must match within tolerance on the first
+    ``CHECK_ROWS`` rows, then on all of them. ``t`` and each operand carry (values, present)
+    for all sample rows and a float64 prefix of ``CHECK_ROWS``."""
+    t_v, t_p, t_pre, t_ppre = t
+    present = t_ppre.copy()
+    for _, (_, _, _, p) in ops:
         present &= p
     idx = np.flatnonzero(present)
     if idx.size < len(ops) + 2:
         return None
     tol = tolerance(t_col)
+    fit = idx[:FIT_ROWS]
+    y = t_pre[fit]
+    xs = [o[1][2][fit] for o in ops]
     # Centre each column so datetimes (1e18 ns) do not swamp the least-squares fit.
-    y = t_v[idx].astype(np.float64)
-    xs = [v[idx].astype(np.float64) for _, v, _ in ops]
-    fit = idx[:FIT_ROWS] if idx.size > FIT_ROWS else idx
-    m = fit.size
-    ym = y[:m].mean()
-    xm = [x[:m].mean() for x in xs]
-    A = np.column_stack([x[:m] - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(m)])
-    coef, _, rank, _ = np.linalg.lstsq(A, y[:m] - ym, rcond=None)
+    ym = y.mean()
+    xm = [x.mean() for x in xs]
+    A = np.column_stack([x - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(fit.size)])
+    coef, _, rank, _ = np.linalg.lstsq(A, y - ym, rcond=None)
     if rank < A.shape[1]:
         return None
+    scale = max(float(np.abs(y).max()), 1.0)
+    if np.abs(A @ coef - (y - ym)).max() > 10 * tol + 1e-7 * scale:
+        return None  # not even approximately linear on the fit rows
     ks = [_snap(k) for k in coef[:-1]]
     if any(k == 0 for k in ks):
         return None
-    k0 = ym - sum(k * mu for k, mu in zip(ks, xm, strict=True)) + coef[-1]
-    k0 = _snap_intercept(k0, tol)
+    k0 = _snap_intercept(ym - sum(k * mu for k, mu in zip(ks, xm, strict=True)) + coef[-1], tol)
     names = [o[0].name for o in ops]
     params = {"coefficients": ks, "intercept": k0, "tolerance": tol}
-    rule = Rule("identity", [t_col.name, *names], params)
     from pfcore.rules.model import linear_value
 
-    check = idx[:CHECK_ROWS]
-    f = linear_value(ks, k0, [v[check] for _, v, _ in ops])
-    if not np.all(np.abs(t_v[check].astype(f.dtype) - f) <= tol):
-        return None
-    f = linear_value(ks, k0, [v[idx] for _, v, _ in ops])
-    if not np.all(np.abs(t_v[idx].astype(f.dtype) - f) <= tol):
-        return None
-    return rule
+    for vals, keep in (
+        ([o[1][2][idx] for o in ops], t_pre[idx]),
+        ([o[1][0] for o in ops], t_v),
+    ):
+        f = linear_value(ks, k0, vals)
+        ok = np.abs(np.asarray(keep).astype(f.dtype) - f) <= tol
+        if keep is t_v:
+            full = t_p.copy()
+            for o in ops:
+                full &= o[1][1]
+            ok |= ~full
+        if not np.all(ok):
+            return None
+    return Rule("identity", [t_col.name, *names], params)
 
 
 def _snap(k: float) -> float:
