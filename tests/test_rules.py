@@ -149,6 +149,8 @@ def _all_rules_table(n: int = 4000) -> pa.Table:
     region = {"g1": "north", "g2": "north", "g3": "south", "g4": "south", "g5": "east"}
     d["region"] = np.array([region[g] for g in d["grp"]])
     d["order_no"] = rng.permutation(10 * n)[:n]  # unique, not an arithmetic sequence
+    d["rooms"] = rng.integers(5, 5000, n)
+    d["beds"] = np.maximum(1, np.rint(d["rooms"] * rng.uniform(0.1, 0.3, n))).astype(np.int64)
     return pa.table(d)
 
 
@@ -184,6 +186,11 @@ def test_every_rule_kind_is_active(trained) -> None:
     assert active["grp determines region"] == "derived"
     assert active["unique (order_no)"] == "regenerated"
     assert active["y >= -100 and y <= 100"] == "support"
+    assert active["beds < rooms"] == "gap"
+    modes = {t.column.name: getattr(t, "mode", None) for t in synth.transformer.transforms}
+    assert modes["b"] == "diff"  # b - a does not depend on a
+    # beds are a share of rooms: the ratio, not the gap, is nearly independent of the parent
+    assert "ratio" in (modes["beds"], modes["rooms"])
 
 
 def test_enforced_on_100k_rows_any_seed_and_batch(trained) -> None:

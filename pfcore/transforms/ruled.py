@@ -111,10 +111,12 @@ class GapTransform(RuleTransform):
         lo: float | None,
         hi: float | None,
         decimals: int | None,
+        mode: str = "diff",
     ) -> None:
         super().__init__(column)
         self.inner, self.parents, self.direction = inner, list(parents), int(direction)
         self.gap_min, self.lo, self.hi, self.decimals = gap_min, lo, hi, decimals
+        self.mode = mode
         self.depends_on = list(parents)
 
     @classmethod
@@ -138,14 +140,19 @@ class GapTransform(RuleTransform):
             decimals = None if any(d is None for d in decs) else max(decs)  # type: ignore[type-var]
             if decimals is not None:
                 gap = np.round(gap, decimals)
+        mode = _choose_mode(v[present], base[present], gap[present], len(parents))
+        rep, rep_integral, rep_decimals = gap, integral, decimals
+        if mode == "ratio":
+            rep = np.divide(v, base, out=np.ones(len(v)), where=base != 0)
+            rep_integral, rep_decimals = False, None
         inner_col = ColumnSchema(
             name=column.name,
-            kind="integer" if integral else "continuous",
-            arrow_type="int64" if integral else "double",
+            kind="integer" if rep_integral else "continuous",
+            arrow_type="int64" if rep_integral else "double",
             nullable=bool((~present).any()),
-            decimals=decimals,
+            decimals=rep_decimals,
         )
-        arr = pa.array(gap, mask=~present, type=pa.int64() if integral else pa.float64())
+        arr = pa.array(rep, mask=~present, type=pa.int64() if rep_integral else pa.float64())
         inner = NumericTransform.fit(inner_col, pa.chunked_array([arr]), rng)
         g = gap[present]
         xs = np.sort(v[present])
@@ -155,14 +162,18 @@ class GapTransform(RuleTransform):
             k = k if k > 0 and xs.size > 4 * k else 0
             lo, hi = xs[k].item(), xs[-1 - k].item()
         gap_min = g.min().item() if g.size else 0
-        return cls(column, inner, parents, direction, gap_min, lo, hi, decimals)
+        return cls(column, inner, parents, direction, gap_min, lo, hi, decimals, mode)
 
     def layout(self) -> list[tuple[str, str, int]]:
         return self.inner.layout()
 
     def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
         v, present = numeric_values(table.column(self.column.name))
-        gap = (v - _base(table, self.parents, self.direction)) * self.direction
+        base = _base(table, self.parents, self.direction)
+        if self.mode == "ratio":
+            rep = np.divide(v, base, out=np.ones(len(v)), where=base != 0)
+            return self.inner.encode(pa.array(rep, mask=~present, type=pa.float64()), rng)
+        gap = (v - base) * self.direction
         if self.decimals is not None:
             gap = np.round(gap, self.decimals)
         t = pa.int64() if _integral(self.type) else pa.float64()
@@ -171,7 +182,12 @@ class GapTransform(RuleTransform):
     def decode_with(self, x, n, rng, row_offset, resolved):
         g, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
         base = _base_arrays([resolved[p] for p in self.parents], self.direction)
-        value = base + self.direction * g
+        if self.mode == "ratio":
+            value = base * g
+            if _integral(self.type):
+                value = np.rint(value).astype(np.int64)
+        else:
+            value = base + self.direction * g
         floor = base + self.direction * self.gap_min  # the rule's own side: never crossed
         if self.lo is not None:
             value = np.clip(value, self.lo, self.hi)
@@ -189,6 +205,7 @@ class GapTransform(RuleTransform):
             lo=self.lo,
             hi=self.hi,
             decimals=self.decimals,
+            mode=self.mode,
         )
         return meta, arrays
 
@@ -203,7 +220,32 @@ class GapTransform(RuleTransform):
             meta["lo"],
             meta["hi"],
             meta["decimals"],
+            meta.get("mode", "diff"),
         )
+
+
+#: Rows used to choose between modelling a gap and a ratio (a seeded-free prefix suffices).
+MODE_ROWS = 20_000
+
+
+def _choose_mode(v: np.ndarray, base: np.ndarray, gap: np.ndarray, n_parents: int) -> str:
+    """``diff`` (child - parent) or ``ratio`` (child / parent): whichever depends less on the
+    parent (Spearman), so the model learns the parent and a nearly independent second number.
+    A duration is independent of its start (diff); bedrooms are a share of rooms (ratio: on
+    california_housing the gap rooms - bedrooms has Spearman 0.99 with rooms). A ratio needs
+    one parent, > 0 on every row, and a child >= 0."""
+    if n_parents != 1 or v.size < 10 or base.min() <= 0 or v.min() < 0:
+        return "diff"
+    v, base, gap = v[:MODE_ROWS], base[:MODE_ROWS], gap[:MODE_ROWS]
+
+    def rank(x: np.ndarray) -> np.ndarray:
+        return np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+
+    def dependence(x: np.ndarray) -> float:
+        c = np.corrcoef(rank(base), rank(x))[0, 1]
+        return abs(float(c)) if np.isfinite(c) else 1.0
+
+    return "ratio" if dependence(v / base) < dependence(gap) else "diff"
 
 
 def _base(table: pa.Table, parents: list[str], direction: int) -> np.ndarray:
