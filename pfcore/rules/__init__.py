@@ -4,6 +4,7 @@ enforced by construction in the transform (``pfcore.transforms.ruled``).
 No Prefect import; heavy work only inside functions.
 """
 
+from pfcore.rules.collect import collect_rules
 from pfcore.rules.declare import check_declared, parse_declared, resolve_declared
 from pfcore.rules.detect import detect_rules
 from pfcore.rules.model import RULES_FILE, Rule, RuleSet, first_violation, hold_mask, hold_rate
@@ -13,6 +14,7 @@ __all__ = [
     "Rule",
     "RuleSet",
     "check_declared",
+    "collect_rules",
     "detect_rules",
     "first_violation",
     "hold_mask",

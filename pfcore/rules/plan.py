@@ -158,10 +158,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
                 r.enforcement = "gap"
         elif r.kind == "fixed":
             src, dst = cols
-            overlap = [ir for s, ir in identity_cols if {src.name, dst.name} & s]
-            if overlap:
-                off(r, f"its columns are built by the identity {overlap[0].name!r}")
-            elif src.kind not in ("categorical", "boolean", "integer"):
+            if src.kind not in ("categorical", "boolean", "integer"):
                 off(r, f"source {src.name!r} is {src.kind}: a fixed combination needs a "
                     "discrete source")  # fmt: skip
             elif claimed(dst.name) or dst.name in plan.gaps or dst.kind in ("id", "constant"):
