@@ -41,6 +41,7 @@ def collect_rules(
     if not ruleset.detect:
         return declared
     ignore = set(ruleset.ignore) | {r.name for r in declared}
+    declared_keys = {(_family(r.kind), frozenset(r.columns)) for r in declared}
     if holdout is None and train.num_rows >= 20:
         perm = np.random.default_rng(np.random.SeedSequence([seed, 0xD7EC7])).permutation(
             train.num_rows
@@ -64,7 +65,14 @@ def collect_rules(
         found = kept
     else:
         found = detect_rules(train, holdout, schema, seed=seed, ignore=sorted(ignore))
+    # A declared rule replaces what detection finds on the same columns (a declared a <= b and
+    # a detected a < b would otherwise both claim b).
+    found = [r for r in found if (_family(r.kind), frozenset(r.columns)) not in declared_keys]
     return declared + found
+
+
+def _family(kind: str) -> str:
+    return "range" if kind in ("range", "sign") else kind
 
 
 def force_unique_ids(schema: Any, rules: list[Rule]) -> Any:

@@ -233,8 +233,9 @@ def _choose_mode(v: np.ndarray, base: np.ndarray, gap: np.ndarray, n_parents: in
     parent (Spearman), so the model learns the parent and a nearly independent second number.
     A duration is independent of its start (diff); bedrooms are a share of rooms (ratio: on
     california_housing the gap rooms - bedrooms has Spearman 0.99 with rooms). A ratio needs
-    one parent, > 0 on every row, and a child >= 0."""
-    if n_parents != 1 or v.size < 10 or base.min() <= 0 or v.min() < 0:
+    parents > 0 on every row and a child >= 0; with several parents it is taken to their max
+    (child >= each) or min (child <= each), which keeps the rule by construction too."""
+    if v.size < 10 or base.min() <= 0 or v.min() < 0:
         return "diff"
     v, base, gap = v[:MODE_ROWS], base[:MODE_ROWS], gap[:MODE_ROWS]
 
