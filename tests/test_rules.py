@@ -362,3 +362,18 @@ def test_nyc_flights_time_arithmetic_is_detected_and_enforced() -> None:
     rows = synth.sample(100_000, seed=2)
     for r in synth.rules.active:
         assert hold_rate(r, rows) == 1.0, r.name
+
+
+def test_synthesizer_saved_without_rules_still_loads(tmp_path, trained) -> None:
+    """Synthesizers saved before rules existed have no rules.json: they load and sample."""
+    import shutil
+
+    from pfcore.synthesizer import Synthesizer
+
+    _, path = trained
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    (old / "rules.json").unlink()
+    synth = Synthesizer.load(old)
+    assert synth.rules is None
+    assert synth.sample(100, seed=0).num_rows == 100
