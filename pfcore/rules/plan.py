@@ -187,6 +187,11 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
         elif r.kind == "key":
             if len(cols) == 1 and cols[0].kind == "id":
                 r.enforcement = "regenerated"
+                r.note = (
+                    "a fresh id per row index (integers: start + step * index; strings: prefix "
+                    "+ counter), so no two rows of any batch share one; integer ids stop at "
+                    "the column type's largest value"
+                )
             elif len(cols) == 1:
                 off(r, "not enforced: declare it `unique` to regenerate the column as an id")
             else:
