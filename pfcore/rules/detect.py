@@ -93,7 +93,7 @@ def detect_rules(
     found: list[Rule] = []
     found += _signs(sample, cols)
     found += _inequalities(sample, cols)
-    found += _identities(sample, cols, seed)
+    found += _identities(sample, cols)
     found += _clocks(sample, cols)
     found += _missing(sample, cols)
     found += _keys(train, cols)
@@ -113,14 +113,6 @@ def detect_rules(
         if r.holdout_hold_rate is not None and r.holdout_hold_rate < MIN_HOLDOUT_RATE:
             continue
         out.append(r)
-    return out
-
-
-def _numeric(sample: pa.Table, cols: list[Any], kinds: tuple[str, ...] = NUMERIC) -> dict:
-    out = {}
-    for c in cols:
-        if c.kind in kinds:
-            out[c.name] = numeric_values(sample.column(c.name))
     return out
 
 
@@ -181,7 +173,7 @@ def _near_boundary(gap: np.ndarray) -> bool:
     return near >= MIN_ROWS_NEAR_BOUNDARY
 
 
-def _identities(sample: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
+def _identities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
     """c = k0 + sum k_i a_i for one or two operands a_i, by exact fit (see module docstring)."""
     cand = []
     for c in cols:
