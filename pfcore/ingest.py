@@ -230,6 +230,7 @@ def ingest(
         src, format=format, batch_rows=batch_rows, encoding=encoding
     )  # checks existence and readability
     ov = load_overrides(overrides)
+    declared = _declared_rules(ov)  # malformed rules fail here, before any data is read
     checksum, n_bytes = source_checksum(src)
     dialect_opts = csv_opts if reader.format == "csv" else None
     opts = _options_hash(ov, batch_rows, rows_per_file, encoding, dialect_opts)
@@ -301,6 +302,10 @@ def ingest(
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         schema.save(tmp / "schema.json")
+        if declared:
+            from pfcore.rules import RuleSet, resolve_declared
+
+            RuleSet(rules=resolve_declared(declared, schema)).save(tmp / "rules.json")
         atomic_write(
             tmp / "manifest.json",
             json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
@@ -310,6 +315,15 @@ def ingest(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return IngestResult(out_dir=out, data_dir=out / "data", schema=schema, manifest=manifest)
+
+
+def _declared_rules(ov: Mapping[str, Any]) -> list:
+    """The overrides' ``rules:`` list, parsed (SchemaError names the malformed rule)."""
+    if not ov.get("rules"):
+        return []
+    from pfcore.rules import parse_declared
+
+    return parse_declared(ov["rules"])
 
 
 def _write(

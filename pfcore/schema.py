@@ -720,9 +720,11 @@ def apply_overrides(
     ``continuous`` for a string) raise SchemaError naming the column.
     """
     ov = load_overrides(overrides)
-    unknown_top = set(ov) - {"columns", "drop"}
+    unknown_top = set(ov) - {"columns", "drop", "rules"}  # rules: pfcore.rules.declare
     if unknown_top:
-        raise SchemaError(f"unknown override keys {sorted(unknown_top)} (use 'columns' and 'drop')")
+        raise SchemaError(
+            f"unknown override keys {sorted(unknown_top)} (use 'columns', 'drop' and 'rules')"
+        )
     out = copy.deepcopy(schema)
     names = set(out.names)
     drop = list(ov.get("drop") or [])

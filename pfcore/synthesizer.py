@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
     from pfcore.models.base import GenerativeModel, Progress
+    from pfcore.rules.ruleset import RuleSet
     from pfcore.schema import TableSchema
     from pfcore.transforms import TableTransformer
 
@@ -109,6 +110,7 @@ class Synthesizer:
     transformer: TableTransformer
     model: GenerativeModel
     info: dict[str, Any] = field(default_factory=dict)
+    rules: RuleSet | None = None
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -126,6 +128,9 @@ class Synthesizer:
         device: str | None = None,
         callbacks: Sequence[Callable[[Progress], None]] = (),
         split: Split | None = None,
+        holdout: pa.Table | None = None,
+        rules: RuleSet | None = None,
+        enforce_rules: bool = True,
     ) -> Synthesizer:
         """Fit the transform on ``table`` and train a model of ``family`` on its encoding.
 
@@ -134,6 +139,13 @@ class Synthesizer:
         ``protect_extremes``: numeric value protection (``PROTECT_EXTREMES``).
         ``split``: how ``table`` was cut from the full dataset, recorded so validation scores
         against the same holdout (see :class:`Split`).
+        ``holdout``: rows kept out of training; detected rules must hold on >= 99.9% of them.
+        ``rules``: declared rules (and ``detect`` / ``ignore``; ``pfcore.rules.RuleSet``); the
+        rules in force are decided by ``pfcore.rules.collect_rules`` and enforced by the
+        transform; ``self.rules`` records them. ``enforce_rules=False`` records the rules but
+        builds the transform as before rules existed (fixed combinations found by
+        ``transforms.derived``, nothing else enforced): the baseline the rules benchmark
+        compares against.
         """
         from pfcore.models import build
         from pfcore.transforms import TableTransformer
@@ -141,8 +153,27 @@ class Synthesizer:
         if table.num_rows < 2:
             raise ModelError(f"need at least 2 rows to train, got {table.num_rows}")
         t0 = time.perf_counter()
+        from pfcore.rules.collect import collect_rules, force_unique_ids
+        from pfcore.rules.ruleset import RuleSet
+
+        found = collect_rules(table, holdout, schema, rules, seed=seed)
+        rules_seconds = time.perf_counter() - t0
+        fit_schema = force_unique_ids(schema, found) if enforce_rules else schema
         transformer = TableTransformer.fit(
-            table, schema, seed=seed, protect_extremes=protect_extremes
+            table,
+            fit_schema,
+            seed=seed,
+            protect_extremes=protect_extremes,
+            rules=found if enforce_rules else None,
+        )
+        if not enforce_rules:
+            for r in found:
+                r.active, r.enforcement, r.note = False, "none", "enforcement switched off"
+
+        ruleset = RuleSet(
+            rules=found,
+            ignore=list(rules.ignore) if rules else [],
+            detect=rules.detect if rules else True,
         )
         x = transformer.encode(table, seed=seed)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xFA11D]))
@@ -165,11 +196,15 @@ class Synthesizer:
             "valid_rows": int(0 if valid is None else len(valid)),
             "n_features": int(x.shape[1]),
             "fit_seconds": round(time.perf_counter() - t0, 3),
+            "rules_seconds": round(rules_seconds, 3),
+            "rules_active": len(ruleset.active),
             "fit_summary": summary,
         }
         if split is not None:
             info["split"] = split.to_dict()
-        return cls(schema=schema, transformer=transformer, model=model, info=info)
+        return cls(
+            schema=fit_schema, transformer=transformer, model=model, info=info, rules=ruleset
+        )
 
     @property
     def split(self) -> Split | None:
@@ -216,6 +251,8 @@ class Synthesizer:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             self.schema.save(tmp / "schema.json")
+            if self.rules is not None:
+                self.rules.save(tmp / "rules.json")
             self.transformer.save(tmp / "transform")
             self.model.save(tmp / "model")
             meta = {
@@ -254,4 +291,10 @@ class Synthesizer:
         schema = TableSchema.load(directory / "schema.json")
         transformer = TableTransformer.load(directory / "transform")
         model = load_model(directory / "model", device=device)
-        return cls(schema=schema, transformer=transformer, model=model, info=meta)
+        from pfcore.rules.ruleset import RuleSet
+
+        # Saved before rules existed: no rules.json, nothing enforced beyond the transform.
+        rules = (
+            RuleSet.load(directory / "rules.json") if (directory / "rules.json").exists() else None
+        )
+        return cls(schema=schema, transformer=transformer, model=model, info=meta, rules=rules)

@@ -75,7 +75,15 @@ def validate_synthesizer(
     n = synthetic_rows_for(train.num_rows, holdout.num_rows)
     sample_seed = used.seed + 1
     synthetic = synth.sample(n, seed=sample_seed)
-    report = evaluate(holdout, synthetic, schema, train=train, target=target, seed=used.seed)
+    report = evaluate(
+        holdout,
+        synthetic,
+        schema,
+        train=train,
+        target=target,
+        seed=used.seed,
+        rules=synth.rules,
+    )
     if not isinstance(gate_config, GateConfig):
         gate_config = GateConfig.from_dict(gate_config or {})
     result = gate(report, gate_config)

@@ -27,6 +27,7 @@ def train_task(
 ) -> dict:
     """Fits on the training split only, recorded in the synthesizer for validation."""
     from pfcore.ingest import read_dataset
+    from pfcore.rules import RuleSet
     from pfcore.schema import TableSchema
     from pfcore.synthesizer import Split, Synthesizer
 
@@ -34,6 +35,8 @@ def train_task(
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
     split = Split(holdout_fraction, seed, max_train_rows)
     train, holdout = split.apply(table)
+    rules_path = Path(dataset_dir) / "rules.json"
+    rules = RuleSet.load(rules_path) if rules_path.exists() else None
     logger().info(
         "training %s/%s on %d rows (holdout %d) device=%s",
         family,
@@ -57,6 +60,8 @@ def train_task(
         device=None if device == "auto" else device,
         callbacks=[progress],
         split=split,
+        holdout=holdout,
+        rules=rules,
     )
     out = Path(work_dir)
     synth_dir = synth.save(out / "synthesizer")

@@ -68,6 +68,7 @@ def evaluate(
     target: str | None = None,
     seed: int = 0,
     config: EvalConfig | dict | None = None,
+    rules: Any = None,
 ) -> FidelityReport:
     """Score ``synthetic`` against ``real`` (held-out rows) and optionally ``train``.
 
@@ -82,6 +83,8 @@ def evaluate(
         target: a column to predict for ML efficacy (needs ``train``).
         seed: seeds every subsample and classifier; same inputs + seed -> same report.
         config: ``EvalConfig`` or its dict.
+        rules: the synthesizer's rules (``Synthesizer.rules``); each is reported with its real
+            and synthetic hold rate, and the gate fails an active rule the synthetic rows break.
     Returns:
         FidelityReport.
     Raises:
@@ -91,7 +94,16 @@ def evaluate(
     from threadpoolctl import threadpool_limits  # ships with scikit-learn
 
     with threadpool_limits(limits=cfg.n_threads):
-        return _evaluate(real, synthetic, schema, train, target, seed, cfg)
+        report = _evaluate(real, synthetic, schema, train, target, seed, cfg)
+    if rules is not None:
+        from pfcore.fidelity.validity import rule_validity
+
+        report.rules = rule_validity(rules, real, synthetic)
+        active = [r["synthetic_hold_rate"] for r in report.rules if r["active"]]
+        report.scores["rules_active_min_synthetic_hold_rate"] = (
+            min((1.0 if v is None else v) for v in active) if active else None
+        )
+    return report
 
 
 def _evaluate(

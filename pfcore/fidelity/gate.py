@@ -338,6 +338,26 @@ def gate(report: FidelityReport, config: GateConfig | None = None) -> GateResult
         f"invalid values above rate {cfg.max_invalid_rate} in: " + "; ".join(invalid[:5]),
     )
 
+    broken = [
+        r
+        for r in (report.rules or [])
+        if r.get("active")
+        and (r.get("synthetic_hold_rate") is None or r["synthetic_hold_rate"] < 1.0)
+    ]
+    if report.rules:
+        c.add(
+            "rules",
+            not broken,
+            min((_num(r.get("synthetic_hold_rate")) for r in broken), default=1.0),
+            1.0,
+            "synthetic rows break active rules: "
+            + "; ".join(
+                f"{r['name']!r} holds on {_num(r.get('synthetic_hold_rate')):.4%} of rows"
+                + (f" ({r['error']})" if r.get("error") else "")
+                for r in broken[:5]
+            ),
+        )
+
     priv = report.privacy
     if priv:
         ratio = _num(priv.get("dcr_ratio"))

@@ -27,7 +27,10 @@ JSON layout (version 1)::
      "notes": [str], "timings_s": {section: wall seconds}, "cpu_s": {section: CPU seconds},
      "distributions": {column: {...histogram or frequencies}},
      "correlation": {"columns": [...], "real": [[...]], "synthetic": [[...]]},
-     "gate": {"passed", "reasons", "checks"} | null}
+     "gate": {"passed", "reasons", "checks"} | null,
+     "rules": [{"name", "kind", "columns", "origin", "active", "enforcement",
+                "train_hold_rate", "holdout_hold_rate", "real_hold_rate",
+                "synthetic_hold_rate"}] | null}
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class FidelityReport:
     distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
     correlation: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
+    rules: list[dict[str, Any]] | None = None
     created_at: str = ""
     package_version: str = ""
 
@@ -205,6 +209,7 @@ class FidelityReport:
                 "distributions": self.distributions,
                 "correlation": self.correlation,
                 "gate": self.gate,
+                "rules": self.rules,
             }
         )
 
@@ -237,6 +242,7 @@ class FidelityReport:
             "distributions",
             "correlation",
             "gate",
+            "rules",
             "created_at",
             "package_version",
         }
@@ -450,6 +456,27 @@ class FidelityReport:
                 f"{self.detection.get('n_real')} real vs "
                 f"{self.detection.get('n_synthetic')} synthetic rows; most telling single columns: "
                 + ", ".join(f"`{c}` {a:.3f}" for c, a in top)
+            )
+            parts.append("")
+        if self.rules:
+            parts += ["## Rules", ""]
+            parts.append(
+                _table(
+                    ["rule", "kind", "origin", "enforced", "train", "holdout", "real", "synth"],
+                    [
+                        [
+                            r["name"],
+                            r["kind"],
+                            r["origin"],
+                            r["enforcement"] if r["active"] else "no",
+                            r.get("train_hold_rate"),
+                            r.get("holdout_hold_rate"),
+                            r.get("real_hold_rate"),
+                            r.get("synthetic_hold_rate"),
+                        ]
+                        for r in self.rules
+                    ],
+                )
             )
             parts.append("")
         if self.notes:

@@ -17,11 +17,13 @@ out-of-bounds rates are gated separately with a looser limit
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pfcore.fidelity.prepare import Prepared
 
-__all__ = ["validity"]
+__all__ = ["validity", "rule_validity"]
 
 
 def _observed_bounds(prep: Prepared, name: str) -> tuple[float | None, float | None]:
@@ -82,4 +84,43 @@ def validity(prep: Prepared) -> dict[str, dict]:
         hard_oob = entry["out_of_bounds"] if entry.get("bounds_source") == "schema" else 0.0
         entry["invalid_rate"] = max(entry["unseen"], hard_oob, entry["non_integral"])
         out[info.name] = entry
+    return out
+
+
+def rule_validity(rules: Any, real: Any, synthetic: Any) -> list[dict]:
+    """Each rule with its hold rate on the real (held-out) and the synthetic rows.
+
+    ``rules``: a ``pfcore.rules.RuleSet`` or a list of ``Rule``. Active rules are enforced by
+    construction, so their synthetic hold rate is 1.0 unless something is broken; the gate
+    fails any that is not. Inactive ones are reported so users see how the model does on them.
+    """
+    import pyarrow as pa
+
+    from pfcore.rules.model import hold_rate
+
+    items = list(getattr(rules, "rules", rules) or [])
+    tables = {}
+    for name, t in (("real", real), ("synthetic", synthetic)):
+        tables[name] = (
+            t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, preserve_index=False)
+        )
+    out = []
+    for r in items:
+        entry = {
+            "name": r.name,
+            "kind": r.kind,
+            "columns": list(r.columns),
+            "origin": r.origin,
+            "active": bool(r.active),
+            "enforcement": r.enforcement,
+            "train_hold_rate": r.train_hold_rate,
+            "holdout_hold_rate": r.holdout_hold_rate,
+        }
+        for name, t in tables.items():
+            try:
+                entry[f"{name}_hold_rate"] = hold_rate(r, t)
+            except Exception as exc:  # noqa: BLE001 - a rule the table cannot evaluate is reported
+                entry[f"{name}_hold_rate"] = None
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+        out.append(entry)
     return out

@@ -35,7 +35,7 @@ from pfcore.schema import ColumnSchema, values_from_json, values_to_json
 from pfcore.transforms.base import ColumnTransform
 from pfcore.transforms.categorical import MAX_KEPT
 
-__all__ = ["DerivedTransform", "find_derived"]
+__all__ = ["DerivedTransform", "derived_from", "find_derived"]
 
 MIN_HELDOUT_COVERAGE = 0.99
 #: Held-out rows whose source value the fit half saw must be at least this share.
@@ -170,6 +170,21 @@ def find_derived(
         sources.add(a.name)
         out_keys[b.name] = keys_values
     return {b: DerivedTransform(columns[order[b]], a, *out_keys[b]) for b, a in derived.items()}
+
+
+def derived_from(
+    table: pa.Table, columns: list[ColumnSchema], pairs: dict[str, str]
+) -> dict[str, DerivedTransform]:
+    """Derived columns for given (target -> source) pairs, e.g. fixed-combination rules that
+    were checked on these rows already; a pair that is not a function raises ValueError."""
+    by_name = {c.name: c for c in columns}
+    out = {}
+    for target, source in pairs.items():
+        kv = _lookup(table.column(source), table.column(target))
+        if kv is None:
+            raise ValueError(f"{target!r} is not a function of {source!r} on the fit rows")
+        out[target] = DerivedTransform(by_name[target], source, *kv)
+    return out
 
 
 def _codes(arr: pa.ChunkedArray) -> tuple[np.ndarray, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -14,10 +15,21 @@ from pfcore.errors import InputError, SchemaError
 from pfcore.schema import TableSchema
 from pfcore.transforms.base import Block, ColumnTransform, rng_for
 from pfcore.transforms.categorical import CategoricalTransform
-from pfcore.transforms.derived import DerivedTransform, find_derived
+from pfcore.transforms.derived import DerivedTransform, derived_from, find_derived
 from pfcore.transforms.numeric import NumericTransform
 from pfcore.transforms.pooled_parent import choose_parent
 from pfcore.transforms.regenerated import ConstantTransform, IdTransform
+from pfcore.transforms.ruled import (
+    RULED,
+    ClockTransform,
+    ComputedTransform,
+    ConditionedTransform,
+    GapTransform,
+    RuleTransform,
+)
+
+if TYPE_CHECKING:
+    from pfcore.rules.model import Rule
 
 FORMAT_VERSION = 1
 _BY_KIND: dict[str, type[ColumnTransform]] = {
@@ -55,20 +67,83 @@ class TableTransformer:
             self._slices.append((col_start, start))
         self.n_features = start
         self._index_of = {tr.column.name: i for i, tr in enumerate(transforms)}
+        self._late = _late_order(transforms, self._index_of)
 
     # -- fit -----------------------------------------------------------------------------
     @classmethod
     def fit(
-        cls, table: pa.Table, schema: TableSchema, *, seed: int = 0, protect_extremes: int = 0
+        cls,
+        table: pa.Table,
+        schema: TableSchema,
+        *,
+        seed: int = 0,
+        protect_extremes: int = 0,
+        rules: list[Rule] | None = None,
     ) -> TableTransformer:
-        """``protect_extremes``: numeric value protection (see ``numeric``); 0 = exact."""
+        """``protect_extremes``: numeric value protection (see ``numeric``); 0 = exact.
+
+        ``rules``: enforce these by construction (``pfcore.rules.plan`` sets each one's
+        ``active`` / ``enforcement``); fixed combinations then come only from the rules. None:
+        no rules, and fixed combinations are found by ``derived.find_derived`` as before.
+        """
+        from pfcore.rules.plan import Plan, plan_rules
+
         table = _select(table, schema)
         transforms: list[ColumnTransform] = []
-        derived = find_derived(table, list(schema.columns), seed=seed)
+        if rules is None:
+            plan = Plan()
+            derived = find_derived(table, list(schema.columns), seed=seed)
+        else:
+            plan = plan_rules(rules, schema, table)
+            derived = derived_from(table, list(schema.columns), plan.derived)
         for i, col in enumerate(schema.columns):
             kls = _BY_KIND[col.kind]
             rng = rng_for(seed, _ENCODE_STREAM, i)
-            if col.name in derived:
+            if col.name in plan.computed:
+                formula, with_inner = plan.computed[col.name]
+                transforms.append(
+                    ComputedTransform.fit(
+                        col,
+                        table,
+                        formula,
+                        rng,
+                        with_inner=with_inner,
+                        protect_extremes=protect_extremes,
+                    )
+                )
+            elif col.name in plan.clocks:
+                transforms.append(
+                    ClockTransform.fit(
+                        col, table, plan.clocks[col.name], rng, protect_extremes=protect_extremes
+                    )
+                )
+            elif col.name in plan.conditioned:
+                r = plan.conditioned[col.name]
+                transforms.append(
+                    ConditionedTransform.fit(
+                        col,
+                        table,
+                        r.columns[1],
+                        r.params["special"],
+                        r.params["when"],
+                        rng,
+                        protect_extremes=protect_extremes,
+                    )
+                )
+            elif col.name in plan.gaps:
+                direction, parents, _strict = plan.gaps[col.name]
+                transforms.append(
+                    GapTransform.fit(
+                        col,
+                        table,
+                        parents,
+                        direction,
+                        rng,
+                        [schema[p].decimals for p in parents],
+                        protect_extremes=protect_extremes,
+                    )
+                )
+            elif col.name in derived:
                 transforms.append(derived[col.name])
             elif kls in (ConstantTransform, IdTransform):
                 transforms.append(kls(col))
@@ -89,7 +164,9 @@ class TableTransformer:
         table = _select(table, self.schema)
         out = np.empty((table.num_rows, self.n_features), dtype=np.float32)
         for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
-            if b > a:
+            if b > a and isinstance(tr, RuleTransform):
+                out[:, a:b] = tr.encode_from(table, rng_for(seed, _ENCODE_STREAM, i))
+            elif b > a:
                 out[:, a:b] = tr.encode(
                     table.column(tr.column.name), rng_for(seed, _ENCODE_STREAM, i)
                 )
@@ -116,13 +193,20 @@ class TableTransformer:
             if isinstance(tr, CategoricalTransform):
                 parent = None if tr.link is None else slots_of(self._index_of[tr.link.parent])
                 arrays.append(tr.decode_slots(slots_of(i), n, rng, parent_slots=parent))
-            elif isinstance(tr, DerivedTransform):
-                arrays.append(None)  # filled from its source below
+            elif isinstance(tr, (DerivedTransform, RuleTransform)):
+                arrays.append(None)  # built from other columns below
             else:
                 arrays.append(tr.decode(x[:, a:b], n, rng, row_offset))
-        for i, tr in enumerate(self.transforms):
+        for i in self._late:  # dependencies first (see _late_order)
+            tr = self.transforms[i]
             if isinstance(tr, DerivedTransform):
                 arrays[i] = tr.decode_from(arrays[self._index_of[tr.source]])
+            else:
+                assert isinstance(tr, RuleTransform)
+                a, b = self._slices[i]
+                resolved = {c: arrays[self._index_of[c]] for c in tr.depends_on}
+                rng = rng_for(seed, _DECODE_STREAM, row_offset, i)
+                arrays[i] = tr.decode_with(x[:, a:b], n, rng, row_offset, resolved)
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 
     # -- persistence -----------------------------------------------------------------------
@@ -136,8 +220,8 @@ class TableTransformer:
         for i, tr in enumerate(self.transforms):
             meta, arrays = tr.state()
             entry = {"name": tr.column.name, "kind": tr.column.kind, "meta": meta}
-            if isinstance(tr, DerivedTransform):
-                entry["transform"] = DerivedTransform.kind
+            if isinstance(tr, (DerivedTransform, RuleTransform)):
+                entry["transform"] = tr.kind
             cols.append(entry)
             for k, v in arrays.items():
                 tensors[f"{i}.{k}"] = np.ascontiguousarray(v)
@@ -182,6 +266,8 @@ class TableTransformer:
             if c.get("transform") == DerivedTransform.kind:
                 source_type = schema[c["meta"]["source"]].type
                 transforms.append(DerivedTransform.from_state(col, c["meta"], arrays, source_type))
+            elif c.get("transform") in RULED:
+                transforms.append(RULED[c["transform"]].from_state(col, c["meta"], arrays))
             else:
                 transforms.append(_BY_KIND[col.kind].from_state(col, c["meta"], arrays))
         out = cls(schema, transforms)
@@ -230,3 +316,31 @@ def _link_pooled_parents(table: pa.Table, transforms: list[ColumnTransform]) -> 
             t.column.name: (slots[t.column.name][rows], t.n_slots) for t in cats if t is not child
         }
         child.link = choose_parent(idx[rows], child.pooled_frequencies, candidates)
+
+
+def _late_order(transforms: list[ColumnTransform], index_of: dict[str, int]) -> list[int]:
+    """Indices of columns built from other columns, each after the columns it reads."""
+    deps: dict[int, list[int]] = {}
+    for i, tr in enumerate(transforms):
+        if isinstance(tr, DerivedTransform):
+            deps[i] = [index_of[tr.source]]
+        elif isinstance(tr, RuleTransform):
+            deps[i] = [index_of[c] for c in tr.depends_on]
+    order: list[int] = []
+    state: dict[int, int] = {}
+
+    def visit(i: int) -> None:
+        if state.get(i) == 2:
+            return
+        if state.get(i) == 1:
+            raise SchemaError(f"column {transforms[i].column.name!r} depends on itself")
+        state[i] = 1
+        for j in deps.get(i, ()):
+            if j in deps:
+                visit(j)
+        state[i] = 2
+        order.append(i)
+
+    for i in sorted(deps):
+        visit(i)
+    return order

@@ -1,0 +1,490 @@
+"""Detect rules on the training rows; keep those that also hold on the held-out rows.
+
+A candidate is searched on a seeded sample of at most ``DETECT_ROWS`` training rows, then must
+hold on **every** training row (the transform enforces it exactly, so one exception would make
+the encode -> decode round trip wrong) and on at least ``MIN_HOLDOUT_RATE`` of the held-out rows
+(a rule that only fits the rows it was found on is chance, not structure).
+
+The search is bounded so wide tables stay fast (each bound is a module constant):
+
+* inequalities and signs: the first ``MAX_PAIR_COLUMNS`` numeric/datetime columns (pairs);
+* linear identities: the first ``MAX_IDENTITY_COLUMNS`` numeric columns; every target x
+  operand pair is screened by R^2 from one correlation matrix (``SCREEN_ROWS`` rows), and only
+  pairs with R^2 ~ 1 get a least-squares fit (survivors are checked on more rows, then all);
+* composite keys: pairs among the first ``MAX_KEY_COLUMNS`` discrete columns;
+* clock times: HHMM columns (whole numbers 0-2400, minute part < 60, at least
+  ``MIN_CLOCK_DISTINCT`` values) x other HHMM columns x numeric columns, for
+  minutes(time) == minutes(base) + delta modulo a day;
+* missingness: every numeric column against every column's null mask and values whose count
+  matches (a hash lookup, linear in the number of columns).
+
+Linear identities are an exact fit, not a list of formulas: least squares on a few rows gives the
+coefficients, which are snapped to the nearest fraction with a denominator up to
+``MAX_DENOMINATOR`` and kept only if the target then matches on every training row within its
+decimals (``declare.tolerance``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pfcore.rules.declare import _fill_map, tolerance
+from pfcore.rules.model import Rule, hold_rate, numeric_values
+from pfcore.schema import is_temporal
+
+__all__ = ["detect_rules", "MIN_HOLDOUT_RATE"]
+
+MIN_HOLDOUT_RATE = 0.999
+DETECT_ROWS = 50_000
+MAX_PAIR_COLUMNS = 64
+MAX_IDENTITY_COLUMNS = 200
+MAX_KEY_COLUMNS = 16
+#: Inequalities and signs need mass at their boundary (see ``_near_boundary``). Two columns
+#: that merely lie apart (values near 1 vs values near 23) are ordered on every one of 50k rows
+#: too, but only by chance: their gap thins out like a Gaussian tail towards 0, while a real
+#: rule (rooms >= bedrooms, end >= start) has many rows at or near the smallest gap.
+NEAR_SHARE_OF_SPREAD = 0.01
+MAX_MIN_SHARE_OF_SPREAD = 0.1
+MIN_ROWS_NEAR_BOUNDARY = 0.001
+#: Identity candidates are screened by R^2 from one correlation matrix on this many rows:
+#: exact for every triple of the first ``MAX_IDENTITY_COLUMNS`` numeric columns at O(m^3)
+#: arithmetic on numbers, not on rows (100 columns: 160k pairs of operands per target).
+SCREEN_ROWS = 2_000
+FIT_ROWS = 24
+CHECK_ROWS = 2_000
+MAX_DENOMINATOR = 1000
+#: Fewer training rows than this and "no two rows share it" is no evidence of a key.
+MIN_KEY_ROWS = 200
+#: A missingness rule needs at least this many special rows.
+MIN_SPECIAL_ROWS = 5
+#: A value is a candidate sentinel when it is the column's minimum or maximum and at least this
+#: share of the rows holds it.
+MIN_SENTINEL_SHARE = 0.01
+NUMERIC = ("continuous", "integer", "datetime")
+#: An HHMM clock column has at least this many distinct values (minute and hour columns, whose
+#: values also pass the format test, have fewer).
+MIN_CLOCK_DISTINCT = 100
+
+
+def detect_rules(
+    train: pa.Table,
+    holdout: pa.Table | None,
+    schema: Any,
+    *,
+    seed: int = 0,
+    ignore: tuple[str, ...] | list[str] = (),
+) -> list[Rule]:
+    """Detected rules, each with its training and held-out hold rate."""
+    n = train.num_rows
+    if n < 10:
+        return []
+    rows = np.arange(n)
+    if n > DETECT_ROWS:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x21E5]))
+        rows = np.sort(rng.choice(n, DETECT_ROWS, replace=False))
+    sample = train.take(pa.array(rows)) if n > DETECT_ROWS else train
+    cols = [c for c in schema.columns if c.name in train.column_names]
+    found: list[Rule] = []
+    found += _signs(sample, cols)
+    found += _inequalities(sample, cols)
+    found += _identities(sample, cols)
+    found += _clocks(sample, cols)
+    found += _missing(sample, cols)
+    found += _keys(train, cols)
+    found += _fixed(train, cols, seed)
+    out = []
+    skip = set(ignore)
+    for r in found:
+        if r.name in skip:
+            continue
+        if r.kind != "fixed":
+            r.train_hold_rate = hold_rate(r, train)
+            if r.train_hold_rate != 1.0:
+                continue
+        else:
+            r.train_hold_rate = 1.0
+        r.holdout_hold_rate = hold_rate(r, holdout) if holdout is not None else None
+        if r.holdout_hold_rate is not None and r.holdout_hold_rate < MIN_HOLDOUT_RATE:
+            continue
+        out.append(r)
+    return out
+
+
+def _signs(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    out = []
+    for c in cols:
+        if c.kind not in ("continuous", "integer"):
+            continue
+        v, present = numeric_values(sample.column(c.name))
+        v = v[present]
+        if v.size < 2 or v.min() == v.max():
+            continue
+        lo, hi = v.min(), v.max()
+        if not _near_boundary(v if lo >= 0 else -v):
+            continue  # e.g. a column of values near 30: "> 0" is true but says nothing
+        if lo >= 0:
+            out.append(Rule("sign", [c.name], {"min": 0.0, "min_strict": bool(lo > 0),
+                                               "max": None}))  # fmt: skip
+        elif hi <= 0:
+            out.append(Rule("sign", [c.name], {"max": 0.0, "max_strict": bool(hi < 0),
+                                               "min": None}))  # fmt: skip
+    return out
+
+
+def _inequalities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    cand = [c for c in cols if c.kind in NUMERIC][:MAX_PAIR_COLUMNS]
+    vals = {c.name: numeric_values(sample.column(c.name)) for c in cand}
+    out = []
+    for a, b in itertools.permutations(cand, 2):
+        if (a.kind == "datetime") != (b.kind == "datetime"):
+            continue
+        if a.kind == "datetime" and a.arrow_type != b.arrow_type:
+            continue
+        va, pa_ = vals[a.name]
+        vb, pb = vals[b.name]
+        both = pa_ & pb
+        if both.sum() < 2:
+            continue
+        x, y = va[both], vb[both]
+        if not np.all(x <= y) or np.all(x == y):
+            continue
+        if x.max() <= y.min():
+            continue  # implied by the two columns' ranges: nothing to enforce between them
+        if not _near_boundary(y - x):
+            continue  # no mass at the boundary: ordered by chance, not by a rule
+        out.append(Rule("inequality", [a.name, b.name], {"strict": bool(np.all(x < y))}))
+    return out
+
+
+def _near_boundary(gap: np.ndarray) -> bool:
+    """Smallest gap (>= 0) within ``MAX_MIN_SHARE_OF_SPREAD`` of the gap's spread from 0, and at
+    least ``MIN_ROWS_NEAR_BOUNDARY`` of the rows within ``NEAR_SHARE_OF_SPREAD`` of it."""
+    lo, hi = float(gap.min()), float(gap.max())
+    spread = hi - lo
+    if spread <= 0 or lo > MAX_MIN_SHARE_OF_SPREAD * spread:
+        return False
+    near = float((gap <= lo + NEAR_SHARE_OF_SPREAD * spread).mean())
+    return near >= MIN_ROWS_NEAR_BOUNDARY
+
+
+def _identities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    """c = k0 + sum k_i a_i for one or two operands a_i, by exact fit (see module docstring)."""
+    cand = []
+    for c in cols:
+        integer_code = c.kind == "categorical" and pa.types.is_integer(c.type)
+        if c.kind not in NUMERIC and not integer_code:
+            continue
+        v, present = numeric_values(sample.column(c.name))
+        n_distinct = np.unique(v[present][:SCREEN_ROWS]).size
+        if n_distinct > 2:
+            pre = v[:CHECK_ROWS].astype(np.float64), present[:CHECK_ROWS]
+            cand.append((n_distinct, c, (v, present, *pre)))
+    cand = cand[:MAX_IDENTITY_COLUMNS]
+    if len(cand) < 2:
+        return []
+    order = {c.name: i for i, c in enumerate(cols)}
+    candidates: list[tuple[tuple[Any, ...], Rule]] = []
+    pair_sets: set[frozenset[str]] = set()
+    for t_i, ops_i in _screen(cand):
+        t_nd, t_col, t_vals = cand[t_i]
+        if t_col.kind not in NUMERIC:
+            continue  # an integer code is an operand, never computed
+        ops = sorted((cand[j] for j in ops_i), key=lambda o: order[o[1].name])
+        names = frozenset([t_col.name, *[o[1].name for o in ops]])
+        if len(ops) == 2 and any(p <= names for p in pair_sets):
+            continue  # contains a two-column identity: the fit is not unique
+        if any(o[1].kind == "datetime" for o in ops) and t_col.kind != "datetime":
+            continue
+        rule = _fit(t_col, t_vals, [(o[1], o[2]) for o in ops])
+        if rule is None:
+            continue
+        ints = all(float(k).is_integer() for k in rule.params["coefficients"])
+        candidates.append(((-t_nd, not ints, order[t_col.name]), rule))
+        if len(ops) == 1:
+            pair_sets.add(names)
+    # One rule per set of columns: the target with the most distinct values (a total from its
+    # parts, a clock time from hour and minute), then integer coefficients.
+    best: dict[frozenset[str], tuple[tuple[Any, ...], Rule]] = {}
+    for key, rule in candidates:
+        s = frozenset(rule.columns)
+        if s not in best or key < best[s][0]:
+            best[s] = (key, rule)
+    return [r for _, r in sorted(best.values(), key=lambda t: t[0])]
+
+
+def _screen(cand: list[tuple]) -> list[tuple[int, tuple[int, ...]]]:
+    """(target, operands) whose R^2 on the screening rows is 1 up to the target's rounding:
+    first single operands, then pairs. Rows with a missing value in any candidate column are
+    left out; the most-missing columns are dropped from the screen until 50 rows remain."""
+    m = len(cand)
+    present = np.stack([c[2][3][:SCREEN_ROWS] for c in cand])
+    keep = np.ones(m, dtype=bool)
+    while present[keep].all(axis=0).sum() < 50 and keep.sum() > 2:
+        nulls = np.where(keep, (~present).sum(axis=1), -1)
+        keep[int(np.argmax(nulls))] = False
+    rows = present[keep].all(axis=0)
+    if rows.sum() < 10:
+        return []
+    idx = np.flatnonzero(keep)
+    X = np.stack([cand[i][2][2][:SCREEN_ROWS][rows] for i in idx])
+    X = X - X.mean(axis=1, keepdims=True)
+    var = (X * X).mean(axis=1)
+    ok = var > 0
+    idx, X, var = idx[ok], X[ok], var[ok]
+    k = idx.size
+    if k < 2:
+        return []
+    R = np.clip((X @ X.T) / X.shape[1] / np.sqrt(np.outer(var, var)), -1.0, 1.0)
+    # Residual variance allowed: the target's rounding (uniform within +-tol) plus float noise.
+    tol = np.array([tolerance(cand[i][1]) for i in idx])
+    allowed = (tol**2 / 3.0 * 1.5 + 1e-10 * var) / var  # as a share of var: 1 - R^2 limit
+    out: list[tuple[int, tuple[int, ...]]] = []
+    one = (1.0 - R**2) <= allowed[:, None]
+    np.fill_diagonal(one, False)
+    for t, a in zip(*np.nonzero(one), strict=True):
+        out.append((int(idx[t]), (int(idx[a]),)))
+    for t in range(k):
+        r_t = R[t]
+        # R^2 of t on (a, b) for every pair a < b, from the correlation matrix alone.
+        num = r_t[:, None] ** 2 + r_t[None, :] ** 2 - 2 * r_t[:, None] * r_t[None, :] * R
+        den = 1.0 - R**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(den > 1e-12, num / den, 0.0)
+        hit = (1.0 - r2) <= allowed[t]
+        hit[t, :] = hit[:, t] = False
+        hit = np.triu(hit, 1) & ~one[t][:, None] & ~one[t][None, :]
+        for a, b in zip(*np.nonzero(hit), strict=True):
+            out.append((int(idx[t]), (int(idx[a]), int(idx[b]))))
+    return out
+
+
+def _fit(t_col: Any, t: tuple, ops: list[tuple[Any, tuple]]) -> Rule | None:
+    """Least squares on ``FIT_ROWS`` rows; most candidates fail right there. Survivors get
+    their coefficients snapped to fractions and must match within tolerance on the first
+    ``CHECK_ROWS`` rows, then on all of them. ``t`` and each operand carry (values, present)
+    for all sample rows and a float64 prefix of ``CHECK_ROWS``."""
+    t_v, t_p, t_pre, t_ppre = t
+    present = t_ppre.copy()
+    for _, (_, _, _, p) in ops:
+        present &= p
+    idx = np.flatnonzero(present)
+    if idx.size < len(ops) + 2:
+        return None
+    tol = tolerance(t_col)
+    fit = idx[:FIT_ROWS]
+    y = t_pre[fit]
+    xs = [o[1][2][fit] for o in ops]
+    # Centre each column so datetimes (1e18 ns) do not swamp the least-squares fit.
+    ym = y.mean()
+    xm = [x.mean() for x in xs]
+    A = np.column_stack([x - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(fit.size)])
+    coef, _, rank, _ = np.linalg.lstsq(A, y - ym, rcond=None)
+    if rank < A.shape[1]:
+        return None
+    scale = max(float(np.abs(y).max()), 1.0)
+    if np.abs(A @ coef - (y - ym)).max() > 10 * tol + 1e-7 * scale:
+        return None  # not even approximately linear on the fit rows
+    ks = [_snap(k) for k in coef[:-1]]
+    if any(k == 0 for k in ks):
+        return None
+    k0 = _snap_intercept(ym - sum(k * mu for k, mu in zip(ks, xm, strict=True)) + coef[-1], tol)
+    names = [o[0].name for o in ops]
+    params = {"coefficients": ks, "intercept": k0, "tolerance": tol}
+    from pfcore.rules.model import linear_value
+
+    for vals, keep in (
+        ([o[1][2][idx] for o in ops], t_pre[idx]),
+        ([o[1][0] for o in ops], t_v),
+    ):
+        f = linear_value(ks, k0, vals)
+        ok = np.abs(np.asarray(keep).astype(f.dtype) - f) <= tol
+        if keep is t_v:
+            full = t_p.copy()
+            for o in ops:
+                full &= o[1][1]
+            ok |= ~full
+        if not np.all(ok):
+            return None
+    return Rule("identity", [t_col.name, *names], params)
+
+
+def _snap(k: float) -> float:
+    """The nearest fraction with a small denominator (exact coefficients: 2, 0.5, 1/3)."""
+    if not np.isfinite(k):
+        return 0.0
+    fr = Fraction(float(k)).limit_denominator(MAX_DENOMINATOR)
+    return float(fr) if abs(float(fr) - k) <= 1e-6 * max(1.0, abs(k)) else float(k)
+
+
+def _snap_intercept(k0: float, tol: float) -> float:
+    r = round(k0)
+    if abs(r - k0) <= max(tol, 1e-6 * max(1.0, abs(k0))):
+        return float(r)
+    return float(_snap(k0))
+
+
+def _clocks(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    """HHMM clock columns, and clock arithmetic between two of them and a minutes column."""
+    from pfcore.rules.model import clock_minutes, is_clock
+
+    numeric = {}
+    for c in cols:
+        if c.kind in ("continuous", "integer"):
+            v, p = numeric_values(sample.column(c.name))
+            if p.sum() >= 2 and np.all(v[p] == np.round(v[p])):
+                numeric[c.name] = (v, p)
+    clocks = {}
+    for name, (v, p) in numeric.items():
+        x = v[p]
+        if x.min() < 0 or x.max() > 2400 or x.max() < 100 or np.unique(x).size < MIN_CLOCK_DISTINCT:
+            continue
+        midnight = 2400 if (x == 2400).any() or not (x == 0).any() else 0
+        if np.all(is_clock(x, midnight)):
+            clocks[name] = midnight
+    out = []
+    for t, midnight in clocks.items():
+        out.append(Rule("clock", [t], {"midnight": midnight}))
+        vt, pt = numeric[t]
+        for base in clocks:
+            if base == t:
+                continue
+            vb, pb = numeric[base]
+            for delta, (vd, pd_) in numeric.items():
+                if delta in clocks:
+                    continue
+                both = pt & pb & pd_
+                if both.sum() < 2 or np.unique(vd[both]).size < 2:
+                    continue
+                m = clock_minutes(vb[both]) + vd[both] - clock_minutes(vt[both])
+                if np.all(np.mod(m, 1440) == 0):
+                    out.append(Rule("clock", [t, base, delta], {"midnight": midnight}))
+                    break
+            else:
+                continue
+            break
+    return out
+
+
+def _special_masks(arr: pa.ChunkedArray, col: Any, n: int) -> list[tuple[dict, np.ndarray]]:
+    """Candidate 'special' states of a numeric column: null, or a sentinel at its min / max."""
+    v, present = numeric_values(arr)
+    out = []
+    nulls = int((~present).sum())
+    if MIN_SPECIAL_ROWS <= nulls < n:
+        out.append(({"null": True}, ~present))
+    if nulls == 0 and n:
+        vals, counts = np.unique(v, return_counts=True)
+        if vals.size > 2:
+            for j in (0, vals.size - 1):
+                if counts[j] >= max(MIN_SPECIAL_ROWS, MIN_SENTINEL_SHARE * n):
+                    value = vals[j].item()
+                    if is_temporal(col.type):
+                        continue
+                    out.append(({"sentinel": value}, v == vals[j]))
+    return out
+
+
+def _trigger_masks(
+    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int]
+) -> list[tuple[dict, np.ndarray]]:  # noqa: E501
+    arr = arr.combine_chunks()
+    out = []
+    null = np.asarray(arr.is_null(), dtype=bool)
+    if pa.types.is_floating(arr.type):
+        null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
+    if int(null.sum()) in counts_wanted:
+        out.append(({"null": True}, null))
+    if col.kind in ("categorical", "boolean", "integer"):
+        vc = pc.value_counts(arr.drop_null())
+        if len(vc) <= 1000:
+            for item in vc.to_pylist():
+                if item["counts"] in counts_wanted and item["values"] is not None:
+                    value = item["values"]
+                    mask = np.asarray(pc.equal(arr, pa.scalar(value, arr.type)).fill_null(False))
+                    out.append(({"equals": value}, mask))
+    return out
+
+
+def _missing(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    """A is null / a sentinel exactly when B is null / equals a value. Columns with identical
+    masks are linked to the first of them only (a star, not every pair)."""
+    n = sample.num_rows
+    specials = []
+    for c in cols:
+        if c.kind in NUMERIC:
+            for spec, mask in _special_masks(sample.column(c.name), c, n):
+                specials.append((c, spec, mask))
+    if not specials:
+        return []
+    wanted = {int(m.sum()) for _, _, m in specials}
+    triggers = []
+    for c in cols:
+        if c.kind in ("constant", "id"):
+            continue
+        for when, mask in _trigger_masks(sample.column(c.name), c, wanted):
+            triggers.append((c, when, mask))
+    order = {c.name: i for i, c in enumerate(cols)}
+    out = []
+    linked: set[str] = set()
+    for a, spec, ma in specials:
+        if a.name in linked:
+            continue
+        matches = [
+            (b, when) for b, when, mb in triggers
+            if b.name != a.name and order[b.name] < order[a.name] and np.array_equal(ma, mb)
+        ]  # fmt: skip
+        if not matches:
+            continue
+        b, when = matches[0]
+        out.append(Rule("missing", [a.name, b.name], {"special": spec, "when": when}))
+        linked.add(a.name)
+    return out
+
+
+def _keys(train: pa.Table, cols: list[Any]) -> list[Rule]:
+    n = train.num_rows
+    if n < MIN_KEY_ROWS:
+        return []
+    out = []
+    discrete = [c for c in cols if c.kind in ("categorical", "integer", "datetime", "id")]
+    single = set()
+    for c in discrete:
+        arr = train.column(c.name)
+        if arr.null_count == 0 and pc.count_distinct(arr).as_py() == n:
+            out.append(Rule("key", [c.name], {}))
+            single.add(c.name)
+    cand = [c for c in discrete if c.name not in single and c.kind != "id"][:MAX_KEY_COLUMNS]
+    codes = {}
+    for c in cand:
+        enc = pc.dictionary_encode(train.column(c.name).combine_chunks())
+        codes[c.name] = (
+            np.asarray(enc.indices.fill_null(len(enc.dictionary))),
+            len(enc.dictionary) + 1,
+        )  # noqa: E501
+    for a, b in itertools.combinations(cand, 2):
+        ca, na = codes[a.name]
+        cb, nb = codes[b.name]
+        if na * nb < n:
+            continue
+        if np.unique(ca.astype(np.int64) * nb + cb).size == n:
+            out.append(Rule("key", [a.name, b.name], {}))
+    return out
+
+
+def _fixed(train: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
+    """One column determines another: the links ``transforms.derived`` finds (it checks that
+    the map generalises across halves of the rows), as rules with their maps."""
+    from pfcore.transforms.derived import find_derived
+
+    out = []
+    for target, tr in find_derived(train, cols, seed=seed).items():
+        rule = Rule("fixed", [tr.source, target], {})
+        _fill_map(rule, train)
+        out.append(rule)
+    return out

@@ -1,0 +1,343 @@
+"""Rule objects: what a rule says, where it came from, how often it held, and how it is enforced.
+
+A rule is a statement every real row satisfies (a start before its end, a total equal to its
+parts, a sentinel exactly when a count is zero, a city that belongs to its state, an age within
+bounds). Each rule records its ``origin`` (``detected`` on the training rows, or ``declared`` by
+the user), its hold rate on the training and held-out rows, whether it is ``active`` (enforced by
+construction in the transform, and checked by the fidelity gate) and ``enforcement``: how decode
+makes it hold. Inactive rules are kept so users see what was found and why it is not enforced.
+
+Kinds and their ``columns`` / ``params``:
+
+* ``inequality``: ``[low, high]``; ``strict``. low <= high (or <) where both are present.
+* ``range``: ``[column]``; ``min``/``max`` (None: unbounded; datetimes in their Arrow unit
+  since the epoch), ``min_strict``/``max_strict``. ``sign`` is the detected special case with a
+  bound at 0.
+* ``identity``: ``[target, *operands]``; ``coefficients``, ``intercept``, ``tolerance``:
+  |target - (intercept + sum coefficient * operand)| <= tolerance where all are present.
+* ``clock``: ``[time]``: an HHMM clock time (0 <= v <= 2400, minute part < 60, midnight
+  written as ``midnight``: 2400 or 0); ``[time, base, delta]``: also minutes(time) ==
+  minutes(base) + delta modulo 1440, where minutes(v) = 60 * (v // 100) + v % 100. Clock times
+  are not linear in their value (10:59 + 1 minute is 1100, not 1060), so a linear identity
+  cannot state "a departure is its scheduled time plus its delay"; this kind can.
+* ``missing``: ``[column, trigger]``; ``special`` (``{"null": true}`` or ``{"sentinel": v}``),
+  ``when`` (``{"null": true}`` or ``{"equals": v}``): column is special exactly when the
+  trigger condition holds.
+* ``fixed``: ``[source, target]``; ``map`` ([[source value, target value], ...]): target is the
+  function of source seen in training (rows with a source value never seen count as holding).
+* ``key``: the columns no two rows share.
+* ``expression``: ``expression`` (see ``pfcore.rules.expr``); rows where it is null hold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pfcore.errors import InputError, SchemaError
+
+__all__ = [
+    "KINDS",
+    "Rule",
+    "hold_mask",
+    "hold_rate",
+    "numeric_values",
+    "first_violation",
+    "RULES_FILE",
+    "clock_minutes",
+    "clock_from_minutes",
+    "is_clock",
+]
+
+KINDS = (
+    "inequality",
+    "range",
+    "sign",
+    "identity",
+    "clock",
+    "missing",
+    "fixed",
+    "key",
+    "expression",
+)
+ORIGINS = ("detected", "declared")
+RULES_FILE = "rules.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Rule:
+    """One rule over columns, where it came from, how often it held, and how it is enforced."""
+
+    kind: str
+    columns: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: str = "detected"
+    train_hold_rate: float | None = None
+    holdout_hold_rate: float | None = None
+    active: bool = True
+    enforcement: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SchemaError(f"rule kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.origin not in ORIGINS:
+            raise SchemaError(f"rule origin {self.origin!r} is not one of {', '.join(ORIGINS)}")
+        if not self.columns or not all(isinstance(c, str) for c in self.columns):
+            raise SchemaError(f"{self.kind} rule needs column names, got {self.columns!r}")
+
+    @property
+    def name(self) -> str:
+        """A readable statement of the rule, also its identity in ``rules.json``."""
+        c, p = self.columns, self.params
+        if self.kind == "inequality":
+            return f"{c[0]} {'<' if p.get('strict') else '<='} {c[1]}"
+        if self.kind in ("range", "sign"):
+            parts = []
+            if p.get("min") is not None:
+                parts.append(f"{c[0]} {'>' if p.get('min_strict') else '>='} {_num(p['min'])}")
+            if p.get("max") is not None:
+                parts.append(f"{c[0]} {'<' if p.get('max_strict') else '<='} {_num(p['max'])}")
+            return " and ".join(parts) or f"{c[0]} unbounded"
+        if self.kind == "identity":
+            terms = [
+                _term(k, col) for k, col in zip(p["coefficients"], c[1:], strict=True) if k != 0
+            ]
+            if p.get("intercept"):
+                terms.append(_num(p["intercept"]))
+            text = " + ".join(terms).replace("+ -", "- ")
+            return f"{c[0]} == {text}"
+        if self.kind == "clock":
+            if len(c) == 1:
+                return f"{c[0]} is an HHMM clock time"
+            return f"{c[0]} == {c[1]} + {c[2]} minutes (HHMM clock, modulo 24h)"
+        if self.kind == "missing":
+            sp = "null" if p["special"].get("null") else f"== {p['special']['sentinel']!r}"
+            wh = "null" if p["when"].get("null") else f"== {p['when']['equals']!r}"
+            return f"{c[0]} {sp} exactly when {c[1]} {wh}"
+        if self.kind == "fixed":
+            return f"{c[0]} determines {c[1]}"
+        if self.kind == "key":
+            return f"unique ({', '.join(c)})"
+        return str(p.get("expression"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d = {"name": self.name, **d}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rule:
+        known = {"kind", "columns", "params", "origin", "train_hold_rate", "holdout_hold_rate",
+                 "active", "enforcement", "note"}  # fmt: skip
+        unknown = set(d) - known - {"name"}
+        if unknown:
+            raise SchemaError(f"rule {d.get('name', d)!r}: unknown fields {sorted(unknown)}")
+        if "kind" not in d or "columns" not in d:
+            raise SchemaError(f"rule {d!r}: needs 'kind' and 'columns'")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+def _term(k: float, col: str) -> str:
+    if k == 1:
+        return col
+    if k == -1:
+        return f"-{col}"
+    return f"{_num(k)}*{col}"
+
+
+def numeric_values(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, present): int64 for integers and datetimes (their unit since epoch, exact),
+    float64 otherwise; NaN counts as missing."""
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    present = np.asarray(arr.is_valid(), dtype=bool)
+    if is_temporal(t):
+        arr = arr.cast(temporal_storage(t))
+        t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return np.asarray(arr.cast(pa.int64()).fill_null(0), dtype=np.int64), present
+    if pa.types.is_dictionary(t):
+        arr = arr.cast(t.value_type)
+    v = np.asarray(arr.cast(pa.float64()).fill_null(0.0), dtype=np.float64)
+    nan = np.isnan(v)
+    if nan.any():
+        present &= ~nan
+        v = np.where(nan, 0.0, v)
+    return v, present
+
+
+def linear_value(
+    coefficients: list[float], intercept: float, operands: list[np.ndarray]
+) -> np.ndarray:
+    """intercept + sum k*x, exact in int64 when everything is integral, else in long double
+    (64-bit mantissa: nanosecond timestamps keep their last digit)."""
+    integral = all(float(k).is_integer() for k in coefficients) and float(intercept).is_integer()
+    if integral and all(x.dtype == np.int64 for x in operands):
+        out = np.full(operands[0].shape, int(intercept), dtype=np.int64)
+        for k, x in zip(coefficients, operands, strict=True):
+            out += int(k) * x
+        return out
+    out = np.full(operands[0].shape, intercept, dtype=np.longdouble)
+    for k, x in zip(coefficients, operands, strict=True):
+        out += np.longdouble(k) * x.astype(np.longdouble)
+    return out
+
+
+MINUTES_PER_DAY = 1440
+
+
+def clock_minutes(v: np.ndarray) -> np.ndarray:
+    """Minutes since midnight of HHMM clock values."""
+    return (v // 100) * 60 + np.mod(v, 100)
+
+
+def clock_from_minutes(m: np.ndarray, midnight: int = 2400) -> np.ndarray:
+    """HHMM clock values of minutes since midnight (any integer; taken modulo a day)."""
+    m = np.mod(m, MINUTES_PER_DAY)
+    v = (m // 60) * 100 + np.mod(m, 60)
+    if midnight == 2400:
+        v = np.where(v == 0, 2400, v)
+    return v
+
+
+def is_clock(v: np.ndarray, midnight: int = 2400) -> np.ndarray:
+    """True where ``v`` is a whole HHMM time with midnight written as ``midnight``."""
+    other = 0 if midnight == 2400 else 2400
+    return (v >= 0) & (v <= 2400) & (np.mod(v, 100) < 60) & (v == np.round(v)) & (v != other)
+
+
+def _special(arr: pa.ChunkedArray | pa.Array, spec: dict[str, Any]) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    null = np.asarray(arr.is_null(), dtype=bool)
+    if pa.types.is_floating(arr.type):
+        null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
+    if spec.get("null"):
+        return null
+    key = "sentinel" if "sentinel" in spec else "equals"
+    value = spec[key]
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if is_temporal(arr.type):
+        arr = arr.cast(temporal_storage(arr.type))
+    try:
+        eq = pc.equal(arr, pa.scalar(value).cast(arr.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        eq = pc.equal(arr.cast(pa.string()), pa.scalar(str(value)))
+    return np.asarray(eq.fill_null(False), dtype=bool)
+
+
+def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
+    """True for every row of ``table`` that satisfies ``rule``."""
+    n = table.num_rows
+    c, p = rule.columns, rule.params
+    missing = [x for x in c if x not in table.column_names]
+    if missing:
+        raise InputError(f"rule {rule.name!r} names a column the table lacks", column=missing[0])
+    if rule.kind == "inequality":
+        a, pa_ = numeric_values(table.column(c[0]))
+        b, pb = numeric_values(table.column(c[1]))
+        ok = (a < b) if p.get("strict") else (a <= b)
+        return ok | ~(pa_ & pb)
+    if rule.kind in ("range", "sign"):
+        v, present = numeric_values(table.column(c[0]))
+        ok = np.ones(n, dtype=bool)
+        if p.get("min") is not None:
+            ok &= (v > p["min"]) if p.get("min_strict") else (v >= p["min"])
+        if p.get("max") is not None:
+            ok &= (v < p["max"]) if p.get("max_strict") else (v <= p["max"])
+        return ok | ~present
+    if rule.kind == "identity":
+        t, pt = numeric_values(table.column(c[0]))
+        ops = [numeric_values(table.column(x)) for x in c[1:]]
+        f = linear_value(p["coefficients"], p["intercept"], [o[0] for o in ops])
+        present = pt.copy()
+        for _, po in ops:
+            present &= po
+        diff = np.abs(t.astype(f.dtype) - f)
+        return (diff <= p.get("tolerance", 0.0)) | ~present
+    if rule.kind == "clock":
+        t, pt = numeric_values(table.column(c[0]))
+        ok = is_clock(t, int(p.get("midnight", 2400)))
+        if len(c) == 3:
+            b, pb = numeric_values(table.column(c[1]))
+            d, pd_ = numeric_values(table.column(c[2]))
+            both = pt & pb & pd_
+            m = clock_minutes(b) + d - clock_minutes(t)
+            ok &= (np.mod(m, 1440) == 0) | ~both
+        return ok | ~pt
+    if rule.kind == "missing":
+        return _special(table.column(c[0]), p["special"]) == _special(table.column(c[1]), p["when"])
+    if rule.kind == "fixed":
+        from pfcore.schema import values_from_json
+
+        src, dst = table.column(c[0]).combine_chunks(), table.column(c[1]).combine_chunks()
+        pairs = p.get("map") or []
+        keys = values_from_json([k for k, _ in pairs], src.type)
+        vals = values_from_json([v for _, v in pairs], dst.type)
+        idx = pc.index_in(src, value_set=keys, skip_nulls=False)
+        seen = np.asarray(idx.is_valid(), dtype=bool)
+        expected = vals.take(idx.fill_null(0)) if len(vals) else dst
+        same = np.asarray(
+            pc.or_kleene(
+                pc.equal(expected, dst), pc.and_(expected.is_null(), dst.is_null())
+            ).fill_null(False),
+            dtype=bool,
+        )
+        return same | ~seen
+    if rule.kind == "key":
+        cols = [table.column(x).combine_chunks() for x in c]
+        codes = np.zeros(n, dtype=np.int64)
+        for arr in cols:
+            enc = pc.dictionary_encode(arr)
+            k = len(enc.dictionary) + 1
+            codes = codes * k + np.asarray(enc.indices.fill_null(k - 1), dtype=np.int64)
+            _, codes = np.unique(codes, return_inverse=True)
+        counts = np.bincount(codes, minlength=1) if n else np.zeros(0, dtype=np.int64)
+        return counts[codes] == 1 if n else np.ones(0, dtype=bool)
+    # expression: violating rows are those where it is false (null holds, as in SQL CHECK)
+    from pfcore.rules.expr import parse, to_arrow
+
+    expr = to_arrow(parse(p["expression"]))
+    idx = table.select(c).append_column("__row__", pa.array(np.arange(n, dtype=np.int64)))
+    try:
+        bad = idx.filter(~expr).column("__row__")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InputError(f"rule {rule.name!r} cannot be evaluated: {exc}") from None
+    ok = np.ones(n, dtype=bool)
+    ok[np.asarray(bad, dtype=np.int64)] = False
+    return ok
+
+
+def hold_rate(rule: Rule, table: pa.Table) -> float | None:
+    """Share of rows that satisfy ``rule`` (None for an empty table)."""
+    if table.num_rows == 0:
+        return None
+    return float(hold_mask(rule, table).mean())
+
+
+def first_violation(rule: Rule, table: pa.Table) -> tuple[int, dict[str, Any]] | None:
+    """(row index, the rule's values in that row) of the first row that breaks ``rule``."""
+    mask = hold_mask(rule, table)
+    bad = np.flatnonzero(~mask)
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    row = table.select(rule.columns).slice(i, 1).to_pylist()[0]
+    return i, {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

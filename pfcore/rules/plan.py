@@ -1,0 +1,331 @@
+"""Decide how each rule is enforced by construction, or why it cannot be.
+
+Each column is built by at most one construction, and constructions must not depend on each
+other in a cycle, so rules compete: declared rules go first, then detected ones, and within
+each, identities (they remove a column from the model), missingness, inequalities, fixed
+combinations. A rule that cannot be built is kept with ``active = False`` and a note.
+
+Constructions (``pfcore.transforms.ruled``):
+
+* ``computed``: an identity's target is not modelled; decode computes it from its operands.
+* ``conditioned``: a column that is null / a sentinel exactly when a trigger condition holds is
+  modelled on its other rows; decode writes the special value exactly where the trigger says.
+* ``gap``: for low <= high the model sees high - max(lows) >= 0 (or low via min(highs) - low);
+  decode adds the parents back. A column may have several parents on one side.
+* ``derived``: a fixed combination; the target is looked up from its source's decoded value.
+* ``support``: ranges and signs hold because numeric decode never leaves the fitted range and
+  discrete decode only emits values seen in training.
+* ``regenerated``: a one-column key on an ``id`` column (fresh unique ids per row index).
+* ``checked``: a custom expression; not built in, the fidelity gate fails a model that breaks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pfcore.rules.model import Rule, numeric_values
+
+__all__ = ["Plan", "plan_rules"]
+
+NUMERIC = ("continuous", "integer", "datetime")
+_ORDER = {"identity": 0, "clock": 0, "missing": 1, "inequality": 2, "fixed": 3}
+
+
+@dataclass
+class Plan:
+    """How the transform enforces the active rules, column by column."""
+
+    #: target -> (formula, with_inner): see ``transforms.ruled.ComputedTransform``
+    computed: dict[str, tuple[dict[str, Any], bool]] = field(default_factory=dict)
+    clocks: dict[str, int] = field(default_factory=dict)  # HHMM column -> midnight
+    conditioned: dict[str, Rule] = field(default_factory=dict)
+    #: child -> (direction, parents, strict): +1 child >= max(parents), -1 child <= min(parents)
+    gaps: dict[str, tuple[int, list[str], bool]] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)  # target -> source
+
+
+def _integral(col: Any) -> bool:
+    return col.kind == "datetime" or pa.types.is_integer(col.type)
+
+
+def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
+    """Fill each rule's ``active`` / ``enforcement`` / ``note`` and return the constructions."""
+    plan = Plan()
+    deps: dict[str, set[str]] = {}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            c = todo.pop()
+            if c == goal:
+                return True
+            if c not in seen:
+                seen.add(c)
+                todo.extend(deps.get(c, ()))
+        return False
+
+    def claim(col: str, on: list[str]) -> bool:
+        if any(reaches(p, col) for p in on):
+            return False
+        deps.setdefault(col, set()).update(on)
+        return True
+
+    def claimed(col: str) -> bool:
+        return (
+            col in plan.computed
+            or col in plan.conditioned
+            or col in plan.derived
+            or col in plan.clocks
+        )
+
+    def off(rule: Rule, why: str) -> None:
+        rule.active, rule.enforcement, rule.note = False, "none", why
+
+    names = set(schema.names)
+    by_priority = sorted(
+        rules,
+        key=lambda r: (r.origin != "declared", _ORDER.get(r.kind, 9) + (len(r.columns) == 1)),
+    )
+    identity_cols: list[tuple[set[str], Rule]] = []
+    for r in by_priority:
+        r.active, r.enforcement, r.note = True, "", ""
+        if any(c not in names for c in r.columns):
+            off(r, "names a column the schema does not have")
+            continue
+        cols = [schema[c] for c in r.columns]
+        if r.kind == "identity" or (r.kind == "clock" and len(r.columns) == 3):
+            t = cols[0]
+            nulls = _nulls_follow_operands(table, r.columns)
+            if t.kind not in NUMERIC:
+                off(r, f"target {t.name!r} is {t.kind}, not a numeric or datetime column")
+            elif claimed(t.name) or t.name in plan.gaps:
+                off(r, f"{t.name!r} is already built by another rule")
+            elif nulls is None:
+                off(r, f"{t.name!r} is missing on rows where its operands are present")
+            elif not claim(t.name, r.columns[1:]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                if r.kind == "clock":
+                    formula = {"type": "clock", "operands": r.columns[1:],
+                               "midnight": int(r.params.get("midnight", 2400))}  # fmt: skip
+                else:
+                    formula = {"type": "linear", "operands": r.columns[1:],
+                               "coefficients": r.params["coefficients"],
+                               "intercept": r.params["intercept"]}  # fmt: skip
+                plan.computed[t.name] = (formula, not nulls)
+                r.enforcement = "computed"
+                identity_cols.append((set(r.columns), r))
+        elif r.kind == "clock":
+            c = cols[0]
+            midnight = int(r.params.get("midnight", 2400))
+            if c.name in plan.computed and plan.computed[c.name][0]["type"] == "clock":
+                r.enforcement = "computed"
+            elif _clock_by_parts(plan, c.name, midnight, table):
+                r.enforcement = "computed"
+                r.note = "computed as 100 * hour + minute from an hour in 0-23 and a minute in 0-59"
+            elif claimed(c.name) or c.name in plan.gaps:
+                off(r, f"{c.name!r} is already built by another rule")
+            elif c.kind not in ("continuous", "integer"):
+                off(r, f"{c.name!r} is {c.kind}, not a number")
+            else:
+                claim(c.name, [])
+                plan.clocks[c.name] = int(r.params.get("midnight", 2400))
+                r.enforcement = "clock"
+        elif r.kind == "missing":
+            a = cols[0]
+            implied = _implied_by_computed(plan, r, table)
+            if implied:
+                r.enforcement = "computed"
+                r.note = f"holds because {implied!r} is null exactly when an operand is"
+            elif a.kind not in NUMERIC:
+                off(r, f"{a.name!r} is {a.kind}: only numeric/datetime columns are conditioned")
+            elif claimed(a.name) or a.name in plan.gaps:
+                off(r, f"{a.name!r} is already built by another rule")
+            elif "sentinel" in r.params["special"] and not _sentinel_outside(table, r):
+                off(r, "the sentinel lies inside the range of the column's other values")
+            elif not claim(a.name, [r.columns[1]]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                plan.conditioned[a.name] = r
+                r.enforcement = "conditioned"
+        elif r.kind == "inequality":
+            why = _gap(plan, r, cols, table, claimed, claim)
+            if why:
+                off(r, why)
+            else:
+                r.enforcement = "gap"
+        elif r.kind == "fixed":
+            src, dst = cols
+            if src.kind not in ("categorical", "boolean", "integer"):
+                off(r, f"source {src.name!r} is {src.kind}: a fixed combination needs a "
+                    "discrete source")  # fmt: skip
+            elif claimed(dst.name) or dst.name in plan.gaps or dst.kind in ("id", "constant"):
+                off(r, f"{dst.name!r} is already built by another rule")
+            elif src.name in plan.derived:
+                off(r, f"{src.name!r} is itself looked up from another column")
+            elif dst.name in {s for s in plan.derived.values()}:
+                off(r, f"{dst.name!r} is the source of another fixed combination")
+            elif not claim(dst.name, [src.name]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                plan.derived[dst.name] = src.name
+                r.enforcement = "derived"
+        elif r.kind in ("range", "sign"):
+            c = cols[0]
+            if c.kind == "id":
+                off(r, f"{c.name!r} is regenerated as a fresh id per row; bounds do not apply")
+            elif c.name in plan.computed:
+                if _implied_bounds(plan, r, table):
+                    r.enforcement = "computed"
+                    r.note = "holds for every value the formula can produce from its operands"
+                else:
+                    off(r, f"{c.name!r} is computed by an identity; its range is not enforced")
+            else:
+                r.enforcement = "support"
+        elif r.kind == "key":
+            if len(cols) == 1 and cols[0].kind == "id":
+                r.enforcement = "regenerated"
+                r.note = (
+                    "a fresh id per row index (integers: start + step * index; strings: prefix "
+                    "+ counter), so no two rows of any batch share one; integer ids stop at "
+                    "the column type's largest value"
+                )
+            elif len(cols) == 1:
+                off(r, "not enforced: declare it `unique` to regenerate the column as an id")
+            else:
+                off(r, "not enforced: composite keys of modelled columns are not generated")
+        else:
+            r.enforcement = "checked"
+            r.note = "not built in: the fidelity gate fails a model whose rows break it"
+    return plan
+
+
+def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) -> str:
+    low, high = cols
+    if low.kind not in NUMERIC or high.kind not in NUMERIC:
+        return "compares a column that is not numeric or datetime"
+    if _integral(low) != _integral(high) or (
+        (low.kind == "datetime") and low.arrow_type != high.arrow_type
+    ):
+        return "compares columns of different types (integer/float or datetime units)"
+    strict = bool(r.params.get("strict"))
+    for child, parent, direction in ((high, low, 1), (low, high, -1)):
+        if claimed(child.name):
+            continue
+        if table.column(parent.name).null_count:
+            continue
+        cur = plan.gaps.get(child.name)
+        if cur is not None and cur[0] != direction:
+            continue
+        if not claim(child.name, [parent.name]):
+            continue
+        if cur is None:
+            plan.gaps[child.name] = (direction, [parent.name], strict)
+        else:
+            plan.gaps[child.name] = (direction, cur[1] + [parent.name], cur[2] and strict)
+        return ""
+    return "neither column can be rebuilt from the other (already built, nullable or a cycle)"
+
+
+def _nulls_follow_operands(table: pa.Table, columns: list[str]) -> bool | None:
+    """True: the target is present exactly when every operand is; False: it is also present
+    on some rows where an operand is missing (those rows need their own model); None: it is
+    missing on a row where every operand is present (the rule cannot compute it)."""
+    _, pt = numeric_values(table.column(columns[0]))
+    present = np.ones(table.num_rows, dtype=bool)
+    for c in columns[1:]:
+        present &= numeric_values(table.column(c))[1]
+    if np.array_equal(pt, present):
+        return True
+    return None if (present & ~pt).any() else False
+
+
+def _implied_by_computed(plan: Plan, r: Rule, table: pa.Table) -> str:
+    """'A null exactly when B null' where one of them is computed, without its own model, from
+    the other and from columns that are never missing: the computation makes it hold."""
+    p = r.params
+    if not (p["special"].get("null") and p["when"].get("null")):
+        return ""
+    a, b = r.columns
+    for target, other in ((a, b), (b, a)):
+        spec = plan.computed.get(target)
+        if spec is None or spec[1] or other not in spec[0]["operands"]:
+            continue
+        rest = [c for c in spec[0]["operands"] if c != other]
+        if all(_never_null(plan, c, table) for c in rest):
+            return target
+    return ""
+
+
+def _never_null(plan: Plan, col: str, table: pa.Table) -> bool:
+    """No decoded row can be null: no nulls in training, and if computed, from such columns."""
+    if table.column(col).null_count:
+        return False
+    spec = plan.computed.get(col)
+    if spec is None:
+        return True
+    return not spec[1] and all(_never_null(plan, c, table) for c in spec[0]["operands"])
+
+
+def _decoded_range(plan: Plan, col: str, table: pa.Table) -> tuple[float, float] | None:
+    """Bounds every decoded value of ``col`` lies in, when they follow from construction:
+    a modelled column never leaves its training range (numeric decode clamps to its fitted
+    range, discrete decode emits seen values); a computed one follows its formula."""
+    spec = plan.computed.get(col)
+    if col in plan.gaps or col in plan.conditioned:
+        return None
+    if spec is None:
+        v, present = numeric_values(table.column(col))
+        return (float(v[present].min()), float(v[present].max())) if present.any() else None
+    formula = spec[0]
+    if formula["type"] == "clock":  # its own model (spec[1]) also decodes through the clock
+        return (1.0, 2400.0) if formula.get("midnight", 2400) == 2400 else (0.0, 2359.0)
+    if spec[1]:
+        return None
+    lo = hi = float(formula["intercept"])
+    for k, c in zip(formula["coefficients"], formula["operands"], strict=True):
+        r = _decoded_range(plan, c, table)
+        if r is None:
+            return None
+        a, b = k * r[0], k * r[1]
+        lo, hi = lo + min(a, b), hi + max(a, b)
+    return lo, hi
+
+
+def _implied_bounds(plan: Plan, r: Rule, table: pa.Table) -> bool:
+    rng = _decoded_range(plan, r.columns[0], table)
+    if rng is None:
+        return False
+    p = r.params
+    ok = True
+    if p.get("min") is not None:
+        ok &= rng[0] > p["min"] if p.get("min_strict") else rng[0] >= p["min"]
+    if p.get("max") is not None:
+        ok &= rng[1] < p["max"] if p.get("max_strict") else rng[1] <= p["max"]
+    return bool(ok)
+
+
+def _clock_by_parts(plan: Plan, col: str, midnight: int, table: pa.Table) -> bool:
+    """An HHMM column computed as 100 * hour + minute, with hour in 0..23 and minute in 0..59
+    (checked on their decoded ranges), is always a valid clock time."""
+    spec = plan.computed.get(col)
+    if spec is None or spec[1] or spec[0]["type"] != "linear" or spec[0]["intercept"] != 0:
+        return False
+    parts = dict(zip(spec[0]["coefficients"], spec[0]["operands"], strict=True))
+    if set(parts) != {100.0, 1.0}:
+        return False
+    h, m = _decoded_range(plan, parts[100.0], table), _decoded_range(plan, parts[1.0], table)
+    if h is None or m is None or h[0] < 0 or h[1] > 23 or m[0] < 0 or m[1] > 59:
+        return False
+    return not (midnight == 2400 and h[0] == 0 and m[0] == 0)
+
+
+def _sentinel_outside(table: pa.Table, r: Rule) -> bool:
+    v, present = numeric_values(table.column(r.columns[0]))
+    s = r.params["special"]["sentinel"]
+    other = v[present & (v != s)]
+    return bool(other.size == 0 or s < other.min() or s > other.max()) and not (~present).any()

@@ -1,0 +1,379 @@
+"""Rules: detected on tables built with them, not on near misses, enforced in every sampled row,
+declared rules refused when the data breaks them or when malformed, and rules.json round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pfcore.errors import InputError, SchemaError
+from pfcore.rules import (
+    Rule,
+    RuleSet,
+    detect_rules,
+    hold_rate,
+    parse_declared,
+    resolve_declared,
+)
+from pfcore.rules.expr import ExprError, parse
+from pfcore.schema import infer_schema
+from pfcore.synthesizer import split_train_holdout
+
+N = 3000
+TINY = {
+    "max_steps": 3,
+    "min_steps": 1,
+    "eval_every": 2,
+    "n_eval": 64,
+    "n_pairs": 256,
+    "distill_max_steps": 2,
+}
+
+
+def _base(n: int = N, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 100, n)
+    return {
+        "a": a,
+        "b": a + rng.integers(0, 50, n),  # a <= b
+        "x": rng.integers(-500, 500, n),
+        "y": np.round(rng.normal(0, 10, n), 2),
+        "cnt": rng.integers(0, 5, n),
+        "grp": rng.choice(np.array(["g1", "g2", "g3", "g4", "g5"]), n),
+    }
+
+
+def _train_rows(n: int = N) -> np.ndarray:
+    """Indices of the rows ``split_train_holdout(..., 0.2, 0)`` trains on."""
+    train, _ = split_train_holdout(pa.table({"i": np.arange(n)}), 0.2, 0)
+    return np.asarray(train.column("i"))
+
+
+T = _train_rows()
+
+
+def _table(**cols) -> pa.Table:
+    return pa.table(cols)
+
+
+def _rule_table(kind: str, near_miss: bool) -> tuple[pa.Table, str]:
+    """A table built with one rule of ``kind`` (the name the detector gives it), optionally
+    broken in exactly one training row."""
+    d = _base()
+    rng = np.random.default_rng(1)
+    if kind == "inequality":
+        if near_miss:
+            d["b"][T[0]] = d["a"][T[0]] - 1
+        return _table(**d), "a <= b"
+    if kind == "identity":
+        d["c"] = 2 * d["x"] + 0.5 * d["y"] - 3  # decimals: y has 2, c has 3
+        d["c"] = np.round(d["c"], 3)
+        if near_miss:
+            d["c"][T[1]] += 1.0
+        return _table(**d), "c == 2*x + 0.5*y - 3"
+    if kind == "missing":
+        s = np.round(rng.normal(size=N), 2)
+        mask = d["cnt"] == 0
+        if near_miss:
+            mask[T[2]] = not mask[T[2]]
+        d["s"] = pa.array(s, mask=mask)
+        return _table(**d), "s null exactly when cnt == 0"
+    if kind == "sentinel":
+        v = rng.integers(10, 1000, N)
+        v = np.where(d["cnt"] == 1, -1, v)
+        if near_miss:
+            i = int(T[np.flatnonzero(d["cnt"][T] != 1)[0]])
+            v[i] = -1
+        d["v"] = v
+        return _table(**d), "v == -1 exactly when cnt == 1"
+    if kind == "fixed":
+        region = {"g1": "north", "g2": "north", "g3": "south", "g4": "south", "g5": "east"}
+        reg = np.array([region[g] for g in d["grp"]])
+        if near_miss:
+            reg[T[3]] = "west"
+        d["region"] = reg
+        return _table(**d), "grp determines region"
+    if kind == "key":
+        days = np.repeat(np.arange(N // 3), 3)
+        ent = np.tile(np.array(["e1", "e2", "e3"]), N // 3)
+        d = {k: v[: len(days)] for k, v in d.items()}
+        d["entity"] = ent
+        d["period"] = days * 1000 + rng.integers(0, 5, len(days))  # not arithmetic: not an id
+        if near_miss:  # two training rows share a key
+            i, j = T[T < len(days)][:2]
+            d["period"][j], d["entity"][j] = d["period"][i], d["entity"][i]
+        return _table(**d), "unique (entity, period)"
+    if kind == "sign":
+        d["p"] = rng.integers(0, 1000, N)
+        if near_miss:
+            d["p"][T[4]] = -1
+        return _table(**d), "p >= 0"
+    raise AssertionError(kind)
+
+
+KINDS = ["inequality", "identity", "missing", "sentinel", "fixed", "key", "sign"]
+
+
+def _detect(table: pa.Table) -> dict[str, Rule]:
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    return {r.name: r for r in detect_rules(train, holdout, infer_schema(table))}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rule_detected_and_not_on_near_miss(kind: str) -> None:
+    table, name = _rule_table(kind, near_miss=False)
+    found = _detect(table)
+    assert name in found, sorted(found)
+    assert found[name].train_hold_rate == 1.0 and found[name].holdout_hold_rate == 1.0
+    miss_table, _ = _rule_table(kind, near_miss=True)
+    # The violating row must be a training row for the test to mean anything.
+    train, _ = split_train_holdout(miss_table, 0.2, 0)
+    assert hold_rate(found[name], train) < 1.0
+    assert name not in _detect(miss_table)
+
+
+def test_identity_coefficients_are_exact() -> None:
+    table, name = _rule_table("identity", near_miss=False)
+    r = _detect(table)[name]
+    assert r.columns == ["c", "x", "y"]
+    assert r.params["coefficients"] == [2.0, 0.5] and r.params["intercept"] == -3.0
+
+
+def _all_rules_table(n: int = 4000) -> pa.Table:
+    d = _base(n)
+    rng = np.random.default_rng(2)
+    d["c"] = np.round(2 * d["x"] + 0.5 * d["y"] - 3, 3)
+    d["s"] = pa.array(np.round(rng.normal(size=n), 2), mask=d["cnt"] == 0)
+    d["v"] = np.where(d["cnt"] == 1, -1, rng.integers(10, 1000, n))
+    region = {"g1": "north", "g2": "north", "g3": "south", "g4": "south", "g5": "east"}
+    d["region"] = np.array([region[g] for g in d["grp"]])
+    d["order_no"] = rng.permutation(10 * n)[:n]  # unique, not an arithmetic sequence
+    d["rooms"] = rng.integers(5, 5000, n)
+    d["beds"] = np.maximum(1, np.rint(d["rooms"] * rng.uniform(0.1, 0.3, n))).astype(np.int64)
+    return pa.table(d)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained for 3 steps: its rows are poor, the rules must hold anyway."""
+    from pfcore.synthesizer import Synthesizer
+
+    table = _all_rules_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    declared = RuleSet(rules=parse_declared([{"unique": "order_no"}, {"range": {
+        "column": "y", "min": -100, "max": 100}}]))  # fmt: skip
+    synth = Synthesizer.fit(
+        train,
+        infer_schema(table),
+        family="onestep",
+        preset="tiny",
+        config=TINY,
+        holdout=holdout,
+        rules=declared,
+    )
+    path = synth.save(tmp_path_factory.mktemp("synth") / "s")
+    return synth, path
+
+
+def test_every_rule_kind_is_active(trained) -> None:
+    synth, _ = trained
+    active = {r.name: r.enforcement for r in synth.rules.rules if r.active}
+    assert active["a <= b"] == "gap"
+    assert active["c == 2*x + 0.5*y - 3"] == "computed"
+    assert active["s null exactly when cnt == 0"] == "conditioned"
+    assert active["v == -1 exactly when cnt == 1"] == "conditioned"
+    assert active["grp determines region"] == "derived"
+    assert active["unique (order_no)"] == "regenerated"
+    assert active["y >= -100 and y <= 100"] == "support"
+    assert active["beds < rooms"] == "gap"
+    modes = {t.column.name: getattr(t, "mode", None) for t in synth.transformer.transforms}
+    assert modes["b"] == "diff"  # b - a does not depend on a
+    # beds are a share of rooms: the ratio, not the gap, is nearly independent of the parent
+    assert "ratio" in (modes["beds"], modes["rooms"])
+
+
+def test_enforced_on_100k_rows_any_seed_and_batch(trained) -> None:
+    from pfcore.synthesizer import Synthesizer
+
+    synth, path = trained
+    loaded = Synthesizer.load(path)
+    assert [r.name for r in loaded.rules.rules] == [r.name for r in synth.rules.rules]
+    rows = loaded.sample(100_000, seed=5)
+    # Another seed, decoded in uneven blocks with their row offsets (the generator's path).
+    x = loaded.model.sample(30_000, 9)
+    parts = [
+        loaded.transformer.decode(x[i : i + 7_001], seed=9, row_offset=i)
+        for i in range(0, 30_000, 7_001)
+    ]
+    blocks = pa.concat_tables(parts)
+    for r in loaded.rules.active:
+        assert hold_rate(r, rows) == 1.0, r.name
+        assert hold_rate(r, blocks) == 1.0, r.name
+    assert rows.column("order_no").unique().__len__() == rows.num_rows
+
+
+def test_rules_json_round_trip(tmp_path, trained) -> None:
+    synth, path = trained
+    loaded = RuleSet.load(path / "rules.json")
+    assert loaded.to_dict() == synth.rules.to_dict()
+    # Users delete a rule through "ignore" and add one in the declared shorthand.
+    doc = loaded.to_dict()
+    doc["ignore"] = ["a <= b"]
+    doc["rules"].append({"inequality": "x <= c"})
+    import json
+
+    (tmp_path / "rules.json").write_text(json.dumps(doc))
+    edited = RuleSet.load(tmp_path / "rules.json")
+    assert edited.ignore == ["a <= b"]
+    assert edited.rules[-1].name == "x <= c" and edited.rules[-1].origin == "declared"
+
+
+def test_declared_rule_broken_by_training_data_is_refused() -> None:
+    from pfcore.synthesizer import Synthesizer
+
+    table = _all_rules_table(500)
+    rules = RuleSet(rules=parse_declared([{"inequality": "b <= a"}]))
+    with pytest.raises(InputError, match=r"declared rule 'b <= a'.*first violating row \d+"):
+        Synthesizer.fit(table, infer_schema(table), preset="tiny", config=TINY, rules=rules)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"inequality": "a <=> b"}, "unexpected"),
+        ({"inequality": "a == b"}, "compares with"),
+        ({"identity": "c == x * y"}, "linear form"),
+        ({"expression": "__import__('os').system('true')"}, "cannot read"),
+        ({"expression": "open('x') == 1"}, "unknown function 'open'"),
+        ({"fixed": "grp"}, "list of two column names"),
+        ({"range": {"column": "y"}}, "min"),
+        ({"unknown": "a"}, "unknown rule form"),
+    ],
+)
+def test_malformed_declared_rule_is_refused(entry, message) -> None:
+    with pytest.raises(SchemaError, match=message):
+        parse_declared([entry])
+
+
+def test_declared_rule_on_unknown_column_is_refused() -> None:
+    schema = infer_schema(_all_rules_table(100))
+    with pytest.raises(SchemaError, match="'nope' is not in the table"):
+        resolve_declared(parse_declared([{"inequality": "a <= nope"}]), schema)
+
+
+def test_malformed_rule_fails_ingest_before_writing(tmp_path) -> None:
+    import pyarrow.csv as pcsv
+
+    from pfcore.ingest import ingest
+
+    src = tmp_path / "t.csv"
+    pcsv.write_csv(_all_rules_table(50), src)
+    out = tmp_path / "ds"
+    with pytest.raises(SchemaError, match="rule #1"):
+        ingest(src, out, overrides={"rules": [{"inequality": "a <"}]})
+    assert not out.exists()
+    res = ingest(src, out, overrides={"rules": [{"inequality": "a <= b"}]})
+    assert RuleSet.load(res.out_dir / "rules.json").rules[0].name == "a <= b"
+
+
+def test_expression_rule_is_parsed_not_executed() -> None:
+    table = _all_rules_table(200)
+    r = parse_declared([{"expression": "abs(y) <= 100 and (is_null(s) or cnt > 0)"}])[0]
+    assert r.columns == ["y", "s", "cnt"]
+    assert hold_rate(r, table) == 1.0
+    with pytest.raises(ExprError):
+        parse("a; b")
+
+
+def test_gate_fails_a_model_that_breaks_an_active_rule() -> None:
+    from pfcore.fidelity import evaluate, gate
+
+    table = _all_rules_table(400)
+    broken = table.set_column(1, "b", pa.array(np.zeros(400, dtype=np.int64)))
+    rule = Rule("inequality", ["a", "b"], {"strict": False}, enforcement="gap")
+    cfg = {"detection": False, "privacy": False}
+    report = evaluate(table, broken, rules=[rule], config=cfg)
+    entry = report.rules[0]
+    assert entry["real_hold_rate"] == 1.0 and entry["synthetic_hold_rate"] < 1.0
+    result = gate(report)
+    assert not result.passed and any("a <= b" in reason for reason in result.reasons)
+    ok = gate(evaluate(table, table, rules=[rule], config=cfg))
+    assert not any("rules" in reason for reason in ok.reasons)
+
+
+def _clock_table(n: int = 3000, near_miss: bool = False) -> pa.Table:
+    """Scheduled HHMM times, delays in minutes, and the actual time on the 24-hour clock."""
+    rng = np.random.default_rng(4)
+    sched_min = rng.integers(300, 1440, n)
+    delay = rng.integers(-20, 300, n)
+    actual_min = np.mod(sched_min + delay, 1440)
+
+    def hhmm(m):
+        v = (m // 60) * 100 + m % 60
+        return np.where(v == 0, 2400, v)
+
+    actual = hhmm(actual_min).astype(np.float64)
+    if near_miss:
+        actual[T[0]] = hhmm(actual_min[T[0]] + 1)
+    return pa.table({"sched": hhmm(sched_min), "delay": delay.astype(np.float64), "actual": actual})
+
+
+def test_clock_arithmetic_detected_not_on_near_miss_and_enforced() -> None:
+    from pfcore.synthesizer import Synthesizer
+
+    name = "actual == sched + delay minutes (HHMM clock, modulo 24h)"
+    table = _clock_table()
+    found = _detect(table)
+    assert name in found and "sched is an HHMM clock time" in found
+    assert name not in _detect(_clock_table(near_miss=True))
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout)
+    active = {r.name: r for r in synth.rules.active}
+    assert active[name].enforcement == "computed"
+    assert active["sched is an HHMM clock time"].enforcement == "clock"
+    rows = synth.sample(100_000, seed=1)
+    for r in synth.rules.active:
+        assert hold_rate(r, rows) == 1.0, r.name
+
+
+def test_declared_clock_rule_parses() -> None:
+    r = parse_declared([{"clock": "actual == sched + delay"}])[0]
+    assert r.kind == "clock" and r.columns == ["actual", "sched", "delay"]
+    with pytest.raises(SchemaError, match="clock rule reads"):
+        parse_declared([{"clock": "actual == sched - delay"}])
+
+
+@pytest.mark.shared
+def test_nyc_flights_time_arithmetic_is_detected_and_enforced() -> None:
+    import pyarrow.parquet as pq
+
+    from pfcore.synthesizer import Synthesizer
+    from tests.conftest import shared_dataset
+
+    table = pq.read_table(shared_dataset("nyc_flights"))
+    train, holdout = split_train_holdout(table, 0.2, 0, max_train_rows=20_000)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout)
+    active = {r.name: r.enforcement for r in synth.rules.active}
+    assert active["sched_dep_time == 100*hour + minute"] == "computed"
+    assert active["dep_time == sched_dep_time + dep_delay minutes (HHMM clock, modulo 24h)"] == (
+        "computed"
+    )
+    rows = synth.sample(100_000, seed=2)
+    for r in synth.rules.active:
+        assert hold_rate(r, rows) == 1.0, r.name
+
+
+def test_synthesizer_saved_without_rules_still_loads(tmp_path, trained) -> None:
+    """Synthesizers saved before rules existed have no rules.json: they load and sample."""
+    import shutil
+
+    from pfcore.synthesizer import Synthesizer
+
+    _, path = trained
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    (old / "rules.json").unlink()
+    synth = Synthesizer.load(old)
+    assert synth.rules is None
+    assert synth.sample(100, seed=0).num_rows == 100
