@@ -541,7 +541,13 @@ def open_source(
     source: str | os.PathLike[str], *, format: str | None = None, **kwargs: object
 ) -> SourceReader:
     path = Path(source).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a parent folder this user may not enter
+        raise InputError(
+            f"cannot be read ({exc.strerror or exc}); check its permissions", path=path
+        ) from None
+    if not exists:
         raise InputError("does not exist", path=path)
     check_readable(path)
     fmt = format or detect_format(path)
