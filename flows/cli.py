@@ -39,9 +39,9 @@ def _prefect_env() -> None:
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     import prefect.main  # noqa: F401 - configures Prefect's logging handlers, filtered next
 
-    from flows.guard import quiet_expected_tracebacks
+    from flows.guard import quiet_tracebacks
 
-    quiet_expected_tracebacks()
+    quiet_tracebacks()
 
 
 #: The ingest command's reading options: the same fields (help, defaults) as the train form's.

@@ -10,6 +10,8 @@ where a traceback goes:
   multi-line message is joined), no traceback;
 * an unexpected one prints one line with its type and message plus the path of a log file that
   holds the traceback; ``--debug`` (or ``PUSHFORWARD_DEBUG=1``) prints the traceback too;
+* log lines on the terminal (Prefect's "task run failed" included) keep their text but not
+  their traceback, unless ``--debug`` (:func:`quiet_tracebacks`);
 * nothing from the input reaches the terminal as a control character (:func:`printable`);
 * SIGTERM (a scheduler's timeout, a Prefect cancellation) ends the process within
   ``TERM_GRACE_S`` seconds: the first signal raises :class:`Terminated` in the main thread so
@@ -48,7 +50,7 @@ __all__ = [
     "run_guarded",
     "exit_code_for",
     "split_debug_flag",
-    "quiet_expected_tracebacks",
+    "quiet_tracebacks",
 ]
 
 #: 128 + signal number, the shell's convention, so ``timeout`` and schedulers see a kill.
@@ -149,27 +151,35 @@ def _log_traceback(exc: BaseException) -> Path | None:
     return None
 
 
-class _DropExpectedTraceback(logging.Filter):
-    """Keep the log line of an expected failure but not its traceback: the command line prints
-    the one-line reason itself, and the traceback of a deliberate error is noise."""
+#: Whether the running command was asked for tracebacks (``--debug``); read at log time.
+_SHOW_TRACEBACKS = {"on": False}
+
+
+class _DropTraceback(logging.Filter):
+    """Keep a log line on the terminal but not its traceback (unless ``--debug``).
+
+    Prefect's console handler prints the traceback of every failed task and flow. For an
+    expected error the command line's one-line reason says it all; for an unexpected one the
+    traceback is in the log file named by that line. Prefect's API handler runs before the
+    terminal handler, so the run's page in the UI keeps the traceback either way.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and (isinstance(exc, PushforwardError) or _is_validation_error(exc)):
+        if record.exc_info and not _SHOW_TRACEBACKS["on"]:
             record.exc_info, record.exc_text = None, None
         return True
 
 
-def quiet_expected_tracebacks() -> None:
-    """Attach :class:`_DropExpectedTraceback` to the terminal handlers (Prefect's console
-    handler included); call after Prefect configured logging. Idempotent."""
+def quiet_tracebacks() -> None:
+    """Attach :class:`_DropTraceback` to the terminal handlers (Prefect's console handler
+    included); call after Prefect configured logging. Idempotent."""
     loggers = [logging.getLogger(), *[logging.getLogger(n) for n in ("prefect", "uvicorn")]]
     for lg in loggers:
         for handler in lg.handlers:
             if not isinstance(handler, logging.StreamHandler):
                 continue
-            if not any(isinstance(f, _DropExpectedTraceback) for f in handler.filters):
-                handler.addFilter(_DropExpectedTraceback())
+            if not any(isinstance(f, _DropTraceback) for f in handler.filters):
+                handler.addFilter(_DropTraceback())
 
 
 # ------------------------------------------------------------------------------ SIGTERM
@@ -212,6 +222,7 @@ def run_guarded(command: Callable[[], int], *, debug: bool = False) -> int:
     errors (2), which already follow the contract.
     """
     undo = _install_sigterm()
+    _SHOW_TRACEBACKS["on"] = debug
     try:
         return int(command())
     except SystemExit:

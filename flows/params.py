@@ -256,7 +256,11 @@ class TrainParams(_Strict):
     @field_validator("source")
     @classmethod
     def _source_exists(cls, v: str) -> str:
-        if not Path(v).expanduser().exists():
+        try:
+            exists = Path(v).expanduser().exists()
+        except OSError as exc:  # a parent folder this user may not enter
+            raise ValueError(f"source {v!r} cannot be read ({exc.strerror or exc})") from None
+        if not exists:
             raise ValueError(f"source {v!r} does not exist")
         return v
 

@@ -17,10 +17,11 @@ Normalisation (the same for every format, so a CSV and its Parquet copy ingest a
   the schema). A file with NUL bytes in its first 8 KB is refused as binary.
 * CSV null tokens: ``DEFAULT_NULL_TOKENS`` (``""``, ``NA``, ``N/A``, ``null``, ``NULL``, ``-``,
   ``?``, ``NaN``; configurable) are null in every column and every block of the file;
-* CSV timestamps: ISO 8601 date-times are parsed by Arrow's inference; a text column whose values
-  are all ISO date-times (mixed UTC offsets, fractional seconds varying between rows) is parsed to
-  ``timestamp[us, tz=UTC]`` (values without an offset, in a column with offsets, are read as UTC
-  and the guess is reported), or to ``timestamp[us]`` when no value has an offset;
+* CSV and JSON Lines timestamps: ISO 8601 date-times are parsed by Arrow's inference; a text
+  column whose values are all ISO date-times (mixed UTC offsets, fractional seconds varying
+  between rows) is parsed to ``timestamp[us, tz=UTC]`` (values without an offset, in a column
+  with offsets, are read as UTC and the guess is reported), or to ``timestamp[us]`` when no
+  value has an offset;
 * a CSV column whose later values do not fit the type Arrow inferred from the first block
   (numbers, then text) is re-read as **string** (so it becomes categorical) and listed in the
   manifest under ``string_fallback_columns``; bytes that are not valid UTF-8 are an error naming
@@ -418,12 +419,15 @@ class SourceReader:
             if iso is None:
                 iso = self._iso_columns(batch)
             if iso:
-                cols = [
-                    _parse_iso(a, iso[n], n) if n in iso else a
-                    for n, a in zip(batch.schema.names, batch.columns, strict=True)
-                ]
-                batch = pa.RecordBatch.from_arrays(cols, schema=self.schema)
+                batch = self._with_iso(batch, iso)
             yield normalise_batch(batch, self.schema, self.path)
+
+    def _with_iso(self, batch: pa.RecordBatch, iso: dict[str, str | None]) -> pa.RecordBatch:
+        cols = [
+            _parse_iso(a, iso[n], n) if n in iso else a
+            for n, a in zip(batch.schema.names, batch.columns, strict=True)
+        ]
+        return pa.RecordBatch.from_arrays(cols, schema=self.schema)
 
     def _iso_columns(self, first: pa.RecordBatch) -> dict[str, str | None]:
         """Text columns of the first batch that hold ISO date-times, with their time zone; the
@@ -496,7 +500,13 @@ class SourceReader:
             stream = pa.input_stream(str(self.path), compression="detect")
             reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=self.block_bytes))
             self.schema = normal_schema(reader.schema, self.path)
+            self.guesses, self.dialect = [], {}
+            iso: dict[str, str | None] | None = None  # text fields parsed as date-times
             for batch in reader:
+                if iso is None:
+                    iso = self._iso_columns(batch)
+                if iso:
+                    batch = self._with_iso(batch, iso)
                 yield normalise_batch(batch, self.schema, self.path)
         except pa.ArrowInvalid as exc:
             msg = str(exc)
@@ -532,7 +542,13 @@ def open_source(
 ) -> SourceReader:
     """A streaming reader for a CSV, Parquet (file or folder) or JSON Lines source."""
     path = Path(source).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a parent folder this user may not enter
+        raise InputError(
+            f"cannot be read ({exc.strerror or exc}); check its permissions", path=path
+        ) from None
+    if not exists:
         raise InputError("does not exist", path=path)
     check_readable(path)
     fmt = format or detect_format(path)

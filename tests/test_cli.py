@@ -236,3 +236,32 @@ def test_sigterm_ends_the_command_within_the_grace_period(mode: str) -> None:
     assert proc.returncode == 143, err
     assert elapsed < (2.0 if mode == "orderly" else 6.0), elapsed
     assert "Traceback" not in err
+
+
+def test_terminal_log_lines_lose_their_tracebacks_unless_debug() -> None:
+    import io
+    import logging
+
+    from flows import guard
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        guard.quiet_tracebacks()
+        log = logging.getLogger("pf-test-guard")
+
+        def task() -> int:
+            try:
+                raise KeyError("k")
+            except KeyError:
+                log.error("Task run failed with exception", exc_info=True)
+            return 0
+
+        assert guard.run_guarded(task) == 0
+        assert "Task run failed" in stream.getvalue() and "Traceback" not in stream.getvalue()
+        assert guard.run_guarded(task, debug=True) == 0
+        assert "Traceback" in stream.getvalue()
+    finally:
+        root.removeHandler(handler)

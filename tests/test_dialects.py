@@ -149,3 +149,19 @@ def test_cli_read_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     res = json.loads(capsys.readouterr().out)
     assert res["columns"] == {"a": "id", "b": "categorical"} and res["guesses"] == []
     assert read_dataset(tmp_path / "o").column("b").null_count == 5
+
+
+def test_jsonl_iso_strings_with_mixed_offsets(tmp_path: Path) -> None:
+    src = tmp_path / "t.jsonl"
+    src.write_text(
+        '{"t": "2024-03-01T10:00:00+02:00", "v": 1}\n'
+        '{"t": "2024-03-01T10:00:00.5Z", "v": 2}\n'
+        '{"t": "2024-03-01 10:00:00-01:00", "v": 3}\n'
+    )
+    res = ingest(src, tmp_path / "out")
+    assert res.schema["t"].arrow_type == "timestamp[us, tz=UTC]"
+    assert read_dataset(res.out_dir).column("t").to_pylist() == [
+        dt.datetime(2024, 3, 1, 8, 0, tzinfo=UTC),
+        dt.datetime(2024, 3, 1, 10, 0, 0, 500000, tzinfo=UTC),
+        dt.datetime(2024, 3, 1, 11, 0, tzinfo=UTC),
+    ]

@@ -118,3 +118,40 @@ def test_registry_that_does_not_answer_is_reported_within_the_budget(
     with pytest.raises(RegistryUnreachable, match=hanging_server):
         check_registry(budget_s=5.0)
     assert time.monotonic() - t0 < 5.0
+
+
+def test_unreadable_source_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Permission denied on the source (simulated: the tests may run as root, whom file modes
+    do not stop) is bad input naming the file, not a traceback."""
+    import builtins
+
+    from flows.cli import main
+
+    src = tmp_path / "secret.csv"
+    src.write_text("a,b\n" + "1,2\n" * 80)
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):
+        if str(file) == str(src):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path / "home"))
+    assert main(["train", str(src), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "secret.csv: cannot be read (Permission denied)" in err
+    assert not (tmp_path / "home" / "runs").exists()
+
+    real_exists = Path.exists
+
+    def no_entry(self):
+        if self == src:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", no_entry)
+    assert main(["train", str(src), "--preset", "tiny"]) == 2
+    assert "cannot be read (Permission denied)" in capsys.readouterr().err
