@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -38,10 +39,21 @@ def onehot(index: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def rng_for(seed: int, *keys: int) -> np.random.Generator:
+def stream_key(key: int | str) -> int:
+    """An integer for ``SeedSequence``: ints as they are, names by a stable 63-bit hash.
+
+    Columns are keyed by name, not position, so dropping or reordering one column leaves every
+    other column's draws unchanged (and Python's ``hash`` is salted per process: not usable).
+    """
+    if isinstance(key, str):
+        return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little") >> 1
+    return int(key)
+
+
+def rng_for(seed: int, *keys: int | str) -> np.random.Generator:
     """An independent stream per (seed, keys): columns never share or shift each other's draws."""
     return np.random.default_rng(
-        np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *[int(k) for k in keys]])
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *[stream_key(k) for k in keys]])
     )
 
 

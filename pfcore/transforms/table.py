@@ -48,8 +48,9 @@ class TableTransformer:
     """Fit on a table + schema; encode rows to model features and decode model output to rows.
 
     ``decode(x, seed=, row_offset=)`` is a pure function of its arguments (all randomness comes
-    from ``SeedSequence([seed, row_offset, stream, column])``), takes raw model output (argmax per
-    onehot block, any float for numeric blocks) and returns exactly ``schema.arrow_schema()``.
+    from ``SeedSequence([seed, stream, row_offset, column name])``), takes raw model output
+    (argmax per onehot block, any float for numeric blocks) and returns exactly
+    ``schema.arrow_schema()``.
     """
 
     def __init__(self, schema: TableSchema, transforms: list[ColumnTransform]) -> None:
@@ -96,9 +97,9 @@ class TableTransformer:
         else:
             plan = plan_rules(rules, schema, table)
             derived = derived_from(table, list(schema.columns), plan.derived)
-        for i, col in enumerate(schema.columns):
+        for col in schema.columns:
             kls = _BY_KIND[col.kind]
-            rng = rng_for(seed, _ENCODE_STREAM, i)
+            rng = rng_for(seed, _ENCODE_STREAM, col.name)
             if col.name in plan.computed:
                 formula, with_inner = plan.computed[col.name]
                 transforms.append(
@@ -163,13 +164,12 @@ class TableTransformer:
         """(n, n_features) float32; repeated values are spread by a seeded draw (see numeric)."""
         table = _select(table, self.schema)
         out = np.empty((table.num_rows, self.n_features), dtype=np.float32)
-        for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
+        for tr, (a, b) in zip(self.transforms, self._slices, strict=True):
+            rng = rng_for(seed, _ENCODE_STREAM, tr.column.name)
             if b > a and isinstance(tr, RuleTransform):
-                out[:, a:b] = tr.encode_from(table, rng_for(seed, _ENCODE_STREAM, i))
+                out[:, a:b] = tr.encode_from(table, rng)
             elif b > a:
-                out[:, a:b] = tr.encode(
-                    table.column(tr.column.name), rng_for(seed, _ENCODE_STREAM, i)
-                )
+                out[:, a:b] = tr.encode(table.column(tr.column.name), rng)
         return out
 
     def decode(self, x: np.ndarray, *, seed: int = 0, row_offset: int = 0) -> pa.Table:
@@ -189,7 +189,7 @@ class TableTransformer:
 
         arrays: list[pa.Array | None] = []
         for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
-            rng = rng_for(seed, _DECODE_STREAM, row_offset, i)
+            rng = rng_for(seed, _DECODE_STREAM, row_offset, tr.column.name)
             if isinstance(tr, CategoricalTransform):
                 parent = None if tr.link is None else slots_of(self._index_of[tr.link.parent])
                 arrays.append(tr.decode_slots(slots_of(i), n, rng, parent_slots=parent))
@@ -205,7 +205,7 @@ class TableTransformer:
                 assert isinstance(tr, RuleTransform)
                 a, b = self._slices[i]
                 resolved = {c: arrays[self._index_of[c]] for c in tr.depends_on}
-                rng = rng_for(seed, _DECODE_STREAM, row_offset, i)
+                rng = rng_for(seed, _DECODE_STREAM, row_offset, tr.column.name)
                 arrays[i] = tr.decode_with(x[:, a:b], n, rng, row_offset, resolved)
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 
