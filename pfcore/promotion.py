@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pfcore.errors import InputError
+from pfcore.settings import from_mapping
 
 __all__ = ["CHAMPION", "CHALLENGER", "Decision", "PromotionPolicy", "decide"]
 
@@ -67,14 +68,7 @@ class PromotionPolicy:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> PromotionPolicy:
         """Build from JSON/YAML/UI values; an unknown key is an InputError naming it."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(
-                f"unknown PromotionPolicy key {unknown[0]!r}; known keys: {sorted(known)}"
-            )
-        return cls(**data)
+        return from_mapping(cls, data)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pfcore.errors import InputError
+from pfcore.settings import from_mapping
 
 __all__ = ["EvalConfig"]
 
@@ -115,9 +116,4 @@ class EvalConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EvalConfig:
         """Build from JSON/CLI values; unknown keys are an InputError naming the key."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown EvalConfig key {unknown[0]!r}; known keys: {sorted(known)}")
-        return cls(**data)
+        return from_mapping(cls, data)

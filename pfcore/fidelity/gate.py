@@ -18,6 +18,7 @@ from typing import Any
 
 from pfcore.errors import InputError
 from pfcore.fidelity.report import FidelityReport
+from pfcore.settings import from_mapping
 
 __all__ = ["GateConfig", "GateResult", "gate"]
 
@@ -97,12 +98,7 @@ class GateConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GateConfig:
         """Build from JSON/YAML/CLI values; an unknown key is an InputError naming it."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown GateConfig key {unknown[0]!r}; known keys: {sorted(known)}")
-        return cls(**data)
+        return from_mapping(cls, data)
 
 
 @dataclass
