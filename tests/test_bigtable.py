@@ -194,3 +194,32 @@ def test_sample_size_follows_the_training_budget_and_memory() -> None:
     tight = training_bytes(schema, 50_000)
     rows = sample_rows_for(schema, family="onestep", preset="best", budget_bytes=tight)
     assert 49_000 <= rows <= 50_000
+
+
+def test_validation_reads_a_bounded_holdout_and_reports_rows_per_metric(
+    sorted_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pfcore.validation as validation
+    from pfcore.schema import TableSchema
+    from pfcore.synthesizer import Split, Synthesizer
+
+    split = Split.plan(sorted_dataset, 0.2, seed=1, sample_rows=2000)
+    rows = split.read(sorted_dataset, holdout_rows=0)
+    cfg = {"max_steps": 2, "min_steps": 1, "eval_every": 2, "n_eval": 64, "n_pairs": 256}
+    cfg["distill_max_steps"] = 2
+    schema = TableSchema.load(sorted_dataset / "schema.json")
+    synth = Synthesizer.fit(rows.train, schema, preset="tiny", config=cfg, seed=1, split=split)
+    monkeypatch.setattr(validation, "MAX_HOLDOUT_ROWS", 1500)
+    monkeypatch.setattr(validation, "MAX_SCORED_TRAIN_ROWS", 800)
+    report = validation.validate_synthesizer(sorted_dataset, synth).report
+    assert report.rows == {"real": 1500, "synthetic": 1500, "train": 800}
+    assert report.source_rows == {
+        "dataset": 60_000,
+        "holdout_available": rows.holdout_total,
+        "train_available": 2000,
+    }
+    used = report.metric_rows
+    assert used["column_shapes"] == {"real": 1500, "synthetic": 1500}
+    assert used["detection"] == {"real": 1500, "synthetic": 1500}
+    assert used["privacy"]["train"] == 800
+    assert "Rows each metric used: column_shapes: real 1500" in report.to_markdown()
