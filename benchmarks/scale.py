@@ -70,7 +70,12 @@ def _child(stage: str, args: dict) -> dict:
         res = ingest(args["source"], args["dataset"])
         out["columns"] = len(res.schema.columns)
     elif stage == "train":
+        import tasks._common
         from tasks.train import train_task
+
+        # outside a flow run a progress artifact would start a temporary Prefect server (~25 s
+        # of CPU, and a process that outlives this one): not part of training
+        tasks._common.ThrottledProgress._update_artifact = lambda self, pct: None
 
         res = train_task.fn(
             args["dataset"],
@@ -107,16 +112,24 @@ def _child(stage: str, args: dict) -> dict:
 
 def run_stage(stage: str, args: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    res = subprocess.run(
-        [sys.executable, __file__, "--child", stage, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    import tempfile
+
+    # files, not pipes: a process the stage leaves behind must not keep this one waiting
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        res = subprocess.run(
+            [sys.executable, __file__, "--child", stage, json.dumps(args)],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if res.returncode != 0:
-        raise RuntimeError(f"stage {stage} failed:\n{res.stderr[-4000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"stage {stage} failed:\n{stderr[-4000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------ parent
