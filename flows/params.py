@@ -212,7 +212,8 @@ class TrainParams(_Strict):
         gt=0,
         description=(
             "Memory budget of training and validation in GiB; a run estimated to exceed it is "
-            "refused before it starts. Empty: 60 percent of the memory available when the run starts."
+            "refused before it starts. Empty: 60 percent of the memory available when the run "
+            "starts."
         ),
     )
     target: str | None = Field(
