@@ -198,6 +198,24 @@ class TrainParams(_Strict):
     max_train_rows: int | None = Field(
         None, gt=1, description="Cap on training rows (random subsample)."
     )
+    sample_rows: int | None = Field(
+        None,
+        gt=1,
+        description=(
+            "Most training rows read from a larger table (a seeded uniform sample, streamed); "
+            "empty chooses from the training budget (steps x batch size, at least 1M rows) "
+            "and the memory budget. A table whose training rows fit is read whole."
+        ),
+    )
+    max_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Memory budget of training and validation in GiB; a run estimated to exceed it is "
+            "refused before it starts. Empty: 60 percent of the memory available when the run "
+            "starts."
+        ),
+    )
     target: str | None = Field(
         None,
         description=(
@@ -304,6 +322,25 @@ class TrainParams(_Strict):
             preflight.check_dataset(
                 res.out_dir, holdout_fraction=self.holdout_fraction, target=self.target
             )
+            self.memory_plan(str(res.out_dir))
+
+    def memory_plan(self, dataset_dir: str) -> dict:
+        """The training split and memory plan this run will use on the ingested dataset;
+        InputError (exit 2) when it cannot fit the memory budget (``pfcore.memory``)."""
+        from pfcore.memory import plan_training
+
+        split, plan = plan_training(
+            dataset_dir,
+            holdout_fraction=self.holdout_fraction,
+            seed=self.seed,
+            family=self.family,
+            preset=self.preset,
+            config={} if self.max_minutes is None else {"max_minutes": self.max_minutes},
+            max_train_rows=self.max_train_rows,
+            sample_rows=self.sample_rows,
+            max_memory_gb=self.max_memory_gb,
+        )
+        return {"split": split.to_dict(), "memory": plan.to_dict()}
 
 
 class GenerateParams(_Strict):

@@ -33,6 +33,7 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
     check_dataset(
         ingested["dataset_dir"], holdout_fraction=params.holdout_fraction, target=params.target
     )
+    params.memory_plan(ingested["dataset_dir"])  # refuses a run that cannot fit in memory
     work = run_dir("runs", name)
     trained = train_task(
         ingested["dataset_dir"],
@@ -42,6 +43,8 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
         seed=params.seed,
         holdout_fraction=params.holdout_fraction,
         max_train_rows=params.max_train_rows,
+        sample_rows=params.sample_rows,
+        max_memory_gb=params.max_memory_gb,
         max_minutes=params.max_minutes,
         device=params.device,
         protect_extremes=params.protect_extremes,

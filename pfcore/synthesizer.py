@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from pfcore import __version__
 from pfcore.defaults import DEFAULT_FAMILY, DEFAULT_PRESET, PROTECT_EXTREMES
-from pfcore.errors import ModelError
+from pfcore.errors import InputError, ModelError
 from pfcore.sampling import BLOCK_ROWS
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pfcore.schema import TableSchema
     from pfcore.transforms import TableTransformer
 
-__all__ = ["Synthesizer", "FORMAT_VERSION", "Split", "split_train_holdout"]
+__all__ = ["Synthesizer", "FORMAT_VERSION", "Split", "SplitRows", "split_train_holdout"]
 
 FORMAT_VERSION = 1
 
@@ -58,9 +58,7 @@ def split_train_holdout(
         raise ModelError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
     n = table.num_rows
     perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(n)
-    n_hold = int(round(n * holdout_fraction))
-    if holdout_fraction > 0 and n_hold == 0 and n >= 2:
-        n_hold = 1
+    n_hold = _holdout_count(n, holdout_fraction)
     hold_idx = np.sort(perm[:n_hold])
     train_idx = perm[n_hold:]
     if max_train_rows is not None and len(train_idx) > max_train_rows:
@@ -76,30 +74,179 @@ class Split:
     Why recorded: validation must score against exactly the rows training never saw. Re-deriving
     the split from parameters passed again by each caller (seed, fraction, row cap) let the CLI
     and the flow disagree; reading it back from the saved synthesizer cannot.
+
+    Two methods, chosen by :meth:`plan` from the table's size:
+
+    * ``"permutation"``: the whole table is read and split by a seeded permutation
+      (:func:`split_train_holdout`); used whenever the training rows fit ``sample_rows``, so a
+      table that fits the budget trains on exactly the rows (and model) it always did;
+    * ``"hash"``: for a larger table, rows are split and sampled by a seeded hash of their
+      index while streaming (``pfcore.rowsample``): the holdout is the rows whose key is below
+      ``holdout_fraction``, training reads the ``min(sample_rows, max_train_rows)`` training
+      rows with the smallest keys. Memory is bounded by the sample, not the table.
     """
 
     holdout_fraction: float = 0.2
     seed: int = 0
     max_train_rows: int | None = None
+    #: Most training rows read from the dataset (None: no bound, the table is read whole).
+    sample_rows: int | None = None
+    method: str = "permutation"
+    #: Rows of the dataset the split was planned on (a changed dataset has another holdout).
+    dataset_rows: int | None = None
+
+    @classmethod
+    def plan(
+        cls,
+        dataset_dir: str | os.PathLike[str],
+        holdout_fraction: float,
+        seed: int,
+        max_train_rows: int | None = None,
+        sample_rows: int | None = None,
+    ) -> Split:
+        """The split of an ingested dataset: ``"permutation"`` when its training rows fit
+        ``sample_rows``, else ``"hash"`` (see the class docstring)."""
+        from pfcore.rowsample import dataset_rows
+
+        n = dataset_rows(dataset_dir)
+        n_train = n - _holdout_count(n, holdout_fraction)
+        method = "permutation" if sample_rows is None or n_train <= sample_rows else "hash"
+        return cls(holdout_fraction, seed, max_train_rows, sample_rows, method, n)
+
+    @property
+    def train_rows_cap(self) -> int | None:
+        """The most training rows this split yields (None: every training row)."""
+        if self.method == "permutation":
+            return self.max_train_rows
+        return _min_cap(self.max_train_rows, self.sample_rows)
 
     def apply(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
         """(train, holdout) rows of ``table``."""
+        if self.method == "hash":
+            return self._hash_tables(table)
         return split_train_holdout(table, self.holdout_fraction, self.seed, self.max_train_rows)
 
+    def read(
+        self,
+        dataset_dir: str | os.PathLike[str],
+        *,
+        holdout_rows: int | None = None,
+        train_rows: int | None = None,
+    ) -> SplitRows:
+        """The training and held-out rows of the ingested dataset in ``dataset_dir``.
+
+        ``holdout_rows`` / ``train_rows`` bound what is returned by a seeded uniform subset
+        (validation's bounded read; ``0`` skips that side). With ``"hash"`` only the returned
+        rows are ever held in memory.
+        """
+        from pfcore.rowsample import dataset_rows, holdout_cut, read_key_ranges, sample_ranges
+
+        n = dataset_rows(dataset_dir)
+        if self.dataset_rows is not None and n != self.dataset_rows:
+            raise InputError(
+                f"has {n} rows, but the synthesizer's split was planned on {self.dataset_rows}: "
+                "its holdout would hold training rows; validate against the dataset it was "
+                "trained on",
+                path=dataset_dir,
+            )
+        if self.method == "permutation":
+            from pfcore.io import read_dataset
+
+            train, holdout = self.apply(read_dataset(dataset_dir))
+            return SplitRows(
+                _bounded(train, train_rows, self.seed, 1),
+                _bounded(holdout, holdout_rows, self.seed, 0),
+                train.num_rows,
+                holdout.num_rows,
+            )
+        cut = holdout_cut(self.holdout_fraction)
+        k_train = _min_cap(self.train_rows_cap, train_rows)
+        k_hold = 0 if cut == 0 else holdout_rows
+        tr, ho = sample_ranges(
+            n, self.seed, [(cut, (1 << 64) - 1, k_train), (0, max(0, cut - 1), k_hold)]
+        )
+        train, holdout = read_key_ranges(dataset_dir, self.seed, [tr, ho])
+        cap = self.train_rows_cap
+        return SplitRows(train, holdout, min(tr.total, cap or tr.total), n - tr.total)
+
+    def _hash_tables(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+        from pfcore.rowsample import holdout_cut, row_keys
+
+        keys = row_keys(self.seed, 0, table.num_rows)
+        cut = np.uint64(holdout_cut(self.holdout_fraction))
+        hold = np.flatnonzero(keys < cut)
+        train = np.flatnonzero(keys >= cut)
+        cap = self.train_rows_cap
+        if cap is not None and len(train) > cap:
+            train = np.sort(train[np.argsort(keys[train], kind="stable")[:cap]])
+        return table.take(pa.array(train)), table.take(pa.array(hold))
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "holdout_fraction": float(self.holdout_fraction),
             "seed": int(self.seed),
             "max_train_rows": None if self.max_train_rows is None else int(self.max_train_rows),
         }
+        if self.sample_rows is not None or self.method != "permutation":
+            d["sample_rows"] = None if self.sample_rows is None else int(self.sample_rows)
+            d["method"] = self.method
+            d["dataset_rows"] = None if self.dataset_rows is None else int(self.dataset_rows)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Split:
+        def opt(key: str) -> int | None:
+            return None if d.get(key) is None else int(d[key])
+
         return cls(
             holdout_fraction=float(d["holdout_fraction"]),
             seed=int(d["seed"]),
-            max_train_rows=None if d.get("max_train_rows") is None else int(d["max_train_rows"]),
+            max_train_rows=opt("max_train_rows"),
+            sample_rows=opt("sample_rows"),
+            method=str(d.get("method", "permutation")),
+            dataset_rows=opt("dataset_rows"),
         )
+
+    def same_holdout(self, other: Split) -> bool:
+        """Whether ``other`` holds out the same rows (fraction, seed and method agree)."""
+        return (self.holdout_fraction, self.seed, self.method) == (
+            other.holdout_fraction,
+            other.seed,
+            other.method,
+        )
+
+
+class SplitRows(NamedTuple):
+    """Rows read for a split, and how many each side holds in the whole dataset."""
+
+    train: pa.Table
+    holdout: pa.Table
+    #: Training rows the split yields (the sample's size: what the model was fitted on).
+    train_total: int
+    #: Held-out rows in the dataset (``holdout`` is a uniform subset of them when smaller).
+    holdout_total: int
+
+
+def _holdout_count(n: int, holdout_fraction: float) -> int:
+    """Rows :func:`split_train_holdout` holds out of ``n``."""
+    n_hold = int(round(n * holdout_fraction))
+    if holdout_fraction > 0 and n_hold == 0 and n >= 2:
+        n_hold = 1
+    return n_hold
+
+
+def _min_cap(a: int | None, b: int | None) -> int | None:
+    caps = [c for c in (a, b) if c is not None]
+    return min(caps) if caps else None
+
+
+def _bounded(table: pa.Table, rows: int | None, seed: int, stream: int) -> pa.Table:
+    """``table``, or a seeded uniform subset of ``rows`` of its rows (in their order)."""
+    if rows is None or table.num_rows <= rows:
+        return table
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB0D, stream]))
+    idx = np.sort(rng.choice(table.num_rows, size=rows, replace=False))
+    return table.take(pa.array(idx))
 
 
 @dataclass

@@ -18,11 +18,23 @@ if TYPE_CHECKING:
     from pfcore.fidelity import FidelityReport, GateConfig, GateResult
     from pfcore.synthesizer import Split, Synthesizer
 
-__all__ = ["Validation", "synthetic_rows_for", "validate_synthesizer"]
+__all__ = [
+    "MAX_HOLDOUT_ROWS",
+    "MAX_SCORED_TRAIN_ROWS",
+    "Validation",
+    "synthetic_rows_for",
+    "validate_synthesizer",
+]
 
 #: Synthetic rows scored: at least the holdout's size, and at least this many (up to the training
 #: rows) so that a small holdout still gives the detection classifier enough synthetic rows.
 MIN_SYNTHETIC_ROWS = 5000
+#: Held-out rows scored at most: a larger holdout is scored on a seeded uniform subset, read
+#: streaming, so validation's memory and time do not grow with the table (every metric but
+#: column shapes subsamples fewer rows than this anyway; see ``EvalConfig``).
+MAX_HOLDOUT_ROWS = 100_000
+#: Training rows given to privacy and efficacy at most (they use 50k and 20k of them).
+MAX_SCORED_TRAIN_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -57,21 +69,20 @@ def validate_synthesizer(
     """
     from pfcore.errors import InputError
     from pfcore.fidelity import GateConfig, evaluate, gate
-    from pfcore.ingest import read_dataset
     from pfcore.schema import TableSchema
     from pfcore.synthesizer import Split, Synthesizer
 
     if not isinstance(synth, Synthesizer):
         synth = Synthesizer.load(synth)
-    if split is not None and synth.split is not None and split != synth.split:
+    if split is not None and synth.split is not None and not split.same_holdout(synth.split):
         raise InputError(
             f"the synthesizer was trained with split {synth.split.to_dict()}; scoring against "
             f"{split.to_dict()} would put training rows in the holdout: leave the split out"
         )
     used = synth.split or split or Split()
-    table = read_dataset(dataset_dir)
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
-    train, holdout = used.apply(table)
+    rows = used.read(dataset_dir, holdout_rows=MAX_HOLDOUT_ROWS, train_rows=MAX_SCORED_TRAIN_ROWS)
+    train, holdout = rows.train, rows.holdout
     n = synthetic_rows_for(train.num_rows, holdout.num_rows)
     sample_seed = used.seed + 1
     synthetic = synth.sample(n, seed=sample_seed)
@@ -84,6 +95,13 @@ def validate_synthesizer(
         seed=used.seed,
         rules=synth.rules,
     )
+    report.source_rows = {
+        "dataset": rows.train_total + rows.holdout_total
+        if used.dataset_rows is None
+        else used.dataset_rows,
+        "holdout_available": rows.holdout_total,
+        "train_available": rows.train_total,
+    }
     if not isinstance(gate_config, GateConfig):
         gate_config = GateConfig.from_dict(gate_config or {})
     result = gate(report, gate_config)

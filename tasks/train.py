@@ -24,31 +24,54 @@ def train_task(
     max_minutes: float | None = None,
     device: str = "auto",
     protect_extremes: int = PROTECT_EXTREMES,
+    sample_rows: int | None = None,
+    max_memory_gb: float | None = None,
 ) -> dict:
-    """Fits on the training split only, recorded in the synthesizer for validation."""
-    from pfcore.ingest import read_dataset
+    """Fits on the training split only, recorded in the synthesizer for validation.
+
+    A table larger than the training sample is sampled while streaming (``Split.plan``), so
+    memory is bounded by the sample, whatever the table's size.
+    """
+    from pfcore.memory import plan_training
     from pfcore.rules import RuleSet
     from pfcore.schema import TableSchema
-    from pfcore.synthesizer import Split, Synthesizer
+    from pfcore.synthesizer import Synthesizer
+    from pfcore.validation import MAX_HOLDOUT_ROWS
 
-    table = read_dataset(dataset_dir)
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
-    split = Split(holdout_fraction, seed, max_train_rows)
-    train, holdout = split.apply(table)
-    rules_path = Path(dataset_dir) / "rules.json"
-    rules = RuleSet.load(rules_path) if rules_path.exists() else None
-    logger().info(
-        "training %s/%s on %d rows (holdout %d) device=%s",
-        family,
-        preset,
-        train.num_rows,
-        holdout.num_rows,
-        device,
-    )
-    progress = ThrottledProgress()
     config: dict = {}
     if max_minutes is not None:
         config["max_minutes"] = max_minutes
+    split, memory = plan_training(
+        dataset_dir,
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+        family=family,
+        preset=preset,
+        config=config,
+        max_train_rows=max_train_rows,
+        sample_rows=sample_rows,
+        max_memory_gb=max_memory_gb,
+    )
+    rows = split.read(dataset_dir, holdout_rows=MAX_HOLDOUT_ROWS)
+    train, holdout = rows.train, rows.holdout
+    rules_path = Path(dataset_dir) / "rules.json"
+    rules = RuleSet.load(rules_path) if rules_path.exists() else None
+    logger().info(
+        "training %s/%s on %d of %d rows (%s split; holdout %d, %d read) device=%s; "
+        "estimated peak %.2f GiB of %.2f GiB budget",
+        family,
+        preset,
+        train.num_rows,
+        split.dataset_rows,
+        split.method,
+        rows.holdout_total,
+        holdout.num_rows,
+        device,
+        memory.train_bytes / 2**30,
+        memory.budget_bytes / 2**30,
+    )
+    progress = ThrottledProgress()
     synth = Synthesizer.fit(
         train,
         schema,
@@ -63,6 +86,7 @@ def train_task(
         holdout=holdout,
         rules=rules,
     )
+    synth.info["memory_plan"] = memory.to_dict()
     out = Path(work_dir)
     synth_dir = synth.save(out / "synthesizer")
     curve = out / "training_curve.json"

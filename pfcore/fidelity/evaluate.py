@@ -117,6 +117,7 @@ def _evaluate(
 ) -> FidelityReport:
     sw = _Stopwatch()
     notes: list[str] = []
+    used: dict[str, dict[str, int]] = {}  # rows each metric used, per table
     real_df = to_pandas(real, "real")
     syn_df = to_pandas(synthetic, "synthetic")
     train_df = to_pandas(train, "train") if train is not None else None
@@ -153,6 +154,7 @@ def _evaluate(
             }
         )
     column_shapes = _mean([c["shape"] for c in columns])
+    used["column_shapes"] = {"real": n_real, "synthetic": n_syn}
     sw.lap("shapes")
 
     # Pair trends on a subsample.
@@ -171,6 +173,7 @@ def _evaluate(
     pt = _mean([p.score for p in pairs if p.meets_threshold])
     pt_all = _mean([p.score for p in pairs])
     corr_names, corr_real, corr_syn = correlation_matrices(prep, pr_rows, ps_rows)
+    used["pair_trends"] = {"real": len(pr_rows), "synthetic": len(ps_rows)}
     if n_real > cfg.pairs_max_rows or n_syn > cfg.pairs_max_rows:
         notes.append(
             f"pair trends on {len(pr_rows)} real and {len(ps_rows)} synthetic rows "
@@ -213,6 +216,7 @@ def _evaluate(
             max_iter=cfg.detection_max_iter,
             seed=seed,
         )
+        used["detection"] = {"real": k, "synthetic": k}
         for col in columns:
             col["detection_auc"] = det.column_auc.get(col["name"])
         sw.lap("detection")
@@ -223,6 +227,7 @@ def _evaluate(
     if cfg.pair_detection:
         sw.start()
         k = min(n_real, n_syn, cfg.pair_detection_max_rows)
+        used["pair_detection"] = {"real": k, "synthetic": k}
         pair_det = run_pair_detection(
             prep,
             _rows(n_real, k, seed, "pair_detection", 0),
@@ -242,12 +247,13 @@ def _evaluate(
     priv = None
     if train_df is not None and cfg.privacy:
         sw.start()
-        priv = run_privacy(
-            prep,
+        dcr = (
             _rows(n_syn, cfg.dcr_max_synthetic, seed, "privacy", 1),
             _rows(n_real, cfg.dcr_max_holdout, seed, "privacy", 0),
             _rows(n_train, cfg.dcr_max_train, seed, "privacy", 2),
         )
+        priv = run_privacy(prep, *dcr)
+        used["privacy"] = {"real": len(dcr[1]), "synthetic": len(dcr[0]), "train": len(dcr[2])}
         sw.lap("privacy")
     elif train_df is None:
         notes.append("privacy not evaluated: no training rows given")
@@ -260,14 +266,17 @@ def _evaluate(
             )
         else:
             sw.start()
-            eff = run_efficacy(
-                prep,
-                target,
+            eff_rows = (
                 _rows(n_syn, cfg.efficacy_max_rows, seed, "efficacy", 1),
                 _rows(n_train, cfg.efficacy_max_rows, seed, "efficacy", 2),
                 _rows(n_real, cfg.efficacy_max_test_rows, seed, "efficacy", 0),
-                seed=seed,
             )
+            eff = run_efficacy(prep, target, *eff_rows, seed=seed)
+            used["efficacy"] = {
+                "real": len(eff_rows[2]),
+                "synthetic": len(eff_rows[0]),
+                "train": len(eff_rows[1]),
+            }
             sw.lap("efficacy")
 
     sw.start()
@@ -296,6 +305,7 @@ def _evaluate(
         columns=columns,
         pairs=[p.to_dict() for p in pairs],
         rows={"real": n_real, "synthetic": n_syn, "train": n_train},
+        metric_rows=used,
         config=cfg.to_dict(),
         seed=seed,
         target=target,

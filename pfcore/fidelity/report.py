@@ -12,6 +12,9 @@ JSON layout (version 1)::
     {"schema_version": 1, "kind": "pushforward.fidelity_report", "created_at": ISO-8601,
      "package_version": str, "seed": int, "target": str | null, "config": {...EvalConfig},
      "rows": {"real": n, "synthetic": n, "train": n | null},
+     "metric_rows": {metric: {"real": n, "synthetic": n, "train": n}} (rows each metric used),
+     "source_rows": {"dataset", "holdout_available", "train_available"} | null (what the scored
+                    rows were drawn from, when validation read a bounded subset),
      "scores": {"quality", "column_shapes", "pair_trends", "pair_trends_all",
                 "missing_rate_max_abs_diff", "validity_invalid_rate_max", "reference_quality",
                 "reference_column_shapes", "reference_pair_trends": float | null},
@@ -179,6 +182,8 @@ class FidelityReport:
     correlation: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     rules: list[dict[str, Any]] | None = None
+    metric_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    source_rows: dict[str, int | None] | None = None
     created_at: str = ""
     package_version: str = ""
 
@@ -194,6 +199,8 @@ class FidelityReport:
                 "target": self.target,
                 "config": self.config,
                 "rows": self.rows,
+                "metric_rows": self.metric_rows,
+                "source_rows": self.source_rows,
                 "scores": {k: _finite(v) for k, v in self.scores.items()},
                 "columns": self.columns,
                 "skipped_columns": self.skipped_columns,
@@ -227,6 +234,8 @@ class FidelityReport:
             "columns",
             "pairs",
             "rows",
+            "metric_rows",
+            "source_rows",
             "config",
             "seed",
             "target",
@@ -313,6 +322,19 @@ class FidelityReport:
             f"training rows: {'not given' if rows.get('train') is None else rows.get('train')}. "
             f"Seed {self.seed}."
         )
+        src = self.source_rows or {}
+        if src:
+            parts.append(
+                f"Drawn from a dataset of {src.get('dataset')} rows: "
+                f"{src.get('holdout_available')} held out, the model trained on "
+                f"{src.get('train_available')}."
+            )
+        if self.metric_rows:
+            used = "; ".join(
+                f"{m}: " + ", ".join(f"{k} {v}" for k, v in sides.items())
+                for m, sides in self.metric_rows.items()
+            )
+            parts.append(f"Rows each metric used: {used}.")
         parts.append("")
         if self.gate is not None:
             verdict = "PASSED" if self.gate.get("passed") else "FAILED"
