@@ -377,3 +377,25 @@ def test_synthesizer_saved_without_rules_still_loads(tmp_path, trained) -> None:
     synth = Synthesizer.load(old)
     assert synth.rules is None
     assert synth.sample(100, seed=0).num_rows == 100
+
+
+def test_rules_hold_for_any_model_output() -> None:
+    """Decode of pure noise (the worst model there is) still meets every active rule; a float
+    column above an integer one is rebuilt as the integer plus a gap."""
+    from pfcore.rules import collect_rules
+    from pfcore.transforms import TableTransformer
+
+    table = _all_rules_table()
+    rng = np.random.default_rng(3)
+    bf = table.column("a").to_numpy() + np.round(rng.uniform(0, 5, table.num_rows), 1)
+    table = table.append_column("bf", pa.array(bf))
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    rules = collect_rules(train, holdout, schema, None)
+    tr = TableTransformer.fit(train, schema, rules=rules)
+    assert {r.name: r.enforcement for r in rules if r.active}["a <= bf"] == "gap"
+    x = 3.0 * rng.standard_normal((100_000, tr.n_features)).astype(np.float32)
+    rows = tr.decode(x, seed=1)
+    for r in rules:
+        if r.active:
+            assert hold_rate(r, rows) == 1.0, r.name

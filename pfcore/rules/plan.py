@@ -208,14 +208,16 @@ def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) 
     low, high = cols
     if low.kind not in NUMERIC or high.kind not in NUMERIC:
         return "compares a column that is not numeric or datetime"
-    if _integral(low) != _integral(high) or (
-        (low.kind == "datetime") and low.arrow_type != high.arrow_type
+    if (low.kind == "datetime") != (high.kind == "datetime") or (
+        low.kind == "datetime" and low.arrow_type != high.arrow_type
     ):
-        return "compares columns of different types (integer/float or datetime units)"
+        return "compares columns of different types (a datetime, or datetime units)"
     strict = bool(r.params.get("strict"))
     for child, parent, direction in ((high, low, 1), (low, high, -1)):
         if claimed(child.name):
             continue
+        if _integral(child) and not _integral(parent):
+            continue  # an integer is not a float parent plus a gap; the float side can be
         if table.column(parent.name).null_count:
             continue
         cur = plan.gaps.get(child.name)
@@ -228,7 +230,10 @@ def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) 
         else:
             plan.gaps[child.name] = (direction, cur[1] + [parent.name], cur[2] and strict)
         return ""
-    return "neither column can be rebuilt from the other (already built, nullable or a cycle)"
+    return (
+        "neither column can be rebuilt from the other (already built, a nullable parent, an "
+        "integer child of a float parent, or a cycle)"
+    )
 
 
 def _nulls_follow_operands(table: pa.Table, columns: list[str]) -> bool | None:

@@ -138,7 +138,10 @@ class GapTransform(RuleTransform):
         gap = (v - base) * direction
         decimals = None
         if not integral:
-            decs = [column.decimals, *parent_decimals]
+            decs = [column.decimals] + [
+                0 if _integral(table.column(p).type) else d
+                for p, d in zip(parents, parent_decimals, strict=True)
+            ]
             decimals = None if any(d is None for d in decs) else max(decs)  # type: ignore[type-var]
             if decimals is not None:
                 gap = np.round(gap, decimals)
