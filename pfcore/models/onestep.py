@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from pfcore.errors import ModelError
-from pfcore.models.base import GenerativeModel, OneHotIndex, ProgressCallback, normalize_blocks
+from pfcore.models.base import (
+    GenerativeModel,
+    OneHotIndex,
+    ProgressCallback,
+    normalize_blocks,
+    snap_onehot,
+)
+from pfcore.models.energy import energy_distance, soften_onehot
 from pfcore.models.flow import FlowConfig, FlowModel, fit_flow, run_phase
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import MLP, count_parameters
@@ -55,6 +62,11 @@ class OneStepConfig(FlowConfig):
     distill_batch_size: int = 1024
     distill_max_steps: int = 6000
     distill_min_seconds: float = 5.0
+    # Weight of an energy-distance term between each student batch (one-hot blocks softened) and
+    # a batch of reference rows: "data" (real training rows) or "teacher" (other ODE endpoints).
+    # 0 = plain regression onto the teacher's endpoints.
+    distill_match_weight: float = 0.0
+    distill_match_ref: str = "data"
 
     def validate(self) -> None:
         super().validate()
@@ -68,6 +80,15 @@ class OneStepConfig(FlowConfig):
         if self.distill_loss not in ("ce", "mse"):
             raise ModelError(
                 f"config.distill_loss must be 'ce' or 'mse', got {self.distill_loss!r}"
+            )
+        if not self.distill_match_weight >= 0:
+            raise ModelError(
+                f"config.distill_match_weight must be >= 0, got {self.distill_match_weight!r}"
+            )
+        if self.distill_match_ref not in ("data", "teacher"):
+            raise ModelError(
+                "config.distill_match_ref must be 'data' or 'teacher', "
+                f"got {self.distill_match_ref!r}"
             )
         if not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError("config.distill_lr must be > 0 and distill_min_seconds >= 0")
@@ -246,11 +267,20 @@ def distill(
     opt = torch.optim.Adam(student.parameters(), lr=cfg.distill_lr)
     use_amp = cfg.amp and device.type == "cuda"
 
+    match_w = cfg.distill_match_weight
+    ref_rows = x if cfg.distill_match_ref == "data" else x_all
+    if cfg.distill_match_ref == "teacher" and index.has_onehot:
+        ref_rows = snap_onehot(x_all.clone(), index)
+
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(z_all), batch, gen, device)
         with autocast(device, use_amp):
             out = student(z_all[b]).float()
-        return block_loss(out, x_all[b], [c[b] for c in classes] if use_ce else None)
+        loss = block_loss(out, x_all[b], [c[b] for c in classes] if use_ce else None)
+        if match_w > 0:
+            ref = ref_rows[batch_index(len(ref_rows), batch, gen, device)]
+            loss = loss + match_w * energy_distance(soften_onehot(out, index), ref)
+        return loss
 
     summary = run_phase(
         model,
