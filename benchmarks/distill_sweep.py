@@ -248,26 +248,31 @@ def _merge(path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
+    """Mean (± std over seeds) per dataset and variant; cost as parameters and seconds per step.
+
+    Seconds per step are wall clock on whatever machine ran the sweep (noisy when shared); the
+    parameter count is the sampler's cost (about 2 x parameters FLOP per row).
+    """
     import numpy as np
 
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["dataset"], r["variant"]), []).append(r)
     print(
-        "| dataset | variant | seeds | detection AUC | Quality | pair trends | TSTR | "
-        "s/step | net rows/s |"
+        "| dataset | variant | seeds | steps | detection AUC | Quality | pair trends | TSTR | "
+        "student params | s/step |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (ds, v), rs in sorted(groups.items()):
         auc = [r["detection_auc"] for r in rs]
-        q = [r["quality"] for r in rs]
         spread = f" ± {np.std(auc):.3f}" if len(rs) > 1 else ""
-        rps = rs[0].get("network_rows_per_second")
+        steps = rs[0].get("distill_steps", rs[0].get("teacher_steps"))
         print(
-            f"| {ds} | {v} | {len(rs)} | {np.mean(auc):.3f}{spread} | {np.mean(q):.3f} | "
+            f"| {ds} | {v} | {len(rs)} | {steps} | {np.mean(auc):.3f}{spread} | "
+            f"{np.mean([r['quality'] for r in rs]):.3f} | "
             f"{np.mean([r['column_pair_trends'] for r in rs]):.3f} | "
-            f"{np.mean([r['tstr'] for r in rs]):.3f} | {rs[0]['seconds_per_step']:.4f} | "
-            f"{'' if rps is None else f'{rps / 1000:.0f}k'} |"
+            f"{np.mean([r['tstr'] for r in rs]):.3f} | {rs[0].get('parameters', '')} | "
+            f"{np.median([r['seconds_per_step'] for r in rs]):.3f} |"
         )
 
 
@@ -280,8 +285,21 @@ def main() -> int:
     ap.add_argument("--teacher-steps", type=int, default=3000)
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "distill_sweep.json")
+    ap.add_argument(
+        "--collect", action="store_true", help="merge every finished job's log, print the table"
+    )
     ap.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.collect:
+        found = [
+            json.loads(ln[7:])
+            for log in sorted((SWEEP / "logs").glob("*.log"))
+            for ln in log.read_text().splitlines()
+            if ln.startswith("RESULT ")
+        ]
+        teachers = [json.loads(p.read_text()) for p in sorted(SWEEP.glob("*/teacher.json"))]
+        print_table(_merge(args.out, [r for r in found if "overrides" in r] + teachers))
+        return 0
     if args.job:
         kind, ds, *rest = args.job
         if kind == "teacher":

@@ -1,7 +1,8 @@
 """Named configurations per family: ``tiny`` (tests), ``fast``, ``balanced``, ``best``.
 
 Budgets are stated two ways on purpose. ``max_minutes`` is sized for a 2-core CPU (``fast`` about
-1 minute, ``balanced`` about 4, ``best`` about 12 at 20k rows) and ends scheduled runs on time;
+1 minute, ``balanced`` about 4 (``onestep``: 4.6, of which the teacher 2.4), ``best`` about 12 at
+20k rows) and ends scheduled runs on time;
 ``max_steps`` capped by ``epochs`` passes over the data scales the work with the table's size
 (a 300-row table gets ``min_steps``, not hours of overfitting) and is what binds on a GPU, where
 the same preset then finishes in seconds and reproduces exactly. Nothing here is tuned to one
@@ -91,8 +92,20 @@ _ONESTEP: dict[str, dict[str, Any]] = {
     "fast": dict(
         student_width=256, student_depth=2, n_pairs=20_000, distill_max_steps=3000, max_minutes=1.25
     ),
+    # The student is compute-bound at this budget: at equal teacher and pairs, doubling its
+    # distillation steps (4k -> 8k) lowered detection AUC 0.779 -> 0.763 on diamonds and
+    # 0.877 -> 0.860 on credit_default, as much as a 2x wider-in-FLOPs 384x2 student at 4k steps
+    # (0.763, 0.857) that would halve the sampler's rows/s (benchmarks/distill_sweep.py). So the
+    # 5-minute fit budget goes to distillation: the teacher keeps its ~143 s (0.52 x 4.6 min),
+    # pairs take ~25 s, and distillation gets ~107 s instead of ~70 s on an idle core (about
+    # 6.8k steps on a 24-column table, 10k on a 10-column one).
     "balanced": dict(
-        student_width=256, student_depth=2, n_pairs=60_000, distill_max_steps=8000, max_minutes=4.0
+        student_width=256,
+        student_depth=2,
+        n_pairs=60_000,
+        distill_max_steps=12000,
+        max_minutes=4.6,
+        teacher_share=0.52,
     ),
     "best": dict(
         student_width=256,
