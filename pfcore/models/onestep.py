@@ -17,7 +17,7 @@ same teacher, doubling the steps of the 256x2 student (4k -> 8k) and doubling it
 4k) each lowered detection AUC by ~0.015 on diamonds and credit_default, so the ``balanced``
 preset spends its extra fit time on distillation steps and keeps the fast sampler. An
 energy-distance term towards real rows (``distill_match_weight``; 0.1) changed AUC by < 0.01
-while tripling the step cost, so it is off by default.
+while doubling the step cost, so it is off by default.
 """
 
 from __future__ import annotations
