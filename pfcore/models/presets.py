@@ -93,12 +93,13 @@ _ONESTEP: dict[str, dict[str, Any]] = {
         student_width=256, student_depth=2, n_pairs=20_000, distill_max_steps=3000, max_minutes=1.25
     ),
     # The student is compute-bound at this budget: at equal teacher and pairs, doubling its
-    # distillation steps (4k -> 8k) lowered detection AUC 0.779 -> 0.763 on diamonds and
-    # 0.877 -> 0.860 on credit_default, as much as a 2x wider-in-FLOPs 384x2 student at 4k steps
-    # (0.763, 0.857) that would halve the sampler's rows/s (benchmarks/distill_sweep.py). So the
-    # 5-minute fit budget goes to distillation: the teacher keeps its ~143 s (0.52 x 4.6 min),
-    # pairs take ~25 s, and distillation gets ~107 s instead of ~70 s on an idle core (about
-    # 6.8k steps on a 24-column table, 10k on a 10-column one).
+    # distillation steps (4k -> 8k) lowered detection AUC on every seed tried (diamonds
+    # 0.778 -> 0.763, credit_default 0.877 -> 0.860, california_housing 0.768 -> 0.755), as
+    # much as a 384x2 student (2x the FLOPs) at 4k steps (0.763, 0.857), which would halve the
+    # sampler's rows/s (benchmarks/distill_sweep.py). So the extra fit time goes to
+    # distillation: the teacher keeps its ~143 s (0.52 x 4.6 min), pairs take ~25 s, and
+    # distillation gets ~107 s instead of ~70 s on an idle core (about 6.8k steps on a
+    # 24-column table, 10k on a 10-column one); the fit stays under 5 minutes at 20k rows.
     "balanced": dict(
         student_width=256,
         student_depth=2,
