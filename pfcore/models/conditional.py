@@ -1,0 +1,143 @@
+"""Conditional sampling supplied by the model family: flow inpainting on known encoded dims.
+
+Why inpainting (and not rejection): the rectified flow's network predicts, at any point
+``x_t = (1 - t) z + t x1`` of its paths, where the path ends. Holding the known dimensions of
+that prediction at their given values and stepping along the straight path again (see
+:func:`inpaint`) generates the unknown dimensions given the known ones. It needs no retraining,
+costs ``DEFAULT_STEPS`` network evaluations per row whatever the condition (a rare category as
+cheap as a frequent one) and never throws rows away. The one-step student cannot do this (it
+has no time axis), so ``onestep`` models sample conditionally through their flow teacher,
+which is saved beside the student (``teacher/``: JSON config + safetensors state dict).
+
+The rows approximate the model's conditional law (no mask was seen in training); conditional
+frequencies on a table with a known conditional law are checked in the tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from pfcore.errors import ModelError
+from pfcore.models.base import GenerativeModel, snap_onehot
+
+__all__ = [
+    "TEACHER_DIR",
+    "ConditionalPush",
+    "attach_teacher",
+    "conditional_push",
+    "inpaint",
+    "save_teacher",
+]
+
+#: Sub-folder of a saved one-step model that holds its flow teacher.
+TEACHER_DIR = "teacher"
+
+#: ``(z, known, mask, seed) -> rows``: ``known`` (n, d) holds the given encoded values where
+#: ``mask`` (d,) or (n, d) is true; output rows equal ``known`` there exactly, one-hot blocks
+#: snapped; ``seed`` seeds the re-noising draws (so rows depend only on the block's seeds).
+ConditionalPush = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+#: Steps of the conditional sampler (one network evaluation each). Measured on a two-column
+#: toy with a known conditional law (P(y=u | x=a) = 0.9, trained teacher 0.905): 8 steps 0.85,
+#: 16 steps 0.92, 32 steps 0.97; plain replacement without re-noising: 0.68-0.70 at 8-32 steps.
+DEFAULT_STEPS = 16
+
+
+@torch.no_grad()
+def inpaint(
+    field: object,
+    z: torch.Tensor,
+    known: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    steps: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Predict the endpoint, hold the known dims at their values, re-noise; repeat.
+
+    ``field`` is a ``pfcore.models.flow.VelocityField``. At time ``t`` the field gives the
+    endpoint estimate ``x1 = x + (1 - t) v``; its known dims are replaced by ``known`` and the
+    state moves to ``t + h`` on the straight path from fresh noise:
+    ``x = (t + h) x1 + (1 - t - h) eps``. Plain replacement (deterministic ODE with the known
+    dims on their path) under-conditions: the unknown dims commit early, while the known dims
+    are still mostly noise. Re-noising lets every step revise them given the known values.
+    """
+    known = known.float()
+    m = mask.to(torch.bool)
+    n = z.shape[0]
+    h = 1.0 / steps
+    x = z.float().clone()
+    x1 = x
+    for i in range(steps):
+        t0 = i * h
+        v = field.velocity(x, torch.full((n, 1), t0, device=x.device))  # type: ignore[attr-defined]
+        x1 = torch.where(m, known, x + (1.0 - t0) * v)
+        if i == steps - 1:
+            break
+        eps = torch.randn(x.shape, generator=generator, device=x.device)
+        x = (t0 + h) * x1 + (1.0 - t0 - h) * eps
+    return x1
+
+
+def _flow_of(model: GenerativeModel) -> GenerativeModel:
+    """The flow that carries ``model``'s conditional sampler (itself, or a one-step's teacher)."""
+    from pfcore.models.flow import FlowModel
+
+    if isinstance(model, FlowModel):
+        return model
+    teacher = getattr(model, "teacher", None)
+    if isinstance(teacher, FlowModel):
+        return teacher
+    if model.family == "onestep":
+        raise ModelError(
+            "conditional sampling needs the one-step model's flow teacher, and this model was "
+            "saved without it (saved by an older pushforward): retrain it to sample conditionally"
+        )
+    raise ModelError(
+        f"model family {model.family!r} has no conditional sampler; "
+        "use the 'onestep' (default) or 'flow' family"
+    )
+
+
+def conditional_push(model: GenerativeModel, *, steps: int | None = None) -> ConditionalPush:
+    """The family's conditional sampler (raises ``ModelError`` if the family has none)."""
+    flow = _flow_of(model)
+    field = flow.field()  # type: ignore[attr-defined]
+    n_steps = int(steps or DEFAULT_STEPS)
+    index = flow._index
+    assert index is not None
+
+    def push(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+        dev = flow.device
+        z, known, mask = z.to(dev), known.to(dev), mask.to(dev)
+        gen = torch.Generator(device=dev).manual_seed(int(seed))
+        with torch.inference_mode():
+            out = inpaint(field, z, known, mask, steps=n_steps, generator=gen)
+            out = snap_onehot(out, index)
+            return torch.where(mask.to(torch.bool), known.float(), out)
+
+    return push
+
+
+def save_teacher(model: GenerativeModel, model_dir: str | os.PathLike[str]) -> Path | None:
+    """Save a one-step model's in-memory flow teacher under ``model_dir/teacher`` (if any)."""
+    teacher = getattr(model, "teacher", None)
+    if teacher is None or not getattr(teacher, "_fitted", False):
+        return None
+    return teacher.save(Path(model_dir) / TEACHER_DIR)
+
+
+def attach_teacher(
+    model: GenerativeModel, model_dir: str | os.PathLike[str], device: str = "cpu"
+) -> None:
+    """Load ``model_dir/teacher`` into ``model.teacher`` when it was saved (no-op otherwise)."""
+    from pfcore.models.flow import FlowModel
+
+    path = Path(model_dir) / TEACHER_DIR
+    if hasattr(model, "teacher") and (path / "model.json").exists():
+        model.teacher = FlowModel.load(path, device=device)  # type: ignore[attr-defined]
