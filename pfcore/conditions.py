@@ -187,17 +187,32 @@ class SeedRows:
 
                 delim = "\t" if p.suffix.lower() == ".tsv" else ","
                 table = csv.read_csv(p, parse_options=csv.ParseOptions(delimiter=delim))
+            elif p.suffix.lower() in (".arrow", ".feather", ".ipc"):
+                with pa.memory_map(str(p)) as src:
+                    table = pa.ipc.open_file(src).read_all()
             elif p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
                 from pyarrow import json as pj
 
                 table = pj.read_json(p)
             else:
                 raise InputError(
-                    "seed rows must be .parquet, .csv, .tsv or .jsonl (by extension)", path=p
+                    "seed rows must be .parquet, .csv, .tsv, .jsonl or .arrow (by extension)",
+                    path=p,
                 )
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read seed rows: {exc}", path=p) from None
         return cls.from_table(table, path=str(p.resolve()))
+
+    def write_copy(self, path: str | os.PathLike[str]) -> SeedRows:
+        """An exact copy (Arrow IPC file, written atomically) that workers read from ``path``."""
+        from pfcore.atomic import atomic_write
+
+        def write(tmp: Path) -> None:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, self.table.schema) as w:
+                w.write_table(self.table)
+
+        atomic_write(Path(path), write)
+        return SeedRows(table=self.table, sha256=self.sha256, path=str(Path(path).resolve()))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -302,8 +317,11 @@ class Conditions:
         )
 
     def digest(self) -> str:
-        """Short content hash: part of a conditional batch's id."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Short content hash (seed rows by content, not path): part of a batch's id."""
+        d = self.to_dict()
+        if d["seed_rows"] is not None:
+            d["seed_rows"] = {k: v for k, v in d["seed_rows"].items() if k != "path"}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _jsonable(v: Any) -> Any:

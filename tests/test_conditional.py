@@ -207,3 +207,82 @@ def test_family_without_a_conditional_sampler_says_so(toy_synth) -> None:
             bare.sample(10, 1, conditions=Conditions.make(where=["x=a"]))
     finally:
         bare.model.teacher = teacher
+
+
+# ------------------------------------------------------------------------ batches
+def _read(manifest) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pa.concat_tables([pq.read_table(p) for p in manifest.file_paths])
+
+
+@pytest.mark.parametrize("kind", ["where", "seed_rows"])
+def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Path, kind) -> None:
+    import pyarrow.parquet as pq
+
+    from pfcore.generate import generate_batch
+
+    if kind == "where":
+        conditions, n = Conditions.make(where=["x=a", "num<=3.5"], rebalance="y=uniform"), 2500
+    else:
+        given = toy_table(2500, seed=3).select(["x", "opt", "k"])
+        conditions, n = Conditions.make(seed_rows=given), None
+    manifests = [
+        generate_batch(
+            toy_synth,
+            n,
+            11,
+            tmp_path / f"out{shards}",
+            "toy",
+            block_rows=512,
+            rows_per_shard=-(-2500 // shards),
+            workers=shards,
+            executor="thread",
+            model_name="toy",
+            model_version="1",
+            conditions=conditions,
+        )
+        for shards in (1, 3)
+    ]
+    one, three = (_read(m) for m in manifests)
+    assert len(manifests[0].files) == 1 and len(manifests[1].files) == 3
+    assert one.num_rows == 2500 and one.equals(three)
+    assert one.equals(toy_synth.sample(n, 11, block_rows=512, conditions=conditions))
+    assert manifests[0].batch_id == manifests[1].batch_id
+    recorded = manifests[0].data["conditions"]
+    from pfcore.generate.plan import conditions_digest
+
+    assert conditions_digest(recorded) == conditions.digest()  # seed rows: by content hash
+    meta = pq.read_schema(manifests[1].file_paths[0]).metadata
+    assert json.loads(meta[b"pushforward.conditions"]) == manifests[1].data["conditions"]
+    plain = generate_batch(
+        toy_synth,
+        2500,
+        11,
+        tmp_path / "plain",
+        "toy",
+        block_rows=512,
+        executor="thread",
+        model_name="toy",
+        model_version="1",
+    )
+    assert plain.batch_id != manifests[0].batch_id  # the conditions are part of the identity
+    if kind == "seed_rows":
+        assert one.select(["x", "opt", "k"]).equals(given)
+
+
+def test_conditional_batch_is_refused_before_anything_is_staged(toy_synth, tmp_path: Path) -> None:
+    from pfcore.generate import generate_batch
+
+    with pytest.raises(InputError) as info:
+        generate_batch(
+            toy_synth,
+            100,
+            1,
+            tmp_path,
+            "toy",
+            executor="thread",
+            conditions=Conditions.make(where=["x=nope"]),
+        )
+    assert info.value.column == "x"
+    assert not (tmp_path / "_staging").exists()

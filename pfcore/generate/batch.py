@@ -28,9 +28,11 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pfcore import sampling
 from pfcore.errors import InputError
 from pfcore.generate.plan import (
     BLOCK_ROWS,
@@ -48,7 +50,7 @@ from pfcore.generate.publish import (
     published_manifest,
     recover_interrupted_publish,
 )
-from pfcore.generate.shard import ShardResult, generate_shard
+from pfcore.generate.shard import ShardResult, generate_shard, load_synthesizer
 
 __all__ = ["plan_batch", "generate_batch"]
 
@@ -85,7 +87,7 @@ def _materialise(synth: SynthLike, out_root: Path) -> tuple[Path, bool]:
 
 def plan_batch(
     synth: SynthLike,
-    n_rows: int,
+    n_rows: int | None,
     seed: int,
     out_root: str | os.PathLike[str],
     dataset_name: str,
@@ -102,6 +104,7 @@ def plan_batch(
     compression_level: int | None = None,
     device: str = "cpu",
     noise: str = "cpu",
+    conditions: Any = None,
 ) -> BatchPlan:
     """Fix the shards of a batch and prepare its staging folder.
 
@@ -112,8 +115,15 @@ def plan_batch(
     (model, seed, N), so rerunning the same request resumes its staging instead of starting over.
     Writes ``plan.json`` into staging; a publish interrupted by a crash is rolled back into
     staging so its shards are not generated again.
+
+    ``conditions`` (``pfcore.conditions.Conditions``) are checked against the model here,
+    before anything is staged (``InputError`` names the column); seed rows fix ``n_rows``
+    (pass None) and are copied into staging, so workers read exactly the rows requested.
     """
     out_root = Path(out_root).resolve()
+    compiled = _check_conditions(synth, conditions, device)
+    if compiled is not None:
+        n_rows = sampling.condition_rows(n_rows, compiled)
     synth_dir, temporary = _materialise(synth, out_root)
     try:
         fingerprint = fingerprint_directory(synth_dir)
@@ -137,8 +147,12 @@ def plan_batch(
             compression_level=compression_level,
             device=device,
             noise=noise,
+            conditions=None if compiled is None else compiled.conditions.to_dict(),
         )
         plan.staging_dir.mkdir(parents=True, exist_ok=True)
+        if compiled is not None and compiled.conditions.seed_rows is not None:
+            copy = compiled.conditions.seed_rows.write_copy(plan.staging_dir / "seed_rows.arrow")
+            plan = replace(plan, conditions=replace(compiled.conditions, seed_rows=copy).to_dict())
         if temporary:
             target = plan.staging_dir / "synthesizer"
             if target.exists() and fingerprint_directory(target) == fingerprint:
@@ -157,6 +171,18 @@ def plan_batch(
     tmp.write_text(json.dumps(plan.to_dict(), indent=2))
     os.replace(tmp, plan.staging_dir / "plan.json")
     return plan
+
+
+def _check_conditions(synth: SynthLike, conditions: Any, device: str) -> Any:
+    """Compile ``conditions`` against the model (None when there are none)."""
+    from pfcore.conditions import Conditions
+
+    if conditions is None or (isinstance(conditions, Conditions) and conditions.empty):
+        return None
+    if not isinstance(conditions, Conditions):
+        raise InputError(f"conditions must be a Conditions, got {type(conditions).__name__}")
+    loaded = load_synthesizer(synth, device) if isinstance(synth, (str, os.PathLike)) else synth
+    return loaded.compile_conditions(conditions)
 
 
 # ------------------------------------------------------------------------ process workers
@@ -195,7 +221,7 @@ def _drain(q: Any, tracker: ProgressTracker, stop: threading.Event) -> None:
 
 def generate_batch(
     synth: SynthLike,
-    n_rows: int,
+    n_rows: int | None,
     seed: int,
     out_root: str | os.PathLike[str],
     dataset_name: str,
@@ -217,6 +243,7 @@ def generate_batch(
     torch_threads: int | None = None,
     progress: Callable[[GenerationProgress], None] | None = None,
     progress_interval_s: float = 1.0,
+    conditions: Any = None,
 ) -> BatchManifest:
     """Generate ``n_rows`` rows into a published Parquet batch; returns its manifest.
 
@@ -229,7 +256,7 @@ def generate_batch(
     then also depend on the device kind, and the batch id says so). Restartable: shards
     already staged by an earlier, interrupted run of the same batch id are verified and kept;
     an already published batch is returned as is. ``progress`` may be called from worker or
-    helper threads.
+    helper threads. ``conditions``: see :func:`plan_batch`.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
@@ -254,6 +281,7 @@ def generate_batch(
         compression_level=compression_level,
         device=device,
         noise=noise,
+        conditions=conditions,
     )
     done = published_manifest(plan)
     if done is not None:
