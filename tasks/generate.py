@@ -40,12 +40,18 @@ def plan_task(
     model_name: str,
     model_version: str,
     batch_id: str | None = None,
+    where: list[str] | None = None,
+    rebalance: str | None = None,
+    seed_rows: str | None = None,
 ) -> dict:
+    """Plan the batch; conditions are checked against the model here, before any shard."""
+    from pfcore.conditions import Conditions
     from pfcore.generate import plan_batch
 
+    conditions = Conditions.make(where=where or None, rebalance=rebalance, seed_rows=seed_rows)
     plan = plan_batch(
         synth_dir,
-        rows,
+        None if conditions.seed_rows is not None else rows,
         seed,
         out_root,
         dataset_name,
@@ -54,13 +60,15 @@ def plan_task(
         model_name=model_name,
         model_version=model_version,
         batch_id=batch_id,
+        conditions=conditions,
     )
     logger().info(
-        "batch %s: %d rows in %d shards -> %s",
+        "batch %s: %d rows in %d shards -> %s%s",
         plan.batch_id,
-        rows,
+        plan.n_rows,
         len(plan.shards),
         plan.final_dir,
+        "" if plan.conditions is None else f" (conditions {conditions.to_json()})",
     )
     return plan.to_dict()
 

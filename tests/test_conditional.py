@@ -286,3 +286,122 @@ def test_conditional_batch_is_refused_before_anything_is_staged(toy_synth, tmp_p
         )
     assert info.value.column == "x"
     assert not (tmp_path / "_staging").exists()
+
+
+# ------------------------------------------------------------------------ MLflow pyfunc
+def test_pyfunc_round_trip_with_conditions_and_seed_rows(
+    toy_synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import pandas as pd
+
+    from pfcore.registry import log_synthesizer
+    from pfcore.registry.frames import predict_frame, to_pandas
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    synth_dir = toy_synth.save(tmp_path / "synth")
+    log_synthesizer(
+        synth_dir,
+        registered_model_name="toy",
+        params={"family": "onestep"},
+        metrics={"quality": 0.9},
+        gate_result={"passed": True, "reasons": [], "checks": []},
+        dataset_checksum="toy",
+    )
+    model = mlflow.pyfunc.load_model("models:/toy@champion")
+    req = pd.DataFrame(
+        {
+            "n_rows": [300, 200],
+            "seed": [7, 8],
+            "where": ["x=a; k>=10", None],
+            "rebalance": [None, "y=uniform"],
+        }
+    )
+    got = model.predict(req)
+    assert len(got) == 500
+    assert (got.x[:300] == "a").all() and (got.k[:300] >= 10).all()
+    c = Conditions.make(where=["x=a", "k>=10"])
+    pd.testing.assert_frame_equal(
+        got[:300].reset_index(drop=True),
+        to_pandas(toy_synth.sample(300, 7, conditions=c), toy_synth.schema),
+    )
+    seeds = toy_table(50, seed=4).select(["x", "opt"]).to_pandas()
+    done = model.predict(seeds, params={"seed": 3})
+    assert len(done) == 50 and list(done.x) == list(seeds.x)
+    assert done.opt.isna().tolist() == seeds.opt.isna().tolist()
+    assert done.opt[seeds.opt.notna()].tolist() == seeds.opt.dropna().tolist()
+    pd.testing.assert_frame_equal(done, predict_frame(toy_synth, seeds, {"seed": 3}))
+    with pytest.raises(Exception, match="never occurs"):
+        model.predict(pd.DataFrame({"n_rows": [5], "seed": [0], "where": ["x=zz"]}))
+
+
+# ------------------------------------------------------------------------ CLI and flow form
+def _cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--where", "region"], "region"),
+        (["--where", "age>="], "age"),
+        (["--where", "x=1", "--where", ">=3"], ">=3"),
+        (["--rebalance", "y=yes:2"], "y"),
+        (["--rebalance", "y"], "rebalanc"),
+        (["--seed-rows", "nope.parquet"], "nope.parquet"),
+    ],
+)
+def test_cli_condition_errors_exit_2(
+    argv, named, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from flows.cli import main
+    from pfcore.errors import EXIT_INPUT
+
+    _cli_env(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", *argv]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1
+
+
+def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from pydantic import ValidationError
+
+    from flows.cli import build_parser
+    from flows.options import model_values
+    from flows.params import GenerateParams
+
+    pq.write_table(pa.table({"x": ["a"]}), tmp_path / "s.parquet")
+    args = build_parser().parse_args(
+        [
+            "generate",
+            "--where",
+            "x=a",
+            "--where",
+            "num>=1.5",
+            "--rebalance",
+            "y=uniform",
+            "--seed-rows",
+            str(tmp_path / "s.parquet"),
+        ]
+    )
+    params = GenerateParams(**model_values(args, GenerateParams))
+    assert params.where == ["x=a", "num>=1.5"] and params.rebalance == "y=uniform"
+    c = params.conditions()
+    assert c.where == (Where("x", "=", "a"), Where("num", ">=", "1.5"))
+    assert c.rebalance == Rebalance("y", uniform=True) and c.seed_rows.table.num_rows == 1
+    assert GenerateParams().conditions().empty
+    # the Prefect form: the same fields, malformed values rejected with the field named
+    schema = GenerateParams.model_json_schema()["properties"]
+    assert schema["where"]["type"] == "array" and "rebalance" in schema
+    with pytest.raises(ValidationError, match="where"):
+        GenerateParams(where=["x"])
