@@ -352,9 +352,11 @@ class GenerateParams(_Strict):
     where: list[str] = Field(
         default_factory=list,
         description=(
-            "Fixed values every row meets, one per use: 'region=EU' (categorical, boolean, "
-            "integer), 'age>=30', 'age<65' (numeric and datetime ranges). Refused before "
-            "sampling if a category was never seen or a range is outside the column's bounds."
+            "Fixed values every row meets, one condition per use: an equality such as "
+            "'region=EU' (categorical, boolean, integer columns), or a bound on a numeric or "
+            "datetime column: the column, a comparison operator (greater or less than, "
+            "optionally or equal) and a value. Refused before sampling if a category was never "
+            "seen or a range is outside the column's bounds."
         ),
     )
     rebalance: str | None = Field(
