@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,7 +51,7 @@ DEFAULT_STEPS = 16
 
 @torch.no_grad()
 def inpaint(
-    field: object,
+    field: Any,
     z: torch.Tensor,
     known: torch.Tensor,
     mask: torch.Tensor,
@@ -69,18 +70,31 @@ def inpaint(
     """
     known = known.float()
     m = mask.to(torch.bool)
-    n = z.shape[0]
     h = 1.0 / steps
     x = z.float().clone()
     x1 = x
     for i in range(steps):
         t0 = i * h
-        v = field.velocity(x, torch.full((n, 1), t0, device=x.device))  # type: ignore[attr-defined]
-        x1 = torch.where(m, known, x + (1.0 - t0) * v)
+        x1 = torch.where(m, known, endpoint(field, x, t0))
         if i == steps - 1:
             break
         eps = torch.randn(x.shape, generator=generator, device=x.device)
         x = (t0 + h) * x1 + (1.0 - t0 - h) * eps
+    return x1
+
+
+def endpoint(field: Any, x: torch.Tensor, t: float) -> torch.Tensor:
+    """The field's estimate of the path's endpoint at ``(x, t)``: ``x + (1 - t) v``.
+
+    With the softmax head a one-hot block's estimate is ``2 softmax - 1`` directly (the same
+    value the velocity is derived from, without dividing by ``1 - t`` and multiplying back).
+    """
+    raw = field.net(x, torch.full((x.shape[0], 1), t, device=x.device)).float()
+    if not field.softmax:
+        return x + (1.0 - t) * raw
+    x1 = x + (1.0 - t) * raw
+    for _w, idx in field.index.groups:
+        x1[:, idx] = 2 * torch.softmax(raw[:, idx], dim=2) - 1
     return x1
 
 
