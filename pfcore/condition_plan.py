@@ -59,11 +59,35 @@ def _to_arrow(value: Any, col: Any) -> pa.Array:
             if v not in _TRUE | _FALSE:
                 raise ValueError("not a boolean (true/false, yes/no, 1/0)")
             return pa.array([v in _TRUE], type=t)
+        if isinstance(value, str) and (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+            return pa.array([_parse_datetime(value.strip(), t)], type=t)
         if isinstance(value, str) and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             return pa.array([value.strip()], type=pa.string()).cast(t)
         return pa.array([value]).cast(t)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as e:
         raise InputError(f"value {value!r} is not a valid {t}: {e}", column=col.name) from None
+
+
+def _parse_datetime(text: str, t: pa.DataType) -> Any:
+    """ISO 8601 text (date only, 'Z' or an offset allowed) as a value of temporal type ``t``.
+
+    A value without offset is read in the column's time zone; a column without one gets UTC
+    wall time for a value with an offset.
+    """
+    import datetime as dt
+
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if pa.types.is_date(t):
+        return value.date()
+    tz = getattr(t, "tz", None)
+    if tz is not None and value.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        zone = dt.timezone.utc if tz in ("UTC", "Z", "+00:00") else ZoneInfo(tz)
+        value = value.replace(tzinfo=zone)
+    elif tz is None and value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
 
 
 # ----------------------------------------------------------------------------- numeric intervals

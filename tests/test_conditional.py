@@ -17,7 +17,8 @@ N_TRAIN = 4000
 
 def toy_table(n: int = N_TRAIN, seed: int = 0) -> pa.Table:
     """A table with a known conditional law: P(y=u | x=a) = 0.9, P(y=u | x=b) = 0.2,
-    num ~ N(3 [x=a], 1); ``opt`` is null in 20% of rows; ``r`` is 'rare' in 0.5% of rows."""
+    num ~ N(3 [x=a], 1); ``opt`` is null in 20% of rows; ``r`` is 'rare' in 0.5% of rows;
+    ``when`` is a UTC timestamp in 2020."""
     rng = np.random.default_rng(seed)
     x = rng.choice(["a", "b"], n)
     y = np.where(rng.random(n) < np.where(x == "a", 0.9, 0.2), "u", "v")
@@ -32,6 +33,10 @@ def toy_table(n: int = N_TRAIN, seed: int = 0) -> pa.Table:
             "k": rng.integers(0, 50, n),
             "opt": pa.array(opt, mask=rng.random(n) < 0.2),
             "r": r,
+            "when": pa.array(
+                1_577_836_800_000_000 + rng.integers(0, 366 * 86_400, n) * 1_000_000,
+                type=pa.timestamp("us", tz="UTC"),
+            ),
         }
     )
 
@@ -405,3 +410,18 @@ def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
     assert schema["where"]["type"] == "array" and "rebalance" in schema
     with pytest.raises(ValidationError, match="where"):
         GenerateParams(where=["x"])
+
+
+def test_datetime_ranges_and_values(toy_synth) -> None:
+    import datetime as dt
+
+    utc = dt.timezone.utc
+    c = Conditions.make(where=["when>=2020-06-01", "when<2020-07-01T00:00:00Z"])
+    out = toy_synth.sample(2000, 1, conditions=c).column("when").to_pylist()
+    assert min(out) >= dt.datetime(2020, 6, 1, tzinfo=utc)
+    assert max(out) < dt.datetime(2020, 7, 1, tzinfo=utc)
+    with pytest.raises(InputError, match="outside the column's bounds") as info:
+        toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=2031-01-01"]))
+    assert info.value.column == "when"
+    with pytest.raises(InputError, match="not a valid"):
+        toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=June"]))
