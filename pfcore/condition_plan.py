@@ -27,6 +27,7 @@ a conditional batch depends only on (model, seed, N, conditions), like an uncond
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -357,7 +358,16 @@ def _check_modelled(tr: Any, schema: Any, name: str) -> None:
         )
 
 
-def _where_column(out, tr, name, clauses, spans, hold, present) -> None:  # noqa: ANN001
+def _where_column(
+    out: CompiledConditions,
+    tr: Any,
+    name: str,
+    clauses: list[Where],
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+    present: Callable[[str], None],
+) -> None:
+    """One column's where-clauses: contradictions, bounds, then its encoded constraint."""
     kind = tr.column.kind
     eq = [w for w in clauses if w.op == "="]
     bounds = [w for w in clauses if w.op != "="]
@@ -499,7 +509,16 @@ def _onehot_row(slot: int, width: int) -> np.ndarray:
     return row
 
 
-def _rebalance_column(out, tr, rb: Rebalance, spans, hold, present, schema) -> None:  # noqa: ANN001
+def _rebalance_column(
+    out: CompiledConditions,
+    tr: Any,
+    rb: Rebalance,
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+    present: Callable[[str], None],
+    schema: Any,
+) -> None:
+    """Target shares over the classes seen in training (kept and pooled)."""
     name = rb.column
     if tr.column.kind not in _DISCRETE_KINDS:
         raise InputError(
@@ -560,10 +579,20 @@ def _training_counts(tr: Any, values: pa.Array) -> np.ndarray:
     return counts
 
 
-def _seed_columns(out, conditions, index_of, transforms, spans, hold, claimed) -> None:  # noqa: ANN001
+def _seed_columns(
+    out: CompiledConditions,
+    conditions: Conditions,
+    index_of: dict[str, int],
+    transforms: list[Any],
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+    claimed: set[str],
+) -> None:
+    """Seed-row columns: known to the model, castable, categories seen, nulls representable."""
     from pfcore.transforms.categorical import CategoricalTransform
     from pfcore.transforms.numeric import NumericTransform
 
+    assert conditions.seed_rows is not None
     table = conditions.seed_rows.table
     path = conditions.seed_rows.path
     cols = []
