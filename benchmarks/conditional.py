@@ -202,7 +202,10 @@ def _imputer_scores(
                 }
             )
         else:
-            model = HistGradientBoostingClassifier(categorical_features=is_cat, random_state=SEED)
+            # no early stopping: its stratified split fails on classes seen once
+            model = HistGradientBoostingClassifier(
+                categorical_features=is_cat, random_state=SEED, early_stopping=False
+            )
             model.fit(x_tr[fit], y_tr[fit].astype(str))
             pred = model.predict(x_ho[ok])
             truth = y_ho[ok].astype(str).to_numpy()
@@ -220,7 +223,12 @@ def _imputer_scores(
 
 
 def run(
-    datasets: list[str], preset: str, minutes: float, fid_rows: int, timing_rows: int
+    datasets: list[str],
+    preset: str,
+    minutes: float,
+    fid_rows: int,
+    timing_rows: int,
+    save: Any = None,
 ) -> list[dict]:
     import numpy as np
     import pandas as pd
@@ -340,6 +348,8 @@ def run(
                 )
             rec["speed_ratio"] = round(rec["rows_per_second"] / unc_rps, 4)
             records.append(rec)
+            if save is not None:
+                save(records)
             print(
                 f"[{time.strftime('%H:%M:%S')}] {ds:18s} {label[:48]:48s} "
                 f"match {rec['match_rate']:.3f}  AUC {rec['detection_auc_conditional']:.3f} "
@@ -369,24 +379,27 @@ def main(argv: list[str] | None = None) -> int:
         preset, minutes, fid_rows, timing_rows = "fast", 2.0, 5_000, 20_000
     else:
         preset, minutes, fid_rows, timing_rows = "balanced", 4.0, 20_000, 100_000
-    records = run(args.datasets, preset, minutes, fid_rows, timing_rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "protocol": {
-            "quick": bool(args.quick),
-            "preset": preset,
-            "fit_minutes": minutes,
-            "fidelity_rows": fid_rows,
-            "timing_rows": timing_rows,
-            "torch_threads": 1,
-            "machine": "shared 2-core CPU" if args.quick else "see README",
-        },
-        "records": records,
+    protocol = {
+        "quick": bool(args.quick),
+        "preset": preset,
+        "fit_minutes": minutes,
+        "fidelity_rows": fid_rows,
+        "timing_rows": timing_rows,
+        "torch_threads": 1,
+        "machine": "shared 2-core CPU" if args.quick else "see README",
     }
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, out)
+
+    def save(records: list[dict]) -> None:  # after every record: a crash keeps what ran
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(
+            json.dumps({"protocol": protocol, "records": records}, indent=2, default=str)
+        )
+        os.replace(tmp, out)
+
+    records = run(args.datasets, preset, minutes, fid_rows, timing_rows, save)
+    save(records)
     print(f"wrote {out}")
     return 0
 

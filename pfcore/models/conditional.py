@@ -2,15 +2,31 @@
 
 Why inpainting (and not rejection): the rectified flow's network predicts, at any point
 ``x_t = (1 - t) z + t x1`` of its paths, where the path ends. Holding the known dimensions of
-that prediction at their given values and stepping along the straight path again (see
+that prediction at their given values while integrating the flow's stochastic form (see
 :func:`inpaint`) generates the unknown dimensions given the known ones. It needs no retraining,
 costs ``DEFAULT_STEPS`` network evaluations per row whatever the condition (a rare category as
 cheap as a frequent one) and never throws rows away. The one-step student cannot do this (it
 has no time axis), so ``onestep`` models sample conditionally through their flow teacher,
 which is saved beside the student (``teacher/``: JSON config + safetensors state dict).
 
-The rows approximate the model's conditional law (no mask was seen in training); conditional
-frequencies on a table with a known conditional law are checked in the tests.
+The rows approximate the model's conditional law (no mask was seen in training). Measured
+(16 steps unless said; toy: two columns with P(y=u | x=a) = 0.9, E[num | x=a] = 3, the trained
+teacher's own rows 0.905 and 3.04; california_housing, fast preset: detection AUC of 5k
+conditional rows against the holdout rows that meet the condition, unconditional 0.859):
+
+===========================================  ===========  =========  ==========  ==========
+sampler                                      P(u | a)     E[num|a]   AUC ocean   AUC income
+===========================================  ===========  =========  ==========  ==========
+ODE, known dims replaced (churn 0)           0.70         2.25       0.872       0.854
+predict, replace, re-noise fully             0.92         2.98       0.934       0.907
+SDE churn 2                                  0.81         2.71       0.876       0.864
+SDE churn 4 (default)                        0.89         2.87       0.892       0.864
+SDE churn 4, 32 steps                        0.89         2.95       0.871       0.828
+SDE churn 8 (unstable at 16 steps)           0.62         2.64       --          0.977
+===========================================  ===========  =========  ==========  ==========
+
+Full re-noising conditions well but smooths rows (it restarts from the endpoint's mean, not a
+sample); the marginal-preserving SDE with churn 4 conditions nearly as well and stays realistic.
 """
 
 from __future__ import annotations
@@ -43,10 +59,11 @@ TEACHER_DIR = "teacher"
 ConditionalPush = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
-#: Steps of the conditional sampler (one network evaluation each). Measured on a two-column
-#: toy with a known conditional law (P(y=u | x=a) = 0.9, trained teacher 0.905): 8 steps 0.85,
-#: 16 steps 0.92, 32 steps 0.97; plain replacement without re-noising: 0.68-0.70 at 8-32 steps.
+#: Steps of the conditional sampler (one network evaluation each).
 DEFAULT_STEPS = 16
+#: Strength of the Langevin correction (``lambda`` in :func:`inpaint`); chosen by measurement,
+#: see the module docstring.
+DEFAULT_CHURN = 4.0
 
 
 @torch.no_grad()
@@ -57,16 +74,18 @@ def inpaint(
     mask: torch.Tensor,
     *,
     steps: int,
+    churn: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Predict the endpoint, hold the known dims at their values, re-noise; repeat.
+    """Euler-Maruyama on the flow's marginal-preserving SDE, known dims held in the endpoint.
 
-    ``field`` is a ``pfcore.models.flow.VelocityField``. At time ``t`` the field gives the
-    endpoint estimate ``x1 = x + (1 - t) v``; its known dims are replaced by ``known`` and the
-    state moves to ``t + h`` on the straight path from fresh noise:
-    ``x = (t + h) x1 + (1 - t - h) eps``. Plain replacement (deterministic ODE with the known
-    dims on their path) under-conditions: the unknown dims commit early, while the known dims
-    are still mostly noise. Re-noising lets every step revise them given the known values.
+    ``field`` is a ``pfcore.models.flow.VelocityField``. At ``(x, t)`` the field gives the
+    endpoint estimate ``x1``; its known dims are replaced by ``known``, which sets the implied
+    noise ``zh = (x - t x1) / (1 - t)`` and velocity ``v = x1 - zh``. For the straight path the
+    score is ``-zh / (1 - t)``, so ``dx = (v - churn zh) dt + sqrt(2 churn (1 - t)) dW`` has the
+    ODE's marginals for any ``churn``: ``churn = 0`` is the plain ODE with the known dims
+    replaced (which under-conditions: the unknown dims commit before the known ones carry
+    signal); ``churn > 0`` keeps revising the unknown dims given the known ones.
     """
     known = known.float()
     m = mask.to(torch.bool)
@@ -78,8 +97,9 @@ def inpaint(
         x1 = torch.where(m, known, endpoint(field, x, t0))
         if i == steps - 1:
             break
+        zh = (x - t0 * x1) / (1.0 - t0)
         eps = torch.randn(x.shape, generator=generator, device=x.device)
-        x = (t0 + h) * x1 + (1.0 - t0 - h) * eps
+        x = x + h * ((x1 - zh) - churn * zh) + (2.0 * churn * (1.0 - t0) * h) ** 0.5 * eps
     return x1
 
 
@@ -118,7 +138,9 @@ def _flow_of(model: GenerativeModel) -> GenerativeModel:
     )
 
 
-def conditional_push(model: GenerativeModel, *, steps: int | None = None) -> ConditionalPush:
+def conditional_push(
+    model: GenerativeModel, *, steps: int | None = None, churn: float = DEFAULT_CHURN
+) -> ConditionalPush:
     """The family's conditional sampler (raises ``ModelError`` if the family has none)."""
     flow = _flow_of(model)
     field = flow.field()  # type: ignore[attr-defined]
@@ -131,7 +153,7 @@ def conditional_push(model: GenerativeModel, *, steps: int | None = None) -> Con
         z, known, mask = z.to(dev), known.to(dev), mask.to(dev)
         gen = torch.Generator(device=dev).manual_seed(int(seed))
         with torch.inference_mode():
-            out = inpaint(field, z, known, mask, steps=n_steps, generator=gen)
+            out = inpaint(field, z, known, mask, steps=n_steps, churn=float(churn), generator=gen)
             out = snap_onehot(out, index)
             return torch.where(mask.to(torch.bool), known.float(), out)
 
