@@ -381,8 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         preset, minutes, fid_rows, timing_rows = "balanced", 4.0, 20_000, 100_000
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from pfcore.models.conditional import DEFAULT_CHURN, DEFAULT_STEPS
+
     protocol = {
         "quick": bool(args.quick),
+        "conditional_sampler": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
         "preset": preset,
         "fit_minutes": minutes,
         "fidelity_rows": fid_rows,
