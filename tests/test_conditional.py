@@ -97,13 +97,13 @@ def test_where_and_rebalance_parse_and_round_trip_json(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ exactness
 def test_fixed_values_are_met_exactly(toy_synth) -> None:
     c = Conditions.make(where=["x=b", "k=7", "num>=0.5", "num<1.25"])
-    out = toy_synth.sample(3000, 1, conditions=c).to_pandas()
-    assert len(out) == 3000
+    out = toy_synth.sample(1500, 1, conditions=c).to_pandas()
+    assert len(out) == 1500
     assert (out.x == "b").all() and (out.k == 7).all()
     assert out.num.between(0.5, 1.25).all()
     assert out.num.nunique() > 100  # a range is drawn from, not pinned
-    assert toy_synth.sample(3000, 1, conditions=c).equals(toy_synth.sample(3000, 1, conditions=c))
-    assert not toy_synth.sample(300, 2, conditions=c).equals(toy_synth.sample(300, 1, conditions=c))
+    assert toy_synth.sample(1500, 1, conditions=c).to_pandas().equals(out)
+    assert not toy_synth.sample(200, 2, conditions=c).equals(toy_synth.sample(200, 1, conditions=c))
 
 
 def test_seed_rows_keep_given_columns_and_nulls_one_row_each(toy_synth) -> None:
@@ -122,24 +122,24 @@ def test_seed_rows_keep_given_columns_and_nulls_one_row_each(toy_synth) -> None:
 
 
 def test_rebalancing_hits_the_target_shares(toy_synth) -> None:
-    out = toy_synth.sample(4000, 4, conditions=Conditions.make(rebalance="x=a:0.8")).to_pandas()
+    out = toy_synth.sample(2500, 4, conditions=Conditions.make(rebalance="x=a:0.8")).to_pandas()
     assert abs((out.x == "a").mean() - 0.8) < 0.03
     # the other columns follow each class: num ~ 3 for a, ~ 0 for b
     assert out[out.x == "a"].num.mean() - out[out.x == "b"].num.mean() > 2.0
-    uni = toy_synth.sample(4000, 4, conditions=Conditions.make(rebalance="r=uniform")).to_pandas()
+    uni = toy_synth.sample(2500, 4, conditions=Conditions.make(rebalance="r=uniform")).to_pandas()
     assert abs((uni.r == "rare").mean() - 0.5) < 0.03
 
 
 # ------------------------------------------------------------------------ conditional law
 def test_conditional_frequencies_follow_the_known_law(toy_synth) -> None:
     """P(y=u | x=a) = 0.9 and P(y=u | x=b) = 0.2; E[num | x=a] = 3, E[num | x=b] = 0."""
-    a = toy_synth.sample(4000, 5, conditions=Conditions.make(where=["x=a"])).to_pandas()
-    b = toy_synth.sample(4000, 5, conditions=Conditions.make(where=["x=b"])).to_pandas()
+    a = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["x=a"])).to_pandas()
+    b = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["x=b"])).to_pandas()
     assert abs((a.y == "u").mean() - 0.9) < 0.08
     assert abs((b.y == "u").mean() - 0.2) < 0.16
     assert abs(a.num.mean() - 3.0) < 0.3 and abs(b.num.mean()) < 0.3
     # range on num: x=a carries nearly all the mass of num in [3, 4]
-    hi = toy_synth.sample(4000, 5, conditions=Conditions.make(where=["num>=3", "num<=4"]))
+    hi = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["num>=3", "num<=4"]))
     assert (hi.to_pandas().x == "a").mean() > 0.7
 
 
@@ -228,9 +228,9 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Pa
     from pfcore.generate import generate_batch
 
     if kind == "where":
-        conditions, n = Conditions.make(where=["x=a", "num<=3.5"], rebalance="y=uniform"), 2500
+        conditions, n = Conditions.make(where=["x=a", "num<=3.5"], rebalance="y=uniform"), 1200
     else:
-        given = toy_table(2500, seed=3).select(["x", "opt", "k"])
+        given = toy_table(1200, seed=3).select(["x", "opt", "k"])
         conditions, n = Conditions.make(seed_rows=given), None
     manifests = [
         generate_batch(
@@ -239,8 +239,8 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Pa
             11,
             tmp_path / f"out{shards}",
             "toy",
-            block_rows=512,
-            rows_per_shard=-(-2500 // shards),
+            block_rows=256,
+            rows_per_shard=-(-1200 // shards),
             workers=shards,
             executor="thread",
             model_name="toy",
@@ -251,8 +251,8 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Pa
     ]
     one, three = (_read(m) for m in manifests)
     assert len(manifests[0].files) == 1 and len(manifests[1].files) == 3
-    assert one.num_rows == 2500 and one.equals(three)
-    assert one.equals(toy_synth.sample(n, 11, block_rows=512, conditions=conditions))
+    assert one.num_rows == 1200 and one.equals(three)
+    assert one.equals(toy_synth.sample(n, 11, block_rows=256, conditions=conditions))
     assert manifests[0].batch_id == manifests[1].batch_id
     recorded = manifests[0].data["conditions"]
     from pfcore.generate.plan import conditions_digest
@@ -262,11 +262,11 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Pa
     assert json.loads(meta[b"pushforward.conditions"]) == manifests[1].data["conditions"]
     plain = generate_batch(
         toy_synth,
-        2500,
+        1200,
         11,
         tmp_path / "plain",
         "toy",
-        block_rows=512,
+        block_rows=256,
         executor="thread",
         model_name="toy",
         model_version="1",
@@ -417,7 +417,7 @@ def test_datetime_ranges_and_values(toy_synth) -> None:
 
     utc = dt.timezone.utc
     c = Conditions.make(where=["when>=2020-06-01", "when<2020-07-01T00:00:00Z"])
-    out = toy_synth.sample(2000, 1, conditions=c).column("when").to_pylist()
+    out = toy_synth.sample(1000, 1, conditions=c).column("when").to_pylist()
     assert min(out) >= dt.datetime(2020, 6, 1, tzinfo=utc)
     assert max(out) < dt.datetime(2020, 7, 1, tzinfo=utc)
     with pytest.raises(InputError, match="outside the column's bounds") as info:
