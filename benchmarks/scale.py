@@ -56,12 +56,16 @@ def _child(stage: str, args: dict) -> dict:
     t0 = time.perf_counter()
     out: dict = {}
     if stage == "build":
-        from pfcore.generate import generate_batch
+        from pfcore.generate import BatchTarget, RunOptions, generate_batch
         from pfcore.synthesizer import Synthesizer
 
         synth = Synthesizer.load(args["synth"])
         manifest = generate_batch(
-            synth, args["rows"], 0, args["out"], "scale", workers=1, executor="thread"
+            synth,
+            args["rows"],
+            0,
+            BatchTarget(args["out"], "scale"),
+            run=RunOptions(workers=1, executor="thread"),
         )
         out["rows"] = int(getattr(manifest, "rows", args["rows"]) or args["rows"])
     elif stage == "ingest":

@@ -40,8 +40,10 @@ def _runner(params: GenerateParams):
 def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
     """Publish ``params.rows`` synthetic rows from ``models:/<model_name>@<alias>``.
 
-    The batch id is derived from (model version, seed, rows), so a rerun of a failed run resumes
-    its staged shards instead of starting over; a different seed or day gets its own batch.
+    The batch id is derived from (model version, seed, rows, conditions), so a rerun of a failed
+    run resumes its staged shards instead of starting over; a different seed or day gets its own
+    batch. ``where`` / ``rebalance`` / ``seed_rows`` make it a conditional batch (checked against
+    the model before any shard runs; recorded in the manifest and the Parquet metadata).
     """
     params.preflight()  # seconds: output folder, registry, model and alias
     today = params.run_date or dt.datetime.now(dt.timezone.utc).date()
@@ -58,6 +60,9 @@ def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
         run_date=today.isoformat(),
         model_name=params.model_name,
         model_version=model["version"],
+        where=params.where,
+        rebalance=params.rebalance,
+        seed_rows=params.seed_rows,
     )
     results = _generate_shards.with_options(task_runner=_runner(params))(plan)
     published = publish_task(plan, results)

@@ -60,7 +60,7 @@ def _help(info: FieldInfo) -> str:
     bounds = _bounds(info)
     if bounds:
         extra.append(bounds)
-    if info.default_factory is None and info.default is not None:
+    if info.default_factory is None and info.default is not None and info.default != []:
         extra.append(f"default: {info.default}")
     if extra:
         text = f"{text} [{'; '.join(extra)}]"
@@ -101,6 +101,9 @@ def add_model_options(
             kwargs.update(type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
         elif ann in (int, float, str):
             kwargs["type"] = ann
+        elif typing.get_origin(ann) is list and typing.get_args(ann) in ((str,), (int,)):
+            # repeatable option: each use adds one item (``--where a=1 --where b>2``)
+            kwargs.update(action="append", type=typing.get_args(ann)[0])
         else:
             raise TypeError(f"no command-line type for field {'.'.join(path)}: {ann!r}")
         if "choices" not in kwargs and "action" not in kwargs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,9 +21,13 @@ from pfcore.defaults import (
     PRESET_CHOICES,
     PROTECT_EXTREMES,
 )
+from pfcore.errors import InputError
 from pfcore.fidelity.gate import GateConfig
 from pfcore.generate.plan import DEFAULT_ROWS_PER_SHARD
 from pfcore.promotion import PromotionPolicy
+
+if TYPE_CHECKING:
+    from pfcore.conditions import Conditions
 
 EXAMPLE_DATASET = (
     Path(__file__).resolve().parents[1] / "pfcore" / "examples" / "california_housing.parquet"
@@ -386,6 +390,63 @@ class GenerateParams(_Strict):
     workers: int = Field(
         2, ge=1, le=1024, description="Parallel shard workers (local Dask cluster size)."
     )
+    where: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Fixed values every row meets, one condition per use: an equality such as "
+            "'region=EU' (categorical, boolean, integer columns), or a bound on a numeric or "
+            "datetime column: the column, a comparison operator (greater or less than, "
+            "optionally or equal) and a value. Refused before sampling if a category was never "
+            "seen or a range is outside the column's bounds."
+        ),
+    )
+    rebalance: str | None = Field(
+        None,
+        description=(
+            "Target distribution of one categorical column: 'y=yes:0.5' (classes not named "
+            "share the rest by their training frequencies) or 'y=uniform'."
+        ),
+    )
+    seed_rows: str | None = Field(
+        None,
+        description=(
+            "Parquet/CSV/JSON Lines file of partial rows to complete: its columns are kept "
+            "exactly (nulls included), the others generated; one output row per seed row, so "
+            "`rows` is ignored."
+        ),
+    )
+
+    @field_validator("where")
+    @classmethod
+    def _parse_where(cls, value: list[str]) -> list[str]:
+        from pfcore.conditions import Where
+
+        for text in value:
+            try:
+                Where.parse(text)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("rebalance")
+    @classmethod
+    def _parse_rebalance(cls, value: str | None) -> str | None:
+        from pfcore.conditions import Rebalance
+
+        if value is not None:
+            try:
+                Rebalance.parse(value)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def conditions(self) -> Conditions:
+        """The typed request (``pfcore.conditions``); empty when nothing is conditioned."""
+        from pfcore.conditions import Conditions
+
+        return Conditions.make(
+            where=self.where or None, rebalance=self.rebalance, seed_rows=self.seed_rows
+        )
 
     def resolved_output(self) -> str:
         from pfcore.paths import pushforward_home
@@ -397,6 +458,10 @@ class GenerateParams(_Strict):
         the minutes of a Prefect retry loop (``pfcore.preflight``)."""
         from pfcore.preflight import check_generate_inputs
 
+        if self.seed_rows:
+            from pfcore.conditions import SeedRows
+
+            SeedRows.read(self.seed_rows)  # readable, a known format: before the flow starts
         check_generate_inputs(self.resolved_output(), model_name=self.model_name, alias=self.alias)
 
     def resolved_seed(self, today: dt.date) -> int:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import torch
 
+    from pfcore.condition_plan import CompiledConditions
+
 __all__ = [
     "BLOCK_ROWS",
     "NOISE_CHOICES",
@@ -37,6 +39,7 @@ __all__ = [
     "BlockSampler",
     "block_seeds",
     "blocks",
+    "condition_rows",
     "decode",
     "forward",
     "iter_tables",
@@ -62,6 +65,8 @@ class BlockSampler(Protocol):
     def latent_dim(self) -> int: ...
 
     def push(self, z: torch.Tensor) -> Any: ...
+
+    def push_conditional(self, z: torch.Tensor, known: Any, mask: Any, seed: int) -> Any: ...
 
     @property
     def transformer(self) -> Any: ...
@@ -140,13 +145,29 @@ def latent(block: Block, latent_dim: int, device: torch.device | str = "cpu") ->
     return torch.randn(block.rows, int(latent_dim), generator=gen, device=device)
 
 
-def forward(synth: BlockSampler, block: Block, *, noise: Noise | str = "cpu") -> np.ndarray:
-    """Push one whole block of latent noise through the model (one batch, never split)."""
+def forward(
+    synth: BlockSampler,
+    block: Block,
+    *,
+    noise: Noise | str = "cpu",
+    condition: CompiledConditions | None = None,
+) -> np.ndarray:
+    """Push one whole block of latent noise through the model (one batch, never split).
+
+    With ``condition`` (``pfcore.condition_plan``), the model family's conditional sampler
+    holds the block's given encoded values fixed and generates the rest from the same noise.
+    """
     import torch
 
     z = latent(block, synth.latent_dim, _noise_device(synth, noise))
     with torch.inference_mode():
-        x = synth.push(z)
+        if condition is None:
+            x = synth.push(z)
+        else:
+            known, mask = condition.encoded(block)
+            x = synth.push_conditional(
+                z, torch.from_numpy(known), torch.from_numpy(mask), _renoise_seed(block)
+            )
     if isinstance(x, torch.Tensor):
         x = x.float().cpu().numpy()
     if x.shape[0] != block.rows:
@@ -154,9 +175,25 @@ def forward(synth: BlockSampler, block: Block, *, noise: Noise | str = "cpu") ->
     return x
 
 
-def decode(synth: BlockSampler, block: Block, x: np.ndarray) -> pa.Table:
-    """Encoded rows of ``block`` to the source's columns, with the block's own randomness."""
-    return synth.transformer.decode(x, seed=block.decode_seed, row_offset=block.row_offset)
+def _renoise_seed(block: Block) -> int:
+    """Seed of the conditional sampler's re-noising draws: its own stream of the block seed."""
+    words = np.random.SeedSequence([block.noise_seed, 0xC0DE]).generate_state(2, dtype=np.uint32)
+    return ((int(words[0]) << 32) | int(words[1])) >> 1
+
+
+def decode(
+    synth: BlockSampler,
+    block: Block,
+    x: np.ndarray,
+    *,
+    condition: CompiledConditions | None = None,
+) -> pa.Table:
+    """Encoded rows of ``block`` to the source's columns, with the block's own randomness.
+
+    With ``condition``, the requested values are then written exactly (and verified).
+    """
+    table = synth.transformer.decode(x, seed=block.decode_seed, row_offset=block.row_offset)
+    return table if condition is None else condition.finish(block, table)
 
 
 def iter_tables(
@@ -166,10 +203,12 @@ def iter_tables(
     *,
     block_rows: int = BLOCK_ROWS,
     noise: Noise | str = "cpu",
+    condition: CompiledConditions | None = None,
 ) -> Iterator[pa.Table]:
     """Decoded tables of every block of an ``n_rows``-row sample, in row order."""
     for block in blocks(n_rows, seed, block_rows=block_rows):
-        yield decode(synth, block, forward(synth, block, noise=noise))
+        x = forward(synth, block, noise=noise, condition=condition)
+        yield decode(synth, block, x, condition=condition)
 
 
 def sample_table(
@@ -179,13 +218,31 @@ def sample_table(
     *,
     block_rows: int = BLOCK_ROWS,
     noise: Noise | str = "cpu",
+    condition: CompiledConditions | None = None,
 ) -> pa.Table:
     """``n_rows`` rows in memory: exactly the rows a published batch with ``seed`` starts with."""
     import pyarrow as pa
 
-    tables = list(iter_tables(synth, n_rows, seed, block_rows=block_rows, noise=noise))
+    tables = list(
+        iter_tables(synth, n_rows, seed, block_rows=block_rows, noise=noise, condition=condition)
+    )
     if not tables:
         n_features = int(synth.transformer.n_features)
         empty = np.zeros((0, n_features), dtype=np.float32)
         return synth.transformer.decode(empty, seed=0, row_offset=0)
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def condition_rows(n_rows: int | None, condition: CompiledConditions | None) -> int:
+    """Rows of a (conditional) sample: seed rows fix it (one output row per seed row)."""
+    fixed = None if condition is None else condition.n_rows
+    if fixed is None:
+        if n_rows is None:
+            raise InputError("number of rows is required (no seed rows were given)")
+        return int(n_rows)
+    if n_rows is not None and int(n_rows) != fixed:
+        raise InputError(
+            f"{n_rows} rows requested, but the seed rows hold {fixed}: one row is generated "
+            "per seed row (leave the row count out, or make it match)"
+        )
+    return fixed

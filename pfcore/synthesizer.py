@@ -369,30 +369,76 @@ class Synthesizer:
         out = self.model.push(z.to(self.model.device))
         return out.float().cpu().numpy()
 
+    def push_conditional(
+        self, z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int
+    ) -> np.ndarray:
+        """Encoded rows whose ``mask``ed dims equal ``known``: the family's conditional sampler."""
+        from pfcore.models.conditional import conditional_push
+
+        if getattr(self, "_conditional_push", None) is None:
+            self._conditional_push = conditional_push(self.model)
+        out = self._conditional_push(z.to(self.model.device), known, mask, seed)
+        return out.float().cpu().numpy()
+
+    def compile_conditions(self, conditions: Any) -> Any:
+        """``conditions`` (``pfcore.conditions.Conditions``, or None) checked against this model.
+
+        Raises ``InputError`` naming the column before anything is sampled.
+        """
+        from pfcore.condition_plan import compile_conditions
+
+        return compile_conditions(conditions, self)
+
     def iter_blocks(
-        self, n: int, seed: int = 0, *, block_rows: int = BLOCK_ROWS, noise: str = "cpu"
+        self,
+        n: int | None,
+        seed: int = 0,
+        *,
+        block_rows: int = BLOCK_ROWS,
+        noise: str = "cpu",
+        conditions: Any = None,
     ) -> Iterator[pa.Table]:
         """The rows of ``sample(n, seed)`` one canonical block at a time, in bounded memory."""
         from pfcore import sampling
 
-        return sampling.iter_tables(self, n, seed, block_rows=block_rows, noise=noise)
+        condition = self.compile_conditions(conditions)
+        n = sampling.condition_rows(n, condition)
+        return sampling.iter_tables(
+            self, n, seed, block_rows=block_rows, noise=noise, condition=condition
+        )
 
     def sample(
-        self, n: int, seed: int = 0, *, block_rows: int = BLOCK_ROWS, noise: str = "cpu"
+        self,
+        n: int | None,
+        seed: int = 0,
+        *,
+        block_rows: int = BLOCK_ROWS,
+        noise: str = "cpu",
+        conditions: Any = None,
     ) -> pa.Table:
         """``n`` synthetic rows with exactly the source's Arrow schema.
 
         The same rows as a batch of ``n`` rows published by ``pfcore.generate`` with ``seed``,
         whatever its shard layout or worker count: both run ``pfcore.sampling``'s blocks. For
         batches beyond memory use ``iter_blocks`` or ``pfcore.generate``.
+
+        ``conditions`` (``pfcore.conditions.Conditions``): fixed values, seed rows (then ``n``
+        may be None: one row per seed row, in order) or a rebalanced column; every output row
+        meets them exactly.
         """
         from pfcore import sampling
 
-        return sampling.sample_table(self, n, seed, block_rows=block_rows, noise=noise)
+        condition = self.compile_conditions(conditions)
+        n = sampling.condition_rows(n, condition)
+        return sampling.sample_table(
+            self, n, seed, block_rows=block_rows, noise=noise, condition=condition
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the synthesizer atomically: a crash never leaves a half-written directory."""
+        from pfcore.models.conditional import save_teacher
+
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -402,6 +448,7 @@ class Synthesizer:
                 self.rules.save(tmp / "rules.json")
             self.transformer.save(tmp / "transform")
             self.model.save(tmp / "model")
+            save_teacher(self.model, tmp / "model")
             meta = {
                 "format_version": FORMAT_VERSION,
                 "package_version": __version__,
@@ -421,6 +468,7 @@ class Synthesizer:
     def load(cls, directory: str | os.PathLike[str], device: str = "cpu") -> Synthesizer:
         """Load on ``device`` (CPU by default, so a GPU-trained model samples anywhere)."""
         from pfcore.models import load as load_model
+        from pfcore.models.conditional import attach_teacher
         from pfcore.schema import TableSchema
         from pfcore.transforms import TableTransformer
 
@@ -444,4 +492,5 @@ class Synthesizer:
         rules = (
             RuleSet.load(directory / "rules.json") if (directory / "rules.json").exists() else None
         )
+        attach_teacher(model, directory / "model", device=device)
         return cls(schema=schema, transformer=transformer, model=model, info=meta, rules=rules)

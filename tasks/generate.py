@@ -40,20 +40,34 @@ def plan_task(
     model_name: str,
     model_version: str,
     batch_id: str | None = None,
+    where: list[str] | None = None,
+    rebalance: str | None = None,
+    seed_rows: str | None = None,
 ) -> dict:
-    """Fix the batch's shards and staging folder; returns the plan as JSON for the shard tasks."""
+    """Fix the batch's shards and staging folder; returns the plan as JSON for the shard tasks.
+
+    Conditions are checked against the model here, before any shard is written.
+    """
+    from pfcore.conditions import Conditions
     from pfcore.generate import BatchLayout, BatchTarget, plan_batch
 
+    conditions = Conditions.make(where=where or None, rebalance=rebalance, seed_rows=seed_rows)
     target = BatchTarget(out_root, dataset_name, run_date, batch_id, model_name, model_version)
     plan = plan_batch(
-        synth_dir, rows, seed, target, layout=BatchLayout(rows_per_shard=rows_per_shard)
+        synth_dir,
+        None if conditions.seed_rows is not None else rows,
+        seed,
+        target,
+        layout=BatchLayout(rows_per_shard=rows_per_shard),
+        conditions=conditions,
     )
     logger().info(
-        "batch %s: %d rows in %d shards -> %s",
+        "batch %s: %d rows in %d shards -> %s%s",
         plan.batch_id,
-        rows,
+        plan.n_rows,
         len(plan.shards),
         plan.final_dir,
+        "" if plan.conditions is None else f" (conditions {conditions.to_json()})",
     )
     return plan.to_dict()
 

@@ -88,6 +88,26 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
         tables.append(ds.dataset(res["path"], format="parquet").to_table())
     assert tables[0].equals(tables[1])
 
+    # A conditional batch through the same flow: every row meets the condition, and the
+    # manifest records it.
+    import json
+
+    res = generate_batch(
+        GenerateParams(
+            model_name=train["model_name"],
+            rows=2000,
+            output=str(harness / "batches-conditional"),
+            dataset_name="penguins",
+            where=["species=Adelie", "body_mass_g>=4000"],
+            rebalance="sex=uniform",
+        )
+    )
+    got = ds.dataset(res["path"], format="parquet").to_table().to_pandas()
+    assert len(got) == 2000 and (got.species == "Adelie").all()
+    assert (got.body_mass_g >= 4000).all()
+    manifest = json.loads((Path(res["path"]) / "_manifest.json").read_text())
+    assert [w["column"] for w in manifest["conditions"]["where"]] == ["species", "body_mass_g"]
+
 
 def _assert_fidelity_artifacts() -> None:
     """The validate task published the pair diagnostic: a table of the worst column pairs and

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pfcore import sampling
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError
 from pfcore.generate.plan import (
@@ -46,7 +47,7 @@ from pfcore.generate.publish import (
     published_manifest,
     recover_interrupted_publish,
 )
-from pfcore.generate.shard import ShardResult, generate_shard
+from pfcore.generate.shard import ShardResult, generate_shard, load_synthesizer
 
 __all__ = ["plan_batch", "generate_batch"]
 
@@ -83,12 +84,13 @@ def _materialise(synth: SynthLike, out_root: Path) -> tuple[Path, bool]:
 
 def plan_batch(
     synth: SynthLike,
-    n_rows: int,
+    n_rows: int | None,
     seed: int,
     target: BatchTarget,
     *,
     layout: BatchLayout = BatchLayout(),
     device: str = "cpu",
+    conditions: Any = None,
 ) -> BatchPlan:
     """Fix the shards of a batch and prepare its staging folder.
 
@@ -100,8 +102,15 @@ def plan_batch(
     starting over.
     Writes ``plan.json`` into staging; a publish interrupted by a crash is rolled back into
     staging so its shards are not generated again.
+
+    ``conditions`` (``pfcore.conditions.Conditions``) are checked against the model here,
+    before anything is staged (``InputError`` names the column); seed rows fix ``n_rows``
+    (pass None) and are copied into staging, so workers read exactly the rows requested.
     """
     out_root = Path(target.out_root).resolve()
+    compiled = _check_conditions(synth, conditions, device)
+    if compiled is not None:
+        n_rows = sampling.condition_rows(n_rows, compiled)
     synth_dir, temporary = _materialise(synth, out_root)
     try:
         fingerprint = fingerprint_directory(synth_dir)
@@ -120,17 +129,21 @@ def plan_batch(
             model_fingerprint=fingerprint,
             layout=layout,
             device=device,
+            conditions=None if compiled is None else compiled.conditions.to_dict(),
         )
         plan.staging_dir.mkdir(parents=True, exist_ok=True)
+        if compiled is not None and compiled.conditions.seed_rows is not None:
+            copy = compiled.conditions.seed_rows.write_copy(plan.staging_dir / "seed_rows.arrow")
+            plan = replace(plan, conditions=replace(compiled.conditions, seed_rows=copy).to_dict())
         if temporary:
-            target = plan.staging_dir / "synthesizer"
-            if target.exists() and fingerprint_directory(target) == fingerprint:
+            staged = plan.staging_dir / "synthesizer"
+            if staged.exists() and fingerprint_directory(staged) == fingerprint:
                 shutil.rmtree(synth_dir.parent, ignore_errors=True)
             else:
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(synth_dir, target)
+                shutil.rmtree(staged, ignore_errors=True)
+                os.replace(synth_dir, staged)
                 shutil.rmtree(synth_dir.parent, ignore_errors=True)
-            plan = plan.with_synth_dir(target)
+            plan = plan.with_synth_dir(staged)
             temporary = False
     finally:
         if temporary:
@@ -138,6 +151,18 @@ def plan_batch(
     recover_interrupted_publish(plan)
     atomic_write(plan.staging_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
     return plan
+
+
+def _check_conditions(synth: SynthLike, conditions: Any, device: str) -> Any:
+    """Compile ``conditions`` against the model (None when there are none)."""
+    from pfcore.conditions import Conditions
+
+    if conditions is None or (isinstance(conditions, Conditions) and conditions.empty):
+        return None
+    if not isinstance(conditions, Conditions):
+        raise InputError(f"conditions must be a Conditions, got {type(conditions).__name__}")
+    loaded = load_synthesizer(synth, device) if isinstance(synth, (str, os.PathLike)) else synth
+    return loaded.compile_conditions(conditions)
 
 
 # ------------------------------------------------------------------------ process workers
@@ -193,13 +218,14 @@ class RunOptions:
 
 def generate_batch(
     synth: SynthLike,
-    n_rows: int,
+    n_rows: int | None,
     seed: int,
     target: BatchTarget,
     *,
     layout: BatchLayout = BatchLayout(),
     run: RunOptions = RunOptions(),
     progress: Callable[[GenerationProgress], None] | None = None,
+    conditions: Any = None,
 ) -> BatchManifest:
     """Generate ``n_rows`` rows into a published Parquet batch; returns its manifest.
 
@@ -210,7 +236,7 @@ def generate_batch(
     kind, and the batch id says so). Restartable: shards
     already staged by an earlier, interrupted run of the same batch id are verified and kept;
     an already published batch is returned as is. ``progress`` may be called from worker or
-    helper threads.
+    helper threads. ``conditions``: see :func:`plan_batch`.
     """
     workers, executor, torch_threads = run.workers, run.executor, run.torch_threads
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -218,7 +244,9 @@ def generate_batch(
     if executor not in ("process", "thread"):
         raise InputError(f"executor must be 'process' or 'thread', got {executor!r}")
     t0 = time.perf_counter()
-    plan = plan_batch(synth, n_rows, seed, target, layout=layout, device=run.device)
+    plan = plan_batch(
+        synth, n_rows, seed, target, layout=layout, device=run.device, conditions=conditions
+    )
     done = published_manifest(plan)
     if done is not None:
         publish_batch(plan, [])  # removes staging leftovers, returns the existing manifest

@@ -88,6 +88,7 @@ def default_batch_id(
     n_rows: int,
     block_rows: int,
     noise: str = "cpu",
+    conditions_digest: str | None = None,
 ) -> str:
     """Deterministic id from what defines the content, so a rerun finds its own staging.
 
@@ -103,6 +104,8 @@ def default_batch_id(
     ]
     if noise != "cpu":
         parts.append(f"noise={noise}")
+    if conditions_digest is not None:
+        parts.append(f"conditions={conditions_digest}")
     key = json.dumps(parts).encode()
     # the "b-" prefix keeps DuckDB's hive-partition type inference from reading an all-digit
     # (or "1e5"-like) hex id as a number
@@ -149,6 +152,14 @@ class BatchPlan:
     noise: str = "cpu"
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES
     format_version: int = PLAN_FORMAT_VERSION
+    #: ``pfcore.conditions.Conditions.to_dict()`` of a conditional batch (seed rows by path to
+    #: their copy in staging, and content hash); None for an unconditional one.
+    conditions: dict[str, Any] | None = None
+
+    @property
+    def conditions_digest(self) -> str | None:
+        """Content hash of the conditions (None when unconditional): part of the identity."""
+        return None if self.conditions is None else conditions_digest(self.conditions)
 
     # ---------------------------------------------------------------- paths
     @property
@@ -205,6 +216,16 @@ class BatchPlan:
 
     def with_synth_dir(self, synth_dir: str | os.PathLike[str]) -> BatchPlan:
         return replace(self, synth_dir=str(synth_dir))
+
+
+def conditions_digest(d: dict[str, Any]) -> str:
+    """``Conditions.digest()`` computed from the recorded dict (no seed-row file is read)."""
+    import hashlib
+
+    d = dict(d)
+    if d.get("seed_rows") is not None:
+        d["seed_rows"] = {k: v for k, v in d["seed_rows"].items() if k != "path"}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _check_name(value: str, what: str) -> str:
@@ -285,6 +306,7 @@ def make_plan(
     model_fingerprint: str,
     layout: BatchLayout = BatchLayout(),
     device: str = "cpu",
+    conditions: dict[str, Any] | None = None,
 ) -> BatchPlan:
     """Validate the parameters and cut ``[0, n_rows)`` into shards of whole blocks.
 
@@ -314,6 +336,7 @@ def make_plan(
             n_rows=n_rows,
             block_rows=block_rows,
             noise=noise,
+            conditions_digest=None if conditions is None else conditions_digest(conditions),
         )
     _check_name(batch_id, "batch id")
     if compression not in {"zstd", "snappy", "gzip", "brotli", "lz4", "none"}:
@@ -350,4 +373,5 @@ def make_plan(
         shards=tuple(shards),
         noise=noise,
         row_group_bytes=row_group_bytes,
+        conditions=conditions,
     )

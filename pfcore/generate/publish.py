@@ -121,6 +121,7 @@ def published_manifest(plan: BatchPlan) -> BatchManifest | None:
             ("rows", plan.n_rows),
             ("block_rows", plan.block_rows),
             ("noise", plan.noise),
+            ("conditions_digest", plan.conditions_digest),
         )
         if d.get(k, "cpu" if k == "noise" else None) != v
     ]
@@ -271,6 +272,8 @@ def _publish_locked(
         "row_group_bytes": plan.row_group_bytes,
         "compression": plan.compression,
         "noise": plan.noise,
+        "conditions": plan.conditions,
+        "conditions_digest": plan.conditions_digest,
         "files": files,
         "schema": {
             "fields": _schema_json(arrow_schema),

@@ -140,9 +140,28 @@ def output_schema(synth: Any, plan: BatchPlan) -> pa.Schema:
         "block_rows": str(plan.block_rows),
         "package_version": __version__,
     }
+    if plan.conditions is not None:
+        ours["conditions"] = json.dumps(plan.conditions, sort_keys=True, ensure_ascii=False)
     for k, v in ours.items():
         meta[(METADATA_PREFIX + k).encode()] = str(v).encode()
     return base.with_metadata(meta)
+
+
+def plan_condition(synth: Any, plan: BatchPlan) -> Any:
+    """The plan's conditions compiled against ``synth`` (once per process), or None."""
+    if plan.conditions is None:
+        return None
+    from pfcore.conditions import Conditions
+
+    key = json.dumps(plan.conditions, sort_keys=True)
+    with _SYNTH_LOCK:  # kept on the synthesizer itself: shards of one batch compile once
+        cache = synth.__dict__.setdefault("_compiled_conditions", {})
+        compiled = cache.get(key)
+    if compiled is None:
+        compiled = synth.compile_conditions(Conditions.from_dict(plan.conditions))
+        with _SYNTH_LOCK:
+            cache[key] = compiled
+    return compiled
 
 
 def shard_blocks(plan: BatchPlan, spec: ShardSpec) -> Iterator[sampling.Block]:
@@ -174,6 +193,7 @@ def _shard_identity(plan: BatchPlan, spec: ShardSpec) -> dict[str, Any]:
         "row_group_rows": plan.row_group_rows,
         "row_group_bytes": plan.row_group_bytes,
         "noise": plan.noise,
+        "conditions": plan.conditions_digest,
     }
 
 
@@ -203,6 +223,7 @@ def _from_published(plan: BatchPlan, spec: ShardSpec) -> ShardResult | None:
     if (
         manifest.get("model_fingerprint") != plan.model_fingerprint
         or manifest.get("seed") != plan.seed
+        or manifest.get("conditions_digest") != plan.conditions_digest
     ):
         return None  # publish_batch reports the conflict
     for f in manifest.get("files", []):
@@ -277,6 +298,7 @@ def _write_shard_file(
     """Run the forward -> decode -> write pipeline for one shard into ``tmp_path``."""
     schema = output_schema(synth, plan)
     plain_schema = schema.remove_metadata()
+    condition = plan_condition(synth, plan)
     dict_cols = dictionary_columns(schema, synth.schema)
     stop = threading.Event()
     main = threading.current_thread()
@@ -287,7 +309,7 @@ def _write_shard_file(
         for block in shard_blocks(plan, spec):
             if stop.is_set():
                 return
-            x = sampling.forward(synth, block, noise=plan.noise)
+            x = sampling.forward(synth, block, noise=plan.noise, condition=condition)
             if not _put(forward_q, (block, x), stop, main):
                 return
         _put(forward_q, _SENTINEL, stop, main)
@@ -335,7 +357,7 @@ def _write_shard_file(
             if item is _SENTINEL:
                 break
             block, x = item
-            table = sampling.decode(synth, block, x)
+            table = sampling.decode(synth, block, x, condition=condition)
             del x
             if not table.schema.equals(plain_schema, check_metadata=False):
                 raise GenerationError(

@@ -1,9 +1,15 @@
 """The pyfunc contract: request rows in, synthetic pandas rows out, and its MLflow signature.
 
-Input (one request per row; MLflow's signature enforces the column types)::
+Input, either requests (one request per row; MLflow's signature enforces the column types)::
 
-    n_rows: long   number of synthetic rows to draw, 0 <= n_rows <= MAX_ROWS_PER_REQUEST
-    seed:   long   non-negative; the same (model version, n_rows, seed) gives identical rows
+    n_rows:    long    number of synthetic rows to draw, 0 <= n_rows <= MAX_ROWS_PER_REQUEST
+    seed:      long    non-negative; the same (model version, n_rows, seed) gives identical rows
+    where:     string  optional fixed values, clauses separated by ';': "region=EU; age>=30"
+    rebalance: string  optional target distribution of one column: "y=yes:0.5" or "y=uniform"
+
+or seed rows: a frame without ``n_rows`` whose columns are some of the model's columns; each
+row is completed (given values kept exactly, nulls included), one output row per input row, in
+order, with the seed from ``params={"seed": s}`` (default 0). See ``pfcore.conditions``.
 
 Output: one DataFrame with exactly the source's columns, in the source's order; the rows of each
 request are concatenated in request order (index 0..total-1). Each request is sampled on its own,
@@ -46,6 +52,8 @@ __all__ = [
 ]
 
 INPUT_COLUMNS = ("n_rows", "seed")
+#: Optional request columns: conditions in the CLI's text forms (``pfcore.conditions``).
+CONDITION_COLUMNS = ("where", "rebalance")
 #: predict() materialises its result in memory; beyond this, pfcore.generate is the right tool.
 MAX_ROWS_PER_REQUEST = 5_000_000
 
@@ -127,7 +135,7 @@ def signature_for(schema: TableSchema) -> ModelSignature:
     schemas, it documents them.
     """
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     nullable = _nullable_columns(schema)
     arrow_schema = schema.arrow_schema()
@@ -135,8 +143,18 @@ def signature_for(schema: TableSchema) -> ModelSignature:
         ColSpec(_mlflow_type(f.type) or "string", f.name, required=f.name not in nullable)
         for f in arrow_schema
     ]
-    inputs = Schema([ColSpec("long", "n_rows"), ColSpec("long", "seed")])
-    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+    # Every input column is optional: a request frame has n_rows and seed (checked by
+    # predict_frame), a seed-row frame some of the model's columns.
+    request = (*INPUT_COLUMNS, *CONDITION_COLUMNS)
+    inputs = [ColSpec("long", c, required=False) for c in INPUT_COLUMNS]
+    inputs += [ColSpec("string", c, required=False) for c in CONDITION_COLUMNS]
+    inputs += [
+        ColSpec(_mlflow_type(f.type) or "string", f.name, required=False)
+        for f in arrow_schema
+        if f.name not in request
+    ]
+    params = ParamSchema([ParamSpec("seed", "long", 0)])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
 
 
 def input_example(n_rows: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -146,8 +164,24 @@ def input_example(n_rows: int = 5, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"n_rows": [n_rows], "seed": [seed]}, dtype="int64")
 
 
-def _requests(model_input: Any) -> list[tuple[int, int]]:
-    """Validate and extract (n_rows, seed) pairs from a DataFrame or mapping of columns."""
+def _text(value: Any) -> str | None:
+    """An optional text cell (None, NaN and blank mean absent)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _conditions(where: Any, rebalance: Any) -> Any:
+    from pfcore.conditions import Conditions
+
+    w = _text(where)
+    clauses = [c.strip() for c in w.split(";") if c.strip()] if w else None
+    return Conditions.make(where=clauses, rebalance=_text(rebalance))
+
+
+def _requests(model_input: Any) -> list[tuple[int, int, Any]]:
+    """Validate and extract (n_rows, seed, conditions) from a DataFrame or mapping of columns."""
     import numpy as np
     import pandas as pd
 
@@ -159,7 +193,7 @@ def _requests(model_input: Any) -> list[tuple[int, int]]:
             f"got {list(frame.columns)}",
             column=missing[0],
         )
-    out: list[tuple[int, int]] = []
+    out: list[tuple[int, int, Any]] = []
     for col in INPUT_COLUMNS:
         values = frame[col]
         if values.isna().any():
@@ -168,7 +202,16 @@ def _requests(model_input: Any) -> list[tuple[int, int]]:
             np.asarray(values, dtype="float64") == np.floor(np.asarray(values, "float64"))
         ):
             raise InputError("must be whole numbers", column=col)
-    for n, seed in zip(frame["n_rows"].astype("int64"), frame["seed"].astype("int64"), strict=True):
+    where = frame["where"] if "where" in frame.columns else [None] * len(frame)
+    rebalance = frame["rebalance"] if "rebalance" in frame.columns else [None] * len(frame)
+    rows = zip(
+        frame["n_rows"].astype("int64"),
+        frame["seed"].astype("int64"),
+        where,
+        rebalance,
+        strict=True,
+    )
+    for n, seed, w, rb in rows:
         if not 0 <= int(n) <= MAX_ROWS_PER_REQUEST:
             raise InputError(
                 f"must be in [0, {MAX_ROWS_PER_REQUEST}], got {int(n)}; use pfcore.generate "
@@ -177,15 +220,45 @@ def _requests(model_input: Any) -> list[tuple[int, int]]:
             )
         if int(seed) < 0:
             raise InputError(f"must be >= 0, got {int(seed)}", column="seed")
-        out.append((int(n), int(seed)))
+        out.append((int(n), int(seed), _conditions(w, rb)))
     return out
 
 
-def predict_frame(synth: Synthesizer, model_input: Any) -> pd.DataFrame:
-    """Sample every request and concatenate (see the module docstring for the contract)."""
+def _seed_rows(synth: Synthesizer, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:
+    """A seed-row frame as ``Conditions`` (columns checked by name here, values by the model)."""
     import pyarrow as pa
 
-    tables = [synth.sample(n, seed) for n, seed in _requests(model_input)]
+    from pfcore.conditions import Conditions
+
+    known = {c.name for c in synth.schema.columns}
+    for col in frame.columns:
+        if col not in known:
+            raise InputError(
+                f"model input is missing the request columns {list(INPUT_COLUMNS)}, and as seed "
+                f"rows it names a column the model does not have (its columns: {sorted(known)})",
+                column=str(col),
+            )
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    return Conditions.make(seed_rows=table)
+
+
+def predict_frame(
+    synth: Synthesizer, model_input: Any, params: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Sample every request and concatenate (see the module docstring for the contract)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    if "n_rows" not in frame.columns and len(frame.columns) and "seed" not in frame.columns:
+        seed = int((params or {}).get("seed", 0) or 0)
+        if seed < 0:
+            raise InputError(f"must be >= 0, got {seed}", column="seed")
+        table = synth.sample(None, seed, conditions=_seed_rows(synth, frame, params))
+        return to_pandas(table, synth.schema)
+    tables = [
+        synth.sample(n, seed, conditions=conditions) for n, seed, conditions in _requests(frame)
+    ]
     if not tables:
         tables = [synth.sample(0, 0)]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -17,7 +17,7 @@ from mlflow.pyfunc import PythonModel
 
 
 class SynthesizerModel(PythonModel):
-    """pyfunc wrapper: ``predict(DataFrame[n_rows, seed]) -> synthetic DataFrame``."""
+    """pyfunc wrapper: ``predict(DataFrame[n_rows, seed(, where, rebalance)] or seed rows)``."""
 
     def load_context(self, context: Any) -> None:
         from pfcore.synthesizer import Synthesizer
@@ -28,10 +28,10 @@ class SynthesizerModel(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         # pd.DataFrame is a hint MLflow accepts without inferring a schema from it, so the
-        # explicit signature logged with the model (n_rows, seed) is the one enforced.
+        # explicit signature logged with the model (requests or seed rows) is the one enforced.
         from pfcore.registry.frames import predict_frame
 
-        return predict_frame(self.synthesizer, model_input)
+        return predict_frame(self.synthesizer, model_input, params)
 
 
 mlflow.models.set_model(SynthesizerModel())

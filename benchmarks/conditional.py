@@ -1,0 +1,411 @@
+"""Conditional generation benchmark: exactness, fidelity under the condition, and speed.
+
+Per dataset one model is fitted through the product path (``Synthesizer.fit``, default family)
+on at most ``MAX_TRAIN_ROWS`` training rows (80/20 split, the fidelity benchmark's), then five
+requests are answered through ``Synthesizer.sample(..., conditions=...)``:
+
+* ``frequent category``: the most frequent class of the first categorical column;
+* ``rare category``: a class seen in under 2% of the training rows (the rarest kept one that
+  still has holdout rows to compare against);
+* ``numeric range``: the 60th-90th percentile of the first continuous column;
+* ``seed rows``: the holdout rows with half of the modelled columns removed (seeded choice),
+  completed by the model;
+* ``rebalance uniform``: the target (or first categorical) column rebalanced to uniform.
+
+Each record holds ``dataset``, ``condition``, ``rows``, ``match_rate`` (rows that meet the
+condition / keep the seed values exactly; for rebalancing rows whose class is a requested one,
+with the achieved shares beside it), ``detection_auc_conditional`` (synthetic rows against the
+real holdout rows that meet the same condition: for seed rows the full holdout rows, for
+rebalancing the holdout resampled to the target shares), ``detection_auc_unconditional`` (the
+same model's unconditional rows against the whole holdout), ``rows_per_second`` and
+``unconditional_rows_per_second`` (``sample`` end to end, decode included, one torch thread,
+timed on ``--timing-rows`` rows). Seed-row records add, per removed column, the accuracy
+(categorical) or R^2 (numeric) of the generated values against the removed real values, beside
+a HistGradientBoosting imputer fitted on the training rows with the kept columns as features.
+A generated value is one draw from the conditional law, not its mean, so its R^2 sits below a
+regressor's even for a perfect model (for a Gaussian conditional, ``2 R^2_mean - 1``).
+
+Usage (``--quick``: the ``fast`` preset, 2-minute fits, 5k-row fidelity samples and 20k-row
+timings, for the shared 2-core CPU; the issue's protocol times 100k rows)::
+
+    python benchmarks/conditional.py --quick [--datasets ...]
+    python benchmarks/conditional.py          # balanced preset, 100k-row timings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED = Path(os.environ.get("PUSHFORWARD_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+RESULTS = Path(os.environ.get("PUSHFORWARD_BENCH_RESULTS", ROOT / "benchmarks" / "results"))
+DATASETS = ["california_housing", "credit_default", "diamonds", "nyc_flights"]
+TARGETS = {
+    "california_housing": "ocean_proximity",
+    "credit_default": "default_payment_next_month",
+    "diamonds": "cut",
+    "nyc_flights": "origin",
+}
+MAX_TRAIN_ROWS = 20_000
+SEED = 0
+
+
+def _categorical(schema: Any, transformer: Any) -> list[str]:
+    from pfcore.transforms.categorical import CategoricalTransform
+
+    return [
+        tr.column.name
+        for tr in transformer.transforms
+        if isinstance(tr, CategoricalTransform) and tr.column.kind in ("categorical", "boolean")
+    ]
+
+
+def _continuous(schema: Any, transformer: Any) -> list[str]:
+    from pfcore.transforms.numeric import NumericTransform
+
+    return [
+        tr.column.name
+        for tr in transformer.transforms
+        if isinstance(tr, NumericTransform) and tr.column.kind == "continuous"
+    ]
+
+
+def _requests(synth: Any, train: Any, hold: Any, target: str) -> list[tuple[str, Any, Any]]:
+    """(label, Conditions, predicate over a pandas frame or None) for the five requests."""
+    import numpy as np
+
+    from pfcore.conditions import Conditions, Where
+
+    cats = _categorical(synth.schema, synth.transformer)
+    tr_df, ho_df = train.to_pandas(), hold.to_pandas()
+    out: list[tuple[str, Any, Any]] = []
+    col = cats[0]
+    freq = tr_df[col].value_counts()
+    value = freq.index[0]
+    out.append(
+        (
+            f"frequent category {col}={value} ({freq.iloc[0] / len(tr_df):.1%})",
+            Conditions(where=(Where(col, "=", _py(value)),)),
+            lambda d, c=col, v=value: d[c] == v,
+        )
+    )
+    rare = None
+    for c in cats:
+        share = tr_df[c].value_counts(normalize=True)
+        for v, s in share.sort_values().items():
+            if s < 0.02 and s >= 0.002 and (ho_df[c] == v).sum() >= 20:
+                rare = (c, v, s)
+                break
+        if rare:
+            break
+    if rare is not None:
+        c, v, s = rare
+        out.append(
+            (
+                f"rare category {c}={v} ({s:.2%})",
+                Conditions(where=(Where(c, "=", _py(v)),)),
+                lambda d, c=c, v=v: d[c] == v,
+            )
+        )
+    nums = _continuous(synth.schema, synth.transformer)
+    if nums:
+        c = nums[0]
+        lo, hi = np.nanquantile(tr_df[c].astype(float), [0.6, 0.9])
+        out.append(
+            (
+                f"numeric range {lo:g}<={c}<={hi:g}",
+                Conditions(where=(Where(c, ">=", float(lo)), Where(c, "<=", float(hi)))),
+                lambda d, c=c, lo=lo, hi=hi: (d[c] >= lo) & (d[c] <= hi),
+            )
+        )
+    out.append(("seed rows (holdout, half of the columns removed)", None, None))
+    out.append(
+        (f"rebalance {target} uniform", Conditions.make(rebalance=f"{target}=uniform"), None)
+    )
+    return out
+
+
+def _seen_rows(synth: Any, hold: Any, kept: list[str]) -> Any:
+    """Holdout rows whose kept categorical values occur in training (seed rows with a category
+    the model never saw are refused, as a fixed value would be)."""
+    import pyarrow.compute as pc
+
+    from pfcore.transforms.categorical import CategoricalTransform
+
+    ok = None
+    for tr in synth.transformer.transforms:
+        if tr.column.name in kept and isinstance(tr, CategoricalTransform):
+            col = hold.column(tr.column.name).cast(tr.type)
+            seen = pc.or_(
+                pc.or_(pc.is_in(col, value_set=tr.kept), pc.is_in(col, value_set=tr.pooled)),
+                pc.is_null(col),
+            )
+            ok = seen if ok is None else pc.and_(ok, seen)
+    return hold if ok is None else hold.filter(ok)
+
+
+def _py(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _imputer_scores(
+    train: Any, hold: Any, kept: list[str], removed: list[str], synth_out: Any
+) -> list[dict[str, Any]]:
+    """Per removed column: our generated values and an HGB imputer, both against the truth."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.metrics import accuracy_score, r2_score
+
+    from benchmarks.scoring import _features
+
+    tr, ho = train.to_pandas(), hold.to_pandas()
+    (x_tr, x_ho), is_cat = _features([tr[kept], ho[kept]])
+    syn = synth_out.to_pandas()
+    rows = []
+    for c in removed:
+        y_tr, y_ho, y_syn = tr[c], ho[c], syn[c]
+        ok = y_ho.notna().to_numpy()
+        numeric = pd.api.types.is_numeric_dtype(y_tr.dtype) and not pd.api.types.is_bool_dtype(
+            y_tr.dtype
+        )
+        is_num = numeric and y_tr.nunique() > 20
+        fit = y_tr.notna().to_numpy()
+        if is_num:
+            model = HistGradientBoostingRegressor(categorical_features=is_cat, random_state=SEED)
+            model.fit(x_tr[fit], y_tr[fit].astype(float))
+            pred = model.predict(x_ho[ok])
+            truth = y_ho[ok].astype(float).to_numpy()
+            gen = pd.to_numeric(y_syn[ok], errors="coerce").astype(float).to_numpy()
+            good = ~np.isnan(gen)
+            rows.append(
+                {
+                    "column": c,
+                    "metric": "r2",
+                    "generated": round(float(r2_score(truth[good], gen[good])), 4),
+                    "hgb_imputer": round(float(r2_score(truth, pred)), 4),
+                }
+            )
+        else:
+            # no early stopping: its stratified split fails on classes seen once
+            model = HistGradientBoostingClassifier(
+                categorical_features=is_cat, random_state=SEED, early_stopping=False
+            )
+            model.fit(x_tr[fit], y_tr[fit].astype(str))
+            pred = model.predict(x_ho[ok])
+            truth = y_ho[ok].astype(str).to_numpy()
+            rows.append(
+                {
+                    "column": c,
+                    "metric": "accuracy",
+                    "generated": round(
+                        float(accuracy_score(truth, y_syn[ok].astype(str).to_numpy())), 4
+                    ),
+                    "hgb_imputer": round(float(accuracy_score(truth, pred)), 4),
+                }
+            )
+    return rows
+
+
+def run(
+    datasets: list[str],
+    preset: str,
+    minutes: float,
+    fid_rows: int,
+    timing_rows: int,
+    save: Any = None,
+) -> list[dict]:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmarks.scoring import detection_auc
+    from pfcore.conditions import Conditions
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer, split_train_holdout
+
+    records: list[dict] = []
+    for ds in datasets:
+        path = SHARED / f"{ds}.parquet"
+        if not path.exists():
+            print(f"{ds}: {path} not found, skipped", flush=True)
+            continue
+        table = pq.read_table(path)
+        train, hold = split_train_holdout(table, 0.2, SEED, MAX_TRAIN_ROWS)
+        if hold.num_rows > 20_000:
+            idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
+            hold = hold.take(pa.array(idx))
+        print(f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({preset}, {minutes} min)", flush=True)
+        synth = Synthesizer.fit(
+            train,
+            infer_schema(train),
+            preset=preset,
+            seed=SEED,
+            config={"threads": 1, "device": "cpu", "max_minutes": minutes},
+        )
+        ho_df = hold.to_pandas()
+        uncond = synth.sample(fid_rows, 1).to_pandas()
+        auc_uncond = detection_auc(ho_df, uncond, seed=SEED)
+        _, t_unc = _timed(lambda s=synth: s.sample(timing_rows, 2))
+        unc_rps = timing_rows / t_unc
+        target = TARGETS.get(ds) or _categorical(synth.schema, synth.transformer)[0]
+        for label, cond, pred in _requests(synth, train, hold, target):
+            rec: dict[str, Any] = {
+                "dataset": ds,
+                "condition": label,
+                "preset": preset,
+                "fit_minutes": minutes,
+                "detection_auc_unconditional": round(auc_uncond, 4),
+                "unconditional_rows_per_second": round(unc_rps, 1),
+                "timing_rows": timing_rows,
+            }
+            if cond is None:  # seed rows from the holdout, half of the columns removed
+                names = [c.name for c in synth.schema.modelled]
+                rng = np.random.default_rng(SEED)
+                kept = sorted(rng.choice(names, len(names) // 2, replace=False).tolist())
+                removed = [c for c in names if c not in kept]
+                hold_s = _seen_rows(synth, hold, kept)
+                rec["seed_rows_dropped_unseen_category"] = hold.num_rows - hold_s.num_rows
+                given = hold_s.select(kept)
+                cond = Conditions.make(seed_rows=given)
+                out, secs = _timed(lambda c=cond, s=synth: s.sample(None, 3, conditions=c))
+                same = all(out.column(c).equals(given.column(c)) for c in kept)
+                match = float(
+                    np.mean(
+                        np.all(
+                            [
+                                (
+                                    out.column(c).to_pandas().fillna("<null>").astype(str)
+                                    == given.column(c).to_pandas().fillna("<null>").astype(str)
+                                ).to_numpy()
+                                for c in kept
+                            ],
+                            axis=0,
+                        )
+                    )
+                )
+                rec.update(
+                    rows=out.num_rows,
+                    match_rate=match if not same else 1.0,
+                    detection_auc_conditional=round(
+                        detection_auc(hold_s.to_pandas(), out.to_pandas()), 4
+                    ),
+                    rows_per_second=round(out.num_rows / secs, 1),
+                    timing_rows=out.num_rows,
+                    kept_columns=kept,
+                    removed_columns=removed,
+                    imputation=_imputer_scores(train, hold_s, kept, removed, out),
+                )
+            elif cond.rebalance is not None:
+                out = synth.sample(fid_rows, 3, conditions=cond).to_pandas()
+                requested = synth.compile_conditions(cond).rebalance.values.to_pylist()
+                shares = out[target].value_counts(normalize=True)
+                # the holdout at the target shares, without repeating a row (repeats would let
+                # the classifier spot real rows): as many rows per present class as the rarest
+                present = [v for v in requested if (ho_df[target] == v).any()]
+                per = int(min((ho_df[target] == v).sum() for v in present))
+                real = pd.concat(
+                    [ho_df[ho_df[target] == v].sample(per, random_state=SEED) for v in present]
+                )
+                want = pd.Series(1 / len(requested), index=requested)
+                err = (shares.reindex(requested).fillna(0.0) - want).abs().max()
+                _, secs = _timed(lambda c=cond, s=synth: s.sample(timing_rows, 4, conditions=c))
+                rec.update(
+                    rows=len(out),
+                    match_rate=float(out[target].isin(requested).mean()),
+                    achieved_shares={str(k): round(float(v), 4) for k, v in shares.items()},
+                    max_share_error=round(float(err), 4),
+                    holdout_rows_meeting=int(len(real)),
+                    detection_auc_conditional=round(detection_auc(real, out), 4),
+                    rows_per_second=round(timing_rows / secs, 1),
+                )
+            else:
+                out = synth.sample(fid_rows, 3, conditions=cond).to_pandas()
+                real = ho_df[pred(ho_df)]
+                _, secs = _timed(lambda c=cond, s=synth: s.sample(timing_rows, 4, conditions=c))
+                rec.update(
+                    rows=len(out),
+                    match_rate=float(pred(out).mean()),
+                    holdout_rows_meeting=int(len(real)),
+                    detection_auc_conditional=round(detection_auc(real, out), 4),
+                    rows_per_second=round(timing_rows / secs, 1),
+                )
+            rec["speed_ratio"] = round(rec["rows_per_second"] / unc_rps, 4)
+            records.append(rec)
+            if save is not None:
+                save(records)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {ds:18s} {label[:48]:48s} "
+                f"match {rec['match_rate']:.3f}  AUC {rec['detection_auc_conditional']:.3f} "
+                f"(uncond {auc_uncond:.3f})  {rec['rows_per_second']:>9.0f} rows/s "
+                f"({rec['speed_ratio']:.1%} of {unc_rps:.0f})",
+                flush=True,
+            )
+            for imp in rec.get("imputation", []):
+                print(
+                    f"{'':20s}   {imp['column']:28s} {imp['metric']:8s} generated "
+                    f"{imp['generated']:.3f}  HGB imputer {imp['hgb_imputer']:.3f}",
+                    flush=True,
+                )
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=DATASETS)
+    ap.add_argument("--quick", action="store_true", help="fast preset, short fits, 20k timings")
+    ap.add_argument("--out", default=str(RESULTS / "conditional.json"))
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    if args.quick:
+        preset, minutes, fid_rows, timing_rows = "fast", 2.0, 5_000, 20_000
+    else:
+        preset, minutes, fid_rows, timing_rows = "balanced", 4.0, 20_000, 100_000
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from pfcore.models.conditional import DEFAULT_CHURN, DEFAULT_STEPS
+
+    protocol = {
+        "quick": bool(args.quick),
+        "conditional_sampler": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
+        "preset": preset,
+        "fit_minutes": minutes,
+        "fidelity_rows": fid_rows,
+        "timing_rows": timing_rows,
+        "torch_threads": 1,
+        "machine": "shared 2-core CPU" if args.quick else "see README",
+    }
+
+    def save(records: list[dict]) -> None:  # after every record: a crash keeps what ran
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(
+            json.dumps({"protocol": protocol, "records": records}, indent=2, default=str)
+        )
+        os.replace(tmp, out)
+
+    records = run(args.datasets, preset, minutes, fid_rows, timing_rows, save)
+    save(records)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

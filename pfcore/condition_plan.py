@@ -1,0 +1,661 @@
+"""A conditional request checked against a model and turned into encoded-space constraints.
+
+Why compiled once, before sampling: an impossible or contradictory request (a category never
+seen, a range outside a column's bounds, ``x=1`` with ``x=2``) must fail before any row is
+drawn, naming the column; and every block of a batch then applies the same constraints.
+
+How each condition becomes exact by construction (never by rejection):
+
+* categorical / boolean equality: the column's one-hot block is fixed to that class; a class
+  pooled into ``__other__`` (rare values of a wide column) fixes the ``__other__`` slot and the
+  decoded column is then set to the value.
+* numeric / datetime range (and equality, a range of one value): the encoding is monotone, so
+  the set of encoded values that decode into the range is an interval ``[z_a, z_b]``; the
+  column's encoded value is drawn from N(0, 1) truncated to it (the column's marginal
+  restricted to the range, as the encoding is the marginal's quantile-normal score) and the
+  model generates the other columns given it. For one range column this is the model's
+  conditional law; for several, each column's value is drawn from its own restricted marginal,
+  so the dependence *between* range-conditioned columns is lost (the rest is generated given
+  all of them).
+* rebalancing: each row's class is drawn from the target distribution, then fixed as above.
+* seed rows: the given columns are encoded as training rows are and held fixed; after decode
+  they are replaced by the given values themselves (exact, nulls included).
+
+Randomness comes from the block's noise seed (``SeedSequence([noise_seed, 0xC0DE, ...])``), so
+a conditional batch depends only on (model, seed, N, conditions), like an unconditional one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pfcore.conditions import Conditions, Rebalance, Where
+from pfcore.errors import GenerationError, InputError
+
+if TYPE_CHECKING:
+    from pfcore.sampling import Block
+
+__all__ = ["CompiledConditions", "compile_conditions"]
+
+_STREAM = 0xC0DE
+_NUMERIC_KINDS = ("continuous", "integer", "datetime")
+_DISCRETE_KINDS = ("categorical", "boolean")
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+# ----------------------------------------------------------------------------- value parsing
+def _to_arrow(value: Any, col: Any) -> pa.Array:
+    """One value of ``col``'s Arrow type (text from the CLI is parsed to that type)."""
+    t = col.type
+    try:
+        if isinstance(value, str) and pa.types.is_boolean(t):
+            v = value.strip().lower()
+            if v not in _TRUE | _FALSE:
+                raise ValueError("not a boolean (true/false, yes/no, 1/0)")
+            return pa.array([v in _TRUE], type=t)
+        if isinstance(value, str) and (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+            return pa.array([_parse_datetime(value.strip(), t)], type=t)
+        if isinstance(value, str) and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            return pa.array([value.strip()], type=pa.string()).cast(t)
+        return pa.array([value]).cast(t)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as e:
+        raise InputError(f"value {value!r} is not a valid {t}: {e}", column=col.name) from None
+
+
+def _parse_datetime(text: str, t: pa.DataType) -> Any:
+    """ISO 8601 text (date only, 'Z' or an offset allowed) as a value of temporal type ``t``.
+
+    A value without offset is read in the column's time zone; a column without one gets UTC
+    wall time for a value with an offset.
+    """
+    import datetime as dt
+
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if pa.types.is_date(t):
+        return value.date()
+    tz = getattr(t, "tz", None)
+    if tz is not None and value.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        zone = dt.timezone.utc if tz in ("UTC", "Z", "+00:00") else ZoneInfo(tz)
+        value = value.replace(tzinfo=zone)
+    elif tz is None and value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+# ----------------------------------------------------------------------------- numeric intervals
+@dataclass(frozen=True)
+class _Interval:
+    """Encoded values ``[z_lo, z_hi]`` (float32, verified to decode inside the condition)."""
+
+    dim: int
+    z_lo: float
+    z_hi: float
+    p_lo: float  # Phi(z_lo), Phi(z_hi): the draw is uniform in between (truncated normal)
+    p_hi: float
+
+
+def _decoded(tr: Any, z: np.ndarray) -> np.ndarray:
+    """What ``tr.decode`` makes of encoded values ``z``, relative to the column offset."""
+    from pfcore.transforms.numeric import _snap
+
+    v = _snap(tr.qn.decode(np.asarray(z, dtype=np.float64)), tr.grid, tr.decimals)
+    lo = tr.lo if tr.lo is not None else -np.inf
+    hi = tr.hi if tr.hi is not None else np.inf
+    return np.clip(v, lo, hi)
+
+
+def _edge(tr: Any, ok: Any, lo: float, hi: float, rising: bool) -> float:
+    """Bisection for the boundary of ``{z : ok(decode(z))}`` (a monotone predicate in z)."""
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if ok(_decoded(tr, np.array([mid]))[0]) == rising:
+            hi = mid
+        else:
+            lo = mid
+    return hi if rising else lo
+
+
+def _interval(tr: Any, dim: int, lo: tuple[float, bool] | None, hi: tuple[float, bool] | None):
+    """The encoded interval of values in ``lo``/``hi`` (value, inclusive); None if empty."""
+    from scipy.special import ndtr
+
+    zp = tr.qn.z_pts
+    z_min, z_max = float(zp[0]) - 1.0, float(zp[-1]) + 1.0
+
+    def above(v: float) -> bool:
+        return lo is None or (v >= lo[0] if lo[1] else v > lo[0])
+
+    def below(v: float) -> bool:
+        return hi is None or (v <= hi[0] if hi[1] else v < hi[0])
+
+    f = np.float32
+    if lo is None:
+        a = f(-np.inf)
+    else:
+        if not above(_decoded(tr, np.array([z_max]))[0]):
+            return None
+        a = f(_edge(tr, above, z_min, z_max, rising=True))
+        for _ in range(64):  # float32 rounding: step up until it decodes inside
+            if above(_decoded(tr, np.array([a], dtype=np.float64))[0]):
+                break
+            a = np.nextafter(a, f(np.inf))
+    if hi is None:
+        b = f(np.inf)
+    else:
+        if not below(_decoded(tr, np.array([z_min]))[0]):
+            return None
+        b = f(_edge(tr, lambda v: not below(v), z_min, z_max, rising=True))
+        for _ in range(64):
+            if below(_decoded(tr, np.array([b], dtype=np.float64))[0]):
+                break
+            b = np.nextafter(b, f(-np.inf))
+    if not a <= b:
+        return None
+    return _Interval(dim, float(a), float(b), float(ndtr(a)), float(ndtr(b)))
+
+
+# ----------------------------------------------------------------------------- compiled form
+@dataclass(frozen=True)
+class _Rebalanced:
+    """A rebalanced column: candidate classes, their target shares and one-hot slots."""
+
+    column: str
+    start: int  # first dim of the column's one-hot block
+    width: int
+    probs: np.ndarray
+    slots: np.ndarray
+    values: pa.Array
+
+
+@dataclass
+class CompiledConditions:
+    """Per-block encoded constraints and the exact post-decode values; see the module doc."""
+
+    conditions: Conditions
+    n_features: int
+    mask: np.ndarray  # (n_features,) bool: dims held fixed
+    fixed: dict[int, float] = field(default_factory=dict)  # dim -> value, same for every row
+    intervals: list[_Interval] = field(default_factory=list)
+    equal: dict[str, pa.Array] = field(default_factory=dict)  # column -> 1-value array
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # column -> (lo, hi) scalars
+    rebalance: _Rebalanced | None = None
+    seed: list[tuple[str, int | None, tuple[int, int] | None]] = field(default_factory=list)
+    seed_table: pa.Table | None = None
+    transforms: list[Any] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int | None:
+        """Rows the request defines (seed rows), or None."""
+        return None if self.seed_table is None else int(self.seed_table.num_rows)
+
+    def _rng(self, block: Block, *keys: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([block.noise_seed, _STREAM, *keys]))
+
+    def _rebalance_draws(self, block: Block) -> np.ndarray:
+        assert self.rebalance is not None
+        cdf = np.cumsum(self.rebalance.probs)
+        u = self._rng(block, 1).random(block.rows) * cdf[-1]
+        return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+    def _seed_slice(self, block: Block) -> pa.Table:
+        assert self.seed_table is not None
+        return self.seed_table.slice(block.row_offset, block.rows)
+
+    def encoded(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        """(known (rows, n_features) float32, mask (n_features,)) for one canonical block."""
+        from scipy.special import ndtri
+
+        from pfcore.transforms.base import onehot
+
+        known = np.zeros((block.rows, self.n_features), dtype=np.float32)
+        for dim, value in self.fixed.items():
+            known[:, dim] = value
+        for k, iv in enumerate(self.intervals):
+            u = self._rng(block, 2, k).uniform(iv.p_lo, iv.p_hi, block.rows)
+            z = ndtri(np.clip(u, 1e-12, 1 - 1e-12)).astype(np.float32)
+            known[:, iv.dim] = np.clip(z, np.float32(iv.z_lo), np.float32(iv.z_hi))
+        if self.rebalance is not None:
+            rb = self.rebalance
+            idx = self._rebalance_draws(block)
+            known[:, rb.start : rb.start + rb.width] = onehot(rb.slots[idx], rb.width)
+        if self.seed_table is not None:
+            part = self._seed_slice(block)
+            for name, i, span in self.seed:
+                if i is None or span is None:
+                    continue
+                a, b = span
+                known[:, a:b] = self.transforms[i].encode(part.column(name), self._rng(block, 3, i))
+        return known, self.mask
+
+    def finish(self, block: Block, table: pa.Table) -> pa.Table:
+        """Put the exact requested values in the decoded block and verify every condition."""
+        names = table.column_names
+        for name, arr in self.equal.items():
+            full = pa.repeat(arr[0], block.rows) if block.rows else arr.slice(0, 0)
+            table = table.set_column(
+                names.index(name), name, full.cast(table.schema.field(name).type)
+            )
+        if self.rebalance is not None:
+            rb = self.rebalance
+            idx = self._rebalance_draws(block)
+            table = table.set_column(
+                names.index(rb.column), rb.column, rb.values.take(pa.array(idx))
+            )
+        if self.seed_table is not None:
+            part = self._seed_slice(block)
+            for name, _i, _span in self.seed:
+                t = table.schema.field(name).type
+                table = table.set_column(names.index(name), name, part.column(name).cast(t))
+        for name, (lo, hi) in self.ranges.items():
+            col = table.column(name)
+            ok = pc.and_(
+                pc.greater_equal(col, lo) if lo is not None else pc.is_valid(col),
+                pc.less_equal(col, hi) if hi is not None else pc.is_valid(col),
+            )
+            if not pc.all(ok.fill_null(False)).as_py():
+                raise GenerationError(
+                    f"column {name!r}: a decoded value fell outside the requested range "
+                    f"[{lo}, {hi}] (a bug: the range draw must decode inside it)"
+                )
+        return table
+
+
+# ----------------------------------------------------------------------------- compile
+def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledConditions | None:
+    """Check ``conditions`` against ``synth``'s schema and transforms; None if empty.
+
+    Raises ``InputError`` naming the column for an unknown column, an unseen category, a value
+    or range outside the column's bounds, a condition on a column that is not modelled (ids,
+    derived columns) and contradictory conditions.
+    """
+    if conditions is None or conditions.empty:
+        return None
+    transformer = synth.transformer
+    schema = transformer.schema
+    transforms = list(transformer.transforms)
+    index_of = {tr.column.name: i for i, tr in enumerate(transforms)}
+    spans: dict[str, tuple[int, int]] = {}
+    for b in transformer.blocks:
+        spans[b.column] = (b.start, b.start + b.width)
+    out = CompiledConditions(
+        conditions=conditions,
+        n_features=int(transformer.n_features),
+        mask=np.zeros(int(transformer.n_features), dtype=bool),
+        transforms=transforms,
+    )
+
+    def column(name: str) -> Any:
+        if name not in index_of:
+            raise InputError(
+                f"unknown column; the model's columns are {list(index_of)}", column=name
+            )
+        return transforms[index_of[name]]
+
+    def hold(name: str, values: np.ndarray | None = None) -> tuple[int, int]:
+        a, b = spans[name]
+        if out.mask[a:b].any():
+            raise InputError("is conditioned twice (contradictory conditions)", column=name)
+        out.mask[a:b] = True
+        if values is not None:
+            for j, v in enumerate(values):
+                out.fixed[a + j] = float(v)
+        return a, b
+
+    def present(name: str) -> None:
+        """A value is requested: the column's missing indicator (if any) says present."""
+        key = f"{name}.__missing__"
+        if key in spans:
+            hold(key, np.array([1.0, -1.0]))
+
+    # ---- group where-clauses by column, then check each column's set
+    by_col: dict[str, list[Where]] = {}
+    for w in conditions.where:
+        by_col.setdefault(w.column, []).append(w)
+    claimed: set[str] = set()
+    for name, clauses in by_col.items():
+        tr = column(name)
+        _check_modelled(tr, schema, name)
+        _where_column(out, tr, name, clauses, spans, hold, present)
+        claimed.add(name)
+
+    if conditions.rebalance is not None:
+        rb = conditions.rebalance
+        tr = column(rb.column)
+        if rb.column in claimed:
+            raise InputError(
+                "is both fixed by a condition and rebalanced (contradictory conditions)",
+                column=rb.column,
+            )
+        _rebalance_column(out, tr, rb, spans, hold, present, schema)
+        claimed.add(rb.column)
+
+    if conditions.seed_rows is not None:
+        _seed_columns(out, conditions, index_of, transforms, spans, hold, claimed)
+    return out
+
+
+def _check_modelled(tr: Any, schema: Any, name: str) -> None:
+    from pfcore.transforms.derived import DerivedTransform
+
+    if isinstance(tr, DerivedTransform):
+        raise InputError(
+            f"is derived from column {tr.source!r} (looked up from it on decode): put the "
+            f"condition on {tr.source!r}",
+            column=name,
+        )
+    if tr.column.kind == "id":
+        raise InputError(
+            "is an id column, regenerated on decode: it cannot be conditioned", column=name
+        )
+
+
+def _where_column(
+    out: CompiledConditions,
+    tr: Any,
+    name: str,
+    clauses: list[Where],
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+    present: Callable[[str], None],
+) -> None:
+    """One column's where-clauses: contradictions, bounds, then its encoded constraint."""
+    kind = tr.column.kind
+    eq = [w for w in clauses if w.op == "="]
+    bounds = [w for w in clauses if w.op != "="]
+    values = [_to_arrow(w.value, tr.column) for w in eq]
+    if len({json_key(v) for v in values}) > 1:
+        shown = " and ".join(w.text() for w in eq)
+        raise InputError(f"contradictory conditions: {shown}", column=name)
+    if kind == "constant":
+        if bounds:
+            raise InputError("is constant: only '=' applies to it", column=name)
+        const = _to_arrow(tr.column.value, tr.column) if tr.column.value is not None else None
+        if const is not None and values and json_key(values[0]) != json_key(const):
+            raise InputError(
+                f"is constant {tr.column.value!r} in the training data; {values[0][0]} never "
+                "occurs (impossible condition)",
+                column=name,
+            )
+        return
+    if kind in _DISCRETE_KINDS:
+        if bounds:
+            raise InputError(
+                f"is {kind}: use '=' (ranges apply to numeric and datetime columns)", column=name
+            )
+        value = values[0]
+        slot = _category_slot(tr, value, name)
+        hold(name, _onehot_row(slot, tr.n_slots))
+        if slot == tr._other_slot:
+            out.equal[name] = value
+        return
+    if kind not in _NUMERIC_KINDS:
+        raise InputError(f"columns of kind {kind!r} cannot be conditioned", column=name)
+    lo: tuple[float, bool] | None = None
+    hi: tuple[float, bool] | None = None
+    lo_s = hi_s = None
+    for w in bounds:
+        arr = _to_arrow(w.value, tr.column)
+        rel = float(tr._to_float(arr)[0])
+        if w.op in (">=", ">"):
+            cand = (rel, w.op == ">=")
+            if lo is None or cand[0] > lo[0] or (cand[0] == lo[0] and not cand[1]):
+                lo, lo_s = cand, arr
+        else:
+            cand = (rel, w.op == "<=")
+            if hi is None or cand[0] < hi[0] or (cand[0] == hi[0] and not cand[1]):
+                hi, hi_s = cand, arr
+    if values:
+        rel = float(tr._to_float(values[0])[0])
+        if (lo is not None and not (rel >= lo[0] if lo[1] else rel > lo[0])) or (
+            hi is not None and not (rel <= hi[0] if hi[1] else rel < hi[0])
+        ):
+            shown = " and ".join(w.text() for w in clauses)
+            raise InputError(f"contradictory conditions: {shown}", column=name)
+        lo = hi = (rel, True)
+        lo_s = hi_s = values[0]
+    if (
+        lo is not None
+        and hi is not None
+        and (lo[0] > hi[0] or (lo[0] == hi[0] and not (lo[1] and hi[1])))
+    ):
+        shown = " and ".join(w.text() for w in clauses)
+        raise InputError(f"contradictory conditions: {shown} select no value", column=name)
+    col_lo = tr.lo if tr.lo is not None else float(tr.qn.knots[0])
+    col_hi = tr.hi if tr.hi is not None else float(tr.qn.knots[-1])
+    if (lo is not None and lo[0] > col_hi) or (hi is not None and hi[0] < col_lo):
+        shown = " and ".join(w.text() for w in clauses)
+        raise InputError(
+            f"{shown} is outside the column's bounds [{_show(tr, col_lo)}, {_show(tr, col_hi)}] "
+            "(impossible condition)",
+            column=name,
+        )
+    a, _b = spans[name]
+    iv = _interval(tr, a, lo, hi)
+    if iv is None:
+        if values:  # an exact value between two encodable floats: fix the nearest, set it after
+            iv = _nearest(tr, a, lo[0])  # type: ignore[index]
+        else:
+            shown = " and ".join(w.text() for w in clauses)
+            raise InputError(
+                f"no value the model can generate satisfies {shown} (between the values seen "
+                "in training)",
+                column=name,
+            )
+    hold(name)
+    out.intervals.append(iv)
+    present(name)
+    if values:
+        out.equal[name] = values[0]
+    out.ranges[name] = (
+        None if lo_s is None else lo_s[0],
+        None if hi_s is None else hi_s[0],
+    )
+
+
+def _nearest(tr: Any, dim: int, rel: float) -> _Interval:
+    from scipy.special import ndtr
+
+    z = np.float32(np.interp(rel, tr.qn.v_pts, tr.qn.z_pts))
+    return _Interval(dim, float(z), float(z), float(ndtr(z)), float(ndtr(z)))
+
+
+def _show(tr: Any, rel: float) -> Any:
+    """A value relative to the column offset, shown in the column's own type."""
+    if tr.integral:
+        from pfcore.schema import temporal_storage
+
+        arr = pa.array([int(round(rel)) + int(tr.offset)], type=pa.int64())
+        if tr.temporal:
+            arr = arr.cast(temporal_storage(tr.type)).cast(tr.type)
+        return arr[0].as_py()
+    return rel
+
+
+def json_key(arr: pa.Array) -> str:
+    import json
+
+    from pfcore.schema import values_to_json
+
+    return json.dumps(values_to_json(arr), default=str)
+
+
+def _category_slot(tr: Any, value: pa.Array, name: str) -> int:
+    """The one-hot slot of a category seen in training (kept, or pooled into ``__other__``)."""
+    if value.null_count:
+        raise InputError("a condition value cannot be null", column=name)
+    kept = pc.index_in(value, value_set=tr.kept)[0].as_py()
+    if kept is not None:
+        return int(kept)
+    if len(tr.pooled) and pc.index_in(value, value_set=tr.pooled)[0].as_py() is not None:
+        return int(tr._other_slot)
+    raise InputError(
+        f"category {value[0].as_py()!r} never occurs in the training data (impossible condition)",
+        column=name,
+    )
+
+
+def _onehot_row(slot: int, width: int) -> np.ndarray:
+    row = np.full(width, -1.0, dtype=np.float32)
+    row[slot] = 1.0
+    return row
+
+
+def _rebalance_column(
+    out: CompiledConditions,
+    tr: Any,
+    rb: Rebalance,
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+    present: Callable[[str], None],
+    schema: Any,
+) -> None:
+    """Target shares over the classes seen in training (kept and pooled)."""
+    name = rb.column
+    if tr.column.kind not in _DISCRETE_KINDS:
+        raise InputError(
+            f"is {tr.column.kind}: rebalancing applies to categorical and boolean columns",
+            column=name,
+        )
+    _check_modelled(tr, schema, name)
+    values = pa.concat_arrays([tr.kept, tr.pooled]) if len(tr.pooled) else tr.kept
+    counts = _training_counts(tr, values)
+    probs = np.zeros(len(values), dtype=np.float64)
+    if rb.uniform:
+        probs[:] = 1.0
+    else:
+        listed = np.zeros(len(values), dtype=bool)
+        for v, share in rb.weights:
+            arr = _to_arrow(v, tr.column)
+            pos = pc.index_in(arr, value_set=values)[0].as_py()
+            if pos is None:
+                raise InputError(
+                    f"category {arr[0].as_py()!r} never occurs in the training data "
+                    "(impossible rebalancing)",
+                    column=name,
+                )
+            probs[pos] = share
+            listed[pos] = True
+        rest = 1.0 - probs.sum()
+        if rest > 1e-9:
+            free = counts * ~listed
+            if free.sum() <= 0:
+                raise InputError(
+                    f"class shares sum to {probs.sum():g} < 1 and no other class is left to "
+                    "take the rest",
+                    column=name,
+                )
+            probs += rest * free / free.sum()
+    probs = probs / probs.sum()
+    pos = np.arange(len(values))
+    slots = np.where(pos < len(tr.kept), pos, tr._other_slot).astype(np.int64)
+    a, b = hold(name)
+    out.rebalance = _Rebalanced(name, a, b - a, probs, slots, values)
+    present(name)
+
+
+def _training_counts(tr: Any, values: pa.Array) -> np.ndarray:
+    """Training count of each of ``values`` (schema categories; pooled counts as fallback)."""
+    counts = np.ones(len(values), dtype=np.float64)
+    cats = tr.column.categories or []
+    if cats:
+        from pfcore.schema import values_from_json
+
+        known = values_from_json([c["value"] for c in cats], tr.type)
+        pos = pc.index_in(values, value_set=known).to_numpy(zero_copy_only=False)
+        c = np.array([float(x["count"]) for x in cats])
+        has = ~np.isnan(pos.astype(np.float64))
+        counts[has] = c[pos[has].astype(np.int64)]
+    if len(tr.pooled):
+        counts[len(tr.kept) :] = tr.pooled_counts
+    return counts
+
+
+def _seed_columns(
+    out: CompiledConditions,
+    conditions: Conditions,
+    index_of: dict[str, int],
+    transforms: list[Any],
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+    claimed: set[str],
+) -> None:
+    """Seed-row columns: known to the model, castable, categories seen, nulls representable."""
+    from pfcore.transforms.categorical import CategoricalTransform
+    from pfcore.transforms.numeric import NumericTransform
+
+    assert conditions.seed_rows is not None
+    table = conditions.seed_rows.table
+    path = conditions.seed_rows.path
+    cols = []
+    for name in table.column_names:
+        if name not in index_of:
+            raise InputError(
+                f"seed rows have a column the model does not know; its columns are "
+                f"{list(index_of)}",
+                path=path,
+                column=name,
+            )
+        if name in claimed:
+            raise InputError(
+                "is given by the seed rows and also conditioned (contradictory conditions)",
+                path=path,
+                column=name,
+            )
+        i = index_of[name]
+        tr = transforms[i]
+        try:
+            arr = table.column(name).cast(tr.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(
+                f"seed rows hold {table.column(name).type}, the model's column is {tr.type}: {exc}",
+                path=path,
+                column=name,
+            ) from None
+        cols.append(arr)
+        nulls = np.asarray(arr.is_null(), dtype=bool)
+        if pa.types.is_floating(arr.type):
+            nulls |= np.asarray(pc.is_nan(arr).fill_null(True), dtype=bool)
+        if isinstance(tr, CategoricalTransform):
+            valid = pc.drop_null(arr)
+            seen = pc.or_(pc.is_in(valid, value_set=tr.kept), pc.is_in(valid, value_set=tr.pooled))
+            if not pc.all(seen).as_py():
+                bad = pc.filter(valid, pc.invert(seen))[0].as_py()
+                raise InputError(
+                    f"seed rows hold category {bad!r}, which never occurs in the training data",
+                    path=path,
+                    column=name,
+                )
+            if nulls.any() and not tr.has_null:
+                raise InputError(
+                    f"seed row {int(np.argmax(nulls))} is null, and the column had no missing "
+                    "values in training",
+                    path=path,
+                    column=name,
+                )
+            a, b = hold(name)
+            out.seed.append((name, i, (a, b)))
+        elif isinstance(tr, NumericTransform):
+            if nulls.any() and not tr.has_missing:
+                raise InputError(
+                    f"seed row {int(np.argmax(nulls))} is null, and the column had no missing "
+                    "values in training",
+                    path=path,
+                    column=name,
+                )
+            a, _ = hold(name)
+            b = a + tr.width
+            if tr.has_missing:
+                hold(f"{name}.__missing__")
+            out.seed.append((name, i, (a, b)))
+        else:  # constant, id or derived: not modelled; the given values are written as they are
+            out.seed.append((name, None, None))
+    out.seed_table = pa.Table.from_arrays(cols, names=list(table.column_names))

@@ -1,0 +1,420 @@
+"""Conditional generation: fixed values, seed rows and rebalancing, exact by construction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pfcore.conditions import Conditions, Rebalance, SeedRows, Where
+from pfcore.errors import InputError
+
+N_TRAIN = 4000
+
+
+def toy_table(n: int = N_TRAIN, seed: int = 0) -> pa.Table:
+    """A table with a known conditional law: P(y=u | x=a) = 0.9, P(y=u | x=b) = 0.2,
+    num ~ N(3 [x=a], 1); ``opt`` is null in 20% of rows; ``r`` is 'rare' in 0.5% of rows;
+    ``when`` is a UTC timestamp in 2020."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice(["a", "b"], n)
+    y = np.where(rng.random(n) < np.where(x == "a", 0.9, 0.2), "u", "v")
+    num = rng.normal(size=n) + 3 * (x == "a")
+    opt = rng.normal(size=n)
+    r = np.where(np.arange(n) % 200 == 7, "rare", "common")
+    return pa.table(
+        {
+            "x": x,
+            "y": y,
+            "num": num,
+            "k": rng.integers(0, 50, n),
+            "opt": pa.array(opt, mask=rng.random(n) < 0.2),
+            "r": r,
+            "when": pa.array(
+                1_577_836_800_000_000 + rng.integers(0, 366 * 86_400, n) * 1_000_000,
+                type=pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_synth(tmp_path_factory: pytest.TempPathFactory):
+    """A small one-step model (with its flow teacher), saved and loaded back."""
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+
+    table = toy_table()
+    config = {
+        "width": 128,
+        "depth": 3,
+        "max_steps": 600,
+        "n_pairs": 4000,
+        "distill_max_steps": 200,
+    }
+    synth = Synthesizer.fit(
+        table, infer_schema(table), family="onestep", preset="tiny", config=config, seed=0
+    )
+    path = synth.save(tmp_path_factory.mktemp("cond") / "toy")
+    assert (path / "model" / "teacher" / "model.json").exists()
+    return Synthesizer.load(path)
+
+
+# ------------------------------------------------------------------------ the request object
+def test_where_and_rebalance_parse_and_round_trip_json(tmp_path: Path) -> None:
+    assert Where.parse("region = EU") == Where("region", "=", "EU")
+    assert Where.parse("age>=30") == Where("age", ">=", "30")
+    assert Where.parse("t<2020-01-01T00:00:00") == Where("t", "<", "2020-01-01T00:00:00")
+    assert Where.parse("a==1").op == "="
+    for bad in ("region", "=EU", "age>="):
+        with pytest.raises(InputError):
+            Where.parse(bad)
+    rb = Rebalance.parse("y=yes:0.3,no:0.7")
+    assert rb.weights == (("yes", 0.3), ("no", 0.7))
+    assert Rebalance.parse("y=uniform").uniform
+    for bad in ("y", "y=yes", "y=yes:x", "y=yes:0.8,no:0.8", "y=yes:-1"):
+        with pytest.raises(InputError):
+            Rebalance.parse(bad)
+    seed = pa.table({"x": ["a", None]})
+    path = tmp_path / "seed.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(seed, path)
+    c = Conditions.make(where=["x=a", "num>=1"], rebalance="y=u:0.5", seed_rows=path)
+    back = Conditions.from_dict(json.loads(c.to_json()))
+    assert back == c and back.digest() == c.digest()
+    assert back.seed_rows is not None and back.seed_rows.table.equals(c.seed_rows.table)
+    pq.write_table(pa.table({"x": ["b", None]}), path)  # content changed since the request
+    with pytest.raises(InputError, match="changed"):
+        Conditions.from_dict(json.loads(c.to_json()))
+    d = Conditions.make(where={"num": (1, None), "x": "a"})
+    assert d.where == (Where("num", ">=", 1), Where("x", "=", "a"))
+
+
+# ------------------------------------------------------------------------ exactness
+def test_fixed_values_are_met_exactly(toy_synth) -> None:
+    c = Conditions.make(where=["x=b", "k=7", "num>=0.5", "num<1.25"])
+    out = toy_synth.sample(1500, 1, conditions=c).to_pandas()
+    assert len(out) == 1500
+    assert (out.x == "b").all() and (out.k == 7).all()
+    assert out.num.between(0.5, 1.25).all()
+    assert out.num.nunique() > 100  # a range is drawn from, not pinned
+    assert toy_synth.sample(1500, 1, conditions=c).to_pandas().equals(out)
+    assert not toy_synth.sample(200, 2, conditions=c).equals(toy_synth.sample(200, 1, conditions=c))
+
+
+def test_seed_rows_keep_given_columns_and_nulls_one_row_each(toy_synth) -> None:
+    real = toy_table(500, seed=9)
+    given = real.select(["x", "opt"])
+    assert given.column("opt").null_count > 50
+    out = toy_synth.sample(None, 3, conditions=Conditions.make(seed_rows=given))
+    assert out.num_rows == real.num_rows
+    assert out.column("x").equals(given.column("x"))
+    assert out.column("opt").equals(given.column("opt"))  # nulls given as values are kept
+    # generated columns follow the given ones (num is ~3 higher where x=a)
+    df = out.to_pandas()
+    assert df[df.x == "a"].num.mean() - df[df.x == "b"].num.mean() > 2.0
+    with pytest.raises(InputError, match="seed rows hold 500"):
+        toy_synth.sample(10, 3, conditions=Conditions.make(seed_rows=given))
+
+
+def test_rebalancing_hits_the_target_shares(toy_synth) -> None:
+    out = toy_synth.sample(2500, 4, conditions=Conditions.make(rebalance="x=a:0.8")).to_pandas()
+    assert abs((out.x == "a").mean() - 0.8) < 0.03
+    # the other columns follow each class: num ~ 3 for a, ~ 0 for b
+    assert out[out.x == "a"].num.mean() - out[out.x == "b"].num.mean() > 2.0
+    uni = toy_synth.sample(2500, 4, conditions=Conditions.make(rebalance="r=uniform")).to_pandas()
+    assert abs((uni.r == "rare").mean() - 0.5) < 0.03
+
+
+# ------------------------------------------------------------------------ conditional law
+def test_conditional_frequencies_follow_the_known_law(toy_synth) -> None:
+    """P(y=u | x=a) = 0.9 and P(y=u | x=b) = 0.2; E[num | x=a] = 3, E[num | x=b] = 0."""
+    a = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["x=a"])).to_pandas()
+    b = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["x=b"])).to_pandas()
+    assert abs((a.y == "u").mean() - 0.9) < 0.08
+    assert abs((b.y == "u").mean() - 0.2) < 0.16
+    assert abs(a.num.mean() - 3.0) < 0.3 and abs(b.num.mean()) < 0.3
+    # range on num: x=a carries nearly all the mass of num in [3, 4]
+    hi = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["num>=3", "num<=4"]))
+    assert (hi.to_pandas().x == "a").mean() > 0.7
+
+
+def test_rare_condition_is_answered_in_one_pass(toy_synth, monkeypatch) -> None:
+    """'rare' is 0.5% of the training rows: every row meets it, one model call per block."""
+    calls = []
+    real = type(toy_synth).push_conditional
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(toy_synth), "push_conditional", counting)
+    out = toy_synth.sample(5000, 6, block_rows=2048, conditions=Conditions.make(where=["r=rare"]))
+    assert out.num_rows == 5000 and set(out.column("r").to_pylist()) == {"rare"}
+    assert calls == [2048, 2048, 904]
+
+
+# ------------------------------------------------------------------------ refusals
+@pytest.mark.parametrize(
+    ("where", "rebalance", "column", "match"),
+    [
+        (["x=c"], None, "x", "never occurs"),
+        (["num>=100"], None, "num", "outside the column's bounds"),
+        (["k=500"], None, "k", "outside the column's bounds"),
+        (["x=a", "x=b"], None, "x", "contradictory"),
+        (["num>5", "num<1"], None, "num", "contradictory"),
+        (["k=3", "k>=10"], None, "k", "contradictory"),
+        (["zz=1"], None, "zz", "unknown column"),
+        (["x>=a"], None, "x", "use '='"),
+        (["k=seven"], None, "k", "not a valid"),
+        (["x=a"], "x=a:0.5", "x", "contradictory"),
+        ([], "y=w:0.5", "y", "never occurs"),
+        ([], "num=1:0.5", "num", "rebalancing applies"),
+    ],
+)
+def test_impossible_and_contradictory_requests_name_the_column(
+    toy_synth, where, rebalance, column, match
+) -> None:
+    with pytest.raises(InputError, match=match) as info:
+        toy_synth.sample(10, 1, conditions=Conditions.make(where=where, rebalance=rebalance))
+    assert info.value.column == column
+
+
+def test_bad_seed_rows_are_refused_naming_the_column(toy_synth) -> None:
+    for table, column, match in [
+        (pa.table({"x": ["a", "zz"]}), "x", "never occurs"),
+        (pa.table({"nope": [1, 2]}), "nope", "does not know"),
+        (pa.table({"num": pa.array([1.0, None])}), "num", "no missing values"),
+    ]:
+        with pytest.raises(InputError, match=match) as info:
+            toy_synth.sample(None, 1, conditions=Conditions(seed_rows=SeedRows.from_table(table)))
+        assert info.value.column == column
+    with pytest.raises(InputError, match="contradictory"):
+        toy_synth.sample(
+            None,
+            1,
+            conditions=Conditions.make(where=["x=a"], seed_rows=pa.table({"x": ["a"]})),
+        )
+
+
+def test_family_without_a_conditional_sampler_says_so(toy_synth) -> None:
+    from pfcore.errors import ModelError
+    from pfcore.synthesizer import Synthesizer
+
+    bare = Synthesizer(toy_synth.schema, toy_synth.transformer, toy_synth.model)
+    teacher, bare.model.teacher = bare.model.teacher, None
+    try:
+        with pytest.raises(ModelError, match="teacher"):
+            bare.sample(10, 1, conditions=Conditions.make(where=["x=a"]))
+    finally:
+        bare.model.teacher = teacher
+
+
+# ------------------------------------------------------------------------ batches
+def _read(manifest) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pa.concat_tables([pq.read_table(p) for p in manifest.file_paths])
+
+
+@pytest.mark.parametrize("kind", ["where", "seed_rows"])
+def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Path, kind) -> None:
+    import pyarrow.parquet as pq
+
+    from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
+
+    if kind == "where":
+        conditions, n = Conditions.make(where=["x=a", "num<=3.5"], rebalance="y=uniform"), 1200
+    else:
+        given = toy_table(1200, seed=3).select(["x", "opt", "k"])
+        conditions, n = Conditions.make(seed_rows=given), None
+    manifests = [
+        generate_batch(
+            toy_synth,
+            n,
+            11,
+            BatchTarget(tmp_path / f"out{shards}", "toy", model_name="toy", model_version="1"),
+            layout=BatchLayout(block_rows=256, rows_per_shard=-(-1200 // shards)),
+            run=RunOptions(workers=shards, executor="thread"),
+            conditions=conditions,
+        )
+        for shards in (1, 3)
+    ]
+    one, three = (_read(m) for m in manifests)
+    assert len(manifests[0].files) == 1 and len(manifests[1].files) == 3
+    assert one.num_rows == 1200 and one.equals(three)
+    assert one.equals(toy_synth.sample(n, 11, block_rows=256, conditions=conditions))
+    assert manifests[0].batch_id == manifests[1].batch_id
+    recorded = manifests[0].data["conditions"]
+    from pfcore.generate.plan import conditions_digest
+
+    assert conditions_digest(recorded) == conditions.digest()  # seed rows: by content hash
+    meta = pq.read_schema(manifests[1].file_paths[0]).metadata
+    assert json.loads(meta[b"pushforward.conditions"]) == manifests[1].data["conditions"]
+    plain = generate_batch(
+        toy_synth,
+        1200,
+        11,
+        BatchTarget(tmp_path / "plain", "toy", model_name="toy", model_version="1"),
+        layout=BatchLayout(block_rows=256),
+        run=RunOptions(executor="thread"),
+    )
+    assert plain.batch_id != manifests[0].batch_id  # the conditions are part of the identity
+    if kind == "seed_rows":
+        assert one.select(["x", "opt", "k"]).equals(given)
+
+
+def test_conditional_batch_is_refused_before_anything_is_staged(toy_synth, tmp_path: Path) -> None:
+    from pfcore.generate import BatchTarget, RunOptions, generate_batch
+
+    with pytest.raises(InputError) as info:
+        generate_batch(
+            toy_synth,
+            100,
+            1,
+            BatchTarget(tmp_path, "toy"),
+            run=RunOptions(executor="thread"),
+            conditions=Conditions.make(where=["x=nope"]),
+        )
+    assert info.value.column == "x"
+    assert not (tmp_path / "_staging").exists()
+
+
+# ------------------------------------------------------------------------ MLflow pyfunc
+def test_pyfunc_round_trip_with_conditions_and_seed_rows(
+    toy_synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import pandas as pd
+
+    from pfcore.registry import Registration, log_synthesizer
+    from pfcore.registry.frames import predict_frame, to_pandas
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    synth_dir = toy_synth.save(tmp_path / "synth")
+    log_synthesizer(
+        synth_dir,
+        Registration(
+            "toy",
+            params={"family": "onestep"},
+            metrics={"quality": 0.9},
+            gate_result={"passed": True, "reasons": [], "checks": []},
+            dataset_checksum="toy",
+        ),
+    )
+    model = mlflow.pyfunc.load_model("models:/toy@champion")
+    req = pd.DataFrame(
+        {
+            "n_rows": [300, 200],
+            "seed": [7, 8],
+            "where": ["x=a; k>=10", None],
+            "rebalance": [None, "y=uniform"],
+        }
+    )
+    got = model.predict(req)
+    assert len(got) == 500
+    assert (got.x[:300] == "a").all() and (got.k[:300] >= 10).all()
+    c = Conditions.make(where=["x=a", "k>=10"])
+    pd.testing.assert_frame_equal(
+        got[:300].reset_index(drop=True),
+        to_pandas(toy_synth.sample(300, 7, conditions=c), toy_synth.schema),
+    )
+    seeds = toy_table(50, seed=4).select(["x", "opt"]).to_pandas()
+    done = model.predict(seeds, params={"seed": 3})
+    assert len(done) == 50 and list(done.x) == list(seeds.x)
+    assert done.opt.isna().tolist() == seeds.opt.isna().tolist()
+    assert done.opt[seeds.opt.notna()].tolist() == seeds.opt.dropna().tolist()
+    pd.testing.assert_frame_equal(done, predict_frame(toy_synth, seeds, {"seed": 3}))
+    with pytest.raises(Exception, match="never occurs"):
+        model.predict(pd.DataFrame({"n_rows": [5], "seed": [0], "where": ["x=zz"]}))
+
+
+# ------------------------------------------------------------------------ CLI and flow form
+def _cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PUSHFORWARD_HOME", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--where", "region"], "region"),
+        (["--where", "age>="], "age"),
+        (["--where", "x=1", "--where", ">=3"], ">=3"),
+        (["--rebalance", "y=yes:2"], "y"),
+        (["--rebalance", "y"], "rebalanc"),
+        (["--seed-rows", "nope.parquet"], "nope.parquet"),
+    ],
+)
+def test_cli_condition_errors_exit_2(
+    argv, named, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from flows.cli import main
+    from pfcore.errors import EXIT_INPUT
+
+    _cli_env(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", *argv]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1
+
+
+def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from pydantic import ValidationError
+
+    from flows.cli import build_parser
+    from flows.options import model_values
+    from flows.params import GenerateParams
+
+    pq.write_table(pa.table({"x": ["a"]}), tmp_path / "s.parquet")
+    args = build_parser().parse_args(
+        [
+            "generate",
+            "--where",
+            "x=a",
+            "--where",
+            "num>=1.5",
+            "--rebalance",
+            "y=uniform",
+            "--seed-rows",
+            str(tmp_path / "s.parquet"),
+        ]
+    )
+    params = GenerateParams(**model_values(args, GenerateParams))
+    assert params.where == ["x=a", "num>=1.5"] and params.rebalance == "y=uniform"
+    c = params.conditions()
+    assert c.where == (Where("x", "=", "a"), Where("num", ">=", "1.5"))
+    assert c.rebalance == Rebalance("y", uniform=True) and c.seed_rows.table.num_rows == 1
+    assert GenerateParams().conditions().empty
+    # the Prefect form: the same fields, malformed values rejected with the field named
+    schema = GenerateParams.model_json_schema()["properties"]
+    assert schema["where"]["type"] == "array" and "rebalance" in schema
+    with pytest.raises(ValidationError, match="where"):
+        GenerateParams(where=["x"])
+
+
+def test_datetime_ranges_and_values(toy_synth) -> None:
+    import datetime as dt
+
+    utc = dt.timezone.utc
+    c = Conditions.make(where=["when>=2020-06-01", "when<2020-07-01T00:00:00Z"])
+    out = toy_synth.sample(1000, 1, conditions=c).column("when").to_pylist()
+    assert min(out) >= dt.datetime(2020, 6, 1, tzinfo=utc)
+    assert max(out) < dt.datetime(2020, 7, 1, tzinfo=utc)
+    with pytest.raises(InputError, match="outside the column's bounds") as info:
+        toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=2031-01-01"]))
+    assert info.value.column == "when"
+    with pytest.raises(InputError, match="not a valid"):
+        toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=June"]))
