@@ -356,6 +356,28 @@ def _check_modelled(tr: Any, schema: Any, name: str) -> None:
         raise InputError(
             "is an id column, regenerated on decode: it cannot be conditioned", column=name
         )
+    _check_not_rule_built(tr, name)
+
+
+def _check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> None:
+    """A column a rule rebuilds from others (an identity, a gap, a sentinel) cannot be fixed on
+    its own: writing the requested value over the rebuilt one would break the rule in that row.
+    Seed rows may give it together with every column it is built from (real rows keep rules)."""
+    from pfcore.transforms.ruled import RuleTransform
+
+    if not isinstance(tr, RuleTransform):
+        return
+    inputs = list(tr.depends_on)
+    if given is not None and inputs and set(inputs) <= given:
+        return
+    shown = ", ".join(repr(c) for c in inputs) or "its own rule"
+    raise InputError(
+        f"is rebuilt on decode from {shown} by a rule ({tr.kind}); fixing it alone would break "
+        "the rule: condition on "
+        + ("those columns" if inputs else "another column")
+        + (" or give them in the seed rows too" if given is not None and inputs else ""),
+        column=name,
+    )
 
 
 def _where_column(
@@ -610,6 +632,7 @@ def _seed_columns(
                 path=path,
                 column=name,
             )
+        _check_not_rule_built(transforms[index_of[name]], name, set(table.column_names))
         i = index_of[name]
         tr = transforms[i]
         try:

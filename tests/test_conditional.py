@@ -418,3 +418,32 @@ def test_datetime_ranges_and_values(toy_synth) -> None:
     assert info.value.column == "when"
     with pytest.raises(InputError, match="not a valid"):
         toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=June"]))
+
+
+# ------------------------------------------------------------------------ conditions and rules
+def test_a_column_a_rule_rebuilds_is_conditioned_only_through_its_inputs() -> None:
+    """Fixing ``total`` alone would be written over the value the identity rebuilt from its
+    parts, breaking ``total = a + b`` in that row: refused, naming the column and its inputs.
+    Seed rows that give the parts too keep the rule (real rows do)."""
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 50, 1500)
+    b = rng.integers(0, 50, 1500)
+    k = rng.choice(["x", "y"], 1500)
+    table = pa.table({"a": a, "b": b, "total": a + b, "k": k})
+    config = {"max_steps": 150, "n_pairs": 1000, "distill_max_steps": 50}
+    synth = Synthesizer.fit(table, infer_schema(table), preset="tiny", config=config, seed=0)
+    assert any(r.kind == "identity" for r in synth.rules.active)
+    with pytest.raises(InputError, match="rebuilt on decode from") as info:
+        synth.sample(100, 1, conditions=Conditions.make(where=["total=10"]))
+    assert info.value.column == "total"
+    alone = pa.table({"total": pa.array([10, 20], pa.int64())})
+    with pytest.raises(InputError, match="rebuilt on decode"):
+        synth.sample(None, 1, conditions=Conditions.make(seed_rows=alone))
+    whole = table.select(["a", "b", "total"]).slice(0, 50)
+    out = synth.sample(None, 1, conditions=Conditions.make(seed_rows=whole))
+    assert out.select(["a", "b", "total"]).equals(whole)
+    total = np.asarray(out["total"]) == np.asarray(out["a"]) + np.asarray(out["b"])
+    assert total.all()
