@@ -23,8 +23,8 @@ from torch import nn
 
 from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, ProgressCallback
-from pfcore.models.flow import run_phase
 from pfcore.models.nets import MLP, count_parameters
+from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import (
     autocast,
     batch_index,
@@ -155,22 +155,18 @@ class DirectGeneratorModel(GenerativeModel):
                 out = net(z)
             return self._batch_loss(out.float(), xb)
 
-        summary = run_phase(
-            self,
-            x,
-            valid,
-            checkpoint_dir,
-            phase=self.family,
+        phase = Phase(
+            name=self.family,
             max_steps=cfg.steps_for(len(x)),
             budget_s=cfg.max_minutes * 60,
             lr=cfg.lr,
             network=("generator", net),
             push_fn=net,
-            optimizer=opt,
             step_fn=step_fn,
+            optimizer=opt,
             generator=gen,
-            callbacks=callbacks,
         )
+        summary = run_phase(self, PhaseData(x, valid, checkpoint_dir), phase, callbacks)
         summary.update(parameters=count_parameters(net), batch_size=batch, amp=use_amp)
         return {self.family: summary}
 

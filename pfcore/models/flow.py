@@ -34,16 +34,8 @@ from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, ProgressCallback
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import VelocityNet, count_parameters
-from pfcore.models.training import (
-    Checkpointer,
-    LoopSpec,
-    SlicedDistance,
-    autocast,
-    batch_index,
-    resume_key,
-    seeded_generator,
-    train_loop,
-)
+from pfcore.models.phase import Phase, PhaseData, run_phase
+from pfcore.models.training import autocast, batch_index, seeded_generator
 
 __all__ = ["FlowConfig", "FlowModel", "VelocityField"]
 
@@ -203,70 +195,6 @@ class FlowModel(GenerativeModel):
         )
 
 
-def make_proxy(
-    model: GenerativeModel, x: torch.Tensor, valid: torch.Tensor | None, push_fn: Any
-) -> Any:
-    """Early-stopping proxy: sliced W1 from ``push_fn(z_eval)`` (snapped) to held-out rows.
-
-    Without held-out rows it compares with training rows: it then tracks fit, not overfitting.
-    """
-    from pfcore.models.base import snap_onehot
-
-    cfg = model.config
-    ref = valid if valid is not None and len(valid) >= 64 else x
-    dist = SlicedDistance(ref, n=min(cfg.n_eval, len(ref)), seed=cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed + 104729)
-    z_eval = torch.randn(dist.n, model.latent_dim, generator=gen).to(x.device)
-    assert model._index is not None
-    index = model._index
-
-    def proxy() -> float:
-        with torch.no_grad():
-            return dist(snap_onehot(push_fn(z_eval).float(), index))
-
-    return proxy
-
-
-def run_phase(
-    model: GenerativeModel,
-    x: torch.Tensor,
-    valid: torch.Tensor | None,
-    checkpoint_dir: Path | None,
-    *,
-    phase: str,
-    max_steps: int,
-    budget_s: float,
-    lr: float,
-    network: tuple[str, nn.Module],
-    push_fn: Any,
-    optimizer: torch.optim.Optimizer,
-    step_fn: Any,
-    generator: torch.Generator,
-    callbacks: Sequence[ProgressCallback],
-) -> dict[str, Any]:
-    """One training phase of any family: resumable checkpoint, loop spec, held-out proxy, loop.
-
-    Families differ in their networks, loss and budget (the arguments); the rest is this, once.
-    ``network`` is the (name, module) the checkpoint saves; ``push_fn`` what the proxy samples.
-    """
-    cfg = model.config
-    name, module = network
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Checkpointer(checkpoint_dir, key=resume_key(cfg, x, valid))
-    spec = LoopSpec.for_phase(cfg, phase=phase, max_steps=max_steps, budget_s=budget_s, lr=lr)
-    return train_loop(
-        spec=spec,
-        modules={name: module},
-        optimizer=optimizer,
-        step_fn=step_fn,
-        eval_fn=make_proxy(model, x, valid, push_fn),
-        generator=generator,
-        callbacks=callbacks,
-        checkpointer=ckpt,
-    )
-
-
 def fit_flow(
     model: FlowModel,
     x: torch.Tensor,
@@ -292,22 +220,18 @@ def fit_flow(
         with autocast(device, use_amp):
             return field.loss(xb, gen)
 
-    summary = run_phase(
-        model,
-        x,
-        valid,
-        checkpoint_dir,
-        phase=phase,
+    spec = Phase(
+        name=phase,
         max_steps=cfg.steps_for(len(x)),
         budget_s=budget_s,
         lr=cfg.lr,
         network=("velocity", net),
         push_fn=field.integrate,
-        optimizer=opt,
         step_fn=step_fn,
+        optimizer=opt,
         generator=gen,
-        callbacks=callbacks,
     )
+    summary = run_phase(model, PhaseData(x, valid, checkpoint_dir), spec, callbacks)
     summary["parameters"] = count_parameters(net)
     summary["batch_size"] = batch
     summary["amp"] = use_amp

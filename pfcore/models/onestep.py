@@ -40,9 +40,10 @@ from pfcore.models.base import (
     snap_onehot,
 )
 from pfcore.models.energy import energy_distance, soften_onehot
-from pfcore.models.flow import FlowConfig, FlowModel, fit_flow, run_phase
+from pfcore.models.flow import FlowConfig, FlowModel, fit_flow
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import MLP, count_parameters
+from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import (
     autocast,
     batch_index,
@@ -290,22 +291,18 @@ def distill(
             loss = loss + match_w * energy_distance(soften_onehot(out, index), ref)
         return loss
 
-    summary = run_phase(
-        model,
-        x,
-        valid,
-        checkpoint_dir,
-        phase="distill",
+    phase = Phase(
+        name="distill",
         max_steps=cfg.distill_max_steps,
         budget_s=budget_s,
         lr=cfg.distill_lr,
         network=("student", student),
         push_fn=student,
-        optimizer=opt,
         step_fn=step_fn,
+        optimizer=opt,
         generator=gen,
-        callbacks=callbacks,
     )
+    summary = run_phase(model, PhaseData(x, valid, checkpoint_dir), phase, callbacks)
     summary["parameters"] = count_parameters(student)
     summary["width"], summary["depth"] = cfg.student_width, cfg.student_depth
     return {"distill": summary}
