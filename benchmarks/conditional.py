@@ -134,6 +134,24 @@ def _requests(synth: Any, train: Any, hold: Any, target: str) -> list[tuple[str,
     return out
 
 
+def _rule_consistent(synth: Any, kept: list[str]) -> list[str]:
+    """Drop kept columns that a rule rebuilds from columns not kept: the model refuses them
+    (the given value would break the rule), a user would leave them out."""
+    from pfcore.transforms.ruled import RuleTransform
+
+    by_name = {tr.column.name: tr for tr in synth.transformer.transforms}
+    out = list(kept)
+    changed = True
+    while changed:
+        changed = False
+        for name in list(out):
+            tr = by_name.get(name)
+            if isinstance(tr, RuleTransform) and not set(tr.depends_on or [name + "?"]) <= set(out):
+                out.remove(name)
+                changed = True
+    return out
+
+
 def _seen_rows(synth: Any, hold: Any, kept: list[str]) -> Any:
     """Holdout rows whose kept categorical values occur in training (seed rows with a category
     the model never saw are refused, as a fixed value would be)."""
@@ -279,6 +297,7 @@ def run(
                 names = [c.name for c in synth.schema.modelled]
                 rng = np.random.default_rng(SEED)
                 kept = sorted(rng.choice(names, len(names) // 2, replace=False).tolist())
+                kept = _rule_consistent(synth, kept)
                 removed = [c for c in names if c not in kept]
                 hold_s = _seen_rows(synth, hold, kept)
                 rec["seed_rows_dropped_unseen_category"] = hold.num_rows - hold_s.num_rows
