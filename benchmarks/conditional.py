@@ -26,7 +26,7 @@ A generated value is one draw from the conditional law, not its mean, so its R^2
 regressor's even for a perfect model (for a Gaussian conditional, ``2 R^2_mean - 1``).
 
 Usage (``--quick``: the ``fast`` preset, 2-minute fits, 5k-row fidelity samples and 20k-row
-timings, for the shared 2-core CPU; the issue's protocol times 100k rows)::
+timings, for the shared 2-core CPU; the full protocol times 100k rows)::
 
     python benchmarks/conditional.py --quick [--datasets ...]
     python benchmarks/conditional.py          # balanced preset, 100k-row timings

@@ -199,7 +199,7 @@ def _write_run(out: Path, table: Any, info: dict[str, Any]) -> None:
 def _throughput(model: Any, threads: int, n: int = 65_536, repeats: int = 3) -> dict[str, float]:
     """Encoded rows/s of ``model.sample`` vs the bare network forward on the same batch.
 
-    The ratio is the issue's "no overhead beyond the matrix work" check for the one-step sampler.
+    The ratio checks that the one-step sampler adds no overhead beyond its matrix work.
     """
     import torch
 

@@ -82,7 +82,7 @@ def test_tv_complement_counts_unseen_synthetic_categories() -> None:
     assert tv_complement(real, np.array([0, 1, 2, 2]), 3) == pytest.approx(0.5)
 
 
-# ---------------------------------------------------------------- the scenarios
+# ---------------------------------------------------------------- scenarios the gate must tell
 def test_table_against_itself_scores_near_one_and_passes(perfect: FidelityReport) -> None:
     s = perfect.scores
     assert s["column_shapes"] > 0.95
