@@ -2,8 +2,8 @@
 
 An MLP ``G(z)`` trained by MSE against *randomly paired* rows: noise and rows are independent,
 so the MSE-optimal ``G`` maps every ``z`` to the mean row ``E[X]`` and the samples collapse
-(classifier two-sample AUC 1.0 on a 10-D Gaussian mixture). Tests use it to prove they can fail; it is
-never a default and no preset picks it.
+(classifier two-sample AUC 1.0 on a 10-D Gaussian mixture). Tests use it to prove they can
+fail; it is never a default and no preset picks it.
 """
 
 from __future__ import annotations
