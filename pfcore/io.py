@@ -581,16 +581,22 @@ def read_table(
         return pa.Table.from_batches(batches, schema=reader.schema)
 
 
-def read_dataset(out_dir: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
-    """Load an ingested dataset's rows (all part files, in order) with the schema's exact types."""
-    import pyarrow.parquet as pq
-
-    out = Path(out_dir)
+def part_files(dataset_dir: str | os.PathLike[str]) -> list[Path]:
+    """An ingested dataset's part files in row order (InputError when it is not one)."""
+    out = Path(dataset_dir)
     data = out / "data"
     if not (out / "manifest.json").exists() or not data.is_dir():
         raise InputError("is not an ingested dataset (manifest.json or data/ missing)", path=out)
     files = sorted(data.glob("part-*.parquet"))
     if not files:
         raise InputError("dataset has no part files", path=data)
+    return files
+
+
+def read_dataset(out_dir: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """Load an ingested dataset's rows (all part files, in order) with the schema's exact types."""
+    import pyarrow.parquet as pq
+
+    files = part_files(out_dir)
     tables = [pq.read_table(f, columns=list(columns) if columns else None) for f in files]
     return pa.concat_tables(tables).replace_schema_metadata(None)

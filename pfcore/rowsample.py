@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pfcore.errors import InputError
+from pfcore.io import part_files
 
 __all__ = [
     "KeyRange",
@@ -123,18 +123,6 @@ def sample_ranges(
 def sample_range(n_rows: int, seed: int, lo: int, hi: int, k: int | None) -> KeyRange:
     """:func:`sample_ranges` for one range."""
     return sample_ranges(n_rows, seed, [(lo, hi, k)])[0]
-
-
-def part_files(dataset_dir: str | os.PathLike[str]) -> list[Path]:
-    """An ingested dataset's part files in row order (InputError when it is not one)."""
-    out = Path(dataset_dir)
-    data = out / "data"
-    if not (out / "manifest.json").exists() or not data.is_dir():
-        raise InputError("is not an ingested dataset (manifest.json or data/ missing)", path=out)
-    files = sorted(data.glob("part-*.parquet"))
-    if not files:
-        raise InputError("dataset has no part files", path=data)
-    return files
 
 
 def dataset_rows(dataset_dir: str | os.PathLike[str]) -> int:
