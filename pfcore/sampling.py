@@ -12,7 +12,7 @@ with the parallelism. Instead the row space ``[0, N)`` is cut into fixed blocks 
 ``SeedSequence([seed, b])`` and its ids from ``row_offset = b * block_rows``, and is pushed
 through the model as exactly one batch, so a change of chunking cannot change the GEMM blocking
 and hence the floating-point results. Rows then depend on (model, seed, N, block_rows, noise)
-and never on how the work is split: ``sample_table(synth, N, seed)`` equals the published
+and never on how the work is split: ``Synthesizer.sample(N, seed)`` equals the published
 ``N``-row batch with ``seed`` for every shard layout and worker count.
 """
 
@@ -44,7 +44,6 @@ __all__ = [
     "forward",
     "iter_tables",
     "latent",
-    "sample_table",
 ]
 
 #: Rows per canonical block (65,536): large enough that the per-call overhead of a forward pass
@@ -209,28 +208,6 @@ def iter_tables(
     for block in blocks(n_rows, seed, block_rows=block_rows):
         x = forward(synth, block, noise=noise, condition=condition)
         yield decode(synth, block, x, condition=condition)
-
-
-def sample_table(
-    synth: BlockSampler,
-    n_rows: int,
-    seed: int,
-    *,
-    block_rows: int = BLOCK_ROWS,
-    noise: Noise | str = "cpu",
-    condition: CompiledConditions | None = None,
-) -> pa.Table:
-    """``n_rows`` rows in memory: exactly the rows a published batch with ``seed`` starts with."""
-    import pyarrow as pa
-
-    tables = list(
-        iter_tables(synth, n_rows, seed, block_rows=block_rows, noise=noise, condition=condition)
-    )
-    if not tables:
-        n_features = int(synth.transformer.n_features)
-        empty = np.zeros((0, n_features), dtype=np.float32)
-        return synth.transformer.decode(empty, seed=0, row_offset=0)
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def condition_rows(n_rows: int | None, condition: CompiledConditions | None) -> int:

@@ -426,13 +426,13 @@ class Synthesizer:
         may be None: one row per seed row, in order) or a rebalanced column; every output row
         meets them exactly.
         """
-        from pfcore import sampling
-
-        condition = self.compile_conditions(conditions)
-        n = sampling.condition_rows(n, condition)
-        return sampling.sample_table(
-            self, n, seed, block_rows=block_rows, noise=noise, condition=condition
+        tables = list(
+            self.iter_blocks(n, seed, block_rows=block_rows, noise=noise, conditions=conditions)
         )
+        if not tables:
+            empty = np.zeros((0, int(self.transformer.n_features)), dtype=np.float32)
+            return self.transformer.decode(empty, seed=0, row_offset=0)
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
