@@ -601,6 +601,17 @@ def _training_counts(tr: Any, values: pa.Array) -> np.ndarray:
     return counts
 
 
+def _check_seed_nulls(nulls: np.ndarray, representable: bool, path: Any, name: str) -> None:
+    """A null seed value is kept as given only if the model can produce a null there."""
+    if nulls.any() and not representable:
+        raise InputError(
+            f"seed row {int(np.argmax(nulls))} is null, and the column had no missing values in "
+            "training",
+            path=path,
+            column=name,
+        )
+
+
 def _seed_columns(
     out: CompiledConditions,
     conditions: Conditions,
@@ -657,23 +668,11 @@ def _seed_columns(
                     path=path,
                     column=name,
                 )
-            if nulls.any() and not tr.has_null:
-                raise InputError(
-                    f"seed row {int(np.argmax(nulls))} is null, and the column had no missing "
-                    "values in training",
-                    path=path,
-                    column=name,
-                )
+            _check_seed_nulls(nulls, tr.has_null, path, name)
             a, b = hold(name)
             out.seed.append((name, i, (a, b)))
         elif isinstance(tr, NumericTransform):
-            if nulls.any() and not tr.has_missing:
-                raise InputError(
-                    f"seed row {int(np.argmax(nulls))} is null, and the column had no missing "
-                    "values in training",
-                    path=path,
-                    column=name,
-                )
+            _check_seed_nulls(nulls, tr.has_missing, path, name)
             a, _ = hold(name)
             b = a + tr.width
             if tr.has_missing:
