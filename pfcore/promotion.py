@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from pfcore.errors import InputError
-from pfcore.settings import from_mapping
+from pfcore.settings import check_non_negative, from_mapping
 
 __all__ = ["CHAMPION", "CHALLENGER", "Decision", "PromotionPolicy", "decide"]
 
@@ -45,14 +44,7 @@ class PromotionPolicy:
     detection_auc_tolerance: float = 0.02
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool):
-                continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(
-                    f"PromotionPolicy.{f.name} must be a finite non-negative number, got {value!r}"
-                )
+        check_non_negative(self)
 
     def rules(self) -> dict[str, tuple[bool, float]]:
         """metric -> (higher is better, tolerance)."""

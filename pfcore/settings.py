@@ -6,13 +6,14 @@ not silently fall back to the default), then the dataclass validates the values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
 from pfcore.errors import InputError
 
-__all__ = ["from_mapping"]
+__all__ = ["check_non_negative", "from_mapping"]
 
 T = TypeVar("T")
 
@@ -25,3 +26,17 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None) -> T:
     if unknown:
         raise InputError(f"unknown {cls.__name__} key {unknown[0]!r}; known keys: {sorted(known)}")
     return cls(**data)
+
+
+def check_non_negative(obj: Any) -> None:
+    """Every numeric field of dataclass ``obj`` is finite and >= 0 (booleans pass, and None
+    where the field is declared optional): thresholds and tolerances, where a negative or NaN
+    value would silently pass or fail everything."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or (value is None and "None" in str(f.type)):
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise InputError(
+                f"{type(obj).__name__}.{f.name} must be a finite non-negative number, got {value!r}"
+            )

@@ -13,12 +13,11 @@ failures, the worst columns by name.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pfcore.errors import InputError
 from pfcore.fidelity.report import FidelityReport
-from pfcore.settings import from_mapping
+from pfcore.settings import check_non_negative, from_mapping
 
 __all__ = ["GateConfig", "GateResult", "gate"]
 
@@ -83,14 +82,7 @@ class GateConfig:
     worst_columns: int = 3
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None or isinstance(value, bool):
-                continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(
-                    f"GateConfig.{f.name} must be a finite non-negative number, got {value!r}"
-                )
+        check_non_negative(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
