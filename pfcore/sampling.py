@@ -88,9 +88,7 @@ def block_seeds(seed: int, block: int) -> tuple[int, int]:
     Both come from one ``SeedSequence([seed, block])`` so blocks are independent streams and a
     block's randomness does not depend on any other block being generated.
     """
-    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(4, dtype=np.uint32)
-    noise = ((int(words[0]) << 32) | int(words[1])) >> 1
-    decode_ = ((int(words[2]) << 32) | int(words[3])) >> 1
+    noise, decode_ = _seeds63([int(seed), int(block)], 2)
     return noise, decode_
 
 
@@ -176,8 +174,13 @@ def forward(
 
 def _renoise_seed(block: Block) -> int:
     """Seed of the conditional sampler's re-noising draws: its own stream of the block seed."""
-    words = np.random.SeedSequence([block.noise_seed, 0xC0DE]).generate_state(2, dtype=np.uint32)
-    return ((int(words[0]) << 32) | int(words[1])) >> 1
+    return _seeds63([block.noise_seed, 0xC0DE], 1)[0]
+
+
+def _seeds63(entropy: list[int], count: int) -> list[int]:
+    """``count`` independent non-negative 63-bit seeds from one ``SeedSequence(entropy)``."""
+    words = np.random.SeedSequence(entropy).generate_state(2 * count, dtype=np.uint32)
+    return [((int(words[2 * i]) << 32) | int(words[2 * i + 1])) >> 1 for i in range(count)]
 
 
 def decode(
