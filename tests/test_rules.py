@@ -399,3 +399,90 @@ def test_rules_hold_for_any_model_output() -> None:
     for r in rules:
         if r.active:
             assert hold_rate(r, rows) == 1.0, r.name
+
+
+def _calendar_table(n: int = 3000, near_miss: bool = False, zone: str | None = "Europe/Paris"):
+    """Year/month/day/hour columns and the instant they name in ``zone`` (UTC-stored), or the
+    naive local time when ``zone`` is None."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    local = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 2 * 365 * 24, n), "h")
+    stamp = local.tz_localize(zone, ambiguous=True, nonexistent="shift_forward") if zone else local
+    if zone:
+        stamp = stamp.tz_convert("UTC")
+    ns = stamp.asi8.copy()
+    if near_miss:
+        ns[T[0]] += 3_600 * 10**9
+    return pa.table(
+        {
+            "year": np.asarray(local.year, dtype=np.int64),
+            "month": np.asarray(local.month, dtype=np.int64),
+            "day": np.asarray(local.day, dtype=np.int64),
+            "hour": np.asarray(local.hour, dtype=np.int64),
+            "load": np.round(rng.gamma(2.0, 3.0, n), 1),
+            "at": pa.array(ns, type=pa.timestamp("ns", tz="UTC" if zone else None)),
+        }
+    )
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", None])
+def test_calendar_timestamp_detected_in_its_zone_and_not_on_near_miss(zone) -> None:
+    found = [r for r in _detect(_calendar_table(zone=zone)).values() if r.kind == "calendar"]
+    assert len(found) == 1, found
+    r = found[0]
+    assert r.columns == ["at", "year", "month", "day", "hour"]
+    assert r.params["timezone"] == zone
+    assert r.params["constants"] == {"minute": 0, "second": 0}
+    miss = _detect(_calendar_table(near_miss=True, zone=zone))
+    assert not any(r.kind == "calendar" for r in miss.values())
+
+
+def test_calendar_value_handles_daylight_saving_and_impossible_dates() -> None:
+    from pfcore.rules.model import calendar_fields, calendar_value
+
+    # 2021-03-28 02:30 does not exist in Paris (clocks jump 02:00 -> 03:00): moved forward;
+    # 2021-10-31 02:30 happens twice: first (CEST, 00:30 UTC) or second (CET, 01:30 UTC);
+    # 2021-04-31 names no date: clamped to April 30 and marked invalid.
+    f = calendar_fields(
+        ["year", "month", "day", "hour", "minute"],
+        [np.array(v) for v in ([2021] * 3, [3, 10, 4], [28, 31, 31], [2, 2, 12], [30, 30, 0])],
+        {},
+        3,
+    )
+    first, valid = calendar_value(f, "Europe/Paris", "s")
+    second, _ = calendar_value(f, "Europe/Paris", "s", first_of_repeated=False)
+    utc = [str(np.datetime64(int(v), "s")) for v in first]
+    assert utc == ["2021-03-28T01:00:00", "2021-10-31T00:30:00", "2021-04-30T10:00:00"]
+    assert str(np.datetime64(int(second[1]), "s")) == "2021-10-31T01:30:00"
+    assert valid.tolist() == [True, True, False]
+
+
+def test_calendar_rule_enforced_with_real_dates_for_any_model_output() -> None:
+    """The timestamp is computed from its parts and the day is built within its month, so even
+    decoded noise names real dates and matches its parts on every row."""
+    from pfcore.rules import collect_rules
+    from pfcore.synthesizer import Synthesizer
+    from pfcore.transforms import TableTransformer
+
+    table = _calendar_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    rules = collect_rules(train, holdout, schema, None)
+    tr = TableTransformer.fit(train, schema, rules=rules)
+    cal = next(r for r in rules if r.kind == "calendar")
+    assert cal.active and cal.enforcement == "computed", cal.note
+    assert {t.column.name: t.kind for t in tr.transforms}["day"] == "month_day"
+    # real rows round-trip exactly through encode -> decode
+    back = tr.decode(tr.encode(train, seed=0), seed=0)
+    for c in ("day", "at"):
+        assert back.column(c).equals(train.column(c)), c
+    rng = np.random.default_rng(3)
+    x = 3.0 * rng.standard_normal((50_000, tr.n_features)).astype(np.float32)
+    rows = tr.decode(x, seed=1)
+    for r in rules:
+        if r.active:
+            assert hold_rate(r, rows) == 1.0, r.name
+    synth = Synthesizer.fit(train, schema, preset="tiny", config=TINY, holdout=holdout)
+    sampled = synth.sample(20_000, seed=4)
+    assert hold_rate(cal, sampled) == 1.0

@@ -15,6 +15,11 @@ The search is bounded so wide tables stay fast (each bound is a module constant)
 * clock times: HHMM columns (whole numbers 0-2400, minute part < 60, at least
   ``MIN_CLOCK_DISTINCT`` values) x other HHMM columns x numeric columns, for
   minutes(time) == minutes(base) + delta modulo a day;
+* calendar timestamps: the first ``MAX_CALENDAR_TARGETS`` timestamp columns x the integer
+  columns, for a timestamp that is the local time built from year/month/day/hour/... columns; a
+  tz-aware one is tried in UTC, then (when its dates already agree in UTC, so only the clock is
+  shifted) in the zones of ``PREFERRED_ZONES`` and then every other IANA zone, each screened on
+  ``ZONE_SCREEN_ROWS`` rows;
 * missingness: every numeric column against every column's null mask and values whose count
   matches (a hash lookup, linear in the number of columns).
 
@@ -35,7 +40,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pfcore.rules.declare import _fill_map, tolerance
-from pfcore.rules.model import Rule, hold_rate, numeric_values
+from pfcore.rules.model import (
+    CALENDAR_PARTS,
+    Rule,
+    hold_rate,
+    numeric_values,
+)
 from pfcore.schema import is_temporal
 
 __all__ = ["detect_rules", "MIN_HOLDOUT_RATE"]
@@ -70,6 +80,21 @@ NUMERIC = ("continuous", "integer", "datetime")
 #: An HHMM clock column has at least this many distinct values (minute and hour columns, whose
 #: values also pass the format test, have fewer).
 MIN_CLOCK_DISTINCT = 100
+MAX_CALENDAR_TARGETS = 8
+MAX_CALENDAR_PARTS = 64
+#: Zones tried first, in this order, so a timestamp stored in UTC is read in the zone its users
+#: would name (many IANA zones share today's rules: America/Detroit agrees with
+#: America/New_York on every date since 1976).
+PREFERRED_ZONES = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
+    "America/Sao_Paulo", "America/Mexico_City", "America/Toronto", "Europe/London",
+    "Europe/Paris", "Europe/Berlin", "Europe/Madrid", "Europe/Rome", "Europe/Amsterdam",
+    "Europe/Moscow", "Asia/Tokyo", "Asia/Shanghai", "Asia/Kolkata", "Asia/Singapore",
+    "Asia/Dubai", "Asia/Seoul", "Australia/Sydney", "Africa/Johannesburg", "Pacific/Auckland",
+)  # fmt: skip
+ZONE_SCREEN_ROWS = 64
+#: Share of rows whose date parts must already agree in UTC before other zones are searched.
+MIN_DATE_AGREEMENT = 0.8
 
 
 def detect_rules(
@@ -95,6 +120,7 @@ def detect_rules(
     found += _inequalities(sample, cols)
     found += _identities(sample, cols)
     found += _clocks(sample, cols)
+    found += _calendars(sample, cols)
     found += _missing(sample, cols)
     found += _keys(train, cols)
     found += _fixed(train, cols, seed)
@@ -488,3 +514,103 @@ def _fixed(train: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
         _fill_map(rule, train)
         out.append(rule)
     return out
+
+
+def _local_fields(t: np.ndarray, unit: str, zone: str | None) -> dict[str, np.ndarray] | None:
+    """Calendar fields of timestamps in ``zone`` (None: naive), or None with sub-second parts."""
+    import pandas as pd
+
+    per = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    if np.any(np.mod(t, per)):
+        return None
+    idx = pd.DatetimeIndex((t // per).astype("datetime64[s]"))
+    if zone is not None:
+        idx = idx.tz_localize("UTC").tz_convert(zone)
+    return {f: np.asarray(getattr(idx, f), dtype=np.int64) for f in CALENDAR_PARTS}
+
+
+def _match_parts(
+    local: dict[str, np.ndarray], ints: dict[str, np.ndarray]
+) -> tuple[list[str], list[str], dict[str, int]] | None:
+    """(fields, columns, constants) when every varying field equals an integer column."""
+    parts, names, constants = [], [], {}
+    for f in CALENDAR_PARTS:
+        col = next((c for c, v in ints.items() if np.array_equal(v, local[f])), None)
+        if col is not None and col not in names:
+            parts.append(f)
+            names.append(col)
+        elif np.all(local[f] == local[f][0]):
+            constants[f] = int(local[f][0])
+        else:
+            return None
+    return (parts, names, constants) if len(parts) >= 2 else None
+
+
+def _date_agreement(local: dict[str, np.ndarray], ints: dict[str, np.ndarray]) -> float:
+    """Smallest share of rows on which year, month and day each equal their best column."""
+    shares = [max((float(np.mean(v == local[f])) for v in ints.values()), default=0.0)
+              for f in ("year", "month", "day")]  # fmt: skip
+    return min(shares)
+
+
+def _calendars(sample: pa.Table, cols: list[Any]) -> list[Rule]:
+    """Timestamps that are the local time of their year/month/day/... columns."""
+    from zoneinfo import available_timezones
+
+    ints_all = [c.name for c in cols if pa.types.is_integer(sample.column(c.name).type)]
+    ints_all = ints_all[:MAX_CALENDAR_PARTS]
+    targets = [c.name for c in cols if pa.types.is_timestamp(sample.column(c.name).type)]
+    out = []
+    for name in targets[:MAX_CALENDAR_TARGETS]:
+        typ = sample.column(name).type
+        t, rows = numeric_values(sample.column(name))
+        ints = {}
+        for c in ints_all:
+            v, present = numeric_values(sample.column(c))
+            if present[rows].all():
+                ints[c] = v[rows]
+        t = t[rows]
+        if t.size < 10 or len(ints) < 2:
+            continue
+        zones: list[str | None] = [None] if typ.tz is None else ["UTC"]
+        if typ.tz not in (None, "UTC", "+00:00"):
+            zones.append(typ.tz)
+        found = None
+        for zone in zones:
+            local = _local_fields(t, typ.unit, zone)
+            if local is None:
+                break
+            match = _match_parts(local, ints)
+            if match is not None:
+                found = (zone, match)
+                break
+        else:
+            utc = _local_fields(t, typ.unit, "UTC") if typ.tz is not None else None
+            if utc is not None and _date_agreement(utc, ints) >= MIN_DATE_AGREEMENT:
+                found = _search_zones(t, typ.unit, ints, sorted(available_timezones()))
+        if not found:
+            continue
+        zone, (parts, names, constants) = found
+        params = {"parts": parts, "constants": constants,
+                  "timezone": None if typ.tz is None else zone}  # fmt: skip
+        out.append(Rule("calendar", [name, *names], params))
+    return out
+
+
+def _search_zones(
+    t: np.ndarray, unit: str, ints: dict[str, np.ndarray], every: list[str]
+) -> tuple[str, tuple[list[str], list[str], dict[str, int]]] | None:
+    """The first zone (preferred ones first) in which the timestamps read as their parts."""
+    head = slice(0, ZONE_SCREEN_ROWS)
+    few = {c: v[head] for c, v in ints.items()}
+    for zone in [*PREFERRED_ZONES, *(z for z in every if z not in PREFERRED_ZONES)]:
+        try:
+            local = _local_fields(t[head], unit, zone)
+        except Exception:  # a zone this machine's tz database lacks
+            continue
+        if local is None or _match_parts(local, few) is None:
+            continue
+        match = _match_parts(_local_fields(t, unit, zone), ints)
+        if match is not None:
+            return zone, match
+    return None

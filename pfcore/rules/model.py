@@ -20,6 +20,12 @@ Kinds and their ``columns`` / ``params``:
   minutes(base) + delta modulo 1440, where minutes(v) = 60 * (v // 100) + v % 100. Clock times
   are not linear in their value (10:59 + 1 minute is 1100, not 1060), so a linear identity
   cannot state "a departure is its scheduled time plus its delay"; this kind can.
+* ``calendar``: ``[time, *part columns]``; ``parts`` (the calendar field of each part column:
+  year, month, day, hour, minute, second), ``constants`` (the fields no column gives, with the
+  one value they take), ``timezone`` (None for a naive timestamp): the timestamp is the local
+  time built from its parts in that zone (a flight's scheduled hour as a UTC instant, stored
+  beside its year, month, day and hour). Not a linear identity: month lengths, leap years and
+  daylight-saving shifts make it piecewise.
 * ``missing``: ``[column, trigger]``; ``special`` (``{"null": true}`` or ``{"sentinel": v}``),
   ``when`` (``{"null": true}`` or ``{"equals": v}``): column is special exactly when the
   trigger condition holds.
@@ -52,6 +58,9 @@ __all__ = [
     "clock_minutes",
     "clock_from_minutes",
     "is_clock",
+    "CALENDAR_PARTS",
+    "calendar_value",
+    "calendar_fields",
 ]
 
 KINDS = (
@@ -60,6 +69,7 @@ KINDS = (
     "sign",
     "identity",
     "clock",
+    "calendar",
     "missing",
     "fixed",
     "key",
@@ -117,6 +127,11 @@ class Rule:
             if len(c) == 1:
                 return f"{c[0]} is an HHMM clock time"
             return f"{c[0]} == {c[1]} + {c[2]} minutes (HHMM clock, modulo 24h)"
+        if self.kind == "calendar":
+            given = dict(zip(p["parts"], c[1:], strict=True))
+            fields = [given.get(f, str(p["constants"].get(f, ""))) for f in CALENDAR_PARTS]
+            where = f" in {p['timezone']}" if p.get("timezone") else ""
+            return f"{c[0]} == datetime({', '.join(fields)}){where}"
         if self.kind == "missing":
             sp = "null" if p["special"].get("null") else f"== {p['special']['sentinel']!r}"
             wh = "null" if p["when"].get("null") else f"== {p['when']['equals']!r}"
@@ -222,6 +237,65 @@ def is_clock(v: np.ndarray, midnight: int = 2400) -> np.ndarray:
     return (v >= 0) & (v <= 2400) & (np.mod(v, 100) < 60) & (v == np.round(v)) & (v != other)
 
 
+CALENDAR_PARTS = ("year", "month", "day", "hour", "minute", "second")
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_FIELD_RANGE = {"month": (1, 12), "hour": (0, 23), "minute": (0, 59), "second": (0, 59)}
+
+
+def calendar_value(
+    fields: dict[str, np.ndarray],
+    timezone: str | None,
+    unit: str,
+    *,
+    first_of_repeated: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps in ``unit`` since the epoch, valid): the local time given by calendar fields.
+
+    ``fields`` maps each name of ``CALENDAR_PARTS`` to an int64 array (a constant field as a
+    full array). A field out of its range (month 13, April 31) is clamped so every row still gets
+    a timestamp, and ``valid`` is False there: such parts name no real time, so the rule does
+    not hold on that row. A local time that a daylight-saving jump skips moves forward to the
+    first existing instant; one that happens twice (clocks set back) takes its first occurrence,
+    or its second with ``first_of_repeated=False``.
+    """
+    year = fields["year"].astype(np.int64)
+    n = year.shape[0]
+    valid = (year >= 1678) & (year <= 2261)  # datetime64[ns] holds these years whole
+    year = np.clip(year, 1678, 2261)
+    v = {}
+    for f, (lo, hi) in _FIELD_RANGE.items():
+        x = fields[f].astype(np.int64)
+        valid &= (x >= lo) & (x <= hi)
+        v[f] = np.clip(x, lo, hi)
+    month = ((year - 1970) * 12 + v["month"] - 1).astype("datetime64[M]")
+    first = month.astype("datetime64[D]").astype(np.int64)
+    length = (month + 1).astype("datetime64[D]").astype(np.int64) - first
+    day = fields["day"].astype(np.int64)
+    valid &= (day >= 1) & (day <= length)
+    day = np.clip(day, 1, length)
+    seconds = (first + day - 1) * 86_400 + v["hour"] * 3_600 + v["minute"] * 60 + v["second"]
+    if timezone:
+        import pandas as pd
+
+        local = pd.DatetimeIndex((seconds * 1_000_000_000).astype("datetime64[ns]"))
+        utc = local.tz_localize(
+            timezone, ambiguous=np.full(n, first_of_repeated), nonexistent="shift_forward"
+        )
+        return utc.asi8 // (1_000_000_000 // _PER_SECOND[unit]), valid
+    return seconds * _PER_SECOND[unit], valid
+
+
+def calendar_fields(
+    parts: list[str], values: list[np.ndarray], constants: dict[str, int], n: int
+) -> dict[str, np.ndarray]:
+    """Every calendar field as an int64 array: the part columns' values, else the constants."""
+    out = {f: np.full(n, int(constants.get(f, 1 if f in ("month", "day") else 0)), np.int64)
+           for f in CALENDAR_PARTS}  # fmt: skip
+    for f, x in zip(parts, values, strict=True):
+        out[f] = np.rint(x).astype(np.int64) if x.dtype != np.int64 else x
+    return out
+
+
 def _special(arr: pa.ChunkedArray | pa.Array, spec: dict[str, Any]) -> np.ndarray:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -282,6 +356,20 @@ def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
             m = clock_minutes(b) + d - clock_minutes(t)
             ok &= (np.mod(m, 1440) == 0) | ~both
         return ok | ~pt
+    if rule.kind == "calendar":
+        t, present = numeric_values(table.column(c[0]))
+        vals = []
+        for x in c[1:]:
+            v, pv = numeric_values(table.column(x))
+            vals.append(v)
+            present &= pv
+        fields = calendar_fields(p["parts"], vals, p.get("constants", {}), n)
+        unit = table.column(c[0]).type.unit
+        value, valid = calendar_value(fields, p.get("timezone"), unit)
+        ok = value == t
+        if p.get("timezone"):
+            ok |= calendar_value(fields, p["timezone"], unit, first_of_repeated=False)[0] == t
+        return (ok & valid) | ~present
     if rule.kind == "missing":
         return _special(table.column(c[0]), p["special"]) == _special(table.column(c[1]), p["when"])
     if rule.kind == "fixed":

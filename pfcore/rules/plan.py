@@ -7,7 +7,8 @@ combinations. A rule that cannot be built is kept with ``active = False`` and a 
 
 Constructions (``pfcore.transforms.ruled``):
 
-* ``computed``: an identity's target is not modelled; decode computes it from its operands.
+* ``computed``: an identity's (or a calendar timestamp's) target is not modelled; decode
+  computes it from its operands.
 * ``conditioned``: a column that is null / a sentinel exactly when a trigger condition holds is
   modelled on its other rows; decode writes the special value exactly where the trigger says.
 * ``gap``: for low <= high the model sees high - max(lows) >= 0 (or low via min(highs) - low);
@@ -32,7 +33,7 @@ from pfcore.rules.model import Rule, numeric_values
 __all__ = ["Plan", "plan_rules"]
 
 NUMERIC = ("continuous", "integer", "datetime")
-_ORDER = {"identity": 0, "clock": 0, "missing": 1, "inequality": 2, "fixed": 3}
+_ORDER = {"identity": 0, "clock": 0, "calendar": 0, "missing": 1, "inequality": 2, "fixed": 3}
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Plan:
     #: child -> (direction, parents, strict): +1 child >= max(parents), -1 child <= min(parents)
     gaps: dict[str, tuple[int, list[str], bool]] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)  # target -> source
+    #: day column -> its calendar's {"year": column or constant, "month": column or constant}
+    month_days: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _integral(col: Any) -> bool:
@@ -80,6 +83,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             or col in plan.conditioned
             or col in plan.derived
             or col in plan.clocks
+            or col in plan.month_days
         )
 
     def off(rule: Rule, why: str) -> None:
@@ -97,7 +101,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             off(r, "names a column the schema does not have")
             continue
         cols = [schema[c] for c in r.columns]
-        if r.kind == "identity" or (r.kind == "clock" and len(r.columns) == 3):
+        if r.kind in ("identity", "calendar") or (r.kind == "clock" and len(r.columns) == 3):
             t = cols[0]
             nulls = _nulls_follow_operands(table, r.columns)
             if t.kind not in NUMERIC:
@@ -108,10 +112,18 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
                 off(r, f"{t.name!r} is missing on rows where its operands are present")
             elif not claim(t.name, r.columns[1:]):
                 off(r, "would make the rules depend on each other in a cycle")
+            elif r.kind == "calendar" and (why := _month_day(plan, r, claimed, claim)):
+                deps.pop(t.name, None)
+                off(r, why)
             else:
                 if r.kind == "clock":
                     formula = {"type": "clock", "operands": r.columns[1:],
                                "midnight": int(r.params.get("midnight", 2400))}  # fmt: skip
+                elif r.kind == "calendar":
+                    formula = {"type": "calendar", "operands": r.columns[1:],
+                               "parts": r.params["parts"],
+                               "constants": r.params.get("constants", {}),
+                               "timezone": r.params.get("timezone")}  # fmt: skip
                 else:
                     formula = {"type": "linear", "operands": r.columns[1:],
                                "coefficients": r.params["coefficients"],
@@ -204,6 +216,24 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
     return plan
 
 
+def _month_day(plan: Plan, r: Rule, claimed, claim) -> str:
+    """Build a calendar's day column within its month, so every decoded date exists (no
+    April 31) and the timestamp built from the parts always matches them; '' when done, else
+    why the calendar cannot be enforced."""
+    given = dict(zip(r.params["parts"], r.columns[1:], strict=True))
+    const = r.params.get("constants", {})
+    if "day" not in given:
+        return "" if int(const.get("day", 1)) <= 28 else "its constant day is not in every month"
+    day = given["day"]
+    if claimed(day) or day in plan.gaps:
+        return f"its day column {day!r} is already built by another rule"
+    on = [given[f] for f in ("year", "month") if f in given]
+    if not claim(day, on):
+        return "would make the rules depend on each other in a cycle"
+    plan.month_days[day] = {f: given.get(f, int(const.get(f, 1))) for f in ("year", "month")}
+    return ""
+
+
 def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) -> str:
     low, high = cols
     if low.kind not in NUMERIC or high.kind not in NUMERIC:
@@ -289,7 +319,7 @@ def _decoded_range(plan: Plan, col: str, table: pa.Table) -> tuple[float, float]
     formula = spec[0]
     if formula["type"] == "clock":  # its own model (spec[1]) also decodes through the clock
         return (1.0, 2400.0) if formula.get("midnight", 2400) == 2400 else (0.0, 2359.0)
-    if spec[1]:
+    if spec[1] or formula["type"] == "calendar":
         return None
     lo = hi = float(formula["intercept"])
     for k, c in zip(formula["coefficients"], formula["operands"], strict=True):

@@ -10,9 +10,10 @@ is rejected and no value is clamped onto a rule's boundary:
   is the smallest training gap (>= 0, > 0 for a strict rule), so the sum is always on the right
   side. The column's own privacy bounds still apply; where the two disagree (a parent decoded
   beyond the child's bound) the rule wins.
-* ``ComputedTransform`` (identity, clock arithmetic): not modelled; target = intercept +
-  sum k * operand, rounded to the target's grid (integers, datetimes) or decimals -- the
-  tolerance the rule allows; or base + delta minutes on the 24-hour HHMM clock.
+* ``ComputedTransform`` (identity, clock arithmetic, calendar): not modelled; target =
+  intercept + sum k * operand, rounded to the target's grid (integers, datetimes) or decimals --
+  the tolerance the rule allows; or base + delta minutes on the 24-hour HHMM clock; or the local
+  time of year/month/day/... columns in a time zone.
 * ``ClockTransform`` (HHMM clock format): modelled in minutes since midnight.
 * ``ConditionedTransform`` (missingness / sentinel): the column is modelled on its ordinary
   rows (special rows are encoded like missing values); decode writes null / the sentinel exactly
@@ -29,6 +30,8 @@ import pyarrow as pa
 
 from pfcore.rules.model import (
     _special,
+    calendar_fields,
+    calendar_value,
     clock_from_minutes,
     clock_minutes,
     linear_value,
@@ -44,6 +47,7 @@ __all__ = [
     "ComputedTransform",
     "ClockTransform",
     "ConditionedTransform",
+    "MonthDayTransform",
     "RULED",
 ]
 
@@ -270,7 +274,9 @@ class ComputedTransform(RuleTransform):
     """A column computed from others by ``formula``:
 
     * ``{"type": "linear", "operands", "coefficients", "intercept"}``: an identity;
-    * ``{"type": "clock", "operands": [base, delta], "midnight"}``: HHMM clock arithmetic.
+    * ``{"type": "clock", "operands": [base, delta], "midnight"}``: HHMM clock arithmetic;
+    * ``{"type": "calendar", "operands", "parts", "constants", "timezone"}``: the local time of
+      calendar fields (``pfcore.rules.model.calendar_value``).
 
     ``inner`` (optional) models the column on rows where an operand is missing but the column
     is not (measured in training: e.g. an arrival time recorded without an arrival delay); a
@@ -323,6 +329,9 @@ class ComputedTransform(RuleTransform):
             (b, _), (d, _) = ops
             m = clock_minutes(b) + np.rint(d).astype(np.int64)
             value: np.ndarray = clock_from_minutes(m, int(f.get("midnight", 2400)))
+        elif f["type"] == "calendar":
+            fields = calendar_fields(f["parts"], [v for v, _ in ops], f.get("constants", {}), n)
+            value = calendar_value(fields, f.get("timezone"), self.type.unit)[0]
         else:
             value = linear_value(f["coefficients"], f["intercept"], [v for v, _ in ops])
         if _integral(self.type):
@@ -482,7 +491,76 @@ def _ordinary(arr: pa.ChunkedArray, special: dict[str, Any]) -> pa.ChunkedArray:
     return pa.chunked_array([pc.if_else(mask, pa.nulls(len(combined), combined.type), combined)])
 
 
+def month_lengths(year: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Days in each (year, month); months outside 1-12 are clamped (decode never makes them)."""
+    m = ((np.asarray(year, np.int64) - 1970) * 12 + np.clip(month, 1, 12) - 1).astype("M8[M]")
+    return ((m + 1).astype("M8[D]") - m.astype("M8[D]")).astype(np.int64)
+
+
+class MonthDayTransform(RuleTransform):
+    """A day of the month modelled as its position within the month, (day - 0.5) / length,
+    and decoded against the decoded year and month: every date exists (no February 30), and
+    the real rows round-trip exactly. Used where a calendar rule builds a timestamp from the
+    parts, which must then name a real date on every row."""
+
+    kind = "month_day"
+
+    def __init__(
+        self, column: ColumnSchema, inner: NumericTransform, calendar: dict[str, Any]
+    ) -> None:
+        super().__init__(column)
+        self.inner, self.calendar = inner, dict(calendar)
+        self.depends_on = [v for v in self.calendar.values() if isinstance(v, str)]
+
+    def _lengths(self, values: dict[str, np.ndarray], n: int) -> np.ndarray:
+        ym = [values[v] if isinstance(v, str) else np.full(n, int(v), dtype=np.int64)
+              for v in (self.calendar["year"], self.calendar["month"])]  # fmt: skip
+        return month_lengths(ym[0], ym[1])
+
+    def _position(self, table: pa.Table) -> pa.ChunkedArray:
+        day, present = numeric_values(table.column(self.column.name))
+        parts = {v: numeric_values(table.column(v))[0] for v in self.depends_on}
+        u = (day - 0.5) / self._lengths(parts, table.num_rows)
+        return pa.chunked_array([pa.array(u, mask=~present, type=pa.float64())])
+
+    @classmethod
+    def fit(cls, column, table, calendar, rng, protect_extremes=0) -> MonthDayTransform:
+        probe = cls(column, None, calendar)  # type: ignore[arg-type]
+        inner_col = ColumnSchema(
+            name=column.name,
+            kind="continuous",
+            arrow_type="double",
+            nullable=bool(table.column(column.name).null_count),
+        )
+        arr = probe._position(table)
+        inner = NumericTransform.fit(inner_col, arr, rng, protect_extremes=protect_extremes)
+        return cls(column, inner, calendar)
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return self.inner.layout()
+
+    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        return self.inner.encode(self._position(table), rng)
+
+    def decode_with(self, x, n, rng, row_offset, resolved):
+        u, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+        parts = {v: numeric_values(resolved[v])[0] for v in self.depends_on}
+        length = self._lengths(parts, n)
+        day = np.clip(np.floor(u * length).astype(np.int64) + 1, 1, length)
+        return _to_arrow(day, present, self.type)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = _inner_state(self.inner)
+        meta["calendar"] = self.calendar
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, column, meta, arrays):
+        return cls(column, _inner_from(meta, arrays), meta["calendar"])
+
+
 RULED: dict[str, type[RuleTransform]] = {
+    MonthDayTransform.kind: MonthDayTransform,
     GapTransform.kind: GapTransform,
     ComputedTransform.kind: ComputedTransform,
     ConditionedTransform.kind: ConditionedTransform,

@@ -25,6 +25,7 @@ from pfcore.transforms.ruled import (
     ComputedTransform,
     ConditionedTransform,
     GapTransform,
+    MonthDayTransform,
     RuleTransform,
 )
 
@@ -109,6 +110,16 @@ class TableTransformer:
                         formula,
                         rng,
                         with_inner=with_inner,
+                        protect_extremes=protect_extremes,
+                    )
+                )
+            elif col.name in plan.month_days:
+                transforms.append(
+                    MonthDayTransform.fit(
+                        col,
+                        table,
+                        plan.month_days[col.name],
+                        rng,
                         protect_extremes=protect_extremes,
                     )
                 )
