@@ -116,6 +116,11 @@ def _to_host(t: Any) -> Any:
     return out
 
 
+def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device`` (copied first if Arrow handed out a read-only view)."""
+    return torch.from_numpy(np.require(a, requirements=["C", "W"])).to(device)
+
+
 def _np(t: Any) -> Any:
     return t.numpy() if isinstance(t, torch.Tensor) else t
 
@@ -133,11 +138,11 @@ class TorchDecoder:
     # -- cached constants ----------------------------------------------------------------
     def _const(self, key: tuple[int, str], make: Any) -> torch.Tensor:
         if key not in self._tensors:
-            self._tensors[key] = torch.as_tensor(np.ascontiguousarray(make())).to(self.device)
+            self._tensors[key] = _tensor(make(), self.device)
         return self._tensors[key]
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        return _tensor(a, self.device)
 
     # -- entry points ----------------------------------------------------------------------
     def decode(self, x: torch.Tensor, *, seed: int = 0, row_offset: int = 0) -> pa.Table:
@@ -447,24 +452,20 @@ class TorchDecoder:
         xs: torch.Tensor,
         resolved: dict[str, DecodedColumn],
     ) -> DecodedColumn | None:
-        from pfcore.rules.model import _special
-
-        trig = resolved[t.trigger]
-        if trig.codes is None or trig.dictionary is None:
-            return None  # a non-categorical trigger: the NumPy comparison on the host
         inner = t.inner
-        if not (inner.integral or pa.types.is_floating(inner.type)):
+        if t.type != inner.type or not (inner.integral or pa.types.is_floating(inner.type)):
             return None
-        if t.type != inner.type:
-            return None
+        sentinel = None
         if not t.special.get("null"):
             if not (pa.types.is_integer(t.type) or pa.types.is_floating(t.type)):
                 return None
             sentinel = pa.array([t.special["sentinel"]]).cast(t.type)[0].as_py()
-        table = self._upload(_special(trig.dictionary, t.when))
-        cond = table[trig.codes]
+        try:
+            cond = _special_of(resolved[t.trigger], t.when)
+        except _NoTorchForm:
+            return None
         values, _ = self._numeric_values(i, inner, xs)  # every row present (see NumPy path)
-        if t.special.get("null"):
+        if sentinel is None:
             return DecodedColumn(t.type, values=values, missing=cond)
         fill = torch.full_like(values, sentinel)
         return DecodedColumn(t.type, values=torch.where(cond, fill, values))
@@ -498,13 +499,28 @@ def _numbers(t: pa.DataType, value: torch.Tensor, present: torch.Tensor) -> Deco
 
 def _numeric_of(col: DecodedColumn) -> tuple[torch.Tensor, torch.Tensor]:
     """``rules.model.numeric_values`` of a decoded column still on the device: int64 for
-    integers and datetimes, float64 for 64-bit floats, nulls as 0. Other types (float32,
-    decimals, categories) would round through their Arrow type first: no torch form."""
+    integers, booleans and datetimes, float64 otherwise, nulls (and NaN) as 0 and not present.
+
+    A categorical column: the NumPy function on its dictionary, gathered by the codes (it is
+    elementwise). Numbers: their final type's rounding (float32) applied on the device.
+    Decimals would round through Arrow's decimal cast: no torch form."""
+    if col.codes is not None:
+        from pfcore.rules.model import numeric_values
+
+        assert col.dictionary is not None
+        try:
+            v, present = numeric_values(col.dictionary)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise _NoTorchForm from None
+        dv, dp = _tensor(v, col.codes.device), _tensor(present, col.codes.device)
+        return dv[col.codes], dp[col.codes]
     if col.values is None:
         raise _NoTorchForm
     t = col.type
     v = col.values
-    if not (_integral(t) or (pa.types.is_floating(t) and t.bit_width == 64)):
+    if pa.types.is_floating(t) and t.bit_width == 32:
+        v = v.to(torch.float32).to(torch.float64)
+    elif not (_integral(t) or (pa.types.is_floating(t) and t.bit_width == 64)):
         raise _NoTorchForm
     present = torch.ones(v.shape, dtype=torch.bool, device=v.device)
     if col.missing is not None:
@@ -515,6 +531,33 @@ def _numeric_of(col: DecodedColumn) -> tuple[torch.Tensor, torch.Tensor]:
         present = present & ~nan
         v = torch.where(nan, torch.zeros_like(v), v)
     return v, present
+
+
+def _special_of(col: DecodedColumn, spec: dict[str, Any]) -> torch.Tensor:
+    """``rules.model._special`` (null, or equal to a value) of a decoded column on the device."""
+    from pfcore.rules.model import _special
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if col.codes is not None:
+        assert col.dictionary is not None
+        table = _tensor(_special(col.dictionary, spec), col.codes.device)
+        return table[col.codes]
+    t, v = col.type, col.values
+    if v is None or not (_integral(t) or (pa.types.is_floating(t) and t.bit_width == 64)):
+        raise _NoTorchForm
+    null = torch.zeros(v.shape, dtype=torch.bool, device=v.device)
+    if col.missing is not None:
+        null = col.missing
+    if v.dtype.is_floating_point:
+        null = null | torch.isnan(v)
+    if spec.get("null"):
+        return null
+    value = spec["sentinel" if "sentinel" in spec else "equals"]
+    try:
+        target = pa.scalar(value).cast(temporal_storage(t) if is_temporal(t) else t).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise _NoTorchForm from None  # NumPy compares as strings then
+    return (v == target) & ~null
 
 
 def _promote(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
