@@ -41,6 +41,7 @@ __all__ = [
     "blocks",
     "condition_rows",
     "decode",
+    "decode_backend",
     "forward",
     "iter_tables",
     "latent",
@@ -55,6 +56,15 @@ Noise = Literal["cpu", "device"]
 #: CPU one only by floating-point rounding). "device": drawn on the model's device, much faster
 #: on a GPU, but then the rows also depend on the device kind.
 NOISE_CHOICES: tuple[str, ...] = ("cpu", "device")
+
+
+#: The decode used when the model runs on the CPU: "numpy" (``TableTransformer.decode`` on an
+#: array) or "torch" (``pfcore.transforms.torch_decode`` on the tensor). Both give the same
+#: bytes; NumPy is faster there (``benchmarks/transforms_decode.py``: the torch decode ran at
+#: 0.4-0.5x NumPy's rate on one core, its binary search over ~2k knots per numeric column
+#: against NumPy's lookup table). Benchmarks set it to "torch" to measure the other one.
+DECODE_ON_CPU = "numpy"
+DECODE_CHOICES: tuple[str, ...] = ("numpy", "torch")
 
 
 class BlockSampler(Protocol):
@@ -142,15 +152,30 @@ def latent(block: Block, latent_dim: int, device: torch.device | str = "cpu") ->
     return torch.randn(block.rows, int(latent_dim), generator=gen, device=device)
 
 
+def decode_backend(device: torch.device | str) -> str:
+    """Which decode runs on model output from ``device``: "torch" on an accelerator, so the
+    rows stay on the device until their final column buffers (one copy to the host per
+    column); on the CPU, ``DECODE_ON_CPU``."""
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return "torch"
+    if DECODE_ON_CPU not in DECODE_CHOICES:
+        raise InputError(f"DECODE_ON_CPU must be one of {list(DECODE_CHOICES)}: {DECODE_ON_CPU!r}")
+    return DECODE_ON_CPU
+
+
 def forward(
     synth: BlockSampler,
     block: Block,
     *,
     noise: Noise | str = "cpu",
     condition: CompiledConditions | None = None,
-) -> np.ndarray:
+) -> np.ndarray | torch.Tensor:
     """Push one whole block of latent noise through the model (one batch, never split).
 
+    Returns the encoded rows where :func:`decode_backend` decodes them: a tensor on the
+    model's device for the torch decode, else a NumPy array.
     With ``condition`` (``pfcore.condition_plan``), the model family's conditional sampler
     holds the block's given encoded values fixed and generates the rest from the same noise.
     """
@@ -165,10 +190,12 @@ def forward(
             x = synth.push_conditional(
                 z, torch.from_numpy(known), torch.from_numpy(mask), _renoise_seed(block)
             )
-    if isinstance(x, torch.Tensor):
-        x = x.float().cpu().numpy()
     if x.shape[0] != block.rows:
         raise ModelError(f"model returned {x.shape[0]} rows for a block of {block.rows}")
+    if isinstance(x, torch.Tensor):
+        x = x.float()
+        if decode_backend(x.device) == "numpy":
+            x = x.cpu().numpy()
     return x
 
 
@@ -186,13 +213,15 @@ def _seeds63(entropy: list[int], count: int) -> list[int]:
 def decode(
     synth: BlockSampler,
     block: Block,
-    x: np.ndarray,
+    x: np.ndarray | torch.Tensor,
     *,
     condition: CompiledConditions | None = None,
 ) -> pa.Table:
     """Encoded rows of ``block`` to the source's columns, with the block's own randomness.
 
-    With ``condition``, the requested values are then written exactly (and verified).
+    ``x`` as :func:`forward` returns it: a tensor decodes with the torch decode on its device,
+    an array with NumPy (the same table either way). With ``condition``, the requested values
+    are then written exactly (and verified).
     """
     table = synth.transformer.decode(x, seed=block.decode_seed, row_offset=block.row_offset)
     return table if condition is None else condition.finish(block, table)

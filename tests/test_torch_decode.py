@@ -266,3 +266,50 @@ def test_cpu_and_cuda_give_the_same_parquet_bytes():
         cpu = tr.decode(x, seed=3, row_offset=65_536)
         cuda = tr.decode(torch.from_numpy(x).cuda(), seed=3, row_offset=65_536)
         assert parquet_bytes(cuda) == parquet_bytes(cpu)
+
+
+# ---- the sampling path -----------------------------------------------------------------------
+
+
+def test_sampling_with_the_torch_decode_on_cpu_gives_the_published_rows(
+    tmp_path, penguins_synth, monkeypatch
+):
+    """Switching the CPU decode changes nothing: sample and published batch stay equal."""
+    from pfcore import sampling
+    from pfcore.generate import BatchLayout, BatchTarget, generate_batch
+    from pfcore.synthesizer import Synthesizer
+
+    synth = Synthesizer.load(penguins_synth)
+    n = 3 * 512 + 11
+    expected = synth.sample(n, 5, block_rows=512)
+    monkeypatch.setattr(sampling, "DECODE_ON_CPU", "torch")
+    block = next(sampling.blocks(n, 5, block_rows=512))
+    assert isinstance(sampling.forward(synth, block), torch.Tensor)
+    assert synth.sample(n, 5, block_rows=512).equals(expected)
+    manifest = generate_batch(
+        synth,
+        n,
+        5,
+        BatchTarget(tmp_path, "penguins", model_name="p", model_version="1"),
+        layout=BatchLayout(block_rows=512, rows_per_shard=1024),
+    )
+    published = pa.concat_tables(pq.read_table(p) for p in manifest.file_paths)
+    assert published.equals(expected)
+
+
+@CUDA
+def test_cuda_sampling_decodes_on_the_device(penguins_synth):
+    """On CUDA, forward leaves the rows on the device and the torch decode of them gives the
+    bytes the NumPy decode gives for the same rows."""
+    from pfcore import sampling
+    from pfcore.synthesizer import Synthesizer
+
+    synth = Synthesizer.load(penguins_synth, device="cuda")
+    for block in sampling.blocks(70_000, 9):
+        x = sampling.forward(synth, block, noise="device")
+        assert isinstance(x, torch.Tensor) and x.device.type == "cuda"
+        got = sampling.decode(synth, block, x)
+        ref = synth.transformer.decode(
+            x.cpu().numpy(), seed=block.decode_seed, row_offset=block.row_offset
+        )
+        assert parquet_bytes(got) == parquet_bytes(ref)

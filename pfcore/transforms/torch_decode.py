@@ -164,6 +164,10 @@ class TorchDecoder:
         self, x: torch.Tensor, *, seed: int = 0, row_offset: int = 0
     ) -> list[DecodedColumn]:
         """Decoded columns, buffers still on the device."""
+        with torch.inference_mode():
+            return self._device_columns(x, seed, row_offset)
+
+    def _device_columns(self, x: torch.Tensor, seed: int, row_offset: int) -> list[DecodedColumn]:
         tr = self.tr
         if x.ndim != 2 or x.shape[1] != tr.n_features:
             raise ValueError(f"decode expects shape (n, {tr.n_features}), got {tuple(x.shape)}")
