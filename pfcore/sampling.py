@@ -58,12 +58,9 @@ Noise = Literal["cpu", "device"]
 NOISE_CHOICES: tuple[str, ...] = ("cpu", "device")
 
 
-#: The decode used when the model runs on the CPU: "numpy" (``TableTransformer.decode`` on an
-#: array) or "torch" (``pfcore.transforms.torch_decode`` on the tensor). Both give the same
-#: bytes; NumPy is faster there (``benchmarks/transforms_decode.py``: the torch decode ran at
-#: 0.4-0.5x NumPy's rate on one core, its binary search over ~2k knots per numeric column
-#: against NumPy's lookup table). Benchmarks set it to "torch" to measure the other one.
-DECODE_ON_CPU = "numpy"
+#: Which decode runs: None decides by the model's device (:func:`decode_backend`); "numpy"
+#: or "torch" forces one (benchmarks measure both). Both give the same bytes.
+DECODE: str | None = None
 DECODE_CHOICES: tuple[str, ...] = ("numpy", "torch")
 
 
@@ -153,16 +150,20 @@ def latent(block: Block, latent_dim: int, device: torch.device | str = "cpu") ->
 
 
 def decode_backend(device: torch.device | str) -> str:
-    """Which decode runs on model output from ``device``: "torch" on an accelerator, so the
-    rows stay on the device until their final column buffers (one copy to the host per
-    column); on the CPU, ``DECODE_ON_CPU``."""
+    """Which decode takes model output from ``device`` (``DECODE`` overrides).
+
+    "torch" on an accelerator: the rows stay on the device until their final column buffers,
+    copied to the host once. "numpy" on the CPU, where it is faster: on one core the torch
+    decode ran at about half NumPy's rate (``benchmarks/transforms_decode.py``), its binary
+    search over ~2k knots per numeric column against NumPy's lookup table.
+    """
     import torch
 
-    if torch.device(device).type != "cpu":
-        return "torch"
-    if DECODE_ON_CPU not in DECODE_CHOICES:
-        raise InputError(f"DECODE_ON_CPU must be one of {list(DECODE_CHOICES)}: {DECODE_ON_CPU!r}")
-    return DECODE_ON_CPU
+    if DECODE is not None:
+        if DECODE not in DECODE_CHOICES:
+            raise InputError(f"decode must be one of {list(DECODE_CHOICES)}, got {DECODE!r}")
+        return DECODE
+    return "numpy" if torch.device(device).type == "cpu" else "torch"
 
 
 def forward(

@@ -282,7 +282,7 @@ def test_sampling_with_the_torch_decode_on_cpu_gives_the_published_rows(
     synth = Synthesizer.load(penguins_synth)
     n = 3 * 512 + 11
     expected = synth.sample(n, 5, block_rows=512)
-    monkeypatch.setattr(sampling, "DECODE_ON_CPU", "torch")
+    monkeypatch.setattr(sampling, "DECODE", "torch")
     block = next(sampling.blocks(n, 5, block_rows=512))
     assert isinstance(sampling.forward(synth, block), torch.Tensor)
     assert synth.sample(n, 5, block_rows=512).equals(expected)
