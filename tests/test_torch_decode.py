@@ -195,22 +195,38 @@ def test_derived_columns_are_gathers(device):
         assert_same_decode(tr, noisy(tr, t, scale), device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_rule_built_columns(device):
-    """Gap (difference and ratio), clock, computed (integer and clock arithmetic), missing and
-    sentinel conditions decode on the device; the one non-integer identity runs on the host."""
+def ruled(t: pa.Table) -> tuple[pa.Table, TableTransformer]:
+    """Training rows and a transformer that enforces the rules detected on ``t``."""
     from pfcore.rules import collect_rules
     from pfcore.synthesizer import split_train_holdout
-    from tests.test_rules import _all_rules_table, _clock_table
+
+    train, holdout = split_train_holdout(t, 0.2, 0)
+    schema = infer_schema(t)
+    rules = collect_rules(train, holdout, schema, None)
+    return train, TableTransformer.fit(train, schema, rules=rules)
+
+
+def rules_table() -> pa.Table:
+    """Every rule kind (tests/test_rules.py), plus a float column above an integer one."""
+    from tests.test_rules import _all_rules_table
 
     table = _all_rules_table()
     rng = np.random.default_rng(3)
     bf = table.column("a").to_numpy() + np.round(rng.uniform(0, 5, table.num_rows), 1)
-    table = table.append_column("bf", pa.array(bf))
-    for t, host in [(table, {"c"}), (_clock_table(), set())]:
-        train, holdout = split_train_holdout(t, 0.2, 0)
-        schema = infer_schema(t)
-        tr = TableTransformer.fit(train, schema, rules=collect_rules(train, holdout, schema, None))
+    return table.append_column("bf", pa.array(bf))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rule_built_columns(device):
+    """Gap (difference and ratio), clock, computed (integer and clock arithmetic), missing and
+    sentinel conditions decode on the device; the one non-integer identity runs on the host."""
+    from pfcore.transforms.ruled import ClockTransform, ConditionedTransform, GapTransform
+    from tests.test_rules import _clock_table
+
+    for t, host in [(rules_table(), {"c"}), (_clock_table(), set())]:
+        train, tr = ruled(t)
+        kinds = {type(x) for x in tr.transforms}
+        assert kinds & {ClockTransform, ConditionedTransform, GapTransform, ComputedTransform}
         for scale in (0.3, 3.0):
             assert_same_decode(tr, noisy(tr, train, scale), device, on_host=host)
 
@@ -256,12 +272,15 @@ def test_shared_datasets(name, device):
 
 @CUDA
 def test_cpu_and_cuda_give_the_same_parquet_bytes():
-    """The same model output decoded by the CPU (NumPy) and the CUDA path, written as the
-    generator writes it: identical files."""
-    from tests.test_rules import _all_rules_table
+    """The same model output decoded by the CPU (NumPy) and the CUDA path, then written to
+    Parquet: identical files, for every column kind and rule."""
+    from tests.test_rules import _clock_table
 
-    for t in (all_kinds(), _owned_tails(20_000, 1)[0], derived_table(), _all_rules_table()):
-        tr = fit(t, protect_extremes=2)
+    cases = [(t, fit(t, protect_extremes=2)) for t in (all_kinds(), derived_table())]
+    cases.append((_owned_tails(20_000, 1)[0], None))
+    cases += [ruled(rules_table()), ruled(_clock_table())]
+    for t, tr in cases:
+        tr = tr or fit(t)
         x = noisy(tr, t, 1.0)
         cpu = tr.decode(x, seed=3, row_offset=65_536)
         cuda = tr.decode(torch.from_numpy(x).cuda(), seed=3, row_offset=65_536)

@@ -292,7 +292,8 @@ class TorchDecoder:
     def _derived(self, i: int, t: DerivedTransform, src: DecodedColumn) -> DecodedColumn:
         if src.codes is not None:  # categorical source: one lookup per dictionary entry
             assert src.dictionary is not None
-            table = self._upload(t.positions(src.dictionary))
+            dictionary = src.dictionary  # fixed per source column: looked up once
+            table = self._const((i, "positions"), lambda: t.positions(dictionary))
             return DecodedColumn(t.type, codes=table[src.codes], dictionary=t.values)
         if src.values is not None and t._numeric_keys and src.values.dtype == torch.int64:
             return DecodedColumn(t.type, codes=self._nearest_key(i, t, src), dictionary=t.values)
