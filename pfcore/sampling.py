@@ -154,8 +154,9 @@ def decode_backend(device: torch.device | str) -> str:
 
     "torch" on an accelerator: the rows stay on the device until their final column buffers,
     copied to the host once. "numpy" on the CPU, where it is faster: on one core the torch
-    decode ran at about half NumPy's rate (``benchmarks/transforms_decode.py``), its binary
-    search over ~2k knots per numeric column against NumPy's lookup table.
+    decode ran at 0.5-0.8x NumPy's rate on decode alone and 0.93x end to end
+    (``benchmarks/transforms_decode.py``, ``benchmarks/generate.py --decode numpy torch``):
+    its binary search over ~2k knots per numeric column against NumPy's lookup table.
     """
     import torch
 

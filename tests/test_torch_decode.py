@@ -290,6 +290,19 @@ def test_cpu_and_cuda_give_the_same_parquet_bytes():
 # ---- the sampling path -----------------------------------------------------------------------
 
 
+def test_decode_backend_is_decided_by_the_device(monkeypatch):
+    from pfcore import sampling
+    from pfcore.errors import InputError
+
+    assert sampling.decode_backend("cpu") == "numpy"
+    assert sampling.decode_backend("cuda:0") == "torch"
+    monkeypatch.setattr(sampling, "DECODE", "torch")
+    assert sampling.decode_backend("cpu") == "torch"
+    monkeypatch.setattr(sampling, "DECODE", "cupy")
+    with pytest.raises(InputError, match="decode must be one of"):
+        sampling.decode_backend("cpu")
+
+
 def test_sampling_with_the_torch_decode_on_cpu_gives_the_published_rows(
     tmp_path, penguins_synth, monkeypatch
 ):
