@@ -47,13 +47,12 @@ from pfcore.transforms.ruled import (
     GapTransform,
     RuleTransform,
 )
+from pfcore.transforms.table import _DECODE_STREAM
 
 if TYPE_CHECKING:
     from pfcore.transforms.table import TableTransformer
 
 __all__ = ["DecodedColumn", "TorchDecoder", "decoder_for"]
-
-_DECODE_STREAM = 1  # the table transformer's decode stream (see table.py)
 
 
 @dataclass
@@ -173,6 +172,7 @@ class TorchDecoder:
             raise ValueError(f"decode expects shape (n, {tr.n_features}), got {tuple(x.shape)}")
         x = x.to(self.device)
         n = int(x.shape[0])
+        self.on_host = set()
         slots: dict[int, torch.Tensor] = {}
 
         def slots_of(j: int) -> torch.Tensor:
