@@ -105,12 +105,10 @@ class _Interval:
 
 def _decoded(tr: Any, z: np.ndarray) -> np.ndarray:
     """What ``tr.decode`` makes of encoded values ``z``, relative to the column offset."""
-    from pfcore.transforms.numeric import _snap
+    from pfcore.transforms.canonical import clip, snap
 
-    v = _snap(tr.qn.decode(np.asarray(z, dtype=np.float64)), tr.grid, tr.decimals)
-    lo = tr.lo if tr.lo is not None else -np.inf
-    hi = tr.hi if tr.hi is not None else np.inf
-    return np.clip(v, lo, hi)
+    v = snap(tr.qn.decode(np.asarray(z, dtype=np.float64)), tr.grid, tr.decimals)
+    return clip(v, tr.lo, tr.hi)
 
 
 def _edge(tr: Any, ok: Any, lo: float, hi: float, rising: bool) -> float:

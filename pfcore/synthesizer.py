@@ -364,21 +364,22 @@ class Synthesizer:
     def latent_dim(self) -> int:
         return int(self.model.latent_dim)
 
-    def push(self, z: torch.Tensor) -> np.ndarray:
-        """Map latent noise to encoded rows on the model's device; returns a CPU float32 array."""
-        out = self.model.push(z.to(self.model.device))
-        return out.float().cpu().numpy()
+    def push(self, z: torch.Tensor) -> torch.Tensor:
+        """Map latent noise to encoded rows; a float32 tensor left on the model's device
+        (``sampling.forward`` decides whether the decode takes it there or on the host)."""
+        return self.model.push(z.to(self.model.device)).float()
 
     def push_conditional(
         self, z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int
-    ) -> np.ndarray:
-        """Encoded rows whose ``mask``ed dims equal ``known``: the family's conditional sampler."""
+    ) -> torch.Tensor:
+        """Encoded rows whose ``mask``ed dims equal ``known``: the family's conditional sampler
+        (a float32 tensor on the model's device, like :meth:`push`)."""
         from pfcore.models.conditional import conditional_push
 
         if getattr(self, "_conditional_push", None) is None:
             self._conditional_push = conditional_push(self.model)
         out = self._conditional_push(z.to(self.model.device), known, mask, seed)
-        return out.float().cpu().numpy()
+        return out.float()
 
     def compile_conditions(self, conditions: Any) -> Any:
         """``conditions`` (``pfcore.conditions.Conditions``, or None) checked against this model.

@@ -33,6 +33,30 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def penguins_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Synthesizer (transform + one-step model) trained for 2 steps: the generator's
+    tests (and the torch decode's) need the real interfaces and saved form, not a good model."""
+    import pyarrow.parquet as pq
+
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+
+    table = pq.read_table(TEST_DATA / "penguins.parquet")
+    config = {
+        "max_steps": 2,
+        "min_steps": 1,
+        "eval_every": 2,
+        "n_eval": 64,
+        "n_pairs": 256,
+        "distill_max_steps": 2,
+    }
+    synth = Synthesizer.fit(
+        table, infer_schema(table), family="onestep", preset="tiny", config=config, seed=0
+    )
+    return synth.save(tmp_path_factory.mktemp("synth") / "penguins")
+
+
 @pytest.fixture
 def tmp_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch project data folder, so tests never write into the repository."""

@@ -503,28 +503,6 @@ def test_killed_run_leaves_published_batch_intact_and_resumes(tmp_path: Path) ->
 
 
 # --------------------------------------------------------------------------- real synthesizer
-@pytest.fixture(scope="module")
-def penguins_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real Synthesizer (transform + one-step model) trained for 2 steps: the generator's
-    tests need the real interfaces and saved form, not a good model."""
-    from pfcore.schema import infer_schema
-    from pfcore.synthesizer import Synthesizer
-
-    table = pq.read_table(ROOT / "tests" / "data" / "penguins.parquet")
-    config = {
-        "max_steps": 2,
-        "min_steps": 1,
-        "eval_every": 2,
-        "n_eval": 64,
-        "n_pairs": 256,
-        "distill_max_steps": 2,
-    }
-    synth = Synthesizer.fit(
-        table, infer_schema(table), family="onestep", preset="tiny", config=config, seed=0
-    )
-    return synth.save(tmp_path_factory.mktemp("synth") / "penguins")
-
-
 @pytest.mark.timeout(180)
 def test_real_synthesizer_process_pool_matches_inline(tmp_path: Path, penguins_synth: Path) -> None:
     import duckdb

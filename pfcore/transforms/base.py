@@ -39,6 +39,24 @@ def onehot(index: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def arrow_values(values: np.ndarray, missing: np.ndarray | None, t: pa.DataType) -> pa.Array:
+    """The Arrow array of type ``t`` for decoded numbers: int64 storage for integers and
+    datetimes (their unit since epoch), float64 otherwise; ``missing`` marks nulls.
+
+    Both decode paths (NumPy, torch) build their numeric columns here, so the final cast
+    (narrow integers, float32, decimals, time zones) is one piece of code.
+    """
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if pa.types.is_integer(t) or is_temporal(t):
+        arr = pa.array(np.asarray(values, dtype=np.int64), type=pa.int64(), mask=missing)
+        if is_temporal(t):
+            return arr.cast(temporal_storage(t)).cast(t)
+        return arr.cast(t)
+    arr = pa.array(np.asarray(values, dtype=np.float64), type=pa.float64(), mask=missing)
+    return arr.cast(t, safe=False) if pa.types.is_decimal(t) else arr.cast(t)
+
+
 def stream_key(key: int | str) -> int:
     """An integer for ``SeedSequence``: ints as they are, names by a stable 63-bit hash.
 

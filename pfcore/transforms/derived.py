@@ -75,6 +75,12 @@ class DerivedTransform(ColumnTransform):
 
     def decode_from(self, source: pa.Array | pa.ChunkedArray) -> pa.Array:
         """This column's values for the decoded ``source`` values."""
+        return self.values.take(pa.array(self.positions(source), type=pa.int64()))
+
+    def positions(self, source: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Index into ``values`` per source value: its key's position, else (integer keys) the
+        nearest key's, else that of the first mapping. Elementwise, so the torch decode applies
+        it to a categorical source's dictionary once and gathers by the source's codes."""
         if isinstance(source, pa.ChunkedArray):
             source = source.combine_chunks()
         idx = pc.index_in(source, value_set=self.keys, skip_nulls=False)
@@ -90,9 +96,13 @@ class DerivedTransform(ColumnTransform):
                     j = np.zeros_like(v)
                 pos[miss] = self._sorted_pos[j]
             idx = pa.array(pos, mask=pos < 0)
-        if idx.null_count:  # unseen (e.g. null where training had none): first known mapping
-            idx = idx.fill_null(0)
-        return self.values.take(idx)
+        # unseen (e.g. null where training had none): first known mapping
+        return np.asarray(idx.fill_null(0), dtype=np.int64)
+
+    def null_key_position(self) -> int:
+        """Where a null source value looks up: the null key's position, else 0."""
+        nulls = np.flatnonzero(np.asarray(self.keys.is_null()))
+        return int(nulls[0]) if nulls.size else 0
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {

@@ -37,8 +37,8 @@ from pfcore.rules.model import (
     linear_value,
     numeric_values,
 )
-from pfcore.schema import ColumnSchema, is_temporal, temporal_storage
-from pfcore.transforms.base import ColumnTransform
+from pfcore.schema import ColumnSchema, is_temporal
+from pfcore.transforms.base import ColumnTransform, arrow_values
 from pfcore.transforms.numeric import NumericTransform
 
 __all__ = [
@@ -79,13 +79,7 @@ class RuleTransform(ColumnTransform):
 
 def _to_arrow(values: np.ndarray, present: np.ndarray | None, t: pa.DataType) -> pa.Array:
     mask = None if present is None or present.all() else ~present
-    if pa.types.is_integer(t) or is_temporal(t):
-        arr = pa.array(np.asarray(values, dtype=np.int64), type=pa.int64(), mask=mask)
-        if is_temporal(t):
-            return arr.cast(temporal_storage(t)).cast(t)
-        return arr.cast(t)
-    arr = pa.array(np.asarray(values, dtype=np.float64), type=pa.float64(), mask=mask)
-    return arr.cast(t, safe=False) if pa.types.is_decimal(t) else arr.cast(t)
+    return arrow_values(values, mask, t)
 
 
 def _integral(t: pa.DataType) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -184,6 +185,12 @@ class TableTransformer:
         return out
 
     def decode(self, x: np.ndarray, *, seed: int = 0, row_offset: int = 0) -> pa.Table:
+        """Model output to the source's table. A torch tensor decodes on its own device
+        (``torch_decode``, bit-identical to this NumPy path); anything else decodes here."""
+        if _is_tensor(x):
+            from pfcore.transforms.torch_decode import decoder_for
+
+            return decoder_for(self, x.device).decode(x, seed=seed, row_offset=row_offset)
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"decode expects shape (n, {self.n_features}), got {x.shape}")
@@ -291,6 +298,12 @@ class TableTransformer:
 
     def __repr__(self) -> str:
         return f"TableTransformer(columns={len(self.transforms)}, n_features={self.n_features})"
+
+
+def _is_tensor(x: object) -> bool:
+    """A torch tensor, without importing torch (the CLI imports this module at start-up)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _select(table: pa.Table, schema: TableSchema) -> pa.Table:

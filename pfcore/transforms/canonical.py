@@ -1,0 +1,85 @@
+"""The float arithmetic both decode paths share, written once for NumPy arrays and torch tensors.
+
+Why one formula: a batch must not depend on the hardware that decoded it. The NumPy decode (CPU)
+and the torch decode (CPU or GPU) therefore compute every decoded float with these functions:
+float64 throughout, each step a separate elementwise operation, so every step is one correctly
+rounded IEEE operation on every backend (no fused multiply-add: NumPy never fuses, and each
+torch call here is its own kernel). Division, multiplication, addition, min/max and
+round-half-to-even are exact-rounding operations in IEEE 754, so the bits agree on any device.
+Segment search (which knot interval a value falls in) is a comparison, also exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["clip", "interpolate", "rint", "snap", "where"]
+
+
+def _is_numpy(a: Any) -> bool:
+    return isinstance(a, (np.ndarray, np.generic))
+
+
+def rint(a: Any) -> Any:
+    """Round half to even (``np.rint``; ``torch.round`` rounds the same way)."""
+    return np.rint(a) if _is_numpy(a) else a.round()
+
+
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """Elementwise choice (``np.where`` / ``torch.where``)."""
+    if _is_numpy(cond):
+        return np.where(cond, a, b)
+    import torch
+
+    return torch.where(cond, a, b)
+
+
+def clip(v: Any, lo: float | None, hi: float | None) -> Any:
+    """Clip to optional bounds (either may be None)."""
+    if lo is None and hi is None:
+        return v
+    if _is_numpy(v):
+        return np.clip(v, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    return v.clamp(min=lo, max=hi)
+
+
+def interpolate(zc: Any, j: Any, z_pts: Any, v_pts: Any) -> Any:
+    """Piecewise-linear value at ``zc`` on segment ``j`` (``z_pts[j] <= zc <= z_pts[j + 1]``).
+
+    ``v = y0 + w * (y1 - y0)`` with ``w = (zc - z0) / (z1 - z0)``, ``w = 0`` on a flat segment.
+    """
+    x0, x1 = z_pts[j], z_pts[j + 1]
+    y0, y1 = v_pts[j], v_pts[j + 1]
+    dz = x1 - x0
+    flat = dz <= 0
+    dz = where(flat, _ones_like(dz), dz)
+    w = (zc - x0) / dz
+    w = where(flat, _zeros_like(w), w)
+    step = y1 - y0
+    step = w * step
+    return y0 + step
+
+
+def snap(v: Any, grid: int | None, decimals: int | None) -> Any:
+    """Round decoded values to the column's grid (integers, datetimes) or observed decimals.
+
+    Decimals: ``rint(v * 10**d) / 10**d`` (``rint(v / 10**-d) * 10**-d`` for d < 0), which is
+    what ``np.round`` computes, spelled out so torch performs the same two roundings.
+    """
+    if grid is not None:
+        return rint(v / grid) * grid if grid != 1 else rint(v)
+    if decimals is not None:
+        d = int(decimals)
+        f = float(10.0 ** abs(d))
+        return rint(v * f) / f if d >= 0 else rint(v / f) * f
+    return v
+
+
+def _ones_like(a: Any) -> Any:
+    return np.ones_like(a) if _is_numpy(a) else a.new_ones(a.shape)
+
+
+def _zeros_like(a: Any) -> Any:
+    return np.zeros_like(a) if _is_numpy(a) else a.new_zeros(a.shape)

@@ -1,0 +1,630 @@
+"""Decode on the model's device: raw model output (a torch tensor) to final column buffers.
+
+Why: on a GPU the model's forward pass is an order of magnitude faster than the host-side
+NumPy decode, so decoding on the host bounds generation. Here every modelled step runs as torch
+operations on the tensor's own device -- argmax and category codes, pooled-category redraws,
+the numeric inverse (segment search by ``torch.searchsorted`` + :mod:`canonical` interpolation),
+grid/decimal snapping, bounds, missing indicators, derived-column lookups as gathers and the
+rule-built columns -- and the host receives each column once, as a final buffer:
+
+* numbers: int64 values (integers, datetimes in their unit since epoch) or float64, plus a
+  missing mask; :func:`pfcore.transforms.base.arrow_values` casts them to the column's type
+  (narrow integers, float32, decimals, time zones), exactly as the NumPy decode does;
+* categories (strings and any other categorical, derived values): int64 dictionary codes and
+  the dictionary (``DecodedColumn.dictionary_array()`` gives an Arrow ``DictionaryArray``
+  without copying the codes).
+
+The output equals ``TableTransformer.decode`` on the same rows bit for bit (tested on CPU, and
+on CUDA where present): floats come from the same :mod:`canonical` formulas, integers and
+comparisons are exact, and the random redraws of pooled categories use the same NumPy streams
+(the few uniforms for the rows that need them are drawn on the host and uploaded).
+
+Host work that remains: constant and id columns (no model data), a derived column whose source
+is neither categorical nor integer, and the rule-built steps that have no exact torch form
+(linear identities with non-integer coefficients, computed in long double; sentinel triggers
+on non-categorical columns): these run the NumPy code on host copies of their inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pfcore.transforms.base import arrow_values, rng_for
+from pfcore.transforms.canonical import clip, interpolate, snap
+from pfcore.transforms.categorical import CategoricalTransform
+from pfcore.transforms.derived import DerivedTransform
+from pfcore.transforms.numeric import NumericTransform
+from pfcore.transforms.regenerated import ConstantTransform, IdTransform
+from pfcore.transforms.ruled import (
+    ClockTransform,
+    ComputedTransform,
+    ConditionedTransform,
+    GapTransform,
+    RuleTransform,
+)
+from pfcore.transforms.table import _DECODE_STREAM
+
+if TYPE_CHECKING:
+    from pfcore.transforms.table import TableTransformer
+
+__all__ = ["DecodedColumn", "TorchDecoder", "decoder_for"]
+
+
+@dataclass
+class DecodedColumn:
+    """One decoded column: on the device while decoding, on the host after ``to_host``.
+
+    Exactly one form is set: ``values`` (+ ``missing``), ``codes`` + ``dictionary``, or
+    ``array`` (built on the host: constant and id columns, host fallbacks).
+    """
+
+    type: pa.DataType
+    values: Any = None  # tensor / ndarray: int64 or float64
+    missing: Any = None  # bool tensor / ndarray, or None
+    codes: Any = None  # int64 tensor / ndarray into ``dictionary``
+    dictionary: pa.Array | None = None
+    array: pa.Array | None = None
+
+    def to_host(self) -> DecodedColumn:
+        """Start the copy of this column's buffers to (pinned) host memory, asynchronously."""
+        return DecodedColumn(
+            self.type,
+            _to_host(self.values),
+            _to_host(self.missing),
+            _to_host(self.codes),
+            self.dictionary,
+            self.array,
+        )
+
+    def numpy(self) -> DecodedColumn:
+        """Host form with NumPy buffers (after the device copies have finished)."""
+        return DecodedColumn(
+            self.type,
+            _np(self.values),
+            _np(self.missing),
+            _np(self.codes),
+            self.dictionary,
+            self.array,
+        )
+
+    def dictionary_array(self) -> pa.DictionaryArray:
+        """Codes + dictionary as an Arrow DictionaryArray (host form, categorical columns)."""
+        assert self.codes is not None and self.dictionary is not None
+        return pa.DictionaryArray.from_arrays(pa.array(_np(self.codes)), self.dictionary)
+
+    def arrow(self) -> pa.Array:
+        """The column as the NumPy decode returns it (host form)."""
+        if self.array is not None:
+            return self.array
+        if self.codes is not None:
+            assert self.dictionary is not None
+            return self.dictionary.take(pa.array(_np(self.codes), type=pa.int64()))
+        return arrow_values(_np(self.values), _np(self.missing), self.type)
+
+
+def _to_host(t: Any) -> Any:
+    if not isinstance(t, torch.Tensor) or t.device.type == "cpu":
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    out.copy_(t, non_blocking=True)
+    return out
+
+
+def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device`` (copied first if Arrow handed out a read-only view)."""
+    return torch.from_numpy(np.require(a, requirements=["C", "W"])).to(device)
+
+
+def _np(t: Any) -> Any:
+    return t.numpy() if isinstance(t, torch.Tensor) else t
+
+
+class TorchDecoder:
+    """A transformer's decode tables as tensors on one device (built once, reused per block)."""
+
+    def __init__(self, transformer: TableTransformer, device: torch.device | str) -> None:
+        self.tr = transformer
+        self.device = torch.device(device)
+        self._tensors: dict[tuple[int, str], torch.Tensor] = {}
+        #: columns whose last decode ran NumPy code on the host (see the module docstring)
+        self.on_host: set[str] = set()
+
+    # -- cached constants ----------------------------------------------------------------
+    def _const(self, key: tuple[int, str], make: Any) -> torch.Tensor:
+        if key not in self._tensors:
+            self._tensors[key] = _tensor(make(), self.device)
+        return self._tensors[key]
+
+    def _upload(self, a: np.ndarray) -> torch.Tensor:
+        return _tensor(a, self.device)
+
+    # -- entry points ----------------------------------------------------------------------
+    def decode(self, x: torch.Tensor, *, seed: int = 0, row_offset: int = 0) -> pa.Table:
+        """Same table as ``TableTransformer.decode(x.cpu().numpy(), seed=, row_offset=)``."""
+        cols = self.decode_columns(x, seed=seed, row_offset=row_offset)
+        return columns_to_table(cols, self.tr._arrow_schema)
+
+    def decode_columns(
+        self, x: torch.Tensor, *, seed: int = 0, row_offset: int = 0
+    ) -> list[DecodedColumn]:
+        """Final column buffers on the host (one asynchronous copy per buffer, one sync)."""
+        on_device = self.device_columns(x, seed=seed, row_offset=row_offset)
+        host = [c.to_host() for c in on_device]
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        return [c.numpy() for c in host]
+
+    def device_columns(
+        self, x: torch.Tensor, *, seed: int = 0, row_offset: int = 0
+    ) -> list[DecodedColumn]:
+        """Decoded columns, buffers still on the device."""
+        with torch.inference_mode():
+            return self._device_columns(x, seed, row_offset)
+
+    def _device_columns(self, x: torch.Tensor, seed: int, row_offset: int) -> list[DecodedColumn]:
+        tr = self.tr
+        if x.ndim != 2 or x.shape[1] != tr.n_features:
+            raise ValueError(f"decode expects shape (n, {tr.n_features}), got {tuple(x.shape)}")
+        x = x.to(self.device)
+        n = int(x.shape[0])
+        self.on_host = set()
+        slots: dict[int, torch.Tensor] = {}
+
+        def slots_of(j: int) -> torch.Tensor:
+            if j not in slots:
+                a, b = tr._slices[j]
+                slots[j] = _argmax_slots(x[:, a:b])
+            return slots[j]
+
+        def rng(name: str) -> np.random.Generator:
+            return rng_for(seed, _DECODE_STREAM, row_offset, name)
+
+        cols: list[DecodedColumn | None] = []
+        for i, (t, (a, b)) in enumerate(zip(tr.transforms, tr._slices, strict=True)):
+            if isinstance(t, CategoricalTransform):
+                parent = None if t.link is None else slots_of(tr._index_of[t.link.parent])
+                cols.append(self._categorical(i, t, slots_of(i), n, rng(t.column.name), parent))
+            elif isinstance(t, NumericTransform):
+                cols.append(self._numeric(i, t, x[:, a:b]))
+            elif isinstance(t, (ConstantTransform, IdTransform)):
+                cols.append(DecodedColumn(t.type, array=t.decode(None, n, None, row_offset)))  # type: ignore[arg-type]
+            else:
+                cols.append(None)  # built from other columns below
+        for i in tr._late:
+            t = tr.transforms[i]
+            if isinstance(t, DerivedTransform):
+                cols[i] = self._derived(i, t, cols[tr._index_of[t.source]])  # type: ignore[arg-type]
+            else:
+                assert isinstance(t, RuleTransform)
+                a, b = tr._slices[i]
+                resolved = {c: cols[tr._index_of[c]] for c in t.depends_on}
+                cols[i] = self._ruled(i, t, x[:, a:b], n, rng(t.column.name), row_offset, resolved)  # type: ignore[arg-type]
+        return cols  # type: ignore[return-value]
+
+    # -- categorical -----------------------------------------------------------------------
+    def _categorical(
+        self,
+        i: int,
+        t: CategoricalTransform,
+        slot: torch.Tensor,
+        n: int,
+        rng: np.random.Generator,
+        parent_slots: torch.Tensor | None,
+    ) -> DecodedColumn:
+        if len(t._combined) == 0:
+            return DecodedColumn(t.type, array=pa.nulls(n, type=t.type))
+        if t.has_other:
+            other = slot == t._other_slot
+            idx = torch.nonzero(other).squeeze(1)
+            m = int(idx.numel())  # one scalar sync per pooled column and block
+            if m:
+                slot = slot.clone()
+                base = len(t.kept) + int(t.has_null)
+                cdf = t._pooled_cdf
+                if cdf.size and t.link is not None and parent_slots is not None:
+                    draws = self._parent_draw(i, t, parent_slots[idx], rng, m)
+                    slot[idx] = base + draws
+                elif cdf.size:
+                    u = self._upload(rng.random(m))
+                    c = self._const((i, "pooled_cdf"), lambda: cdf)
+                    draws = torch.searchsorted(c, u, right=True)
+                    slot[idx] = base + torch.clamp(draws, max=cdf.size - 1)
+                elif len(t.kept):
+                    slot[idx] = 0
+                else:
+                    slot[idx] = t._null_slot
+        return DecodedColumn(t.type, codes=slot, dictionary=t._combined)
+
+    def _parent_draw(
+        self,
+        i: int,
+        t: CategoricalTransform,
+        pslots: torch.Tensor,
+        rng: np.random.Generator,
+        m: int,
+    ) -> torch.Tensor:
+        """``ParentLink.draw`` as tensor operations (same uniforms, same comparisons)."""
+        link = t.link
+        assert link is not None
+        u = self._upload(rng.random(m))
+        r = self._upload(rng.random(m))
+        weight = self._const((i, "parent_weight"), lambda: link.weight)
+        cdf = self._const((i, "parent_cdf"), lambda: link.cdf)
+        values = self._const((i, "parent_values"), lambda: link.values)
+        marginal = self._const((i, "pooled_cdf"), lambda: t._pooled_cdf)
+        s = torch.clamp(pslots, max=link.weight.size - 1)
+        out = torch.clamp(torch.searchsorted(marginal, r, right=True), max=marginal.numel() - 1)
+        cond = u < weight[s]
+        pos = torch.searchsorted(cdf, s.to(torch.float64) + r, right=True)
+        cond_value = values[torch.clamp(pos, max=values.numel() - 1)]
+        return torch.where(cond, cond_value, out)
+
+    # -- numeric ---------------------------------------------------------------------------
+    def _numeric_values(
+        self, i: int, t: NumericTransform, xs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``NumericTransform.decode_values`` on the device."""
+        qn = t.qn
+        zp = self._const((i, "z_pts"), lambda: qn.z_pts)
+        vp = self._const((i, "v_pts"), lambda: qn.v_pts)
+        z = xs[:, 0].to(torch.float64)
+        zc = z.clamp(min=float(qn.z_pts[0]), max=float(qn.z_pts[-1]))
+        last = int(zp.numel()) - 1
+        j = torch.searchsorted(zp, zc, right=True) - 1
+        j = j.clamp(min=0, max=max(last - 1, 0))
+        v = snap(interpolate(zc, j, zp, vp), t.grid, t.decimals)
+        v = clip(v, t.lo, t.hi)
+        missing = (xs[:, 2] > xs[:, 1]) if t.has_missing else None
+        if t.integral:
+            return v.to(torch.int64) + int(t.offset), missing
+        return v, missing
+
+    def _numeric(self, i: int, t: NumericTransform, xs: torch.Tensor) -> DecodedColumn:
+        values, missing = self._numeric_values(i, t, xs)
+        return DecodedColumn(t.type, values=values, missing=missing)
+
+    # -- derived ---------------------------------------------------------------------------
+    def _derived(self, i: int, t: DerivedTransform, src: DecodedColumn) -> DecodedColumn:
+        if src.codes is not None:  # categorical source: one lookup per dictionary entry
+            assert src.dictionary is not None
+            dictionary = src.dictionary  # fixed per source column: looked up once
+            table = self._const((i, "positions"), lambda: t.positions(dictionary))
+            return DecodedColumn(t.type, codes=table[src.codes], dictionary=t.values)
+        if src.values is not None and t._numeric_keys and src.values.dtype == torch.int64:
+            return DecodedColumn(t.type, codes=self._nearest_key(i, t, src), dictionary=t.values)
+        source = _host_arrow(src)  # other sources: the NumPy lookup on the host
+        self.on_host.add(t.column.name)
+        return DecodedColumn(t.type, array=t.decode_from(source))
+
+    def _nearest_key(self, i: int, t: DerivedTransform, src: DecodedColumn) -> torch.Tensor:
+        """``DerivedTransform.positions`` for an integer source, as tensor operations."""
+        v = src.values
+        keys = t._sorted_keys
+        null_pos = t.null_key_position()
+        if keys.size == 0:
+            pos = torch.zeros_like(v)
+        else:
+            sk = self._const((i, "sorted_keys"), lambda: keys)
+            sp = self._const((i, "sorted_pos"), lambda: t._sorted_pos)
+            if keys.size == 1:
+                pos = sp[torch.zeros_like(v)]
+            else:
+                j = torch.searchsorted(sk, v).clamp(min=1, max=keys.size - 1)
+                left, right = sk[j - 1], sk[j]
+                j = torch.where((v - left).abs() <= (right - v).abs(), j - 1, j)
+                pos = sp[j]
+        if src.missing is not None:
+            pos = torch.where(src.missing, torch.full_like(pos, null_pos), pos)
+        return pos
+
+    # -- rule-built ------------------------------------------------------------------------
+    def _ruled(
+        self,
+        i: int,
+        t: RuleTransform,
+        xs: torch.Tensor,
+        n: int,
+        rng: np.random.Generator,
+        row_offset: int,
+        resolved: dict[str, DecodedColumn],
+    ) -> DecodedColumn:
+        out = None
+        if isinstance(t, ClockTransform):
+            out = self._clock(i, t, xs)
+        elif isinstance(t, GapTransform):
+            out = self._gap(i, t, xs, resolved)
+        elif isinstance(t, ComputedTransform):
+            out = self._computed(i, t, xs, n, resolved)
+        elif isinstance(t, ConditionedTransform):
+            out = self._conditioned(i, t, xs, resolved)
+        if out is not None:
+            return out
+        # No exact torch form for this one: the NumPy code on host copies of its inputs.
+        self.on_host.add(t.column.name)
+        host = {c: _host_arrow(col) for c, col in resolved.items()}
+        xh = xs.cpu().numpy()
+        return DecodedColumn(t.type, array=t.decode_with(xh, n, rng, row_offset, host))
+
+    def _inner(
+        self, i: int, t: NumericTransform, xs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``numeric_values(inner.decode(...))``: (values with nulls as 0, present)."""
+        values, missing = self._numeric_values(i, t, xs)
+        return _numeric_of(DecodedColumn(t.type, values=values, missing=missing))
+
+    def _clock(self, i: int, t: ClockTransform, xs: torch.Tensor) -> DecodedColumn | None:
+        try:
+            m, present = self._inner(i, t.inner, xs)
+        except _NoTorchForm:
+            return None
+        if m.dtype != torch.int64:
+            return None
+        return _numbers(t.type, _clock_from_minutes(m, t.midnight), present)
+
+    def _gap(
+        self, i: int, t: GapTransform, xs: torch.Tensor, resolved: dict[str, DecodedColumn]
+    ) -> DecodedColumn | None:
+        try:
+            g, present = self._inner(i, t.inner, xs)
+            parents = [_numeric_of(resolved[p]) for p in t.parents]
+        except _NoTorchForm:
+            return None
+        base = parents[0][0]
+        for v, _ in parents[1:]:
+            base = torch.maximum(base, v) if t.direction > 0 else torch.minimum(base, v)
+        if base.dtype != g.dtype and t.mode != "ratio":
+            # int/float mixes promote like NumPy, but keep to the common case
+            base, g = _promote(base, g)
+        integral = _integral(t.type)
+        if t.mode == "ratio":
+            value = base.to(torch.float64) * g if base.dtype != g.dtype else base * g
+            if integral:
+                value = value.round().to(torch.int64)
+        else:
+            value = base + t.direction * g
+        gap_min = _scalar_like(t.gap_min, base)
+        floor = base + t.direction * gap_min
+        value, floor = _promote(value, floor)
+        if t.lo is not None:
+            value = _clip_like_numpy(value, t.lo, t.hi)
+        if t.decimals is not None:
+            if t.decimals < 0 and not (value.is_floating_point() and floor.is_floating_point()):
+                return None  # NumPy rounds integers to tens in integer arithmetic
+            value = snap(value, None, t.decimals) if value.is_floating_point() else value
+            floor = snap(floor, None, t.decimals) if floor.is_floating_point() else floor
+        value, floor = _promote(value, floor)
+        value = torch.maximum(value, floor) if t.direction > 0 else torch.minimum(value, floor)
+        return _numbers(t.type, value, present)
+
+    def _computed(
+        self,
+        i: int,
+        t: ComputedTransform,
+        xs: torch.Tensor,
+        n: int,
+        resolved: dict[str, DecodedColumn],
+    ) -> DecodedColumn | None:
+        f = t.formula
+        if f["type"] not in ("clock", "linear"):
+            return None  # calendar timestamps go through pandas' time-zone rules on the host
+        try:
+            ops = [_numeric_of(resolved[c]) for c in f["operands"]]
+        except _NoTorchForm:
+            return None
+        present = torch.ones(n, dtype=torch.bool, device=self.device)
+        for _, p in ops:
+            present = present & p
+        if f["type"] == "clock":
+            (b, _), (d, _) = ops
+            if b.dtype != torch.int64:
+                return None
+            d = d if d.dtype == torch.int64 else d.round().to(torch.int64)
+            value = _clock_from_minutes(_clock_minutes(b) + d, int(f.get("midnight", 2400)))
+        else:
+            coefficients, intercept = f["coefficients"], f["intercept"]
+            exact = all(float(k).is_integer() for k in coefficients)
+            if not (exact and float(intercept).is_integer()):
+                return None  # NumPy computes it in long double: no torch equivalent
+            if any(v.dtype != torch.int64 for v, _ in ops):
+                return None
+            value = torch.full((n,), int(intercept), dtype=torch.int64, device=self.device)
+            for k, (v, _) in zip(coefficients, ops, strict=True):
+                value = value + int(k) * v
+        if not _integral(t.type):
+            value = value.to(torch.float64)
+            if t.column.decimals is not None:
+                value = snap(value, None, int(t.column.decimals))
+        if t.inner is not None and not bool(present.all()):
+            try:
+                own, own_present = self._inner(i, t.inner, xs)
+            except _NoTorchForm:
+                return None
+            if f["type"] == "clock":
+                if own.dtype != torch.int64:
+                    return None
+                own = _clock_from_minutes(own, int(f.get("midnight", 2400)))
+            value = torch.where(present, value, own.to(value.dtype))
+            present = present | own_present
+        return _numbers(t.type, value, present)
+
+    def _conditioned(
+        self,
+        i: int,
+        t: ConditionedTransform,
+        xs: torch.Tensor,
+        resolved: dict[str, DecodedColumn],
+    ) -> DecodedColumn | None:
+        inner = t.inner
+        if t.type != inner.type or not (inner.integral or pa.types.is_floating(inner.type)):
+            return None
+        sentinel = None
+        if not t.special.get("null"):
+            if not (pa.types.is_integer(t.type) or pa.types.is_floating(t.type)):
+                return None
+            sentinel = pa.array([t.special["sentinel"]]).cast(t.type)[0].as_py()
+        try:
+            cond = _special_of(resolved[t.trigger], t.when)
+        except _NoTorchForm:
+            return None
+        values, _ = self._numeric_values(i, inner, xs)  # every row present (see NumPy path)
+        if sentinel is None:
+            return DecodedColumn(t.type, values=values, missing=cond)
+        fill = torch.full_like(values, sentinel)
+        return DecodedColumn(t.type, values=torch.where(cond, fill, values))
+
+
+class _NoTorchForm(Exception):
+    """This rule step has no exact torch equivalent; the caller runs the NumPy code."""
+
+
+def _argmax_slots(x: torch.Tensor) -> torch.Tensor:
+    """``CategoricalTransform.decoded_slots``: first maximal slot; two slots by comparison."""
+    if x.shape[1] == 2:
+        return (x[:, 1] > x[:, 0]).to(torch.int64)
+    return torch.argmax(x, dim=1)
+
+
+def _integral(t: pa.DataType) -> bool:
+    from pfcore.schema import is_temporal
+
+    return pa.types.is_integer(t) or is_temporal(t)
+
+
+def _numbers(t: pa.DataType, value: torch.Tensor, present: torch.Tensor) -> DecodedColumn:
+    """``ruled._to_arrow`` input: int64 for integral types, float64 otherwise."""
+    if _integral(t):
+        value = value.to(torch.int64)
+    else:
+        value = value.to(torch.float64)
+    return DecodedColumn(t, values=value, missing=~present)
+
+
+def _numeric_of(col: DecodedColumn) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rules.model.numeric_values`` of a decoded column still on the device: int64 for
+    integers, booleans and datetimes, float64 otherwise, nulls (and NaN) as 0 and not present.
+
+    A categorical column: the NumPy function on its dictionary, gathered by the codes (it is
+    elementwise). Numbers: their final type's rounding (float32) applied on the device.
+    Decimals would round through Arrow's decimal cast: no torch form."""
+    if col.codes is not None:
+        from pfcore.rules.model import numeric_values
+
+        assert col.dictionary is not None
+        try:
+            v, present = numeric_values(col.dictionary)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise _NoTorchForm from None
+        dv, dp = _tensor(v, col.codes.device), _tensor(present, col.codes.device)
+        return dv[col.codes], dp[col.codes]
+    if col.values is None:
+        raise _NoTorchForm
+    t = col.type
+    v = col.values
+    if pa.types.is_floating(t) and t.bit_width == 32:
+        v = v.to(torch.float32).to(torch.float64)
+    elif not (_integral(t) or (pa.types.is_floating(t) and t.bit_width == 64)):
+        raise _NoTorchForm
+    present = torch.ones(v.shape, dtype=torch.bool, device=v.device)
+    if col.missing is not None:
+        present = ~col.missing
+        v = torch.where(col.missing, torch.zeros_like(v), v)
+    if v.dtype.is_floating_point:
+        nan = torch.isnan(v)
+        present = present & ~nan
+        v = torch.where(nan, torch.zeros_like(v), v)
+    return v, present
+
+
+def _special_of(col: DecodedColumn, spec: dict[str, Any]) -> torch.Tensor:
+    """``rules.model._special`` (null, or equal to a value) of a decoded column on the device."""
+    from pfcore.rules.model import _special
+    from pfcore.schema import is_temporal, temporal_storage
+
+    if col.codes is not None:
+        assert col.dictionary is not None
+        table = _tensor(_special(col.dictionary, spec), col.codes.device)
+        return table[col.codes]
+    t, v = col.type, col.values
+    if v is None or not (_integral(t) or (pa.types.is_floating(t) and t.bit_width == 64)):
+        raise _NoTorchForm
+    null = torch.zeros(v.shape, dtype=torch.bool, device=v.device)
+    if col.missing is not None:
+        null = col.missing
+    if v.dtype.is_floating_point:
+        null = null | torch.isnan(v)
+    if spec.get("null"):
+        return null
+    value = spec["sentinel" if "sentinel" in spec else "equals"]
+    try:
+        target = pa.scalar(value).cast(temporal_storage(t) if is_temporal(t) else t).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise _NoTorchForm from None  # NumPy compares as strings then
+    return (v == target) & ~null
+
+
+def _promote(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if a.dtype == b.dtype:
+        return a, b
+    return a.to(torch.float64), b.to(torch.float64)
+
+
+def _scalar_like(x: float | int, ref: torch.Tensor) -> torch.Tensor:
+    """A Python number as a 0-d tensor, typed the way NumPy types it against ``ref``."""
+    if isinstance(x, int) and not ref.dtype.is_floating_point:
+        return torch.tensor(x, dtype=torch.int64, device=ref.device)
+    return torch.tensor(float(x), dtype=torch.float64, device=ref.device)
+
+
+def _clip_like_numpy(v: torch.Tensor, lo: float | int, hi: float | int) -> torch.Tensor:
+    if not v.dtype.is_floating_point and (isinstance(lo, float) or isinstance(hi, float)):
+        v = v.to(torch.float64)
+    return v.clamp(min=lo, max=hi)
+
+
+def _clock_minutes(v: torch.Tensor) -> torch.Tensor:
+    return torch.div(v, 100, rounding_mode="floor") * 60 + torch.remainder(v, 100)
+
+
+def _clock_from_minutes(m: torch.Tensor, midnight: int) -> torch.Tensor:
+    from pfcore.rules.model import MINUTES_PER_DAY
+
+    m = torch.remainder(m, MINUTES_PER_DAY)
+    v = torch.div(m, 60, rounding_mode="floor") * 100 + torch.remainder(m, 60)
+    if midnight == 2400:
+        v = torch.where(v == 0, torch.full_like(v, 2400), v)
+    return v
+
+
+def _host_arrow(col: DecodedColumn) -> pa.Array:
+    """A decoded column as its final Arrow array on the host (for host fallbacks)."""
+    return DecodedColumn(
+        col.type,
+        _cpu(col.values),
+        _cpu(col.missing),
+        _cpu(col.codes),
+        col.dictionary,
+        col.array,
+    ).arrow()
+
+
+def _cpu(t: Any) -> Any:
+    return t.cpu().numpy() if isinstance(t, torch.Tensor) else t
+
+
+def columns_to_table(cols: list[DecodedColumn], schema: pa.Schema) -> pa.Table:
+    """Host columns to the source's Arrow table (exactly ``schema``)."""
+    return pa.Table.from_arrays([c.arrow() for c in cols], schema=schema)
+
+
+def decoder_for(transformer: TableTransformer, device: torch.device | str) -> TorchDecoder:
+    """The transformer's decoder for ``device`` (built on first use, then cached on it)."""
+    cache: dict[str, TorchDecoder] = transformer.__dict__.setdefault("_torch_decoders", {})
+    key = str(torch.device(device))
+    if key not in cache:
+        cache[key] = TorchDecoder(transformer, device)
+    return cache[key]
