@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pfcore.transforms.base import arrow_values, rng_for
+from pfcore.transforms.base import arrow_values, decode_rng
 from pfcore.transforms.canonical import clip, interpolate, snap
 from pfcore.transforms.categorical import CategoricalTransform
 from pfcore.transforms.derived import DerivedTransform
@@ -47,7 +47,6 @@ from pfcore.transforms.ruled import (
     GapTransform,
     RuleTransform,
 )
-from pfcore.transforms.table import _DECODE_STREAM
 
 if TYPE_CHECKING:
     from pfcore.transforms.table import TableTransformer
@@ -182,7 +181,7 @@ class TorchDecoder:
             return slots[j]
 
         def rng(name: str) -> np.random.Generator:
-            return rng_for(seed, _DECODE_STREAM, row_offset, name)
+            return decode_rng(seed, row_offset, name)
 
         cols: list[DecodedColumn | None] = []
         for i, (t, (a, b)) in enumerate(zip(tr.transforms, tr._slices, strict=True)):
