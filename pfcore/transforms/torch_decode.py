@@ -21,8 +21,9 @@ comparisons are exact, and the random redraws of pooled categories use the same 
 
 Host work that remains: constant and id columns (no model data), a derived column whose source
 is neither categorical nor integer, and the rule-built steps that have no exact torch form
-(linear identities with non-integer coefficients, computed in long double; sentinel triggers
-on non-categorical columns): these run the NumPy code on host copies of their inputs.
+(identities with fractional coefficients or non-integer operands, which NumPy computes in long
+double; clock arithmetic on a float base; decimal operands; sentinels that NumPy compares as
+strings): these run the NumPy code on host copies of their inputs (``TorchDecoder.on_host``).
 """
 
 from __future__ import annotations
