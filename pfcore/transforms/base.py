@@ -75,6 +75,15 @@ def rng_for(seed: int, *keys: int | str) -> np.random.Generator:
     )
 
 
+ENCODE_STREAM, DECODE_STREAM = 0, 1
+
+
+def decode_rng(seed: int, row_offset: int, column: str) -> np.random.Generator:
+    """A column's decode randomness for the block at ``row_offset``: the NumPy and the torch
+    decode both draw from this stream, so their redraws agree."""
+    return rng_for(seed, DECODE_STREAM, row_offset, column)
+
+
 class ColumnTransform(ABC):
     """Encode one column to ``width`` float columns and decode them back to an Arrow array."""
 

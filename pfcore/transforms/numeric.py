@@ -10,7 +10,8 @@ one-hot mode blocks too) and inverts in closed form — the modelling prototype 
   values**, so the outermost segments each carry one row's mass instead of stretching a 0.1%
   bin across an outlier gap. Decode clamps to the outer knots: it never leaves [min, max].
 * The map is piecewise linear in *normal-score* space (value <-> z); decode is one
-  ``np.interp`` per column (no erf in the hot path).
+  interpolation per column (no erf in the hot path), by the formula both decodes share
+  (``canonical.interpolate``; the torch decode in ``torch_decode`` gives the same bits).
 * Repeated values ("atoms": integers, zeros, prices on a grid) own their exact probability
   range [F(v-), F(v)]. Encode spreads them uniformly inside it (seeded), so the encoded marginal
   stays continuous; every z in that range decodes back to exactly v.

@@ -14,7 +14,7 @@ import pyarrow as pa
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, SchemaError
 from pfcore.schema import TableSchema
-from pfcore.transforms.base import Block, ColumnTransform, rng_for
+from pfcore.transforms.base import ENCODE_STREAM, Block, ColumnTransform, decode_rng, rng_for
 from pfcore.transforms.categorical import CategoricalTransform
 from pfcore.transforms.derived import DerivedTransform, derived_from, find_derived
 from pfcore.transforms.numeric import NumericTransform
@@ -43,7 +43,6 @@ _BY_KIND: dict[str, type[ColumnTransform]] = {
     "constant": ConstantTransform,
     "id": IdTransform,
 }
-_ENCODE_STREAM, _DECODE_STREAM = 0, 1
 
 
 class TableTransformer:
@@ -101,7 +100,7 @@ class TableTransformer:
             derived = derived_from(table, list(schema.columns), plan.derived)
         for col in schema.columns:
             kls = _BY_KIND[col.kind]
-            rng = rng_for(seed, _ENCODE_STREAM, col.name)
+            rng = rng_for(seed, ENCODE_STREAM, col.name)
             if col.name in plan.computed:
                 formula, with_inner = plan.computed[col.name]
                 transforms.append(
@@ -177,7 +176,7 @@ class TableTransformer:
         table = _select(table, self.schema)
         out = np.empty((table.num_rows, self.n_features), dtype=np.float32)
         for tr, (a, b) in zip(self.transforms, self._slices, strict=True):
-            rng = rng_for(seed, _ENCODE_STREAM, tr.column.name)
+            rng = rng_for(seed, ENCODE_STREAM, tr.column.name)
             if b > a and isinstance(tr, RuleTransform):
                 out[:, a:b] = tr.encode_from(table, rng)
             elif b > a:
@@ -207,7 +206,7 @@ class TableTransformer:
 
         arrays: list[pa.Array | None] = []
         for i, (tr, (a, b)) in enumerate(zip(self.transforms, self._slices, strict=True)):
-            rng = rng_for(seed, _DECODE_STREAM, row_offset, tr.column.name)
+            rng = decode_rng(seed, row_offset, tr.column.name)
             if isinstance(tr, CategoricalTransform):
                 parent = None if tr.link is None else slots_of(self._index_of[tr.link.parent])
                 arrays.append(tr.decode_slots(slots_of(i), n, rng, parent_slots=parent))
@@ -223,7 +222,7 @@ class TableTransformer:
                 assert isinstance(tr, RuleTransform)
                 a, b = self._slices[i]
                 resolved = {c: arrays[self._index_of[c]] for c in tr.depends_on}
-                rng = rng_for(seed, _DECODE_STREAM, row_offset, tr.column.name)
+                rng = decode_rng(seed, row_offset, tr.column.name)
                 arrays[i] = tr.decode_with(x[:, a:b], n, rng, row_offset, resolved)
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 

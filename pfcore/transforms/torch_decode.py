@@ -21,8 +21,9 @@ comparisons are exact, and the random redraws of pooled categories use the same 
 
 Host work that remains: constant and id columns (no model data), a derived column whose source
 is neither categorical nor integer, and the rule-built steps that have no exact torch form
-(linear identities with non-integer coefficients, computed in long double; sentinel triggers
-on non-categorical columns): these run the NumPy code on host copies of their inputs.
+(identities with fractional coefficients or non-integer operands, which NumPy computes in long
+double; clock arithmetic on a float base; decimal operands; sentinels that NumPy compares as
+strings): these run the NumPy code on host copies of their inputs (``TorchDecoder.on_host``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pfcore.transforms.base import arrow_values, rng_for
+from pfcore.transforms.base import arrow_values, decode_rng
 from pfcore.transforms.canonical import clip, interpolate, snap
 from pfcore.transforms.categorical import CategoricalTransform
 from pfcore.transforms.derived import DerivedTransform
@@ -47,7 +48,6 @@ from pfcore.transforms.ruled import (
     GapTransform,
     RuleTransform,
 )
-from pfcore.transforms.table import _DECODE_STREAM
 
 if TYPE_CHECKING:
     from pfcore.transforms.table import TableTransformer
@@ -182,7 +182,7 @@ class TorchDecoder:
             return slots[j]
 
         def rng(name: str) -> np.random.Generator:
-            return rng_for(seed, _DECODE_STREAM, row_offset, name)
+            return decode_rng(seed, row_offset, name)
 
         cols: list[DecodedColumn | None] = []
         for i, (t, (a, b)) in enumerate(zip(tr.transforms, tr._slices, strict=True)):
