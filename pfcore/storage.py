@@ -33,6 +33,8 @@ from pfcore.errors import InputError, StorageError
 
 __all__ = [
     "REMOTE_SCHEMES",
+    "check_usable",
+    "listing_key",
     "Location",
     "arrow_filesystem",
     "is_remote",
@@ -334,6 +336,32 @@ def arrow_filesystem(location: str | os.PathLike[str] | Location) -> tuple[Any, 
     return pafs.PyFileSystem(pafs.FSSpecHandler(loc.fs)), loc.path
 
 
+def listing_key(location: str | os.PathLike[str] | Location, rel: list[str] | None = None) -> str:
+    """sha256 of a remote file's or prefix's URI and every file's relative path and size:
+    cheap (one listing), and it changes whenever content is added, removed or resized."""
+    loc = resolve(location)
+    rel = loc.files() if rel is None else rel
+    h = hashlib.sha256(loc.uri.encode())
+    for r in rel:
+        h.update(f"\0{r}\0{loc.child(r).size()}".encode())
+    if not rel:
+        if not loc.exists():
+            raise InputError("does not exist", path=loc.uri)
+        h.update(f"\0{loc.size()}".encode())
+    return h.hexdigest()
+
+
+def check_usable(location: str | os.PathLike[str]) -> None:
+    """For an object-store location: its bucket or container exists and the store answers
+    (StorageError otherwise). Local folders are checked by ``pfcore.preflight``."""
+    loc = resolve(location)
+    if not loc.remote:
+        return
+    bucket = loc.uri.split("://", 1)[0] + "://" + loc.path.split("/", 1)[0]
+    if not resolve(bucket).exists():
+        raise StorageError(f"{loc.uri}: bucket {bucket} does not exist (or is not visible)")
+
+
 def local_copy(location: str | os.PathLike[str], cache_root: str | os.PathLike[str]) -> Path:
     """A local folder (or file) with the content of ``location``; local paths are returned as is.
 
@@ -345,15 +373,8 @@ def local_copy(location: str | os.PathLike[str], cache_root: str | os.PathLike[s
     if not loc.remote:
         return Path(loc.path)
     rel = loc.files()
-    h = hashlib.sha256(loc.uri.encode())
-    for r in rel:
-        h.update(f"\0{r}\0{loc.child(r).size()}".encode())
-    if not rel:
-        if not loc.exists():
-            raise InputError("does not exist", path=loc.uri)
-        h.update(f"\0{loc.size()}".encode())
     name = posixpath.basename(loc.path) or "root"
-    dest = Path(cache_root) / f"{name}-{h.hexdigest()[:16]}"
+    dest = Path(cache_root) / f"{name}-{listing_key(loc, rel)[:16]}"
     single = not rel  # one file: the copy is dest/<its name>
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)

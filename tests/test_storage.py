@@ -259,3 +259,54 @@ def test_thread_runner_to_s3_matches_inline(s3, penguins_synth) -> None:
     )
     assert [f["sha256"] for f in a.files] == [f["sha256"] for f in b.files]
     assert os.environ["AWS_ENDPOINT_URL"] == s3
+
+
+def test_ingest_from_s3_to_s3_train_generate_matches_local(
+    s3, tmp_path, tmp_project, monkeypatch
+) -> None:
+    """The whole path through object storage: source, dataset store, model, output."""
+    from flows.params import TrainParams
+    from pfcore.ingest import ingest, load_ingested, local_dataset, read_dataset
+    from pfcore.synthesizer import Synthesizer
+
+    src = ROOT / "tests" / "data" / "penguins.parquet"
+    storage.resolve(f"s3://{BUCKET}/raw/penguins.parquet").upload(src)
+    params = TrainParams(
+        source=f"s3://{BUCKET}/raw/penguins.parquet", dataset_store=f"s3://{BUCKET}/datasets"
+    )
+    assert params.resolved_dataset_dir() == f"s3://{BUCKET}/datasets/penguins"
+    remote = ingest(params.source, params.resolved_dataset_dir())
+    local = ingest(src, tmp_path / "ds")
+    assert remote.out_dir == f"s3://{BUCKET}/datasets/penguins" and not remote.reused
+    assert remote.manifest["source"] == f"s3://{BUCKET}/raw/penguins.parquet"
+    # the same bytes as a local ingest (the data files' sha256 are in both manifests)
+    assert [f["sha256"] for f in remote.manifest["files"]] == [
+        f["sha256"] for f in local.manifest["files"]
+    ]
+    assert ingest(params.source, params.resolved_dataset_dir()).reused  # idempotent
+    copy = local_dataset(remote.out_dir)
+    assert load_ingested(remote.out_dir).manifest["rows"] == local.manifest["rows"]
+    table = read_dataset(copy)
+    assert table.equals(read_dataset(tmp_path / "ds"))
+
+    config = {"max_steps": 2, "min_steps": 1, "eval_every": 2, "n_eval": 64, "n_pairs": 256}
+    config["distill_max_steps"] = 2
+    synth = Synthesizer.fit(table, remote.schema, family="onestep", preset="tiny", config=config)
+    synth_dir = synth.save(tmp_path / "synth")
+    out = f"s3://{BUCKET}/e2e"
+    m = generate_batch(synth_dir, 1000, 3, _target(out), layout=LAYOUT)
+    got = read_committed(out, "penguins").drop_columns(["dataset", "run_date", "batch"])
+    assert got.num_rows == 1000
+    assert got.schema.remove_metadata().equals(table.schema.remove_metadata())
+    again = generate_batch(synth_dir, 1000, 3, _target(tmp_path / "again"), layout=LAYOUT)
+    assert [f["sha256"] for f in m.files] == [f["sha256"] for f in again.files]
+
+
+def test_missing_remote_source_and_bucket_are_clear_errors(s3, tmp_project) -> None:
+    from pfcore.ingest import ingest
+    from pfcore.preflight import check_writable_dir
+
+    with pytest.raises(InputError, match=r"s3://pf-test/raw/nope.csv: does not exist"):
+        ingest(f"s3://{BUCKET}/raw/nope.csv", f"s3://{BUCKET}/datasets/nope")
+    with pytest.raises(StorageError, match="bucket s3://no-such-bucket does not exist"):
+        check_writable_dir("s3://no-such-bucket/out", "the output folder")
