@@ -171,16 +171,16 @@ class TrainParams(_Strict):
     dataset_store: str | None = Field(
         None,
         description=(
-            "Folder or URI under which the ingested dataset is kept (<store>/<dataset name>); "
-            "defaults to 'datasets' under PUSHFORWARD_HOME."
+            "Folder or URI under which the ingested dataset is kept, in a sub-folder named "
+            "after the dataset; defaults to 'datasets' under PUSHFORWARD_HOME."
         ),
     )
     artifacts: str | None = Field(
         None,
         description=(
             "Folder or URI the run's artifacts (synthesizer, fidelity report, training curve) "
-            "are copied to, under <artifacts>/<dataset name>/<run>; none by default (they "
-            "stay under PUSHFORWARD_HOME/runs and in MLflow)."
+            "are copied to, in sub-folders named after the dataset and the run; none by "
+            "default (they stay under PUSHFORWARD_HOME/runs and in MLflow)."
         ),
     )
     model_name: str | None = Field(
