@@ -399,6 +399,14 @@ class GenerateParams(_Strict):
             "defaults to the folder 'synthetic' under PUSHFORWARD_HOME."
         ),
     )
+    format: Literal["parquet", "delta"] = Field(
+        "parquet",
+        description=(
+            "'parquet' publishes the batch; 'delta' also appends it to the Delta Lake table "
+            "'delta/' followed by the dataset name under the output root, as one transaction "
+            "per batch (a retried run never appends twice)."
+        ),
+    )
     dataset_name: str | None = Field(
         None,
         description="Name of the 'dataset=...' partition folder; defaults to the model name.",

@@ -119,3 +119,16 @@ def publish_task(plan: dict, results: list[dict]) -> dict:
         "batch_id": manifest.batch_id,
         "seed": manifest.seed,
     }
+
+
+@task(name="append-delta", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_transient)
+def delta_task(batch_dir: str, table_uri: str) -> dict:
+    """Append the committed batch to a Delta table, at most once per batch id."""
+    from pfcore.generate import read_manifest
+    from pfcore.generate.delta import append_batch
+
+    appended = append_batch(read_manifest(batch_dir), table_uri)
+    logger().info(
+        "%s batch to Delta table %s", "appended" if appended else "already had this", table_uri
+    )
+    return {"table": table_uri, "appended": appended}

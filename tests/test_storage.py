@@ -310,3 +310,45 @@ def test_missing_remote_source_and_bucket_are_clear_errors(s3, tmp_project) -> N
         ingest(f"s3://{BUCKET}/raw/nope.csv", f"s3://{BUCKET}/datasets/nope")
     with pytest.raises(StorageError, match="bucket s3://no-such-bucket does not exist"):
         check_writable_dir("s3://no-such-bucket/out", "the output folder")
+
+
+def test_delta_append_is_one_transaction_per_batch(tmp_path, penguins_synth) -> None:
+    import duckdb
+    import polars as pl
+    from deltalake import DeltaTable
+
+    from pfcore.generate.delta import append_batch
+
+    out = tmp_path / "out"
+    m1 = generate_batch(penguins_synth, ROWS, 1, _target(out), layout=LAYOUT)
+    m2 = generate_batch(penguins_synth, 700, 2, _target(out), layout=LAYOUT)
+    table = tmp_path / "delta" / "penguins"
+    assert append_batch(m1, table)
+    assert not append_batch(m1, table)  # a retry never appends twice
+    assert append_batch(m2, table)
+    dt = DeltaTable(str(table))
+    assert dt.version() == 1  # two commits: one per batch, none for the retry
+
+    # two racing appends of the same batch: exactly one lands
+    m3 = generate_batch(penguins_synth, 600, 3, _target(out), layout=LAYOUT)
+    barrier = threading.Barrier(2)
+    landed: list[bool] = []
+
+    def race() -> None:
+        barrier.wait()
+        landed.append(append_batch(m3, table))
+
+    threads = [threading.Thread(target=race) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(landed) == [False, True]
+
+    frame = pl.read_delta(str(table))
+    assert frame.height == ROWS + 700 + 600
+    expected = pa.concat_tables([pq.ParquetFile(p).read() for p in m1.file_paths])
+    assert frame.columns == expected.column_names
+    files = DeltaTable(str(table)).file_uris()
+    n = duckdb.connect().sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0]
+    assert n == ROWS + 700 + 600
