@@ -352,3 +352,101 @@ def test_delta_append_is_one_transaction_per_batch(tmp_path, penguins_synth) -> 
     files = DeltaTable(str(table)).file_uris()
     n = duckdb.connect().sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchall()[0][0]
     assert n == ROWS + 700 + 600
+
+
+# --------------------------------------------------------------------------- a real Dask cluster
+def _shard_on_worker(plan: dict, index: int) -> tuple[dict, str]:
+    """Runs in a Dask worker process: the shard, and which worker's home folder it used."""
+    import torch
+
+    torch.set_num_threads(1)
+    return generate_shard(None, plan, index).to_dict(), os.environ["PUSHFORWARD_HOME"]
+
+
+def _wait_port(port: int, proc, timeout_s: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dask scheduler exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"dask scheduler did not listen on {port} within {timeout_s}s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth) -> None:
+    """A scheduler and two workers, each its own process in its own folder with its own
+    PUSHFORWARD_HOME: they share only the bucket. The batch equals the threads runner's."""
+    import contextlib
+    import shutil
+
+    from distributed import Client
+
+    from pfcore.generate import ShardResult
+    from tests.servers import background
+
+    dask = shutil.which("dask") or str(Path(os.sys.executable).parent / "dask")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    homes = [tmp_path / f"worker{i}" / "home" for i in (1, 2)]
+    rows = 6 * 2 * BLOCK  # 6 shards
+    with contextlib.ExitStack() as stack:
+        (tmp_path / "scheduler").mkdir()
+        sched = stack.enter_context(
+            background(
+                [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+                + ["--dashboard-address", ":0"],
+                env,
+                tmp_path / "scheduler.log",
+                cwd=tmp_path / "scheduler",
+            )
+        )
+        _wait_port(port, sched)
+        for i, home in enumerate(homes, 1):
+            home.mkdir(parents=True)
+            cmd = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1"]
+            cmd += ["--name", f"w{i}", "--local-directory", str(home.parent / "dask")]
+            cmd += ["--dashboard-address", ":0", "--no-nanny"]
+            stack.enter_context(
+                background(
+                    cmd,
+                    {**env, "PUSHFORWARD_HOME": str(home)},
+                    tmp_path / f"worker{i}.log",
+                    cwd=home.parent,
+                )
+            )
+        client = stack.enter_context(Client(address, timeout=60))
+        client.wait_for_workers(2, timeout=120)
+
+        root = f"s3://{BUCKET}/dask"
+        plan = plan_batch(penguins_synth, rows, 9, _target(root), layout=LAYOUT)
+        assert plan.synth_dir.startswith(f"{root}/_staging/")  # workers load it from the bucket
+        assert len(plan.shards) == 6
+        futures = client.map(
+            _shard_on_worker, [plan.to_dict()] * 6, range(6), pure=False, retries=2
+        )
+        done = client.gather(futures)
+    results = [ShardResult.from_dict(d) for d, _ in done]
+    used = {home for _, home in done}
+    manifest = publish_batch(plan, results)
+
+    threads = generate_batch(
+        penguins_synth,
+        rows,
+        9,
+        _target(tmp_path / "threads"),
+        layout=LAYOUT,
+        run=RunOptions(workers=2, executor="thread"),
+    )
+    assert [f["sha256"] for f in manifest.files] == [f["sha256"] for f in threads.files]
+    assert manifest.rows == rows and not any(r.skipped for r in results)
+    # each worker that ran a shard loaded the model into its own folder, from the bucket
+    for home in used:
+        assert any((Path(home) / "cache" / "synthesizers").iterdir())
+    assert used <= {str(h) for h in homes}
