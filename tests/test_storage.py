@@ -385,10 +385,10 @@ def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth
     import contextlib
     import shutil
 
-    from distributed import Client
+    from distributed import Client, as_completed
 
     from pfcore.generate import ShardResult
-    from tests.servers import background
+    from tests.servers import background, stop_group
 
     dask = shutil.which("dask") or str(Path(os.sys.executable).parent / "dask")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -396,6 +396,7 @@ def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth
     address = f"tcp://127.0.0.1:{port}"
     homes = [tmp_path / f"worker{i}" / "home" for i in (1, 2)]
     rows = 6 * 2 * BLOCK  # 6 shards
+    workers: list = []
     with contextlib.ExitStack() as stack:
         (tmp_path / "scheduler").mkdir()
         sched = stack.enter_context(
@@ -413,12 +414,14 @@ def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth
             cmd = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1"]
             cmd += ["--name", f"w{i}", "--local-directory", str(home.parent / "dask")]
             cmd += ["--dashboard-address", ":0", "--no-nanny"]
-            stack.enter_context(
-                background(
-                    cmd,
-                    {**env, "PUSHFORWARD_HOME": str(home)},
-                    tmp_path / f"worker{i}.log",
-                    cwd=home.parent,
+            workers.append(
+                stack.enter_context(
+                    background(
+                        cmd,
+                        {**env, "PUSHFORWARD_HOME": str(home)},
+                        tmp_path / f"worker{i}.log",
+                        cwd=home.parent,
+                    )
                 )
             )
         client = stack.enter_context(Client(address, timeout=60))
@@ -432,6 +435,17 @@ def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth
             _shard_on_worker, [plan.to_dict()] * 6, range(6), pure=False, retries=2
         )
         done = client.gather(futures)
+
+        # a worker killed mid-batch: the scheduler gives its shards to the other one, and the
+        # batch still commits once
+        killed = plan_batch(penguins_synth, rows, 10, _target(root), layout=LAYOUT)
+        futures = client.map(
+            _shard_on_worker, [killed.to_dict()] * 6, range(6), pure=False, retries=2
+        )
+        next(as_completed(futures))
+        stop_group(workers[0], grace_s=0)
+        survived = [ShardResult.from_dict(d) for d, _ in client.gather(futures)]
+        after_kill = publish_batch(killed, survived)
     results = [ShardResult.from_dict(d) for d, _ in done]
     used = {home for _, home in done}
     manifest = publish_batch(plan, results)
@@ -450,3 +464,8 @@ def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth
     for home in used:
         assert any((Path(home) / "cache" / "synthesizers").iterdir())
     assert used <= {str(h) for h in homes}
+
+    reference = generate_batch(penguins_synth, rows, 10, _target(tmp_path / "ref"), layout=LAYOUT)
+    assert [f["sha256"] for f in after_kill.files] == [f["sha256"] for f in reference.files]
+    assert [m.batch_id for m in committed_batches(root)] == sorted([plan.batch_id, killed.batch_id])
+    verify_batch(after_kill)
