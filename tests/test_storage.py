@@ -81,6 +81,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
     with moto_server(logs) as endpoint, pytest.MonkeyPatch.context() as mp:
         for k, v in s3_env(endpoint).items():
             mp.setenv(k, v)
+        # model copies loaded from the bucket are cached here, never in the repository
+        mp.setenv("PUSHFORWARD_HOME", str(logs / "pf-home"))
         make_bucket()
         yield endpoint
 
