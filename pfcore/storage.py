@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pfcore.errors import InputError, StorageError
+from pfcore.errors import InputError, StorageError, StorageUnreachable
 
 __all__ = [
     "REMOTE_SCHEMES",
@@ -280,14 +280,26 @@ class Location:
         except PermissionError as exc:
             raise StorageError(f"{self.uri}: permission denied ({what}): {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - every transport error, named once
-            raise StorageError(f"{self.uri}: cannot {what}: {_reason(exc)}") from exc
+            text = str(exc) or type(exc).__name__
+            if _unreachable(exc):
+                raise StorageUnreachable(
+                    f"{self.uri}: cannot {what}: endpoint unreachable after {_ATTEMPTS} "
+                    f"attempts ({text})"
+                ) from exc
+            raise StorageError(f"{self.uri}: cannot {what}: {text}") from exc
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "Could not connect" in text or "Connect timeout" in text:
-        return f"endpoint unreachable after {_ATTEMPTS} attempts ({text})"
-    return text
+def _unreachable(exc: BaseException) -> bool:
+    """A connection that never got an answer (refused, timed out), at any depth of causes."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = type(seen).__name__
+        if name in {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"}:
+            return True
+        if isinstance(seen, (ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _local_write(path: Path, data: bytes, exclusive: bool) -> bool:

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pfcore import storage
-from pfcore.errors import InputError, StorageError
+from pfcore.errors import InputError, StorageError, StorageUnreachable
 from pfcore.generate import (
     BatchLayout,
     BatchTarget,
@@ -69,7 +69,7 @@ def test_unreachable_endpoint_fails_fast_with_storage_error(monkeypatch) -> None
         if k != "AWS_ENDPOINT_URL":
             monkeypatch.setenv(k, v)
     t0 = time.monotonic()
-    with pytest.raises(StorageError, match=r"s3://nobucket/x: cannot check"):
+    with pytest.raises(StorageUnreachable, match=r"s3://nobucket/x: cannot check: endpoint"):
         storage.resolve("s3://nobucket/x").exists()
     assert time.monotonic() - t0 < 60  # bounded retries, not botocore's long default
 
