@@ -358,10 +358,11 @@ class TrainParams(_Strict):
     def memory_plan(self, dataset_dir: str) -> dict:
         """The training split and memory plan this run will use on the ingested dataset;
         InputError (exit 2) when it cannot fit the memory budget (``pfcore.memory``)."""
+        from pfcore.ingest import local_dataset
         from pfcore.memory import plan_training
 
         split, plan = plan_training(
-            dataset_dir,
+            local_dataset(dataset_dir),
             holdout_fraction=self.holdout_fraction,
             seed=self.seed,
             family=self.family,
