@@ -27,6 +27,7 @@ def s3_env(endpoint: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",  # delta-rs and Polars (object_store) refuse http:// otherwise
     }
 
 

@@ -471,3 +471,17 @@ def test_dask_cluster_writes_straight_to_the_bucket(s3, tmp_path, penguins_synth
     assert [f["sha256"] for f in after_kill.files] == [f["sha256"] for f in reference.files]
     assert [m.batch_id for m in committed_batches(root)] == sorted([plan.batch_id, killed.batch_id])
     verify_batch(after_kill)
+
+
+def test_delta_table_in_the_bucket(s3, tmp_path, penguins_synth) -> None:
+    import polars as pl
+    from deltalake import DeltaTable
+
+    from pfcore.generate.delta import append_batch
+
+    m = generate_batch(penguins_synth, 800, 4, _target(f"s3://{BUCKET}/dl"), layout=LAYOUT)
+    table = f"s3://{BUCKET}/dl/delta/penguins"
+    assert append_batch(m, table)
+    assert not append_batch(m, table)
+    assert DeltaTable(table).version() == 0
+    assert pl.read_delta(table).height == 800

@@ -8,9 +8,9 @@ appends racing past that check write the same ``app_id``, which Delta's conflict
 for the later commit; the loser re-reads the table, finds the id and returns without appending.
 
 The rows are streamed from the committed Parquet batch (its manifest's files), so a Delta table
-holds exactly what the batch holds. Object-store tables use delta-rs' own configuration
-(``AWS_*`` environment; an S3 table needs a store with conditional writes or delta-rs' locking
-settings for concurrent writers).
+holds exactly what the batch holds. Object-store tables use delta-rs' own configuration, the
+standard ``AWS_*`` environment (an ``http://`` endpoint also needs ``AWS_ALLOW_HTTP=true``);
+delta-rs commits to S3 with conditional writes, as the batch manifest does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from pfcore import storage
-from pfcore.errors import GenerationError
+from pfcore.errors import GenerationError, StorageError
 from pfcore.generate.publish import BatchManifest
 
 __all__ = ["append_batch", "app_id"]
@@ -58,18 +58,25 @@ def append_batch(manifest: BatchManifest, table_uri: str | os.PathLike[str]) -> 
 
     uri = storage.normalise(table_uri)
     txn = app_id(manifest)
-    if _appended(uri, txn):
-        return False
-    props = CommitProperties(
-        custom_metadata={"pushforward.batch_id": manifest.batch_id},
-        app_transactions=[Transaction(txn, 1)],
-    )
     try:
-        write_deltalake(uri, _reader(manifest), mode="append", commit_properties=props)
-    except (CommitFailedError, DeltaError) as exc:
         if _appended(uri, txn):
-            return False  # a concurrent run appended this batch first
-        raise GenerationError(
-            f"{uri}: Delta append of batch {manifest.batch_id} failed: {exc}"
-        ) from exc
+            return False
+        props = CommitProperties(
+            custom_metadata={"pushforward.batch_id": manifest.batch_id},
+            app_transactions=[Transaction(txn, 1)],
+        )
+        try:
+            write_deltalake(uri, _reader(manifest), mode="append", commit_properties=props)
+        except (CommitFailedError, DeltaError) as exc:
+            if _appended(uri, txn):
+                return False  # a concurrent run appended this batch first
+            raise GenerationError(
+                f"{uri}: Delta append of batch {manifest.batch_id} failed: {exc}"
+            ) from exc
+    except OSError as exc:  # delta-rs reports every object-store failure as OSError
+        hint = ""
+        if "scheme is not allowed" in str(exc):
+            hint = " (an http:// endpoint needs AWS_ALLOW_HTTP=true for delta-rs)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"{uri}: Delta table not reachable: {first}{hint}") from exc
     return True
