@@ -128,7 +128,6 @@ def delta_task(batch_dir: str, table_uri: str) -> dict:
     from pfcore.generate.delta import append_batch
 
     appended = append_batch(read_manifest(batch_dir), table_uri)
-    logger().info(
-        "%s batch to Delta table %s", "appended" if appended else "already had this", table_uri
-    )
+    verdict = "appended to" if appended else "already in (nothing appended)"
+    logger().info("batch %s Delta table %s", verdict, table_uri)
     return {"table": table_uri, "appended": appended}
