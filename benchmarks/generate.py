@@ -1,7 +1,7 @@
 """Benchmark: end-to-end synthetic rows/s into Parquet, beside the two limits that bound it.
 
 For each row count N it records (in ``benchmarks/results/generate.json``, one record per
-(dataset, rows, device)):
+(dataset, rows, device, workers, noise, decode)):
 
 - ``rows_per_second``: ``pfcore.generate.generate_batch`` end to end (noise, model forward,
   decode, Parquet write, checksums, publish), measured in a fresh child process whose peak RSS
@@ -11,7 +11,11 @@ For each row count N it records (in ``benchmarks/results/generate.json``, one re
 - ``raw_write_rows_per_second``: pyarrow writing an already-built table (decoded synthetic rows)
   with the same schema, compression, dictionary columns and row groups;
 - ``ratio_to_limit``: rows_per_second / min(model_only, raw_write). 1.0 means decode and write
-  hide completely behind the slower limit.
+  hide completely behind the slower limit;
+- ``decode``: which decode ran (``numpy`` on the host, ``torch`` on the model's device; default
+  the device's own, ``pfcore.sampling.decode_backend``). ``--decode numpy torch --repeats 3``
+  runs each three times, interleaved, keeps the best run (``runs_rows_per_second`` holds all)
+  and gives torch records ``ratio_to_numpy`` from the same run.
 
 The two limits are measured in the same run, in their own child process, so a busy machine
 slows all three numbers alike. Usage::
@@ -19,6 +23,7 @@ slows all three numbers alike. Usage::
     .venv/bin/python benchmarks/generate.py                        # 1M and 50M rows, CPU
     .venv/bin/python benchmarks/generate.py --rows 1000000 10000000
     .venv/bin/python benchmarks/generate.py --device cuda --workers 8
+    .venv/bin/python benchmarks/generate.py --rows 1048576 --decode numpy torch --repeats 3
     .venv/bin/python benchmarks/generate.py --rows 1000000 --output s3://bench/gen --moto
 
 The synthesizer is trained briefly (``--preset fast``) on the shared dataset the first time and
@@ -97,7 +102,6 @@ def _set_threads(n: int | None) -> None:
 
 def child_limits(args: argparse.Namespace) -> dict[str, Any]:
     """Model-only forward rate and raw Parquet write rate, same device/settings as generation."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
@@ -135,9 +139,7 @@ def child_limits(args: argparse.Namespace) -> dict[str, Any]:
         )
         with torch.inference_mode():
             x = synth.push(zb)
-        parts.append(
-            synth.transformer.decode(np.asarray(x), seed=decode_seed, row_offset=b * BLOCK_ROWS)
-        )
+        parts.append(synth.transformer.decode(x, seed=decode_seed, row_offset=b * BLOCK_ROWS))
     table = pa.concat_tables(parts).combine_chunks()
     schema = synth.schema.arrow_schema()
     dict_cols = dictionary_columns(schema, synth.schema)
@@ -204,10 +206,11 @@ def _rows_per_shard(args: argparse.Namespace) -> int:
 
 
 def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
-    from pfcore import storage
+    from pfcore import sampling, storage
     from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
 
     _set_threads(args.torch_threads)
+    sampling.DECODE = args.decode  # this process only (inline or thread workers)
     if args.output:
         out_root = storage.join(storage.normalise(args.output), f"e2e-{os.getpid()}")
     else:
@@ -291,6 +294,8 @@ def _run_child(
         str(args.min_seconds),
         "--noise",
         args.noise,
+        "--decode",
+        args.decode[0] if isinstance(args.decode, list) else args.decode,
         *extra,
     ]
     if args.rows_per_shard:
@@ -354,6 +359,7 @@ def _save_results(path: Path, records: list[dict[str, Any]]) -> None:
             str(r.get("device", "")).split(" ")[0],
             r.get("workers"),
             r.get("noise", "cpu"),
+            r.get("decode", "numpy"),
             r.get("storage", "local"),
         )
 
@@ -385,6 +391,15 @@ def main(argv: list[str] | None = None) -> int:
         default="cpu",
         help="where latent noise is drawn (device: faster on a GPU)",
     )
+    p.add_argument(
+        "--decode",
+        nargs="+",
+        choices=["numpy", "torch"],
+        default=None,
+        help="decode(s) to measure, each --repeats times, interleaved (default: the device's "
+        "own, pfcore.sampling.decode_backend); with both, torch records get ratio_to_numpy",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="end-to-end runs per decode")
     p.add_argument(
         "--rows-per-shard",
         type=int,
@@ -424,11 +439,70 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "e2e":
         args.rows = args.rows[0]
+        args.decode = args.decode[0]
         print(json.dumps(child_e2e(args)))
         return 0
 
     with _maybe_moto(args):
         return _drive(args)
+
+
+def _drive(args: argparse.Namespace) -> int:
+    from pfcore.sampling import decode_backend
+
+    own = decode_backend(args.device)
+    args.decode = args.decode or [own]
+    if args.workers > 1 and set(args.decode) != {own}:
+        sys.exit(
+            f"--decode other than {own!r} on {args.device} is measured with --workers 1: "
+            "worker processes decode with their device's default"
+        )
+    synth_dir = ensure_synthesizer(args)
+    _log("measuring limits (model-only forward, raw Parquet write)")
+    limits = _run_child("limits", args, synth_dir, [])
+    _log(f"limits: {limits}")
+    records: list[dict[str, Any]] = []
+    for n in args.rows:
+        runs: dict[str, list[dict[str, Any]]] = {d: [] for d in args.decode}
+        for rep in range(args.repeats):  # decodes interleaved: load changes hit both alike
+            for d in args.decode:
+                _log(f"end to end: {n:,} rows, {d} decode, run {rep + 1}/{args.repeats}")
+                sub = argparse.Namespace(**{**vars(args), "decode": d})
+                runs[d].append(_run_child("e2e", sub, synth_dir, ["--rows", str(n)]))
+        best_rate = {d: max(r["rows_per_second"] for r in rs) for d, rs in runs.items()}
+        local_rate = None
+        if _storage_kind(args) != "local":
+            # the same run to local disk, right after: the ratio the storage costs
+            _log(f"end to end to local disk, for comparison: {n:,} rows")
+            sub = argparse.Namespace(**{**vars(args), "decode": args.decode[0]})
+            local = _run_child("e2e", sub, synth_dir, ["--rows", str(n)], local=True)
+            local_rate = local["rows_per_second"]
+        for d, rs in runs.items():
+            rec = _record(args, n, d, rs, best_rate, limits, synth_dir)
+            rec["storage"] = _storage_kind(args)
+            rec["local_disk_rows_per_second"] = local_rate
+            rec["ratio_to_local_disk"] = (
+                round(rec["rows_per_second"] / local_rate, 3) if local_rate else None
+            )
+            records.append(rec)
+            _log(json.dumps(records[-1]))
+            _save_results(Path(args.out), records)
+    cols = [
+        "rows",
+        "decode",
+        "rows_per_second",
+        "ratio_to_numpy",
+        "model_only_rows_per_second",
+        "raw_write_rows_per_second",
+        "ratio_to_limit",
+        "ratio_to_sdv_fastest",
+        "peak_rss_mb",
+    ]
+    print("| " + " | ".join(["device", *cols]) + " |")
+    print("|" + "---|" * (len(cols) + 1))
+    for r in records:
+        print("| " + " | ".join([r["device"], *(str(r[c]) for c in cols)]) + " |")
+    return 0
 
 
 def _storage_kind(args: argparse.Namespace) -> str:
@@ -485,84 +559,60 @@ def _maybe_moto(args: argparse.Namespace) -> Iterator[None]:
         proc.wait()
 
 
-def _drive(args: argparse.Namespace) -> int:
-    synth_dir = ensure_synthesizer(args)
-    _log("measuring limits (model-only forward, raw Parquet write)")
-    limits = _run_child("limits", args, synth_dir, [])
-    _log(f"limits: {limits}")
-    records = []
+def _record(
+    args: argparse.Namespace,
+    n: int,
+    decode: str,
+    runs: list[dict[str, Any]],
+    best_rate: dict[str, float],
+    limits: dict[str, Any],
+    synth_dir: Path,
+) -> dict[str, Any]:
+    """One record: the best of ``runs`` (all rates kept), beside the limits of the same run."""
+    e2e = max(runs, key=lambda r: r["rows_per_second"])
     sdv_method, sdv_rate = _sdv_reference(args.dataset)
-    for n in args.rows:
-        _log(f"end to end: {n:,} rows")
-        e2e = _run_child("e2e", args, synth_dir, ["--rows", str(n)])
-        local_rate = None
-        if _storage_kind(args) != "local":
-            # the same run to local disk, right after: the ratio the storage costs
-            _log(f"end to end to local disk, for comparison: {n:,} rows")
-            local_rate = _run_child("e2e", args, synth_dir, ["--rows", str(n)], local=True)[
-                "rows_per_second"
-            ]
-        limit = min(limits["model_only_rows_per_second"], limits["raw_write_rows_per_second"])
-        rec = {
-            "dataset": args.dataset,
-            "columns": limits["columns"],
-            "rows": n,
-            "rows_per_second": e2e["rows_per_second"],
-            "model_only_rows_per_second": limits["model_only_rows_per_second"],
-            "raw_write_rows_per_second": limits["raw_write_rows_per_second"],
-            "ratio_to_limit": round(e2e["rows_per_second"] / limit, 3),
-            "sdv_fastest_method": sdv_method,
-            "sdv_fastest_rows_per_second": sdv_rate,
-            "ratio_to_sdv_fastest": round(e2e["rows_per_second"] / sdv_rate, 2)
-            if sdv_rate
-            else None,
-            "peak_rss_mb": e2e["peak_rss_mb"],
-            "cpu_count": os.cpu_count(),
-            "device": _device_name(args.device),
-            "family": args.family,
-            "preset": args.preset if not args.synth else None,
-            "synthesizer": str(synth_dir) if args.synth else None,
-            "workers": args.workers,
-            "noise": args.noise,
-            "storage": _storage_kind(args),
-            "local_disk_rows_per_second": local_rate,
-            "ratio_to_local_disk": round(e2e["rows_per_second"] / local_rate, 3)
-            if local_rate
-            else None,
-            "torch_threads": limits["torch_threads"],
-            "latent_dim": limits["latent_dim"],
-            "n_features": limits["n_features"],
-            "model_parameters": limits["model_parameters"],
-            "seconds": e2e["seconds"],
-            "startup_seconds": e2e["startup_seconds"],
-            "steady_rows_per_second": e2e["steady_rows_per_second"],
-            "raw_write_threads": limits["raw_write_threads"],
-            "row_group_rows": limits["row_group_rows"],
-            "parquet_bytes": e2e["parquet_bytes"],
-            "files": e2e["files"],
-            "peak_rss_parent_mb": e2e["peak_rss_parent_mb"],
-            "peak_rss_worker_mb": e2e["peak_rss_worker_mb"],
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "note": args.note,
-        }
-        _log(json.dumps(rec))
-        records.append(rec)
-        _save_results(Path(args.out), records)
-    cols = [
-        "rows",
-        "rows_per_second",
-        "model_only_rows_per_second",
-        "raw_write_rows_per_second",
-        "ratio_to_limit",
-        "ratio_to_sdv_fastest",
-        "peak_rss_mb",
-    ]
-    print("| " + " | ".join(["device", *cols]) + " |")
-    print("|" + "---|" * (len(cols) + 1))
-    for r in records:
-        print("| " + " | ".join([r["device"], *(str(r[c]) for c in cols)]) + " |")
-    return 0
+    limit = min(limits["model_only_rows_per_second"], limits["raw_write_rows_per_second"])
+    return {
+        "dataset": args.dataset,
+        "columns": limits["columns"],
+        "rows": n,
+        "decode": decode,
+        "rows_per_second": e2e["rows_per_second"],
+        "runs_rows_per_second": [r["rows_per_second"] for r in runs],
+        "ratio_to_numpy": round(e2e["rows_per_second"] / best_rate["numpy"], 3)
+        if "numpy" in best_rate
+        else None,
+        "model_only_rows_per_second": limits["model_only_rows_per_second"],
+        "raw_write_rows_per_second": limits["raw_write_rows_per_second"],
+        "ratio_to_limit": round(e2e["rows_per_second"] / limit, 3),
+        "sdv_fastest_method": sdv_method,
+        "sdv_fastest_rows_per_second": sdv_rate,
+        "ratio_to_sdv_fastest": round(e2e["rows_per_second"] / sdv_rate, 2) if sdv_rate else None,
+        "peak_rss_mb": e2e["peak_rss_mb"],
+        "cpu_count": os.cpu_count(),
+        "device": _device_name(args.device),
+        "family": args.family,
+        "preset": args.preset if not args.synth else None,
+        "synthesizer": str(synth_dir) if args.synth else None,
+        "workers": args.workers,
+        "noise": args.noise,
+        "torch_threads": limits["torch_threads"],
+        "latent_dim": limits["latent_dim"],
+        "n_features": limits["n_features"],
+        "model_parameters": limits["model_parameters"],
+        "seconds": e2e["seconds"],
+        "startup_seconds": e2e["startup_seconds"],
+        "steady_rows_per_second": e2e["steady_rows_per_second"],
+        "raw_write_threads": limits["raw_write_threads"],
+        "row_group_rows": limits["row_group_rows"],
+        "parquet_bytes": e2e["parquet_bytes"],
+        "files": e2e["files"],
+        "peak_rss_parent_mb": e2e["peak_rss_parent_mb"],
+        "peak_rss_worker_mb": e2e["peak_rss_worker_mb"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "note": args.note,
+    }
 
 
 if __name__ == "__main__":
