@@ -24,6 +24,7 @@ slows all three numbers alike. Usage::
     .venv/bin/python benchmarks/generate.py --rows 1000000 10000000
     .venv/bin/python benchmarks/generate.py --device cuda --workers 8
     .venv/bin/python benchmarks/generate.py --rows 1048576 --decode numpy torch --repeats 3
+    .venv/bin/python benchmarks/generate.py --rows 1000000 --output s3://bench/gen --moto
 
 The synthesizer is trained briefly (``--preset fast``) on the shared dataset the first time and
 cached under ``benchmarks/work/``; ``--synth DIR`` uses a saved one instead.
@@ -32,6 +33,7 @@ cached under ``benchmarks/work/``; ``--synth DIR`` uses a saved one instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -203,12 +206,15 @@ def _rows_per_shard(args: argparse.Namespace) -> int:
 
 
 def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
-    from pfcore import sampling
+    from pfcore import sampling, storage
     from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
 
     _set_threads(args.torch_threads)
     sampling.DECODE = args.decode  # this process only (inline or thread workers)
-    out_root = Path(tempfile.mkdtemp(dir=args.work, prefix="e2e-"))
+    if args.output:
+        out_root = storage.join(storage.normalise(args.output), f"e2e-{os.getpid()}")
+    else:
+        out_root = Path(tempfile.mkdtemp(dir=args.work, prefix="e2e-"))
     last = [0.0]
     first: list[tuple[float, int]] = []
 
@@ -260,11 +266,13 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         if not args.keep_output:
-            shutil.rmtree(out_root, ignore_errors=True)
+            storage.resolve(out_root).remove()
 
 
 # ------------------------------------------------------------------------ driver
-def _run_child(mode: str, args: argparse.Namespace, synth_dir: Path, extra: list[str]) -> dict:
+def _run_child(
+    mode: str, args: argparse.Namespace, synth_dir: Path, extra: list[str], *, local: bool = False
+) -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -292,6 +300,8 @@ def _run_child(mode: str, args: argparse.Namespace, synth_dir: Path, extra: list
     ]
     if args.rows_per_shard:
         cmd += ["--rows-per-shard", str(args.rows_per_shard)]
+    if args.output and not local:
+        cmd += ["--output", args.output]
     if args.torch_threads:
         cmd += ["--torch-threads", str(args.torch_threads)]
     if args.keep_output:
@@ -350,6 +360,7 @@ def _save_results(path: Path, records: list[dict[str, Any]]) -> None:
             r.get("workers"),
             r.get("noise", "cpu"),
             r.get("decode", "numpy"),
+            r.get("storage", "local"),
         )
 
     new_keys = {key(r) for r in records}
@@ -406,6 +417,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(DEFAULT_RESULTS))
     p.add_argument("--work", default=str(DEFAULT_WORK))
     p.add_argument("--keep-output", action="store_true")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="output root, a folder or a URI such as s3://bucket/prefix (default: a temp "
+        "folder under --work); recorded as the record's 'storage'",
+    )
+    p.add_argument(
+        "--moto",
+        action="store_true",
+        help="start a local moto S3 server for --output s3://BUCKET/... (creates the bucket)",
+    )
     p.add_argument("--note", default="", help="free text stored with the records")
     p.add_argument("--child", choices=["limits", "e2e"], help=argparse.SUPPRESS)
     p.add_argument("--synth-dir", help=argparse.SUPPRESS)
@@ -421,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_e2e(args)))
         return 0
 
+    with _maybe_moto(args):
+        return _drive(args)
+
+
+def _drive(args: argparse.Namespace) -> int:
     from pfcore.sampling import decode_backend
 
     own = decode_backend(args.device)
@@ -443,8 +470,21 @@ def main(argv: list[str] | None = None) -> int:
                 sub = argparse.Namespace(**{**vars(args), "decode": d})
                 runs[d].append(_run_child("e2e", sub, synth_dir, ["--rows", str(n)]))
         best_rate = {d: max(r["rows_per_second"] for r in rs) for d, rs in runs.items()}
+        local_rate = None
+        if _storage_kind(args) != "local":
+            # the same run to local disk, right after: the ratio the storage costs
+            _log(f"end to end to local disk, for comparison: {n:,} rows")
+            sub = argparse.Namespace(**{**vars(args), "decode": args.decode[0]})
+            local = _run_child("e2e", sub, synth_dir, ["--rows", str(n)], local=True)
+            local_rate = local["rows_per_second"]
         for d, rs in runs.items():
-            records.append(_record(args, n, d, rs, best_rate, limits, synth_dir))
+            rec = _record(args, n, d, rs, best_rate, limits, synth_dir)
+            rec["storage"] = _storage_kind(args)
+            rec["local_disk_rows_per_second"] = local_rate
+            rec["ratio_to_local_disk"] = (
+                round(rec["rows_per_second"] / local_rate, 3) if local_rate else None
+            )
+            records.append(rec)
             _log(json.dumps(records[-1]))
             _save_results(Path(args.out), records)
     cols = [
@@ -463,6 +503,60 @@ def main(argv: list[str] | None = None) -> int:
     for r in records:
         print("| " + " | ".join([r["device"], *(str(r[c]) for c in cols)]) + " |")
     return 0
+
+
+def _storage_kind(args: argparse.Namespace) -> str:
+    if not args.output or "://" not in args.output:
+        return "local"
+    kind = args.output.split("://", 1)[0]
+    return f"{kind} (moto server on 127.0.0.1)" if args.moto else kind
+
+
+@contextlib.contextmanager
+def _maybe_moto(args: argparse.Namespace) -> Iterator[None]:
+    """With --moto: a moto S3 server in its own process group, its endpoint exported in the
+    standard AWS_* variables the children inherit, the output bucket created."""
+    if not args.moto:
+        yield
+        return
+    import signal
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = str(Path(sys.executable).parent / "moto_server")
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    try:
+        from pfcore import storage
+
+        bucket = args.output.split("://", 1)[1].split("/", 1)[0]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fs = storage.resolve(f"s3://{bucket}").fs
+                if not fs.exists(bucket):
+                    fs.mkdir(bucket)
+                break
+            except Exception:  # noqa: BLE001 - server still starting
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _record(

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="ingest a table to a Parquet dataset + schema.json")
     p.add_argument("source", help="CSV, Parquet (file or folder) or JSON Lines table")
-    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--out", required=True, help="output dataset folder or URI (s3://...)")
     add_model_options(p, TrainParams, only=_READ_FIELDS)
 
     p = sub.add_parser("train", help="flow train-pipeline: ingest → train → validate → register")
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="score a saved synthesizer against an ingested dataset's holdout"
     )
     p.add_argument("synthesizer", help="saved synthesizer folder")
-    p.add_argument("dataset", help="ingested dataset folder")
+    p.add_argument("dataset", help="ingested dataset folder or URI")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument(
         "--seed",
@@ -161,8 +161,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                 0.2 if args.holdout_fraction is None else args.holdout_fraction,
                 0 if args.seed is None else args.seed,
             )
+        from pfcore.ingest import local_dataset
+
         validation = validate_synthesizer(
-            args.dataset, args.synthesizer, target=args.target, split=split
+            local_dataset(args.dataset), args.synthesizer, target=args.target, split=split
         )
         report, result = validation.report, validation.result
         report.save(args.out)

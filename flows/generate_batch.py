@@ -9,7 +9,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.params import GenerateParams
 from tasks._common import logger
-from tasks.generate import plan_task, publish_task, resolve_model_task, shard_task
+from tasks.generate import (
+    delta_task,
+    plan_task,
+    publish_task,
+    resolve_model_task,
+    shard_task,
+)
 
 
 @flow(name="generate-shards")
@@ -66,6 +72,11 @@ def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
     )
     results = _generate_shards.with_options(task_runner=_runner(params))(plan)
     published = publish_task(plan, results)
+    if params.format == "delta":
+        from pfcore import storage
+
+        table = storage.join(out_root, "delta", params.dataset_name or params.model_name)
+        published["delta"] = delta_task(published["path"], table)
     logger().info(
         "batch %s: %s rows at %s", published["batch_id"], published["rows"], published["path"]
     )

@@ -160,10 +160,28 @@ class TrainParams(_Strict):
 
     source: str = Field(
         str(EXAMPLE_DATASET),
-        description="Path of the real table: CSV, Parquet (file or folder) or JSON Lines.",
+        description=(
+            "Path or URI (s3://, gs://, abfs://) of the real table: CSV, Parquet (file or "
+            "folder/prefix) or JSON Lines."
+        ),
     )
     dataset_name: str | None = Field(
         None, description="Short name for the dataset; defaults to the file name."
+    )
+    dataset_store: str | None = Field(
+        None,
+        description=(
+            "Folder or URI under which the ingested dataset is kept, in a sub-folder named "
+            "after the dataset; defaults to 'datasets' under PUSHFORWARD_HOME."
+        ),
+    )
+    artifacts: str | None = Field(
+        None,
+        description=(
+            "Folder or URI the run's artifacts (synthesizer, fidelity report, training curve) "
+            "are copied to, in sub-folders named after the dataset and the run; none by "
+            "default (they stay under PUSHFORWARD_HOME/runs and in MLflow)."
+        ),
     )
     model_name: str | None = Field(
         None,
@@ -278,6 +296,13 @@ class TrainParams(_Strict):
     @field_validator("source")
     @classmethod
     def _source_exists(cls, v: str) -> str:
+        from pfcore import storage
+
+        try:
+            if storage.is_remote(v):
+                return v  # checked by the preflight, which reads it (network, bounded retries)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         try:
             exists = Path(v).expanduser().exists()
         except OSError as exc:  # a parent folder this user may not enter
@@ -289,17 +314,19 @@ class TrainParams(_Strict):
     def resolved_dataset_name(self) -> str:
         if self.dataset_name:
             return self.dataset_name
-        p = Path(self.source)
-        return p.name.split(".")[0] or "dataset"
+        name = self.source.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+        return name.split(".")[0] or "dataset"
 
     def resolved_model_name(self) -> str:
         return self.model_name or f"pushforward-{self.resolved_dataset_name()}"
 
     def resolved_dataset_dir(self) -> str:
         """Where ingest writes this source (under the project folder)."""
+        from pfcore import storage
         from pfcore.paths import pushforward_home
 
-        return str(pushforward_home() / "datasets" / self.resolved_dataset_name())
+        store = self.dataset_store or str(pushforward_home() / "datasets")
+        return storage.join(storage.normalise(store), self.resolved_dataset_name())
 
     def preflight(self, *, ingest: bool = False) -> None:
         """Every check that can fail this run before training (``pfcore.preflight``);
@@ -331,10 +358,11 @@ class TrainParams(_Strict):
     def memory_plan(self, dataset_dir: str) -> dict:
         """The training split and memory plan this run will use on the ingested dataset;
         InputError (exit 2) when it cannot fit the memory budget (``pfcore.memory``)."""
+        from pfcore.ingest import local_dataset
         from pfcore.memory import plan_training
 
         split, plan = plan_training(
-            dataset_dir,
+            local_dataset(dataset_dir),
             holdout_fraction=self.holdout_fraction,
             seed=self.seed,
             family=self.family,
@@ -368,8 +396,16 @@ class GenerateParams(_Strict):
     output: str | None = Field(
         None,
         description=(
-            "Root folder of published batches; defaults to the folder 'synthetic' under "
-            "PUSHFORWARD_HOME."
+            "Root folder or URI (s3://bucket/prefix, gs://, abfs://) of published batches; "
+            "defaults to the folder 'synthetic' under PUSHFORWARD_HOME."
+        ),
+    )
+    format: Literal["parquet", "delta"] = Field(
+        "parquet",
+        description=(
+            "'parquet' publishes the batch; 'delta' also appends it to the Delta Lake table "
+            "'delta/' followed by the dataset name under the output root, as one transaction "
+            "per batch (a retried run never appends twice)."
         ),
     )
     dataset_name: str | None = Field(

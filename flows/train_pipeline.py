@@ -21,6 +21,8 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
     registered and the run fails with every reason. A model that passes it but does not beat the
     current champion is registered under the ``challenger`` alias.
     """
+    from pfcore import storage
+    from pfcore.ingest import local_dataset
     from pfcore.preflight import check_dataset
 
     params.preflight()  # seconds: source, rows, overrides, folders, registry
@@ -30,13 +32,13 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
     ingested = ingest_task(
         params.source, dataset_dir, params.overrides, read_options=params.read_options()
     )
-    check_dataset(
-        ingested["dataset_dir"], holdout_fraction=params.holdout_fraction, target=params.target
-    )
-    params.memory_plan(ingested["dataset_dir"])  # refuses a run that cannot fit in memory
+    # training reads a local copy of a dataset kept in an object store (cached by listing)
+    dataset_dir = str(local_dataset(ingested["dataset_dir"]))
+    check_dataset(dataset_dir, holdout_fraction=params.holdout_fraction, target=params.target)
+    params.memory_plan(dataset_dir)  # refuses a run that cannot fit in memory
     work = run_dir("runs", name)
     trained = train_task(
-        ingested["dataset_dir"],
+        dataset_dir,
         str(work),
         family=params.family,
         preset=params.preset,
@@ -50,12 +52,17 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
         protect_extremes=params.protect_extremes,
     )
     validated = validate_task(
-        ingested["dataset_dir"],
+        dataset_dir,
         trained["synth_dir"],
         str(work),
         target=params.target,
         gate_config=params.gate.gate_config(),
     )
+    artifacts = None
+    if params.artifacts:
+        # before the gate's verdict: a rejected model's report is what one needs to read
+        artifacts = storage.join(storage.normalise(params.artifacts), name, work.name)
+        storage.resolve(artifacts).upload(work)
     if not validated["passed"]:
         raise GateFailed(validated["reasons"])
     registered = register_task(
@@ -81,5 +88,6 @@ def train_pipeline(params: TrainParams = TrainParams()) -> dict:
         "synth_dir": trained["synth_dir"],
         "report_dir": validated["report_dir"],
         "summary": validated["summary"],
+        "artifacts": artifacts,
         **registered,
     }

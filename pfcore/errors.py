@@ -39,6 +39,7 @@ __all__ = [
     "RegistryUnreachable",
     "ModelNotFound",
     "StorageError",
+    "StorageUnreachable",
     "GenerationError",
     "printable",
 ]
@@ -114,9 +115,15 @@ class ModelNotFound(RegistryError):
 
 
 class StorageError(PushforwardError):
-    """A folder pushforward must write into is missing, not a folder, or not writable."""
+    """A folder pushforward must write into is missing, not a folder, or not writable; or an
+    object store refused an operation."""
 
     exit_code: ClassVar[int] = EXIT_ENV
+
+
+class StorageUnreachable(StorageError):
+    """An object store did not answer after its bounded retries (connection refused, timeout):
+    a storage failure a later retry can fix, so retry policies test for this type."""
 
 
 class GenerationError(PushforwardError):

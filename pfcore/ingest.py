@@ -36,12 +36,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pfcore import __version__
+from pfcore import __version__, storage
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, PushforwardError
 from pfcore.io import (
     DEFAULT_NULL_TOKENS,
     _RetryAsString,
+    local_source,
     open_source,
     read_dataset,
     source_checksum,
@@ -53,7 +54,7 @@ from pfcore.schema import (
     load_overrides,
 )
 
-__all__ = ["IngestResult", "ingest", "read_dataset", "load_ingested"]
+__all__ = ["IngestResult", "ingest", "read_dataset", "load_ingested", "local_dataset"]
 
 MANIFEST_VERSION = 1
 DEFAULT_BATCH_ROWS = 65_536
@@ -65,8 +66,8 @@ _log = logging.getLogger("pushforward.ingest")
 class IngestResult:
     """Where an ingest wrote its dataset, the schema it inferred and the manifest it recorded."""
 
-    out_dir: Path
-    data_dir: Path
+    out_dir: Path | str  # a URI when the dataset is kept in an object store
+    data_dir: Path | str
     schema: TableSchema
     manifest: dict[str, Any]
     reused: bool = False  # True when an identical earlier ingest was found and nothing was written
@@ -163,9 +164,64 @@ def _options_hash(
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def local_dataset(dataset_dir: str | os.PathLike[str]) -> Path:
+    """An ingested dataset as a local folder: itself, or a cached copy from an object store.
+
+    Training and validation read the dataset by row ranges many times; they read a local copy,
+    cached under ``$PUSHFORWARD_HOME/cache/datasets`` by URI and listing.
+    """
+    if not storage.is_remote(dataset_dir):
+        return Path(dataset_dir)
+    from pfcore.paths import pushforward_home
+
+    loc = storage.resolve(dataset_dir)
+    if not loc.child("manifest.json").exists():
+        raise InputError("is not an ingested dataset (manifest.json missing)", path=loc.uri)
+    return storage.local_copy(loc, pushforward_home() / "cache" / "datasets")
+
+
+def _ingest_to_store(source: Any, out_uri: str, options: dict[str, Any]) -> IngestResult:
+    """Ingest into an object-store prefix: ingest locally (idempotent, atomic), then upload the
+    data files, schema and rules, and ``manifest.json`` last, which marks the dataset complete.
+
+    An existing dataset at ``out_uri`` with the same source checksum and options is reused.
+    """
+    from pfcore.paths import pushforward_home
+
+    key = hashlib.sha256(out_uri.encode()).hexdigest()[:16]
+    local = ingest(source, pushforward_home() / "cache" / "ingest" / key, **options)
+    dest = storage.resolve(out_uri)
+    man = dest.child("manifest.json")
+    try:
+        remote = json.loads(man.read_text())
+    except (FileNotFoundError, ValueError):
+        remote = None
+    same = remote is not None and all(
+        remote.get(k) == local.manifest.get(k) for k in ("source_sha256", "options_sha256")
+    )
+    if not same:
+        if remote is None and dest.files():
+            raise InputError(
+                "output prefix exists, is not empty and is not a pushforward dataset; "
+                "refusing to overwrite it",
+                path=out_uri,
+            )
+        for rel in sorted(p.relative_to(local.out_dir) for p in local.out_dir.rglob("*")):
+            if (local.out_dir / rel).is_file() and rel.name != "manifest.json":
+                dest.child(*rel.parts).upload(local.out_dir / rel)
+        man.write_bytes((local.out_dir / "manifest.json").read_bytes())
+    return IngestResult(
+        out_dir=out_uri,
+        data_dir=storage.join(out_uri, "data"),
+        schema=local.schema,
+        manifest=local.manifest,
+        reused=same,
+    )
+
+
 def load_ingested(out_dir: str | os.PathLike[str]) -> IngestResult:
     """Open an existing ingest output (InputError if it is not a complete, valid one)."""
-    out = Path(out_dir)
+    out = local_dataset(out_dir)
     try:
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -224,7 +280,23 @@ def ingest(
     csv_opts = {"delimiter": delimiter, "quote_char": quote_char, "null_tokens": tokens}
     if batch_rows < 1:
         raise ValueError("batch_rows must be >= 1")
-    src = Path(source).expanduser()
+    if storage.is_remote(out_dir):
+        return _ingest_to_store(
+            source,
+            storage.normalise(out_dir),
+            dict(
+                overrides=overrides,
+                batch_rows=batch_rows,
+                rows_per_file=rows_per_file,
+                encoding=encoding,
+                format=format,
+                csv_block_bytes=csv_block_bytes,
+                delimiter=delimiter,
+                quote_char=quote_char,
+                null_tokens=null_tokens,
+            ),
+        )
+    src = local_source(source)
     out = Path(out_dir).expanduser().absolute()
     reader = open_source(
         src, format=format, batch_rows=batch_rows, encoding=encoding
@@ -283,7 +355,9 @@ def ingest(
         manifest = {
             "format_version": MANIFEST_VERSION,
             "pushforward_version": __version__,
-            "source": str(src.absolute()),
+            "source": storage.normalise(source)
+            if storage.is_remote(source)
+            else str(src.absolute()),
             "source_format": reader.format,
             "source_sha256": checksum,
             "source_bytes": n_bytes,

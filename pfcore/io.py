@@ -537,11 +537,28 @@ def check_readable(path: Path) -> None:
         ) from None
 
 
+def local_source(source: str | os.PathLike[str]) -> Path:
+    """The source as a local path: itself, or a cached copy of an object-store file or prefix.
+
+    Why a copy: ingest reads a source more than once (dialect sniffing, a re-read when a column
+    turns out to be text, the checksum), and every reader here streams from local files. The
+    copy is cached under ``$PUSHFORWARD_HOME/cache/sources`` by URI and listing (sizes), so a
+    preflight and the ingest that follows download it once.
+    """
+    from pfcore import storage
+
+    if not storage.is_remote(source):
+        return Path(source).expanduser()
+    from pfcore.paths import pushforward_home
+
+    return storage.local_copy(source, pushforward_home() / "cache" / "sources")
+
+
 def open_source(
     source: str | os.PathLike[str], *, format: str | None = None, **kwargs: object
 ) -> SourceReader:
     """A streaming reader for a CSV, Parquet (file or folder) or JSON Lines source."""
-    path = Path(source).expanduser()
+    path = local_source(source)
     try:
         exists = path.exists()
     except OSError as exc:  # e.g. a parent folder this user may not enter

@@ -136,6 +136,11 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
     An existing file at ``path`` (or at a parent) is a wrong option (InputError); a folder that
     cannot be written (permissions, read-only disk) is the environment (StorageError).
     """
+    from pfcore import storage
+
+    if storage.is_remote(path):
+        storage.check_usable(path)  # bucket exists and the store answers (bounded retries)
+        return Path(storage.normalise(path))
     p = Path(path).expanduser().absolute()
     probe = p
     while not probe.exists():
@@ -237,9 +242,10 @@ def check_dataset(
     target: str | None = None,
 ) -> None:
     """After ingest, before training: the ingested table can be split, validated and modelled."""
+    from pfcore.ingest import local_dataset
     from pfcore.schema import TableSchema
 
-    d = Path(dataset_dir)
+    d = local_dataset(dataset_dir)
     schema = TableSchema.load(d / "schema.json")
     source = _source_of(d)
     check_rows(schema.n_rows, holdout_fraction=holdout_fraction, path=source)

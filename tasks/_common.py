@@ -34,13 +34,13 @@ def run_dir(kind: str, name: str) -> Path:
 def retry_if_transient(task, task_run, state) -> bool:
     """Retry only failures that a retry can fix (network, an unreachable registry), so a
     missing model or bad input fails at once with its message instead of after minutes."""
-    from pfcore.errors import PushforwardError, RegistryUnreachable
+    from pfcore.errors import PushforwardError, RegistryUnreachable, StorageUnreachable
 
     try:
         exc = state.result(raise_on_failure=False)
     except Exception as err:  # noqa: BLE001 - the result itself may be the failure
         exc = err
-    if isinstance(exc, RegistryUnreachable):
+    if isinstance(exc, (RegistryUnreachable, StorageUnreachable)):
         return True
     return not isinstance(exc, (PushforwardError, ValueError, TypeError, KeyError, OSError))
 

@@ -66,7 +66,7 @@ def plan_task(
         plan.batch_id,
         plan.n_rows,
         len(plan.shards),
-        plan.final_dir,
+        plan.final_uri,
         "" if plan.conditions is None else f" (conditions {conditions.to_json()})",
     )
     return plan.to_dict()
@@ -99,12 +99,12 @@ def publish_task(plan: dict, results: list[dict]) -> dict:
     from pfcore.generate import publish_batch
 
     manifest = publish_batch(plan, results)
-    logger().info("published %d rows to %s", manifest.rows, manifest.path.parent)
+    logger().info("published %d rows to %s", manifest.rows, manifest.batch_dir)
     try:
         from prefect.artifacts import create_markdown_artifact
 
         create_markdown_artifact(
-            f"## Published batch\n\n- location: `{manifest.path.parent}`\n"
+            f"## Published batch\n\n- location: `{manifest.batch_dir}`\n"
             f"- rows: {manifest.rows:,}\n- files: {len(manifest.files)}\n"
             f"- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n",
             key="published-batch",
@@ -113,9 +113,21 @@ def publish_task(plan: dict, results: list[dict]) -> dict:
     except Exception as exc:  # noqa: BLE001 - no API outside a run
         logger().debug("no Prefect artifact: %s", exc)
     return {
-        "path": str(manifest.path.parent),
+        "path": str(manifest.batch_dir),
         "rows": manifest.rows,
         "files": len(manifest.files),
         "batch_id": manifest.batch_id,
         "seed": manifest.seed,
     }
+
+
+@task(name="append-delta", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_transient)
+def delta_task(batch_dir: str, table_uri: str) -> dict:
+    """Append the committed batch to a Delta table, at most once per batch id."""
+    from pfcore.generate import read_manifest
+    from pfcore.generate.delta import append_batch
+
+    appended = append_batch(read_manifest(batch_dir), table_uri)
+    verdict = "appended to" if appended else "already in (nothing appended)"
+    logger().info("batch %s Delta table %s", verdict, table_uri)
+    return {"table": table_uri, "appended": appended}

@@ -18,12 +18,17 @@ def _source_fingerprint(context: TaskRunContext, parameters: dict) -> str:
     Hashing the full content would cost as much as ingest itself; pfcore.ingest is already
     idempotent by content checksum, so this cheap key only skips work that is certainly done.
     """
+    from pfcore import storage
+
     h = hashlib.sha256()
-    src = Path(parameters["source"]).expanduser().resolve()
-    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
-    for p in files:
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    if storage.is_remote(parameters["source"]):
+        h.update(storage.listing_key(parameters["source"]).encode())
+    else:
+        src = Path(parameters["source"]).expanduser().resolve()
+        files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
+        for p in files:
+            st = p.stat()
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     for extra in ("out_dir", "overrides", "read_options"):
         val = parameters.get(extra)
         h.update(f"{extra}={val}\n".encode())

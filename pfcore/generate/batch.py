@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pfcore import sampling
+from pfcore import sampling, storage
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError
 from pfcore.generate.plan import (
@@ -107,6 +107,8 @@ def plan_batch(
     before anything is staged (``InputError`` names the column); seed rows fix ``n_rows``
     (pass None) and are copied into staging, so workers read exactly the rows requested.
     """
+    if storage.is_remote(target.out_root):
+        return _plan_remote(synth, n_rows, seed, target, layout, device, conditions)
     out_root = Path(target.out_root).resolve()
     compiled = _check_conditions(synth, conditions, device)
     if compiled is not None:
@@ -150,6 +152,64 @@ def plan_batch(
             shutil.rmtree(synth_dir.parent, ignore_errors=True)
     recover_interrupted_publish(plan)
     atomic_write(plan.staging_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
+    return plan
+
+
+def _plan_remote(
+    synth: SynthLike,
+    n_rows: int | None,
+    seed: int,
+    target: BatchTarget,
+    layout: BatchLayout,
+    device: str,
+    conditions: Any,
+) -> BatchPlan:
+    """:func:`plan_batch` for an object-store ``out_root``.
+
+    The synthesizer is copied into the batch's staging prefix and the plan points there, so a
+    worker on any machine (a Dask worker, a Prefect worker) loads the model from the bucket
+    and needs no folder shared with the planner. The copy is removed with the staging prefix
+    when the batch commits.
+    """
+    compiled = _check_conditions(synth, conditions, device)
+    if compiled is not None:
+        if compiled.conditions.seed_rows is not None:
+            raise InputError(
+                "seed rows need a local output folder; on object storage use where/rebalance",
+                path=str(target.out_root),
+            )
+        n_rows = sampling.condition_rows(n_rows, compiled)
+    scratch = Path(tempfile.mkdtemp(prefix="pf-plan-"))
+    try:
+        synth_dir, _ = _materialise(synth, scratch)
+        fingerprint = fingerprint_directory(synth_dir)
+        info = _synth_info(synth_dir)
+        named = replace(
+            target,
+            out_root=storage.normalise(target.out_root),
+            model_name=target.model_name or str(info.get("family") or "synthesizer"),
+            model_version=target.model_version or f"sha256:{fingerprint[:16]}",
+        )
+        plan = make_plan(
+            synth_dir=synth_dir,
+            n_rows=n_rows,
+            seed=seed,
+            target=named,
+            model_fingerprint=fingerprint,
+            layout=layout,
+            device=device,
+            conditions=None if compiled is None else compiled.conditions.to_dict(),
+        )
+        copy = storage.resolve(plan.staging_uri).child("synthesizer")
+        marker = copy.child(".fingerprint")
+        if not (marker.exists() and marker.read_text() == fingerprint):
+            copy.upload(synth_dir)
+            marker.write_bytes(fingerprint.encode())  # last: the copy is complete
+        plan = plan.with_synth_dir(copy.uri)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    body = json.dumps(plan.to_dict(), indent=2).encode()
+    storage.resolve(plan.staging_uri).child("plan.json").write_bytes(body)
     return plan
 
 

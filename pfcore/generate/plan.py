@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pfcore import storage
 from pfcore.errors import GenerationError, InputError
 from pfcore.sampling import BLOCK_ROWS, NOISE_CHOICES, block_seeds
 
@@ -163,6 +164,32 @@ class BatchPlan:
 
     # ---------------------------------------------------------------- paths
     @property
+    def remote(self) -> bool:
+        """True when ``out_root`` is an object-store URI (commit by manifest, not rename)."""
+        return storage.is_remote(self.out_root)
+
+    @property
+    def final_uri(self) -> str:
+        """The published batch location as text: a local path or ``scheme://bucket/...``."""
+        return storage.join(
+            self.out_root,
+            f"dataset={self.dataset}",
+            f"run_date={self.run_date}",
+            f"batch={self.batch_id}",
+        )
+
+    @property
+    def staging_uri(self) -> str:
+        """Where shards wait for the commit, as text (see :attr:`staging_dir`)."""
+        return storage.join(self.out_root, "_staging", self.dataset, self.run_date, self.batch_id)
+
+    def staged_uri(self, index: int) -> str:
+        return storage.join(self.staging_uri, "shards", f"{self.shards[index].file_name}.staged")
+
+    def sidecar_uri(self, index: int) -> str:
+        return storage.join(self.staging_uri, "shards", f"{self.shards[index].file_name}.json")
+
+    @property
     def final_dir(self) -> Path:
         """The published batch folder (hive-style partitions)."""
         return (
@@ -212,7 +239,7 @@ class BatchPlan:
             return plan
         if isinstance(plan, dict):
             return cls.from_dict(plan)
-        return cls.from_dict(json.loads(Path(plan).read_text()))
+        return cls.from_dict(json.loads(storage.resolve(plan).read_text()))
 
     def with_synth_dir(self, synth_dir: str | os.PathLike[str]) -> BatchPlan:
         return replace(self, synth_dir=str(synth_dir))
@@ -354,11 +381,11 @@ def make_plan(
         # An empty batch still publishes one (row-less) file, so readers see its schema.
         shards.append(ShardSpec(0, 0, 0, 0, 0))
     return BatchPlan(
-        out_root=str(Path(target.out_root).resolve()),
+        out_root=storage.normalise(target.out_root),
         dataset=dataset_name,
         run_date=run_date_s,
         batch_id=batch_id,
-        synth_dir=str(Path(synth_dir).resolve()),
+        synth_dir=storage.normalise(synth_dir),
         model_name=str(model_name),
         model_version=str(model_version),
         model_fingerprint=model_fingerprint,

@@ -1,10 +1,19 @@
 """Publish a staged batch atomically and describe it in ``_manifest.json``.
 
-Why rename: readers (pyarrow.dataset, DuckDB, Polars globs, Spark) list a folder and read what
-they find. The batch is assembled under ``<out_root>/_staging/`` (outside every
-``dataset=<name>`` tree, and ``_``-prefixed so pyarrow.dataset skips it), the manifest is written
-last, and one ``rename`` of the folder makes the whole batch appear at once. A crash at any
-point leaves either no batch or a complete one.
+One protocol for local disks and object stores: shards are staged under
+``<out_root>/_staging/`` (outside every ``dataset=<name>`` tree, and ``_``-prefixed so
+pyarrow.dataset and Spark skip it), each with a sidecar; the manifest is written last; only
+the commit step differs.
+
+* Local disk: the shards and the manifest are moved into a folder that one ``rename`` puts in
+  place, so even a plain ``**/*.parquet`` glob sees no batch or a complete one.
+* Object store (no rename): each staged shard is copied server-side to
+  ``dataset=/run_date=/batch=<id>/part-NNNNN.parquet``, then ``_manifest.json`` is created
+  with a conditional put (``If-None-Match: *``). The manifest is the commit: a reader that lists
+  manifests (:mod:`pfcore.generate.read`) never sees a partial batch, and of two overlapping
+  runs exactly one creates it; the other finds it, checks it describes the same content, and
+  returns it. A crash after some copies leaves part files without a manifest: readers that
+  glob ``*.parquet`` instead of reading manifests can see them until a rerun commits.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pfcore import __version__
+from pfcore import __version__, storage
 from pfcore.errors import GenerationError
 from pfcore.generate.lock import batch_lock, remove_batch_locks
 from pfcore.generate.plan import BatchPlan
@@ -47,12 +57,12 @@ _PUBLISH_DIR = "publish"
 class BatchManifest:
     """A published batch: where it is and what ``_manifest.json`` says about it."""
 
-    batch_dir: Path
+    batch_dir: Path | str  # a local folder, or a URI on an object store
     data: dict[str, Any]
 
     @property
-    def path(self) -> Path:
-        return self.batch_dir / MANIFEST_NAME
+    def path(self) -> Path | str:
+        return _child(self.batch_dir, MANIFEST_NAME)
 
     @property
     def batch_id(self) -> str:
@@ -71,36 +81,63 @@ class BatchManifest:
         return list(self.data["files"])
 
     @property
-    def file_paths(self) -> list[Path]:
-        return [self.batch_dir / f["path"] for f in self.data["files"]]
+    def file_paths(self) -> list[Path | str]:
+        return [_child(self.batch_dir, f["path"]) for f in self.data["files"]]
+
+    @property
+    def commit_id(self) -> str | None:
+        """Unique per commit: of two runs that raced, the one whose id this is committed."""
+        return self.data.get("commit_id")
 
     def to_dict(self) -> dict[str, Any]:
         return {"batch_dir": str(self.batch_dir), **self.data}
 
 
+def _child(batch_dir: Path | str, name: str) -> Path | str:
+    if isinstance(batch_dir, str) and storage.is_remote(batch_dir):
+        return storage.join(batch_dir, name)
+    return Path(batch_dir) / name
+
+
 def read_manifest(batch_dir: str | os.PathLike[str]) -> BatchManifest:
     """The manifest of a published batch; a missing or unreadable one is a GenerationError."""
-    batch_dir = Path(batch_dir)
-    path = batch_dir / MANIFEST_NAME
+    remote = storage.is_remote(batch_dir)
+    where: Path | str = storage.normalise(batch_dir) if remote else Path(batch_dir)
+    path = _child(where, MANIFEST_NAME)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(storage.resolve(path).read_text() if remote else Path(path).read_text())
     except FileNotFoundError as exc:
-        raise GenerationError(f"{batch_dir}: no {MANIFEST_NAME}: not a published batch") from exc
+        raise GenerationError(f"{where}: no {MANIFEST_NAME}: not a published batch") from exc
     except ValueError as exc:
         raise GenerationError(f"{path}: unreadable manifest: {exc}") from exc
     if int(data.get("format_version", 0)) > MANIFEST_FORMAT_VERSION:
         raise GenerationError(f"{path}: manifest format {data['format_version']} is too new")
-    return BatchManifest(batch_dir=batch_dir, data=data)
+    return BatchManifest(batch_dir=where, data=data)
 
 
 def verify_batch(manifest: BatchManifest) -> None:
     """Check every listed file exists with its size and sha256; raise GenerationError if not."""
     for f in manifest.files:
-        p = manifest.batch_dir / f["path"]
-        if not p.exists():
+        p = _child(manifest.batch_dir, f["path"])
+        loc = storage.resolve(p)
+        if not loc.exists():
             raise GenerationError(f"{p}: listed in the manifest but missing")
-        if p.stat().st_size != f["bytes"] or file_sha256(p) != f["sha256"]:
+        if loc.remote:
+            same = loc.size() == f["bytes"] and _sha256_remote(loc) == f["sha256"]
+        else:
+            same = Path(p).stat().st_size == f["bytes"] and file_sha256(p) == f["sha256"]
+        if not same:
             raise GenerationError(f"{p}: size or sha256 differs from the manifest")
+
+
+def _sha256_remote(loc: storage.Location) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with loc.fs.open(loc.path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def published_manifest(plan: BatchPlan) -> BatchManifest | None:
@@ -109,9 +146,14 @@ def published_manifest(plan: BatchPlan) -> BatchManifest | None:
     A published batch with the same id but other content (another model or seed) is an error,
     never silently overwritten.
     """
-    if not (plan.final_dir / MANIFEST_NAME).exists():
+    if plan.remote:
+        if not storage.resolve(plan.final_uri).child(MANIFEST_NAME).exists():
+            return None
+        manifest = read_manifest(plan.final_uri)
+    elif not (plan.final_dir / MANIFEST_NAME).exists():
         return None
-    manifest = read_manifest(plan.final_dir)
+    else:
+        manifest = read_manifest(plan.final_dir)
     d = manifest.data
     mismatch = [
         k
@@ -127,7 +169,7 @@ def published_manifest(plan: BatchPlan) -> BatchManifest | None:
     ]
     if mismatch:
         raise GenerationError(
-            f"{plan.final_dir}: batch {plan.batch_id!r} is already published with other "
+            f"{plan.final_uri}: batch {plan.batch_id!r} is already published with other "
             f"{', '.join(mismatch)}; choose another batch id"
         )
     return manifest
@@ -137,7 +179,10 @@ def recover_interrupted_publish(plan: BatchPlan) -> int:
     """Move shards of a publish that crashed half-way back into staging; returns how many.
 
     Without this a rerun would find the shards neither staged nor published and redo them.
+    On object storage nothing moves (the commit copies), so there is nothing to recover.
     """
+    if plan.remote:
+        return 0
     with batch_lock(plan, shared=False):
         return _recover(plan)
 
@@ -198,6 +243,8 @@ def publish_batch(
     ``extra`` is stored under ``"run"`` in the manifest (timings, skipped shards, ...).
     """
     plan = BatchPlan.coerce(plan)
+    if plan.remote:
+        return _publish_remote(plan, shard_results, extra)
     # Exclusive: no shard of any run of this batch is being checked or written meanwhile, and
     # a concurrent run that publishes second finds the batch published (pfcore.generate.lock).
     with batch_lock(plan, shared=False):
@@ -217,6 +264,55 @@ def _publish_locked(
         _cleanup_staging(plan)
         return existing
 
+    files = _checked_files(
+        plan,
+        shard_results,
+        size=lambda i: plan.staged_path(i).stat().st_size,
+        exists=lambda i: plan.staged_path(i).exists(),
+        sha256=(lambda i: file_sha256(plan.staged_path(i))) if verify_checksums else None,
+        where=lambda i: str(plan.staged_path(i)),
+    )
+    arrow_schema = pq.read_schema(plan.staged_path(plan.shards[0].index))
+    manifest = _manifest_data(plan, files, arrow_schema, extra)
+
+    pub = plan.staging_dir / _PUBLISH_DIR
+    pub.mkdir(parents=True, exist_ok=True)
+    for spec in plan.shards:
+        os.replace(plan.staged_path(spec.index), pub / spec.file_name)
+    tmp = pub / f".{MANIFEST_NAME}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(manifest, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, pub / MANIFEST_NAME)  # last file of the batch
+    _fsync_dir(pub)
+
+    final = plan.final_dir
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(pub, final)
+    except OSError:
+        # Another run of the same batch id published first (same content by construction).
+        existing = published_manifest(plan)
+        if existing is None:
+            raise
+        _cleanup_staging(plan)
+        return existing
+    _fsync_dir(final.parent)
+    _cleanup_staging(plan)
+    return BatchManifest(batch_dir=final, data=manifest)
+
+
+def _checked_files(
+    plan: BatchPlan,
+    shard_results: Iterable[ShardResult | dict[str, Any]],
+    *,
+    size: Any,
+    exists: Any,
+    sha256: Any,
+    where: Any,
+) -> list[dict[str, Any]]:
+    """The manifest's file entries, after checking every staged shard against its result."""
     parsed = (x if isinstance(x, ShardResult) else ShardResult.from_dict(x) for x in shard_results)
     results = {r.index: r for r in parsed}
     missing = [s.index for s in plan.shards if s.index not in results]
@@ -225,16 +321,17 @@ def _publish_locked(
     files: list[dict[str, Any]] = []
     for spec in plan.shards:
         r = results[spec.index]
-        staged = plan.staged_path(spec.index)
         if r.rows != spec.rows or r.first_block != spec.first_block:
             raise GenerationError(
                 f"batch {plan.batch_id}: shard {spec.index} result does not match the plan"
             )
-        if not staged.exists():
-            raise GenerationError(f"{staged}: staged shard is missing")
-        bad_sum = verify_checksums and file_sha256(staged) != r.sha256
-        if staged.stat().st_size != r.bytes or bad_sum:
-            raise GenerationError(f"{staged}: size or sha256 differs from the shard result")
+        if not exists(spec.index):
+            raise GenerationError(f"{where(spec.index)}: staged shard is missing")
+        bad_sum = sha256 is not None and sha256(spec.index) != r.sha256
+        if size(spec.index) != r.bytes or bad_sum:
+            raise GenerationError(
+                f"{where(spec.index)}: size or sha256 differs from the shard result"
+            )
         files.append(
             {
                 "path": spec.file_name,
@@ -246,16 +343,22 @@ def _publish_locked(
                 "row_start": spec.row_start,
             }
         )
+    return files
 
-    arrow_schema = pq.read_schema(plan.staged_path(plan.shards[0].index))
+
+def _manifest_data(
+    plan: BatchPlan,
+    files: list[dict[str, Any]],
+    arrow_schema: pa.Schema,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The content of ``_manifest.json`` (identical for local and object-store batches)."""
     table_schema: Any = None
-    schema_file = Path(plan.synth_dir) / "schema.json"
-    if schema_file.exists():
-        try:
-            table_schema = json.loads(schema_file.read_text())
-        except ValueError:
-            table_schema = None
-    manifest = {
+    try:
+        table_schema = json.loads(storage.resolve(plan.synth_dir).child("schema.json").read_text())
+    except (OSError, ValueError):
+        table_schema = None
+    return {
         "format_version": MANIFEST_FORMAT_VERSION,
         "package_version": __version__,
         "dataset": plan.dataset,
@@ -285,32 +388,65 @@ def _publish_locked(
         },
         "table_schema": table_schema,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit_id": uuid.uuid4().hex,
         "run": dict(extra or {}),
     }
 
-    pub = plan.staging_dir / _PUBLISH_DIR
-    pub.mkdir(parents=True, exist_ok=True)
-    for spec in plan.shards:
-        os.replace(plan.staged_path(spec.index), pub / spec.file_name)
-    tmp = pub / f".{MANIFEST_NAME}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, pub / MANIFEST_NAME)  # last file of the batch
-    _fsync_dir(pub)
 
-    final = plan.final_dir
-    final.parent.mkdir(parents=True, exist_ok=True)
+def _publish_remote(
+    plan: BatchPlan,
+    shard_results: Iterable[ShardResult | dict[str, Any]],
+    extra: dict[str, Any] | None,
+) -> BatchManifest:
+    """Object-store commit: copy staged shards into the batch prefix, then create the manifest
+    only if absent. Idempotent, and safe against a concurrent run of the same batch."""
+    existing = published_manifest(plan)
+    if existing is not None:
+        storage.resolve(plan.staging_uri).remove()
+        return existing
+
+    def staged(i: int) -> storage.Location:
+        return storage.resolve(plan.staged_uri(i))
+
+    sidecars: dict[int, dict[str, Any]] = {}
+
+    def recorded_sha(i: int) -> str | None:
+        # the sha256 hashed while the shard streamed out; re-reading every shard from the
+        # store would double the commit's traffic
+        if i not in sidecars:
+            try:
+                sidecars[i] = json.loads(storage.resolve(plan.sidecar_uri(i)).read_text())
+            except (OSError, ValueError):
+                sidecars[i] = {}
+        return sidecars[i].get("sha256")
+
+    final = storage.resolve(plan.final_uri)
     try:
-        os.rename(pub, final)
-    except OSError:
-        # Another run of the same batch id published first (same content by construction).
+        files = _checked_files(
+            plan,
+            shard_results,
+            size=lambda i: staged(i).size(),
+            exists=lambda i: staged(i).exists(),
+            sha256=recorded_sha,
+            where=lambda i: staged(i).uri,
+        )
+        first = staged(plan.shards[0].index)
+        with first.fs.open(first.path, "rb") as fh:
+            arrow_schema = pq.read_schema(fh)
+        manifest = _manifest_data(plan, files, arrow_schema, extra)
+        for spec in plan.shards:
+            staged(spec.index).copy_to(final.child(spec.file_name))
+    except (GenerationError, FileNotFoundError):
+        # a concurrent run committed and removed the staging prefix under us
         existing = published_manifest(plan)
         if existing is None:
             raise
-        _cleanup_staging(plan)
         return existing
-    _fsync_dir(final.parent)
-    _cleanup_staging(plan)
-    return BatchManifest(batch_dir=final, data=manifest)
+    body = json.dumps(manifest, indent=2).encode()
+    if not final.child(MANIFEST_NAME).write_bytes(body, exclusive=True):
+        existing = published_manifest(plan)  # raises if it describes other content
+        if existing is None:
+            raise GenerationError(f"{final.uri}: manifest create refused but none found")
+        return existing
+    storage.resolve(plan.staging_uri).remove()
+    return BatchManifest(batch_dir=final.uri, data=manifest)

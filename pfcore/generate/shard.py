@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pfcore import __version__, sampling
+from pfcore import __version__, sampling, storage
 from pfcore.atomic import atomic_write
 from pfcore.errors import GenerationError, PushforwardError
 from pfcore.generate.lock import batch_lock, shard_lock
@@ -88,13 +88,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def load_synthesizer(synth_dir: str | os.PathLike[str], device: str = "cpu") -> Any:
     """Load (once per process) the synthesizer a plan points at."""
+    from pfcore.paths import pushforward_home
     from pfcore.synthesizer import Synthesizer
 
-    key = (str(Path(synth_dir).resolve()), str(device))
+    key = (storage.normalise(synth_dir), str(device))
     with _SYNTH_LOCK:
         synth = _SYNTH_CACHE.get(key)
         if synth is None:
-            synth = Synthesizer.load(key[0], device=device)
+            # a worker on another machine reads the plan's copy in the bucket into its own cache
+            local = storage.local_copy(key[0], pushforward_home() / "cache" / "synthesizers")
+            synth = Synthesizer.load(local, device=device)
             _SYNTH_CACHE[key] = synth
     return synth
 
@@ -214,10 +217,29 @@ def _valid_staged(plan: BatchPlan, spec: ShardSpec, *, verify_checksum: bool) ->
     return _skipped(spec, spec.rows, int(info["bytes"]), str(info["sha256"]))
 
 
+def _valid_staged_remote(plan: BatchPlan, spec: ShardSpec) -> ShardResult | None:
+    """The staged shard on object storage if its sidecar matches this plan, else None.
+
+    The sidecar is written after the shard, and an object appears whole or not at all (a
+    multipart upload that never completed leaves nothing), so identity and size suffice; the
+    sha256 recorded at write time goes into the manifest.
+    """
+    try:
+        info = json.loads(storage.resolve(plan.sidecar_uri(spec.index)).read_text())
+        expected = _shard_identity(plan, spec)
+        if any(info.get(k) != v for k, v in expected.items()):
+            return None
+        if storage.resolve(plan.staged_uri(spec.index)).size() != info.get("bytes"):
+            return None
+    except (OSError, ValueError):
+        return None
+    return _skipped(spec, spec.rows, int(info["bytes"]), str(info["sha256"]))
+
+
 def _from_published(plan: BatchPlan, spec: ShardSpec) -> ShardResult | None:
     """The shard's entry if its batch is already published (a rerun of a finished flow)."""
     try:
-        manifest = json.loads((plan.final_dir / "_manifest.json").read_text())
+        manifest = json.loads(storage.resolve(plan.final_uri).child("_manifest.json").read_text())
     except (OSError, ValueError):
         return None
     if (
@@ -292,10 +314,11 @@ def _write_shard_file(
     synth: Any,
     plan: BatchPlan,
     spec: ShardSpec,
-    tmp_path: Path,
+    tmp_path: Path | Any,
     progress: Callable[[int], None] | None,
 ) -> int:
-    """Run the forward -> decode -> write pipeline for one shard into ``tmp_path``."""
+    """Run the forward -> decode -> write pipeline for one shard into ``tmp_path`` (a local
+    path, or a writable binary file object)."""
     schema = output_schema(synth, plan)
     plain_schema = schema.remove_metadata()
     condition = plan_condition(synth, plan)
@@ -425,6 +448,14 @@ def generate_shard(
     done = _from_published(plan, spec)
     if done is not None:
         return done
+    if plan.remote:
+        # No locks on object storage: two runs writing the same shard put the same bytes
+        # (content depends only on model, seed and rows), and each PUT replaces the object
+        # whole; the manifest's conditional create decides which run commits.
+        done = _valid_staged_remote(plan, spec)
+        if done is not None:
+            return done
+        return _stage_shard_remote(synth, plan, spec, progress)
     # Another run of the same batch may be writing this shard or publishing the batch: wait
     # for it, then reuse what it wrote (see pfcore.generate.lock).
     with batch_lock(plan, shared=True), shard_lock(plan, spec.index):
@@ -434,6 +465,35 @@ def generate_shard(
         if done is not None:
             return done
         return _stage_shard(synth, plan, spec, progress)
+
+
+def _stage_shard_remote(
+    synth: Any, plan: BatchPlan, spec: ShardSpec, progress: Callable[[int], None] | None
+) -> ShardResult:
+    """Stream the shard straight into the staging prefix, hashing it on the way; then its
+    sidecar. Nothing touches local disk, so a worker needs no folder shared with others."""
+    if synth is None or isinstance(synth, (str, os.PathLike)):
+        synth = load_synthesizer(synth or plan.synth_dir, plan.device)
+    t0 = time.perf_counter()
+    with storage.hashing_writer(storage.resolve(plan.staged_uri(spec.index))) as fh:
+        _write_shard_file(synth, plan, spec, fh, progress)
+    size, sha = fh.bytes, fh.sha256
+    result = ShardResult(
+        index=spec.index,
+        file_name=spec.file_name,
+        rows=spec.rows,
+        bytes=size,
+        sha256=sha,
+        first_block=spec.first_block,
+        n_blocks=spec.n_blocks,
+        seconds=round(time.perf_counter() - t0, 3),
+        skipped=False,
+    )
+    sidecar = {**_shard_identity(plan, spec), "bytes": size, "sha256": sha}
+    storage.resolve(plan.sidecar_uri(spec.index)).write_bytes(
+        json.dumps(sidecar, indent=2).encode()
+    )
+    return result
 
 
 def _stage_shard(
