@@ -56,6 +56,7 @@ TARGETS = {
     "nyc_flights": "origin",
 }
 MAX_TRAIN_ROWS = 20_000
+INPAINT_TIMING_ROWS = 20_000
 SEED = 0
 
 
@@ -240,13 +241,33 @@ def _imputer_scores(
     return rows
 
 
+def _fit_record(synth: Any) -> dict[str, Any]:
+    """Fit time and the share each phase took (the conditional student's is the one to watch)."""
+    summary = synth.info.get("fit_summary", {})
+    out: dict[str, Any] = {"fit_seconds": synth.info.get("fit_seconds")}
+    for phase in ("teacher", "distill", "conditional"):
+        p = summary.get(phase)
+        if isinstance(p, dict) and p.get("steps"):
+            out[phase] = {
+                "steps": p.get("steps"),
+                "seconds": p.get("seconds"),
+                "seconds_per_step": round(float(p["seconds"]) / int(p["steps"]), 5),
+            }
+    if "conditional" in out and out["fit_seconds"]:
+        out["conditional_share_of_fit"] = round(
+            out["conditional"]["seconds"] / float(out["fit_seconds"]), 3
+        )
+    return out
+
+
 def run(
     datasets: list[str],
     preset: str,
-    minutes: float,
+    config: dict[str, Any],
     fid_rows: int,
     timing_rows: int,
     save: Any = None,
+    samplers: tuple[str, ...] = ("auto",),
 ) -> list[dict]:
     import numpy as np
     import pandas as pd
@@ -255,6 +276,7 @@ def run(
 
     from benchmarks.scoring import detection_auc
     from pfcore.conditions import Conditions
+    from pfcore.models.conditional import conditional_method
     from pfcore.schema import infer_schema
     from pfcore.synthesizer import Synthesizer, split_train_holdout
 
@@ -269,29 +291,34 @@ def run(
         if hold.num_rows > 20_000:
             idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
             hold = hold.take(pa.array(idx))
-        print(f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({preset}, {minutes} min)", flush=True)
-        synth = Synthesizer.fit(
-            train,
-            infer_schema(train),
-            preset=preset,
-            seed=SEED,
-            config={"threads": 1, "device": "cpu", "max_minutes": minutes},
-        )
+        print(f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({preset}, {config})", flush=True)
+        synth = Synthesizer.fit(train, infer_schema(train), preset=preset, seed=SEED, config=config)
+        fit = _fit_record(synth)
+        print(f"{'':20s}   fit: {json.dumps(fit)}", flush=True)
         ho_df = hold.to_pandas()
         uncond = synth.sample(fid_rows, 1).to_pandas()
         auc_uncond = detection_auc(ho_df, uncond, seed=SEED)
         _, t_unc = _timed(lambda s=synth: s.sample(timing_rows, 2))
         unc_rps = timing_rows / t_unc
         target = TARGETS.get(ds) or _categorical(synth.schema, synth.transformer)[0]
-        for label, cond, pred in _requests(synth, train, hold, target):
+        runs = [
+            (sampler, label, cond, pred)
+            for sampler in samplers
+            for label, cond, pred in _requests(synth, train, hold, target)
+        ]
+        for sampler, label, cond, pred in runs:
+            synth.conditional_sampler = sampler
+            # inpainting runs ~2k rows/s here: 20k rows time it as well as 100k would
+            timed = min(timing_rows, INPAINT_TIMING_ROWS) if sampler == "inpaint" else timing_rows
             rec: dict[str, Any] = {
                 "dataset": ds,
                 "condition": label,
+                "sampler": conditional_method(synth.model, sampler),
                 "preset": preset,
-                "fit_minutes": minutes,
+                "fit": fit,
                 "detection_auc_unconditional": round(auc_uncond, 4),
                 "unconditional_rows_per_second": round(unc_rps, 1),
-                "timing_rows": timing_rows,
+                "timing_rows": timed,
             }
             if cond is None:  # seed rows from the holdout, half of the columns removed
                 names = [c.name for c in synth.schema.modelled]
@@ -344,7 +371,7 @@ def run(
                 )
                 want = pd.Series(1 / len(requested), index=requested)
                 err = (shares.reindex(requested).fillna(0.0) - want).abs().max()
-                _, secs = _timed(lambda c=cond, s=synth: s.sample(timing_rows, 4, conditions=c))
+                _, secs = _timed(lambda c=cond, s=synth, t=timed: s.sample(t, 4, conditions=c))
                 rec.update(
                     rows=len(out),
                     match_rate=float(out[target].isin(requested).mean()),
@@ -352,25 +379,25 @@ def run(
                     max_share_error=round(float(err), 4),
                     holdout_rows_meeting=int(len(real)),
                     detection_auc_conditional=round(detection_auc(real, out), 4),
-                    rows_per_second=round(timing_rows / secs, 1),
+                    rows_per_second=round(timed / secs, 1),
                 )
             else:
                 out = synth.sample(fid_rows, 3, conditions=cond).to_pandas()
                 real = ho_df[pred(ho_df)]
-                _, secs = _timed(lambda c=cond, s=synth: s.sample(timing_rows, 4, conditions=c))
+                _, secs = _timed(lambda c=cond, s=synth, t=timed: s.sample(t, 4, conditions=c))
                 rec.update(
                     rows=len(out),
                     match_rate=float(pred(out).mean()),
                     holdout_rows_meeting=int(len(real)),
                     detection_auc_conditional=round(detection_auc(real, out), 4),
-                    rows_per_second=round(timing_rows / secs, 1),
+                    rows_per_second=round(timed / secs, 1),
                 )
             rec["speed_ratio"] = round(rec["rows_per_second"] / unc_rps, 4)
             records.append(rec)
             if save is not None:
                 save(records)
             print(
-                f"[{time.strftime('%H:%M:%S')}] {ds:18s} {label[:48]:48s} "
+                f"[{time.strftime('%H:%M:%S')}] {ds:18s} {rec['sampler']:8s} {label[:40]:40s} "
                 f"match {rec['match_rate']:.3f}  AUC {rec['detection_auc_conditional']:.3f} "
                 f"(uncond {auc_uncond:.3f})  {rec['rows_per_second']:>9.0f} rows/s "
                 f"({rec['speed_ratio']:.1%} of {unc_rps:.0f})",
@@ -390,6 +417,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--quick", action="store_true", help="fast preset, short fits, 20k timings")
     ap.add_argument("--out", default=str(RESULTS / "conditional.json"))
+    ap.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "student", "inpaint"],
+        help="conditional samplers to score (auto: the student when the model has one)",
+    )
+    ap.add_argument("--timing-rows", type=int, default=None, help="rows timed per request")
+    ap.add_argument(
+        "--step-budget",
+        type=int,
+        nargs=3,
+        metavar=("TEACHER", "DISTILL", "CONDITIONAL"),
+        help="train for these steps per phase (time budget lifted to 60 minutes): on a shared "
+        "machine a time budget gives whatever steps the other jobs leave",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -398,15 +441,27 @@ def main(argv: list[str] | None = None) -> int:
         preset, minutes, fid_rows, timing_rows = "fast", 2.0, 5_000, 20_000
     else:
         preset, minutes, fid_rows, timing_rows = "balanced", 4.0, 20_000, 100_000
+    timing_rows = args.timing_rows or timing_rows
+    config: dict[str, Any] = {"threads": 1, "device": "cpu", "max_minutes": minutes}
+    if args.step_budget:
+        teacher, distill, conditional = args.step_budget
+        config.update(
+            max_minutes=60.0,
+            max_steps=teacher,
+            epochs=None,
+            distill_max_steps=distill,
+            conditional_max_steps=conditional,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from pfcore.models.conditional import DEFAULT_CHURN, DEFAULT_STEPS
 
     protocol = {
         "quick": bool(args.quick),
-        "conditional_sampler": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
+        "samplers": list(args.samplers),
+        "inpainting": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
         "preset": preset,
-        "fit_minutes": minutes,
+        "fit_config": config,
         "fidelity_rows": fid_rows,
         "timing_rows": timing_rows,
         "torch_threads": 1,
@@ -420,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         os.replace(tmp, out)
 
-    records = run(args.datasets, preset, minutes, fid_rows, timing_rows, save)
+    records = run(args.datasets, preset, config, fid_rows, timing_rows, save, tuple(args.samplers))
     save(records)
     print(f"wrote {out}")
     return 0
