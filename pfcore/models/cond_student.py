@@ -18,8 +18,34 @@ How it is trained (during ``OneStepModel.fit``, after distillation, on a share o
   given the known ones, for every mask at once; no teacher trajectory is needed.
 
 Given dims are overwritten by the given values after the network (exact by construction, as for
-inpainting). The student is saved beside the model (``conditional/``: JSON + safetensors);
-models without one (other families, older artifacts) sample conditionally by inpainting.
+inpainting).
+
+Measured (diamonds, one fast-preset model fitted in 2 minutes, its student's unconditional rows
+at detection AUC 0.843; 5k conditional rows against the holdout rows that meet the condition;
+one student forward per block against 32 flow forwards for inpainting):
+
+==========================================  =====  =======  =====  =====  ==========  =========
+sampler (training steps)                    cut    clarity  carat  seed   rebalance   s/step
+                                            Ideal  I1       range  rows   cut
+==========================================  =====  =======  =====  =====  ==========  =========
+inpainting, churn 4, 32 steps               0.866  0.816    0.961  0.932  0.761
+student, batch 2x1024, lr 1e-3 (1000)       0.858  0.901    0.980  0.970  0.843       0.08-0.21
+same, one-hot dims at weight 0.5 (1000)     0.859  0.891    0.978  0.964  0.842
+same, energy score x3 (1000)                0.855  0.876    0.979  0.958  0.832       0.26
+batch 2x1024, lr 1e-3 (3000)                0.824  0.878    0.971  0.944  0.816       0.22
+batch 2x512, lr 2e-3, x3 (1000)             0.844  0.883    0.973  0.950  0.834       0.13
+batch 2x512, lr 2e-3, x3 (2000): default   0.831  0.834    0.960  0.927  0.809       0.11
+==========================================  =====  =======  =====  =====  ==========  =========
+
+(seconds per step on the shared 2-core machine under a load of 5-15; a distillation step costs
+about the same.) Training steps are what matter: at 2000 steps the student matches or beats
+inpainting on three requests of five (frequent category, range, seed rows), is 0.02 behind on
+the rare category, and stays behind on rebalancing, where the teacher's rows are more realistic
+than the student's; at 30-100x inpainting's rows/s. Half the batch at twice the learning
+rate did as well at equal steps for half the step cost, so it is the default.
+
+The student is saved beside the model (``conditional/``: JSON + safetensors); models without
+one (other families, older artifacts) sample conditionally by inpainting.
 """
 
 from __future__ import annotations

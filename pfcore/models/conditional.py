@@ -6,8 +6,10 @@ that prediction at their given values while integrating the flow's stochastic fo
 :func:`inpaint`) generates the unknown dimensions given the known ones. It needs no retraining,
 costs ``DEFAULT_STEPS`` network evaluations per row whatever the condition (a rare category as
 cheap as a frequent one) and never throws rows away. The one-step student cannot do this (it
-has no time axis), so ``onestep`` models sample conditionally through their flow teacher,
-which is saved beside the student (``teacher/``: JSON config + safetensors state dict).
+has no time axis), so ``onestep`` models inpaint with their flow teacher, which is saved beside
+the student (``teacher/``: JSON config + safetensors state dict), when they carry no
+mask-conditioned student (``cond_student.py``), the faster sampler that
+:func:`conditional_method` prefers.
 
 The rows approximate the model's conditional law (no mask was seen in training). Measured
 (toy: two columns with P(y=u | x=a) = 0.9, E[num | x=a] = 3, the trained teacher's own rows
