@@ -30,6 +30,10 @@ timings, for the shared 2-core CPU; the full protocol times 100k rows)::
 
     python benchmarks/conditional.py --quick [--datasets ...]
     python benchmarks/conditional.py          # balanced preset, 100k-row timings
+
+``--samplers student inpaint`` answers every request with both conditional samplers of the same
+model; ``--step-budget T D C`` trains fixed steps per phase (teacher, distillation, conditional
+student) instead of the time budget, for a shared machine; ``--timing-rows`` sets the rows timed.
 """
 
 from __future__ import annotations
