@@ -30,6 +30,10 @@ timings, for the shared 2-core CPU; the full protocol times 100k rows)::
 
     python benchmarks/conditional.py --quick [--datasets ...]
     python benchmarks/conditional.py          # balanced preset, 100k-row timings
+
+``--samplers student inpaint`` answers every request with both conditional samplers of the same
+model; ``--step-budget T D C`` trains fixed steps per phase (teacher, distillation, conditional
+student) instead of the time budget, for a shared machine; ``--timing-rows`` sets the rows timed.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ TARGETS = {
     "nyc_flights": "origin",
 }
 MAX_TRAIN_ROWS = 20_000
+INPAINT_TIMING_ROWS = 20_000
+#: The HGB imputer is skipped (NaN) for a removed column with more classes than this
+#: (nyc_flights' ``tailnum``, ~4k classes, did not finish in an hour).
+MAX_IMPUTER_CLASSES = 200
 SEED = 0
 
 
@@ -182,9 +190,17 @@ def _timed(fn: Any) -> tuple[Any, float]:
 
 
 def _imputer_scores(
-    train: Any, hold: Any, kept: list[str], removed: list[str], synth_out: Any
+    train: Any,
+    hold: Any,
+    kept: list[str],
+    removed: list[str],
+    synth_out: Any,
+    cache: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per removed column: our generated values and an HGB imputer, both against the truth."""
+    """Per removed column: our generated values and an HGB imputer, both against the truth.
+
+    ``cache`` keeps the imputer's score per column across samplers (the same seed rows): the
+    imputer on a 1,000-class column takes minutes."""
     import numpy as np
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -204,11 +220,15 @@ def _imputer_scores(
         )
         is_num = numeric and y_tr.nunique() > 20
         fit = y_tr.notna().to_numpy()
+        cached = None if cache is None else cache.get(c)
         if is_num:
-            model = HistGradientBoostingRegressor(categorical_features=is_cat, random_state=SEED)
-            model.fit(x_tr[fit], y_tr[fit].astype(float))
-            pred = model.predict(x_ho[ok])
             truth = y_ho[ok].astype(float).to_numpy()
+            if cached is None:
+                model = HistGradientBoostingRegressor(
+                    categorical_features=is_cat, random_state=SEED
+                )
+                model.fit(x_tr[fit], y_tr[fit].astype(float))
+                cached = round(float(r2_score(truth, model.predict(x_ho[ok]))), 4)
             gen = pd.to_numeric(y_syn[ok], errors="coerce").astype(float).to_numpy()
             good = ~np.isnan(gen)
             rows.append(
@@ -216,17 +236,20 @@ def _imputer_scores(
                     "column": c,
                     "metric": "r2",
                     "generated": round(float(r2_score(truth[good], gen[good])), 4),
-                    "hgb_imputer": round(float(r2_score(truth, pred)), 4),
+                    "hgb_imputer": cached,
                 }
             )
         else:
-            # no early stopping: its stratified split fails on classes seen once
-            model = HistGradientBoostingClassifier(
-                categorical_features=is_cat, random_state=SEED, early_stopping=False
-            )
-            model.fit(x_tr[fit], y_tr[fit].astype(str))
-            pred = model.predict(x_ho[ok])
             truth = y_ho[ok].astype(str).to_numpy()
+            if cached is None and y_tr.nunique() > MAX_IMPUTER_CLASSES:
+                cached = float("nan")  # one tree per class and round: hours on 2 cores
+            if cached is None:
+                # no early stopping: its stratified split fails on classes seen once
+                model = HistGradientBoostingClassifier(
+                    categorical_features=is_cat, random_state=SEED, early_stopping=False
+                )
+                model.fit(x_tr[fit], y_tr[fit].astype(str))
+                cached = round(float(accuracy_score(truth, model.predict(x_ho[ok]))), 4)
             rows.append(
                 {
                     "column": c,
@@ -234,19 +257,41 @@ def _imputer_scores(
                     "generated": round(
                         float(accuracy_score(truth, y_syn[ok].astype(str).to_numpy())), 4
                     ),
-                    "hgb_imputer": round(float(accuracy_score(truth, pred)), 4),
+                    "hgb_imputer": None if cached != cached else cached,  # NaN: skipped
                 }
             )
+        if cache is not None:
+            cache[c] = cached
     return rows
+
+
+def _fit_record(synth: Any) -> dict[str, Any]:
+    """Fit time and the share each phase took (the conditional student's is the one to watch)."""
+    summary = synth.info.get("fit_summary", {})
+    out: dict[str, Any] = {"fit_seconds": synth.info.get("fit_seconds")}
+    for phase in ("teacher", "distill", "conditional"):
+        p = summary.get(phase)
+        if isinstance(p, dict) and p.get("steps"):
+            out[phase] = {
+                "steps": p.get("steps"),
+                "seconds": p.get("seconds"),
+                "seconds_per_step": round(float(p["seconds"]) / int(p["steps"]), 5),
+            }
+    if "conditional" in out and out["fit_seconds"]:
+        out["conditional_share_of_fit"] = round(
+            out["conditional"]["seconds"] / float(out["fit_seconds"]), 3
+        )
+    return out
 
 
 def run(
     datasets: list[str],
     preset: str,
-    minutes: float,
+    config: dict[str, Any],
     fid_rows: int,
     timing_rows: int,
     save: Any = None,
+    samplers: tuple[str, ...] = ("auto",),
 ) -> list[dict]:
     import numpy as np
     import pandas as pd
@@ -255,6 +300,7 @@ def run(
 
     from benchmarks.scoring import detection_auc
     from pfcore.conditions import Conditions
+    from pfcore.models.conditional import conditional_method
     from pfcore.schema import infer_schema
     from pfcore.synthesizer import Synthesizer, split_train_holdout
 
@@ -269,29 +315,35 @@ def run(
         if hold.num_rows > 20_000:
             idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
             hold = hold.take(pa.array(idx))
-        print(f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({preset}, {minutes} min)", flush=True)
-        synth = Synthesizer.fit(
-            train,
-            infer_schema(train),
-            preset=preset,
-            seed=SEED,
-            config={"threads": 1, "device": "cpu", "max_minutes": minutes},
-        )
+        print(f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({preset}, {config})", flush=True)
+        synth = Synthesizer.fit(train, infer_schema(train), preset=preset, seed=SEED, config=config)
+        fit = _fit_record(synth)
+        print(f"{'':20s}   fit: {json.dumps(fit)}", flush=True)
         ho_df = hold.to_pandas()
         uncond = synth.sample(fid_rows, 1).to_pandas()
         auc_uncond = detection_auc(ho_df, uncond, seed=SEED)
         _, t_unc = _timed(lambda s=synth: s.sample(timing_rows, 2))
         unc_rps = timing_rows / t_unc
         target = TARGETS.get(ds) or _categorical(synth.schema, synth.transformer)[0]
-        for label, cond, pred in _requests(synth, train, hold, target):
+        runs = [
+            (sampler, label, cond, pred)
+            for sampler in samplers
+            for label, cond, pred in _requests(synth, train, hold, target)
+        ]
+        imputer: dict[str, float] = {}  # the HGB imputer's scores, shared by the samplers
+        for sampler, label, cond, pred in runs:
+            synth.conditional_sampler = sampler
+            # inpainting runs ~2k rows/s here: 20k rows time it as well as 100k would
+            timed = min(timing_rows, INPAINT_TIMING_ROWS) if sampler == "inpaint" else timing_rows
             rec: dict[str, Any] = {
                 "dataset": ds,
                 "condition": label,
+                "sampler": conditional_method(synth.model, sampler),
                 "preset": preset,
-                "fit_minutes": minutes,
+                "fit": fit,
                 "detection_auc_unconditional": round(auc_uncond, 4),
                 "unconditional_rows_per_second": round(unc_rps, 1),
-                "timing_rows": timing_rows,
+                "timing_rows": timed,
             }
             if cond is None:  # seed rows from the holdout, half of the columns removed
                 names = [c.name for c in synth.schema.modelled]
@@ -329,7 +381,7 @@ def run(
                     timing_rows=out.num_rows,
                     kept_columns=kept,
                     removed_columns=removed,
-                    imputation=_imputer_scores(train, hold_s, kept, removed, out),
+                    imputation=_imputer_scores(train, hold_s, kept, removed, out, imputer),
                 )
             elif cond.rebalance is not None:
                 out = synth.sample(fid_rows, 3, conditions=cond).to_pandas()
@@ -344,7 +396,7 @@ def run(
                 )
                 want = pd.Series(1 / len(requested), index=requested)
                 err = (shares.reindex(requested).fillna(0.0) - want).abs().max()
-                _, secs = _timed(lambda c=cond, s=synth: s.sample(timing_rows, 4, conditions=c))
+                _, secs = _timed(lambda c=cond, s=synth, t=timed: s.sample(t, 4, conditions=c))
                 rec.update(
                     rows=len(out),
                     match_rate=float(out[target].isin(requested).mean()),
@@ -352,25 +404,25 @@ def run(
                     max_share_error=round(float(err), 4),
                     holdout_rows_meeting=int(len(real)),
                     detection_auc_conditional=round(detection_auc(real, out), 4),
-                    rows_per_second=round(timing_rows / secs, 1),
+                    rows_per_second=round(timed / secs, 1),
                 )
             else:
                 out = synth.sample(fid_rows, 3, conditions=cond).to_pandas()
                 real = ho_df[pred(ho_df)]
-                _, secs = _timed(lambda c=cond, s=synth: s.sample(timing_rows, 4, conditions=c))
+                _, secs = _timed(lambda c=cond, s=synth, t=timed: s.sample(t, 4, conditions=c))
                 rec.update(
                     rows=len(out),
                     match_rate=float(pred(out).mean()),
                     holdout_rows_meeting=int(len(real)),
                     detection_auc_conditional=round(detection_auc(real, out), 4),
-                    rows_per_second=round(timing_rows / secs, 1),
+                    rows_per_second=round(timed / secs, 1),
                 )
             rec["speed_ratio"] = round(rec["rows_per_second"] / unc_rps, 4)
             records.append(rec)
             if save is not None:
                 save(records)
             print(
-                f"[{time.strftime('%H:%M:%S')}] {ds:18s} {label[:48]:48s} "
+                f"[{time.strftime('%H:%M:%S')}] {ds:18s} {rec['sampler']:8s} {label[:40]:40s} "
                 f"match {rec['match_rate']:.3f}  AUC {rec['detection_auc_conditional']:.3f} "
                 f"(uncond {auc_uncond:.3f})  {rec['rows_per_second']:>9.0f} rows/s "
                 f"({rec['speed_ratio']:.1%} of {unc_rps:.0f})",
@@ -379,7 +431,7 @@ def run(
             for imp in rec.get("imputation", []):
                 print(
                     f"{'':20s}   {imp['column']:28s} {imp['metric']:8s} generated "
-                    f"{imp['generated']:.3f}  HGB imputer {imp['hgb_imputer']:.3f}",
+                    f"{imp['generated']:.3f}  HGB imputer {imp['hgb_imputer'] or float('nan'):.3f}",
                     flush=True,
                 )
     return records
@@ -390,6 +442,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--quick", action="store_true", help="fast preset, short fits, 20k timings")
     ap.add_argument("--out", default=str(RESULTS / "conditional.json"))
+    ap.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "student", "inpaint"],
+        help="conditional samplers to score (auto: the student when the model has one)",
+    )
+    ap.add_argument("--timing-rows", type=int, default=None, help="rows timed per request")
+    ap.add_argument(
+        "--step-budget",
+        type=int,
+        nargs=3,
+        metavar=("TEACHER", "DISTILL", "CONDITIONAL"),
+        help="train for these steps per phase (time budget lifted to 60 minutes): on a shared "
+        "machine a time budget gives whatever steps the other jobs leave",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -398,15 +466,27 @@ def main(argv: list[str] | None = None) -> int:
         preset, minutes, fid_rows, timing_rows = "fast", 2.0, 5_000, 20_000
     else:
         preset, minutes, fid_rows, timing_rows = "balanced", 4.0, 20_000, 100_000
+    timing_rows = args.timing_rows or timing_rows
+    config: dict[str, Any] = {"threads": 1, "device": "cpu", "max_minutes": minutes}
+    if args.step_budget:
+        teacher, distill, conditional = args.step_budget
+        config.update(
+            max_minutes=60.0,
+            max_steps=teacher,
+            epochs=None,
+            distill_max_steps=distill,
+            conditional_max_steps=conditional,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from pfcore.models.conditional import DEFAULT_CHURN, DEFAULT_STEPS
 
     protocol = {
         "quick": bool(args.quick),
-        "conditional_sampler": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
+        "samplers": list(args.samplers),
+        "inpainting": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
         "preset": preset,
-        "fit_minutes": minutes,
+        "fit_config": config,
         "fidelity_rows": fid_rows,
         "timing_rows": timing_rows,
         "torch_threads": 1,
@@ -420,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         os.replace(tmp, out)
 
-    records = run(args.datasets, preset, minutes, fid_rows, timing_rows, save)
+    records = run(args.datasets, preset, config, fid_rows, timing_rows, save, tuple(args.samplers))
     save(records)
     print(f"wrote {out}")
     return 0

@@ -258,6 +258,9 @@ class Synthesizer:
     model: GenerativeModel
     info: dict[str, Any] = field(default_factory=dict)
     rules: RuleSet | None = None
+    #: Conditional sampler (``pfcore.models.conditional.METHODS``): "auto" runs the model's
+    #: one-step conditional student when it has one, else flow inpainting.
+    conditional_sampler: str = "auto"
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -376,9 +379,14 @@ class Synthesizer:
         (a float32 tensor on the model's device, like :meth:`push`)."""
         from pfcore.models.conditional import conditional_push
 
-        if getattr(self, "_conditional_push", None) is None:
-            self._conditional_push = conditional_push(self.model)
-        out = self._conditional_push(z.to(self.model.device), known, mask, seed)
+        cached = getattr(self, "_conditional_push", None)
+        if cached is None or cached[0] != self.conditional_sampler:
+            cached = (
+                self.conditional_sampler,
+                conditional_push(self.model, method=self.conditional_sampler),
+            )
+            self._conditional_push = cached
+        out = cached[1](z.to(self.model.device), known, mask, seed)
         return out.float()
 
     def compile_conditions(self, conditions: Any) -> Any:

@@ -43,7 +43,8 @@ def toy_table(n: int = N_TRAIN, seed: int = 0) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def toy_synth(tmp_path_factory: pytest.TempPathFactory):
-    """A small one-step model (with its flow teacher), saved and loaded back."""
+    """A small one-step model (with its flow teacher and conditional student), saved and loaded
+    back."""
     from pfcore.schema import infer_schema
     from pfcore.synthesizer import Synthesizer
 
@@ -54,12 +55,14 @@ def toy_synth(tmp_path_factory: pytest.TempPathFactory):
         "max_steps": 600,
         "n_pairs": 4000,
         "distill_max_steps": 200,
+        "conditional_max_steps": 1500,
     }
     synth = Synthesizer.fit(
         table, infer_schema(table), family="onestep", preset="tiny", config=config, seed=0
     )
     path = synth.save(tmp_path_factory.mktemp("cond") / "toy")
     assert (path / "model" / "teacher" / "model.json").exists()
+    assert (path / "model" / "conditional" / "student.json").exists()
     return Synthesizer.load(path)
 
 
@@ -206,12 +209,88 @@ def test_family_without_a_conditional_sampler_says_so(toy_synth) -> None:
     from pfcore.synthesizer import Synthesizer
 
     bare = Synthesizer(toy_synth.schema, toy_synth.transformer, toy_synth.model)
-    teacher, bare.model.teacher = bare.model.teacher, None
+    model = bare.model
+    teacher, student = model.teacher, model.conditional_student
+    model.teacher = model.conditional_student = None
     try:
         with pytest.raises(ModelError, match="teacher"):
             bare.sample(10, 1, conditions=Conditions.make(where=["x=a"]))
     finally:
-        bare.model.teacher = teacher
+        model.teacher, model.conditional_student = teacher, student
+
+
+# ------------------------------------------------------------------------ the two samplers
+def _forwards(module) -> tuple[list[int], object]:
+    """Count forward calls of ``module`` (one per network evaluation on a block)."""
+    calls: list[int] = []
+    handle = module.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[0]))
+    return calls, handle
+
+
+def test_student_samples_in_one_network_evaluation_per_block(toy_synth) -> None:
+    """The student path: exact rows and given values, deterministic, one forward per block;
+    inpainting runs the flow ``DEFAULT_STEPS`` times per block for the same request."""
+    import dataclasses
+
+    from pfcore.models.conditional import DEFAULT_STEPS, conditional_method
+
+    model = toy_synth.model
+    assert conditional_method(model) == "student"
+    c = Conditions.make(where=["x=b", "num>=0.5", "num<1.25"], rebalance="y=uniform")
+    runs = {}
+    for sampler in ("auto", "inpaint"):
+        synth = dataclasses.replace(toy_synth, conditional_sampler=sampler)
+        student, h1 = _forwards(model.conditional_student)
+        teacher, h2 = _forwards(model.teacher.velocity_net)
+        try:
+            out = synth.sample(1200, 4, block_rows=512, conditions=c)
+        finally:
+            h1.remove()
+            h2.remove()
+        runs[sampler] = (out, student, teacher)
+        df = out.to_pandas()
+        assert len(df) == 1200 and (df.x == "b").all() and df.num.between(0.5, 1.25).all()
+        assert set(df.y) == {"u", "v"}
+    out, student, teacher = runs["auto"]
+    assert student == [512, 512, 176] and teacher == []
+    _, student, teacher = runs["inpaint"]
+    assert student == [] and len(teacher) == 3 * DEFAULT_STEPS
+    assert not out.equals(runs["inpaint"][0])
+    assert toy_synth.sample(1200, 4, block_rows=512, conditions=c).equals(out)
+    # seed rows: given columns kept exactly (nulls too), one student forward per block
+    given = toy_table(700, seed=5).select(["x", "opt", "k"])
+    student, h1 = _forwards(model.conditional_student)
+    try:
+        done = toy_synth.sample(
+            None, 2, block_rows=512, conditions=Conditions.make(seed_rows=given)
+        )
+    finally:
+        h1.remove()
+    assert done.select(["x", "opt", "k"]).equals(given) and student == [512, 188]
+
+
+def test_an_artifact_without_a_student_samples_by_inpainting(toy_synth, tmp_path: Path) -> None:
+    """Models saved before the student existed (or fitted without it) still sample
+    conditionally: the planner falls back to the flow teacher."""
+    import shutil
+
+    from pfcore.errors import ModelError
+    from pfcore.models.conditional import conditional_method
+    from pfcore.synthesizer import Synthesizer
+
+    path = toy_synth.save(tmp_path / "old")
+    shutil.rmtree(path / "model" / "conditional")
+    old = Synthesizer.load(path)
+    assert old.model.conditional_student is None and conditional_method(old.model) == "inpaint"
+    teacher, handle = _forwards(old.model.teacher.velocity_net)
+    try:
+        out = old.sample(300, 1, conditions=Conditions.make(where=["x=a"])).to_pandas()
+    finally:
+        handle.remove()
+    assert (out.x == "a").all() and len(teacher) > 1
+    old.conditional_sampler = "student"
+    with pytest.raises(ModelError, match="no conditional student"):
+        old.sample(10, 1, conditions=Conditions.make(where=["x=a"]))
 
 
 # ------------------------------------------------------------------------ batches

@@ -69,7 +69,9 @@ def test_default_family_keeps_the_rule_and_the_category_chain() -> None:
 
     train = pa.Table.from_pandas(_table(N_ROWS, seed=0), preserve_index=False)
     real = _table(N_ROWS, seed=1)
-    steps = dict(max_steps=400, epochs=None, distill_max_steps=400, max_minutes=30.0)
+    steps = dict(
+        max_steps=400, epochs=None, distill_max_steps=400, conditional_max_steps=0, max_minutes=30.0
+    )
     synth = Synthesizer.fit(train, infer_schema(train), preset="fast", config=steps, seed=0)
     assert any(
         r.kind == "missing" and set(r.columns) == {"balance", "status"} for r in synth.rules.active

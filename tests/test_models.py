@@ -107,7 +107,7 @@ TINY = dict(
 )
 TINY_FAMILY = {
     "flow": {},
-    "onestep": dict(n_pairs=512, distill_max_steps=40),
+    "onestep": dict(n_pairs=512, distill_max_steps=40, conditional_max_steps=30),
     "energy": {},
     "naive_mse": {},
 }
@@ -223,10 +223,11 @@ def test_progress_callbacks_and_summary() -> None:
     model = models.build("onestep", {**TINY, **TINY_FAMILY["onestep"]}, preset="tiny")
     summary = model.fit(x[:500], blocks, valid=x[500:], callbacks=[seen.append])
     phases = {p.phase for p in seen}
-    assert phases == {"teacher", "distill"}
+    assert phases == {"teacher", "distill", "conditional"}
     assert all(p.step <= p.total_steps and p.elapsed_s >= 0 for p in seen)
     assert any("proxy" in p.metrics for p in seen)
     assert summary["teacher"]["steps"] == 60 and summary["distill"]["steps"] == 40
+    assert summary["conditional"]["steps"] == 30
     assert summary["device"] == "cpu" and summary["pairs"]["n"] == 512
     json.dumps(summary)  # JSON-able
 

@@ -6,8 +6,10 @@ that prediction at their given values while integrating the flow's stochastic fo
 :func:`inpaint`) generates the unknown dimensions given the known ones. It needs no retraining,
 costs ``DEFAULT_STEPS`` network evaluations per row whatever the condition (a rare category as
 cheap as a frequent one) and never throws rows away. The one-step student cannot do this (it
-has no time axis), so ``onestep`` models sample conditionally through their flow teacher,
-which is saved beside the student (``teacher/``: JSON config + safetensors state dict).
+has no time axis), so ``onestep`` models inpaint with their flow teacher, which is saved beside
+the student (``teacher/``: JSON config + safetensors state dict), when they carry no
+mask-conditioned student (``cond_student.py``), the faster sampler that
+:func:`conditional_method` prefers.
 
 The rows approximate the model's conditional law (no mask was seen in training). Measured
 (toy: two columns with P(y=u | x=a) = 0.9, E[num | x=a] = 3, the trained teacher's own rows
@@ -50,7 +52,9 @@ from pfcore.models.base import GenerativeModel, snap_onehot
 __all__ = [
     "TEACHER_DIR",
     "ConditionalPush",
+    "METHODS",
     "attach_teacher",
+    "conditional_method",
     "conditional_push",
     "inpaint",
     "save_teacher",
@@ -145,10 +149,43 @@ def _flow_of(model: GenerativeModel) -> GenerativeModel:
     )
 
 
+#: Conditional samplers a caller may ask for; "auto" is :func:`conditional_method`'s choice.
+METHODS = ("auto", "student", "inpaint")
+
+
+def conditional_method(model: GenerativeModel, requested: str = "auto") -> str:
+    """Which conditional sampler ``model`` runs: the one decision, made for every entry point.
+
+    "auto" takes the mask-conditioned one-step student (``cond_student.py``: one forward of a
+    student-sized network per row) when the model carries one, else flow inpainting
+    (``DEFAULT_STEPS`` forwards of the flow): flows, and one-step models saved before the
+    student existed or fitted without it, still sample conditionally.
+    """
+    if requested not in METHODS:
+        raise ModelError(f"conditional sampler must be one of {list(METHODS)}, got {requested!r}")
+    has_student = getattr(model, "conditional_student", None) is not None
+    if requested == "student" and not has_student:
+        raise ModelError(
+            f"this {model.family!r} model has no conditional student (fitted with "
+            "conditional_max_steps=0, another family, or saved by an older pushforward)"
+        )
+    if requested == "auto":
+        return "student" if has_student else "inpaint"
+    return requested
+
+
 def conditional_push(
-    model: GenerativeModel, *, steps: int | None = None, churn: float = DEFAULT_CHURN
+    model: GenerativeModel,
+    *,
+    method: str = "auto",
+    steps: int | None = None,
+    churn: float = DEFAULT_CHURN,
 ) -> ConditionalPush:
     """The family's conditional sampler (raises ``ModelError`` if the family has none)."""
+    if conditional_method(model, method) == "student":
+        from pfcore.models.cond_student import student_push
+
+        return student_push(model)
     flow = _flow_of(model)
     field = flow.field()  # type: ignore[attr-defined]
     n_steps = int(steps or DEFAULT_STEPS)
@@ -168,7 +205,12 @@ def conditional_push(
 
 
 def save_teacher(model: GenerativeModel, model_dir: str | os.PathLike[str]) -> Path | None:
-    """Save a one-step model's in-memory flow teacher under ``model_dir/teacher`` (if any)."""
+    """Save a one-step model's conditional samplers beside it: its flow teacher under
+    ``model_dir/teacher`` and its conditional student under ``model_dir/conditional`` (each
+    if it has one)."""
+    from pfcore.models.cond_student import save_student
+
+    save_student(model, model_dir)
     teacher = getattr(model, "teacher", None)
     if teacher is None or not getattr(teacher, "_fitted", False):
         return None
@@ -178,9 +220,13 @@ def save_teacher(model: GenerativeModel, model_dir: str | os.PathLike[str]) -> P
 def attach_teacher(
     model: GenerativeModel, model_dir: str | os.PathLike[str], device: str = "cpu"
 ) -> None:
-    """Load ``model_dir/teacher`` into ``model.teacher`` when it was saved (no-op otherwise)."""
+    """Load ``model_dir/teacher`` into ``model.teacher`` and ``model_dir/conditional`` into
+    ``model.conditional_student`` when they were saved (no-op otherwise)."""
+    from pfcore.models.cond_student import attach_student
     from pfcore.models.flow import FlowModel
 
+    if hasattr(model, "conditional_student"):
+        attach_student(model, model_dir, device=device)
     path = Path(model_dir) / TEACHER_DIR
     if hasattr(model, "teacher") and (path / "model.json").exists():
         model.teacher = FlowModel.load(path, device=device)  # type: ignore[attr-defined]

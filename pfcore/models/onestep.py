@@ -76,6 +76,13 @@ class OneStepConfig(FlowConfig):
     # 0 = plain regression onto the teacher's endpoints.
     distill_match_weight: float = 0.0
     distill_match_ref: str = "data"
+    # Mask-conditioned student for conditional sampling (cond_student.py): trained after
+    # distillation on ``conditional_share`` of what is left of the budget; 0 steps = none
+    # (conditional sampling then inpaints with the teacher).
+    conditional_max_steps: int = 3000
+    conditional_share: float = 0.4
+    conditional_lr: float = 2e-3
+    conditional_weight: float = 3.0
 
     def validate(self) -> None:
         super().validate()
@@ -101,10 +108,23 @@ class OneStepConfig(FlowConfig):
             )
         if not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError("config.distill_lr must be > 0 and distill_min_seconds >= 0")
+        _check_conditional(self)
 
     def teacher_config(self) -> FlowConfig:
         names = {f.name for f in fields(FlowConfig)}
         return FlowConfig(**{k: v for k, v in self.to_dict().items() if k in names})
+
+
+def _check_conditional(cfg: OneStepConfig) -> None:
+    v = cfg.conditional_max_steps
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ModelError(f"config.conditional_max_steps must be an integer >= 0, got {v!r}")
+    if not 0 <= cfg.conditional_share < 1:
+        raise ModelError(
+            f"config.conditional_share must be in [0, 1), got {cfg.conditional_share!r}"
+        )
+    if not cfg.conditional_lr > 0 or not cfg.conditional_weight >= 0:
+        raise ModelError("config.conditional_lr must be > 0 and conditional_weight >= 0")
 
 
 @torch.no_grad()
@@ -141,6 +161,7 @@ class OneStepModel(GenerativeModel):
         super().__init__(config)
         self.student: MLP | None = None
         self.teacher: FlowModel | None = None
+        self.conditional_student: nn.Module | None = None  # cond_student.py; saved beside
 
     def _build_networks(self) -> None:
         self.student = MLP(
@@ -158,6 +179,8 @@ class OneStepModel(GenerativeModel):
         super().to(device)
         if self.teacher is not None:
             self.teacher.to(device)
+        if self.conditional_student is not None:
+            self.conditional_student.to(device)
         return self
 
     def _fit(
@@ -195,6 +218,7 @@ class OneStepModel(GenerativeModel):
         pairs = make_pairs(teacher, cfg.n_pairs, cfg.seed, batch=cfg.pair_batch, amp=cfg.amp)
         summary["pairs"] = {"n": cfg.n_pairs, "seconds": round(time.perf_counter() - t0, 3)}
         remaining = budget - (time.perf_counter() - t_start)
+        share = cfg.conditional_share if cfg.conditional_max_steps else 0.0
         summary.update(
             distill(
                 self,
@@ -203,9 +227,18 @@ class OneStepModel(GenerativeModel):
                 valid,
                 callbacks,
                 checkpoint_dir,
-                budget_s=max(remaining, cfg.distill_min_seconds),
+                budget_s=max(remaining * (1 - share), cfg.distill_min_seconds),
             )
         )
+        if share:
+            from pfcore.models.cond_student import fit_conditional_student
+
+            left = max(budget - (time.perf_counter() - t_start), cfg.distill_min_seconds)
+            summary.update(
+                fit_conditional_student(
+                    self, pairs, x, valid, callbacks, checkpoint_dir, budget_s=left
+                )
+            )
         return summary
 
     @classmethod

@@ -89,6 +89,7 @@ _ONESTEP: dict[str, dict[str, Any]] = {
         distill_max_steps=400,
         distill_batch_size=256,
         max_minutes=3.0,
+        conditional_max_steps=100,  # the conditional student (tests that use it set more)
     ),
     "fast": dict(
         student_width=256, student_depth=2, n_pairs=20_000, distill_max_steps=3000, max_minutes=1.25
