@@ -47,7 +47,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "match_data_0.3": {"distill_match_weight": 0.3},
     "match_teacher_0.1": {"distill_match_weight": 0.1, "distill_match_ref": "teacher"},
     "mse": {"distill_loss": "mse"},
+    # Few-step samplers: k network evaluations (student + k - 1 refiners), see onestep.py.
+    "k2_teacher": {"sampler_steps": 2, "refine_input": "teacher"},
+    "k2_student": {"sampler_steps": 2, "refine_input": "student"},
+    "k3_teacher": {"sampler_steps": 3, "refine_input": "teacher"},
 }
+#: Rows sampled and decoded for the end-to-end rows/s (the fidelity benchmark's ``SAMPLE_ROWS``).
+TIMED_ROWS = 100_000
 MAX_PAIRS = 150_000
 
 
@@ -83,17 +89,28 @@ def _score(model: Any, tr: Any, train: Any, hold: Any, ds: str) -> dict[str, flo
     return {**scores, "protect_extremes": PROTECT_EXTREMES}
 
 
-def _forward_rows_per_second(net: Any, latent_dim: int, n: int = 65_536) -> float:
+def _forward_rows_per_second(push: Any, latent_dim: int, n: int = 65_536) -> float:
+    """Rows/s of the sampler's networks alone (every evaluation a row needs), best of 3."""
     import torch
 
     z = torch.randn(n, latent_dim)
     best = float("inf")
     with torch.inference_mode():
-        net(z[:4096])
+        push(z[:4096])
         for _ in range(3):
             t0 = time.perf_counter()
-            net(z)
+            push(z)
             best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def _sample_rows_per_second(model: Any, tr: Any, n: int = TIMED_ROWS) -> float:
+    """End-to-end rows/s: ``model.sample`` plus decoding to a table, ``n`` rows, best of 2."""
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        tr.decode(model.sample(n, seed=1), seed=1)
+        best = min(best, time.perf_counter() - t0)
     return n / best
 
 
@@ -196,9 +213,13 @@ def variant_job(ds: str, variant: str, seed: int, steps: int) -> dict[str, Any]:
         "distill_steps": d["steps"],
         "seconds_per_step": round(distill_s / max(1, d["steps"]), 4),
         "parameters": d["parameters"],
+        "sampler_steps": student.config.sampler_steps,
         "network_rows_per_second": round(
-            _forward_rows_per_second(student.student, student.latent_dim)
+            _forward_rows_per_second(student._push_raw, student.latent_dim)
         ),
+        "sample_rows": TIMED_ROWS,
+        "sample_rows_per_second": round(_sample_rows_per_second(student, tr)),
+        "threads": 1,
         **_score(student, tr, train, hold, ds),
     }
 
