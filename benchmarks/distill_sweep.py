@@ -114,8 +114,8 @@ def _sample_rows_per_second(model: Any, tr: Any, n: int = TIMED_ROWS) -> float:
     return n / best
 
 
-def teacher_job(ds: str, teacher_steps: int) -> dict[str, Any]:
-    """Train and cache the teacher and ``MAX_PAIRS`` pairs; score it (Heun 8, calibrated)."""
+def teacher_job(ds: str, teacher_steps: int, n_pairs: int = MAX_PAIRS) -> dict[str, Any]:
+    """Train and cache the teacher and ``n_pairs`` pairs; score it (Heun 8, calibrated)."""
     import torch
     from safetensors.torch import save_file
 
@@ -137,7 +137,7 @@ def teacher_job(ds: str, teacher_steps: int) -> dict[str, Any]:
     summary = teacher.fit(x, tr.blocks, valid=valid)
     teacher_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    z, xe = make_pairs(teacher, MAX_PAIRS, SEED)  # type: ignore[arg-type]
+    z, xe = make_pairs(teacher, n_pairs, SEED)  # type: ignore[arg-type]
     pairs_s = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     teacher.save(out / "teacher")
@@ -149,7 +149,8 @@ def teacher_job(ds: str, teacher_steps: int) -> dict[str, Any]:
         "teacher_steps": summary["flow"]["steps"],
         "teacher_seconds": round(teacher_s, 1),
         "seconds_per_step": round(teacher_s / max(1, summary["flow"]["steps"]), 4),
-        "pairs_seconds_per_60k": round(pairs_s * 60_000 / MAX_PAIRS, 1),
+        "pairs": n_pairs,
+        "pairs_seconds_per_60k": round(pairs_s * 60_000 / n_pairs, 1),
         **_score(teacher, tr, train, hold, ds),
     }
     (out / "teacher.json").write_text(json.dumps(info, indent=2))
@@ -304,6 +305,7 @@ def main() -> int:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--steps", type=int, default=4000, help="distillation steps per variant")
     ap.add_argument("--teacher-steps", type=int, default=3000)
+    ap.add_argument("--pairs", type=int, default=MAX_PAIRS, help="(z, ODE(z)) pairs cached")
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "distill_sweep.json")
     ap.add_argument(
@@ -324,7 +326,7 @@ def main() -> int:
     if args.job:
         kind, ds, *rest = args.job
         if kind == "teacher":
-            res = teacher_job(ds, args.teacher_steps)
+            res = teacher_job(ds, args.teacher_steps, args.pairs)
         elif kind == "teacher_score":
             res = teacher_score_job(ds)
         else:
@@ -337,7 +339,11 @@ def main() -> int:
     prepare(args.datasets)
     logs = SWEEP / "logs"
     teachers = [
-        (["--job", "teacher", ds, "--teacher-steps", str(args.teacher_steps)], logs / f"{ds}.log")
+        (
+            ["--job", "teacher", ds, "--teacher-steps", str(args.teacher_steps)]
+            + ["--pairs", str(args.pairs)],
+            logs / f"{ds}.log",
+        )
         for ds in args.datasets
         if not (SWEEP / ds / "teacher.json").exists()
     ]
