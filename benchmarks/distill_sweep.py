@@ -225,6 +225,54 @@ def variant_job(ds: str, variant: str, seed: int, steps: int) -> dict[str, Any]:
     }
 
 
+def speed_job(ds: str, threads: int) -> dict[str, Any]:
+    """End-to-end sampling rows/s of the 1- and 2-evaluation samplers at ``threads`` threads.
+
+    Speed does not depend on the weights, so the networks are left untrained: this answers
+    "does the sampler stay above the rows/s floor on this table's width" in seconds, without a
+    teacher. One record per sampler, variant ``speed_k<k>_t<threads>``.
+    """
+    import numpy as np
+    import torch
+
+    from pfcore import models
+    from pfcore.models.base import OneHotIndex, normalize_blocks
+
+    torch.set_num_threads(threads)
+    tr, x, *_ = _load_data(ds)
+    out = []
+    for k in (1, 2):
+        cfg = {
+            **models.build("onestep", {}, preset="balanced").config.to_dict(),
+            "threads": threads,
+            "device": "cpu",
+            "sampler_steps": k,
+        }
+        m = models.OneStepModel(cfg)
+        m.n_features = m.latent_dim = x.shape[1]
+        m.blocks = normalize_blocks(tr.blocks, x.shape[1])
+        m._index = OneHotIndex(m.blocks)
+        m._build_networks()
+        for net in m._networks().values():
+            net.eval()
+        m._fitted = True
+        out.append(
+            {
+                "dataset": ds,
+                "variant": f"speed_k{k}_t{threads}",
+                "seed": SEED,
+                "sampler_steps": k,
+                "threads": threads,
+                "n_features": int(x.shape[1]),
+                "network_rows_per_second": round(_forward_rows_per_second(m._push_raw, x.shape[1])),
+                "sample_rows": TIMED_ROWS,
+                "sample_rows_per_second": round(_sample_rows_per_second(m, tr)),
+                "load_average_1min": round(float(np.round(os.getloadavg()[0], 2)), 2),
+            }
+        )
+    return {"records": out}
+
+
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -329,6 +377,8 @@ def main() -> int:
             res = teacher_job(ds, args.teacher_steps, args.pairs)
         elif kind == "teacher_score":
             res = teacher_score_job(ds)
+        elif kind == "speed":
+            res = speed_job(ds, int(rest[0]))
         else:
             res = variant_job(ds, rest[0], int(rest[1]), args.steps)
         print("RESULT " + json.dumps(res), flush=True)
