@@ -327,12 +327,13 @@ def print_table(records: list[dict[str, Any]]) -> None:
 
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["dataset"], r["variant"]), []).append(r)
+        if "detection_auc" in r:
+            groups.setdefault((r["dataset"], r["variant"]), []).append(r)
     print(
         "| dataset | variant | seeds | steps | detection AUC | Quality | pair trends | TSTR | "
-        "student params | s/step |"
+        "student params | s/step | sampler rows/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (ds, v), rs in sorted(groups.items()):
         auc = [r["detection_auc"] for r in rs]
         spread = f" ± {np.std(auc):.3f}" if len(rs) > 1 else ""
@@ -342,8 +343,21 @@ def print_table(records: list[dict[str, Any]]) -> None:
             f"{np.mean([r['quality'] for r in rs]):.3f} | "
             f"{np.mean([r['column_pair_trends'] for r in rs]):.3f} | "
             f"{np.mean([r['tstr'] for r in rs]):.3f} | {rs[0].get('parameters', '')} | "
-            f"{np.median([r['seconds_per_step'] for r in rs]):.3f} |"
+            f"{np.median([r['seconds_per_step'] for r in rs]):.3f} | "
+            f"{rs[0].get('sample_rows_per_second', '')} |"
         )
+    speed = [r for r in records if r["variant"].startswith("speed_")]
+    if speed:
+        print(
+            "\n| dataset | evaluations | threads | network rows/s | rows/s (100k, decoded) | load |"
+        )
+        print("|---|---|---|---|---|---|")
+        for r in speed:
+            print(
+                f"| {r['dataset']} | {r['sampler_steps']} | {r['threads']} | "
+                f"{r['network_rows_per_second']} | {r['sample_rows_per_second']} | "
+                f"{r['load_average_1min']} |"
+            )
 
 
 def main() -> int:
@@ -362,14 +376,15 @@ def main() -> int:
     ap.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.collect:
-        found = [
-            json.loads(ln[7:])
-            for log in sorted((SWEEP / "logs").glob("*.log"))
-            for ln in log.read_text().splitlines()
-            if ln.startswith("RESULT ")
-        ]
+        found = []
+        for log in sorted((SWEEP / "logs").glob("*.log")):
+            for ln in log.read_text().splitlines():
+                if ln.startswith("RESULT "):
+                    res = json.loads(ln[7:])
+                    found += res.get("records", [res])
         teachers = [json.loads(p.read_text()) for p in sorted(SWEEP.glob("*/teacher.json"))]
-        print_table(_merge(args.out, [r for r in found if "overrides" in r] + teachers))
+        keep = [r for r in found if "overrides" in r or r["variant"].startswith("speed_")]
+        print_table(_merge(args.out, keep + teachers))
         return 0
     if args.job:
         kind, ds, *rest = args.job
