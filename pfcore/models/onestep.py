@@ -18,6 +18,15 @@ same teacher, doubling the steps of the 256x2 student (4k -> 8k) and doubling it
 preset spends its extra fit time on distillation steps and keeps the fast sampler. An
 energy-distance term towards real rows (``distill_match_weight``; 0.1) changed AUC by < 0.01
 while doubling the step cost, so it is off by default.
+
+Few-step sampler (``sampler_steps = k > 1``): ``k - 1`` refiners of the student's size each
+re-enter the straight path at ``t_i = i / k`` through ``(1 - t_i) z + t_i x1_hat`` and predict
+the endpoint again, so ``push`` stays one deterministic function of ``z``. Measured from the
+same teachers (4k steps of the 2-network student against 8k steps of the plain one, equal
+training compute): detection AUC california_housing 0.748 vs 0.755, diamonds 0.747 vs 0.758
+(teacher 0.733), credit_default 0.848 vs 0.867 (teacher 0.762). It doubles the sampler's FLOPs
+per row, which would take the widest shared table below the sampling-speed floor, so ``k = 1``
+stays the default.
 """
 
 from __future__ import annotations
