@@ -25,8 +25,9 @@ the endpoint again, so ``push`` stays one deterministic function of ``z``. Measu
 same teachers (4k steps of the 2-network student against 8k steps of the plain one, equal
 training compute): detection AUC california_housing 0.748 vs 0.755, diamonds 0.747 vs 0.758
 (teacher 0.733), credit_default 0.848 vs 0.867 (teacher 0.762). It doubles the sampler's FLOPs
-per row, which would take the widest shared table below the sampling-speed floor, so ``k = 1``
-stays the default.
+per row: on the widest shared table (232 encoded features) that is about 59k instead of 92k
+rows/s end to end on one thread, under the 80k floor, and credit_default stays 0.086 above its
+teacher, so ``k = 1`` stays the default.
 """
 
 from __future__ import annotations
