@@ -47,7 +47,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "match_data_0.3": {"distill_match_weight": 0.3},
     "match_teacher_0.1": {"distill_match_weight": 0.1, "distill_match_ref": "teacher"},
     "mse": {"distill_loss": "mse"},
+    # Few-step samplers: k network evaluations (student + k - 1 refiners), see onestep.py.
+    "k2_teacher": {"sampler_steps": 2, "refine_input": "teacher"},
+    "k2_student": {"sampler_steps": 2, "refine_input": "student"},
+    "k3_teacher": {"sampler_steps": 3, "refine_input": "teacher"},
 }
+#: Rows sampled and decoded for the end-to-end rows/s (the fidelity benchmark's ``SAMPLE_ROWS``).
+TIMED_ROWS = 100_000
 MAX_PAIRS = 150_000
 
 
@@ -83,22 +89,33 @@ def _score(model: Any, tr: Any, train: Any, hold: Any, ds: str) -> dict[str, flo
     return {**scores, "protect_extremes": PROTECT_EXTREMES}
 
 
-def _forward_rows_per_second(net: Any, latent_dim: int, n: int = 65_536) -> float:
+def _forward_rows_per_second(push: Any, latent_dim: int, n: int = 65_536) -> float:
+    """Rows/s of the sampler's networks alone (every evaluation a row needs), best of 3."""
     import torch
 
     z = torch.randn(n, latent_dim)
     best = float("inf")
     with torch.inference_mode():
-        net(z[:4096])
+        push(z[:4096])
         for _ in range(3):
             t0 = time.perf_counter()
-            net(z)
+            push(z)
             best = min(best, time.perf_counter() - t0)
     return n / best
 
 
-def teacher_job(ds: str, teacher_steps: int) -> dict[str, Any]:
-    """Train and cache the teacher and ``MAX_PAIRS`` pairs; score it (Heun 8, calibrated)."""
+def _sample_rows_per_second(model: Any, tr: Any, n: int = TIMED_ROWS) -> float:
+    """End-to-end rows/s: ``model.sample`` plus decoding to a table, ``n`` rows, best of 2."""
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        tr.decode(model.sample(n, seed=1), seed=1)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def teacher_job(ds: str, teacher_steps: int, n_pairs: int = MAX_PAIRS) -> dict[str, Any]:
+    """Train and cache the teacher and ``n_pairs`` pairs; score it (Heun 8, calibrated)."""
     import torch
     from safetensors.torch import save_file
 
@@ -120,7 +137,7 @@ def teacher_job(ds: str, teacher_steps: int) -> dict[str, Any]:
     summary = teacher.fit(x, tr.blocks, valid=valid)
     teacher_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    z, xe = make_pairs(teacher, MAX_PAIRS, SEED)  # type: ignore[arg-type]
+    z, xe = make_pairs(teacher, n_pairs, SEED)  # type: ignore[arg-type]
     pairs_s = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     teacher.save(out / "teacher")
@@ -132,7 +149,8 @@ def teacher_job(ds: str, teacher_steps: int) -> dict[str, Any]:
         "teacher_steps": summary["flow"]["steps"],
         "teacher_seconds": round(teacher_s, 1),
         "seconds_per_step": round(teacher_s / max(1, summary["flow"]["steps"]), 4),
-        "pairs_seconds_per_60k": round(pairs_s * 60_000 / MAX_PAIRS, 1),
+        "pairs": n_pairs,
+        "pairs_seconds_per_60k": round(pairs_s * 60_000 / n_pairs, 1),
         **_score(teacher, tr, train, hold, ds),
     }
     (out / "teacher.json").write_text(json.dumps(info, indent=2))
@@ -196,11 +214,63 @@ def variant_job(ds: str, variant: str, seed: int, steps: int) -> dict[str, Any]:
         "distill_steps": d["steps"],
         "seconds_per_step": round(distill_s / max(1, d["steps"]), 4),
         "parameters": d["parameters"],
+        "sampler_steps": student.config.sampler_steps,
         "network_rows_per_second": round(
-            _forward_rows_per_second(student.student, student.latent_dim)
+            _forward_rows_per_second(student._push_raw, student.latent_dim)
         ),
+        "sample_rows": TIMED_ROWS,
+        "sample_rows_per_second": round(_sample_rows_per_second(student, tr)),
+        "threads": 1,
         **_score(student, tr, train, hold, ds),
     }
+
+
+def speed_job(ds: str, threads: int) -> dict[str, Any]:
+    """End-to-end sampling rows/s of the 1- and 2-evaluation samplers at ``threads`` threads.
+
+    Speed does not depend on the weights, so the networks are left untrained: this answers
+    "does the sampler stay above the rows/s floor on this table's width" in seconds, without a
+    teacher. One record per sampler, variant ``speed_k<k>_t<threads>``.
+    """
+    import numpy as np
+    import torch
+
+    from pfcore import models
+    from pfcore.models.base import OneHotIndex, normalize_blocks
+
+    torch.set_num_threads(threads)
+    tr, x, *_ = _load_data(ds)
+    out = []
+    for k in (1, 2):
+        cfg = {
+            **models.build("onestep", {}, preset="balanced").config.to_dict(),
+            "threads": threads,
+            "device": "cpu",
+            "sampler_steps": k,
+        }
+        m = models.OneStepModel(cfg)
+        m.n_features = m.latent_dim = x.shape[1]
+        m.blocks = normalize_blocks(tr.blocks, x.shape[1])
+        m._index = OneHotIndex(m.blocks)
+        m._build_networks()
+        for net in m._networks().values():
+            net.eval()
+        m._fitted = True
+        out.append(
+            {
+                "dataset": ds,
+                "variant": f"speed_k{k}_t{threads}",
+                "seed": SEED,
+                "sampler_steps": k,
+                "threads": threads,
+                "n_features": int(x.shape[1]),
+                "network_rows_per_second": round(_forward_rows_per_second(m._push_raw, x.shape[1])),
+                "sample_rows": TIMED_ROWS,
+                "sample_rows_per_second": round(_sample_rows_per_second(m, tr)),
+                "load_average_1min": round(float(np.round(os.getloadavg()[0], 2)), 2),
+            }
+        )
+    return {"records": out}
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -257,12 +327,13 @@ def print_table(records: list[dict[str, Any]]) -> None:
 
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["dataset"], r["variant"]), []).append(r)
+        if "detection_auc" in r:
+            groups.setdefault((r["dataset"], r["variant"]), []).append(r)
     print(
         "| dataset | variant | seeds | steps | detection AUC | Quality | pair trends | TSTR | "
-        "student params | s/step |"
+        "student params | s/step | sampler rows/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (ds, v), rs in sorted(groups.items()):
         auc = [r["detection_auc"] for r in rs]
         spread = f" ± {np.std(auc):.3f}" if len(rs) > 1 else ""
@@ -272,8 +343,21 @@ def print_table(records: list[dict[str, Any]]) -> None:
             f"{np.mean([r['quality'] for r in rs]):.3f} | "
             f"{np.mean([r['column_pair_trends'] for r in rs]):.3f} | "
             f"{np.mean([r['tstr'] for r in rs]):.3f} | {rs[0].get('parameters', '')} | "
-            f"{np.median([r['seconds_per_step'] for r in rs]):.3f} |"
+            f"{np.median([r['seconds_per_step'] for r in rs]):.3f} | "
+            f"{rs[0].get('sample_rows_per_second', '')} |"
         )
+    speed = [r for r in records if r["variant"].startswith("speed_")]
+    if speed:
+        print(
+            "\n| dataset | evaluations | threads | network rows/s | rows/s (100k, decoded) | load |"
+        )
+        print("|---|---|---|---|---|---|")
+        for r in speed:
+            print(
+                f"| {r['dataset']} | {r['sampler_steps']} | {r['threads']} | "
+                f"{r['network_rows_per_second']} | {r['sample_rows_per_second']} | "
+                f"{r['load_average_1min']} |"
+            )
 
 
 def main() -> int:
@@ -283,6 +367,7 @@ def main() -> int:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--steps", type=int, default=4000, help="distillation steps per variant")
     ap.add_argument("--teacher-steps", type=int, default=3000)
+    ap.add_argument("--pairs", type=int, default=MAX_PAIRS, help="(z, ODE(z)) pairs cached")
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "distill_sweep.json")
     ap.add_argument(
@@ -291,21 +376,24 @@ def main() -> int:
     ap.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.collect:
-        found = [
-            json.loads(ln[7:])
-            for log in sorted((SWEEP / "logs").glob("*.log"))
-            for ln in log.read_text().splitlines()
-            if ln.startswith("RESULT ")
-        ]
+        found = []
+        for log in sorted((SWEEP / "logs").glob("*.log")):
+            for ln in log.read_text().splitlines():
+                if ln.startswith("RESULT "):
+                    res = json.loads(ln[7:])
+                    found += res.get("records", [res])
         teachers = [json.loads(p.read_text()) for p in sorted(SWEEP.glob("*/teacher.json"))]
-        print_table(_merge(args.out, [r for r in found if "overrides" in r] + teachers))
+        keep = [r for r in found if "overrides" in r or r["variant"].startswith("speed_")]
+        print_table(_merge(args.out, keep + teachers))
         return 0
     if args.job:
         kind, ds, *rest = args.job
         if kind == "teacher":
-            res = teacher_job(ds, args.teacher_steps)
+            res = teacher_job(ds, args.teacher_steps, args.pairs)
         elif kind == "teacher_score":
             res = teacher_score_job(ds)
+        elif kind == "speed":
+            res = speed_job(ds, int(rest[0]))
         else:
             res = variant_job(ds, rest[0], int(rest[1]), args.steps)
         print("RESULT " + json.dumps(res), flush=True)
@@ -316,7 +404,11 @@ def main() -> int:
     prepare(args.datasets)
     logs = SWEEP / "logs"
     teachers = [
-        (["--job", "teacher", ds, "--teacher-steps", str(args.teacher_steps)], logs / f"{ds}.log")
+        (
+            ["--job", "teacher", ds, "--teacher-steps", str(args.teacher_steps)]
+            + ["--pairs", str(args.pairs)],
+            logs / f"{ds}.log",
+        )
         for ds in args.datasets
         if not (SWEEP / ds / "teacher.json").exists()
     ]

@@ -295,6 +295,28 @@ def test_config_is_validated_at_construction() -> None:
         models.build("onestep", {"distill_match_weight": -1.0})
     with pytest.raises(ModelError, match="distill_match_ref"):
         models.build("onestep", {"distill_match_ref": "holdout"})
+    with pytest.raises(ModelError, match="sampler_steps"):
+        models.build("onestep", {"sampler_steps": 0})
+    with pytest.raises(ModelError, match="refine_input"):
+        models.build("onestep", {"refine_input": "data"})
+
+
+@pytest.mark.parametrize("refine_input", ["teacher", "student"])
+def test_few_step_sampler_round_trips(refine_input: str, tmp_path: Path) -> None:
+    """A 2-evaluation sampler saves its refiner, reloads to the same rows, and the refiner is used.
+
+    Zeroing the refiner's head must change the rows: the second evaluation is not a no-op.
+    """
+    m = fit_tiny("onestep", sampler_steps=2, refine_input=refine_input)
+    assert m.fit_summary["distill"]["sampler_steps"] == 2
+    rows = m.sample(300, seed=4)
+    m.save(tmp_path)
+    loaded = models.load(tmp_path)
+    np.testing.assert_array_equal(loaded.sample(300, seed=4), rows)
+    assert loaded.refiners is not None
+    with torch.no_grad():
+        loaded.refiners[0].head.weight.zero_()
+    assert not np.array_equal(loaded.sample(300, seed=4), rows)
 
 
 @pytest.mark.parametrize("ref", ["data", "teacher"])

@@ -18,6 +18,16 @@ same teacher, doubling the steps of the 256x2 student (4k -> 8k) and doubling it
 preset spends its extra fit time on distillation steps and keeps the fast sampler. An
 energy-distance term towards real rows (``distill_match_weight``; 0.1) changed AUC by < 0.01
 while doubling the step cost, so it is off by default.
+
+Few-step sampler (``sampler_steps = k > 1``): ``k - 1`` refiners of the student's size each
+re-enter the straight path at ``t_i = i / k`` through ``(1 - t_i) z + t_i x1_hat`` and predict
+the endpoint again, so ``push`` stays one deterministic function of ``z``. Measured from the
+same teachers (4k steps of the 2-network student against 8k steps of the plain one, equal
+training compute): detection AUC california_housing 0.748 vs 0.755, diamonds 0.747 vs 0.758
+(teacher 0.733), credit_default 0.848 vs 0.867 (teacher 0.762). It doubles the sampler's FLOPs
+per row: on the widest shared table (232 encoded features) that is about 59k instead of 92k
+rows/s end to end on one thread, under the 80k floor, and credit_default stays 0.086 above its
+teacher, so ``k = 1`` stays the default.
 """
 
 from __future__ import annotations
@@ -83,6 +93,14 @@ class OneStepConfig(FlowConfig):
     conditional_share: float = 0.4
     conditional_lr: float = 2e-3
     conditional_weight: float = 3.0
+    # Network evaluations per sampled row. 1 = the plain student. k > 1 adds k - 1 refiners of
+    # the student's size: refiner i sees the point ``(1 - t_i) z + t_i x1_hat`` (t_i = i / k,
+    # x1_hat the previous estimate of the endpoint) and predicts the endpoint again.
+    sampler_steps: int = 1
+    # What a refiner trains on: "teacher" (the straight line from z to the teacher's endpoint,
+    # the path a reflowed flow follows) or "student" (the line to the previous network's own
+    # estimate, the point it sees when sampling).
+    refine_input: str = "teacher"
 
     def validate(self) -> None:
         super().validate()
@@ -106,9 +124,22 @@ class OneStepConfig(FlowConfig):
                 "config.distill_match_ref must be 'data' or 'teacher', "
                 f"got {self.distill_match_ref!r}"
             )
+        if not isinstance(self.sampler_steps, int) or not 1 <= self.sampler_steps <= 8:
+            raise ModelError(
+                f"config.sampler_steps must be an integer in [1, 8], got {self.sampler_steps!r}"
+            )
+        if self.refine_input not in ("teacher", "student"):
+            raise ModelError(
+                f"config.refine_input must be 'teacher' or 'student', got {self.refine_input!r}"
+            )
         if not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError("config.distill_lr must be > 0 and distill_min_seconds >= 0")
         _check_conditional(self)
+
+    def refine_times(self) -> list[float]:
+        """The times ``t_i = i / k`` at which refiners re-enter the path (empty for k = 1)."""
+        k = self.sampler_steps
+        return [i / k for i in range(1, k)]
 
     def teacher_config(self) -> FlowConfig:
         names = {f.name for f in fields(FlowConfig)}
@@ -160,20 +191,44 @@ class OneStepModel(GenerativeModel):
     def __init__(self, config: OneStepConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
         self.student: MLP | None = None
+        self.refiners: nn.ModuleList | None = None
         self.teacher: FlowModel | None = None
         self.conditional_student: nn.Module | None = None  # cond_student.py; saved beside
 
     def _build_networks(self) -> None:
-        self.student = MLP(
-            self.latent_dim, self.n_features, self.config.student_width, self.config.student_depth
-        )
+        cfg = self.config
+        self.student = MLP(self.latent_dim, self.n_features, cfg.student_width, cfg.student_depth)
+        self.refiners = None
+        if cfg.sampler_steps > 1:
+            self.refiners = nn.ModuleList(
+                MLP(self.n_features, self.n_features, cfg.student_width, cfg.student_depth)
+                for _ in range(cfg.sampler_steps - 1)
+            )
 
     def _networks(self) -> dict[str, nn.Module]:
-        return {} if self.student is None else {"student": self.student}
+        nets: dict[str, nn.Module] = {}
+        if self.student is not None:
+            nets["student"] = self.student
+        if self.refiners is not None:
+            nets["refiner"] = self.refiners
+        return nets
+
+    def _endpoint(self, out: torch.Tensor) -> torch.Tensor:
+        """The endpoint a network output stands for: one-hot logits become ``2 softmax - 1``."""
+        assert self._index is not None
+        if self.config.distill_loss != "ce" or not self._index.has_onehot:
+            return out
+        x1 = out.clone()
+        for _w, idx in self._index.groups:
+            x1[:, idx] = 2 * torch.softmax(out[:, idx], dim=2) - 1
+        return x1
 
     def _push_raw(self, z: torch.Tensor) -> torch.Tensor:
         assert self.student is not None
-        return self.student(z)
+        out = self.student(z)
+        for t, net in zip(self.config.refine_times(), self.refiners or (), strict=True):
+            out = net((1 - t) * z + t * self._endpoint(out.float()))
+        return out
 
     def to(self, device: str | torch.device) -> OneStepModel:
         super().to(device)
@@ -270,8 +325,8 @@ class OneStepModel(GenerativeModel):
             model._build_networks()
         model.to(teacher.device)
         summary = distill(model, pairs, x, valid, callbacks, None, budget_s=budget_s)
-        assert model.student is not None
-        model.student.eval()
+        for net in model._networks().values():
+            net.eval()
         model.teacher = teacher
         model._fitted = True
         model.fit_summary = {"family": cls.family, **summary}
@@ -306,7 +361,6 @@ def distill(
         categorical_weight=cfg.categorical_weight,
     )
     classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else []
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.distill_lr)
     use_amp = cfg.amp and device.type == "cuda"
 
     match_w = cfg.distill_match_weight
@@ -314,11 +368,28 @@ def distill(
     if cfg.distill_match_ref == "teacher" and index.has_onehot:
         ref_rows = snap_onehot(x_all.clone(), index)
 
+    refiners = list(model.refiners or ())
+    times = cfg.refine_times()
+    from_teacher = cfg.refine_input == "teacher"
+    params = [p for net in (student, *refiners) for p in net.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.distill_lr)
+    trained: nn.Module = student
+    if refiners:
+        trained = nn.ModuleDict({"student": student, "refiner": model.refiners})
+
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(z_all), batch, gen, device)
+        zb, xb = z_all[b], x_all[b]
+        cls_b = [c[b] for c in classes] if use_ce else None
         with autocast(device, use_amp):
-            out = student(z_all[b]).float()
-        loss = block_loss(out, x_all[b], [c[b] for c in classes] if use_ce else None)
+            out = student(zb).float()
+        loss = block_loss(out, xb, cls_b)
+        prev = out
+        for t, net in zip(times, refiners, strict=True):
+            end = xb if from_teacher else model._endpoint(prev.detach())
+            with autocast(device, use_amp):
+                prev = net((1 - t) * zb + t * end).float()
+            loss = loss + block_loss(prev, xb, cls_b)
         if match_w > 0:
             ref = ref_rows[batch_index(len(ref_rows), batch, gen, device)]
             loss = loss + match_w * energy_distance(soften_onehot(out, index), ref)
@@ -329,13 +400,14 @@ def distill(
         max_steps=cfg.distill_max_steps,
         budget_s=budget_s,
         lr=cfg.distill_lr,
-        network=("student", student),
-        push_fn=student,
+        network=("student", trained),
+        push_fn=model._push_raw,
         step_fn=step_fn,
         optimizer=opt,
         generator=gen,
     )
     summary = run_phase(model, PhaseData(x, valid, checkpoint_dir), phase, callbacks)
-    summary["parameters"] = count_parameters(student)
+    summary["parameters"] = count_parameters(trained)
+    summary["sampler_steps"] = cfg.sampler_steps
     summary["width"], summary["depth"] = cfg.student_width, cfg.student_depth
     return {"distill": summary}
