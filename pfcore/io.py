@@ -465,7 +465,7 @@ class SourceReader:
         # for reading one at a time and closed after: an open ParquetFile keeps what it decoded
         # until it is released (measured with pyarrow 25: about 80 MiB per 2M-row file of 10
         # columns), so holding all of them open made ingest memory grow with the source's files
-        # (2.5 GB at 100M rows, 13 files).
+        # (2.5 GB at 100M rows, 13 files). Within a file, see ``parquet_batches``.
         files = source_files(self.path)
         first: pa.Schema | None = None
         for f in files:
@@ -482,7 +482,7 @@ class SourceReader:
         for f in files:
             with _open_parquet(f) as pf:
                 try:
-                    for batch in pf.iter_batches(batch_size=self.batch_rows):
+                    for batch in parquet_batches(pf, self.batch_rows):
                         yield normalise_batch(batch, first, f)
                 except InputError:
                     raise
@@ -520,6 +520,26 @@ class SourceReader:
             raise InputError(
                 f"cannot be read as JSON Lines: {msg}", path=self.path, column=col
             ) from None
+
+
+def parquet_batches(
+    pf: Any,
+    batch_rows: int,
+    *,
+    columns: Sequence[str] | None = None,
+    row_groups: Sequence[int] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of an open ``pq.ParquetFile``, one row group at a time.
+
+    Why not one ``iter_batches`` over the file: its reader keeps memory from every row group it
+    has decoded until the file is done (measured with pyarrow 25 on an 8-row-group file of 8M
+    rows and 10 columns: 41 MiB after the first group, 173 MiB after the last), while a reader
+    per row group stays at 25 MiB.
+    """
+    groups = range(pf.metadata.num_row_groups) if row_groups is None else row_groups
+    cols = list(columns) if columns else None
+    for g in groups:
+        yield from pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=cols)
 
 
 def _open_parquet(path: Path) -> Any:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pfcore.io import part_files
+from pfcore.io import parquet_batches, part_files
 
 __all__ = [
     "KeyRange",
@@ -268,25 +268,19 @@ def _batches(
 
     want = None if spans is None else sorted(spans)
     offset = 0
-    cols = list(columns) if columns else None
     for f in part_files(dataset_dir):
         with pq.ParquetFile(f) as pf:
             meta = pf.metadata
-            if want is None:
-                for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=cols):
-                    yield offset, batch
-                    offset += batch.num_rows
-                continue
+            groups = []
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
-                if _overlaps(want, offset, offset + rows):
-                    start = offset
-                    for batch in pf.iter_batches(
-                        batch_size=READ_BATCH_ROWS, row_groups=[g], columns=cols
-                    ):
-                        yield start, batch
-                        start += batch.num_rows
+                if want is None or _overlaps(want, offset, offset + rows):
+                    groups.append((g, offset))
                 offset += rows
+            for g, start in groups:
+                for batch in parquet_batches(pf, READ_BATCH_ROWS, columns=columns, row_groups=[g]):
+                    yield start, batch
+                    start += batch.num_rows
 
 
 def _overlaps(spans: Sequence[Span], start: int, stop: int) -> bool:
