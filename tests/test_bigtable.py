@@ -323,3 +323,23 @@ def test_row_groups_are_sampled_only_when_they_look_alike(
     assert mem_train.drop_columns(["row"]).equals(rows.train)
     assert not set(mem_train["row"].to_pylist()) & set(mem_hold["row"].to_pylist())
     assert Split.plan(shuffled, 0.2, seed=5, sample_rows=1000).row_spans != s.row_spans
+
+
+def test_parquet_batches_reads_the_chosen_row_groups_in_order(tmp_path: Path) -> None:
+    """One reader per row group (a reader over a whole file kept every decoded group's memory
+    until the file ended) gives the rows and columns a whole-file read gives."""
+    from pfcore.io import parquet_batches
+
+    path = tmp_path / "t.parquet"
+    table = pa.table({"x": np.arange(1000), "y": np.arange(1000) * 2.0})
+    pq.write_table(table, path, row_group_size=300)
+    with pq.ParquetFile(path) as pf:
+        whole = pa.Table.from_batches(list(parquet_batches(pf, 128)))
+        some = pa.Table.from_batches(
+            list(parquet_batches(pf, 128, columns=["y"], row_groups=[1, 3]))
+        )
+    assert whole.equals(table)
+    assert some.column_names == ["y"]
+    assert np.array_equal(
+        np.asarray(some["y"]), np.r_[np.arange(300, 600), np.arange(900, 1000)] * 2.0
+    )
