@@ -42,6 +42,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -459,36 +460,34 @@ class SourceReader:
 
     # -- Parquet ----------------------------------------------------------------------------
     def _parquet(self) -> Iterator[pa.RecordBatch]:
-        import pyarrow.parquet as pq
 
+        # Every file's schema is checked before the first row is read, but the files are opened
+        # for reading one at a time and closed after: an open ParquetFile keeps what it decoded
+        # until it is released (measured with pyarrow 25: about 80 MiB per 2M-row file of 10
+        # columns), so holding all of them open made ingest memory grow with the source's files
+        # (2.5 GB at 100M rows, 13 files). Within a file, see ``parquet_batches``.
         files = source_files(self.path)
         first: pa.Schema | None = None
-        opened = []
         for f in files:
-            try:
-                pf = pq.ParquetFile(f)
+            with _open_parquet(f) as pf:
                 sch = normal_schema(pf.schema_arrow, f)
-            except InputError:
-                raise
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"is not a valid Parquet file ({exc})", path=f) from None
             if first is None:
                 first = sch
             elif not sch.equals(first):
                 raise InputError(
                     f"has columns {sch} that differ from the first file's {first}", path=f
                 )
-            opened.append((f, pf))
         assert first is not None
         self.schema = first
-        for f, pf in opened:
-            try:
-                for batch in pf.iter_batches(batch_size=self.batch_rows):
-                    yield normalise_batch(batch, first, f)
-            except InputError:
-                raise
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"is not a valid Parquet file ({exc})", path=f) from None
+        for f in files:
+            with _open_parquet(f) as pf:
+                try:
+                    for batch in parquet_batches(pf, self.batch_rows):
+                        yield normalise_batch(batch, first, f)
+                except InputError:
+                    raise
+                except (pa.ArrowException, OSError) as exc:
+                    raise InputError(f"is not a valid Parquet file ({exc})", path=f) from None
 
     # -- JSON Lines ---------------------------------------------------------------------------
     def _jsonl(self) -> Iterator[pa.RecordBatch]:
@@ -521,6 +520,36 @@ class SourceReader:
             raise InputError(
                 f"cannot be read as JSON Lines: {msg}", path=self.path, column=col
             ) from None
+
+
+def parquet_batches(
+    pf: Any,
+    batch_rows: int,
+    *,
+    columns: Sequence[str] | None = None,
+    row_groups: Sequence[int] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of an open ``pq.ParquetFile``, one row group at a time.
+
+    Why not one ``iter_batches`` over the file: its reader keeps memory from every row group it
+    has decoded until the file is done (measured with pyarrow 25 on an 8-row-group file of 8M
+    rows and 10 columns: 41 MiB after the first group, 173 MiB after the last), while a reader
+    per row group stays at 25 MiB.
+    """
+    groups = range(pf.metadata.num_row_groups) if row_groups is None else row_groups
+    cols = list(columns) if columns else None
+    for g in groups:
+        yield from pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=cols)
+
+
+def _open_parquet(path: Path) -> Any:
+    """``pq.ParquetFile(path)``, an InputError naming the file when it is not valid Parquet."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"is not a valid Parquet file ({exc})", path=path) from None
 
 
 def check_readable(path: Path) -> None:

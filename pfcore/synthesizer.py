@@ -83,7 +83,10 @@ class Split:
     * ``"hash"``: for a larger table, rows are split and sampled by a seeded hash of their
       index while streaming (``pfcore.rowsample``): the holdout is the rows whose key is below
       ``holdout_fraction``, training reads the ``min(sample_rows, max_train_rows)`` training
-      rows with the smallest keys. Memory is bounded by the sample, not the table.
+      rows with the smallest keys. Memory is bounded by the sample, not the table. When the
+      table holds many more row groups than the sample needs and they look alike, both samples
+      are drawn from a seeded choice of row groups only (``row_spans``; see
+      ``pfcore.rowsample.choose_row_groups``), so the read does not grow with the table.
     """
 
     holdout_fraction: float = 0.2
@@ -94,6 +97,11 @@ class Split:
     method: str = "permutation"
     #: Rows of the dataset the split was planned on (a changed dataset has another holdout).
     dataset_rows: int | None = None
+    #: ``"hash"`` only: the ``[start, stop)`` row spans (whole row groups) both samples are
+    #: drawn from; None: every row.
+    row_spans: tuple[tuple[int, int], ...] | None = None
+    #: How the rows read were chosen, in words (recorded for the reader of synthesizer.json).
+    read_note: str | None = None
 
     @classmethod
     def plan(
@@ -106,12 +114,17 @@ class Split:
     ) -> Split:
         """The split of an ingested dataset: ``"permutation"`` when its training rows fit
         ``sample_rows``, else ``"hash"`` (see the class docstring)."""
-        from pfcore.rowsample import dataset_rows
+        from pfcore.rowsample import choose_row_groups, dataset_rows
 
         n = dataset_rows(dataset_dir)
         n_train = n - _holdout_count(n, holdout_fraction)
-        method = "permutation" if sample_rows is None or n_train <= sample_rows else "hash"
-        return cls(holdout_fraction, seed, max_train_rows, sample_rows, method, n)
+        if sample_rows is None or n_train <= sample_rows:
+            return cls(holdout_fraction, seed, max_train_rows, sample_rows, "permutation", n)
+        k = _min_cap(max_train_rows, sample_rows) or n_train
+        need = int(np.ceil(k / max(1e-9, 1.0 - float(holdout_fraction))))
+        spans, note = choose_row_groups(dataset_dir, seed, need)
+        row_spans = None if spans is None else tuple(spans)
+        return cls(holdout_fraction, seed, max_train_rows, sample_rows, "hash", n, row_spans, note)
 
     @property
     def train_rows_cap(self) -> int | None:
@@ -162,20 +175,27 @@ class Split:
         cut = holdout_cut(self.holdout_fraction)
         k_train = _min_cap(self.train_rows_cap, train_rows)
         k_hold = 0 if cut == 0 else holdout_rows
+        spans = self.row_spans
         tr, ho = sample_ranges(
-            n, self.seed, [(cut, (1 << 64) - 1, k_train), (0, max(0, cut - 1), k_hold)]
+            n,
+            self.seed,
+            [(cut, (1 << 64) - 1, k_train), (0, max(0, cut - 1), k_hold)],
+            spans=spans,
         )
-        train, holdout = read_key_ranges(dataset_dir, self.seed, [tr, ho])
+        train, holdout = read_key_ranges(dataset_dir, self.seed, [tr, ho], spans=spans)
         cap = self.train_rows_cap
-        return SplitRows(train, holdout, min(tr.total, cap or tr.total), n - tr.total)
+        # with row spans, the held-out rows available are those of the groups read
+        hold_total = n - tr.total if spans is None else ho.total
+        return SplitRows(train, holdout, min(tr.total, cap or tr.total), hold_total)
 
     def _hash_tables(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
-        from pfcore.rowsample import holdout_cut, row_keys
+        from pfcore.rowsample import holdout_cut, in_spans, row_keys
 
         keys = row_keys(self.seed, 0, table.num_rows)
         cut = np.uint64(holdout_cut(self.holdout_fraction))
-        hold = np.flatnonzero(keys < cut)
-        train = np.flatnonzero(keys >= cut)
+        inside = in_spans(self.row_spans, 0, table.num_rows)
+        hold = np.flatnonzero((keys < cut) & inside)
+        train = np.flatnonzero((keys >= cut) & inside)
         cap = self.train_rows_cap
         if cap is not None and len(train) > cap:
             train = np.sort(train[np.argsort(keys[train], kind="stable")[:cap]])
@@ -191,6 +211,10 @@ class Split:
             d["sample_rows"] = None if self.sample_rows is None else int(self.sample_rows)
             d["method"] = self.method
             d["dataset_rows"] = None if self.dataset_rows is None else int(self.dataset_rows)
+        if self.row_spans is not None:
+            d["row_spans"] = [[int(a), int(b)] for a, b in self.row_spans]
+        if self.read_note is not None:
+            d["read_note"] = self.read_note
         return d
 
     @classmethod
@@ -205,6 +229,10 @@ class Split:
             sample_rows=opt("sample_rows"),
             method=str(d.get("method", "permutation")),
             dataset_rows=opt("dataset_rows"),
+            row_spans=None
+            if d.get("row_spans") is None
+            else tuple((int(a), int(b)) for a, b in d["row_spans"]),
+            read_note=d.get("read_note"),
         )
 
     def same_holdout(self, other: Split) -> bool:

@@ -223,3 +223,123 @@ def test_validation_reads_a_bounded_holdout_and_reports_rows_per_metric(
     assert used["detection"] == {"real": 1500, "synthetic": 1500}
     assert used["privacy"]["train"] == 800
     assert "Rows each metric used: column_shapes: real 1500" in report.to_markdown()
+
+
+def test_parquet_source_holds_one_file_open_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open ParquetFile keeps what it decoded until released, so a reader that held every
+    source file open grew with the number of files (2.5 GB ingesting 100M rows in 13 files)."""
+    import pfcore.io as pio
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        pq.write_table(pa.table({"x": np.arange(i * 100, i * 100 + 100)}), src / f"p{i}.parquet")
+    real = pq.ParquetFile
+    live: list[object] = []
+    peak = [0]
+
+    class Tracked(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, **k)
+            live.append(self)
+            peak[0] = max(peak[0], len(live))
+
+        def close(self, force: bool = False) -> None:
+            if self in live:
+                live.remove(self)
+            super().close(force=force)
+
+    monkeypatch.setattr(pq, "ParquetFile", Tracked)
+    reader = pio.open_source(src, batch_rows=50)
+    got = np.concatenate([np.asarray(b["x"]) for b in reader.batches()])
+    assert np.array_equal(got, np.arange(600))
+    assert peak[0] == 1 and not live
+
+
+@pytest.fixture(scope="module")
+def grouped_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same 24k rows in 48 row groups of 500, once shuffled and once sorted by ``g``."""
+    n = 24_000
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(12), n // 12)
+    c = rng.choice(np.array(["a", "b", "c"]), size=n, p=[0.5, 0.3, 0.2])
+    table = pa.table({"g": g, "c": c, "row": np.arange(n)})
+    shuffled = table.take(pa.array(rng.permutation(n))).drop_columns(["row"])
+    return {
+        name: _dataset(tmp_path_factory.mktemp(name), t, batch_rows=500, rows_per_file=4000)
+        for name, t in (("shuffled", shuffled), ("sorted", table.drop_columns(["row"])))
+    }
+
+
+def test_row_groups_are_sampled_only_when_they_look_alike(
+    grouped_tables: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shuffled table is sampled from a seeded subset of its row groups (the read does not
+    grow with the table); one sorted by a column is detected from the footers and read whole,
+    so the sort column keeps its frequencies either way."""
+    import pfcore.rowsample as rs
+    from pfcore.synthesizer import Split
+
+    monkeypatch.setattr(rs, "MIN_SAMPLED_GROUPS", 16)
+    shuffled, ordered = grouped_tables["shuffled"], grouped_tables["sorted"]
+    assert len(rs.row_group_spans(shuffled)) == 48
+    assert rs.clustered_column(shuffled) is None
+    assert "column 'g'" in (rs.clustered_column(ordered) or "")
+
+    s = Split.plan(ordered, 0.2, seed=4, sample_rows=1000)
+    assert s.row_spans is None and "column 'g'" in (s.read_note or "")
+    s = Split.plan(shuffled, 0.2, seed=4, sample_rows=1000)
+    assert s.row_spans is not None and len(s.row_spans) == 16
+    assert s.read_note.startswith("16 of 48 row groups")
+    assert Split.from_dict(s.to_dict()) == s
+
+    read: list[int] = []
+    real_batches = rs._batches
+
+    def counting(*a: object, **k: object):  # type: ignore[no-untyped-def]
+        for off, b in real_batches(*a, **k):
+            read.append(b.num_rows)
+            yield off, b
+
+    monkeypatch.setattr(rs, "_batches", counting)
+    rows = s.read(shuffled, holdout_rows=800)
+    assert sum(read) == 16 * 500  # only the chosen groups were decoded
+    assert rows.train.num_rows == 1000 and rows.holdout.num_rows == 800
+    for t in (rows.train, rows.holdout):
+        counts = np.bincount(np.asarray(t["g"]), minlength=12)
+        assert _chi2_uniform_p(counts, np.ones(12)) > 1e-3, counts
+    vals, counts = np.unique(np.asarray(rows.train["c"]), return_counts=True)
+    assert _chi2_uniform_p(counts, np.array([0.5, 0.3, 0.2])) > 1e-3, counts
+    # reproducible, disjoint from the holdout, equal to the in-memory split of the same rows
+    from pfcore.io import read_dataset
+
+    again = Split.plan(shuffled, 0.2, seed=4, sample_rows=1000).read(shuffled, holdout_rows=800)
+    assert again.train.equals(rows.train) and again.holdout.equals(rows.holdout)
+    table = read_dataset(shuffled)
+    table = table.append_column("row", pa.array(np.arange(table.num_rows)))
+    mem_train, mem_hold = s.apply(table)
+    assert mem_train.drop_columns(["row"]).equals(rows.train)
+    assert not set(mem_train["row"].to_pylist()) & set(mem_hold["row"].to_pylist())
+    assert Split.plan(shuffled, 0.2, seed=5, sample_rows=1000).row_spans != s.row_spans
+
+
+def test_parquet_batches_reads_the_chosen_row_groups_in_order(tmp_path: Path) -> None:
+    """One reader per row group (a reader over a whole file kept every decoded group's memory
+    until the file ended) gives the rows and columns a whole-file read gives."""
+    from pfcore.io import parquet_batches
+
+    path = tmp_path / "t.parquet"
+    table = pa.table({"x": np.arange(1000), "y": np.arange(1000) * 2.0})
+    pq.write_table(table, path, row_group_size=300)
+    with pq.ParquetFile(path) as pf:
+        whole = pa.Table.from_batches(list(parquet_batches(pf, 128)))
+        some = pa.Table.from_batches(
+            list(parquet_batches(pf, 128, columns=["y"], row_groups=[1, 3]))
+        )
+    assert whole.equals(table)
+    assert some.column_names == ["y"]
+    assert np.array_equal(
+        np.asarray(some["y"]), np.r_[np.arange(300, 600), np.arange(900, 1000)] * 2.0
+    )
