@@ -21,12 +21,25 @@ from tests.servers import PYTHON, background, free_port, prefect_env, wait_http
 pytestmark = pytest.mark.slow
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: Prefect's server answers 503 while its SQLite database is locked by another writer (the
+#: served process polls and heartbeats through the same file); Prefect's own client retries
+#: 502/503, so a UI-style raw request does the same, a bounded number of times.
+RETRY_STATUS = {502, 503}
+
+
+def _request(method: str, url: str, **kwargs) -> httpx.Response:
+    for attempt in range(6):
+        r = httpx.request(method, url, **kwargs)
+        if r.status_code not in RETRY_STATUS:
+            return r
+        time.sleep(1.0 + attempt)
+    return r
 
 
 def _wait_deployment(api: str, name: str, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        r = httpx.get(f"{api}/deployments/name/{name}", timeout=10)
+        r = _request("GET", f"{api}/deployments/name/{name}", timeout=10)
         if r.status_code == 200:
             return r.json()
         time.sleep(1)
@@ -36,7 +49,9 @@ def _wait_deployment(api: str, name: str, timeout_s: float) -> dict:
 def _wait_run(api: str, run_id: str, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        r = _request("GET", f"{api}/flow_runs/{run_id}", timeout=10)
+        r.raise_for_status()
+        run = r.json()
         if run["state"]["type"] in TERMINAL:
             return run
         time.sleep(2)
@@ -66,7 +81,8 @@ def test_ui_style_run_of_served_pipeline(tmp_path: Path) -> None:
             dep = _wait_deployment(api, "pipeline/pipeline", 180)
 
             # The form rejects invalid input before a run exists (the field is named).
-            bad = httpx.post(
+            bad = _request(
+                "POST",
                 f"{api}/deployments/{dep['id']}/create_flow_run",
                 json={"parameters": {"params": {"rows": 0}}},
                 timeout=30,
@@ -93,7 +109,8 @@ def test_ui_style_run_of_served_pipeline(tmp_path: Path) -> None:
                     "output": str(out),
                 }
             }
-            r = httpx.post(
+            r = _request(
+                "POST",
                 f"{api}/deployments/{dep['id']}/create_flow_run",
                 json={"parameters": params},
                 timeout=30,
