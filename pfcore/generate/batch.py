@@ -116,23 +116,10 @@ def plan_batch(
     synth_dir, temporary = _materialise(synth, out_root)
     try:
         fingerprint = fingerprint_directory(synth_dir)
-        info = _synth_info(synth_dir)
-        named = replace(
-            target,
-            out_root=out_root,
-            model_name=target.model_name or str(info.get("family") or "synthesizer"),
-            model_version=target.model_version or f"sha256:{fingerprint[:16]}",
-        )
-        plan = make_plan(
-            synth_dir=synth_dir,
-            n_rows=n_rows,
-            seed=seed,
-            target=named,
-            model_fingerprint=fingerprint,
-            layout=layout,
-            device=device,
-            conditions=None if compiled is None else compiled.conditions.to_dict(),
-        )
+        plan = _make_named_plan(
+            synth_dir, fingerprint, n_rows, seed, replace(target, out_root=out_root), layout,
+            device, compiled,
+        )  # fmt: skip
         plan.staging_dir.mkdir(parents=True, exist_ok=True)
         if compiled is not None and compiled.conditions.seed_rows is not None:
             copy = compiled.conditions.seed_rows.write_copy(plan.staging_dir / "seed_rows.arrow")
@@ -153,6 +140,36 @@ def plan_batch(
     recover_interrupted_publish(plan)
     atomic_write(plan.staging_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
     return plan
+
+
+def _make_named_plan(
+    synth_dir: Path,
+    fingerprint: str,
+    n_rows: int | None,
+    seed: int,
+    target: BatchTarget,
+    layout: BatchLayout,
+    device: str,
+    compiled: Any,
+) -> BatchPlan:
+    """The plan for a saved synthesizer, named in the metadata by ``target``'s model name and
+    version, else by the model's family and directory fingerprint (local and object store)."""
+    info = _synth_info(synth_dir)
+    named = replace(
+        target,
+        model_name=target.model_name or str(info.get("family") or "synthesizer"),
+        model_version=target.model_version or f"sha256:{fingerprint[:16]}",
+    )
+    return make_plan(
+        synth_dir=synth_dir,
+        n_rows=n_rows,
+        seed=seed,
+        target=named,
+        model_fingerprint=fingerprint,
+        layout=layout,
+        device=device,
+        conditions=None if compiled is None else compiled.conditions.to_dict(),
+    )
 
 
 def _plan_remote(
@@ -183,22 +200,9 @@ def _plan_remote(
     try:
         synth_dir, _ = _materialise(synth, scratch)
         fingerprint = fingerprint_directory(synth_dir)
-        info = _synth_info(synth_dir)
-        named = replace(
-            target,
-            out_root=storage.normalise(target.out_root),
-            model_name=target.model_name or str(info.get("family") or "synthesizer"),
-            model_version=target.model_version or f"sha256:{fingerprint[:16]}",
-        )
-        plan = make_plan(
-            synth_dir=synth_dir,
-            n_rows=n_rows,
-            seed=seed,
-            target=named,
-            model_fingerprint=fingerprint,
-            layout=layout,
-            device=device,
-            conditions=None if compiled is None else compiled.conditions.to_dict(),
+        remote = replace(target, out_root=storage.normalise(target.out_root))
+        plan = _make_named_plan(
+            synth_dir, fingerprint, n_rows, seed, remote, layout, device, compiled
         )
         copy = storage.resolve(plan.staging_uri).child("synthesizer")
         marker = copy.child(".fingerprint")

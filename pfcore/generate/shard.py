@@ -467,6 +467,21 @@ def generate_shard(
         return _stage_shard(synth, plan, spec, progress)
 
 
+def _written(spec: ShardSpec, size: int, sha: str, t0: float) -> ShardResult:
+    """The result of a shard just written (locally or to the store) since ``t0``."""
+    return ShardResult(
+        index=spec.index,
+        file_name=spec.file_name,
+        rows=spec.rows,
+        bytes=size,
+        sha256=sha,
+        first_block=spec.first_block,
+        n_blocks=spec.n_blocks,
+        seconds=round(time.perf_counter() - t0, 3),
+        skipped=False,
+    )
+
+
 def _stage_shard_remote(
     synth: Any, plan: BatchPlan, spec: ShardSpec, progress: Callable[[int], None] | None
 ) -> ShardResult:
@@ -478,17 +493,7 @@ def _stage_shard_remote(
     with storage.hashing_writer(storage.resolve(plan.staged_uri(spec.index))) as fh:
         _write_shard_file(synth, plan, spec, fh, progress)
     size, sha = fh.bytes, fh.sha256
-    result = ShardResult(
-        index=spec.index,
-        file_name=spec.file_name,
-        rows=spec.rows,
-        bytes=size,
-        sha256=sha,
-        first_block=spec.first_block,
-        n_blocks=spec.n_blocks,
-        seconds=round(time.perf_counter() - t0, 3),
-        skipped=False,
-    )
+    result = _written(spec, size, sha, t0)
     sidecar = {**_shard_identity(plan, spec), "bytes": size, "sha256": sha}
     storage.resolve(plan.sidecar_uri(spec.index)).write_bytes(
         json.dumps(sidecar, indent=2).encode()
@@ -517,17 +522,7 @@ def _stage_shard(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    result = ShardResult(
-        index=spec.index,
-        file_name=spec.file_name,
-        rows=spec.rows,
-        bytes=size,
-        sha256=sha,
-        first_block=spec.first_block,
-        n_blocks=spec.n_blocks,
-        seconds=round(time.perf_counter() - t0, 3),
-        skipped=False,
-    )
+    result = _written(spec, size, sha, t0)
     # The sidecar is written after the file: a shard counts as done only when both exist.
     atomic_write(
         plan.sidecar_path(spec.index),
