@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from pfcore.rules.declare import _fill_map, tolerance
 from pfcore.rules.model import (
     CALENDAR_PARTS,
+    PER_SECOND,
     Rule,
     hold_rate,
     numeric_values,
@@ -520,7 +521,7 @@ def _local_fields(t: np.ndarray, unit: str, zone: str | None) -> dict[str, np.nd
     """Calendar fields of timestamps in ``zone`` (None: naive), or None with sub-second parts."""
     import pandas as pd
 
-    per = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    per = PER_SECOND[unit]
     if np.any(np.mod(t, per)):
         return None
     idx = pd.DatetimeIndex((t // per).astype("datetime64[s]"))

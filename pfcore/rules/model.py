@@ -61,6 +61,8 @@ __all__ = [
     "CALENDAR_PARTS",
     "calendar_value",
     "calendar_fields",
+    "month_span",
+    "PER_SECOND",
 ]
 
 KINDS = (
@@ -238,8 +240,16 @@ def is_clock(v: np.ndarray, midnight: int = 2400) -> np.ndarray:
 
 
 CALENDAR_PARTS = ("year", "month", "day", "hour", "minute", "second")
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _FIELD_RANGE = {"month": (1, 12), "hour": (0, 23), "minute": (0, 59), "second": (0, 59)}
+
+
+def month_span(year: np.ndarray, month: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(days since the epoch of each (year, month)'s first day, the month's length in days);
+    months outside 1-12 are clamped."""
+    m = ((np.asarray(year, np.int64) - 1970) * 12 + np.clip(month, 1, 12) - 1).astype("M8[M]")
+    first = m.astype("M8[D]").astype(np.int64)
+    return first, (m + 1).astype("M8[D]").astype(np.int64) - first
 
 
 def calendar_value(
@@ -267,9 +277,7 @@ def calendar_value(
         x = fields[f].astype(np.int64)
         valid &= (x >= lo) & (x <= hi)
         v[f] = np.clip(x, lo, hi)
-    month = ((year - 1970) * 12 + v["month"] - 1).astype("datetime64[M]")
-    first = month.astype("datetime64[D]").astype(np.int64)
-    length = (month + 1).astype("datetime64[D]").astype(np.int64) - first
+    first, length = month_span(year, v["month"])
     day = fields["day"].astype(np.int64)
     valid &= (day >= 1) & (day <= length)
     day = np.clip(day, 1, length)
@@ -281,8 +289,8 @@ def calendar_value(
         utc = local.tz_localize(
             timezone, ambiguous=np.full(n, first_of_repeated), nonexistent="shift_forward"
         )
-        return utc.asi8 // (1_000_000_000 // _PER_SECOND[unit]), valid
-    return seconds * _PER_SECOND[unit], valid
+        return utc.asi8 // (1_000_000_000 // PER_SECOND[unit]), valid
+    return seconds * PER_SECOND[unit], valid
 
 
 def calendar_fields(

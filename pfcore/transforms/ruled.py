@@ -35,6 +35,7 @@ from pfcore.rules.model import (
     clock_from_minutes,
     clock_minutes,
     linear_value,
+    month_span,
     numeric_values,
 )
 from pfcore.schema import ColumnSchema, is_temporal
@@ -485,12 +486,6 @@ def _ordinary(arr: pa.ChunkedArray, special: dict[str, Any]) -> pa.ChunkedArray:
     return pa.chunked_array([pc.if_else(mask, pa.nulls(len(combined), combined.type), combined)])
 
 
-def month_lengths(year: np.ndarray, month: np.ndarray) -> np.ndarray:
-    """Days in each (year, month); months outside 1-12 are clamped (decode never makes them)."""
-    m = ((np.asarray(year, np.int64) - 1970) * 12 + np.clip(month, 1, 12) - 1).astype("M8[M]")
-    return ((m + 1).astype("M8[D]") - m.astype("M8[D]")).astype(np.int64)
-
-
 class MonthDayTransform(RuleTransform):
     """A day of the month modelled as its position within the month, (day - 0.5) / length,
     and decoded against the decoded year and month: every date exists (no February 30), and
@@ -509,7 +504,7 @@ class MonthDayTransform(RuleTransform):
     def _lengths(self, values: dict[str, np.ndarray], n: int) -> np.ndarray:
         ym = [values[v] if isinstance(v, str) else np.full(n, int(v), dtype=np.int64)
               for v in (self.calendar["year"], self.calendar["month"])]  # fmt: skip
-        return month_lengths(ym[0], ym[1])
+        return month_span(ym[0], ym[1])[1]
 
     def _position(self, table: pa.Table) -> pa.ChunkedArray:
         day, present = numeric_values(table.column(self.column.name))
