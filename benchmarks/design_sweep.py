@@ -31,6 +31,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "softmax": {"categorical": "softmax"},
     "lr2e-3": {"lr": 2e-3},
     "long": {},  # same as base; run with a larger --steps
+    # Polyak average of the weights of every phase (teacher and student), see training.py.
+    "ema999": {"ema_decay": 0.999},
+    "ema9995": {"ema_decay": 0.9995},
 }
 DATASETS = ["california_housing", "credit_default", "diamonds", "nyc_flights"]
 
@@ -74,7 +77,16 @@ def shapes_score(real: Any, syn: Any) -> float:
     return float(np.mean(scores))
 
 
-def run_job(work: Path, dataset: str, variant: str, device: str, steps: int) -> dict[str, Any]:
+def run_job(
+    work: Path,
+    dataset: str,
+    variant: str,
+    device: str,
+    steps: int,
+    distill_steps: int | None = None,
+    seed: int = 0,
+    mse_student: bool = False,
+) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
     import pyarrow.parquet as pq
@@ -96,7 +108,9 @@ def run_job(work: Path, dataset: str, variant: str, device: str, steps: int) -> 
     cfg = {
         "device": device,
         "max_steps": steps,
-        "distill_max_steps": steps,
+        "distill_max_steps": distill_steps or steps,
+        "conditional_max_steps": 0,  # the unconditional sampler is what is scored
+        "seed": seed,
         "epochs": None,
         "max_minutes": 30.0,
         "threads": 1,
@@ -109,13 +123,14 @@ def run_job(work: Path, dataset: str, variant: str, device: str, steps: int) -> 
     out: dict[str, Any] = {
         "dataset": dataset,
         "variant": variant,
+        "seed": seed,
         "device": device,
         "fit_seconds": round(fit_s, 1),
         "teacher_steps": summary["teacher"]["steps"],
         "distill_steps": summary["distill"]["steps"],
     }
     students = [("onestep", model)]
-    if variant in ("base", "softmax") and model.teacher is not None:
+    if mse_student and model.teacher is not None:
         # Same teacher, the other distillation loss: isolates the student's categorical loss.
         from pfcore.models.onestep import make_pairs
 
@@ -162,42 +177,45 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--datasets", nargs="*", default=DATASETS)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--distill-steps", type=int, default=None, help="default: --steps")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument(
+        "--mse", action="store_true", help="also distil an MSE student from the same teacher"
+    )
+    ap.add_argument("--parallel", type=int, default=0, help="jobs at a time; 0 = all at once")
     ap.add_argument("--sequential", action="store_true", help="one job at a time (CPU)")
-    ap.add_argument("--job", nargs=2, metavar=("DATASET", "VARIANT"))
+    ap.add_argument("--job", nargs=3, metavar=("DATASET", "VARIANT", "SEED"))
     args = ap.parse_args()
     if args.job:
-        res = run_job(args.work, args.job[0], args.job[1], args.device, args.steps)
+        ds, v, seed = args.job
+        res = run_job(
+            args.work, ds, v, args.device, args.steps, args.distill_steps, int(seed), args.mse
+        )
         print("RESULT " + json.dumps(res), flush=True)
         return 0
+    parallel = 1 if args.sequential else args.parallel
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     procs = []
     for ds in args.datasets:
         for v in args.variants:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--work",
-                str(args.work),
-                "--out",
-                str(args.out),
-                "--device",
-                args.device,
-                "--steps",
-                str(args.steps),
-                "--job",
-                ds,
-                v,
-            ]
-            if args.sequential and procs:
-                procs[-1][1].wait()
-            procs.append(
-                (
-                    (ds, v),
-                    subprocess.Popen(
-                        cmd, stdout=log_file(args.out, ds, v), stderr=subprocess.STDOUT, env=env
-                    ),
+            for seed in args.seeds:
+                cmd = [sys.executable, __file__, "--work", str(args.work), "--out", str(args.out)]
+                cmd += ["--device", args.device, "--steps", str(args.steps)]
+                if args.distill_steps:
+                    cmd += ["--distill-steps", str(args.distill_steps)]
+                if args.mse:
+                    cmd.append("--mse")
+                cmd += ["--job", ds, v, str(seed)]
+                while parallel and sum(p.poll() is None for _, p in procs) >= parallel:
+                    time.sleep(2)
+                name = f"{v}.s{seed}"
+                log = log_file(args.out, ds, name)
+                procs.append(
+                    (
+                        (ds, name),
+                        subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                    )
                 )
-            )
     results = []
     for (ds, v), p in procs:
         p.wait()

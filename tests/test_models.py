@@ -251,10 +251,16 @@ def test_early_stopping_with_patience() -> None:
     assert summary["stop_reason"] == "early_stopping" and summary["steps"] < 5000
 
 
-def test_checkpoint_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    """Kill a fit mid-way (a callback raises), rerun with the same checkpoint dir: same model."""
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_checkpoint_resume_matches_uninterrupted(tmp_path: Path, ema_decay: float) -> None:
+    """Kill a fit mid-way (a callback raises), rerun with the same checkpoint dir: same model.
+
+    With a weight average the checkpoint must carry the average too, or the resumed model
+    differs from the uninterrupted one.
+    """
     x, blocks = tiny_mixed()
     cfg = {**TINY, "max_steps": 80, "checkpoint_every": 20, "eval_every": 20}
+    cfg["ema_decay"] = ema_decay
 
     class Interrupt(Exception):
         pass
@@ -275,6 +281,60 @@ def test_checkpoint_resume_matches_uninterrupted(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ref.sample(300, 1), second.sample(300, 1))
 
 
+def test_weight_average_is_what_the_loop_keeps() -> None:
+    """The loop's kept weights are the Polyak average of the raw ones, computed independently."""
+    from pfcore.models.training import LoopSpec, train_loop
+
+    torch.manual_seed(0)
+    init = torch.nn.Linear(3, 1).state_dict()
+    data = torch.randn(64, 3)
+    target = data @ torch.tensor([[1.0], [-2.0], [0.5]])
+    decay, steps = 0.8, 30
+
+    def run(ema_decay: float) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+        net = torch.nn.Linear(3, 1)
+        net.load_state_dict(init)
+        seen: list[list[torch.Tensor]] = []  # the raw weights each step starts from
+
+        def step_fn(step: int) -> torch.Tensor:
+            seen.append([p.detach().clone() for p in net.parameters()])
+            b = slice((step * 8) % 64, (step * 8) % 64 + 8)
+            return ((net(data[b]) - target[b]) ** 2).mean()
+
+        spec = LoopSpec(
+            phase="toy",
+            max_steps=steps,
+            budget_s=60.0,
+            lr=0.1,
+            warmup_steps=0,
+            final_lr_fraction=1.0,
+            grad_clip=0.0,
+            ema_decay=ema_decay,
+        )
+        train_loop(
+            spec=spec,
+            modules={"net": net},
+            optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+            step_fn=step_fn,
+            eval_fn=None,
+            generator=torch.Generator(),
+        )
+        return seen, [p.detach().clone() for p in net.parameters()]
+
+    raw_seen, raw_final = run(0.0)  # no average: the loop keeps the last raw weights
+    avg_seen, kept = run(decay)
+    for a, b in zip(raw_seen, avg_seen, strict=True):  # the average never leaks into training
+        for x, y in zip(a, b, strict=True):
+            torch.testing.assert_close(x, y)
+    expected = raw_seen[0]
+    for k, raw in enumerate([*raw_seen[1:], raw_final], start=1):
+        w = 1.0 - min(decay, (1.0 + k) / (10.0 + k))
+        expected = [e + w * (r - e) for e, r in zip(expected, raw, strict=True)]
+    for e, k in zip(expected, kept, strict=True):
+        torch.testing.assert_close(k, e)
+    assert not all(torch.allclose(k, r) for k, r in zip(kept, raw_final, strict=True))
+
+
 # ----------------------------------------------------------------------------- validation
 def test_config_is_validated_at_construction() -> None:
     with pytest.raises(ModelError, match="width"):
@@ -291,6 +351,8 @@ def test_config_is_validated_at_construction() -> None:
         models.build("onestep", {"teacher_share": 1.5})
     with pytest.raises(ModelError, match="device"):
         models.build("flow", {"device": "tpu"})
+    with pytest.raises(ModelError, match="ema_decay"):
+        models.build("onestep", {"ema_decay": 1.0})
     with pytest.raises(ModelError, match="distill_match_weight"):
         models.build("onestep", {"distill_match_weight": -1.0})
     with pytest.raises(ModelError, match="distill_match_ref"):

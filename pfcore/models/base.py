@@ -164,6 +164,9 @@ class ModelConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # Polyak average of the weights (0 = off): evaluated, kept and saved in place of the raw
+    # weights; the per-step decay ramps as min(ema_decay, (1 + step) / (10 + step)).
+    ema_decay: float = 0.0
     warmup_steps: int = 100
     max_steps: int = 8000
     min_steps: int = 500
@@ -208,6 +211,8 @@ class ModelConfig:
             raise ModelError(f"config.max_minutes must be > 0, got {self.max_minutes!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ModelError("config.weight_decay and config.grad_clip must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ModelError(f"config.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.epochs is not None and not self.epochs > 0:
             raise ModelError(f"config.epochs must be > 0 or None, got {self.epochs!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

@@ -205,6 +205,7 @@ class LoopSpec:
     # Keep the final weights unless their proxy is worse than the best by more than this
     # fraction: the proxy is noisy (2k rows), and an early "best" is usually undertrained.
     select_tolerance: float = 0.1
+    ema_decay: float = 0.0  # 0 = the raw weights; else their Polyak average (ModelConfig)
 
     @classmethod
     def for_phase(
@@ -222,7 +223,45 @@ class LoopSpec:
             patience=cfg.patience,
             log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every,
+            ema_decay=getattr(cfg, "ema_decay", 0.0),
         )
+
+
+class WeightAverage:
+    """Polyak (exponential moving) average of a phase's parameters.
+
+    Why: the raw weights at any step carry the last minibatches' noise; their average is a
+    smoother map from noise to rows. It is what the held-out proxy scores, what the loop keeps,
+    and so what is saved and sampled. ``swap`` exchanges raw and averaged values in place (a
+    pointer swap per tensor), so the optimiser and its state never see the average.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], decay: float) -> None:
+        self.params = list(params)
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold the weights after ``step`` optimiser steps in; short runs ramp the decay up."""
+        weight = 1.0 - min(self.decay, (1.0 + step) / (10.0 + step))
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach(), weight)
+
+    def swap(self) -> None:
+        for i, p in enumerate(self.params):
+            raw = p.data
+            p.data = self.shadow[i]
+            self.shadow[i] = raw
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in the modules for the duration of the block."""
+        self.swap()
+        try:
+            yield
+        finally:
+            self.swap()
 
 
 def _lr_factor(progress: float, step: int, warmup: int, final: float) -> float:
@@ -250,6 +289,11 @@ def train_loop(
     deadline instead of stopping at a high learning rate.
     """
     params = [p for m in modules.values() for p in m.parameters()]
+    average = WeightAverage(params, spec.ema_decay) if spec.ema_decay > 0 else None
+
+    def averaged() -> contextlib.AbstractContextManager[None]:
+        return average.applied() if average is not None else contextlib.nullcontext()
+
     step, elapsed_before = 0, 0.0
     best_score, best_step, bad_evals = math.inf, -1, 0
     best_state: dict[str, dict[str, torch.Tensor]] | None = None
@@ -270,6 +314,9 @@ def train_loop(
             bad_evals = int(state["bad_evals"])
             best_state = state.get("best_state") or None
             history = list(state.get("history", []))
+            if average is not None and state.get("average"):
+                saved = zip(state["average"], params, strict=True)
+                average.shadow = [t.to(p.device) for t, p in saved]
             resumed_from = step
             if state.get("done"):
                 _load_best(modules, best_state)
@@ -297,6 +344,7 @@ def train_loop(
                 "bad_evals": bad_evals,
                 "best_state": best_state or {},
                 "history": history,
+                "average": average.shadow if average is not None and not done else [],
                 "done": done,
                 "summary": summary or {},
             },
@@ -325,6 +373,8 @@ def train_loop(
             torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         step += 1
+        if average is not None:
+            average.update(step)
         loss_val = float(loss.detach())
         if not math.isfinite(loss_val):
             raise ModelError(
@@ -336,14 +386,17 @@ def train_loop(
         if eval_fn is not None and (step % spec.eval_every == 0 or step == spec.max_steps):
             for m in modules.values():
                 m.eval()
-            score = eval_fn()
+            with averaged():
+                score = eval_fn()
+                improved = score < best_score
+                if improved:
+                    best_state = snapshot()
             for m in modules.values():
                 m.train()
             metrics["proxy"] = score
             history.append({"step": step, "proxy": score, "loss": loss_ema})
-            if score < best_score:
+            if improved:
                 best_score, best_step, bad_evals = score, step, 0
-                best_state = snapshot()
             else:
                 bad_evals += 1
                 if spec.patience and bad_evals >= spec.patience:
@@ -363,14 +416,17 @@ def train_loop(
     if eval_fn is not None and (not history or history[-1]["step"] != step):
         for m in modules.values():
             m.eval()
-        score = eval_fn()
+        with averaged():
+            score = eval_fn()
+            if score < best_score:
+                best_score, best_step, best_state = score, step, snapshot()
         history.append({"step": step, "proxy": score, "loss": float(loss_ema or 0.0)})
-        if score < best_score:
-            best_score, best_step, best_state = score, step, snapshot()
     final_proxy = history[-1]["proxy"] if history else math.inf
     kept_step = best_step
     if stop_reason != "early_stopping" and final_proxy <= best_score * (1 + spec.select_tolerance):
         kept_step, best_state = step, None  # the annealed final weights: keep them
+    if average is not None:
+        average.swap()  # the final weights are the average (what the proxy scored)
     _load_best(modules, best_state)
     for m in modules.values():
         m.eval()
