@@ -216,3 +216,40 @@ def test_a_table_that_fits_the_sample_gets_the_same_transform_as_before(tmp_path
     for f in ("transform.json", "transform.safetensors"):
         assert (tmp_path / "before" / f).read_bytes() == (tmp_path / "counted" / f).read_bytes()
     assert before.n_features == counted.n_features and read_dataset(ds).num_rows == table.num_rows
+
+
+def test_pooled_values_no_training_row_holds_keep_their_share_under_a_parent_link(
+    tmp_path: Path,
+) -> None:
+    """Tail numbers pooled and linked to their carrier: the tails the fit rows lack (about 10%
+    of the table's rows) are redrawn at their whole-table share, the others keep their carrier,
+    and the torch decode and a saved copy agree with the NumPy decode."""
+    from pfcore.schema import infer_schema
+    from pfcore.tablestats import table_stats
+    from pfcore.transforms import TableTransformer
+    from tests.test_torch_decode import assert_same_decode, noisy
+    from tests.test_transforms import _owned_tails
+
+    big, owner = _owned_tails(30_000, 0)
+    unseen = {f"T{i}" for i in range(1800, 2000)}
+    tails = np.asarray(big["tail"])
+    fit_rows = big.slice(0, 15_000).filter(pa.array(~np.isin(tails[:15_000], list(unseen))))
+    schema = infer_schema(big)
+    stats = table_stats(big, schema)
+    tr = TableTransformer.fit(fit_rows, schema, seed=0, table_stats=stats)
+    ct = _column(tr, "tail")
+    assert ct.link is not None and ct.link.parent == "carrier" and ct.link.marginal is not None
+    assert unseen <= set(ct.pooled.to_pylist())
+    share = float(np.isin(tails, list(unseen)).mean())
+    assert 0.07 < share < 0.13
+    d = tr.decode(tr.encode(fit_rows, seed=0), seed=1)
+    drawn = np.asarray(d["tail"])
+    got = float(np.isin(drawn, list(unseen)).mean())
+    assert abs(got - share) < 0.015, (got, share)  # without the share kept: 0.0001
+    seen_rows = ~np.isin(drawn, list(unseen))
+    carriers = np.asarray(d["carrier"])[seen_rows]
+    assert np.mean([owner[a] == b for a, b in zip(drawn[seen_rows], carriers, strict=True)]) > 0.8
+    assert_same_decode(tr, noisy(tr, fit_rows, 0.5), "cpu")
+    tr.save(tmp_path / "tr")
+    z = np.random.default_rng(0).normal(size=(3000, tr.n_features)).astype(np.float32)
+    assert TableTransformer.load(tmp_path / "tr").decode(z, seed=3).equals(tr.decode(z, seed=3))
