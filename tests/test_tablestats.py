@@ -114,6 +114,17 @@ def test_ingest_counts_every_row_and_the_counts_survive_a_reload(
     n = capped.get("n")
     assert len(n.values) == 4 and n.nulls == len(range(0, N, 7))
     assert n.other_rows == n.valid - sum(n.counts) > 0 and n.other_values == 9 - 4
+    # statistics of another table than the split's are refused, naming the file
+    from pfcore.errors import InputError
+    from pfcore.synthesizer import Split
+    from pfcore.tablestats import stats_for_fit
+
+    ds2 = tmp_path / "capped"
+    split = Split.plan(ds2, 0.2, SEED, sample_rows=SAMPLE)
+    assert stats_for_fit(ds2, split) == capped
+    TableStats(rows=N + 1, columns=capped.columns).save(ds2 / "stats.json")
+    with pytest.raises(InputError, match="stats.json counts 8001 rows"):
+        stats_for_fit(ds2, split)
 
 
 def test_a_category_only_outside_the_sample_is_generated_in_proportion(
