@@ -615,9 +615,17 @@ class SchemaAccumulator:
 
     def top_counts(self, name: str, limit: int) -> TopCounts | None:
         """Column ``name``'s most frequent values and counts (see ``_ColumnStats.top_counts``)."""
+        st = self._column(name)
+        return None if pa.types.is_null(st.type) else st.top_counts(limit)
+
+    def nulls(self, name: str) -> int:
+        """Missing values seen in column ``name`` (NaN counts as missing)."""
+        return int(self._column(name).n_null)
+
+    def _column(self, name: str) -> _ColumnStats:
         for st in self.stats:
             if st.name == name:
-                return None if pa.types.is_null(st.type) else st.top_counts(limit)
+                return st
         raise KeyError(name)
 
     def finish(self) -> TableSchema:

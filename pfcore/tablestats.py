@@ -201,10 +201,12 @@ class StatsAccumulator:
             tail.update(_numbers(batch.column(name), self.types[name]))
 
     def finish(self, schema: TableSchema, counted: SchemaAccumulator) -> TableStats:
-        """The statistics of ``schema``'s columns (those kept after overrides)."""
+        """The statistics of ``schema``'s columns (those kept after overrides), over the rows
+        ``counted`` and this accumulator saw."""
         cols: dict[str, ColumnStats] = {}
+        rows = counted.n_rows
         for col in schema.columns:
-            st = ColumnStats(name=col.name, rows=schema.n_rows, nulls=int(col.n_missing))
+            st = ColumnStats(name=col.name, rows=rows, nulls=counted.nulls(col.name))
             top = counted.top_counts(col.name, MAX_COUNTED)
             if top is not None:
                 st.values = values_to_json(top.values)
@@ -217,7 +219,7 @@ class StatsAccumulator:
                 st.low = [_scalar(v) for v in tail.low]
                 st.high = [_scalar(v) for v in tail.high]
             cols[col.name] = st
-        return TableStats(rows=schema.n_rows, columns=cols)
+        return TableStats(rows=rows, columns=cols)
 
 
 def _scalar(v: np.generic) -> int | float:
@@ -225,7 +227,8 @@ def _scalar(v: np.generic) -> int | float:
 
 
 def table_stats(table: pa.Table, schema: TableSchema) -> TableStats:
-    """What ingest writes for ``table`` (benchmarks and tests that start from a table)."""
+    """What ingest writes for ``table``'s rows, for ``schema``'s columns (benchmarks and tests
+    that start from a table)."""
     from pfcore.schema import SchemaAccumulator
 
     counted, tails = SchemaAccumulator(table.schema), StatsAccumulator(table.schema)

@@ -220,8 +220,11 @@ def test_a_table_that_fits_the_sample_gets_the_same_transform_as_before(tmp_path
     train = split.read(ds).train
     schema = TableSchema.load(ds / "schema.json")
     kw = {"seed": SEED, "protect_extremes": PROTECT_EXTREMES}
+    stats = table_stats(train, schema)  # the fit rows' statistics, not the schema's whole table
+    assert stats.rows == train.num_rows < schema.n_rows
+    assert all(c.nulls == train.column(c.name).null_count for c in stats.columns.values())
     before = TableTransformer.fit(train, schema, **kw)
-    counted = TableTransformer.fit(train, schema, table_stats=table_stats(train, schema), **kw)
+    counted = TableTransformer.fit(train, schema, table_stats=stats, **kw)
     for d, tr in (("before", before), ("counted", counted)):
         tr.save(tmp_path / d)
     for f in ("transform.json", "transform.safetensors"):
