@@ -1,18 +1,27 @@
 """Benchmark: the transform fitted on a uniform sample of the training rows vs on all of them.
 
 Why: a table larger than the training sample has its transform (quantiles, kept categories,
-rare-value pooling, value protection) fitted on the sample (``Split``, ``pfcore.rowsample``).
-Every shared dataset fits the default sample (at least 1M rows) and is fitted whole, so to see
-what fitting on a sample costs, each is fitted on a pessimistic ``--fraction`` of its training
-rows (default 10%; penguins: half) and on all of them, with the schema (category counts) from
-the whole table as ingest computes it. Two measures per dataset and seed:
+rare-value pooling, value protection) fitted on the sample (``Split``, ``pfcore.rowsample``),
+with the whole table's counts and extremes from ingest (``pfcore.tablestats``). Every shared
+dataset fits the default sample (at least 1M rows) and is fitted whole, so to see what fitting
+on a sample costs, each is fitted on a pessimistic ``--fraction`` of its training rows (default
+10%; penguins: half) three ways: on all of them (``full``), on the sample alone (``sample``,
+the fit before whole-table counts) and on the sample with the whole table's statistics as
+ingest computes them (``counts``, what training does now; computed here on the training rows,
+so that, like the others, it never sees the held-out rows it is scored on), the schema from the
+whole table in every case. Three measures per dataset and seed:
 
+* **unreachable**: the share of held-out categorical cells whose value the transform can never
+  decode (neither a slot of its own nor pooled): what the sample misses outright;
 * **round trip**: held-out rows encoded and decoded by each transform, scored against the
   held-out rows (column shapes and Quality, no model): what the transform alone loses;
 * **trained**: a model trained on the encoding of *all* training rows by each transform, with
   the same short step budget and seed, scored on the held-out rows (Quality, column shapes,
   detection AUC). ``noise`` is the spread of the full-table transform over two model seeds,
   the yardstick for the sample's delta.
+
+Records of an earlier run (other datasets or seeds) are kept in the results file; a dataset and
+seed run again replaces its record.
 
 Writes ``benchmarks/results/transform_sample.json`` and prints a table. Usage::
 
@@ -75,28 +84,56 @@ def trained(transformer: object, schema: object, train: pa.Table, steps: int, se
     return Synthesizer(schema=schema, transformer=transformer, model=model, info={"seed": seed})
 
 
+def unreachable(transformer: object, hold: pa.Table) -> float | None:
+    """Share of ``hold``'s non-null categorical cells whose value ``transformer`` can never
+    decode (neither kept nor pooled); None without categorical columns."""
+    import pyarrow.compute as pc
+
+    from pfcore.transforms.categorical import CategoricalTransform
+
+    missed = cells = 0
+    for tr in transformer.transforms:
+        if not isinstance(tr, CategoricalTransform):
+            continue
+        col = hold.column(tr.column.name).drop_null().cast(tr.type)
+        known = pa.concat_arrays([tr.kept, tr.pooled])
+        missed += int(pc.sum(pc.invert(pc.is_in(col, value_set=known))).as_py() or 0)
+        cells += len(col)
+    return missed / cells if cells else None
+
+
+VARIANTS = ("full", "sample", "counts")
+
+
 def run_dataset(path: Path, fraction: float, steps: int, seed: int) -> dict:
     from pfcore.io import read_table
     from pfcore.schema import infer_schema
     from pfcore.synthesizer import PROTECT_EXTREMES, split_train_holdout
+    from pfcore.tablestats import table_stats
     from pfcore.transforms import TableTransformer
 
     table = read_table(path)
     schema = infer_schema(table)  # counts over the whole table, as ingest computes them
     train, hold = split_train_holdout(table, 0.2, seed)
+    # stats.json as ingest writes it, but of the training rows only: training's own statistics
+    # include the held-out rows, which here would let the counts fit see what it is scored on
+    stats = table_stats(train, schema)
     sample = sample_of(train, fraction, seed)
     rec: dict = {"dataset": path.stem, "rows": table.num_rows, "seed": seed}
     rec["train_rows"], rec["sample_rows"] = train.num_rows, sample.num_rows
     t0 = time.perf_counter()
+    kw = {"seed": seed, "protect_extremes": PROTECT_EXTREMES}
     fitted = {
-        name: TableTransformer.fit(rows, schema, seed=seed, protect_extremes=PROTECT_EXTREMES)
-        for name, rows in (("full", train), ("sample", sample))
+        "full": TableTransformer.fit(train, schema, **kw),
+        "sample": TableTransformer.fit(sample, schema, **kw),
+        "counts": TableTransformer.fit(sample, schema, table_stats=stats, **kw),
     }
     rec["n_features"] = {k: int(t.n_features) for k, t in fitted.items()}
+    rec["unreachable"] = {k: unreachable(t, hold) for k, t in fitted.items()}
     for name, tr in fitted.items():
         back = tr.decode(tr.encode(hold, seed=seed), seed=seed)
         rec[f"round_trip_{name}"] = score(hold, back, schema, seed, EVAL_ROUND_TRIP)
-    models = [("full", fitted["full"], seed), ("sample", fitted["sample"], seed)]
+    models = [(name, fitted[name], seed) for name in VARIANTS]
     models.append(("full_seed2", fitted["full"], seed + 1000))
     for name, tr, model_seed in models:
         synth = trained(tr, schema, train, steps, model_seed)
@@ -104,11 +141,13 @@ def run_dataset(path: Path, fraction: float, steps: int, seed: int) -> dict:
         rec[f"trained_{name}"] = score(hold, syn, schema, seed)
     rec["seconds"] = round(time.perf_counter() - t0, 1)
     for m in ("quality", "column_shapes", "detection_auc"):
-        f, s, f2 = (rec[f"trained_{k}"][m] for k in ("full", "sample", "full_seed2"))
-        rec[f"delta_{m}"] = None if f is None or s is None else s - f
+        f, f2 = rec["trained_full"][m], rec["trained_full_seed2"][m]
         rec[f"noise_{m}"] = None if f is None or f2 is None else abs(f2 - f)
-        rf, rs = rec["round_trip_full"][m], rec["round_trip_sample"][m]
-        rec[f"round_trip_delta_{m}"] = None if rf is None or rs is None else rs - rf
+        rf = rec["round_trip_full"][m]
+        for name, prefix in (("sample", ""), ("counts", "counts_")):
+            s, rs = rec[f"trained_{name}"][m], rec[f"round_trip_{name}"][m]
+            rec[f"{prefix}delta_{m}"] = None if f is None or s is None else s - f
+            rec[f"round_trip_{prefix}delta_{m}"] = None if rf is None or rs is None else rs - rf
     return rec
 
 
@@ -116,26 +155,52 @@ def _fmt(v: float | None) -> str:
     return "   n/a" if v is None else f"{v:+.4f}"
 
 
+def _pct(v: float | None) -> str:
+    return "    n/a" if v is None else f"{100 * v:6.3f}%"
+
+
 def print_table(records: list[dict]) -> None:
     print(
-        f"\n{'dataset':<20} {'seed':>4} {'sample':>8} {'of':>8} "
+        f"\n{'dataset':<20} {'seed':>4} {'sample':>8} {'of':>8} {'fit':>6} {'unreach':>8} "
         f"{'rt dQ':>8} {'rt dShape':>9} {'Q full':>7} {'dQ':>8} {'noise Q':>8} "
         f"{'dShape':>8} {'dAUC':>8} {'noise AUC':>9}"
     )
     for r in records:
-        print(
-            f"{r['dataset']:<20} {r['seed']:>4} {r['sample_rows']:>8,} {r['train_rows']:>8,} "
-            f"{_fmt(r['round_trip_delta_quality']):>8} "
-            f"{_fmt(r['round_trip_delta_column_shapes']):>9} "
-            f"{r['trained_full']['quality']:>7.4f} {_fmt(r['delta_quality']):>8} "
-            f"{_fmt(r['noise_quality']):>8} {_fmt(r['delta_column_shapes']):>8} "
-            f"{_fmt(r['delta_detection_auc']):>8} {_fmt(r['noise_detection_auc']):>9}"
-        )
+        for name, prefix in (("sample", ""), ("counts", "counts_")):
+            if f"trained_{name}" not in r:
+                continue  # a record from before the counts variant
+            print(
+                f"{r['dataset']:<20} {r['seed']:>4} {r['sample_rows']:>8,} "
+                f"{r['train_rows']:>8,} {name:>6} {_pct(r.get('unreachable', {}).get(name)):>8} "
+                f"{_fmt(r[f'round_trip_{prefix}delta_quality']):>8} "
+                f"{_fmt(r[f'round_trip_{prefix}delta_column_shapes']):>9} "
+                f"{r['trained_full']['quality']:>7.4f} {_fmt(r[f'{prefix}delta_quality']):>8} "
+                f"{_fmt(r['noise_quality']):>8} {_fmt(r[f'{prefix}delta_column_shapes']):>8} "
+                f"{_fmt(r[f'{prefix}delta_detection_auc']):>8} "
+                f"{_fmt(r['noise_detection_auc']):>9}"
+            )
     print(
-        "\nrt: encode+decode of the held-out rows (no model); d: sample-fitted minus "
-        "full-fitted transform;\nnoise: |difference| of the full-fitted transform between two "
-        "model seeds."
+        "\nfit sample: the sample alone; counts: the sample with the whole table's statistics "
+        "(training's fit).\nunreach: held-out categorical cells the transform can never decode; "
+        "rt: encode+decode of the held-out rows (no model);\nd: minus the full-fitted "
+        "transform; noise: |difference| of the full-fitted transform between two model seeds."
     )
+
+
+def merge_records(path: Path, new: list[dict], header: dict) -> list[dict]:
+    """``new`` over the records already in ``path`` with the same fraction and steps (a dataset
+    and seed run again replaces its record); the file's header is ``header``."""
+    old: list[dict] = []
+    if path.exists():
+        doc = json.loads(path.read_text())
+        if (doc.get("fraction"), doc.get("steps")) == (header["fraction"], header["steps"]):
+            old = doc.get("records", [])
+    by_key = {(r["dataset"], r["seed"]): r for r in old}
+    by_key.update({(r["dataset"], r["seed"]): r for r in new})
+    records = [by_key[k] for k in sorted(by_key)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**header, "records": records}, indent=2, default=str))
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,17 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             rec = run_dataset(path, a.fraction, a.steps, seed)
             records.append(rec)
             print(f"{path.stem} seed {seed}: {rec['seconds']} s", flush=True)
-    doc = {
+    header = {
         "benchmark": "transform_sample",
         "fraction": a.fraction,
         "steps": a.steps,
         "family": "onestep",
         "preset": "tiny",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "records": records,
     }
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    a.results.write_text(json.dumps(doc, indent=2, default=str))
+    records = merge_records(a.results, records, header)
     print_table(records)
     print(f"wrote {a.results}")
     return 0

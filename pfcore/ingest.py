@@ -1,4 +1,5 @@
-"""Ingest: a source table -> ``out_dir/{data/part-*.parquet, schema.json, manifest.json}``.
+"""Ingest: a source table -> ``out_dir/{data/part-*.parquet, schema.json, stats.json,
+manifest.json}``.
 
 Guarantees:
 
@@ -12,6 +13,9 @@ Guarantees:
   ingesting the same content with the same options into a valid existing output is a no-op that
   returns the existing result. Re-ingesting elsewhere writes byte-identical data files (fixed
   row groups of ``batch_rows``, no timestamps inside Parquet); only ``created_at`` differs.
+* **Whole-table statistics** (``pfcore.tablestats``): value counts, nulls and each number
+  column's most extreme values go to ``stats.json`` in the same pass, for a transform that is
+  later fitted on a sample of the table.
 * **Bad input** raises ``InputError`` naming the file, the column and the problem (see
   ``pfcore.io`` for the per-format handling). Documented choices: an empty file, or a file with a
   header but no rows, is an error; an all-null column is kept and becomes kind ``constant``
@@ -53,10 +57,12 @@ from pfcore.schema import (
     apply_overrides,
     load_overrides,
 )
+from pfcore.tablestats import STATS_FILE, StatsAccumulator, TableStats, load_stats
 
 __all__ = ["IngestResult", "ingest", "read_dataset", "load_ingested", "local_dataset"]
 
-MANIFEST_VERSION = 1
+#: 2: datasets hold ``stats.json``; a dataset ingested before is ingested again, not reused.
+MANIFEST_VERSION = 2
 DEFAULT_BATCH_ROWS = 65_536
 DEFAULT_ROWS_PER_FILE = 1_048_576
 _log = logging.getLogger("pushforward.ingest")
@@ -71,6 +77,7 @@ class IngestResult:
     schema: TableSchema
     manifest: dict[str, Any]
     reused: bool = False  # True when an identical earlier ingest was found and nothing was written
+    stats: TableStats | None = None  # whole-table statistics (None: ingested before they existed)
 
 
 class _PartWriter:
@@ -216,6 +223,7 @@ def _ingest_to_store(source: Any, out_uri: str, options: dict[str, Any]) -> Inge
         schema=local.schema,
         manifest=local.manifest,
         reused=same,
+        stats=local.stats,
     )
 
 
@@ -233,7 +241,9 @@ def load_ingested(out_dir: str | os.PathLike[str]) -> IngestResult:
         if not p.exists() or p.stat().st_size != f.get("bytes"):
             raise InputError("dataset file is missing or has the wrong size", path=p)
     schema = TableSchema.load(out / "schema.json")
-    return IngestResult(out_dir=out, data_dir=out / "data", schema=schema, manifest=manifest)
+    return IngestResult(
+        out_dir=out, data_dir=out / "data", schema=schema, manifest=manifest, stats=load_stats(out)
+    )
 
 
 def _existing_matches(out: Path, checksum: str, options_hash: str) -> IngestResult | None:
@@ -338,7 +348,7 @@ def ingest(
                 kw["block_bytes"] = csv_block_bytes
             reader = open_source(src, format=reader.format, **kw)
             try:
-                schema, files, rows = _write(reader, tmp, ov, batch_rows, rows_per_file)
+                schema, stats, files, rows = _write(reader, tmp, ov, batch_rows, rows_per_file)
                 break
             except _RetryAsString as retry:
                 string_columns.add(retry.column)
@@ -376,6 +386,7 @@ def ingest(
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         schema.save(tmp / "schema.json")
+        stats.save(tmp / STATS_FILE)
         if declared:
             from pfcore.rules import RuleSet, resolve_declared
 
@@ -388,7 +399,9 @@ def ingest(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return IngestResult(out_dir=out, data_dir=out / "data", schema=schema, manifest=manifest)
+    return IngestResult(
+        out_dir=out, data_dir=out / "data", schema=schema, manifest=manifest, stats=stats
+    )
 
 
 def _declared_rules(ov: Mapping[str, Any]) -> list:
@@ -402,7 +415,7 @@ def _declared_rules(ov: Mapping[str, Any]) -> list:
 
 def _write(
     reader: Any, tmp: Path, ov: Mapping[str, Any], batch_rows: int, rows_per_file: int
-) -> tuple[TableSchema, list, int]:
+) -> tuple[TableSchema, TableStats, list, int]:
     batches = reader.batches()
     first = next(batches, None)  # opening the reader sets reader.schema
     if not hasattr(reader, "schema"):
@@ -413,13 +426,16 @@ def _write(
     keep = probe.names if probe is not None else reader.schema.names
     out_schema = pa.schema([reader.schema.field(n) for n in keep])
     acc = SchemaAccumulator(reader.schema)
+    extremes = StatsAccumulator(reader.schema)
     writer = _PartWriter(tmp / "data", out_schema, batch_rows, rows_per_file)
     try:
         for batch in [first] if first is not None else []:
             acc.update(batch)
+            extremes.update(batch)
             writer.write(batch.select(keep))
         for batch in batches:
             acc.update(batch)
+            extremes.update(batch)
             writer.write(batch.select(keep))
         if acc.n_rows == 0:
             raise InputError("has a header but no data rows", path=reader.path)
@@ -432,7 +448,7 @@ def _write(
     except InputError as exc:
         raise InputError(exc.problem, path=reader.path, column=exc.column) from None
     schema = apply_overrides(schema, ov)
-    return schema, files, acc.n_rows
+    return schema, extremes.finish(schema, acc), files, acc.n_rows
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -341,6 +341,15 @@ def _decimals_needed(x: np.ndarray, start: int, rel: float) -> int | None:
     return None
 
 
+class TopCounts(NamedTuple):
+    """A column's most frequent values over the whole table, as streaming counted them."""
+
+    values: pa.Array  # most frequent first, ties by value; temporals as integers of their unit
+    counts: np.ndarray  # int64
+    exact: bool  # False: more distinct values than tracked; counts are lower bounds
+    tracked: int  # distinct values tracked (all of them when exact)
+
+
 class _ColumnStats:
     """Per-column running statistics with bounded memory."""
 
@@ -449,6 +458,27 @@ class _ColumnStats:
             merged = merged.slice(0, self.cap)
             self.truncated = True
         self.counts = merged
+
+    def top_counts(self, limit: int) -> TopCounts | None:
+        """The ``limit`` most frequent values over every row seen (temporal values as integers
+        of their unit) with their counts; None when the column's values were not tracked
+        (floats and temporals beyond ``MAX_TRACKED_DISTINCT_FLOAT``).
+
+        Exact unless more than ``cap`` distinct values were met: each merge then drops the
+        values ranked below ``cap``, so a dropped value that comes back is counted again from
+        zero (its count is a lower bound).
+        """
+        if self.tracking:
+            self._merge()
+        if self.counts is None:
+            return None
+        top = self.counts.slice(0, limit)
+        return TopCounts(
+            top["v"].combine_chunks(),
+            np.asarray(top["c"], dtype=np.int64),
+            not self.truncated,
+            len(self.counts),
+        )
 
     def finish(self) -> ColumnSchema:
         if self.tracking:
@@ -582,6 +612,21 @@ class SchemaAccumulator:
             if st.is_float:
                 arr = _nan_to_null(arr, st.name)
             st.update(arr)
+
+    def top_counts(self, name: str, limit: int) -> TopCounts | None:
+        """Column ``name``'s most frequent values and counts (see ``_ColumnStats.top_counts``)."""
+        st = self._column(name)
+        return None if pa.types.is_null(st.type) else st.top_counts(limit)
+
+    def nulls(self, name: str) -> int:
+        """Missing values seen in column ``name`` (NaN counts as missing)."""
+        return int(self._column(name).n_null)
+
+    def _column(self, name: str) -> _ColumnStats:
+        for st in self.stats:
+            if st.name == name:
+                return st
+        raise KeyError(name)
 
     def finish(self) -> TableSchema:
         cols = []

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pfcore.models.base import GenerativeModel, Progress
     from pfcore.rules.ruleset import RuleSet
     from pfcore.schema import TableSchema
+    from pfcore.tablestats import TableStats
     from pfcore.transforms import TableTransformer
 
 __all__ = ["Synthesizer", "FORMAT_VERSION", "Split", "SplitRows", "split_train_holdout"]
@@ -309,6 +310,7 @@ class Synthesizer:
         holdout: pa.Table | None = None,
         rules: RuleSet | None = None,
         enforce_rules: bool = True,
+        table_stats: TableStats | None = None,
     ) -> Synthesizer:
         """Fit the transform on ``table`` and train a model of ``family`` on its encoding.
 
@@ -324,6 +326,9 @@ class Synthesizer:
         builds the transform as before rules existed (fixed combinations found by
         ``transforms.derived``, nothing else enforced): the baseline the rules benchmark
         compares against.
+        ``table_stats``: the whole table's statistics when ``table`` is a sample of it
+        (``pfcore.tablestats.stats_for_fit``); the transform takes its categories, their
+        pooling and value protection's bounds from them.
         """
         from pfcore.models import build
         from pfcore.transforms import TableTransformer
@@ -343,6 +348,7 @@ class Synthesizer:
             seed=seed,
             protect_extremes=protect_extremes,
             rules=found if enforce_rules else None,
+            table_stats=table_stats,
         )
         if not enforce_rules:
             for r in found:
@@ -376,6 +382,8 @@ class Synthesizer:
             "fit_seconds": round(time.perf_counter() - t0, 3),
             "rules_seconds": round(rules_seconds, 3),
             "rules_active": len(ruleset.active),
+            # what categories, pooling and value protection were counted on
+            "transform_counts": "table" if table_stats is not None else "training rows",
             "fit_summary": summary,
         }
         if split is not None:

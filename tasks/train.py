@@ -36,6 +36,7 @@ def train_task(
     from pfcore.rules import RuleSet
     from pfcore.schema import TableSchema
     from pfcore.synthesizer import Synthesizer
+    from pfcore.tablestats import stats_for_fit
     from pfcore.validation import MAX_HOLDOUT_ROWS
 
     schema = TableSchema.load(Path(dataset_dir) / "schema.json")
@@ -57,6 +58,14 @@ def train_task(
     train, holdout = rows.train, rows.holdout
     rules_path = Path(dataset_dir) / "rules.json"
     rules = RuleSet.load(rules_path) if rules_path.exists() else None
+    table_stats = stats_for_fit(dataset_dir, split)
+    if split.method == "hash" and table_stats is None:
+        logger().warning(
+            "%s has no stats.json (ingested by an older version): categories and value "
+            "protection are counted on the training sample; ingest again to count them on "
+            "the whole table",
+            dataset_dir,
+        )
     logger().info(
         "training %s/%s on %d of %d rows (%s split; holdout %d, %d read) device=%s; "
         "estimated peak %.2f GiB of %.2f GiB budget",
@@ -85,6 +94,7 @@ def train_task(
         split=split,
         holdout=holdout,
         rules=rules,
+        table_stats=table_stats,
     )
     synth.info["memory_plan"] = memory.to_dict()
     out = Path(work_dir)

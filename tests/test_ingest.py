@@ -29,7 +29,12 @@ def test_ingest_formats(tmp_path, name):
     res = ingest(TEST_DATA / name, tmp_path / "ds")
     out = tmp_path / "ds"
     assert res.out_dir == out and res.data_dir == out / "data"
-    assert sorted(p.name for p in out.iterdir()) == ["data", "manifest.json", "schema.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "data",
+        "manifest.json",
+        "schema.json",
+        "stats.json",
+    ]
     m = json.loads((out / "manifest.json").read_text())
     src = read_table(TEST_DATA / name)
     assert m["rows"] == src.num_rows == res.schema.n_rows

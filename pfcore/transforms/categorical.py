@@ -11,6 +11,15 @@ pooled values' frequencies (seeded). So 100k categories cost ~100 one-hot column
 distribution is kept, and only the joint structure of the rare tail is lost — the rare tail is
 what no model could learn from a handful of rows anyway (modelling notes: categories under
 0.1% of rows are pooled).
+
+Fitted on a sample of a larger table, with that table's counts (``table=``, from ingest's
+``stats.json``; ``pfcore.tablestats``): the same rule decides the slots on the whole table's
+counts and rows, and every pooled value is redrawn by its whole-table count, so a category the
+sample never drew is still generated, in proportion. A slot of its own that no training row
+holds would never be the argmax, so a category the rule keeps but the sample lacks is pooled
+instead; the pool then also takes every category under ``MIN_FREQUENCY`` of the table's rows,
+whose training rows teach the model how often the pool occurs. (A pool no training row holds,
+only possible when every rare category is absent from the sample, is not generated.)
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pfcore.schema import ColumnSchema, values_from_json, values_to_json
+from pfcore.tablestats import ColumnStats
 from pfcore.transforms.base import ColumnTransform, onehot
 from pfcore.transforms.pooled_parent import ParentLink
 
@@ -67,8 +77,17 @@ class CategoricalTransform(ColumnTransform):
 
     @classmethod
     def fit(
-        cls, column: ColumnSchema, arr: pa.ChunkedArray, rng: np.random.Generator
+        cls,
+        column: ColumnSchema,
+        arr: pa.ChunkedArray,
+        rng: np.random.Generator,
+        *,
+        table: ColumnStats | None = None,
     ) -> CategoricalTransform:
+        """``table``: the whole table's counts when ``arr`` is a sample of it (module doc)."""
+        full = None if table is None else table.value_counts(column.type)
+        if full is not None:
+            return cls._fit_on_table(column, arr, full[0], full[1], table.rows)
         n = len(arr)
         valid = arr.drop_null()
         vc = pc.value_counts(
@@ -78,11 +97,7 @@ class CategoricalTransform(ColumnTransform):
         if len(tbl):
             tbl = tbl.sort_by([("c", "descending"), ("v", "ascending")])
         counts = np.asarray(tbl["c"], dtype=np.int64) if len(tbl) else np.zeros(0, np.int64)
-        if column.kind == "boolean" or len(tbl) <= MAX_KEPT:
-            n_keep = len(tbl)  # few categories: one-hot them all, decode stays exact
-        else:
-            threshold = max(1, math.ceil(MIN_FREQUENCY * n))
-            n_keep = int(min(MAX_KEPT, np.sum(counts >= threshold)))
+        n_keep = _n_kept(counts, n, column.kind == "boolean")
         kept = (
             tbl["v"].slice(0, n_keep).combine_chunks() if len(tbl) else pa.array([], type=arr.type)
         )
@@ -92,9 +107,40 @@ class CategoricalTransform(ColumnTransform):
             else pa.array([], arr.type)
         )
         pooled_counts = counts[n_keep : n_keep + MAX_POOLED]
+        return cls._built(column, arr, kept, pooled, pooled_counts)
+
+    @classmethod
+    def _fit_on_table(
+        cls,
+        column: ColumnSchema,
+        arr: pa.ChunkedArray,
+        values: pa.Array,
+        counts: np.ndarray,
+        n_rows: int,
+    ) -> CategoricalTransform:
+        """Slots and pool from the whole table's ``values``/``counts`` (most frequent first)
+        over ``n_rows`` rows; ``arr`` (the sample) only says which values training rows hold."""
+        keep = np.zeros(len(values), dtype=bool)
+        keep[: _n_kept(counts, n_rows, column.kind == "boolean")] = True
+        seen = _seen_in(values, arr)
+        if (keep & ~seen).any():
+            keep &= seen & (counts >= _rare_threshold(n_rows))
+        kept = values.take(pa.array(np.flatnonzero(keep)))
+        pooled_at = np.flatnonzero(~keep)[:MAX_POOLED]
+        return cls._built(column, arr, kept, values.take(pa.array(pooled_at)), counts[pooled_at])
+
+    @classmethod
+    def _built(
+        cls,
+        column: ColumnSchema,
+        arr: pa.ChunkedArray,
+        kept: pa.Array,
+        pooled: pa.Array,
+        pooled_counts: np.ndarray,
+    ) -> CategoricalTransform:
         has_null = bool(column.nullable or arr.null_count > 0)
         has_other = len(pooled) > 0
-        if n_keep + int(has_null) + int(has_other) < 2:
+        if len(kept) + int(has_null) + int(has_other) < 2:
             has_other = True  # a onehot block needs two slots; an empty pool decodes as the mode
         return cls(
             column,
@@ -212,3 +258,25 @@ class CategoricalTransform(ColumnTransform):
     def pooled_frequencies(self) -> np.ndarray:
         total = self.pooled_counts.sum()
         return self.pooled_counts / total if total > 0 else self.pooled_counts.astype(float)
+
+
+def _rare_threshold(n_rows: int) -> int:
+    """Rows a category needs, of ``n_rows``, to get a slot of its own in a wide column."""
+    return max(1, math.ceil(MIN_FREQUENCY * n_rows))
+
+
+def _n_kept(counts: np.ndarray, n_rows: int, keep_all: bool) -> int:
+    """How many of the most frequent categories (``counts``, descending) get a slot of their
+    own: all of them up to ``MAX_KEPT`` (or ``keep_all``: booleans), else the at most
+    ``MAX_KEPT`` that hold ``MIN_FREQUENCY`` of the ``n_rows`` rows."""
+    if keep_all or counts.size <= MAX_KEPT:
+        return int(counts.size)  # few categories: one-hot them all, decode stays exact
+    return int(min(MAX_KEPT, np.sum(counts >= _rare_threshold(n_rows))))
+
+
+def _seen_in(values: pa.Array, rows: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Which of ``values`` occur among ``rows`` (boolean mask)."""
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    present = pc.unique(rows.drop_null().cast(values.type))
+    return np.asarray(pc.is_in(values, value_set=present), dtype=bool)

@@ -16,6 +16,15 @@ The parent is the candidate with the best mean held-out log-likelihood (fit on e
 scored on odd rows), kept only if it beats the unconditional draw by ``MIN_GAIN_NATS`` per row;
 then the counts are refitted on all rows. Parent slots are argmax slots (before the parent's own
 redraw), so decode needs no ordering between columns and links cannot form cycles.
+
+Values no training row holds (``unseen``: a transform fitted on a sample of a larger table pools
+them with their whole-table counts) have no conditional counts, so the mixture above would draw
+them only through its ``1 - w_s`` share, far below their frequency. Their whole-table share
+``A`` of the pool is kept instead: the weights become ``w_s * (1 - A)`` and the unconditional
+draw uses its own marginal ``M``, with ``M(v) = P(v) / E`` for an unseen value and
+``P(v) * (1 - A / E) / (1 - A)`` for a seen one, where ``E = sum_s pi_s (1 - w_s (1 - A))`` is
+the unconditional share over the pooled training rows' parent slots ``pi_s``. Each unseen value
+is then drawn at exactly its share ``P(v)``, and seen values keep theirs and their parent.
 """
 
 from __future__ import annotations
@@ -40,15 +49,43 @@ class ParentLink:
     cdf: np.ndarray  # float64, segment s holds s + cumulative share, ending at s + 1
     values: np.ndarray  # int64, pooled value index of each cdf entry
     weight: np.ndarray  # float64 (n_parent_slots,), w_s
+    #: CDF of the unconditional draw over pooled values when unseen values are pooled (module
+    #: doc); None: the pooled values' own frequencies.
+    marginal: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, parent: str, child: np.ndarray, slots: np.ndarray, n_slots: int) -> ParentLink:
-        """``child``: pooled value index per row; ``slots``: the parent's slot per row."""
+    def fit(
+        cls,
+        parent: str,
+        child: np.ndarray,
+        slots: np.ndarray,
+        n_slots: int,
+        frequencies: np.ndarray | None = None,
+    ) -> ParentLink:
+        """``child``: pooled value index per row; ``slots``: the parent's slot per row;
+        ``frequencies``: P(v) of every pooled value, needed only when some value never occurs
+        in ``child`` (then drawn at its share, see the module doc)."""
         s, v, counts, per_slot = _joint(child, slots, n_slots)
         cum = np.cumsum(counts).astype(np.float64)
         start = np.concatenate([[0.0], np.cumsum(per_slot)])[s]
         cdf = s + (cum - start) / per_slot[s]
-        return cls(parent, cdf, v, _weight(per_slot))
+        link = cls(parent, cdf, v, _weight(per_slot))
+        if frequencies is not None:
+            unseen = np.bincount(child, minlength=frequencies.size) == 0
+            link._keep_unseen_share(frequencies, unseen, per_slot / per_slot.sum())
+        return link
+
+    def _keep_unseen_share(
+        self, frequencies: np.ndarray, unseen: np.ndarray, slot_share: np.ndarray
+    ) -> None:
+        share = float(frequencies[unseen].sum())
+        if share <= 0.0:
+            return  # every pooled value was seen: the plain mixture, bit for bit
+        weight = self.weight * (1.0 - share)
+        e = float(np.sum(slot_share * (1.0 - weight[: slot_share.size])))
+        m = np.where(unseen, frequencies / e, frequencies * (1.0 - share / e) / (1.0 - share))
+        self.weight = weight
+        self.marginal = np.cumsum(m) / m.sum()
 
     def draw(
         self, slots: np.ndarray, marginal_cdf: np.ndarray, rng: np.random.Generator
@@ -57,6 +94,8 @@ class ParentLink:
         m = slots.size
         u, r = rng.random(m), rng.random(m)
         slots = np.minimum(slots, self.weight.size - 1)
+        if self.marginal is not None:
+            marginal_cdf = self.marginal
         out = np.minimum(np.searchsorted(marginal_cdf, r, side="right"), marginal_cdf.size - 1)
         cond = u < self.weight[slots]
         if cond.any():
@@ -65,15 +104,20 @@ class ParentLink:
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"parent_cdf": self.cdf, "parent_values": self.values, "parent_weight": self.weight}
+        out = {"parent_cdf": self.cdf, "parent_values": self.values, "parent_weight": self.weight}
+        if self.marginal is not None:
+            out["parent_marginal"] = self.marginal
+        return out
 
     @classmethod
     def from_arrays(cls, parent: str, arrays: dict[str, np.ndarray]) -> ParentLink:
+        marginal = arrays.get("parent_marginal")
         return cls(
             parent,
             np.asarray(arrays["parent_cdf"], np.float64),
             np.asarray(arrays["parent_values"], np.int64),
             np.asarray(arrays["parent_weight"], np.float64),
+            None if marginal is None else np.asarray(marginal, np.float64),
         )
 
 
@@ -85,7 +129,8 @@ def choose_parent(
     """Best parent for one pooled child, or None when no candidate predicts it.
 
     ``child``: pooled value index per pooled row; ``marginal``: P(v) over pooled values;
-    ``candidates``: name -> (slot per pooled row, number of slots).
+    ``candidates``: name -> (slot per pooled row, number of slots). Pooled values that no
+    row of ``child`` holds keep their share ``marginal`` of the redraws (module doc).
     """
     if child.size < MIN_POOLED_ROWS or not candidates:
         return None
@@ -102,7 +147,7 @@ def choose_parent(
     if best_name is None:
         return None
     slots, n_slots = candidates[best_name]
-    return ParentLink.fit(best_name, child, slots, n_slots)
+    return ParentLink.fit(best_name, child, slots, n_slots, frequencies=marginal)
 
 
 def _joint(

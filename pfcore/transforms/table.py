@@ -14,6 +14,7 @@ import pyarrow as pa
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, SchemaError
 from pfcore.schema import TableSchema
+from pfcore.tablestats import ColumnStats, TableStats
 from pfcore.transforms.base import ENCODE_STREAM, Block, ColumnTransform, decode_rng, rng_for
 from pfcore.transforms.categorical import CategoricalTransform
 from pfcore.transforms.derived import DerivedTransform, derived_from, find_derived
@@ -81,8 +82,15 @@ class TableTransformer:
         seed: int = 0,
         protect_extremes: int = 0,
         rules: list[Rule] | None = None,
+        table_stats: TableStats | None = None,
     ) -> TableTransformer:
         """``protect_extremes``: numeric value protection (see ``numeric``); 0 = exact.
+
+        ``table_stats``: statistics of the whole table when ``table`` is a sample of it
+        (``pfcore.tablestats.stats_for_fit``): categories and their pooling come from its
+        counts, value protection from its extremes (``categorical``, ``numeric``). Columns
+        built from others (rules, lookups) and the sources of lookups are fitted on ``table``
+        alone: a lookup knows only the source values its rows hold.
 
         ``rules``: enforce these by construction (``pfcore.rules.plan`` sets each one's
         ``active`` / ``enforcement``); fixed combinations then come only from the rules. None:
@@ -98,6 +106,11 @@ class TableTransformer:
         else:
             plan = plan_rules(rules, schema, table)
             derived = derived_from(table, list(schema.columns), plan.derived)
+        sources = {d.source for d in derived.values()}
+
+        def whole(name: str) -> ColumnStats | None:
+            return None if table_stats is None or name in sources else table_stats.get(name)
+
         for col in schema.columns:
             kls = _BY_KIND[col.kind]
             rng = rng_for(seed, ENCODE_STREAM, col.name)
@@ -162,11 +175,19 @@ class TableTransformer:
             elif kls is NumericTransform:
                 transforms.append(
                     NumericTransform.fit(
-                        col, table.column(col.name), rng, protect_extremes=protect_extremes
+                        col,
+                        table.column(col.name),
+                        rng,
+                        protect_extremes=protect_extremes,
+                        table=whole(col.name),
                     )
                 )
             else:
-                transforms.append(kls.fit(col, table.column(col.name), rng))  # type: ignore[attr-defined]
+                transforms.append(
+                    CategoricalTransform.fit(
+                        col, table.column(col.name), rng, table=whole(col.name)
+                    )
+                )
         _link_pooled_parents(table, transforms)
         return cls(schema, transforms)
 

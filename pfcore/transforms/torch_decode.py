@@ -256,7 +256,11 @@ class TorchDecoder:
         weight = self._const((i, "parent_weight"), lambda: link.weight)
         cdf = self._const((i, "parent_cdf"), lambda: link.cdf)
         values = self._const((i, "parent_values"), lambda: link.values)
-        marginal = self._const((i, "pooled_cdf"), lambda: t._pooled_cdf)
+        marginal = (
+            self._const((i, "pooled_cdf"), lambda: t._pooled_cdf)
+            if link.marginal is None
+            else self._const((i, "parent_marginal"), lambda: link.marginal)
+        )
         s = torch.clamp(pslots, max=link.weight.size - 1)
         out = torch.clamp(torch.searchsorted(marginal, r, right=True), max=marginal.numel() - 1)
         cond = u < weight[s]
