@@ -106,13 +106,20 @@ def publish_task(plan: dict, results: list[dict]) -> dict:
 
     manifest = publish_batch(plan, results)
     logger().info("published %d rows to %s", manifest.rows, manifest.batch_dir)
+    conditions = manifest.data.get("conditions")
+    conditional = (
+        ""
+        if not conditions
+        else f"- conditional sampler: {conditions.get('method')}\n"
+        f"- conditions: `{json.dumps(conditions, sort_keys=True)}`\n"
+    )
     try:
         from prefect.artifacts import create_markdown_artifact
 
         create_markdown_artifact(
             f"## Published batch\n\n- location: `{manifest.batch_dir}`\n"
             f"- rows: {manifest.rows:,}\n- files: {len(manifest.files)}\n"
-            f"- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n",
+            f"- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n{conditional}",
             key="published-batch",
             description="Synthetic batch written to Parquet",
         )

@@ -131,6 +131,14 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
     df = inpainted.to_pandas()
     assert len(df) == 2000 and (df.species == "Adelie").all() and (df.body_mass_g >= 4000).all()
     assert not df.equals(got)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        published = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["published-batch"]))
+        )
+    assert any("conditional sampler: inpaint" in str(a.data) for a in published)
 
 
 def test_cli_generates_with_the_chosen_conditional_method(
