@@ -605,6 +605,20 @@ def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
         GenerateParams(conditional_method="student")
 
 
+def test_prefect_form_offers_the_conditional_methods_as_choices() -> None:
+    """The generate-batch deployment's form is built from this schema: a choice list whose
+    values are the library's, so the UI cannot submit another."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.generate_batch import generate_batch
+    from pfcore.defaults import CONDITIONAL_METHODS
+
+    form = parameter_schema(generate_batch.fn).model_dump()
+    field = form["definitions"]["GenerateParams"]["properties"]["conditional_method"]
+    assert field["enum"] == list(CONDITIONAL_METHODS) == ["auto", "student", "inpaint"]
+    assert field["default"] == "auto" and "inpaint" in field["description"]
+
+
 def test_cli_rejects_an_unknown_conditional_method_naming_the_choices(capsys) -> None:
     from flows.cli import main
 
