@@ -31,9 +31,11 @@ timings, for the shared 2-core CPU; the full protocol times 100k rows)::
     python benchmarks/conditional.py --quick [--datasets ...]
     python benchmarks/conditional.py          # balanced preset, 100k-row timings
 
-``--samplers student inpaint`` answers every request with both conditional samplers of the same
-model; ``--step-budget T D C`` trains fixed steps per phase (teacher, distillation, conditional
-student) instead of the time budget, for a shared machine; ``--timing-rows`` sets the rows timed.
+``--conditional-method student inpaint`` answers every request with both conditional samplers of
+the same model, chosen per request (``Conditions.method``, the option ``pushforward generate``,
+the pyfunc and the flow take; ``--samplers`` is its former name); ``--step-budget T D C`` trains
+fixed steps per phase (teacher, distillation, conditional student) instead of the time budget,
+for a shared machine; ``--timing-rows`` sets the rows timed.
 """
 
 from __future__ import annotations
@@ -293,6 +295,8 @@ def run(
     save: Any = None,
     samplers: tuple[str, ...] = ("auto",),
 ) -> list[dict]:
+    import dataclasses
+
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -332,7 +336,8 @@ def run(
         ]
         imputer: dict[str, float] = {}  # the HGB imputer's scores, shared by the samplers
         for sampler, label, cond, pred in runs:
-            synth.conditional_sampler = sampler
+            if cond is not None:
+                cond = dataclasses.replace(cond, method=sampler)
             # inpainting runs ~2k rows/s here: 20k rows time it as well as 100k would
             timed = min(timing_rows, INPAINT_TIMING_ROWS) if sampler == "inpaint" else timing_rows
             rec: dict[str, Any] = {
@@ -354,7 +359,7 @@ def run(
                 hold_s = _seen_rows(synth, hold, kept)
                 rec["seed_rows_dropped_unseen_category"] = hold.num_rows - hold_s.num_rows
                 given = hold_s.select(kept)
-                cond = Conditions.make(seed_rows=given)
+                cond = Conditions.make(seed_rows=given, method=sampler)
                 out, secs = _timed(lambda c=cond, s=synth: s.sample(None, 3, conditions=c))
                 same = all(out.column(c).equals(given.column(c)) for c in kept)
                 match = float(
@@ -438,16 +443,21 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pfcore.defaults import CONDITIONAL_METHODS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--quick", action="store_true", help="fast preset, short fits, 20k timings")
     ap.add_argument("--out", default=str(RESULTS / "conditional.json"))
     ap.add_argument(
+        "--conditional-method",
         "--samplers",
+        dest="samplers",
         nargs="+",
         default=["auto"],
-        choices=["auto", "student", "inpaint"],
-        help="conditional samplers to score (auto: the student when the model has one)",
+        choices=list(CONDITIONAL_METHODS),
+        help="conditional samplers to score, each on every request of the same model (auto: "
+        "the student when the model has one)",
     )
     ap.add_argument("--timing-rows", type=int, default=None, help="rows timed per request")
     ap.add_argument(

@@ -49,7 +49,8 @@ def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
     The batch id is derived from (model version, seed, rows, conditions), so a rerun of a failed
     run resumes its staged shards instead of starting over; a different seed or day gets its own
     batch. ``where`` / ``rebalance`` / ``seed_rows`` make it a conditional batch (checked against
-    the model before any shard runs; recorded in the manifest and the Parquet metadata).
+    the model before any shard runs; recorded in the manifest and the Parquet metadata, with the
+    conditional sampler that ran: ``conditional_method``, "auto" resolved).
     """
     params.preflight()  # seconds: output folder, registry, model and alias
     today = params.run_date or dt.datetime.now(dt.timezone.utc).date()
@@ -69,6 +70,7 @@ def generate_batch(params: GenerateParams = GenerateParams()) -> dict:
         where=params.where,
         rebalance=params.rebalance,
         seed_rows=params.seed_rows,
+        conditional_method=params.conditional_method,
     )
     results = _generate_shards.with_options(task_runner=_runner(params))(plan)
     published = publish_task(plan, results)

@@ -28,7 +28,7 @@ a conditional batch depends only on (model, seed, N, conditions), like an uncond
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -191,6 +191,11 @@ class CompiledConditions:
     transforms: list[Any] = field(default_factory=list)
 
     @property
+    def method(self) -> str:
+        """The conditional sampler that runs ("student" or "inpaint", never "auto")."""
+        return self.conditions.method
+
+    @property
     def n_rows(self) -> int | None:
         """Rows the request defines (seed rows), or None."""
         return None if self.seed_table is None else int(self.seed_table.num_rows)
@@ -273,7 +278,8 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     Raises ``InputError`` naming the column for an unknown column, an unseen category, a value
     or range outside the column's bounds, a condition on a column that is not modelled (ids,
-    derived columns) and contradictory conditions.
+    derived columns) and contradictory conditions; ``ModelError`` for a conditional sampler
+    the model cannot run. The result's ``conditions.method`` is the sampler that runs.
     """
     if conditions is None or conditions.empty:
         return None
@@ -338,6 +344,11 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     if conditions.seed_rows is not None:
         _seed_columns(out, conditions, index_of, transforms, spans, hold, claimed)
+    # The sampler is decided here, once, for every entry point; the compiled request records
+    # the one that runs (batch id, manifest, Parquet metadata), not "auto".
+    from pfcore.models.conditional import conditional_method
+
+    out.conditions = replace(conditions, method=conditional_method(synth.model, conditions.method))
     return out
 
 

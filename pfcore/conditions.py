@@ -16,6 +16,11 @@ Text forms (CLI and flow form):
   ``'y=uniform'`` gives every non-null class the same share.
 * ``--seed-rows file.parquet``: partial rows; its columns are kept exactly (nulls included) and
   the other columns are generated, one output row per seed row, in order.
+* ``--conditional-method auto|student|inpaint``: which conditional sampler generates the rest
+  (``pfcore.models.conditional.conditional_method`` decides what "auto" runs). Compiling a
+  request against a model replaces "auto" by the sampler chosen, so the recorded request says
+  how its rows were made, and the method is part of the batch id (student and inpainting give
+  different rows for the same seed).
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from pfcore.defaults import CONDITIONAL_METHODS, DEFAULT_CONDITIONAL_METHOD
 from pfcore.errors import InputError
 
-__all__ = ["OPS", "Conditions", "Rebalance", "SeedRows", "Where"]
+__all__ = ["OPS", "Conditions", "Rebalance", "SeedRows", "Where", "check_method"]
 
 #: Comparison operators of a ``--where`` clause (longest first: the parser tries them in order).
 OPS: tuple[str, ...] = (">=", "<=", "==", "=", ">", "<")
@@ -244,13 +250,40 @@ def table_sha256(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue()).hexdigest()
 
 
+def check_method(method: Any, *, conditioned: bool = True) -> str:
+    """``method`` if it names a conditional sampler, else ``InputError`` naming the parameter.
+
+    A sampler other than "auto" on a request without conditions is refused too: unconditional
+    rows always come from the model's own sampler, so accepting it would record a choice that
+    never ran. Every entry point (``Conditions``, the flow form, the pyfunc) checks with this.
+    """
+    if not isinstance(method, str) or method not in CONDITIONAL_METHODS:
+        raise InputError(
+            f"conditional_method must be one of {list(CONDITIONAL_METHODS)}, got {method!r}"
+        )
+    if not conditioned and method != DEFAULT_CONDITIONAL_METHOD:
+        raise InputError(
+            f"conditional_method {method!r} applies only to a conditional request (where, "
+            "rebalance or seed rows), and none was given"
+        )
+    return method
+
+
 @dataclass(frozen=True)
 class Conditions:
-    """A whole conditional request; empty means unconditional."""
+    """A whole conditional request; empty means unconditional.
+
+    ``method``: the conditional sampler asked for (``CONDITIONAL_METHODS``); after
+    ``pfcore.condition_plan.compile_conditions`` it is the one that runs, never "auto".
+    """
 
     where: tuple[Where, ...] = ()
     rebalance: Rebalance | None = None
     seed_rows: SeedRows | None = None
+    method: str = DEFAULT_CONDITIONAL_METHOD
+
+    def __post_init__(self) -> None:
+        check_method(self.method, conditioned=not self.empty)
 
     @classmethod
     def make(
@@ -258,11 +291,13 @@ class Conditions:
         where: Any = None,
         rebalance: Rebalance | str | None = None,
         seed_rows: SeedRows | pa.Table | str | os.PathLike[str] | None = None,
+        method: str | None = None,
     ) -> Conditions:
         """Build from loose parts: ``where`` as clause texts, ``Where``s or a mapping.
 
         A mapping ``{"region": "EU", "age": (30, 65)}`` means equality for a scalar and the
-        closed range ``[lo, hi]`` for a pair (``None`` leaves a side open).
+        closed range ``[lo, hi]`` for a pair (``None`` leaves a side open). ``method``: the
+        conditional sampler (None or "auto": the model's preferred one).
         """
         clauses: list[Where] = []
         if isinstance(where, (str, Where)):
@@ -287,7 +322,7 @@ class Conditions:
             seed_rows = SeedRows.from_table(seed_rows)
         elif isinstance(seed_rows, (str, os.PathLike)):
             seed_rows = SeedRows.read(seed_rows)
-        return cls(tuple(clauses), rebalance, seed_rows)
+        return cls(tuple(clauses), rebalance, seed_rows, method or DEFAULT_CONDITIONAL_METHOD)
 
     @property
     def empty(self) -> bool:
@@ -298,6 +333,7 @@ class Conditions:
             "where": [w.to_dict() for w in self.where],
             "rebalance": None if self.rebalance is None else self.rebalance.to_dict(),
             "seed_rows": None if self.seed_rows is None else self.seed_rows.to_dict(),
+            "method": self.method,
         }
 
     def to_json(self) -> str:
@@ -314,6 +350,8 @@ class Conditions:
             where,
             None if rb is None else Rebalance.from_dict(rb),
             None if sr is None else SeedRows.from_dict(sr),
+            # recorded before the method was: those batches ran the default ("auto")
+            d.get("method") or DEFAULT_CONDITIONAL_METHOD,
         )
 
     def digest(self) -> str:

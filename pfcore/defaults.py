@@ -9,6 +9,8 @@ written once and the CLI's ``--help`` stays instant.
 from __future__ import annotations
 
 __all__ = [
+    "CONDITIONAL_METHODS",
+    "DEFAULT_CONDITIONAL_METHOD",
     "DEFAULT_FAMILY",
     "DEFAULT_PRESET",
     "FAMILY_CHOICES",
@@ -25,3 +27,8 @@ DEFAULT_PRESET = "balanced"
 #: No synthetic value is more extreme than a column's 6th most extreme real value (privacy:
 #: outliers identify people; see ``pfcore.transforms.numeric``). 0 reproduces the full range.
 PROTECT_EXTREMES = 5
+#: Conditional samplers a request may name (``pfcore.models.conditional.conditional_method``
+#: decides what "auto" runs: the mask-conditioned one-step student when the model has one, else
+#: flow inpainting).
+CONDITIONAL_METHODS: tuple[str, ...] = ("auto", "student", "inpaint")
+DEFAULT_CONDITIONAL_METHOD = "auto"

@@ -72,7 +72,9 @@ class BlockSampler(Protocol):
 
     def push(self, z: torch.Tensor) -> Any: ...
 
-    def push_conditional(self, z: torch.Tensor, known: Any, mask: Any, seed: int) -> Any: ...
+    def push_conditional(
+        self, z: torch.Tensor, known: Any, mask: Any, seed: int, method: str
+    ) -> Any: ...
 
     @property
     def transformer(self) -> Any: ...
@@ -190,7 +192,11 @@ def forward(
         else:
             known, mask = condition.encoded(block)
             x = synth.push_conditional(
-                z, torch.from_numpy(known), torch.from_numpy(mask), _renoise_seed(block)
+                z,
+                torch.from_numpy(known),
+                torch.from_numpy(mask),
+                _renoise_seed(block),
+                condition.method,
             )
     if x.shape[0] != block.rows:
         raise ModelError(f"model returned {x.shape[0]} rows for a block of {block.rows}")

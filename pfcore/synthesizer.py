@@ -287,9 +287,6 @@ class Synthesizer:
     model: GenerativeModel
     info: dict[str, Any] = field(default_factory=dict)
     rules: RuleSet | None = None
-    #: Conditional sampler (``pfcore.models.conditional.METHODS``): "auto" runs the model's
-    #: one-step conditional student when it has one, else flow inpainting.
-    conditional_sampler: str = "auto"
 
     # ------------------------------------------------------------------ training
     @classmethod
@@ -409,21 +406,18 @@ class Synthesizer:
         return self.model.push(z.to(self.model.device)).float()
 
     def push_conditional(
-        self, z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int
+        self, z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int, method: str
     ) -> torch.Tensor:
         """Encoded rows whose ``mask``ed dims equal ``known``: the family's conditional sampler
-        (a float32 tensor on the model's device, like :meth:`push`)."""
+        ``method`` (a compiled request's, ``pfcore.condition_plan``), a float32 tensor on the
+        model's device, like :meth:`push`."""
         from pfcore.models.conditional import conditional_push
 
-        cached = getattr(self, "_conditional_push", None)
-        if cached is None or cached[0] != self.conditional_sampler:
-            cached = (
-                self.conditional_sampler,
-                conditional_push(self.model, method=self.conditional_sampler),
-            )
-            self._conditional_push = cached
-        out = cached[1](z.to(self.model.device), known, mask, seed)
-        return out.float()
+        cache = self.__dict__.setdefault("_conditional_push", {})
+        push = cache.get(method)
+        if push is None:
+            push = cache[method] = conditional_push(self.model, method=method)
+        return push(z.to(self.model.device), known, mask, seed).float()
 
     def compile_conditions(self, conditions: Any) -> Any:
         """``conditions`` (``pfcore.conditions.Conditions``, or None) checked against this model.
@@ -469,7 +463,8 @@ class Synthesizer:
 
         ``conditions`` (``pfcore.conditions.Conditions``): fixed values, seed rows (then ``n``
         may be None: one row per seed row, in order) or a rebalanced column; every output row
-        meets them exactly.
+        meets them exactly. Their ``method`` picks the conditional sampler ("auto": the
+        model's student when it has one, else flow inpainting).
         """
         tables = list(
             self.iter_blocks(n, seed, block_rows=block_rows, noise=noise, conditions=conditions)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from prefect import task
 
 from tasks._common import logger, retry_if_transient
@@ -43,15 +45,19 @@ def plan_task(
     where: list[str] | None = None,
     rebalance: str | None = None,
     seed_rows: str | None = None,
+    conditional_method: str = "auto",
 ) -> dict:
     """Fix the batch's shards and staging folder; returns the plan as JSON for the shard tasks.
 
-    Conditions are checked against the model here, before any shard is written.
+    Conditions are checked against the model here, before any shard is written; the plan
+    records the conditional sampler that will run (``conditional_method`` "auto" resolved).
     """
     from pfcore.conditions import Conditions
     from pfcore.generate import BatchLayout, BatchTarget, plan_batch
 
-    conditions = Conditions.make(where=where or None, rebalance=rebalance, seed_rows=seed_rows)
+    conditions = Conditions.make(
+        where=where or None, rebalance=rebalance, seed_rows=seed_rows, method=conditional_method
+    )
     target = BatchTarget(out_root, dataset_name, run_date, batch_id, model_name, model_version)
     plan = plan_batch(
         synth_dir,
@@ -67,7 +73,7 @@ def plan_task(
         plan.n_rows,
         len(plan.shards),
         plan.final_uri,
-        "" if plan.conditions is None else f" (conditions {conditions.to_json()})",
+        "" if plan.conditions is None else f" (conditions {json.dumps(plan.conditions)})",
     )
     return plan.to_dict()
 
@@ -100,13 +106,20 @@ def publish_task(plan: dict, results: list[dict]) -> dict:
 
     manifest = publish_batch(plan, results)
     logger().info("published %d rows to %s", manifest.rows, manifest.batch_dir)
+    conditions = manifest.data.get("conditions")
+    conditional = (
+        ""
+        if not conditions
+        else f"- conditional sampler: {conditions.get('method')}\n"
+        f"- conditions: `{json.dumps(conditions, sort_keys=True)}`\n"
+    )
     try:
         from prefect.artifacts import create_markdown_artifact
 
         create_markdown_artifact(
             f"## Published batch\n\n- location: `{manifest.batch_dir}`\n"
             f"- rows: {manifest.rows:,}\n- files: {len(manifest.files)}\n"
-            f"- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n",
+            f"- seed: {manifest.seed}\n- batch id: `{manifest.batch_id}`\n{conditional}",
             key="published-batch",
             description="Synthetic batch written to Parquet",
         )

@@ -95,6 +95,18 @@ def test_where_and_rebalance_parse_and_round_trip_json(tmp_path: Path) -> None:
         Conditions.from_dict(json.loads(c.to_json()))
     d = Conditions.make(where={"num": (1, None), "x": "a"})
     assert d.where == (Where("num", ">=", 1), Where("x", "=", "a"))
+    # the conditional sampler travels with the request (and is part of its identity)
+    e = Conditions.make(where=["x=a"], method="inpaint")
+    assert Conditions.from_dict(json.loads(e.to_json())) == e and e.method == "inpaint"
+    assert e.digest() != Conditions.make(where=["x=a"]).digest()
+    assert Conditions.from_dict({"where": [{"column": "x", "op": "=", "value": "a"}]}).method == (
+        "auto"
+    )  # recorded before the method was
+    with pytest.raises(InputError, match=r"conditional_method must be one of \['auto', 'student'"):
+        Conditions.make(where=["x=a"], method="fast")
+    with pytest.raises(InputError, match="conditional_method 'inpaint' applies only to a cond"):
+        Conditions.make(method="inpaint")
+    assert Conditions.make(method="auto").empty
 
 
 # ------------------------------------------------------------------------ exactness
@@ -230,20 +242,20 @@ def _forwards(module) -> tuple[list[int], object]:
 def test_student_samples_in_one_network_evaluation_per_block(toy_synth) -> None:
     """The student path: exact rows and given values, deterministic, one forward per block;
     inpainting runs the flow ``DEFAULT_STEPS`` times per block for the same request."""
-    import dataclasses
-
     from pfcore.models.conditional import DEFAULT_STEPS, conditional_method
 
     model = toy_synth.model
     assert conditional_method(model) == "student"
-    c = Conditions.make(where=["x=b", "num>=0.5", "num<1.25"], rebalance="y=uniform")
+    request = {"where": ["x=b", "num>=0.5", "num<1.25"], "rebalance": "y=uniform"}
+    c = Conditions.make(**request)
     runs = {}
     for sampler in ("auto", "inpaint"):
-        synth = dataclasses.replace(toy_synth, conditional_sampler=sampler)
         student, h1 = _forwards(model.conditional_student)
         teacher, h2 = _forwards(model.teacher.velocity_net)
         try:
-            out = synth.sample(1200, 4, block_rows=512, conditions=c)
+            out = toy_synth.sample(
+                1200, 4, block_rows=512, conditions=Conditions.make(**request, method=sampler)
+            )
         finally:
             h1.remove()
             h2.remove()
@@ -288,9 +300,8 @@ def test_an_artifact_without_a_student_samples_by_inpainting(toy_synth, tmp_path
     finally:
         handle.remove()
     assert (out.x == "a").all() and len(teacher) > 1
-    old.conditional_sampler = "student"
-    with pytest.raises(ModelError, match="no conditional student"):
-        old.sample(10, 1, conditions=Conditions.make(where=["x=a"]))
+    with pytest.raises(ModelError, match="conditional_method 'student'.*no conditional student"):
+        old.sample(10, 1, conditions=Conditions.make(where=["x=a"], method="student"))
 
 
 # ------------------------------------------------------------------------ batches
@@ -300,17 +311,24 @@ def _read(manifest) -> pa.Table:
     return pa.concat_tables([pq.read_table(p) for p in manifest.file_paths])
 
 
-@pytest.mark.parametrize("kind", ["where", "seed_rows"])
-def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Path, kind) -> None:
+@pytest.mark.parametrize(
+    ("kind", "method"), [("where", "auto"), ("where", "inpaint"), ("seed_rows", "auto")]
+)
+def test_conditional_batch_same_rows_with_1_and_3_shards(
+    toy_synth, tmp_path: Path, kind, method
+) -> None:
     import pyarrow.parquet as pq
 
     from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
 
     if kind == "where":
-        conditions, n = Conditions.make(where=["x=a", "num<=3.5"], rebalance="y=uniform"), 1200
+        conditions = Conditions.make(
+            where=["x=a", "num<=3.5"], rebalance="y=uniform", method=method
+        )
+        n = 1200
     else:
         given = toy_table(1200, seed=3).select(["x", "opt", "k"])
-        conditions, n = Conditions.make(seed_rows=given), None
+        conditions, n = Conditions.make(seed_rows=given, method=method), None
     manifests = [
         generate_batch(
             toy_synth,
@@ -331,7 +349,10 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Pa
     recorded = manifests[0].data["conditions"]
     from pfcore.generate.plan import conditions_digest
 
-    assert conditions_digest(recorded) == conditions.digest()  # seed rows: by content hash
+    # the request as compiled: "auto" replaced by the sampler that ran (the student here)
+    resolved = toy_synth.compile_conditions(conditions).conditions
+    assert recorded["method"] == resolved.method == {"auto": "student"}.get(method, method)
+    assert conditions_digest(recorded) == resolved.digest()  # seed rows: by content hash
     meta = pq.read_schema(manifests[1].file_paths[0]).metadata
     assert json.loads(meta[b"pushforward.conditions"]) == manifests[1].data["conditions"]
     plain = generate_batch(
@@ -345,6 +366,46 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(toy_synth, tmp_path: Pa
     assert plain.batch_id != manifests[0].batch_id  # the conditions are part of the identity
     if kind == "seed_rows":
         assert one.select(["x", "opt", "k"]).equals(given)
+
+
+def test_conditional_method_is_resolved_recorded_and_part_of_the_batch_id(
+    toy_synth, tmp_path: Path
+) -> None:
+    """ "auto" publishes exactly the student's batch (same id, same rows) and records "student";
+    inpainting gives other rows for the same seed, under its own batch id."""
+    import pyarrow.parquet as pq
+
+    from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
+
+    manifests = {
+        m: generate_batch(
+            toy_synth,
+            700,
+            5,
+            BatchTarget(tmp_path / m, "toy", model_name="toy", model_version="1"),
+            layout=BatchLayout(block_rows=256),
+            run=RunOptions(executor="thread"),
+            conditions=Conditions.make(where=["x=b"], rebalance="y=uniform", method=m),
+        )
+        for m in ("auto", "student", "inpaint")
+    }
+    recorded = {m: man.data["conditions"]["method"] for m, man in manifests.items()}
+    assert recorded == {"auto": "student", "student": "student", "inpaint": "inpaint"}
+    for man in manifests.values():
+        meta = pq.read_schema(man.file_paths[0]).metadata
+        assert (
+            json.loads(meta[b"pushforward.conditions"])["method"]
+            == man.data["conditions"]["method"]
+        )
+    rows = {m: _read(man) for m, man in manifests.items()}
+    assert rows["auto"].equals(rows["student"])
+    assert manifests["auto"].batch_id == manifests["student"].batch_id
+    assert manifests["inpaint"].batch_id != manifests["student"].batch_id
+    assert not rows["inpaint"].equals(rows["student"])
+    num = {m: np.asarray(t.column("num")) for m, t in rows.items()}
+    assert not np.allclose(num["inpaint"], num["student"])  # different rows, not a reordering
+    for t in rows.values():  # both meet the request exactly
+        assert set(t.column("x").to_pylist()) == {"b"}
 
 
 def test_conditional_batch_is_refused_before_anything_is_staged(toy_synth, tmp_path: Path) -> None:
@@ -413,6 +474,55 @@ def test_pyfunc_round_trip_with_conditions_and_seed_rows(
     with pytest.raises(Exception, match="never occurs"):
         model.predict(pd.DataFrame({"n_rows": [5], "seed": [0], "where": ["x=zz"]}))
 
+    # the conditional sampler: a request column, or a param (seed rows; empty cells)
+    req = pd.DataFrame(
+        {
+            "n_rows": [300, 300, 100],
+            "seed": [7, 7, 2],
+            "where": ["x=a; k>=10", "x=a; k>=10", None],
+            "conditional_method": ["inpaint", "student", None],
+        }
+    )
+    got = model.predict(req)
+    inpainted = toy_synth.sample(
+        300, 7, conditions=Conditions.make(where=c.where, method="inpaint")
+    )
+    pd.testing.assert_frame_equal(
+        got[:300].reset_index(drop=True), to_pandas(inpainted, toy_synth.schema)
+    )
+    pd.testing.assert_frame_equal(  # "student" is what "auto" ran above
+        got[300:600].reset_index(drop=True),
+        to_pandas(toy_synth.sample(300, 7, conditions=c), toy_synth.schema),
+    )
+    assert not got[:300].reset_index(drop=True).equals(got[300:600].reset_index(drop=True))
+    pd.testing.assert_frame_equal(  # the param does not reach a row without conditions
+        model.predict(req[2:], params={"conditional_method": "inpaint"}).reset_index(drop=True),
+        to_pandas(toy_synth.sample(100, 2), toy_synth.schema),
+    )
+    by_param = model.predict(
+        req[:1].drop(columns="conditional_method"), params={"conditional_method": "inpaint"}
+    )
+    pd.testing.assert_frame_equal(by_param, got[:300].reset_index(drop=True))
+    done_inpaint = model.predict(seeds, params={"seed": 3, "conditional_method": "inpaint"})
+    assert list(done_inpaint.x) == list(seeds.x)
+    assert not done_inpaint.equals(done)  # same seed rows and seed, the other sampler
+    pd.testing.assert_frame_equal(
+        done_inpaint, predict_frame(toy_synth, seeds, {"seed": 3, "conditional_method": "inpaint"})
+    )
+    for bad_req, params in [
+        (
+            pd.DataFrame(
+                {"n_rows": [5], "seed": [0], "where": ["x=a"], "conditional_method": ["fast"]}
+            ),
+            None,
+        ),
+        (seeds, {"conditional_method": "fast"}),
+    ]:
+        with pytest.raises(Exception, match=r"conditional_method must be one of \['auto'"):
+            model.predict(bad_req, params=params)
+    with pytest.raises(Exception, match="applies only to a conditional request"):
+        model.predict(pd.DataFrame({"n_rows": [5], "seed": [0], "conditional_method": ["inpaint"]}))
+
 
 # ------------------------------------------------------------------------ CLI and flow form
 def _cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -434,6 +544,7 @@ def _cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--rebalance", "y=yes:2"], "y"),
         (["--rebalance", "y"], "rebalanc"),
         (["--seed-rows", "nope.parquet"], "nope.parquet"),
+        (["--conditional-method", "inpaint"], "conditional_method"),  # nothing to condition
     ],
 )
 def test_cli_condition_errors_exit_2(
@@ -469,6 +580,8 @@ def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
             "y=uniform",
             "--seed-rows",
             str(tmp_path / "s.parquet"),
+            "--conditional-method",
+            "inpaint",
         ]
     )
     params = GenerateParams(**model_values(args, GenerateParams))
@@ -476,12 +589,45 @@ def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
     c = params.conditions()
     assert c.where == (Where("x", "=", "a"), Where("num", ">=", "1.5"))
     assert c.rebalance == Rebalance("y", uniform=True) and c.seed_rows.table.num_rows == 1
+    assert params.conditional_method == c.method == "inpaint"
     assert GenerateParams().conditions().empty
+    assert GenerateParams(where=["x=a"]).conditions().method == "auto"
     # the Prefect form: the same fields, malformed values rejected with the field named
     schema = GenerateParams.model_json_schema()["properties"]
     assert schema["where"]["type"] == "array" and "rebalance" in schema
+    assert schema["conditional_method"]["enum"] == ["auto", "student", "inpaint"]
+    assert schema["conditional_method"]["default"] == "auto"
     with pytest.raises(ValidationError, match="where"):
         GenerateParams(where=["x"])
+    with pytest.raises(ValidationError, match="conditional_method"):
+        GenerateParams(where=["x=a"], conditional_method="fast")
+    with pytest.raises(ValidationError, match="conditional_method 'student' applies only"):
+        GenerateParams(conditional_method="student")
+
+
+def test_prefect_form_offers_the_conditional_methods_as_choices() -> None:
+    """The generate-batch deployment's form is built from this schema: a choice list whose
+    values are the library's, so the UI cannot submit another."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.generate_batch import generate_batch
+    from pfcore.defaults import CONDITIONAL_METHODS
+
+    form = parameter_schema(generate_batch.fn).model_dump()
+    field = form["definitions"]["GenerateParams"]["properties"]["conditional_method"]
+    assert field["enum"] == list(CONDITIONAL_METHODS) == ["auto", "student", "inpaint"]
+    assert field["default"] == "auto" and "inpaint" in field["description"]
+
+
+def test_cli_rejects_an_unknown_conditional_method_naming_the_choices(capsys) -> None:
+    from flows.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--where", "x=a", "--conditional-method", "fast"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--conditional-method" in err and "invalid choice: 'fast'" in err
+    assert "'auto', 'student', 'inpaint'" in err
 
 
 def test_datetime_ranges_and_values(toy_synth) -> None:

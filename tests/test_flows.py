@@ -107,6 +107,68 @@ def test_pipeline_trains_registers_and_publishes(harness: Path) -> None:
     assert (got.body_mass_g >= 4000).all()
     manifest = json.loads((Path(res["path"]) / "_manifest.json").read_text())
     assert [w["column"] for w in manifest["conditions"]["where"]] == ["species", "body_mass_g"]
+    assert manifest["conditions"]["method"] == "student"  # "auto" resolved: the model has one
+
+    # The other conditional sampler, chosen in the form: other rows for the same seed, under
+    # their own batch id, and the manifest says which sampler made them.
+    res_inpaint = generate_batch(
+        GenerateParams(
+            model_name=train["model_name"],
+            rows=2000,
+            output=str(harness / "batches-conditional"),
+            dataset_name="penguins",
+            where=["species=Adelie", "body_mass_g>=4000"],
+            rebalance="sex=uniform",
+            conditional_method="inpaint",
+        )
+    )
+    inpainted = ds.dataset(res_inpaint["path"], format="parquet").to_table()
+    manifest = json.loads((Path(res_inpaint["path"]) / "_manifest.json").read_text())
+    assert manifest["conditions"]["method"] == "inpaint"
+    assert res_inpaint["batch_id"] != res["batch_id"]
+    meta = ds.dataset(res_inpaint["path"], format="parquet").schema.metadata
+    assert json.loads(meta[b"pushforward.conditions"])["method"] == "inpaint"
+    df = inpainted.to_pandas()
+    assert len(df) == 2000 and (df.species == "Adelie").all() and (df.body_mass_g >= 4000).all()
+    assert not df.equals(got)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        published = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["published-batch"]))
+        )
+    assert any("conditional sampler: inpaint" in str(a.data) for a in published)
+
+
+def test_cli_generates_with_the_chosen_conditional_method(
+    harness: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pushforward generate --conditional-method inpaint`` runs the flow with that sampler
+    and the batch records it (the champion registered by the pipeline test above)."""
+    import json
+
+    from flows.cli import main
+
+    for key, value in {  # what the CLI would set in os.environ, undone after the test
+        "PREFECT_HOME": str(harness / "prefect-cli"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }.items():
+        monkeypatch.setenv(key, value)
+    out = harness / "batches-cli"
+    argv = ["generate", "--model-name", "pf-test-penguins", "--rows", "300", "--seed", "4"]
+    argv += ["--output", str(out), "--where", "species=Gentoo"]
+    assert main([*argv, "--conditional-method", "inpaint"]) == 0
+    assert main(argv) == 0  # "auto"
+    manifests = [json.loads(p.read_text()) for p in sorted(out.rglob("_manifest.json"))]
+    assert sorted(m["conditions"]["method"] for m in manifests) == ["inpaint", "student"]
+    tables = [
+        ds.dataset(p.parent, format="parquet").to_table() for p in out.rglob("_manifest.json")
+    ]
+    assert all(set(t.column("species").to_pylist()) == {"Gentoo"} for t in tables)
+    assert not tables[0].equals(tables[1])
 
 
 def _assert_fidelity_artifacts() -> None:

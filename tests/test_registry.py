@@ -314,13 +314,16 @@ def test_pyfunc_input_contract(synth_dir: Path) -> None:
     assert dict(empty.dtypes) == dict(full.dtypes)
 
     sig = signature_for(synth.schema)
-    assert [(c.name, c.type.name) for c in sig.inputs.inputs][:4] == [
+    assert [(c.name, c.type.name) for c in sig.inputs.inputs][:5] == [
         ("n_rows", "long"),
         ("seed", "long"),
         ("where", "string"),
         ("rebalance", "string"),
+        ("conditional_method", "string"),
     ]
-    assert {c.name for c in sig.inputs.inputs[4:]} == {c.name for c in synth.schema.columns}
+    assert {c.name for c in sig.inputs.inputs[5:]} == {c.name for c in synth.schema.columns}
+    params = {p.name: (p.dtype.name, p.default) for p in sig.params.params}
+    assert params == {"seed": ("long", 0), "conditional_method": ("string", "auto")}
     outputs = {c.name: (c.type.name, c.required) for c in sig.outputs.inputs}
     assert outputs["age"] == ("long", True) and outputs["children"] == ("long", False)
     assert outputs["member"] == ("boolean", True) and outputs["city"] == ("string", True)

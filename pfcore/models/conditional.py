@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from pfcore.defaults import CONDITIONAL_METHODS
 from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, snap_onehot
 
@@ -150,28 +151,33 @@ def _flow_of(model: GenerativeModel) -> GenerativeModel:
 
 
 #: Conditional samplers a caller may ask for; "auto" is :func:`conditional_method`'s choice.
-METHODS = ("auto", "student", "inpaint")
+METHODS = CONDITIONAL_METHODS
 
 
 def conditional_method(model: GenerativeModel, requested: str = "auto") -> str:
     """Which conditional sampler ``model`` runs: the one decision, made for every entry point.
 
+    Every request reaches it through ``pfcore.condition_plan.compile_conditions`` (the Python
+    API, the pyfunc, the CLI and the generate-batch flow all compile their conditions before
+    sampling), so it also refuses, before any row is drawn, a sampler the model cannot run.
     "auto" takes the mask-conditioned one-step student (``cond_student.py``: one forward of a
     student-sized network per row) when the model carries one, else flow inpainting
     (``DEFAULT_STEPS`` forwards of the flow): flows, and one-step models saved before the
     student existed or fitted without it, still sample conditionally.
     """
     if requested not in METHODS:
-        raise ModelError(f"conditional sampler must be one of {list(METHODS)}, got {requested!r}")
+        raise ModelError(f"conditional_method must be one of {list(METHODS)}, got {requested!r}")
     has_student = getattr(model, "conditional_student", None) is not None
     if requested == "student" and not has_student:
         raise ModelError(
-            f"this {model.family!r} model has no conditional student (fitted with "
-            "conditional_max_steps=0, another family, or saved by an older pushforward)"
+            f"conditional_method 'student': this {model.family!r} model has no conditional "
+            "student (fitted with conditional_max_steps=0, another family, or saved by an "
+            "older pushforward); use 'auto' or 'inpaint'"
         )
-    if requested == "auto":
-        return "student" if has_student else "inpaint"
-    return requested
+    method = ("student" if has_student else "inpaint") if requested == "auto" else requested
+    if method == "inpaint":
+        _flow_of(model)  # raises when the model has no flow to inpaint with
+    return method
 
 
 def conditional_push(

@@ -6,10 +6,16 @@ Input, either requests (one request per row; MLflow's signature enforces the col
     seed:      long    non-negative; the same (model version, n_rows, seed) gives identical rows
     where:     string  optional fixed values, clauses separated by ';': "region=EU; age>=30"
     rebalance: string  optional target distribution of one column: "y=yes:0.5" or "y=uniform"
+    conditional_method: string  optional sampler of a conditional request: "auto" (default),
+                       "student" or "inpaint" (``pfcore.models.conditional.conditional_method``)
 
 or seed rows: a frame without ``n_rows`` whose columns are some of the model's columns; each
 row is completed (given values kept exactly, nulls included), one output row per input row, in
 order, with the seed from ``params={"seed": s}`` (default 0). See ``pfcore.conditions``.
+
+``params={"conditional_method": m}`` sets the sampler of seed rows, and of the conditional
+request rows whose ``conditional_method`` cell is empty; a cell on a request without
+conditions is refused (that row's rows come from the unconditional sampler).
 
 Output: one DataFrame with exactly the source's columns, in the source's order; the rows of each
 request are concatenated in request order (index 0..total-1). Each request is sampled on its own,
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pfcore.defaults import DEFAULT_CONDITIONAL_METHOD
 from pfcore.errors import InputError
 
 if TYPE_CHECKING:
@@ -53,7 +60,7 @@ __all__ = [
 
 INPUT_COLUMNS = ("n_rows", "seed")
 #: Optional request columns: conditions in the CLI's text forms (``pfcore.conditions``).
-CONDITION_COLUMNS = ("where", "rebalance")
+CONDITION_COLUMNS = ("where", "rebalance", "conditional_method")
 #: predict() materialises its result in memory; beyond this, pfcore.generate is the right tool.
 MAX_ROWS_PER_REQUEST = 5_000_000
 
@@ -153,7 +160,12 @@ def signature_for(schema: TableSchema) -> ModelSignature:
         for f in arrow_schema
         if f.name not in request
     ]
-    params = ParamSchema([ParamSpec("seed", "long", 0)])
+    params = ParamSchema(
+        [
+            ParamSpec("seed", "long", 0),
+            ParamSpec("conditional_method", "string", DEFAULT_CONDITIONAL_METHOD),
+        ]
+    )
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
 
 
@@ -172,15 +184,29 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _conditions(where: Any, rebalance: Any) -> Any:
+def _param_method(params: dict[str, Any] | None) -> str | None:
+    """The ``conditional_method`` param (None when not given), checked by name."""
+    from pfcore.conditions import check_method
+
+    method = _text((params or {}).get("conditional_method"))
+    return None if method is None else check_method(method)
+
+
+def _conditions(where: Any, rebalance: Any, method: Any, default_method: str | None) -> Any:
+    """One request row's ``Conditions``: its own ``conditional_method`` cell, else the param's
+    (which only applies when the row has conditions)."""
     from pfcore.conditions import Conditions
 
     w = _text(where)
     clauses = [c.strip() for c in w.split(";") if c.strip()] if w else None
-    return Conditions.make(where=clauses, rebalance=_text(rebalance))
+    rb = _text(rebalance)
+    cell = _text(method)
+    if cell is None and (clauses or rb):
+        cell = default_method
+    return Conditions.make(where=clauses, rebalance=rb, method=cell)
 
 
-def _requests(model_input: Any) -> list[tuple[int, int, Any]]:
+def _requests(model_input: Any, params: dict[str, Any] | None = None) -> list[tuple[int, int, Any]]:
     """Validate and extract (n_rows, seed, conditions) from a DataFrame or mapping of columns."""
     import numpy as np
     import pandas as pd
@@ -202,16 +228,19 @@ def _requests(model_input: Any) -> list[tuple[int, int, Any]]:
             np.asarray(values, dtype="float64") == np.floor(np.asarray(values, "float64"))
         ):
             raise InputError("must be whole numbers", column=col)
-    where = frame["where"] if "where" in frame.columns else [None] * len(frame)
-    rebalance = frame["rebalance"] if "rebalance" in frame.columns else [None] * len(frame)
+    default_method = _param_method(params)
+    where, rebalance, method = (
+        frame[c] if c in frame.columns else [None] * len(frame) for c in CONDITION_COLUMNS
+    )
     rows = zip(
         frame["n_rows"].astype("int64"),
         frame["seed"].astype("int64"),
         where,
         rebalance,
+        method,
         strict=True,
     )
-    for n, seed, w, rb in rows:
+    for n, seed, w, rb, m in rows:
         if not 0 <= int(n) <= MAX_ROWS_PER_REQUEST:
             raise InputError(
                 f"must be in [0, {MAX_ROWS_PER_REQUEST}], got {int(n)}; use pfcore.generate "
@@ -220,7 +249,7 @@ def _requests(model_input: Any) -> list[tuple[int, int, Any]]:
             )
         if int(seed) < 0:
             raise InputError(f"must be >= 0, got {int(seed)}", column="seed")
-        out.append((int(n), int(seed), _conditions(w, rb)))
+        out.append((int(n), int(seed), _conditions(w, rb, m, default_method)))
     return out
 
 
@@ -239,7 +268,7 @@ def _seed_rows(synth: Synthesizer, frame: pd.DataFrame, params: dict[str, Any] |
                 column=str(col),
             )
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    return Conditions.make(seed_rows=table)
+    return Conditions.make(seed_rows=table, method=_param_method(params))
 
 
 def predict_frame(
@@ -257,7 +286,8 @@ def predict_frame(
         table = synth.sample(None, seed, conditions=_seed_rows(synth, frame, params))
         return to_pandas(table, synth.schema)
     tables = [
-        synth.sample(n, seed, conditions=conditions) for n, seed, conditions in _requests(frame)
+        synth.sample(n, seed, conditions=conditions)
+        for n, seed, conditions in _requests(frame, params)
     ]
     if not tables:
         tables = [synth.sample(0, 0)]

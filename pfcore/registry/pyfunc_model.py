@@ -17,7 +17,8 @@ from mlflow.pyfunc import PythonModel
 
 
 class SynthesizerModel(PythonModel):
-    """pyfunc wrapper: ``predict(DataFrame[n_rows, seed(, where, rebalance)] or seed rows)``."""
+    """pyfunc wrapper: ``predict(DataFrame[n_rows, seed(, where, rebalance,
+    conditional_method)] or seed rows)``."""
 
     def load_context(self, context: Any) -> None:
         from pfcore.synthesizer import Synthesizer
