@@ -609,6 +609,23 @@ def main(argv: list[str] | None = None) -> int:
         return _drive_dask(args) if args.dask_workers else _drive(args)
 
 
+def _bound_by(workers: int, cpu_per_wall: float) -> str:
+    """What limited a Dask run, from what was measured: CPU the workers got against the cores
+    they could have used."""
+    cores = os.cpu_count() or 1
+    usable = min(workers, cores)
+    load = os.getloadavg()[0]
+    if cpu_per_wall >= 0.9 * usable:
+        return (
+            f"CPU: the workers used {cpu_per_wall:.2f} of {usable} usable cores (the shard work "
+            "is model forward, decode and Parquet encoding, all CPU)"
+        )
+    return (
+        f"CPU share: the workers got {cpu_per_wall:.2f} CPU-seconds per second of {usable} "
+        f"usable cores; the machine ({cores} cores) was shared, load average {load:.1f}"
+    )
+
+
 def _drive_dask(args: argparse.Namespace) -> int:
     """Rows/s of the same batches on Dask clusters of each size in ``--dask-workers``."""
     from pfcore.generate import BLOCK_ROWS
@@ -643,7 +660,10 @@ def _drive_dask(args: argparse.Namespace) -> int:
                 rows_per_shard=per_shard,
                 worker_cpu_seconds=e2e["worker_cpu_seconds"],
                 worker_cpu_per_wall_second=e2e["worker_cpu_per_wall_second"],
+                runs_worker_cpu_per_wall_second=[r["worker_cpu_per_wall_second"] for r in rs],
+                worker_cpu_seconds_per_million_rows=round(e2e["worker_cpu_seconds"] / n * 1e6, 2),
                 ratio_to_one_worker=round(best[w] / best[1], 3) if 1 in best else None,
+                bound_by=_bound_by(w, e2e["worker_cpu_per_wall_second"]),
             )
             records.append(rec)
         _save_results(Path(args.out), records)
