@@ -55,8 +55,8 @@ GATE = {
 ROWS = 200_000
 PARTITIONS = ["dataset", "run_date", "batch"]
 #: every wait stops at this many seconds after the start, before pytest-timeout's limit, so a
-#: slow run fails with the logs rather than pytest's bare stack; about 100 s are needed on 2
-#: idle cores, 8 minutes were seen with both cores busy with other work
+#: slow run fails with the logs rather than pytest's bare stack. Measured on the 2-core machine:
+#: 99 s with load average 4-7, 815 s under ``nice -n 10`` beside jobs that kept both cores busy
 BUDGET_S = 840
 #: REST attempts on 502/503 (the server's SQLite file locked by another writer): about a minute
 ATTEMPTS = 10
