@@ -25,6 +25,17 @@ slows all three numbers alike. Usage::
     .venv/bin/python benchmarks/generate.py --device cuda --workers 8
     .venv/bin/python benchmarks/generate.py --rows 1048576 --decode numpy torch --repeats 3
     .venv/bin/python benchmarks/generate.py --rows 1000000 --output s3://bench/gen --moto
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generate.py --rows 2000000 \
+        --dask-workers 1 2 --repeats 3          # a Dask scheduler + N worker processes
+
+``--dask-workers N ...`` runs the shards on a real Dask cluster, as ``--runner dask
+--dask-address`` does in production: a ``dask scheduler`` and N ``dask worker`` processes (one
+thread each, ``OMP_NUM_THREADS=1``, each in its own folder), started fresh for every run and
+not timed (nor the workers' imports of torch and pfcore); the timed part is plan, shards on the
+workers (each loads the model once), publish. Counts are interleaved run
+by run, so a change of load hits each alike. Records get ``runner: "dask"``, the workers' CPU
+seconds during the run (``worker_cpu_seconds``, ``worker_cpu_per_wall_second``) and, beside the
+one-worker record of the same run, ``ratio_to_one_worker``.
 
 The synthesizer is trained briefly (``--preset fast``) on the shared dataset the first time and
 cached under ``benchmarks/work/``; ``--synth DIR`` uses a saved one instead.
@@ -229,6 +240,8 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 f"eta {eta}"
             )
 
+    if args.dask_address:
+        return _child_e2e_dask(args, out_root)
     try:
         t0 = time.perf_counter()
         manifest = generate_batch(
@@ -269,6 +282,145 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
             storage.resolve(out_root).remove()
 
 
+def _warm_worker() -> None:
+    """Imports on a fresh worker, before timing: a long-lived worker has paid them already."""
+    import torch
+
+    import pfcore.generate.shard  # noqa: F401
+
+    torch.set_num_threads(1)
+
+
+def _dask_shard(plan: dict, index: int) -> dict:
+    """One shard on a Dask worker (one thread: the workers are the parallelism)."""
+    import torch
+
+    from pfcore.generate import generate_shard
+
+    torch.set_num_threads(1)
+    return generate_shard(None, plan, index).to_dict()
+
+
+def _child_e2e_dask(args: argparse.Namespace, out_root: Any) -> dict[str, Any]:
+    """Plan, shards on the Dask cluster at ``args.dask_address``, publish: what the flow's
+    DaskTaskRunner does, without Prefect's per-task overhead."""
+    from distributed import Client
+
+    from pfcore import storage
+    from pfcore.generate import (
+        BatchLayout,
+        BatchTarget,
+        ShardResult,
+        plan_batch,
+        publish_batch,
+    )
+
+    try:
+        with Client(args.dask_address, timeout=60) as client:
+            client.wait_for_workers(args.workers, timeout=120)
+            client.run(_warm_worker)
+            t0 = time.perf_counter()
+            plan = plan_batch(
+                args.synth_dir,
+                args.rows,
+                0,
+                BatchTarget(out_root, args.dataset),
+                layout=BatchLayout(noise=args.noise, rows_per_shard=_rows_per_shard(args)),
+            )
+            n = len(plan.shards)
+            futures = client.map(_dask_shard, [plan.to_dict()] * n, range(n), pure=False)
+            results = [ShardResult.from_dict(d) for d in client.gather(futures)]
+            manifest = publish_batch(plan, results)
+            seconds = time.perf_counter() - t0
+        return {
+            "rows_per_second": round(args.rows / seconds, 1),
+            "seconds": round(seconds, 2),
+            "startup_seconds": None,
+            "steady_rows_per_second": None,
+            "parquet_bytes": sum(f["bytes"] for f in manifest.files),
+            "files": len(manifest.files),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_parent_mb": None,
+            "peak_rss_worker_mb": None,
+        }
+    finally:
+        if not args.keep_output:
+            storage.resolve(out_root).remove()
+
+
+# ------------------------------------------------------------------------ Dask cluster
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def _dask_cluster(n_workers: int, work: Path) -> Iterator[tuple[str, list[int]]]:
+    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1, each in
+    its own folder with one thread and OMP_NUM_THREADS=1; yields (address, worker pids)."""
+    import signal
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).parent / "dask")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = Path(tempfile.mkdtemp(dir=work, prefix="dask-"))
+    procs: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], folder: Path, extra: dict[str, str]) -> subprocess.Popen:
+        folder.mkdir(parents=True)
+        with open(folder / "log", "wb") as log:
+            proc = subprocess.Popen(
+                cmd, env={**env, **extra}, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        procs.append(proc)
+        return proc
+
+    try:
+        start(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--dashboard-address", ":0"],
+            root / "scheduler",
+            {},
+        )
+        workers = []
+        for i in range(n_workers):
+            folder = root / f"worker{i}"
+            cmd = [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-nanny"]
+            cmd += ["--name", f"w{i}", "--dashboard-address", ":0"]
+            cmd += ["--local-directory", str(folder / "dask")]
+            workers.append(start(cmd, folder, {"PUSHFORWARD_HOME": str(folder / "home")}))
+        yield address, [w.pid for w in workers]
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _dask_run(
+    args: argparse.Namespace, synth_dir: Path, n: int, n_workers: int, rows_per_shard: int
+) -> dict:
+    """One timed end-to-end run on a fresh cluster of ``n_workers``; adds the workers' CPU."""
+    with _dask_cluster(n_workers, Path(args.work)) as (address, pids):
+        before = sum(_cpu_seconds(p) for p in pids)
+        sub = argparse.Namespace(**{**vars(args), "workers": n_workers})
+        extra = ["--rows", str(n), "--dask-address", address]
+        extra += ["--rows-per-shard", str(rows_per_shard)]
+        res = _run_child("e2e", sub, synth_dir, extra)
+        cpu = sum(_cpu_seconds(p) for p in pids) - before
+    # worker CPU includes importing and loading the model (the run's first task on each)
+    res["worker_cpu_seconds"] = round(cpu, 2)
+    res["worker_cpu_per_wall_second"] = round(cpu / res["seconds"], 2)
+    return res
+
+
 # ------------------------------------------------------------------------ driver
 def _run_child(
     mode: str, args: argparse.Namespace, synth_dir: Path, extra: list[str], *, local: bool = False
@@ -298,7 +450,7 @@ def _run_child(
         args.decode[0] if isinstance(args.decode, list) else args.decode,
         *extra,
     ]
-    if args.rows_per_shard:
+    if args.rows_per_shard and "--rows-per-shard" not in extra:
         cmd += ["--rows-per-shard", str(args.rows_per_shard)]
     if args.output and not local:
         cmd += ["--output", args.output]
@@ -361,6 +513,7 @@ def _save_results(path: Path, records: list[dict[str, Any]]) -> None:
             r.get("noise", "cpu"),
             r.get("decode", "numpy"),
             r.get("storage", "local"),
+            r.get("runner", "local"),
         )
 
     new_keys = {key(r) for r in records}
@@ -428,8 +581,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="start a local moto S3 server for --output s3://BUCKET/... (creates the bucket)",
     )
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="run the shards on a local Dask cluster of each of these worker counts (one "
+        "thread per worker), interleaved run by run; records get runner 'dask'",
+    )
     p.add_argument("--note", default="", help="free text stored with the records")
     p.add_argument("--child", choices=["limits", "e2e"], help=argparse.SUPPRESS)
+    p.add_argument("--dask-address", help=argparse.SUPPRESS)
     p.add_argument("--synth-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     Path(args.work).mkdir(parents=True, exist_ok=True)
@@ -444,7 +606,74 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with _maybe_moto(args):
-        return _drive(args)
+        return _drive_dask(args) if args.dask_workers else _drive(args)
+
+
+def _bound_by(workers: int, cpu_per_wall: float) -> str:
+    """What limited a Dask run, from what was measured: CPU the workers got against the cores
+    they could have used."""
+    cores = os.cpu_count() or 1
+    usable = min(workers, cores)
+    load = os.getloadavg()[0]
+    if cpu_per_wall >= 0.9 * usable:
+        return (
+            f"CPU: the workers used {cpu_per_wall:.2f} of {usable} usable cores (the shard work "
+            "is model forward, decode and Parquet encoding, all CPU)"
+        )
+    return (
+        f"CPU share: the workers got {cpu_per_wall:.2f} CPU-seconds per second of {usable} "
+        f"usable cores; the machine ({cores} cores) was shared, load average {load:.1f}"
+    )
+
+
+def _drive_dask(args: argparse.Namespace) -> int:
+    """Rows/s of the same batches on Dask clusters of each size in ``--dask-workers``."""
+    from pfcore.generate import BLOCK_ROWS
+
+    args.decode = (args.decode or ["numpy"])[0]
+    args.torch_threads = args.torch_threads or 1
+    synth_dir = ensure_synthesizer(args)
+    _log("measuring limits (model-only forward, raw Parquet write), 1 thread")
+    limits = _run_child("limits", argparse.Namespace(**{**vars(args), "workers": 1}), synth_dir, [])
+    _log(f"limits: {limits}")
+    records: list[dict[str, Any]] = []
+    counts = sorted(set(args.dask_workers))
+    for n in args.rows:
+        # one layout for every cluster size: at least 4 shards per worker of the largest
+        per_shard = args.rows_per_shard or max(BLOCK_ROWS, n // (4 * max(counts)))
+        runs: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
+        for rep in range(args.repeats):
+            for w in counts:
+                _log(f"dask: {n:,} rows on {w} worker(s), run {rep + 1}/{args.repeats}")
+                runs[w].append(_dask_run(args, synth_dir, n, w, per_shard))
+                _log(f"  {runs[w][-1]}")
+        best = {w: max(r["rows_per_second"] for r in rs) for w, rs in runs.items()}
+        for w, rs in runs.items():
+            sub = argparse.Namespace(**{**vars(args), "workers": w})
+            rec = _record(sub, n, args.decode, rs, {"numpy": best[w]}, limits, synth_dir)
+            e2e = max(rs, key=lambda r: r["rows_per_second"])
+            rec.update(
+                runner="dask",
+                storage=_storage_kind(args),
+                torch_threads=1,
+                ratio_to_numpy=None,
+                rows_per_shard=per_shard,
+                worker_cpu_seconds=e2e["worker_cpu_seconds"],
+                worker_cpu_per_wall_second=e2e["worker_cpu_per_wall_second"],
+                runs_worker_cpu_per_wall_second=[r["worker_cpu_per_wall_second"] for r in rs],
+                worker_cpu_seconds_per_million_rows=round(e2e["worker_cpu_seconds"] / n * 1e6, 2),
+                ratio_to_one_worker=round(best[w] / best[1], 3) if 1 in best else None,
+                bound_by=_bound_by(w, e2e["worker_cpu_per_wall_second"]),
+            )
+            records.append(rec)
+        _save_results(Path(args.out), records)
+    cols = ["rows", "workers", "rows_per_second", "runs_rows_per_second", "ratio_to_one_worker"]
+    cols += ["worker_cpu_per_wall_second", "model_only_rows_per_second", "load_average_1m"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in records:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return 0
 
 
 def _drive(args: argparse.Namespace) -> int:

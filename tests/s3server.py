@@ -32,12 +32,14 @@ def s3_env(endpoint: str) -> dict[str, str]:
 
 
 @contextmanager
-def moto_server(log_dir: Path) -> Iterator[str]:
-    """Run ``moto_server`` and yield its endpoint URL; skip when moto is not installed."""
+def moto_server(log_dir: Path, port: int | None = None) -> Iterator[str]:
+    """Run ``moto_server`` and yield its endpoint URL once it answers; skip when moto is not
+    installed. ``port``: a port chosen beforehand, so other servers can be started with the
+    endpoint while this one comes up."""
     exe = shutil.which("moto_server") or str(Path(os.sys.executable).parent / "moto_server")
     if not Path(exe).exists():
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = free_port()
+    port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = log_dir / "moto.log"
     with background([exe, "-H", "127.0.0.1", "-p", str(port)], dict(os.environ), log) as proc:

@@ -32,26 +32,40 @@ def wait_http(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail(log)}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout_s}s:\n{_tail(log)}")
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s:\n{tail(log)}")
 
 
-def _tail(log: Path | None, n: int = 4000) -> str:
+def tail(log: Path | None, n: int = 4000) -> str:
+    """The last ``n`` characters of a log file (empty when it does not exist)."""
     if log is None or not log.exists():
         return ""
     return log.read_text(errors="replace")[-n:]
 
 
+def _descendants(pid: int) -> list:
+    """Every process below ``pid``. A Prefect worker starts each flow run in a new session, so
+    killing the worker's group would leave a run still going after a failed test."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - psutil missing or the process already gone
+        return []
+
+
 def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGINT first (Prefect workers linger on SIGTERM), then SIGKILL the whole group."""
+    """SIGINT first (Prefect workers linger on SIGTERM), then SIGKILL the whole group and any
+    descendant that left it."""
     if proc.poll() is not None:
         return
+    below = _descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=grace_s)
@@ -61,14 +75,24 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for child in below:
+        try:
+            child.kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
     proc.wait(timeout=10)
 
 
 @contextmanager
 def background(
-    cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    cmd: list[str],
+    env: dict[str, str],
+    log: Path,
+    cwd: Path | None = None,
+    grace_s: float = 10.0,
 ) -> Iterator[subprocess.Popen]:
-    """Run ``cmd`` in its own process group with output to ``log``; stop the group on exit."""
+    """Run ``cmd`` in its own process group with output to ``log``; stop the group on exit
+    (``grace_s``: how long SIGINT may take before SIGKILL)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
@@ -77,7 +101,24 @@ def background(
         try:
             yield proc
         finally:
-            stop_group(proc)
+            stop_group(proc, grace_s)
+
+
+#: Prefect's server answers 503 while its SQLite database is locked by another writer (workers
+#: and served processes poll and heartbeat through the same file); Prefect's own client retries
+#: 502/503, so a raw REST call (what the UI's Run button sends) does the same, a bounded number
+#: of times.
+RETRY_STATUS = {502, 503}
+
+
+def api_request(method: str, url: str, attempts: int = 6, **kwargs) -> httpx.Response:
+    """One REST call to a Prefect server, retried on 502/503 with a growing pause."""
+    for attempt in range(attempts):
+        r = httpx.request(method, url, **kwargs)
+        if r.status_code not in RETRY_STATUS:
+            return r
+        time.sleep(1.0 + attempt)
+    return r
 
 
 def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:

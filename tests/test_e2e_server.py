@@ -11,29 +11,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pyarrow.dataset as ds
 import pytest
 
 from tests.conftest import ROOT, TEST_DATA
-from tests.servers import PYTHON, background, free_port, prefect_env, wait_http
+from tests.servers import PYTHON, api_request, background, free_port, prefect_env, wait_http
 
 pytestmark = pytest.mark.slow
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-#: Prefect's server answers 503 while its SQLite database is locked by another writer (the
-#: served process polls and heartbeats through the same file); Prefect's own client retries
-#: 502/503, so a UI-style raw request does the same, a bounded number of times.
-RETRY_STATUS = {502, 503}
-
-
-def _request(method: str, url: str, **kwargs) -> httpx.Response:
-    for attempt in range(6):
-        r = httpx.request(method, url, **kwargs)
-        if r.status_code not in RETRY_STATUS:
-            return r
-        time.sleep(1.0 + attempt)
-    return r
+_request = api_request
 
 
 def _wait_deployment(api: str, name: str, timeout_s: float) -> dict:

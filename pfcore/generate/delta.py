@@ -3,9 +3,11 @@
 Why a transaction id: a retried flow, or two overlapping runs of the same batch, must never
 append its rows twice. Each append records a Delta application transaction
 (``txn`` action: ``app_id = "pushforward:<dataset>:<batch id>"``, version 1) in the same commit
-as its files; an append first asks the table for that id and does nothing when it is there. Two
-appends racing past that check write the same ``app_id``, which Delta's conflict check refuses
-for the later commit; the loser re-reads the table, finds the id and returns without appending.
+as its files; an append first asks the table for that id and does nothing when it is there, so
+a retry or a rerun never appends twice. Two appends of one batch that run at the same moment and
+both pass that check can both land: delta-rs' conflict check does not refuse a blind append
+whose ``app_id`` a concurrent commit already wrote (a failed commit is still re-checked for the
+id). Run one append per batch at a time.
 
 The rows are streamed from the committed Parquet batch (its manifest's files), so a Delta table
 holds exactly what the batch holds. Object-store tables use delta-rs' own configuration, the
