@@ -185,7 +185,7 @@ def fit_conditional_student(
 ) -> dict[str, Any]:
     """Train ``model.conditional_student`` (a ``OneStepModel`` after distillation)."""
     from pfcore.models.energy import soften_onehot
-    from pfcore.models.losses import BlockLoss
+    from pfcore.models.onestep import endpoint_loss
     from pfcore.models.phase import Phase, PhaseData, run_phase
     from pfcore.models.training import autocast, batch_index, seeded_generator
 
@@ -207,15 +207,7 @@ def fit_conditional_student(
     gen = seeded_generator(cfg.seed, device, salt=4)
     batch = max(2, min(cfg.distill_batch_size, len(x)) // 2)
     n_anchor = max(2, batch // 2)
-    use_ce = cfg.distill_loss == "ce" and index.has_onehot
-    block_loss = BlockLoss(
-        index,
-        d,
-        weighting=cfg.loss_weighting,
-        softmax=use_ce,
-        categorical_weight=cfg.categorical_weight,
-    )
-    classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else []
+    block_loss, classes = endpoint_loss(cfg, index, x_all)
     scale = torch.ones(d, device=device)
     if index.has_onehot:
         scale[index.onehot_cols.to(device)] = ONEHOT_SCALE
@@ -234,7 +226,7 @@ def fit_conditional_student(
         with autocast(device, use_amp):
             anchor = net(z_all[b], empty, zeros.expand(n_anchor, -1)).float()
             out = net(z, mm, known).float()
-        loss = block_loss(anchor, x_all[b], [c[b] for c in classes] if use_ce else None)
+        loss = block_loss(anchor, x_all[b], None if classes is None else [c[b] for c in classes])
         y = torch.where(mm, known, soften_onehot(out, index))
         es = energy_score(y[:batch], y[batch:], rows, scale)
         return loss + cfg.conditional_weight * es.mean()

@@ -333,6 +333,28 @@ class OneStepModel(GenerativeModel):
         return model
 
 
+def endpoint_loss(
+    cfg: OneStepConfig, index: OneHotIndex, x_all: torch.Tensor
+) -> tuple[BlockLoss, list[torch.Tensor] | None]:
+    """The loss of a student output against the teacher's endpoints ``x_all``, and its classes.
+
+    With ``distill_loss="ce"`` one-hot blocks are trained by cross-entropy on the class the
+    teacher chose (returned per group, indexed like ``x_all``); otherwise every dim by MSE and
+    the classes are None. The unconditional and the conditional student share it, so both read
+    the teacher's endpoints the same way.
+    """
+    use_ce = cfg.distill_loss == "ce" and index.has_onehot
+    block_loss = BlockLoss(
+        index,
+        x_all.shape[1],
+        weighting=cfg.loss_weighting,
+        softmax=use_ce,
+        categorical_weight=cfg.categorical_weight,
+    )
+    classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else None
+    return block_loss, classes
+
+
 def distill(
     model: OneStepModel,
     pairs: tuple[torch.Tensor, torch.Tensor],
@@ -349,18 +371,9 @@ def distill(
     student, index = model.student, model._index
     z_all, x_all = pairs
     device = z_all.device
-    d = x_all.shape[1]
     gen = seeded_generator(cfg.seed, device, salt=3)
     batch = min(cfg.distill_batch_size, len(z_all))
-    use_ce = cfg.distill_loss == "ce" and index.has_onehot
-    block_loss = BlockLoss(
-        index,
-        d,
-        weighting=cfg.loss_weighting,
-        softmax=use_ce,
-        categorical_weight=cfg.categorical_weight,
-    )
-    classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else []
+    block_loss, classes = endpoint_loss(cfg, index, x_all)
     use_amp = cfg.amp and device.type == "cuda"
 
     match_w = cfg.distill_match_weight
@@ -380,7 +393,7 @@ def distill(
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(z_all), batch, gen, device)
         zb, xb = z_all[b], x_all[b]
-        cls_b = [c[b] for c in classes] if use_ce else None
+        cls_b = None if classes is None else [c[b] for c in classes]
         with autocast(device, use_amp):
             out = student(zb).float()
         loss = block_loss(out, xb, cls_b)
