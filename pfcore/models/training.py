@@ -223,7 +223,7 @@ class LoopSpec:
             patience=cfg.patience,
             log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every,
-            ema_decay=getattr(cfg, "ema_decay", 0.0),
+            ema_decay=cfg.ema_decay,
         )
 
 
