@@ -185,7 +185,7 @@ def fit_conditional_student(
 ) -> dict[str, Any]:
     """Train ``model.conditional_student`` (a ``OneStepModel`` after distillation)."""
     from pfcore.models.energy import soften_onehot
-    from pfcore.models.onestep import endpoint_loss
+    from pfcore.models.losses import endpoint_loss
     from pfcore.models.phase import Phase, PhaseData, run_phase
     from pfcore.models.training import autocast, batch_index, seeded_generator
 

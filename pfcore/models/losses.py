@@ -9,12 +9,17 @@ every source column (block) the same weight; ``"dims"`` is plain averaging.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from pfcore.models.base import OneHotIndex
 
-__all__ = ["BlockLoss"]
+if TYPE_CHECKING:
+    from pfcore.models.onestep import OneStepConfig
+
+__all__ = ["BlockLoss", "endpoint_loss"]
 
 
 class BlockLoss:
@@ -75,3 +80,25 @@ class BlockLoss:
             ce = F.cross_entropy(pred[:, idx].reshape(-1, w), cls.reshape(-1))
             loss = loss + self.cat_w * ce * gw
         return loss
+
+
+def endpoint_loss(
+    cfg: OneStepConfig, index: OneHotIndex, x_all: torch.Tensor
+) -> tuple[BlockLoss, list[torch.Tensor] | None]:
+    """The loss of a student output against the teacher's endpoints ``x_all``, and its classes.
+
+    With ``distill_loss="ce"`` one-hot blocks are trained by cross-entropy on the class the
+    teacher chose (returned per group, indexed like ``x_all``); otherwise every dim by MSE and
+    the classes are None. The unconditional and the conditional student share it, so both read
+    the teacher's endpoints the same way.
+    """
+    use_ce = cfg.distill_loss == "ce" and index.has_onehot
+    block_loss = BlockLoss(
+        index,
+        x_all.shape[1],
+        weighting=cfg.loss_weighting,
+        softmax=use_ce,
+        categorical_weight=cfg.categorical_weight,
+    )
+    classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else None
+    return block_loss, classes

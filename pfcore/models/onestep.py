@@ -51,7 +51,7 @@ from pfcore.models.base import (
 )
 from pfcore.models.energy import energy_distance, soften_onehot
 from pfcore.models.flow import FlowConfig, FlowModel, fit_flow
-from pfcore.models.losses import BlockLoss
+from pfcore.models.losses import endpoint_loss
 from pfcore.models.nets import MLP, count_parameters
 from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import (
@@ -331,28 +331,6 @@ class OneStepModel(GenerativeModel):
         model._fitted = True
         model.fit_summary = {"family": cls.family, **summary}
         return model
-
-
-def endpoint_loss(
-    cfg: OneStepConfig, index: OneHotIndex, x_all: torch.Tensor
-) -> tuple[BlockLoss, list[torch.Tensor] | None]:
-    """The loss of a student output against the teacher's endpoints ``x_all``, and its classes.
-
-    With ``distill_loss="ce"`` one-hot blocks are trained by cross-entropy on the class the
-    teacher chose (returned per group, indexed like ``x_all``); otherwise every dim by MSE and
-    the classes are None. The unconditional and the conditional student share it, so both read
-    the teacher's endpoints the same way.
-    """
-    use_ce = cfg.distill_loss == "ce" and index.has_onehot
-    block_loss = BlockLoss(
-        index,
-        x_all.shape[1],
-        weighting=cfg.loss_weighting,
-        softmax=use_ce,
-        categorical_weight=cfg.categorical_weight,
-    )
-    classes = [x_all[:, idx].argmax(dim=2) for _w, idx in index.groups] if use_ce else None
-    return block_loss, classes
 
 
 def distill(
