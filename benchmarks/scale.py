@@ -18,6 +18,10 @@ ingest time linear, training and validation time flat. Usage::
 Records are merged into the results file by (rows, stage, seed), so sizes can be run apart;
 ``--merge FILE`` merges another run's results file and prints the table.
 
+``--replicate 10`` also measures train and validate on ten hard-linked copies of each ingested
+dataset's part files (records carry ``replicated_from_rows``): the read path of a 10x larger
+table (part files, row groups, footers, row keys) at no build or ingest cost.
+
 Each source batch is deleted after ingest and each ingested dataset after validation unless
 ``--keep`` is given (100M rows of california_housing: about 1.3 GB of Parquet each).
 """
@@ -226,6 +230,92 @@ def print_table(records: list[dict]) -> None:
         )
 
 
+def measure(
+    a: argparse.Namespace, dataset: Path, n: int, ing: dict, *, include_ingest: bool
+) -> list[dict]:
+    """Train and validate on ``dataset`` (``n`` rows) for every seed: one record per stage."""
+    new: list[dict] = []
+    for seed in a.seeds:
+        run = a.work / f"run-{n}-s{seed}"
+        shutil.rmtree(run, ignore_errors=True)
+        tr = run_stage(
+            "train",
+            {
+                "dataset": str(dataset),
+                "work": str(run),
+                "preset": a.preset,
+                "max_minutes": a.max_minutes,
+                "seed": seed,
+            },
+        )
+        va = run_stage("validate", {"dataset": str(dataset), "synth": tr["synth_dir"]})
+        stages = [("train", tr), ("validate", va)]
+        if seed == a.seeds[0] and include_ingest:
+            stages.insert(0, ("ingest", ing))
+        for stage, res in stages:
+            rec = {
+                "rows": n,
+                "columns": ing["columns"],
+                "stage": stage,
+                "seed": seed,
+                "seconds": res["seconds"],
+                "cpu_seconds": res.get("cpu_seconds"),
+                "peak_rss_mb": res["peak_rss_mb"],
+                "training_rows_used": tr["training_rows_used"],
+                "split_method": (tr.get("split") or {}).get("method"),
+            }
+            if stage == "train":
+                rec.update(fit_seconds=tr.get("fit_seconds"), memory_plan=tr.get("memory_plan"))
+            if stage == "validate":
+                rec.update(
+                    quality=va.get("quality"),
+                    detection_auc=va.get("detection_auc"),
+                    metric_rows=va.get("metric_rows"),
+                    source_rows=va.get("source_rows"),
+                )
+            new.append(rec)
+            print(
+                f"{n:>12,} {stage:<9} seed {seed} {res['seconds']:>8.1f} s "
+                f"{res['peak_rss_mb']:>8.0f} MB",
+                flush=True,
+            )
+    return new
+
+
+def replicate_dataset(src: Path, dst: Path, factor: int) -> Path:
+    """An ingested dataset of ``factor`` x the rows of ``src``: its part files hard-linked
+    ``factor`` times (no bytes copied), manifest and whole-table statistics scaled to match.
+
+    Why: building and ingesting 100M rows takes about 20 minutes on 2 cores, while training and
+    validation only depend on the layout they read (part files, row groups, footers, row keys),
+    which this reproduces at the larger size in seconds.
+    """
+    shutil.rmtree(dst, ignore_errors=True)
+    (dst / "data").mkdir(parents=True)
+    manifest = json.loads((src / "manifest.json").read_text())
+    files = []
+    for rep in range(factor):
+        for i, f in enumerate(manifest["files"]):
+            path = f"data/part-{rep * len(manifest['files']) + i:05d}.parquet"
+            os.link(src / f["path"], dst / path)
+            files.append({**f, "path": path})
+    manifest.update(files=files, rows=manifest["rows"] * factor)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(src / "schema.json", dst / "schema.json")
+    stats_path = src / "stats.json"
+    if stats_path.exists():
+        stats = json.loads(stats_path.read_text())
+        stats["rows"] *= factor
+        for col in stats["columns"]:
+            for key in ("rows", "nulls", "other_rows"):
+                if col.get(key) is not None:
+                    col[key] *= factor
+            if col.get("counts"):
+                col["counts"] = [c * factor for c in col["counts"]]
+        (dst / "stats.json").write_text(json.dumps(stats))
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -247,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--build-only", action="store_true", help="only build (and keep) the source batches"
+    )
+    p.add_argument(
+        "--replicate",
+        type=int,
+        default=1,
+        help="also train + validate on FACTOR hard-linked copies of each ingested dataset",
     )
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -283,51 +379,15 @@ def main(argv: list[str] | None = None) -> int:
         ing = run_stage("ingest", {"source": str(batch), "dataset": str(dataset)})
         if not a.keep:
             shutil.rmtree(src_root, ignore_errors=True)
-        new: list[dict] = []
-        for seed in a.seeds:
-            run = a.work / f"run-{n}-s{seed}"
-            shutil.rmtree(run, ignore_errors=True)
-            tr = run_stage(
-                "train",
-                {
-                    "dataset": str(dataset),
-                    "work": str(run),
-                    "preset": a.preset,
-                    "max_minutes": a.max_minutes,
-                    "seed": seed,
-                },
-            )
-            va = run_stage("validate", {"dataset": str(dataset), "synth": tr["synth_dir"]})
-            stages = [("train", tr), ("validate", va)]
-            if seed == a.seeds[0] and not ing.get("reused"):
-                stages.insert(0, ("ingest", ing))
-            for stage, res in stages:
-                rec = {
-                    "rows": n,
-                    "columns": ing["columns"],
-                    "stage": stage,
-                    "seed": seed,
-                    "seconds": res["seconds"],
-                    "cpu_seconds": res.get("cpu_seconds"),
-                    "peak_rss_mb": res["peak_rss_mb"],
-                    "training_rows_used": tr["training_rows_used"],
-                    "split_method": (tr.get("split") or {}).get("method"),
-                }
-                if stage == "train":
-                    rec.update(fit_seconds=tr.get("fit_seconds"), memory_plan=tr.get("memory_plan"))
-                if stage == "validate":
-                    rec.update(
-                        quality=va.get("quality"),
-                        detection_auc=va.get("detection_auc"),
-                        metric_rows=va.get("metric_rows"),
-                        source_rows=va.get("source_rows"),
-                    )
-                new.append(rec)
-                print(
-                    f"{n:>12,} {stage:<9} seed {seed} {res['seconds']:>8.1f} s "
-                    f"{res['peak_rss_mb']:>8.0f} MB",
-                    flush=True,
-                )
+        new = measure(a, dataset, n, ing, include_ingest=not ing.get("reused"))
+        if a.replicate > 1:
+            # the same rows linked a.replicate times: the read path of a table a.replicate times
+            # larger (part files, row groups, footers, keys) without building and ingesting it
+            big = replicate_dataset(dataset, a.work / f"dataset-{n}x{a.replicate}", a.replicate)
+            for rec in measure(a, big, n * a.replicate, ing, include_ingest=False):
+                new.append({**rec, "replicated_from_rows": n})
+            if not a.keep:
+                shutil.rmtree(big, ignore_errors=True)
         if not a.keep:
             shutil.rmtree(dataset, ignore_errors=True)
         records = merge_records(a.results, new, header)
