@@ -118,6 +118,9 @@ def run_job(
 
     def score(name: str, m: Any) -> None:
         syn = tr.decode(m.sample(len(hold), seed=1), seed=1).to_pandas()
+        if args.keep:  # the scored rows, for per-column-group diagnostics afterwards
+            keep = args.out.with_name(f"{args.out.stem}.{dataset}.{family}.s{seed}.{name}.parquet")
+            syn.to_parquet(keep)
         out[f"{name}_auc"] = round(detection_auc(hold, syn), 4)
         out[f"{name}_shapes"] = round(shapes_score(hold, syn), 4)
 
@@ -150,6 +153,7 @@ def main() -> int:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--parallel", type=int, default=1, help="jobs at a time")
     ap.add_argument("--append", action="store_true", help="keep the records already in --out")
+    ap.add_argument("--keep", action="store_true", help="write the scored synthetic rows beside")
     ap.add_argument("--job", nargs=3, metavar=("DATASET", "FAMILY", "SEED"))
     args = ap.parse_args()
     if args.job:
@@ -174,6 +178,7 @@ def main() -> int:
                     str(args.ar_steps),
                 ]
                 cmd += ["--ema", str(args.ema), "--job", ds, fam, str(seed)]
+                cmd += ["--keep"] if args.keep else []
                 while sum(p.poll() is None for _, p in procs) >= max(1, args.parallel):
                     time.sleep(2)
                 name = f"{fam}.s{seed}"
