@@ -135,6 +135,47 @@ def run_job(
     return out
 
 
+def speed(work: Path, datasets: list[str], repeats: int) -> list[dict[str, Any]]:
+    """Sampling rows/s of both families' balanced-preset networks, timed alternately.
+
+    The networks get two training steps per phase: a sampler's cost depends on its sizes, not
+    its weights, and timing both families in turn, best of ``repeats``, in one process keeps
+    a shared machine's load from favouring either.
+    """
+    import pyarrow.parquet as pq
+    import torch
+
+    from pfcore import models
+    from pfcore.schema import infer_schema
+    from pfcore.transforms import TableTransformer
+
+    torch.set_num_threads(1)
+    records = []
+    for ds in datasets:
+        train_t = pq.read_table(work / ds / "train.parquet")
+        tr = TableTransformer.fit(train_t, infer_schema(train_t), seed=0)
+        x = tr.encode(train_t, seed=0)
+        fitted = {}
+        for fam in FAMILIES:
+            cfg = {"max_steps": 2, "distill_max_steps": 2, "n_pairs": 1024, "threads": 1}
+            cfg.update(min_steps=1, epochs=None, device="cpu", calibrate=False)
+            cfg.update({"ar_max_steps": 2} if fam == "hybrid" else {"conditional_max_steps": 0})
+            m = models.build(fam, cfg, preset="balanced")
+            m.fit(x, tr.blocks)
+            fitted[fam] = m
+        best: dict[str, dict[str, float]] = {f: {} for f in FAMILIES}
+        for _ in range(repeats):
+            for fam, m in fitted.items():
+                for key, val in _rows_per_second(m, tr).items():
+                    best[fam][key] = max(val, best[fam].get(key, 0))
+        for fam in FAMILIES:
+            rec = {"dataset": ds, "family": fam, "kind": "speed", "repeats": repeats, **best[fam]}
+            rec["n_features"] = int(x.shape[1])
+            records.append(rec)
+            print("SPEED " + json.dumps(rec), flush=True)
+    return records
+
+
 def log_path(out: Path, ds: str, name: str) -> Path:
     return out.with_name(f"{out.stem}.{ds}.{name}.log")
 
@@ -155,7 +196,17 @@ def main() -> int:
     ap.add_argument("--append", action="store_true", help="keep the records already in --out")
     ap.add_argument("--keep", action="store_true", help="write the scored synthetic rows beside")
     ap.add_argument("--job", nargs=3, metavar=("DATASET", "FAMILY", "SEED"))
+    ap.add_argument(
+        "--speed", type=int, default=0, metavar="REPEATS", help="only time both samplers"
+    )
     args = ap.parse_args()
+    if args.speed:
+        records = speed(args.work, args.datasets, args.speed)
+        old = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(old + records, indent=2))
+        tmp.replace(args.out)
+        return 0
     if args.job:
         ds, fam, seed = args.job
         res = run_job(args.work, ds, fam, args, int(seed))
