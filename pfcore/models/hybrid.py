@@ -25,9 +25,10 @@ for every family) and ``distill_max_steps``.
 
 Measured (``benchmarks/hybrid_sweep.py``, balanced preset, 3,000 flow and 6,000 distillation
 steps for both families, 3,000 discrete-network steps; detection AUC of the one-step sampler):
-credit_default 0.787 against onestep's 0.862, california_housing 0.759 against 0.761,
-diamonds 0.765/0.769 (seeds 0/1) against 0.759; the student is within 0.02 of its own teacher
-everywhere (onestep: 0.05-0.11), but the conditional flow is itself behind onestep's flow teacher
+credit_default 0.787 against onestep's 0.862, nyc_flights 0.944 against 0.990 (onestep's flow
+teacher: 0.968), california_housing 0.759 against 0.761, diamonds 0.765/0.769 (seeds 0/1)
+against 0.759/0.761 (a loss); the student is within 0.02 of its own teacher everywhere
+(onestep: 0.02-0.11), but the conditional flow is itself behind onestep's flow teacher
 on the numeric-heavy tables (diamonds 0.763 against 0.710). Sampling runs at 0.55-0.67x
 onestep's rows/s (the discrete network costs about one forward of a 128x2 MLP).
 
