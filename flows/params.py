@@ -196,7 +196,9 @@ class TrainParams(_Strict):
         DEFAULT_FAMILY,
         description=(
             "Model family: 'onestep' (distilled from a flow; fastest sampler), 'flow' (ODE "
-            "sampler), 'energy' (direct MMD/energy generator)."
+            "sampler), 'hybrid' (discrete columns drawn autoregressively, numbers by a "
+            "one-step map conditioned on them; no conditional sampler), 'energy' (direct "
+            "MMD/energy generator)."
         ),
     )
     preset: Literal[PRESET_CHOICES] = Field(

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Model families offered to users (``naive_mse`` exists only as a negative control).
-FAMILY_CHOICES: tuple[str, ...] = ("onestep", "flow", "energy")
+FAMILY_CHOICES: tuple[str, ...] = ("onestep", "flow", "hybrid", "energy")
 DEFAULT_FAMILY = "onestep"
 #: Training budget presets, smallest first (``pfcore.models.presets``).
 PRESET_CHOICES: tuple[str, ...] = ("tiny", "fast", "balanced", "best")

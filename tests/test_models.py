@@ -108,6 +108,7 @@ TINY = dict(
 TINY_FAMILY = {
     "flow": {},
     "onestep": dict(n_pairs=512, distill_max_steps=40, conditional_max_steps=30),
+    "hybrid": dict(n_pairs=512, distill_max_steps=40, ar_max_steps=40),
     "energy": {},
     "naive_mse": {},
 }

@@ -5,6 +5,8 @@ Families (``build(family, ...)``):
 - ``"onestep"`` (default): a one-step generator distilled from a rectified flow; one network
   forward per row, the production sampler.
 - ``"flow"``: the rectified flow itself, sampled by a few-step ODE solver (slower, the teacher).
+- ``"hybrid"``: discrete columns drawn by a masked autoregressive network (inverse CDF of one
+  latent coordinate each), numeric dims by a one-step student of a flow conditioned on them.
 - ``"energy"``: a direct generator trained with energy distance / MMD (baseline, fallback).
 - ``"naive_mse"``: MSE against randomly paired rows; collapses to the mean (negative control).
 
@@ -27,6 +29,7 @@ from pfcore.errors import ModelError
 from pfcore.models.base import BlockSpec, GenerativeModel, ModelConfig, Progress, read_model_json
 from pfcore.models.energy import EnergyConfig, EnergyModel
 from pfcore.models.flow import FlowConfig, FlowModel
+from pfcore.models.hybrid import HybridConfig, HybridModel
 from pfcore.models.naive import NaiveMSEConfig, NaiveMSEModel
 from pfcore.models.onestep import OneStepConfig, OneStepModel
 from pfcore.models.presets import PRESET_NAMES, preset_config
@@ -41,6 +44,8 @@ __all__ = [
     "FlowConfig",
     "FlowModel",
     "GenerativeModel",
+    "HybridConfig",
+    "HybridModel",
     "ModelConfig",
     "NaiveMSEConfig",
     "NaiveMSEModel",
@@ -52,7 +57,7 @@ __all__ = [
 ]
 
 FAMILIES: dict[str, type[GenerativeModel]] = {
-    cls.family: cls for cls in (FlowModel, OneStepModel, EnergyModel, NaiveMSEModel)
+    cls.family: cls for cls in (FlowModel, OneStepModel, HybridModel, EnergyModel, NaiveMSEModel)
 }
 
 

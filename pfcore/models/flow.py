@@ -107,13 +107,18 @@ class VelocityField:
             return torch.rand(n, 1, generator=gen, device=device)
         return torch.sigmoid(self.cfg.t_std * torch.randn(n, 1, generator=gen, device=device))
 
-    def loss(self, x1: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Flow-matching loss on a batch ``x1 (n, d)`` with fresh noise and times from ``gen``."""
+    def loss(
+        self, x1: torch.Tensor, gen: torch.Generator, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Flow-matching loss on a batch ``x1 (n, d)`` with fresh noise and times from ``gen``.
+
+        ``cond`` (n, cond_dim): the condition of each row, for a conditional velocity net.
+        """
         n, d = x1.shape
         z = torch.randn(n, d, generator=gen, device=x1.device)
         t = self.sample_t(n, gen, x1.device)
         xt = (1 - t) * z + t * x1
-        raw = self.net(xt, t).float()
+        raw = self.net(xt, t, cond).float()
         target = x1 - z
         classes = (
             [x1[:, idx].argmax(dim=2) for _w, idx in self.index.groups] if self.softmax else None
@@ -121,8 +126,10 @@ class VelocityField:
         return self.block_loss(raw, target, classes)
 
     # -------------------------------------------------------------- sampling
-    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        raw = self.net(x, t).float()
+    def velocity(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        raw = self.net(x, t, cond).float()
         if not self.softmax:
             return raw
         v = raw.clone()
@@ -133,9 +140,13 @@ class VelocityField:
         return v
 
     def integrate(
-        self, z: torch.Tensor, steps: int | None = None, solver: str | None = None
+        self,
+        z: torch.Tensor,
+        steps: int | None = None,
+        solver: str | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Solve ``dx/dt = v(x, t)`` from ``t = 0`` (noise) to ``t = 1`` on a uniform grid.
+        """Solve ``dx/dt = v(x, t[, cond])`` from ``t = 0`` (noise) to ``t = 1`` on a uniform grid.
 
         Heun's corrector is skipped on the last step when categorical blocks use the softmax
         head (its field is singular at ``t = 1``); that step is Euler and lands on the
@@ -148,13 +159,13 @@ class VelocityField:
         h = 1.0 / steps
         for i in range(steps):
             t0 = torch.full((n, 1), i * h, device=x.device)
-            v0 = self.velocity(x, t0)
+            v0 = self.velocity(x, t0, cond)
             x_euler = x + h * v0
             last = i == steps - 1
             if solver == "euler" or (last and self.softmax):
                 x = x_euler
             else:
-                v1 = self.velocity(x_euler, t0 + h)
+                v1 = self.velocity(x_euler, t0 + h, cond)
                 x = x + 0.5 * h * (v0 + v1)
         return x
 

@@ -40,23 +40,35 @@ class MLP(nn.Module):
 
 
 class VelocityNet(nn.Module):
-    """``v(x_t, t)``: the MLP sees ``x_t`` concatenated with Fourier features of ``t``.
+    """``v(x_t, t[, c])``: the MLP sees ``x_t`` concatenated with Fourier features of ``t``.
 
     Fourier features (fixed, log-spaced frequencies) let a small MLP change its field sharply near
     ``t = 1`` where the data's fine structure appears. Shapes: ``x (n, d)``, ``t (n, 1)``.
+    With ``cond_dim > 0`` the field is conditional: a fixed ``c (n, cond_dim)`` (the hybrid
+    family's discrete columns) is appended to the input; ``cond_dim = 0`` is the plain field
+    with the same parameters as before.
     """
 
-    def __init__(self, dim: int, width: int, depth: int, n_freqs: int = 8) -> None:
+    def __init__(
+        self, dim: int, width: int, depth: int, n_freqs: int = 8, cond_dim: int = 0
+    ) -> None:
         super().__init__()
         freqs = math.pi * (2.0 ** torch.arange(n_freqs, dtype=torch.float32))
         self.register_buffer("freqs", freqs, persistent=False)
         self.dim = dim
-        self.net = MLP(dim + 2 * n_freqs + 1, dim, width, depth)
+        self.cond_dim = int(cond_dim)
+        self.net = MLP(dim + 2 * n_freqs + 1 + self.cond_dim, dim, width, depth)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         ang = t * self.freqs.to(t.dtype)
-        feats = torch.cat([x, t, torch.sin(ang), torch.cos(ang)], dim=1)
-        return self.net(feats)
+        parts = [x, t, torch.sin(ang), torch.cos(ang)]
+        if self.cond_dim:
+            if cond is None or cond.shape[-1] != self.cond_dim:
+                raise ValueError(f"this velocity net needs a condition of width {self.cond_dim}")
+            parts.append(cond.to(x.dtype))
+        return self.net(torch.cat(parts, dim=1))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -39,6 +39,8 @@ class Phase:
 
     ``network`` is the (name, module) the checkpoint saves; ``push_fn`` maps latent noise to
     encoded rows for the early-stopping proxy; ``step_fn(step)`` returns the batch loss.
+    ``eval_fn``, when given, replaces that proxy (lower is better): a phase that fits one part
+    of a model (the hybrid family's discrete network) is judged by its own held-out loss.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Phase:
     step_fn: Callable[[int], torch.Tensor]
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
+    eval_fn: Callable[[], float] | None = None
 
 
 def make_proxy(
@@ -97,7 +100,9 @@ def run_phase(
         modules={name: module},
         optimizer=phase.optimizer,
         step_fn=phase.step_fn,
-        eval_fn=make_proxy(model, data, phase.push_fn),
+        eval_fn=phase.eval_fn
+        if phase.eval_fn is not None
+        else make_proxy(model, data, phase.push_fn),
         generator=phase.generator,
         callbacks=callbacks,
         checkpointer=ckpt,

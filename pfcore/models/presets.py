@@ -119,6 +119,53 @@ _ONESTEP: dict[str, dict[str, Any]] = {
     ),
 }
 
+# The hybrid family (hybrid.py): the onestep student's sizes and distillation budgets for the
+# continuous part, plus the discrete network. The flow teacher sees only the numeric dims (and
+# the one-hots as its condition), so its steps are not cheaper than onestep's, while a
+# discrete-network step costs a few milliseconds; ``ar_share`` is its share of ``max_minutes``.
+_HYBRID: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        student_width=64,
+        student_depth=2,
+        n_pairs=4096,
+        distill_max_steps=400,
+        distill_batch_size=256,
+        ar_width=64,
+        ar_depth=2,
+        ar_max_steps=400,
+        max_minutes=3.0,
+    ),
+    "fast": dict(
+        student_width=256,
+        student_depth=2,
+        n_pairs=20_000,
+        distill_max_steps=3000,
+        ar_width=128,
+        ar_max_steps=2000,
+        max_minutes=1.25,
+    ),
+    "balanced": dict(
+        student_width=256,
+        student_depth=2,
+        n_pairs=60_000,
+        distill_max_steps=12000,
+        ar_width=128,
+        ar_max_steps=4000,
+        max_minutes=4.6,
+        ar_share=0.1,
+        teacher_share=0.45,
+    ),
+    "best": dict(
+        student_width=256,
+        student_depth=3,
+        n_pairs=150_000,
+        distill_max_steps=30000,
+        ar_width=256,
+        ar_max_steps=12000,
+        max_minutes=14.0,
+    ),
+}
+
 _GEN_NET: dict[str, dict[str, Any]] = {
     "tiny": dict(width=64, depth=2),
     "fast": dict(width=256, depth=3),
@@ -137,6 +184,7 @@ def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "flow": {p: _merge(_TRAIN[p], _FLOW_NET[p]) for p in PRESET_NAMES},
     "onestep": {p: _merge(_TRAIN[p], _FLOW_NET[p], _ONESTEP[p]) for p in PRESET_NAMES},
+    "hybrid": {p: _merge(_TRAIN[p], _FLOW_NET[p], _HYBRID[p]) for p in PRESET_NAMES},
     "energy": {p: _merge(_TRAIN[p], _GEN_NET[p]) for p in PRESET_NAMES},
     "naive_mse": {p: _merge(_TRAIN[p], _GEN_NET[p]) for p in PRESET_NAMES},
 }

@@ -1,0 +1,135 @@
+"""A masked autoregressive network (MADE) over one-hot columns, sampled by inverse CDF.
+
+Why: a deterministic one-pass map from Gaussian noise to one-hot blocks has to carve sharp class
+regions in latent space, and the one-step student loses joint structure there (its detection
+AUC rose 0.08 above its flow teacher's on mostly categorical tables). Here the discrete columns
+are instead drawn one after the other in a fixed order, each from its exact conditional law
+``p(x_c | x_<c)`` learnt by maximum likelihood (cross-entropy with teacher forcing: one masked
+forward per training step gives every column's conditional at once).
+
+Sampling stays a push-forward map: column ``c`` takes one latent coordinate ``z_c``, sets
+``u = Phi(z_c)`` and picks the class whose cumulative probability first exceeds ``u``, so the
+rows are one deterministic function of ``z``.
+
+Cost: a hidden unit of degree ``m`` depends only on columns ``< m + 1``, and the units are stored
+sorted by degree, so when column ``c`` is drawn only the units of degree ``c`` are new. Sampling
+all columns therefore costs one forward of the network in total (``K`` slices), not ``K``
+forwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DiscreteAR", "inverse_cdf"]
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (rebuilt, never saved)."""
+
+    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor) -> None:
+        super().__init__(in_features, out_features)
+        self.register_buffer("mask", mask.to(torch.float32), persistent=False)
+
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per row, the class ``k`` with ``cdf[k - 1] <= u < cdf[k]``; ``probs (n, w)``, ``u (n,)``."""
+    cdf = probs.cumsum(dim=1)
+    k = (cdf < u.unsqueeze(1)).sum(dim=1)
+    return k.clamp_(max=probs.shape[1] - 1)
+
+
+class DiscreteAR(nn.Module):
+    """MADE over ``K`` one-hot columns of the given ``widths`` (in sampling order).
+
+    Input: the columns' one-hots as 0/1 (``(n, D)``, ``D = sum(widths)``); output: logits of
+    every column given the columns before it (``(n, D)``). Column 0's logits are its marginal
+    (only the output bias reaches them).
+    """
+
+    def __init__(self, widths: Sequence[int], width: int, depth: int) -> None:
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+        k = len(self.widths)
+        self.n_columns = k
+        self.dim = sum(self.widths)
+        starts = [0]
+        for w in self.widths:
+            starts.append(starts[-1] + w)
+        self.starts = starts
+        # Degree of an input dim: its column's position + 1. Hidden units: degrees 1..K-1,
+        # ascending, so the units of one degree are a contiguous slice.
+        deg_in = torch.tensor([c + 1 for c, w in enumerate(self.widths) for _ in range(w)])
+        span = max(1, k - 1)
+        deg_h = torch.tensor([1 + (i * span) // width for i in range(width)])
+        # upto[c]: number of hidden units of degree <= c (those column c's logits may use).
+        self.upto = [int((deg_h <= c).sum()) for c in range(k)]
+        layers: list[MaskedLinear] = []
+        d_in, deg_prev = self.dim, deg_in
+        for _ in range(depth):
+            mask = (deg_h.unsqueeze(1) >= deg_prev.unsqueeze(0)).float()
+            layers.append(MaskedLinear(d_in, width, mask))
+            d_in, deg_prev = width, deg_h
+        self.layers = nn.ModuleList(layers)
+        out_mask = (deg_in.unsqueeze(1) > deg_h.unsqueeze(0)).float()
+        self.head = MaskedLinear(width, self.dim, out_mask)
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+
+    # ------------------------------------------------------------------ training
+    def forward(self, onehot01: torch.Tensor) -> torch.Tensor:
+        h = onehot01
+        for layer in self.layers:
+            h = F.silu(layer(h))
+        return self.head(h)
+
+    def nll(self, onehot01: torch.Tensor) -> torch.Tensor:
+        """Mean over rows and columns of ``-log p(x_c | x_<c)`` (teacher forcing)."""
+        logits = self.forward(onehot01)
+        total = logits.new_zeros(())
+        for c, w in enumerate(self.widths):
+            s = self.starts[c]
+            target = onehot01[:, s : s + w].argmax(dim=1)
+            total = total + F.cross_entropy(logits[:, s : s + w], target)
+        return total / max(1, self.n_columns)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, u: torch.Tensor) -> torch.Tensor:
+        """0/1 one-hots ``(n, D)`` from uniforms ``u (n, K)``, column by column (inverse CDF).
+
+        Only the hidden units whose degree equals the column being drawn are computed at that
+        column, so the whole draw costs one forward in total.
+        """
+        n = u.shape[0]
+        weights = [layer.masked_weight() for layer in self.layers]
+        biases = [layer.bias for layer in self.layers]
+        w_out, b_out = self.head.masked_weight(), self.head.bias
+        hidden = [u.new_zeros(n, w.shape[0]) for w in weights]
+        out = u.new_zeros(n, self.dim)
+        lo = 0
+        for c, width in enumerate(self.widths):
+            hi = self.upto[c]
+            s = self.starts[c]
+            if hi > lo:  # units of degree c see columns < c and lower-degree units only
+                pre = F.linear(out[:, :s], weights[0][lo:hi, :s], biases[0][lo:hi])
+                hidden[0][:, lo:hi] = F.silu(pre)
+                for i in range(1, len(weights)):
+                    pre = F.linear(hidden[i - 1][:, :hi], weights[i][lo:hi, :hi], biases[i][lo:hi])
+                    hidden[i][:, lo:hi] = F.silu(pre)
+            logits = F.linear(hidden[-1][:, :hi], w_out[s : s + width, :hi], b_out[s : s + width])
+            k = inverse_cdf(torch.softmax(logits.float(), dim=1), u[:, c])
+            out[:, s : s + width].scatter_(1, k.unsqueeze(1), 1.0)
+            lo = hi
+        return out

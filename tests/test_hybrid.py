@@ -1,0 +1,249 @@
+"""The hybrid family: discrete joint reproduced, numbers conditioned on it, contract kept.
+
+Small synthetic tables with known structure, tiny networks and step budgets (a few seconds
+each on one core), so every check is deterministic and can fail: an independent categorical
+sampler holds the pair link below in about 1/6 of rows, not 95%.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pfcore import models
+from pfcore.errors import ModelError
+from pfcore.models.autoregressive import DiscreteAR, inverse_cdf
+from pfcore.models.base import Progress
+
+K = 6
+#: b is a fixed function of a (a permutation), so the pair link holds on every real row.
+LINK = np.array([3, 0, 4, 1, 5, 2])
+
+FAST = dict(
+    max_steps=150,
+    distill_max_steps=150,
+    ar_max_steps=400,
+    min_steps=1,
+    epochs=None,
+    lr=3e-3,
+    ar_lr=3e-3,
+    eval_every=100,
+    n_eval=256,
+    n_pairs=2048,
+    max_minutes=30.0,
+    checkpoint_every=50,
+    log_every=50,
+    threads=1,
+)
+
+
+def onehot(codes: np.ndarray, k: int) -> np.ndarray:
+    out = -np.ones((len(codes), k), np.float32)
+    out[np.arange(len(codes)), codes] = 1
+    return out
+
+
+def linked_table(n: int = 1200, seed: int = 0, numeric: bool = True) -> tuple[np.ndarray, list]:
+    """Categoricals a (6 classes), b = LINK[a], c (3 classes, independent); and, when
+    ``numeric``, a number that is +2 for even a and -2 for odd a (plus noise)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, K, n)
+    c = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    parts, blocks, pos = [], [], 0
+    if numeric:
+        num = np.where(a % 2 == 0, 2.0, -2.0) + 0.3 * rng.standard_normal(n)
+        parts.append(num.astype(np.float32)[:, None] / 2)
+        blocks.append({"column": "num", "kind": "numeric", "start": 0, "width": 1})
+        pos = 1
+    for name, codes, k in (("a", a, K), ("b", LINK[a], K), ("c", c, 3)):
+        parts.append(onehot(codes, k))
+        blocks.append({"column": name, "kind": "onehot", "start": pos, "width": k})
+        pos += k
+    return np.concatenate(parts, axis=1), blocks
+
+
+def codes_of(x: np.ndarray, start: int, width: int) -> np.ndarray:
+    return x[:, start : start + width].argmax(axis=1)
+
+
+def fit(x: np.ndarray, blocks: list, seed: int = 0, **extra) -> models.HybridModel:
+    m = models.build("hybrid", {"seed": seed, **FAST, **extra}, preset="tiny")
+    n_valid = len(x) // 6
+    m.fit(x[n_valid:], blocks, valid=x[:n_valid])
+    assert isinstance(m, models.HybridModel)
+    return m
+
+
+@pytest.fixture(scope="module")
+def linked() -> tuple[models.HybridModel, np.ndarray, list]:
+    x, blocks = linked_table()
+    return fit(x, blocks), x, blocks
+
+
+# ----------------------------------------------------------------------------- the sampler
+def test_incremental_sampling_equals_the_full_forward() -> None:
+    """Sampling computes each hidden unit once (by degree); the classes it draws must be the
+    inverse CDF of the full masked forward's logits on the rows it returns."""
+    torch.manual_seed(0)
+    ar = DiscreteAR([3, 2, 5, 2, 4], width=24, depth=3)
+    with torch.no_grad():
+        for p in ar.parameters():
+            p.normal_(0, 0.7)
+    u = torch.rand(400, 5)
+    draws = ar.sample(u)
+    assert torch.all(draws.sum(dim=1) == 5)
+    logits = ar(draws)
+    for c, w in enumerate(ar.widths):
+        s = ar.starts[c]
+        expect = inverse_cdf(torch.softmax(logits[:, s : s + w], dim=1), u[:, c])
+        assert torch.equal(draws[:, s : s + w].argmax(dim=1), expect), f"column {c}"
+
+
+def test_masks_make_each_column_depend_only_on_earlier_ones() -> None:
+    torch.manual_seed(1)
+    ar = DiscreteAR([3, 4, 2], width=16, depth=2)
+    x = torch.zeros(1, 9, requires_grad=True)
+    logits = ar(x)
+    for c, w in enumerate(ar.widths):
+        s = ar.starts[c]
+        (grad,) = torch.autograd.grad(logits[0, s : s + w].sum(), x, retain_graph=True)
+        assert torch.all(grad[0, s:] == 0), f"column {c} sees itself or a later column"
+
+
+def test_inverse_cdf_picks_the_interval_of_u() -> None:
+    probs = torch.tensor([[0.2, 0.5, 0.3]]).expand(4, -1)
+    u = torch.tensor([0.1, 0.25, 0.69, 0.999999])
+    assert inverse_cdf(probs, u).tolist() == [0, 1, 1, 2]
+
+
+# ----------------------------------------------------------------------------- fidelity
+def test_discrete_joint_is_reproduced(linked) -> None:
+    m, x, _blocks = linked
+    out = m.sample(3000, seed=1)
+    a, b, c = codes_of(out, 1, K), codes_of(out, 1 + K, K), codes_of(out, 1 + 2 * K, 3)
+    held = float(np.mean(b == LINK[a]))
+    assert held >= 0.95, f"pair link held in {held:.3f} of rows"
+    # each marginal is still right (the independent column too)
+    for codes, ref in ((a, codes_of(x, 1, K)), (c, codes_of(x, 1 + 2 * K, 3))):
+        k = ref.max() + 1
+        tvd = (
+            0.5
+            * np.abs(
+                np.bincount(codes, minlength=k) / len(codes)
+                - np.bincount(ref, minlength=k) / len(ref)
+            ).sum()
+        )
+        assert tvd < 0.06, f"marginal off by {tvd:.3f}"
+
+
+def test_numbers_follow_the_discrete_columns(linked) -> None:
+    m, _x, _blocks = linked
+    for sampler in ("student", "teacher"):
+        m.continuous_sampler = sampler
+        out = m.sample(2000, seed=2)
+        even = codes_of(out, 1, K) % 2 == 0
+        agree = float(np.mean((out[:, 0] > 0) == even))
+        assert agree >= 0.9, f"{sampler}: sign of the number matches a's parity in {agree:.3f}"
+    m.continuous_sampler = "student"
+
+
+def test_no_calibration_offsets(linked) -> None:
+    m, _x, _blocks = linked
+    assert m._onehot_bias is None
+    assert "skipped" in m.fit_summary["calibration"]
+
+
+# ----------------------------------------------------------------------------- contract
+def test_latent_layout_and_determinism_across_batch_sizes(linked) -> None:
+    m, _x, _blocks = linked
+    assert m.latent_dim == 3 + 1  # one coordinate per discrete column, one per numeric dim
+    z = torch.randn(500, m.latent_dim, generator=torch.Generator().manual_seed(4))
+    whole = m.push(z)
+    parts = torch.cat([m.push(z[i : i + 37]) for i in range(0, 500, 37)])
+    np.testing.assert_array_equal(whole[:, 1:].numpy(), parts[:, 1:].numpy())
+    np.testing.assert_allclose(whole[:, :1].numpy(), parts[:, :1].numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(m.sample(300, seed=5), m.sample(300, seed=5))
+
+
+def test_save_load_round_trip(linked, tmp_path: Path) -> None:
+    m, _x, _blocks = linked
+    m.save(tmp_path / "m")
+    loaded = models.load(tmp_path / "m")
+    assert type(loaded) is models.HybridModel and loaded.teacher is None
+    np.testing.assert_array_equal(m.sample(400, seed=7), loaded.sample(400, seed=7))
+    with pytest.raises(ModelError, match="no flow teacher"):
+        loaded.continuous_sampler = "teacher"
+        loaded.sample(10, seed=0)
+
+
+def test_discrete_only_table(tmp_path: Path) -> None:
+    x, blocks = linked_table(numeric=False)
+    m = fit(x, blocks)
+    assert m.student is None and m.teacher is None and m.latent_dim == 3
+    assert set(m.fit_summary) >= {"ar"} and "teacher" not in m.fit_summary
+    out = m.sample(2000, seed=1)
+    assert np.mean(codes_of(out, K, K) == LINK[codes_of(out, 0, K)]) >= 0.95
+    m.save(tmp_path)
+    np.testing.assert_array_equal(out, models.load(tmp_path).sample(2000, seed=1))
+
+
+def test_continuous_only_table(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(900).astype(np.float32)
+    x = np.stack([u, 0.8 * u + 0.6 * rng.standard_normal(900).astype(np.float32)], axis=1)
+    blocks = [
+        {"column": "u", "kind": "numeric", "start": 0, "width": 1},
+        {"column": "v", "kind": "numeric", "start": 1, "width": 1},
+    ]
+    m = fit(x, blocks, max_steps=300, distill_max_steps=300)
+    assert m.ar is None and m.latent_dim == 2 and "ar" not in m.fit_summary
+    out = m.sample(3000, seed=1)
+    corr = float(np.corrcoef(out.T)[0, 1])
+    assert 0.65 < corr < 0.95, f"correlation {corr:.2f}, data 0.8"
+    m.save(tmp_path)
+    np.testing.assert_array_equal(out, models.load(tmp_path).sample(3000, seed=1))
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path) -> None:
+    x, blocks = linked_table(n=600)
+    cfg = dict(FAST, max_steps=60, distill_max_steps=60, ar_max_steps=60, checkpoint_every=20)
+    cfg.update(eval_every=20, n_pairs=512, seed=3)
+    ref = models.build("hybrid", cfg, preset="tiny")
+    ref.fit(x[100:], blocks, valid=x[:100])
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(p: Progress) -> None:
+        if p.phase == "distill" and p.step >= 40:
+            raise Interrupt
+
+    first = models.build("hybrid", cfg, preset="tiny")
+    with pytest.raises(Interrupt):
+        first.fit(x[100:], blocks, valid=x[:100], callbacks=[stop], checkpoint_dir=tmp_path)
+    second = models.build("hybrid", cfg, preset="tiny")
+    summary = second.fit(x[100:], blocks, valid=x[:100], checkpoint_dir=tmp_path)
+    assert summary["distill"]["resumed_from"] == 40
+    assert summary["ar"]["resumed_from"] == 60 and summary["teacher"]["resumed_from"] == 60
+    np.testing.assert_array_equal(ref.sample(300, 1), second.sample(300, 1))
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ModelError, match="ar_share"):
+        models.build("hybrid", {"ar_share": 0.6, "teacher_share": 0.5}, preset="tiny")
+    with pytest.raises(ModelError, match="ar_width"):
+        models.build("hybrid", {"ar_width": 0}, preset="tiny")
+    for preset in models.PRESET_NAMES:
+        models.build("hybrid", preset=preset)  # every preset is a valid config
+
+
+def test_an_untrained_discrete_network_fails_the_link_check() -> None:
+    """Negative control for the link threshold: one step of training leaves the columns
+    nearly independent, so the link holds in about 1/6 of rows."""
+    x, blocks = linked_table(numeric=False)
+    m = fit(x, blocks, ar_max_steps=1)
+    out = m.sample(2000, seed=1)
+    assert np.mean(codes_of(out, K, K) == LINK[codes_of(out, 0, K)]) < 0.4
