@@ -33,7 +33,14 @@ from torch import nn
 from pfcore.errors import ModelError
 from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, ProgressCallback
 from pfcore.models.losses import BlockLoss
-from pfcore.models.nets import VelocityNet, count_parameters
+from pfcore.models.nets import (
+    NUM_EMBEDDINGS,
+    VELOCITY_NETS,
+    ResVelocityNet,
+    VelocityNet,
+    build_velocity_net,
+    count_parameters,
+)
 from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import autocast, batch_index, seeded_generator
 
@@ -55,6 +62,16 @@ class FlowConfig(ModelConfig):
     categorical: str = "softmax"  # or "continuous" (see module docstring; softmax measured better)
     categorical_weight: float = 1.0  # extra weight of the one-hot terms in the loss
     loss_weighting: str = "columns"  # "columns": each source column weighs the same; or "dims"
+    # Velocity network design (nets.py): "mlp" (plain SiLU MLP, t at the input) or "resmlp"
+    # (residual blocks, t modulating every block's LayerNorm; ``depth`` counts blocks of two
+    # layers). ``num_embedding="periodic"`` adds a learned sin/cos embedding of each numeric
+    # column (``embedding_freqs`` frequencies, ``embedding_dim`` units, frequencies initialised
+    # with scale ``embedding_sigma``). Saved models without these keys load as "mlp"/"none".
+    net: str = "mlp"
+    num_embedding: str = "none"
+    embedding_freqs: int = 16
+    embedding_dim: int = 16
+    embedding_sigma: float = 1.0
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +96,19 @@ class FlowConfig(ModelConfig):
             raise ModelError(
                 f"config.loss_weighting must be 'columns' or 'dims', got {self.loss_weighting!r}"
             )
+        if self.net not in VELOCITY_NETS:
+            raise ModelError(f"config.net must be one of {list(VELOCITY_NETS)}, got {self.net!r}")
+        if self.num_embedding not in NUM_EMBEDDINGS:
+            raise ModelError(
+                f"config.num_embedding must be one of {list(NUM_EMBEDDINGS)}, "
+                f"got {self.num_embedding!r}"
+            )
+        for name in ("embedding_freqs", "embedding_dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ModelError(f"config.{name} must be an integer >= 1, got {v!r}")
+        if not self.embedding_sigma > 0:
+            raise ModelError(f"config.embedding_sigma must be > 0, got {self.embedding_sigma!r}")
         if self.categorical_weight < 0:
             raise ModelError(
                 f"config.categorical_weight must be >= 0, got {self.categorical_weight}"
@@ -88,7 +118,9 @@ class FlowConfig(ModelConfig):
 class VelocityField:
     """A velocity network plus the block-aware maths around it (loss, field, ODE solve)."""
 
-    def __init__(self, net: VelocityNet, index: OneHotIndex, cfg: FlowConfig) -> None:
+    def __init__(
+        self, net: VelocityNet | ResVelocityNet, index: OneHotIndex, cfg: FlowConfig
+    ) -> None:
         self.net = net
         self.index = index
         self.cfg = cfg
@@ -168,10 +200,22 @@ class FlowModel(GenerativeModel):
 
     def __init__(self, config: FlowConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        self.velocity_net: VelocityNet | None = None
+        self.velocity_net: VelocityNet | ResVelocityNet | None = None
 
     def _build_networks(self) -> None:
-        self.velocity_net = VelocityNet(self.n_features, self.config.width, self.config.depth)
+        cfg = self.config
+        assert self._index is not None
+        self.velocity_net = build_velocity_net(
+            self.n_features,
+            self._index.numeric.tolist(),
+            net=cfg.net,
+            width=cfg.width,
+            depth=cfg.depth,
+            num_embedding=cfg.num_embedding,
+            embedding_freqs=cfg.embedding_freqs,
+            embedding_dim=cfg.embedding_dim,
+            embedding_sigma=cfg.embedding_sigma,
+        )
 
     def _networks(self) -> dict[str, nn.Module]:
         return {} if self.velocity_net is None else {"velocity": self.velocity_net}
