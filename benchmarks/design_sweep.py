@@ -96,6 +96,7 @@ def run_job(
     seed: int = 0,
     mse_student: bool = False,
     save_samples: bool = False,
+    teacher_only: bool = False,
 ) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
@@ -126,6 +127,10 @@ def run_job(
         "threads": 1,
         **VARIANTS[variant],
     }
+    if teacher_only:
+        # The teacher trains first and alone, so its score does not depend on what follows; a
+        # token distillation keeps the fit path unchanged and the student is not scored.
+        cfg.update(distill_max_steps=1, n_pairs=256, distill_min_seconds=0.0)
     model = models.build("onestep", cfg, preset="balanced")
     t0 = time.perf_counter()
     summary = model.fit(x[perm[nv:]], tr.blocks, valid=x[perm[:nv]])
@@ -144,7 +149,7 @@ def run_job(
         ),
         "teacher_parameters": summary["teacher"].get("parameters"),
     }
-    students = [("onestep", model)]
+    students = [] if teacher_only else [("onestep", model)]
     if mse_student and model.teacher is not None:
         # Same teacher, the other distillation loss: isolates the student's categorical loss.
         from pfcore.models.onestep import make_pairs
@@ -203,6 +208,9 @@ def main() -> int:
     ap.add_argument(
         "--save-samples", action="store_true", help="write each sampler's rows beside the data"
     )
+    ap.add_argument(
+        "--teacher-only", action="store_true", help="score the flow teacher only (no distillation)"
+    )
     ap.add_argument("--parallel", type=int, default=0, help="jobs at a time; 0 = all at once")
     ap.add_argument("--sequential", action="store_true", help="one job at a time (CPU)")
     ap.add_argument("--job", nargs=3, metavar=("DATASET", "VARIANT", "SEED"))
@@ -219,6 +227,7 @@ def main() -> int:
             int(seed),
             args.mse,
             args.save_samples,
+            args.teacher_only,
         )
         print("RESULT " + json.dumps(res), flush=True)
         return 0
@@ -236,6 +245,8 @@ def main() -> int:
                     cmd.append("--mse")
                 if args.save_samples:
                     cmd.append("--save-samples")
+                if args.teacher_only:
+                    cmd.append("--teacher-only")
                 cmd += ["--job", ds, v, str(seed)]
                 while parallel and sum(p.poll() is None for _, p in procs) >= parallel:
                     time.sleep(2)

@@ -109,6 +109,12 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _pm(row: dict[str, Any], key: str) -> str:
+    if key not in row:
+        return "-"
+    return f"{row[key]:.3f} ± {row[key + '_std']:.3f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+", type=Path, help="design_sweep.py --out files")
@@ -139,9 +145,8 @@ def main() -> int:
     for row in table:
         print(
             f"{row['dataset']:20s} {row['variant']:12s} {row['teacher_parameters'] or 0:8d} "
-            f"{row['flow_auc']:.3f} ± {row['flow_auc_std']:.3f}   "
-            f"{row['onestep_auc']:.3f} ± {row['onestep_auc_std']:.3f}   "
-            f"{row['teacher_seconds_per_step']:.3f}  {row['seeds']}"
+            f"{_pm(row, 'flow_auc'):>15s} {_pm(row, 'onestep_auc'):>15s} "
+            f"{row['teacher_seconds_per_step']:7.3f}  {row['seeds']}"
         )
     for r in records:
         pairs = r.get("flow_worst_pairs")
