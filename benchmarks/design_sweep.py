@@ -40,6 +40,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mlp": {},
     "resmlp": {"net": "resmlp", "width": 384, "depth": 2},
     "plr": {"num_embedding": "periodic"},
+    # lower initial frequencies (periods of about 3 standard deviations instead of 1)
+    "plr_s03": {"num_embedding": "periodic", "embedding_sigma": 0.3},
     "resmlp_plr": {"net": "resmlp", "width": 384, "depth": 2, "num_embedding": "periodic"},
     "mlp_wide": {"width": 896, "depth": 2},
     "mlp_deep": {"width": 336, "depth": 8},

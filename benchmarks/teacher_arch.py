@@ -105,6 +105,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if vals:
                 row[m] = round(statistics.fmean(vals), 4)
                 row[f"{m}_std"] = round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0
+                row[f"{m}_n"] = len(vals)
         out.append(row)
     return out
 
