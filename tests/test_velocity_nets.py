@@ -85,7 +85,9 @@ def test_default_net_keeps_the_original_state_dict() -> None:
     ]
 
 
-def test_model_saved_without_the_options_loads_with_the_plain_net(tmp_path: Path) -> None:
+def test_model_saved_without_the_options_loads_with_the_plain_net(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     m = fit_flow()
     m.save(tmp_path)
     meta = json.loads((tmp_path / "model.json").read_text())
@@ -96,6 +98,13 @@ def test_model_saved_without_the_options_loads_with_the_plain_net(tmp_path: Path
     assert type(loaded.velocity_net) is VelocityNet  # type: ignore[attr-defined]
     assert loaded.config.net == "mlp" and loaded.config.num_embedding == "none"
     np.testing.assert_array_equal(m.sample(200, seed=2), loaded.sample(200, seed=2))
+    # the missing keys are filled from SAVED_BEFORE, not from today's defaults: were it to name
+    # another net, these weights would not fit
+    from pfcore.models.flow import FlowConfig
+
+    monkeypatch.setattr(FlowConfig, "SAVED_BEFORE", {"net": "resmlp"})
+    with pytest.raises(ModelError, match="weights do not match the saved config"):
+        models.load(tmp_path)
 
 
 def test_weights_of_one_net_refuse_another_config(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -72,6 +72,9 @@ class FlowConfig(ModelConfig):
     embedding_freqs: int = 16
     embedding_dim: int = 16
     embedding_sigma: float = 1.0
+
+    # models saved before ``net`` / ``num_embedding`` existed used the plain MLP
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"net": "mlp", "num_embedding": "none"}
 
     def validate(self) -> None:
         super().validate()
