@@ -110,6 +110,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _read_runs(file: Path) -> list[dict[str, Any]]:
+    """A sweep's ``--out`` JSON, or one ``--job`` log (its ``RESULT`` line)."""
+    if file.suffix == ".json":
+        return json.loads(file.read_text())
+    lines = [ln for ln in file.read_text().splitlines() if ln.startswith("RESULT ")]
+    return [json.loads(lines[-1][7:])] if lines else []
+
+
 def _pm(row: dict[str, Any], key: str) -> str:
     if key not in row:
         return "-"
@@ -118,15 +126,30 @@ def _pm(row: dict[str, Any], key: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("runs", nargs="+", type=Path, help="design_sweep.py --out files")
+    ap.add_argument("runs", nargs="+", type=Path, help="design_sweep.py --out files or --job logs")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/teacher_arch.json")
+    ap.add_argument(
+        "--import",
+        dest="imports",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("FILE", "VARIANT", "AS"),
+        help="take FILE's runs of VARIANT as runs of AS (same protocol, recorded earlier); "
+        "runs measured here win",
+    )
     ap.add_argument("--note", default="")
     ap.add_argument("--time-variants", nargs="*", default=[], help="also time these variants")
     args = ap.parse_args()
     runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for file, variant, alias in args.imports:
+        for r in json.loads(Path(file).read_text()):
+            if r.get("variant") == variant:
+                rec = {**r, "variant": alias, "source": f"{Path(file).name}:{variant}"}
+                runs[(r["dataset"], alias, r["seed"])] = rec
     for f in args.runs:
-        for r in json.loads(f.read_text()):
+        for r in _read_runs(f):
             if "error" in r:
                 print(f"skipped failed run {r['dataset']} {r['variant']}", flush=True)
                 continue
@@ -147,7 +170,7 @@ def main() -> int:
         print(
             f"{row['dataset']:20s} {row['variant']:12s} {row['teacher_parameters'] or 0:8d} "
             f"{_pm(row, 'flow_auc'):>15s} {_pm(row, 'onestep_auc'):>15s} "
-            f"{row['teacher_seconds_per_step']:7.3f}  {row['seeds']}"
+            f"{row.get('teacher_seconds_per_step', float('nan')):7.3f}  {row['seeds']}"
         )
     for r in records:
         pairs = r.get("flow_worst_pairs")
