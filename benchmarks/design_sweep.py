@@ -34,6 +34,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Polyak average of the weights of every phase (teacher and student), see training.py.
     "ema999": {"ema_decay": 0.999},
     "ema9995": {"ema_decay": 0.9995},
+    # Velocity-network designs of the teacher (nets.py), against "mlp" = today's default
+    # (512x4 plain MLP, 0.83M parameters on a 30-feature table). The residual net is sized to
+    # the same parameter count (two blocks of two 384x384 layers plus the t-modulation).
+    "mlp": {},
+    "resmlp": {"net": "resmlp", "width": 384, "depth": 2},
+    "plr": {"num_embedding": "periodic"},
+    # lower initial frequencies (periods of about 3 standard deviations instead of 1)
+    "plr_s03": {"num_embedding": "periodic", "embedding_sigma": 0.3},
+    "resmlp_plr": {"net": "resmlp", "width": 384, "depth": 2, "num_embedding": "periodic"},
+    # Equal time instead of equal steps: resmlp_plr's step costs about 1.24x the plain MLP's
+    # (interleaved timing, one thread), so 2400 of its steps cost about 3000 of the MLP's.
+    "resmlp_plr_2400": {
+        "net": "resmlp",
+        "width": 384,
+        "depth": 2,
+        "num_embedding": "periodic",
+        "max_steps": 2400,
+    },
+    "mlp_wide": {"width": 896, "depth": 2},
+    "mlp_deep": {"width": 336, "depth": 8},
 }
 DATASETS = ["california_housing", "credit_default", "diamonds", "nyc_flights"]
 
@@ -86,6 +106,8 @@ def run_job(
     distill_steps: int | None = None,
     seed: int = 0,
     mse_student: bool = False,
+    save_samples: bool = False,
+    teacher_only: bool = False,
 ) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
@@ -116,6 +138,10 @@ def run_job(
         "threads": 1,
         **VARIANTS[variant],
     }
+    if teacher_only:
+        # The teacher trains first and alone, so its score does not depend on what follows; a
+        # token distillation keeps the fit path unchanged and the student is not scored.
+        cfg.update(distill_max_steps=1, n_pairs=256, distill_min_seconds=0.0)
     model = models.build("onestep", cfg, preset="balanced")
     t0 = time.perf_counter()
     summary = model.fit(x[perm[nv:]], tr.blocks, valid=x[perm[:nv]])
@@ -128,8 +154,13 @@ def run_job(
         "fit_seconds": round(fit_s, 1),
         "teacher_steps": summary["teacher"]["steps"],
         "distill_steps": summary["distill"]["steps"],
+        "teacher_seconds": summary["teacher"].get("seconds"),
+        "teacher_seconds_per_step": round(
+            summary["teacher"]["seconds"] / max(1, summary["teacher"]["steps"]), 4
+        ),
+        "teacher_parameters": summary["teacher"].get("parameters"),
     }
-    students = [("onestep", model)]
+    students = [] if teacher_only else [("onestep", model)]
     if mse_student and model.teacher is not None:
         # Same teacher, the other distillation loss: isolates the student's categorical loss.
         from pfcore.models.onestep import make_pairs
@@ -148,6 +179,9 @@ def run_job(
         students.append(("onestep_mse", alt))
     for name, m in (("flow", model.teacher), *students):
         syn = tr.decode(m.sample(len(hold), seed=1), seed=1).to_pandas()
+        if save_samples:
+            # Kept for the per-pair diagnostic (pfcore.fidelity.pair_detection) after the run.
+            syn.to_parquet(work / dataset / f"syn.{variant}.s{seed}.{name}.parquet")
         out[f"{name}_auc"] = round(detection_auc(hold, syn), 4)
         out[f"{name}_shapes"] = round(shapes_score(hold, syn), 4)
     if device.startswith("cuda"):
@@ -182,6 +216,12 @@ def main() -> int:
     ap.add_argument(
         "--mse", action="store_true", help="also distil an MSE student from the same teacher"
     )
+    ap.add_argument(
+        "--save-samples", action="store_true", help="write each sampler's rows beside the data"
+    )
+    ap.add_argument(
+        "--teacher-only", action="store_true", help="score the flow teacher only (no distillation)"
+    )
     ap.add_argument("--parallel", type=int, default=0, help="jobs at a time; 0 = all at once")
     ap.add_argument("--sequential", action="store_true", help="one job at a time (CPU)")
     ap.add_argument("--job", nargs=3, metavar=("DATASET", "VARIANT", "SEED"))
@@ -189,7 +229,16 @@ def main() -> int:
     if args.job:
         ds, v, seed = args.job
         res = run_job(
-            args.work, ds, v, args.device, args.steps, args.distill_steps, int(seed), args.mse
+            args.work,
+            ds,
+            v,
+            args.device,
+            args.steps,
+            args.distill_steps,
+            int(seed),
+            args.mse,
+            args.save_samples,
+            args.teacher_only,
         )
         print("RESULT " + json.dumps(res), flush=True)
         return 0
@@ -205,6 +254,10 @@ def main() -> int:
                     cmd += ["--distill-steps", str(args.distill_steps)]
                 if args.mse:
                     cmd.append("--mse")
+                if args.save_samples:
+                    cmd.append("--save-samples")
+                if args.teacher_only:
+                    cmd.append("--teacher-only")
                 cmd += ["--job", ds, v, str(seed)]
                 while parallel and sum(p.poll() is None for _, p in procs) >= parallel:
                     time.sleep(2)

@@ -208,7 +208,8 @@ def _throughput(model: Any, threads: int, n: int = 65_536, repeats: int = 3) -> 
     best_sample = min(_timed(lambda: model.sample(n, seed=1)) for _ in range(repeats))
     out = {"encoded_rows_per_second": n / best_sample}
     net = getattr(model, "student", None) or getattr(model, "generator", None)
-    if net is not None:
+    in_dim = getattr(next(iter(net.parameters()), None), "shape", (0, 0))[-1] if net else 0
+    if net is not None and in_dim == model.latent_dim:  # a network of z alone (not hybrid's)
         z = torch.randn(n, model.latent_dim)
         with torch.inference_mode():
             best_fwd = min(_timed(lambda: net(z)) for _ in range(repeats))
@@ -241,6 +242,7 @@ def run_ours(
     import pyarrow.parquet as pq
     import torch
 
+    from pfcore.models import GenerativeModel
     from pfcore.schema import infer_schema
     from pfcore.synthesizer import Synthesizer
 
@@ -290,8 +292,8 @@ def run_ours(
                     flush=True,
                 )
                 teacher = getattr(synth.model, "teacher", None)
-                if teacher is None:
-                    continue
+                if not isinstance(teacher, GenerativeModel):
+                    continue  # no teacher, or only a network of one (hybrid's conditional flow)
                 tsyn = Synthesizer(
                     schema=synth.schema, transformer=synth.transformer, model=teacher
                 )

@@ -92,6 +92,8 @@ def run_job(
         cfg["conditional_max_steps"] = 0  # the unconditional sampler is what is scored
     else:
         cfg["ar_max_steps"] = args.ar_steps
+    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set or [])}
+    cfg.update(overrides)
     model = models.build(family, cfg, preset="balanced")
     t0 = time.perf_counter()
     summary = model.fit(x[perm[nv:]], tr.blocks, valid=x[perm[:nv]])
@@ -105,6 +107,7 @@ def run_job(
         "n_features": int(x.shape[1]),
         "train_rows": int(len(x) - nv),
         "fit_seconds": round(fit_s, 1),
+        "overrides": overrides,
     }
     for phase in ("ar", "teacher", "distill"):
         if phase in summary:
@@ -197,6 +200,12 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="write the scored synthetic rows beside")
     ap.add_argument("--job", nargs=3, metavar=("DATASET", "FAMILY", "SEED"))
     ap.add_argument(
+        "--set",
+        nargs="*",
+        metavar="KEY=JSON",
+        help="config overrides for every fit, e.g. --set net='\"resmlp\"' depth=2",
+    )
+    ap.add_argument(
         "--speed", type=int, default=0, metavar="REPEATS", help="only time both samplers"
     )
     args = ap.parse_args()
@@ -230,6 +239,7 @@ def main() -> int:
                 ]
                 cmd += ["--ema", str(args.ema), "--job", ds, fam, str(seed)]
                 cmd += ["--keep"] if args.keep else []
+                cmd += ["--set", *args.set] if args.set else []
                 while sum(p.poll() is None for _, p in procs) >= max(1, args.parallel):
                     time.sleep(2)
                 name = f"{fam}.s{seed}"

@@ -247,3 +247,16 @@ def test_an_untrained_discrete_network_fails_the_link_check() -> None:
     m = fit(x, blocks, ar_max_steps=1)
     out = m.sample(2000, seed=1)
     assert np.mean(codes_of(out, K, K) == LINK[codes_of(out, 0, K)]) < 0.4
+
+
+def test_conditional_flow_takes_the_configured_velocity_net() -> None:
+    """The numeric part's flow is built from the same config fields as the flow family's
+    (residual net, periodic embedding), conditioned on the one-hots in either design."""
+    x, blocks = linked_table(n=600)
+    m = fit(x, blocks, net="resmlp", width=64, depth=2, num_embedding="periodic", max_steps=60)
+    assert type(m.teacher).__name__ == "ResVelocityNet" and m.teacher.cond_dim == K + K + 3
+    m.continuous_sampler = "teacher"
+    out = m.sample(500, seed=3)
+    m.continuous_sampler = "student"
+    assert out.shape == (500, x.shape[1]) and np.isfinite(out).all()
+    np.testing.assert_array_equal(m.sample(300, seed=4), m.sample(300, seed=4))

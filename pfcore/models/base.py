@@ -232,8 +232,18 @@ class ModelConfig:
             raise ModelError(f"config.{prefix}depth must be an integer >= 1, got {depth!r}")
 
     # ------------------------------------------------------------------ (de)serialisation
+    #: For fields added after models were first saved: the value a saved config that lacks the
+    #: key had in effect. ``from_saved`` fills these (not today's defaults), so changing a
+    #: default never changes what an existing model file means.
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_saved(cls: type[C], data: Mapping[str, Any] | None) -> C:
+        """The config of a saved model (``model.json``); see ``SAVED_BEFORE``."""
+        return cls.from_dict({**cls.SAVED_BEFORE, **dict(data or {})})
 
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any] | None) -> C:
@@ -482,7 +492,7 @@ class GenerativeModel(ABC):
         meta = read_model_json(path)
         if meta["family"] != cls.family:
             raise ModelError(f"{path}: saved family is {meta['family']!r}, not {cls.family!r}")
-        model = cls(cls.config_class.from_dict(meta["config"]))
+        model = cls(cls.config_class.from_saved(meta["config"]))
         model.n_features = int(meta["n_features"])
         model.latent_dim = int(meta["latent_dim"])
         model.blocks = normalize_blocks(meta["blocks"], model.n_features)

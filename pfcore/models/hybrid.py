@@ -53,7 +53,13 @@ from pfcore.models.autoregressive import DiscreteAR
 from pfcore.models.base import BlockSpec, GenerativeModel, OneHotIndex, ProgressCallback
 from pfcore.models.flow import FlowConfig, VelocityField
 from pfcore.models.losses import BlockLoss
-from pfcore.models.nets import MLP, VelocityNet, count_parameters
+from pfcore.models.nets import (
+    MLP,
+    ResVelocityNet,
+    VelocityNet,
+    build_velocity_net,
+    count_parameters,
+)
 from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import autocast, batch_index, seeded_generator
 
@@ -131,7 +137,7 @@ class HybridModel(GenerativeModel):
         super().__init__(config)
         self.ar: DiscreteAR | None = None
         self.student: MLP | None = None
-        self.teacher: VelocityNet | None = None
+        self.teacher: VelocityNet | ResVelocityNet | None = None
         self.continuous_sampler = "student"
 
     # ------------------------------------------------------------------ layout
@@ -237,7 +243,18 @@ class HybridModel(GenerativeModel):
             return summary
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 1)
-            self.teacher = VelocityNet(n_num, cfg.width, cfg.depth, cond_dim=d).to(x.device)
+            self.teacher = build_velocity_net(
+                n_num,
+                range(n_num),
+                net=cfg.net,
+                width=cfg.width,
+                depth=cfg.depth,
+                num_embedding=cfg.num_embedding,
+                embedding_freqs=cfg.embedding_freqs,
+                embedding_dim=cfg.embedding_dim,
+                embedding_sigma=cfg.embedding_sigma,
+                cond_dim=d,
+            ).to(x.device)
         left = budget - (time.perf_counter() - t_start)
         share = cfg.teacher_share / (1 - cfg.ar_share)
         summary.update(self._fit_teacher(data, callbacks, budget_s=left * share))

@@ -1,18 +1,43 @@
-"""Networks: a plain SiLU MLP and a time-conditioned velocity field built on it.
+"""Networks: a plain SiLU MLP, and the time-conditioned velocity fields built on it.
 
 Kept deliberately plain: on 2 CPU cores the sampler's cost is its matrix work (about
 2 x params FLOP per row: a 4x512 one-step sampler ran at 34-48k rows/s on 2 cores), so width
 and depth are the only knobs that matter for throughput, and they are config fields.
+
+The flow teacher's velocity network has two optional alternatives (``FlowConfig.net`` and
+``FlowConfig.num_embedding``), kept for comparison by ``benchmarks/design_sweep.py``:
+
+- ``"resmlp"``: pre-LayerNorm residual blocks whose normalisation is scaled and shifted by an
+  embedding of ``t`` in every block (adaptive LayerNorm, as in DiT and the TabSyn/TabDDPM
+  denoisers), instead of ``t`` entering once, at the input.
+- ``"periodic"`` numeric embedding: each numeric column also enters as
+  ``ReLU(W_j [sin(2 pi c_j x_j), cos(2 pi c_j x_j)] + b_j)`` with learned frequencies ``c_j``
+  (the PLR embedding of Gorishniy et al. 2022), which lets an MLP represent sharp functions of one
+  column with few units.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["MLP", "VelocityNet", "count_parameters"]
+__all__ = [
+    "MLP",
+    "PeriodicEmbedding",
+    "ResVelocityNet",
+    "TimeFeatures",
+    "VelocityNet",
+    "build_velocity_net",
+    "count_parameters",
+]
+
+#: The velocity network designs ``build_velocity_net`` knows (``FlowConfig.net``).
+VELOCITY_NETS = ("mlp", "resmlp")
+#: The numeric input embeddings it knows (``FlowConfig.num_embedding``).
+NUM_EMBEDDINGS = ("none", "periodic")
 
 
 class MLP(nn.Module):
@@ -39,36 +64,209 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
-class VelocityNet(nn.Module):
-    """``v(x_t, t[, c])``: the MLP sees ``x_t`` concatenated with Fourier features of ``t``.
+class TimeFeatures(nn.Module):
+    """``[t, sin(f t), cos(f t)]`` with fixed log-spaced frequencies ``f = pi 2^k``.
 
-    Fourier features (fixed, log-spaced frequencies) let a small MLP change its field sharply near
-    ``t = 1`` where the data's fine structure appears. Shapes: ``x (n, d)``, ``t (n, 1)``.
-    With ``cond_dim > 0`` the field is conditional: a fixed ``c (n, cond_dim)`` (the hybrid
-    family's discrete columns) is appended to the input; ``cond_dim = 0`` is the plain field
-    with the same parameters as before.
+    Fourier features let a small network change its field sharply near ``t = 1`` where the
+    data's fine structure appears. The frequencies are a non-persistent buffer, so they are not
+    part of the saved state. Shapes: ``(n, 1) -> (n, 2 n_freqs + 1)``.
     """
 
-    def __init__(
-        self, dim: int, width: int, depth: int, n_freqs: int = 8, cond_dim: int = 0
-    ) -> None:
+    def __init__(self, n_freqs: int = 8) -> None:
         super().__init__()
         freqs = math.pi * (2.0 ** torch.arange(n_freqs, dtype=torch.float32))
         self.register_buffer("freqs", freqs, persistent=False)
+        self.out_dim = 2 * n_freqs + 1
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        ang = t * self.freqs.to(t.dtype)
+        return torch.cat([t, torch.sin(ang), torch.cos(ang)], dim=1)
+
+
+class PeriodicEmbedding(nn.Module):
+    """Appends a learned periodic embedding of every numeric input column to the input.
+
+    Column ``j`` gets ``ReLU(W_j [sin(2 pi c_j x_j), cos(2 pi c_j x_j)] + b_j)`` with its own
+    ``n_freqs`` frequencies ``c_j`` (initialised from N(0, sigma^2), then learned) and its own
+    linear map to ``dim`` units; the raw input is kept beside it, so the network sees a superset
+    of what the plain MLP sees. Numeric columns are quantile-normal (about N(0, 1)), and so is
+    ``x_t`` at every ``t``, so one ``sigma`` suits every column. Shapes:
+    ``(n, in_dim) -> (n, in_dim + len(numeric) * dim)``.
+    """
+
+    def __init__(
+        self, in_dim: int, numeric: Sequence[int], n_freqs: int, dim: int, sigma: float
+    ) -> None:
+        super().__init__()
+        m = len(numeric)
+        self.register_buffer(
+            "numeric", torch.tensor(list(numeric), dtype=torch.long), persistent=False
+        )
+        self.freqs = nn.Parameter(torch.randn(m, n_freqs) * sigma)
+        bound = 1.0 / math.sqrt(2 * n_freqs)
+        self.weight = nn.Parameter(torch.empty(m, 2 * n_freqs, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(m, dim).uniform_(-bound, bound))
+        self.out_dim = in_dim + m * dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.numeric.numel() == 0:
+            return x
+        xn = x[:, self.numeric].unsqueeze(2)  # (n, m, 1)
+        ang = 2 * math.pi * xn * self.freqs.to(x.dtype)  # (n, m, k)
+        feats = torch.cat([torch.sin(ang), torch.cos(ang)], dim=2)  # (n, m, 2k)
+        emb = torch.relu(torch.einsum("nmk,mke->nme", feats, self.weight) + self.bias)
+        return torch.cat([x, emb.flatten(1)], dim=1)
+
+
+def _condition(cond: torch.Tensor | None, cond_dim: int, like: torch.Tensor) -> list[torch.Tensor]:
+    """The condition as a list to concatenate (empty for an unconditional field)."""
+    if not cond_dim:
+        return []
+    if cond is None or cond.shape[-1] != cond_dim:
+        raise ValueError(f"this velocity net needs a condition of width {cond_dim}")
+    return [cond.to(like.dtype)]
+
+
+class VelocityNet(nn.Module):
+    """``v(x_t, t[, c])``: the MLP sees ``x_t`` concatenated with Fourier features of ``t``.
+
+    With ``embed`` (a :class:`PeriodicEmbedding`), ``x_t`` is embedded first. With
+    ``cond_dim > 0`` the field is conditional: a fixed ``c (n, cond_dim)`` (the hybrid family's
+    discrete columns) is appended to the input; ``cond_dim = 0`` is the plain field with the same
+    parameters as before. Shapes: ``x (n, d)``, ``t (n, 1)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        depth: int,
+        n_freqs: int = 8,
+        embed: PeriodicEmbedding | None = None,
+        cond_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        self.time = TimeFeatures(n_freqs)
         self.dim = dim
         self.cond_dim = int(cond_dim)
-        self.net = MLP(dim + 2 * n_freqs + 1 + self.cond_dim, dim, width, depth)
+        in_dim = dim if embed is None else embed.out_dim
+        if embed is not None:
+            self.embed = embed
+        self.net = MLP(in_dim + self.time.out_dim + self.cond_dim, dim, width, depth)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        ang = t * self.freqs.to(t.dtype)
-        parts = [x, t, torch.sin(ang), torch.cos(ang)]
-        if self.cond_dim:
-            if cond is None or cond.shape[-1] != self.cond_dim:
-                raise ValueError(f"this velocity net needs a condition of width {self.cond_dim}")
-            parts.append(cond.to(x.dtype))
+        h = self.embed(x) if hasattr(self, "embed") else x
+        parts = [h, self.time(t), *_condition(cond, self.cond_dim, x)]
         return self.net(torch.cat(parts, dim=1))
+
+
+class _AdaBlock(nn.Module):
+    """``h + W2 SiLU(W1 (LN(h) (1 + scale(c)) + shift(c)))``: a residual block modulated by ``c``.
+
+    The modulation starts at zero (scale 0, shift 0), so an untrained block is a plain
+    pre-LayerNorm residual block and ``t`` takes effect as it is learned.
+    """
+
+    def __init__(self, width: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.mod = nn.Linear(cond_dim, 2 * width)
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+        with torch.no_grad():
+            self.mod.weight.zero_()
+            self.mod.bias.zero_()
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.mod(c).chunk(2, dim=1)
+        u = self.norm(h) * (1 + scale) + shift
+        return h + self.fc2(torch.nn.functional.silu(self.fc1(u)))
+
+
+class ResVelocityNet(nn.Module):
+    """``v(x_t, t)`` from ``depth`` residual blocks of ``width``, each modulated by ``t``.
+
+    The input layer sees ``[x_t (or its embedding), Fourier(t)[, c]]`` as in
+    :class:`VelocityNet`; an embedding of ``t`` (``time_dim`` units) also scales and shifts the
+    LayerNorm of every block, so the field can change its shape with ``t`` at every depth, not
+    only through what survives from the input. Each block has two ``width x width`` layers:
+    ``depth`` blocks cost about as much as a plain MLP of ``2 depth`` layers.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        depth: int,
+        n_freqs: int = 8,
+        embed: PeriodicEmbedding | None = None,
+        time_dim: int = 128,
+        cond_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        self.time = TimeFeatures(n_freqs)
+        self.dim = dim
+        self.cond_dim = int(cond_dim)
+        in_dim = dim if embed is None else embed.out_dim
+        if embed is not None:
+            self.embed = embed
+        self.inp = nn.Linear(in_dim + self.time.out_dim + self.cond_dim, width)
+        self.cond = nn.Sequential(
+            nn.Linear(self.time.out_dim, time_dim),
+            nn.SiLU(),
+            nn.Linear(time_dim, time_dim),
+            nn.SiLU(),
+        )
+        self.blocks = nn.ModuleList(_AdaBlock(width, time_dim) for _ in range(depth))
+        self.out_norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, dim)
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = self.embed(x) if hasattr(self, "embed") else x
+        tf = self.time(t)
+        c = self.cond(tf)
+        h = self.inp(torch.cat([h, tf, *_condition(cond, self.cond_dim, x)], dim=1))
+        for block in self.blocks:
+            h = block(h, c)
+        return self.head(torch.nn.functional.silu(self.out_norm(h)))
+
+
+def build_velocity_net(
+    dim: int,
+    numeric: Sequence[int],
+    *,
+    net: str = "mlp",
+    width: int = 512,
+    depth: int = 4,
+    num_embedding: str = "none",
+    embedding_freqs: int = 16,
+    embedding_dim: int = 16,
+    embedding_sigma: float = 1.0,
+    cond_dim: int = 0,
+) -> VelocityNet | ResVelocityNet:
+    """The velocity network a flow config names; ``numeric``: positions of numeric columns;
+    ``cond_dim``: width of a condition appended to the input (0: an unconditional field).
+
+    ``net="mlp"`` with ``num_embedding="none"`` is the original network, with the original
+    state-dict keys, so models saved before these options load unchanged.
+    """
+    if net not in VELOCITY_NETS:
+        raise ValueError(f"unknown velocity net {net!r}; choose one of {VELOCITY_NETS}")
+    if num_embedding not in NUM_EMBEDDINGS:
+        raise ValueError(f"unknown numeric embedding {num_embedding!r}; choose {NUM_EMBEDDINGS}")
+    embed = None
+    if num_embedding == "periodic":
+        embed = PeriodicEmbedding(dim, numeric, embedding_freqs, embedding_dim, embedding_sigma)
+    if net == "resmlp":
+        return ResVelocityNet(dim, width, depth, embed=embed, cond_dim=cond_dim)
+    return VelocityNet(dim, width, depth, embed=embed, cond_dim=cond_dim)
 
 
 def count_parameters(module: nn.Module) -> int:
