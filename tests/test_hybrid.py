@@ -260,3 +260,15 @@ def test_conditional_flow_takes_the_configured_velocity_net() -> None:
     m.continuous_sampler = "student"
     assert out.shape == (500, x.shape[1]) and np.isfinite(out).all()
     np.testing.assert_array_equal(m.sample(300, seed=4), m.sample(300, seed=4))
+
+
+def test_conditional_requests_are_refused_with_the_family_named(linked) -> None:
+    """No conditional sampler yet: every entry point's one decision refuses before sampling."""
+    from pfcore.models.conditional import conditional_method
+
+    m, _x, _blocks = linked
+    for method in ("auto", "inpaint"):
+        with pytest.raises(ModelError, match="'hybrid' has no conditional sampler"):
+            conditional_method(m, method)
+    with pytest.raises(ModelError, match="no conditional student"):
+        conditional_method(m, "student")
