@@ -212,6 +212,26 @@ class VelocityField:
         return x
 
 
+def velocity_net_for(
+    cfg: FlowConfig, dim: int, numeric: Sequence[int], cond_dim: int = 0
+) -> VelocityNet | ResVelocityNet:
+    """The velocity network ``cfg`` names, over ``dim`` dims (``numeric``: positions of the
+    numeric ones), conditioned on ``cond_dim`` extra inputs: the flow family and the hybrid's
+    conditional flow build theirs from the same config fields."""
+    return build_velocity_net(
+        dim,
+        numeric,
+        net=cfg.net,
+        width=cfg.width,
+        depth=cfg.depth,
+        num_embedding=cfg.num_embedding,
+        embedding_freqs=cfg.embedding_freqs,
+        embedding_dim=cfg.embedding_dim,
+        embedding_sigma=cfg.embedding_sigma,
+        cond_dim=cond_dim,
+    )
+
+
 class FlowModel(GenerativeModel):
     """Rectified flow; ``push`` integrates the ODE (``solver_steps`` network evaluations x2)."""
 
@@ -226,17 +246,7 @@ class FlowModel(GenerativeModel):
     def _build_networks(self) -> None:
         cfg = self.config
         assert self._index is not None
-        self.velocity_net = build_velocity_net(
-            self.n_features,
-            self._index.numeric.tolist(),
-            net=cfg.net,
-            width=cfg.width,
-            depth=cfg.depth,
-            num_embedding=cfg.num_embedding,
-            embedding_freqs=cfg.embedding_freqs,
-            embedding_dim=cfg.embedding_dim,
-            embedding_sigma=cfg.embedding_sigma,
-        )
+        self.velocity_net = velocity_net_for(cfg, self.n_features, self._index.numeric.tolist())
 
     def _networks(self) -> dict[str, nn.Module]:
         return {} if self.velocity_net is None else {"velocity": self.velocity_net}

@@ -51,13 +51,12 @@ from torch import nn
 from pfcore.errors import ModelError
 from pfcore.models.autoregressive import DiscreteAR
 from pfcore.models.base import BlockSpec, GenerativeModel, OneHotIndex, ProgressCallback
-from pfcore.models.flow import FlowConfig, VelocityField
+from pfcore.models.flow import FlowConfig, VelocityField, velocity_net_for
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import (
     MLP,
     ResVelocityNet,
     VelocityNet,
-    build_velocity_net,
     count_parameters,
 )
 from pfcore.models.phase import Phase, PhaseData, run_phase
@@ -243,18 +242,7 @@ class HybridModel(GenerativeModel):
             return summary
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 1)
-            self.teacher = build_velocity_net(
-                n_num,
-                range(n_num),
-                net=cfg.net,
-                width=cfg.width,
-                depth=cfg.depth,
-                num_embedding=cfg.num_embedding,
-                embedding_freqs=cfg.embedding_freqs,
-                embedding_dim=cfg.embedding_dim,
-                embedding_sigma=cfg.embedding_sigma,
-                cond_dim=d,
-            ).to(x.device)
+            self.teacher = velocity_net_for(cfg, n_num, range(n_num), cond_dim=d).to(x.device)
         left = budget - (time.perf_counter() - t_start)
         share = cfg.teacher_share / (1 - cfg.ar_share)
         summary.update(self._fit_teacher(data, callbacks, budget_s=left * share))
