@@ -22,7 +22,7 @@ from 0.990 to 0.977; hence both are the defaults.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -281,33 +281,56 @@ def fit_flow(
     phase: str = "flow",
 ) -> dict[str, Any]:
     """Train ``model``'s velocity network (shared by ``flow`` and ``onestep``'s teacher)."""
-    cfg = model.config
-    device = x.device
     field = model.field()
+    data = PhaseData(x, valid, checkpoint_dir)
+    summary = train_field(
+        model, field, x, data, callbacks, budget_s=budget_s, phase=phase, push_fn=field.integrate
+    )
+    return {phase: summary}
+
+
+def train_field(
+    model: GenerativeModel,
+    field: VelocityField,
+    rows: torch.Tensor,
+    data: PhaseData,
+    callbacks: Sequence[ProgressCallback],
+    *,
+    budget_s: float,
+    phase: str,
+    push_fn: Callable[[torch.Tensor], torch.Tensor],
+    cond: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """Flow matching of ``field`` on ``rows`` (each conditioned on its row of ``cond`` when
+    given), run as the phase ``phase`` of ``model``, whose held-out proxy samples through
+    ``push_fn``: the one training loop of the flow family, onestep's teacher and the hybrid's
+    conditional flow over the numeric dims."""
+    cfg = model.config
+    device = rows.device
     net = field.net
     gen = seeded_generator(cfg.seed, device, salt=1)
-    batch = min(cfg.batch_size, len(x))
+    batch = min(cfg.batch_size, len(rows))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
 
     def step_fn(step: int) -> torch.Tensor:
-        xb = x[batch_index(len(x), batch, gen, device)]
+        b = batch_index(len(rows), batch, gen, device)
         with autocast(device, use_amp):
-            return field.loss(xb, gen)
+            return field.loss(rows[b], gen, None if cond is None else cond[b])
 
     spec = Phase(
         name=phase,
-        max_steps=cfg.steps_for(len(x)),
+        max_steps=cfg.steps_for(len(rows)),
         budget_s=budget_s,
         lr=cfg.lr,
         network=("velocity", net),
-        push_fn=field.integrate,
+        push_fn=push_fn,
         step_fn=step_fn,
         optimizer=opt,
         generator=gen,
     )
-    summary = run_phase(model, PhaseData(x, valid, checkpoint_dir), spec, callbacks)
+    summary = run_phase(model, data, spec, callbacks)
     summary["parameters"] = count_parameters(net)
     summary["batch_size"] = batch
     summary["amp"] = use_amp
-    return {phase: summary}
+    return summary

@@ -51,7 +51,7 @@ from torch import nn
 from pfcore.errors import ModelError
 from pfcore.models.autoregressive import DiscreteAR
 from pfcore.models.base import BlockSpec, GenerativeModel, OneHotIndex, ProgressCallback
-from pfcore.models.flow import FlowConfig, VelocityField, velocity_net_for
+from pfcore.models.flow import FlowConfig, VelocityField, train_field, velocity_net_for
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import (
     MLP,
@@ -312,40 +312,26 @@ class HybridModel(GenerativeModel):
     def _fit_teacher(
         self, data: PhaseData, callbacks: Sequence[ProgressCallback], *, budget_s: float
     ) -> dict[str, Any]:
-        cfg = self.config
         assert self.teacher is not None
         field = self._field()
-        net, device = self.teacher, data.x.device
         d_all, num_all = self._split(data.x)
         has_d = d_all.shape[1] > 0
-        gen = seeded_generator(cfg.seed, device, salt=1)
-        batch = min(cfg.batch_size, len(data.x))
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        use_amp = cfg.amp and device.type == "cuda"
-
-        def step_fn(step: int) -> torch.Tensor:
-            b = batch_index(len(data.x), batch, gen, device)
-            with autocast(device, use_amp):
-                return field.loss(num_all[b], gen, d_all[b] if has_d else None)
 
         def flow(z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
             return field.integrate(z_num, cond=d if has_d else None)
 
-        phase = Phase(
-            name="teacher",
-            max_steps=cfg.steps_for(len(data.x)),
+        summary = train_field(
+            self,
+            field,
+            num_all,
+            data,
+            callbacks,
             budget_s=budget_s,
-            lr=cfg.lr,
-            network=("velocity", net),
+            phase="teacher",
             push_fn=self._push_with(flow),
-            step_fn=step_fn,
-            optimizer=opt,
-            generator=gen,
+            cond=d_all if has_d else None,
         )
-        summary = run_phase(self, data, phase, callbacks)
-        net.eval()
-        summary["parameters"] = count_parameters(net)
-        summary["batch_size"] = batch
+        self.teacher.eval()
         return {"teacher": summary}
 
     @torch.no_grad()
