@@ -118,16 +118,39 @@ class PeriodicEmbedding(nn.Module):
         return torch.cat([x, emb.flatten(1)], dim=1)
 
 
-def _condition(cond: torch.Tensor | None, cond_dim: int, like: torch.Tensor) -> list[torch.Tensor]:
-    """The condition as a list to concatenate (empty for an unconditional field)."""
-    if not cond_dim:
-        return []
-    if cond is None or cond.shape[-1] != cond_dim:
-        raise ValueError(f"this velocity net needs a condition of width {cond_dim}")
-    return [cond.to(like.dtype)]
+class _FieldInput(nn.Module):
+    """What both velocity networks read: ``[x_t or its embedding, Fourier(t)[, c]]``.
+
+    One place decides the input of a field (embedding, time features, where a condition goes),
+    so the two designs cannot drift apart. Subclasses call :meth:`_init_input` and get the input
+    width; the attributes it sets (``time``, ``embed``) keep their state-dict names.
+    """
+
+    def _init_input(
+        self, dim: int, n_freqs: int, embed: PeriodicEmbedding | None, cond_dim: int
+    ) -> int:
+        self.time = TimeFeatures(n_freqs)
+        self.dim = dim
+        self.cond_dim = int(cond_dim)
+        if embed is not None:
+            self.embed = embed
+        return (dim if embed is None else embed.out_dim) + self.time.out_dim + self.cond_dim
+
+    def _input(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the concatenated input, the time features)."""
+        h = self.embed(x) if hasattr(self, "embed") else x
+        tf = self.time(t)
+        parts = [h, tf]
+        if self.cond_dim:
+            if cond is None or cond.shape[-1] != self.cond_dim:
+                raise ValueError(f"this velocity net needs a condition of width {self.cond_dim}")
+            parts.append(cond.to(x.dtype))
+        return torch.cat(parts, dim=1), tf
 
 
-class VelocityNet(nn.Module):
+class VelocityNet(_FieldInput):
     """``v(x_t, t[, c])``: the MLP sees ``x_t`` concatenated with Fourier features of ``t``.
 
     With ``embed`` (a :class:`PeriodicEmbedding`), ``x_t`` is embedded first. With
@@ -146,20 +169,12 @@ class VelocityNet(nn.Module):
         cond_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.time = TimeFeatures(n_freqs)
-        self.dim = dim
-        self.cond_dim = int(cond_dim)
-        in_dim = dim if embed is None else embed.out_dim
-        if embed is not None:
-            self.embed = embed
-        self.net = MLP(in_dim + self.time.out_dim + self.cond_dim, dim, width, depth)
+        self.net = MLP(self._init_input(dim, n_freqs, embed, cond_dim), dim, width, depth)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = self.embed(x) if hasattr(self, "embed") else x
-        parts = [h, self.time(t), *_condition(cond, self.cond_dim, x)]
-        return self.net(torch.cat(parts, dim=1))
+        return self.net(self._input(x, t, cond)[0])
 
 
 class _AdaBlock(nn.Module):
@@ -185,7 +200,7 @@ class _AdaBlock(nn.Module):
         return h + self.fc2(torch.nn.functional.silu(self.fc1(u)))
 
 
-class ResVelocityNet(nn.Module):
+class ResVelocityNet(_FieldInput):
     """``v(x_t, t)`` from ``depth`` residual blocks of ``width``, each modulated by ``t``.
 
     The input layer sees ``[x_t (or its embedding), Fourier(t)[, c]]`` as in
@@ -206,13 +221,7 @@ class ResVelocityNet(nn.Module):
         cond_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.time = TimeFeatures(n_freqs)
-        self.dim = dim
-        self.cond_dim = int(cond_dim)
-        in_dim = dim if embed is None else embed.out_dim
-        if embed is not None:
-            self.embed = embed
-        self.inp = nn.Linear(in_dim + self.time.out_dim + self.cond_dim, width)
+        self.inp = nn.Linear(self._init_input(dim, n_freqs, embed, cond_dim), width)
         self.cond = nn.Sequential(
             nn.Linear(self.time.out_dim, time_dim),
             nn.SiLU(),
@@ -229,10 +238,9 @@ class ResVelocityNet(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = self.embed(x) if hasattr(self, "embed") else x
-        tf = self.time(t)
+        inp, tf = self._input(x, t, cond)
         c = self.cond(tf)
-        h = self.inp(torch.cat([h, tf, *_condition(cond, self.cond_dim, x)], dim=1))
+        h = self.inp(inp)
         for block in self.blocks:
             h = block(h, c)
         return self.head(torch.nn.functional.silu(self.out_norm(h)))
