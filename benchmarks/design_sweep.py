@@ -109,24 +109,12 @@ def run_job(
     save_samples: bool = False,
     teacher_only: bool = False,
 ) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
-    import pyarrow.parquet as pq
     import torch
-    from scoring import detection_auc
 
     from pfcore import models
-    from pfcore.schema import infer_schema
-    from pfcore.transforms import TableTransformer
 
     torch.set_num_threads(1)
-    train_t = pq.read_table(work / dataset / "train.parquet")
-    hold = pd.read_parquet(work / dataset / "holdout.parquet")
-    schema = infer_schema(train_t)
-    tr = TableTransformer.fit(train_t, schema, seed=0)
-    x = tr.encode(train_t, seed=0)
-    perm = np.random.default_rng(0).permutation(len(x))
-    nv = len(x) // 10
+    tr, x_train, x_valid, hold = load_job(work, dataset)
     cfg = {
         "device": device,
         "max_steps": steps,
@@ -144,7 +132,7 @@ def run_job(
         cfg.update(distill_max_steps=1, n_pairs=256, distill_min_seconds=0.0)
     model = models.build("onestep", cfg, preset="balanced")
     t0 = time.perf_counter()
-    summary = model.fit(x[perm[nv:]], tr.blocks, valid=x[perm[:nv]])
+    summary = model.fit(x_train, tr.blocks, valid=x_valid)
     fit_s = time.perf_counter() - t0
     out: dict[str, Any] = {
         "dataset": dataset,
@@ -165,8 +153,8 @@ def run_job(
         # Same teacher, the other distillation loss: isolates the student's categorical loss.
         from pfcore.models.onestep import make_pairs
 
-        xt = torch.from_numpy(x[perm[nv:]]).to(model.device)
-        vt = torch.from_numpy(x[perm[:nv]]).to(model.device)
+        xt = torch.from_numpy(x_train).to(model.device)
+        vt = torch.from_numpy(x_valid).to(model.device)
         pairs = make_pairs(model.teacher, model.config.n_pairs, model.config.seed)
         alt = models.OneStepModel.from_teacher(
             model.teacher,
@@ -178,12 +166,10 @@ def run_job(
         )
         students.append(("onestep_mse", alt))
     for name, m in (("flow", model.teacher), *students):
-        syn = tr.decode(m.sample(len(hold), seed=1), seed=1).to_pandas()
-        if save_samples:
-            # Kept for the per-pair diagnostic (pfcore.fidelity.pair_detection) after the run.
-            syn.to_parquet(work / dataset / f"syn.{variant}.s{seed}.{name}.parquet")
-        out[f"{name}_auc"] = round(detection_auc(hold, syn), 4)
-        out[f"{name}_shapes"] = round(shapes_score(hold, syn), 4)
+        # With --save-samples the rows are kept for the per-pair diagnostic after the run.
+        keep = work / dataset / f"syn.{variant}.s{seed}.{name}.parquet" if save_samples else None
+        for metric, value in score_model(m, tr, hold, keep).items():
+            out[f"{name}_{metric}"] = value
     if device.startswith("cuda"):
         z = torch.randn(1_000_000, model.latent_dim, device=device)
         model.push(z[:1000])
@@ -193,6 +179,43 @@ def run_job(
         torch.cuda.synchronize()
         out["gpu_push_rows_per_second"] = round(1_000_000 / (time.perf_counter() - t0))
     return out
+
+
+def load_job(work: Path, dataset: str) -> tuple[Any, Any, Any, Any]:
+    """(transformer, encoded training rows, encoded validation rows, holdout DataFrame).
+
+    The prepared ``train.parquet`` encoded by a transform fitted on it (seed 0) and split 90/10
+    by a seeded permutation for the early-stopping proxy: every sweep job of every family
+    trains on exactly these rows and is scored against this holdout.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from pfcore.schema import infer_schema
+    from pfcore.transforms import TableTransformer
+
+    train_t = pq.read_table(work / dataset / "train.parquet")
+    hold = pd.read_parquet(work / dataset / "holdout.parquet")
+    tr = TableTransformer.fit(train_t, infer_schema(train_t), seed=0)
+    x = tr.encode(train_t, seed=0)
+    perm = np.random.default_rng(0).permutation(len(x))
+    nv = len(x) // 10
+    return tr, x[perm[nv:]], x[perm[:nv]], hold
+
+
+def score_model(model: Any, tr: Any, hold: Any, keep: Path | None = None) -> dict[str, float]:
+    """Detection AUC and shapes score of as many decoded rows as the holdout (sample seed 1);
+    the rows are also written to ``keep`` when given."""
+    from scoring import detection_auc
+
+    syn = tr.decode(model.sample(len(hold), seed=1), seed=1).to_pandas()
+    if keep is not None:
+        syn.to_parquet(keep)
+    return {
+        "auc": round(detection_auc(hold, syn), 4),
+        "shapes": round(shapes_score(hold, syn), 4),
+    }
 
 
 def log_path(out: Path, ds: str, variant: str) -> Path:

@@ -59,25 +59,13 @@ def _rows_per_second(model: Any, transformer: Any) -> dict[str, float]:
 def run_job(
     work: Path, dataset: str, family: str, args: argparse.Namespace, seed: int
 ) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
-    import pyarrow.parquet as pq
     import torch
-    from design_sweep import shapes_score
-    from scoring import detection_auc
+    from design_sweep import load_job, score_model
 
     from pfcore import models
-    from pfcore.schema import infer_schema
-    from pfcore.transforms import TableTransformer
 
     torch.set_num_threads(1)
-    train_t = pq.read_table(work / dataset / "train.parquet")
-    hold = pd.read_parquet(work / dataset / "holdout.parquet")
-    schema = infer_schema(train_t)
-    tr = TableTransformer.fit(train_t, schema, seed=0)
-    x = tr.encode(train_t, seed=0)
-    perm = np.random.default_rng(0).permutation(len(x))
-    nv = len(x) // 10
+    tr, x_train, x_valid, hold = load_job(work, dataset)
     cfg: dict[str, Any] = {
         "device": args.device,
         "max_steps": args.steps,
@@ -96,7 +84,7 @@ def run_job(
     cfg.update(overrides)
     model = models.build(family, cfg, preset="balanced")
     t0 = time.perf_counter()
-    summary = model.fit(x[perm[nv:]], tr.blocks, valid=x[perm[:nv]])
+    summary = model.fit(x_train, tr.blocks, valid=x_valid)
     fit_s = time.perf_counter() - t0
     out: dict[str, Any] = {
         "dataset": dataset,
@@ -104,8 +92,8 @@ def run_job(
         "seed": seed,
         "device": args.device,
         "ema_decay": args.ema,
-        "n_features": int(x.shape[1]),
-        "train_rows": int(len(x) - nv),
+        "n_features": int(x_train.shape[1]),
+        "train_rows": len(x_train),
         "fit_seconds": round(fit_s, 1),
         "overrides": overrides,
     }
@@ -120,12 +108,11 @@ def run_job(
         out["pairs_seconds"] = summary["pairs"]["seconds"]
 
     def score(name: str, m: Any) -> None:
-        syn = tr.decode(m.sample(len(hold), seed=1), seed=1).to_pandas()
+        keep = None
         if args.keep:  # the scored rows, for per-column-group diagnostics afterwards
             keep = args.out.with_name(f"{args.out.stem}.{dataset}.{family}.s{seed}.{name}.parquet")
-            syn.to_parquet(keep)
-        out[f"{name}_auc"] = round(detection_auc(hold, syn), 4)
-        out[f"{name}_shapes"] = round(shapes_score(hold, syn), 4)
+        for metric, value in score_model(m, tr, hold, keep).items():
+            out[f"{name}_{metric}"] = value
 
     if family == "onestep":
         score("teacher", model.teacher)
