@@ -271,7 +271,8 @@ def _fit_record(synth: Any) -> dict[str, Any]:
     """Fit time and the share each phase took (the conditional student's is the one to watch)."""
     summary = synth.info.get("fit_summary", {})
     out: dict[str, Any] = {"fit_seconds": synth.info.get("fit_seconds")}
-    for phase in ("teacher", "distill", "conditional"):
+    cond_phases = ("conditional", "cond_discrete", "cond_numeric")
+    for phase in ("ar", "teacher", "distill", *cond_phases):
         p = summary.get(phase)
         if isinstance(p, dict) and p.get("steps"):
             out[phase] = {
@@ -279,15 +280,15 @@ def _fit_record(synth: Any) -> dict[str, Any]:
                 "seconds": p.get("seconds"),
                 "seconds_per_step": round(float(p["seconds"]) / int(p["steps"]), 5),
             }
-    if "conditional" in out and out["fit_seconds"]:
-        out["conditional_share_of_fit"] = round(
-            out["conditional"]["seconds"] / float(out["fit_seconds"]), 3
-        )
+    cond_s = sum(float(out[p]["seconds"]) for p in cond_phases if p in out)
+    if cond_s and out["fit_seconds"]:
+        out["conditional_share_of_fit"] = round(cond_s / float(out["fit_seconds"]), 3)
     return out
 
 
 def run(
     datasets: list[str],
+    family: str,
     preset: str,
     config: dict[str, Any],
     fid_rows: int,
@@ -319,8 +320,13 @@ def run(
         if hold.num_rows > 20_000:
             idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
             hold = hold.take(pa.array(idx))
-        print(f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({preset}, {config})", flush=True)
-        synth = Synthesizer.fit(train, infer_schema(train), preset=preset, seed=SEED, config=config)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({family}, {preset}, {config})",
+            flush=True,
+        )
+        synth = Synthesizer.fit(
+            train, infer_schema(train), family=family, preset=preset, seed=SEED, config=config
+        )
         fit = _fit_record(synth)
         print(f"{'':20s}   fit: {json.dumps(fit)}", flush=True)
         ho_df = hold.to_pandas()
@@ -343,6 +349,7 @@ def run(
             rec: dict[str, Any] = {
                 "dataset": ds,
                 "condition": label,
+                "family": family,
                 "sampler": conditional_method(synth.model, sampler),
                 "preset": preset,
                 "fit": fit,
@@ -443,7 +450,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pfcore.defaults import CONDITIONAL_METHODS
+    from pfcore.defaults import CONDITIONAL_METHODS, DEFAULT_FAMILY
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
@@ -460,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "the student when the model has one)",
     )
     ap.add_argument("--timing-rows", type=int, default=None, help="rows timed per request")
+    ap.add_argument("--family", default=None, help="model family (default: the product default)")
     ap.add_argument(
         "--step-budget",
         type=int,
@@ -478,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         preset, minutes, fid_rows, timing_rows = "balanced", 4.0, 20_000, 100_000
     timing_rows = args.timing_rows or timing_rows
     config: dict[str, Any] = {"threads": 1, "device": "cpu", "max_minutes": minutes}
+    family = args.family or DEFAULT_FAMILY
     if args.step_budget:
         teacher, distill, conditional = args.step_budget
         config.update(
@@ -495,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": bool(args.quick),
         "samplers": list(args.samplers),
         "inpainting": {"steps": DEFAULT_STEPS, "churn": DEFAULT_CHURN},
+        "family": family,
         "preset": preset,
         "fit_config": config,
         "fidelity_rows": fid_rows,
@@ -510,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         os.replace(tmp, out)
 
-    records = run(args.datasets, preset, config, fid_rows, timing_rows, save, tuple(args.samplers))
+    records = run(
+        args.datasets, family, preset, config, fid_rows, timing_rows, save, tuple(args.samplers)
+    )
     save(records)
     print(f"wrote {out}")
     return 0

@@ -66,6 +66,35 @@ def toy_synth(tmp_path_factory: pytest.TempPathFactory):
     return Synthesizer.load(path)
 
 
+@pytest.fixture(scope="module")
+def hybrid_synth(tmp_path_factory: pytest.TempPathFactory):
+    """A small hybrid model (its conditional networks saved in its weights), loaded back."""
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+
+    table = toy_table()
+    config = {
+        "width": 128,
+        "depth": 3,
+        "max_steps": 600,
+        "n_pairs": 4000,
+        "distill_max_steps": 300,
+        "conditional_max_steps": 1500,
+    }
+    synth = Synthesizer.fit(
+        table, infer_schema(table), family="hybrid", preset="tiny", config=config, seed=0
+    )
+    path = synth.save(tmp_path_factory.mktemp("cond") / "hybrid")
+    return Synthesizer.load(path)
+
+
+@pytest.fixture(params=["toy_synth", "hybrid_synth"])
+def synth(request: pytest.FixtureRequest):
+    """Each family that supplies its own conditional sampler (onestep: mask-conditioned student;
+    hybrid: any-order discrete network + numeric student)."""
+    return request.getfixturevalue(request.param)
+
+
 # ------------------------------------------------------------------------ the request object
 def test_where_and_rebalance_parse_and_round_trip_json(tmp_path: Path) -> None:
     assert Where.parse("region = EU") == Where("region", "=", "EU")
@@ -110,22 +139,22 @@ def test_where_and_rebalance_parse_and_round_trip_json(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ exactness
-def test_fixed_values_are_met_exactly(toy_synth) -> None:
+def test_fixed_values_are_met_exactly(synth) -> None:
     c = Conditions.make(where=["x=b", "k=7", "num>=0.5", "num<1.25"])
-    out = toy_synth.sample(1500, 1, conditions=c).to_pandas()
+    out = synth.sample(1500, 1, conditions=c).to_pandas()
     assert len(out) == 1500
     assert (out.x == "b").all() and (out.k == 7).all()
     assert out.num.between(0.5, 1.25).all()
     assert out.num.nunique() > 100  # a range is drawn from, not pinned
-    assert toy_synth.sample(1500, 1, conditions=c).to_pandas().equals(out)
-    assert not toy_synth.sample(200, 2, conditions=c).equals(toy_synth.sample(200, 1, conditions=c))
+    assert synth.sample(1500, 1, conditions=c).to_pandas().equals(out)
+    assert not synth.sample(200, 2, conditions=c).equals(synth.sample(200, 1, conditions=c))
 
 
-def test_seed_rows_keep_given_columns_and_nulls_one_row_each(toy_synth) -> None:
+def test_seed_rows_keep_given_columns_and_nulls_one_row_each(synth) -> None:
     real = toy_table(500, seed=9)
     given = real.select(["x", "opt"])
     assert given.column("opt").null_count > 50
-    out = toy_synth.sample(None, 3, conditions=Conditions.make(seed_rows=given))
+    out = synth.sample(None, 3, conditions=Conditions.make(seed_rows=given))
     assert out.num_rows == real.num_rows
     assert out.column("x").equals(given.column("x"))
     assert out.column("opt").equals(given.column("opt"))  # nulls given as values are kept
@@ -133,42 +162,42 @@ def test_seed_rows_keep_given_columns_and_nulls_one_row_each(toy_synth) -> None:
     df = out.to_pandas()
     assert df[df.x == "a"].num.mean() - df[df.x == "b"].num.mean() > 2.0
     with pytest.raises(InputError, match="seed rows hold 500"):
-        toy_synth.sample(10, 3, conditions=Conditions.make(seed_rows=given))
+        synth.sample(10, 3, conditions=Conditions.make(seed_rows=given))
 
 
-def test_rebalancing_hits_the_target_shares(toy_synth) -> None:
-    out = toy_synth.sample(2500, 4, conditions=Conditions.make(rebalance="x=a:0.8")).to_pandas()
+def test_rebalancing_hits_the_target_shares(synth) -> None:
+    out = synth.sample(2500, 4, conditions=Conditions.make(rebalance="x=a:0.8")).to_pandas()
     assert abs((out.x == "a").mean() - 0.8) < 0.03
     # the other columns follow each class: num ~ 3 for a, ~ 0 for b
     assert out[out.x == "a"].num.mean() - out[out.x == "b"].num.mean() > 2.0
-    uni = toy_synth.sample(2500, 4, conditions=Conditions.make(rebalance="r=uniform")).to_pandas()
+    uni = synth.sample(2500, 4, conditions=Conditions.make(rebalance="r=uniform")).to_pandas()
     assert abs((uni.r == "rare").mean() - 0.5) < 0.03
 
 
 # ------------------------------------------------------------------------ conditional law
-def test_conditional_frequencies_follow_the_known_law(toy_synth) -> None:
+def test_conditional_frequencies_follow_the_known_law(synth) -> None:
     """P(y=u | x=a) = 0.9 and P(y=u | x=b) = 0.2; E[num | x=a] = 3, E[num | x=b] = 0."""
-    a = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["x=a"])).to_pandas()
-    b = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["x=b"])).to_pandas()
+    a = synth.sample(2500, 5, conditions=Conditions.make(where=["x=a"])).to_pandas()
+    b = synth.sample(2500, 5, conditions=Conditions.make(where=["x=b"])).to_pandas()
     assert abs((a.y == "u").mean() - 0.9) < 0.08
     assert abs((b.y == "u").mean() - 0.2) < 0.16
     assert abs(a.num.mean() - 3.0) < 0.3 and abs(b.num.mean()) < 0.3
     # range on num: x=a carries nearly all the mass of num in [3, 4]
-    hi = toy_synth.sample(2500, 5, conditions=Conditions.make(where=["num>=3", "num<=4"]))
+    hi = synth.sample(2500, 5, conditions=Conditions.make(where=["num>=3", "num<=4"]))
     assert (hi.to_pandas().x == "a").mean() > 0.7
 
 
-def test_rare_condition_is_answered_in_one_pass(toy_synth, monkeypatch) -> None:
+def test_rare_condition_is_answered_in_one_pass(synth, monkeypatch) -> None:
     """'rare' is 0.5% of the training rows: every row meets it, one model call per block."""
     calls = []
-    real = type(toy_synth).push_conditional
+    real = type(synth).push_conditional
 
     def counting(self, *args, **kwargs):
         calls.append(args[0].shape[0])
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(toy_synth), "push_conditional", counting)
-    out = toy_synth.sample(5000, 6, block_rows=2048, conditions=Conditions.make(where=["r=rare"]))
+    monkeypatch.setattr(type(synth), "push_conditional", counting)
+    out = synth.sample(5000, 6, block_rows=2048, conditions=Conditions.make(where=["r=rare"]))
     assert out.num_rows == 5000 and set(out.column("r").to_pylist()) == {"rare"}
     assert calls == [2048, 2048, 904]
 
@@ -630,19 +659,19 @@ def test_cli_rejects_an_unknown_conditional_method_naming_the_choices(capsys) ->
     assert "'auto', 'student', 'inpaint'" in err
 
 
-def test_datetime_ranges_and_values(toy_synth) -> None:
+def test_datetime_ranges_and_values(synth) -> None:
     import datetime as dt
 
     utc = dt.timezone.utc
     c = Conditions.make(where=["when>=2020-06-01", "when<2020-07-01T00:00:00Z"])
-    out = toy_synth.sample(1000, 1, conditions=c).column("when").to_pylist()
+    out = synth.sample(1000, 1, conditions=c).column("when").to_pylist()
     assert min(out) >= dt.datetime(2020, 6, 1, tzinfo=utc)
     assert max(out) < dt.datetime(2020, 7, 1, tzinfo=utc)
     with pytest.raises(InputError, match="outside the column's bounds") as info:
-        toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=2031-01-01"]))
+        synth.sample(10, 1, conditions=Conditions.make(where=["when>=2031-01-01"]))
     assert info.value.column == "when"
     with pytest.raises(InputError, match="not a valid"):
-        toy_synth.sample(10, 1, conditions=Conditions.make(where=["when>=June"]))
+        synth.sample(10, 1, conditions=Conditions.make(where=["when>=June"]))
 
 
 # ------------------------------------------------------------------------ conditions and rules

@@ -80,7 +80,7 @@ def fit(x: np.ndarray, blocks: list, seed: int = 0, **extra) -> models.HybridMod
 @pytest.fixture(scope="module")
 def linked() -> tuple[models.HybridModel, np.ndarray, list]:
     x, blocks = linked_table()
-    return fit(x, blocks), x, blocks
+    return fit(x, blocks, conditional_max_steps=0), x, blocks
 
 
 # ----------------------------------------------------------------------------- the sampler
@@ -262,13 +262,106 @@ def test_conditional_flow_takes_the_configured_velocity_net() -> None:
     np.testing.assert_array_equal(m.sample(300, seed=4), m.sample(300, seed=4))
 
 
-def test_conditional_requests_are_refused_with_the_family_named(linked) -> None:
-    """No conditional sampler yet: every entry point's one decision refuses before sampling."""
+# ----------------------------------------------------------------------------- conditional
+def _request(d: int, given: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    known, mask = torch.zeros(d), torch.zeros(d, dtype=torch.bool)
+    for dim, value in given.items():
+        known[dim], mask[dim] = value, True
+    return known, mask
+
+
+def _onehot_given(start: int, width: int, code: int) -> dict[int, float]:
+    return {start + j: (1.0 if j == code else -1.0) for j in range(width)}
+
+
+@pytest.fixture(scope="module")
+def linked_cond() -> tuple[models.HybridModel, np.ndarray, list]:
+    x, blocks = linked_table(n=2400)
+    return fit(x, blocks, conditional_max_steps=800), x, blocks
+
+
+def test_conditional_sampler_follows_any_given_column(linked_cond) -> None:
+    """Given b (the second discrete column), a is LINK's inverse and the number follows a;
+    given the number, a's parity follows it and the b = LINK[a] link still holds; the given
+    dims are returned exactly. An independent sampler would hit a given b's partner in 1/6 of
+    rows and a's parity in 1/2."""
+    from pfcore.models.conditional import conditional_method, conditional_push
+
+    m, x, _blocks = linked_cond
+    assert conditional_method(m, "auto") == "student"
+    push = conditional_push(m)
+    d = x.shape[1]
+    z = torch.randn(3000, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    for b_code in (0, 3):
+        known, mask = _request(d, _onehot_given(1 + K, K, b_code))
+        out = push(z, known, mask, 0).numpy()
+        a = codes_of(out, 1, K)
+        assert np.mean(LINK[a] == b_code) > 0.95
+        assert np.all(out[:, mask.numpy()] == known[mask].numpy())
+        sign = 1.0 if int(np.flatnonzero(LINK == b_code)[0]) % 2 == 0 else -1.0
+        assert np.mean(np.sign(out[:, 0]) == sign) > 0.9
+    for value in (1.0, -1.0):  # the number's encoded value: +2 or -2 in data units
+        known, mask = _request(d, {0: value})
+        out = push(z, known, mask, 0).numpy()
+        a, b = codes_of(out, 1, K), codes_of(out, 1 + K, K)
+        assert np.mean((a % 2 == 0) == (value > 0)) > 0.95
+        assert np.mean(b == LINK[a]) > 0.95
+        assert np.all(out[:, 0] == value)
+
+
+def test_conditional_rows_per_row_masks_and_determinism(linked_cond, tmp_path: Path) -> None:
+    """Seed rows give a different subset per row: each row keeps its own given dims, the rows
+    depend only on (z, known, mask) (the same in one block or in pieces), and a saved and
+    loaded model returns the same rows."""
+    from pfcore.models.conditional import conditional_push
+
+    m, x, _blocks = linked_cond
+    n, d = 600, x.shape[1]
+    rng = np.random.default_rng(5)
+    known = torch.from_numpy(x[:n].copy())
+    groups = [[0], list(range(1, 1 + K)), list(range(1 + K, 1 + 2 * K)), list(range(1 + 2 * K, d))]
+    mask = torch.zeros(n, d, dtype=torch.bool)
+    for g in groups:
+        mask[:, g] = torch.from_numpy(rng.random(n) < 0.5).unsqueeze(1)
+    z = torch.randn(n, m.latent_dim, generator=torch.Generator().manual_seed(1))
+    push = conditional_push(m)
+    out = push(z, known, mask, 0)
+    assert torch.equal(out[mask], known[mask])
+    pieces = torch.cat(
+        [push(z[i : i + 97], known[i : i + 97], mask[i : i + 97], 0) for i in range(0, n, 97)]
+    )
+    assert torch.equal(out[:, 1:], pieces[:, 1:])  # every class drawn the same
+    np.testing.assert_allclose(out[:, :1].numpy(), pieces[:, :1].numpy(), rtol=0, atol=1e-5)
+    m.save(tmp_path / "m")
+    again = conditional_push(models.load(tmp_path / "m"))(z, known, mask, 0)
+    assert torch.equal(out, again)
+
+
+def test_conditional_requests_are_refused_without_the_networks(linked, tmp_path: Path) -> None:
+    """A hybrid fitted without conditional networks, or saved before they existed (no
+    ``conditional_max_steps`` in its config), refuses before sampling, and 'inpaint' is
+    refused for every hybrid (it saves no flow)."""
+    import json
+
     from pfcore.models.conditional import conditional_method
 
     m, _x, _blocks = linked
-    for method in ("auto", "inpaint"):
-        with pytest.raises(ModelError, match="'hybrid' has no conditional sampler"):
+    for method in ("auto", "student", "inpaint"):
+        with pytest.raises(ModelError):
             conditional_method(m, method)
-    with pytest.raises(ModelError, match="no conditional student"):
-        conditional_method(m, "student")
+    m.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    del meta["config"]["conditional_max_steps"]
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    old = models.load(tmp_path / "old")
+    assert old.config.conditional_max_steps == 0 and old.conditional_student is None
+    with pytest.raises(ModelError, match="no conditional sampler"):
+        conditional_method(old, "auto")
+    np.testing.assert_array_equal(old.sample(200, seed=2), m.sample(200, seed=2))
+
+
+def test_inpaint_is_refused_naming_the_sampler_to_use(linked_cond) -> None:
+    from pfcore.models.conditional import conditional_method
+
+    with pytest.raises(ModelError, match="'hybrid' has no flow to inpaint with"):
+        conditional_method(linked_cond[0], "inpaint")

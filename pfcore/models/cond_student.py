@@ -273,8 +273,8 @@ def save_student(model: GenerativeModel, model_dir: str | os.PathLike[str]) -> P
     from safetensors.torch import save_file
 
     net = getattr(model, "conditional_student", None)
-    if net is None:
-        return None
+    if not isinstance(net, ConditionalStudent):
+        return None  # none, or a family that saves its conditional networks in its weights
     path = Path(model_dir) / STUDENT_DIR
     path.mkdir(parents=True, exist_ok=True)
     tensors = {

@@ -144,9 +144,15 @@ def _flow_of(model: GenerativeModel) -> GenerativeModel:
             "conditional sampling needs the one-step model's flow teacher, and this model was "
             "saved without it (saved by an older pushforward): retrain it to sample conditionally"
         )
+    if getattr(model, "conditional_student", None) is not None:
+        raise ModelError(
+            f"model family {model.family!r} has no flow to inpaint with; its conditional "
+            "sampler is conditional_method 'auto' (or 'student')"
+        )
     raise ModelError(
-        f"model family {model.family!r} has no conditional sampler; "
-        "use the 'onestep' (default) or 'flow' family"
+        f"this {model.family!r} model has no conditional sampler (its family has none, or it "
+        "was fitted with conditional_max_steps=0 or saved by an older pushforward); use the "
+        "'onestep' (default), 'flow' or 'hybrid' family"
     )
 
 
@@ -191,7 +197,8 @@ def conditional_push(
     if conditional_method(model, method) == "student":
         from pfcore.models.cond_student import student_push
 
-        return student_push(model)
+        own = getattr(model, "conditional_push", None)  # a family with its own networks
+        return own() if callable(own) else student_push(model)
     flow = _flow_of(model)
     field = flow.field()  # type: ignore[attr-defined]
     n_steps = int(steps or DEFAULT_STEPS)

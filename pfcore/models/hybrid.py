@@ -43,15 +43,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from pfcore.errors import ModelError
 from pfcore.models.autoregressive import DiscreteAR
-from pfcore.models.base import BlockSpec, GenerativeModel, OneHotIndex, ProgressCallback
+from pfcore.models.base import BlockSpec, GenerativeModel, ProgressCallback
+from pfcore.models.cond_student import ConditionalStudent
 from pfcore.models.flow import FlowConfig, VelocityField, train_field, velocity_net_for
+from pfcore.models.hybrid_cond import (
+    AnyOrderDiscrete,
+    build_networks,
+    fit_conditional,
+    hybrid_conditional_push,
+    numeric_index,
+)
 from pfcore.models.losses import BlockLoss
 from pfcore.models.nets import (
     MLP,
@@ -87,11 +95,26 @@ class HybridConfig(FlowConfig):
     distill_batch_size: int = 1024
     distill_max_steps: int = 6000
     distill_min_seconds: float = 5.0
+    # Conditional networks (hybrid_cond.py), trained after distillation on ``conditional_share``
+    # of what is left of the budget (distillation stops at its step cap early, and the rest
+    # goes to them too); 0 steps = none, and the model then refuses conditional requests.
+    conditional_max_steps: int = 3000
+    conditional_share: float = 0.35
+    conditional_lr: float = 2e-3
+    conditional_weight: float = 3.0
+    conditional_width: int = 256
+    conditional_depth: int = 2
+
+    #: Hybrid models saved before the conditional networks existed carry none.
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"conditional_max_steps": 0}
 
     def validate(self) -> None:
         super().validate()
         self._check_width_depth(self.ar_width, self.ar_depth, prefix="ar_")
         self._check_width_depth(self.student_width, self.student_depth, prefix="student_")
+        self._check_width_depth(
+            self.conditional_width, self.conditional_depth, prefix="conditional_"
+        )
         for name in (
             "ar_max_steps",
             "n_pairs",
@@ -109,15 +132,17 @@ class HybridConfig(FlowConfig):
                 "config.ar_share + config.teacher_share must be < 1 (distillation needs a share), "
                 f"got {self.ar_share} + {self.teacher_share}"
             )
+        v = self.conditional_max_steps
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ModelError(f"config.conditional_max_steps must be an integer >= 0, got {v!r}")
+        if not 0 <= self.conditional_share < 1 or not self.conditional_lr > 0:
+            raise ModelError("config.conditional_share must be in [0, 1), conditional_lr > 0")
+        if not self.conditional_weight >= 0:
+            raise ModelError("config.conditional_weight must be >= 0")
         if not self.ar_lr > 0 or not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError(
                 "config.ar_lr and config.distill_lr must be > 0, distill_min_seconds >= 0"
             )
-
-
-def _numeric_index(n_num: int) -> OneHotIndex:
-    """The index of the continuous part's own layout: ``n_num`` numeric dims, no one-hot."""
-    return OneHotIndex([BlockSpec(f"n{i}", "numeric", i, 1) for i in range(n_num)])
 
 
 class HybridModel(GenerativeModel):
@@ -138,6 +163,8 @@ class HybridModel(GenerativeModel):
         self.student: MLP | None = None
         self.teacher: VelocityNet | ResVelocityNet | None = None
         self.continuous_sampler = "student"
+        self.cond_discrete: AnyOrderDiscrete | None = None
+        self.cond_numeric: ConditionalStudent | None = None
 
     # ------------------------------------------------------------------ layout
     def _onehot_blocks(self) -> list[BlockSpec]:
@@ -164,14 +191,30 @@ class HybridModel(GenerativeModel):
         self.student = None
         if n_num:
             self.student = MLP(n_num + d, n_num, cfg.student_width, cfg.student_depth)
+        self.cond_discrete, self.cond_numeric = build_networks(self)
 
     def _networks(self) -> dict[str, nn.Module]:
-        nets: dict[str, nn.Module] = {}
-        if self.ar is not None:
-            nets["ar"] = self.ar
-        if self.student is not None:
-            nets["student"] = self.student
-        return nets
+        nets: dict[str, nn.Module | None] = {
+            "ar": self.ar,
+            "student": self.student,
+            "cond_discrete": self.cond_discrete,
+            "cond_numeric": self.cond_numeric,
+        }
+        return {name: net for name, net in nets.items() if net is not None}
+
+    @property
+    def conditional_student(self) -> nn.Module | None:
+        """What ``conditional.conditional_method`` checks: the networks that sample given
+        columns (None when the model was fitted or saved without them)."""
+        k, _d, n_num = self._dims()
+        missing = (k and self.cond_discrete is None) or (n_num and self.cond_numeric is None)
+        if missing or not (k or n_num):
+            return None
+        return self.cond_discrete or self.cond_numeric
+
+    def conditional_push(self) -> Callable:
+        """The family's conditional sampler (``hybrid_cond.py``)."""
+        return hybrid_conditional_push(self)
 
     def to(self, device: str | torch.device) -> HybridModel:
         super().to(device)
@@ -181,7 +224,7 @@ class HybridModel(GenerativeModel):
 
     def _field(self) -> VelocityField:
         assert self.teacher is not None
-        return VelocityField(self.teacher, _numeric_index(self.teacher.dim), self.config)
+        return VelocityField(self.teacher, numeric_index(self.teacher.dim), self.config)
 
     # ------------------------------------------------------------------ sampling
     def _discrete(self, z_disc: torch.Tensor) -> torch.Tensor:
@@ -249,8 +292,13 @@ class HybridModel(GenerativeModel):
         t0 = time.perf_counter()
         pairs = self._make_pairs(x)
         summary["pairs"] = {"n": cfg.n_pairs, "seconds": round(time.perf_counter() - t0, 3)}
-        left = max(budget - (time.perf_counter() - t_start), cfg.distill_min_seconds)
-        summary.update(self._distill(data, pairs, callbacks, budget_s=left))
+        left = budget - (time.perf_counter() - t_start)
+        share = cfg.conditional_share if cfg.conditional_max_steps else 0.0
+        budget_distill = max(left * (1 - share), cfg.distill_min_seconds)
+        summary.update(self._distill(data, pairs, callbacks, budget_s=budget_distill))
+        if share:
+            left = max(budget - (time.perf_counter() - t_start), cfg.distill_min_seconds)
+            summary.update(fit_conditional(self, data, pairs, callbacks, budget_s=left))
         return summary
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -366,9 +414,7 @@ class HybridModel(GenerativeModel):
         z_all, d_all, x_all = pairs
         device = z_all.device
         n_num = z_all.shape[1]
-        loss_fn = BlockLoss(
-            _numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False
-        )
+        loss_fn = BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
         gen = seeded_generator(cfg.seed, device, salt=3)
         batch = min(cfg.distill_batch_size, len(z_all))
         opt = torch.optim.Adam(student.parameters(), lr=cfg.distill_lr)

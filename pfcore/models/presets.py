@@ -134,6 +134,8 @@ _HYBRID: dict[str, dict[str, Any]] = {
         ar_depth=2,
         ar_max_steps=400,
         max_minutes=3.0,
+        conditional_max_steps=100,  # the conditional networks (tests that use them set more)
+        conditional_width=64,
     ),
     "fast": dict(
         student_width=256,

@@ -1,0 +1,350 @@
+"""The hybrid family's conditional sampler: any given columns in, the other columns drawn.
+
+Why two networks and not rejection or inpainting: the hybrid draws a row in a fixed order
+(discrete columns one after the other, then the numbers given all of them), so it can only
+condition on a prefix of that order. A request gives an arbitrary subset of columns (a
+category, a numeric range, half of a seed row), so the sampler needs each missing column's law
+given *any* subset. Two mask-conditioned networks supply it, trained after the unconditional
+parts on the data rows with random masks of whole source columns
+(``cond_student.random_masks``: half the rows give one column, half give each column with a
+probability drawn per row):
+
+1. :class:`AnyOrderDiscrete` gives the logits of every discrete column given the known
+   discrete columns and the known numbers (its inputs are the values times the mask, and the
+   mask). Trained by maximum likelihood on the missing columns only. Sampling draws the missing
+   discrete columns one after the other in block order, each given everything known so far, by
+   inverse CDF from that column's own latent coordinate (``u = Phi(z_c)``, as the unconditional
+   sampler does): one forward per missing discrete column, never a retry, so a rare category
+   costs what a frequent one does.
+2. The numbers: when no numeric column is given, the unconditional student ``(z_num, d) ->
+   x_num`` already is the law of the numbers given the (now complete) discrete row. When some
+   are given, a :class:`~pfcore.models.cond_student.ConditionalStudent` over the numeric dims,
+   its input ``[z_num, d]`` plus the numeric mask and known numbers, warm-started from that
+   student (new inputs at zero weight), is trained with the energy score (a strictly proper
+   scoring rule: its minimiser is the conditional law, for every mask at once) plus the
+   distillation pairs as anchor.
+
+Given values are written back exactly after the networks; rows stay one deterministic function
+of ``(z, known, mask)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pfcore.models.autoregressive import inverse_cdf
+from pfcore.models.base import BlockSpec, OneHotIndex
+from pfcore.models.cond_student import (
+    ConditionalStudent,
+    column_groups,
+    energy_score,
+    random_masks,
+)
+from pfcore.models.nets import MLP, count_parameters
+
+if TYPE_CHECKING:  # type-only: hybrid.py imports this module
+    from pfcore.models.hybrid import HybridModel
+    from pfcore.models.phase import PhaseData
+    from pfcore.models.progress import ProgressCallback
+
+__all__ = ["AnyOrderDiscrete", "fit_conditional", "hybrid_conditional_push", "numeric_index"]
+
+
+def numeric_index(n_num: int) -> OneHotIndex:
+    """The index of the continuous part's own layout: ``n_num`` numeric dims, no one-hot."""
+    return OneHotIndex([BlockSpec(f"n{i}", "numeric", i, 1) for i in range(n_num)])
+
+
+class AnyOrderDiscrete(nn.Module):
+    """Logits of ``K`` one-hot columns (``widths``) given any subset of them and of ``n_num``
+    numbers: an MLP on ``[d01 * m, m_col, x_num * m_num, m_num]`` (``(n, D + K + 2 n_num)``)."""
+
+    def __init__(self, widths: Sequence[int], n_num: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+        self.n_num = int(n_num)
+        self.dim = sum(self.widths)
+        self.starts = [sum(self.widths[:c]) for c in range(len(self.widths))]
+        col = torch.tensor([c for c, w in enumerate(self.widths) for _ in range(w)])
+        self.register_buffer("col_of_dim", col, persistent=False)
+        k = len(self.widths)
+        self.mlp = MLP(self.dim + k + 2 * self.n_num, self.dim, width, depth)
+
+    def forward(
+        self, d01: torch.Tensor, m_col: torch.Tensor, x_num: torch.Tensor, m_num: torch.Tensor
+    ) -> torch.Tensor:
+        mc = m_col.to(d01.dtype)
+        mn = m_num.to(d01.dtype)
+        parts = [d01 * mc[:, self.col_of_dim], mc, x_num.to(d01.dtype) * mn, mn]
+        return self.mlp(torch.cat(parts, dim=1))
+
+    def nll(
+        self, d01: torch.Tensor, m_col: torch.Tensor, x_num: torch.Tensor, m_num: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean ``-log p(x_c | known)`` over the missing (row, column) pairs."""
+        logits = self.forward(d01, m_col, x_num, m_num).float()
+        total = logits.new_zeros(())
+        for c, w in enumerate(self.widths):
+            s = self.starts[c]
+            target = d01[:, s : s + w].argmax(dim=1)
+            ce = F.cross_entropy(logits[:, s : s + w], target, reduction="none")
+            total = total + (ce * (~m_col[:, c]).float()).sum()
+        return total / (~m_col).sum().clamp(min=1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        u: torch.Tensor,
+        d01: torch.Tensor,
+        m_col: torch.Tensor,
+        x_num: torch.Tensor,
+        m_num: torch.Tensor,
+    ) -> torch.Tensor:
+        """Fill the missing columns of ``d01`` (0/1, ``(n, D)``) in block order, each by inverse
+        CDF at ``u[:, c]`` from its law given everything known so far."""
+        d01, m_col = d01.clone(), m_col.clone()
+        for c, w in enumerate(self.widths):
+            need = ~m_col[:, c]
+            if not bool(need.any()):
+                continue
+            s = self.starts[c]
+            logits = self.forward(d01, m_col, x_num, m_num)[:, s : s + w]
+            k = inverse_cdf(torch.softmax(logits.float(), dim=1), u[:, c])
+            drawn = F.one_hot(k, w).to(d01.dtype)
+            d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
+            m_col[:, c] = True
+        return d01
+
+
+def _masks(model: HybridModel, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row (discrete-column mask ``(n, K)``, numeric mask ``(n, n_num)``) of an encoded
+    mask ``(d,)`` or ``(n, d)``."""
+    index = model._index
+    assert index is not None
+    m = mask.to(torch.bool)
+    if m.ndim == 1:
+        m = m.unsqueeze(0).expand(n, -1)
+    firsts = [b.start for b in model.blocks if b.kind == "onehot"]
+    return m[:, firsts], m[:, index.numeric]
+
+
+def hybrid_conditional_push(model: HybridModel) -> Any:
+    """The ``ConditionalPush`` of a hybrid model that carries its conditional networks."""
+    k, _d, n_num = model._dims()
+
+    def push(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+        dev = model.device
+        z, known, mask = z.to(dev).float(), known.to(dev).float(), mask.to(dev)
+        n = z.shape[0]
+        if known.ndim == 1:
+            known = known.unsqueeze(0).expand(n, -1)
+        with torch.inference_mode():
+            m_col, m_num = _masks(model, mask, n)
+            d_known, num_known = model._split(known)
+            if k:
+                assert model.cond_discrete is not None
+                d01 = model.cond_discrete.sample(
+                    torch.special.ndtr(z[:, :k]), (d_known + 1) / 2, m_col, num_known, m_num
+                )
+                d = d01 * 2 - 1
+            else:
+                d = z.new_zeros(n, 0)
+            x_num = None
+            if n_num:
+                assert model.student is not None
+                z_num = z[:, k:]
+                x_num = model.student(torch.cat([z_num, d], dim=1))
+                rows = m_num.any(dim=1)
+                if bool(rows.any()):
+                    assert model.cond_numeric is not None
+                    cond = model.cond_numeric(torch.cat([z_num, d], dim=1), m_num, num_known)
+                    x_num = torch.where(rows.unsqueeze(1), cond, x_num)
+            out = model._assemble(d, x_num)
+            full = mask.to(torch.bool)
+            return torch.where(full if full.ndim == 2 else full.unsqueeze(0), known, out)
+
+    return push
+
+
+# ----------------------------------------------------------------------------- training
+def fit_conditional(
+    model: HybridModel,
+    data: PhaseData,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    callbacks: Sequence[ProgressCallback],
+    *,
+    budget_s: float,
+) -> dict[str, Any]:
+    """Train the conditional networks the model has (discrete first: half of ``budget_s``)."""
+    import time
+
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {}
+    if model.cond_discrete is not None:
+        share = 0.5 if model.cond_numeric is not None else 1.0
+        summary["cond_discrete"] = _fit_discrete(model, data, callbacks, budget_s * share)
+    if model.cond_numeric is not None:
+        left = max(budget_s - (time.perf_counter() - t0), 1.0)
+        summary["cond_numeric"] = _fit_numeric(model, data, pairs, callbacks, left)
+    return summary
+
+
+def _mask_sampler(model: HybridModel, device: torch.device) -> Any:
+    groups, n_groups = column_groups(model.blocks)
+    groups = groups.to(device)
+
+    def draw(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return _masks(model, random_masks(n, groups, n_groups, gen, device), n)
+
+    return draw
+
+
+def _fit_discrete(
+    model: HybridModel, data: PhaseData, callbacks: Sequence[ProgressCallback], budget_s: float
+) -> dict[str, Any]:
+    from pfcore.models.phase import Phase, run_phase
+    from pfcore.models.training import autocast, batch_index, seeded_generator
+
+    cfg = model.config
+    net = model.cond_discrete
+    assert net is not None
+    x = data.x
+    device = x.device
+    d_all, num_all = model._split(x)
+    d_all = (d_all + 1) / 2
+    draw = _mask_sampler(model, device)
+    gen = seeded_generator(cfg.seed, device, salt=12)
+    ref = data.valid if data.valid is not None and len(data.valid) >= 64 else x
+    d_ev, num_ev = model._split(ref[: cfg.n_eval])
+    d_ev = (d_ev + 1) / 2
+    m_ev = draw(len(d_ev), seeded_generator(cfg.seed, device, salt=13))
+    batch = min(cfg.batch_size, len(x))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_lr)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def step_fn(step: int) -> torch.Tensor:
+        b = batch_index(len(x), batch, gen, device)
+        m_col, m_num = draw(batch, gen)
+        with autocast(device, use_amp):
+            return net.nll(d_all[b], m_col, num_all[b], m_num).float()
+
+    def eval_fn() -> float:
+        with torch.no_grad():
+            return float(net.nll(d_ev, m_ev[0], num_ev, m_ev[1]))
+
+    phase = Phase(
+        name="cond_discrete",
+        max_steps=cfg.conditional_max_steps,
+        budget_s=budget_s,
+        lr=cfg.conditional_lr,
+        network=("cond_discrete", net),
+        push_fn=model._push_raw,
+        step_fn=step_fn,
+        optimizer=opt,
+        generator=gen,
+        eval_fn=eval_fn,
+    )
+    summary = run_phase(model, data, phase, callbacks)
+    net.eval()
+    summary["parameters"] = count_parameters(net)
+    summary["valid_nll_missing"] = round(eval_fn(), 5)
+    return summary
+
+
+def _fit_numeric(
+    model: HybridModel,
+    data: PhaseData,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    callbacks: Sequence[ProgressCallback],
+    budget_s: float,
+) -> dict[str, Any]:
+    from pfcore.models.losses import BlockLoss
+    from pfcore.models.phase import Phase, run_phase
+    from pfcore.models.training import autocast, batch_index, seeded_generator
+
+    cfg = model.config
+    net = model.cond_numeric
+    assert net is not None and model.student is not None
+    net.warm_start(model.student)
+    x = data.x
+    device = x.device
+    d_all, num_all = model._split(x)
+    n_num = num_all.shape[1]
+    groups = torch.arange(n_num, device=device)
+    z_p, d_p, x_p = pairs
+    anchor_loss = BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
+    gen = seeded_generator(cfg.seed, device, salt=14)
+    batch = max(2, min(cfg.distill_batch_size, len(x)) // 2)
+    n_anchor = max(2, batch // 2)
+    empty = torch.zeros(n_num, dtype=torch.bool, device=device)
+    zeros = torch.zeros(1, n_num, device=device)
+    ref = data.valid if data.valid is not None and len(data.valid) >= 64 else x
+    d_ev, num_ev = model._split(ref[: cfg.n_eval])
+    g_ev = seeded_generator(cfg.seed, device, salt=15)
+    m_ev = random_masks(len(d_ev), groups, n_num, g_ev, device)
+    z_ev = torch.randn(2 * len(d_ev), n_num, generator=g_ev, device=device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_lr)
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def score(z: torch.Tensor, d: torch.Tensor, num: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Mean energy score of two draws per row given ``(d, known numbers)``."""
+        n = len(num)
+        mm, known = torch.cat([m, m]), torch.cat([num, num])
+        out = net(torch.cat([z, torch.cat([d, d])], dim=1), mm, known).float()
+        y = torch.where(mm, known, out)
+        return energy_score(y[:n], y[n:], num).mean()
+
+    def step_fn(step: int) -> torch.Tensor:
+        a = batch_index(len(z_p), n_anchor, gen, device)
+        b = batch_index(len(x), batch, gen, device)
+        m = random_masks(batch, groups, n_num, gen, device)
+        z = torch.randn(2 * batch, n_num, generator=gen, device=device)
+        with autocast(device, use_amp):
+            anchor = net(torch.cat([z_p[a], d_p[a]], dim=1), empty, zeros.expand(n_anchor, -1))
+            es = score(z, d_all[b], num_all[b], m)
+        return anchor_loss(anchor.float(), x_p[a]) + cfg.conditional_weight * es
+
+    def eval_fn() -> float:
+        with torch.no_grad():
+            return float(score(z_ev, d_ev, num_ev, m_ev))
+
+    phase = Phase(
+        name="cond_numeric",
+        max_steps=cfg.conditional_max_steps,
+        budget_s=budget_s,
+        lr=cfg.conditional_lr,
+        network=("cond_numeric", net),
+        push_fn=model._push_raw,
+        step_fn=step_fn,
+        optimizer=opt,
+        generator=gen,
+        eval_fn=eval_fn,
+    )
+    summary = run_phase(model, data, phase, callbacks)
+    net.eval()
+    summary["parameters"] = count_parameters(net)
+    summary["valid_energy_score"] = round(eval_fn(), 5)
+    return summary
+
+
+def build_networks(model: HybridModel) -> tuple[AnyOrderDiscrete | None, ConditionalStudent | None]:
+    """The conditional networks a hybrid model's config and layout call for."""
+    cfg = model.config
+    if not cfg.conditional_max_steps:
+        return None, None
+    k, d, n_num = model._dims()
+    widths = [b.width for b in model.blocks if b.kind == "onehot"]
+    disc = (
+        AnyOrderDiscrete(widths, n_num, cfg.conditional_width, cfg.conditional_depth) if k else None
+    )
+    num = (
+        ConditionalStudent(n_num + d, n_num, cfg.student_width, cfg.student_depth)
+        if n_num
+        else None
+    )
+    return disc, num
