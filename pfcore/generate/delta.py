@@ -5,15 +5,21 @@ rows twice. Each append records a Delta application transaction (``txn`` action:
 ``app_id = "pushforward:<dataset>:<batch id>"``, version 1) in the same commit as its files, and
 an append first asks the table for that id. That check alone does not stop two appends running
 at the same moment: both can pass it, and delta-rs does not refuse a blind append whose
-``app_id`` a concurrent commit already wrote (measured: the second append lands whenever its
-check runs before the first commit and its write after it).
+``app_id`` a concurrent commit already wrote. Measured on delta-rs 1.6.6 with the check alone:
+a second append whose check ran before the first commit and whose write ran after it landed
+every time; three appends released together landed twice in 20 of 20 races on a new table and
+5 of 20 on an existing one.
 
 Why a claim: the append is serialised per batch by a claim object,
 ``<table>/_pushforward/claims/<batch id>.<generation>.json``, created with the store's exclusive
 create (:meth:`pfcore.storage.Location.write_bytes`, ``If-None-Match: *`` on S3, ``O_EXCL``
-locally), so exactly one caller creates each generation. Delta ignores the folder: readers take
-their files from the log, and delta-rs' ``vacuum`` (also ``full=True``) and ``optimize`` leave
-``_``-prefixed folders alone (checked on delta-rs 1.6 with Polars and DuckDB reading the table).
+locally), so exactly one caller creates each generation; a Delta table on another object store
+(``gs://``, ``abfs://``) is refused with StorageError, as a batch commit there is. Delta ignores
+the folder: readers take their files from the log, and delta-rs' ``vacuum`` (also
+``full=True``) and ``optimize`` leave ``_``-prefixed folders alone (checked on delta-rs 1.6:
+``DeltaTable``, ``vacuum``, ``optimize.compact``, ``pl.read_delta`` and DuckDB's
+``read_parquet`` of ``file_uris()``; a claims folder made before the table does not stop
+delta-rs creating it).
 
 The protocol (:func:`append_batch`):
 
@@ -29,8 +35,9 @@ The protocol (:func:`append_batch`):
 4. The winner re-checks the ``app_id`` (the previous holder may have committed just before it
    died), then appends. Claims are left in place, never deleted: generations then only grow, so
    a claim cannot be created a second time behind a waiter's back, and the claim records who
-   appended the batch. A failed append stops renewing and leaves its claim; a retry takes over
-   once it is stale.
+   appended the batch. A failed append stops renewing and leaves its claim (a failed commit
+   might still land, so nothing may call the batch free before the timeout): a retry takes
+   over once the claim is stale, ``claim_timeout_s`` after it starts waiting.
 
 Limits: the guarantee holds while a holder that stops renewing for ``claim_timeout_s`` does not
 commit afterwards. A process frozen (suspended, swapped out, cut off from the store but not
