@@ -468,6 +468,38 @@ def test_delta_stale_claim_is_taken_over_by_exactly_one(tmp_path, penguins_synth
     assert not append_batch(m, table, claim_timeout_s=0.5)
 
 
+def test_delta_slow_holder_renews_its_claim_and_is_not_taken_over(
+    tmp_path, penguins_synth, monkeypatch
+) -> None:
+    from pfcore.generate import delta
+
+    m = generate_batch(penguins_synth, 600, 3, _target(tmp_path / "out"), layout=LAYOUT)
+    table = tmp_path / "delta" / "penguins"
+    real = delta._reader
+    writing = threading.Event()
+
+    def slow_reader(manifest):  # the holder's write takes 4 claim timeouts
+        if threading.current_thread().name == "holder":
+            writing.set()
+            time.sleep(2.0)
+        return real(manifest)
+
+    monkeypatch.setattr(delta, "_reader", slow_reader)
+    result: dict[str, bool] = {}
+
+    def hold() -> None:
+        result["holder"] = delta.append_batch(m, table, claim_timeout_s=0.5)
+
+    holder = threading.Thread(target=hold, name="holder")
+    holder.start()
+    assert writing.wait(60)
+    result["waiter"] = delta.append_batch(m, table, claim_timeout_s=0.5)
+    holder.join(60)
+    assert result == {"holder": True, "waiter": False}
+    assert _commits_of(table, m.batch_id) == 1
+    assert not storage.resolve(delta.claim_uri(table, m.batch_id, 1)).exists()
+
+
 def test_delta_fresh_claim_makes_a_second_caller_wait_for_its_commit(
     tmp_path, penguins_synth
 ) -> None:
