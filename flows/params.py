@@ -409,7 +409,7 @@ class GenerateParams(_Strict):
         description=(
             "'parquet' publishes the batch; 'delta' also appends it to the Delta Lake table "
             "'delta/' followed by the dataset name under the output root, as one transaction "
-            "per batch (a retried run never appends twice)."
+            "per batch (a retried or concurrent run never appends twice)."
         ),
     )
     dataset_name: str | None = Field(

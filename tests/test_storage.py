@@ -340,32 +340,212 @@ def test_delta_append_is_one_transaction_per_batch(tmp_path, penguins_synth) -> 
     assert n == ROWS + 700
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race: delta-rs does not refuse a second blind append carrying the same "
-    "application transaction id, so two appends of one batch that both pass the 'already "
-    "appended?' check can both land (seen once in a full-suite run)",
-)
-def test_delta_racing_appends_of_one_batch_land_once(tmp_path, penguins_synth) -> None:
+def _commits_of(table: str | Path, batch_id: str) -> int:
+    from deltalake import DeltaTable
+
+    return sum(c.get("pushforward.batch_id") == batch_id for c in DeltaTable(str(table)).history())
+
+
+def _race(manifest, table, contenders: int = 3, **kwargs) -> list[bool]:
+    """``contenders`` appends of one batch released at the same moment; their sorted results."""
     from pfcore.generate.delta import append_batch
 
-    out = tmp_path / "out"
-    table = tmp_path / "delta" / "penguins"
-    assert append_batch(generate_batch(penguins_synth, ROWS, 1, _target(out), layout=LAYOUT), table)
-    m3 = generate_batch(penguins_synth, 600, 3, _target(out), layout=LAYOUT)
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(contenders)
     landed: list[bool] = []
+    errors: list[BaseException] = []
 
     def race() -> None:
         barrier.wait()
-        landed.append(append_batch(m3, table))
+        try:
+            landed.append(append_batch(manifest, table, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
 
-    threads = [threading.Thread(target=race) for _ in range(2)]
+    threads = [threading.Thread(target=race) for _ in range(contenders)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert sorted(landed) == [False, True]
+        t.join(120)
+    assert not errors, errors
+    return sorted(landed)
+
+
+def _late_check_race(monkeypatch, manifest, table) -> dict[str, bool]:
+    """The interleaving a check-then-append loses: the second caller's 'already appended?'
+    check runs before the first caller commits, and its append after."""
+    from pfcore.generate import delta
+
+    real = delta._appended
+    first_done, checked = threading.Event(), threading.Event()
+
+    def appended(uri: str, txn: str) -> bool:
+        found = real(uri, txn)
+        if threading.current_thread().name == "late" and not checked.is_set():
+            checked.set()
+            assert first_done.wait(120)
+        return found
+
+    monkeypatch.setattr(delta, "_appended", appended)
+    results: dict[str, bool] = {}
+
+    def late() -> None:
+        results["late"] = delta.append_batch(manifest, table, claim_timeout_s=10)
+
+    thread = threading.Thread(target=late, name="late")
+    thread.start()
+    assert checked.wait(120)
+    try:
+        results["first"] = delta.append_batch(manifest, table, claim_timeout_s=10)
+    finally:
+        first_done.set()
+        thread.join(120)
+    return results
+
+
+def _foreign_claim(table, manifest, generation: int = 0, beat: int = 0) -> storage.Location:
+    """A claim written by another (here: imaginary) process."""
+    from pfcore.generate.delta import app_id, claim_uri
+
+    body = {"app_id": app_id(manifest), "batch_id": manifest.batch_id, "beat": beat}
+    body["owner"] = {"host": "elsewhere", "pid": 1, "token": "0" * 16}
+    loc = storage.resolve(claim_uri(table, manifest.batch_id, generation))
+    if beat == 0:
+        assert loc.write_bytes(json.dumps(body).encode(), exclusive=True)
+    else:
+        loc.write_bytes(json.dumps(body).encode())
+    return loc
+
+
+def test_delta_racing_appends_of_one_batch_land_once(tmp_path, penguins_synth) -> None:
+    import polars as pl
+    from deltalake import DeltaTable
+
+    from pfcore.generate.delta import append_batch
+
+    out = tmp_path / "out"
+    m1 = generate_batch(penguins_synth, ROWS, 1, _target(out), layout=LAYOUT)
+    m3 = generate_batch(penguins_synth, 600, 3, _target(out), layout=LAYOUT)
+    for i in range(3):
+        table = tmp_path / f"delta{i}" / "penguins"
+        if i:  # the first race also creates the table
+            assert append_batch(m1, table)
+        assert _race(m3, table, claim_timeout_s=10) == [False, False, True]
+        assert _commits_of(table, m3.batch_id) == 1
+        assert pl.read_delta(str(table)).height == 600 + (ROWS if i else 0)
+        # the claims folder is invisible to Delta: vacuum would never delete a claim
+        dt = DeltaTable(str(table))
+        leftovers = dt.vacuum(retention_hours=0, enforce_retention_duration=False, full=True)
+        assert not [f for f in leftovers if "_pushforward" in f]
+        assert (table / "_pushforward" / "claims" / f"{m3.batch_id}.0.json").exists()
+
+
+def test_delta_check_before_a_commit_and_append_after_it_lands_once(
+    tmp_path, penguins_synth, monkeypatch
+) -> None:
+    m = generate_batch(penguins_synth, 600, 3, _target(tmp_path / "out"), layout=LAYOUT)
+    table = tmp_path / "delta" / "penguins"
+    assert _late_check_race(monkeypatch, m, table) == {"first": True, "late": False}
+    assert _commits_of(table, m.batch_id) == 1
+
+
+def test_delta_stale_claim_is_taken_over_by_exactly_one(tmp_path, penguins_synth) -> None:
+    import polars as pl
+
+    from pfcore.generate.delta import append_batch, claim_uri
+
+    m = generate_batch(penguins_synth, 600, 3, _target(tmp_path / "out"), layout=LAYOUT)
+    table = tmp_path / "delta" / "penguins"
+    dead = _foreign_claim(table, m)  # its owner died before committing
+    t0 = time.monotonic()
+    assert _race(m, table, claim_timeout_s=0.5) == [False, False, True]
+    assert time.monotonic() - t0 >= 0.5  # nobody took over a claim before it was stale
+    assert _commits_of(table, m.batch_id) == 1
+    assert pl.read_delta(str(table)).height == 600
+    assert json.loads(dead.read_bytes())["owner"]["host"] == "elsewhere"  # left untouched
+    winner = json.loads(storage.resolve(claim_uri(table, m.batch_id, 1)).read_bytes())
+    assert winner["owner"]["pid"] == os.getpid() and winner["generation"] == 1
+    assert not storage.resolve(claim_uri(table, m.batch_id, 2)).exists()  # one taker won
+    assert not append_batch(m, table, claim_timeout_s=0.5)
+
+
+def test_delta_slow_holder_renews_its_claim_and_is_not_taken_over(
+    tmp_path, penguins_synth, monkeypatch
+) -> None:
+    from pfcore.generate import delta
+
+    m = generate_batch(penguins_synth, 600, 3, _target(tmp_path / "out"), layout=LAYOUT)
+    table = tmp_path / "delta" / "penguins"
+    real = delta._reader
+    writing = threading.Event()
+
+    def slow_reader(manifest):  # the holder's write takes 4 claim timeouts
+        if threading.current_thread().name == "holder":
+            writing.set()
+            time.sleep(2.0)
+        return real(manifest)
+
+    monkeypatch.setattr(delta, "_reader", slow_reader)
+    result: dict[str, bool] = {}
+
+    def hold() -> None:
+        result["holder"] = delta.append_batch(m, table, claim_timeout_s=0.5)
+
+    holder = threading.Thread(target=hold, name="holder")
+    holder.start()
+    assert writing.wait(60)
+    result["waiter"] = delta.append_batch(m, table, claim_timeout_s=0.5)
+    holder.join(60)
+    assert result == {"holder": True, "waiter": False}
+    assert _commits_of(table, m.batch_id) == 1
+    assert not storage.resolve(delta.claim_uri(table, m.batch_id, 1)).exists()
+
+
+def test_delta_fresh_claim_makes_a_second_caller_wait_for_its_commit(
+    tmp_path, penguins_synth
+) -> None:
+    import polars as pl
+    import pyarrow.dataset as ds
+    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+    from pfcore.errors import GenerationError
+    from pfcore.generate.delta import app_id, append_batch
+
+    m = generate_batch(penguins_synth, 600, 3, _target(tmp_path / "out"), layout=LAYOUT)
+    table = tmp_path / "delta" / "penguins"
+    _foreign_claim(table, m)  # a live holder, appending right now
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(append_batch(m, table)))
+    waiter.start()
+    time.sleep(1.5)
+    assert waiter.is_alive() and not (table / "_delta_log").exists()  # waiting, not appending
+    rows = ds.dataset([str(p) for p in m.file_paths], format="parquet").to_table()
+    props = CommitProperties(app_transactions=[Transaction(app_id(m), 1)])
+    write_deltalake(str(table), rows, mode="append", commit_properties=props)  # holder commits
+    waiter.join(30)
+    assert result == [False]
+    assert DeltaTable(str(table)).version() == 0  # the holder's commit only
+    assert pl.read_delta(str(table)).height == 600
+
+    # a holder that keeps renewing is never taken over; the waiter gives up, bounded
+    m2 = generate_batch(penguins_synth, 600, 4, _target(tmp_path / "out"), layout=LAYOUT)
+    _foreign_claim(table, m2)
+    stop = threading.Event()
+
+    def renew() -> None:
+        beat = 0
+        while not stop.wait(0.1):
+            beat += 1
+            _foreign_claim(table, m2, beat=beat)
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        with pytest.raises(GenerationError, match="claimed by .* not appended after"):
+            append_batch(m2, table, claim_timeout_s=0.5, max_wait_s=2.0)
+    finally:
+        stop.set()
+        renewer.join()
+    assert _commits_of(table, m2.batch_id) == 0
 
 
 # --------------------------------------------------------------------------- a real Dask cluster
@@ -497,3 +677,27 @@ def test_delta_table_in_the_bucket(s3, tmp_path, penguins_synth) -> None:
     assert not append_batch(m, table)
     assert DeltaTable(table).version() == 0
     assert pl.read_delta(table).height == 800
+
+
+def test_delta_racing_appends_in_the_bucket_land_once(
+    s3, tmp_path, penguins_synth, monkeypatch
+) -> None:
+    import polars as pl
+    from deltalake import DeltaTable
+
+    from pfcore.generate.delta import claim_uri
+
+    m = generate_batch(penguins_synth, 600, 5, _target(tmp_path / "out"), layout=LAYOUT)
+    table = f"s3://{BUCKET}/dlrace/delta/penguins"
+    assert _race(m, table, claim_timeout_s=10) == [False, False, True]
+    assert _commits_of(table, m.batch_id) == 1
+    assert pl.read_delta(table).height == 600
+    assert storage.resolve(claim_uri(table, m.batch_id)).exists()
+    leftovers = DeltaTable(table).vacuum(
+        retention_hours=0, enforce_retention_duration=False, full=True
+    )
+    assert not [f for f in leftovers if "_pushforward" in f]
+
+    late = f"s3://{BUCKET}/dlrace/delta/late"
+    assert _late_check_race(monkeypatch, m, late) == {"first": True, "late": False}
+    assert _commits_of(late, m.batch_id) == 1
