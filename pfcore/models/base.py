@@ -201,14 +201,8 @@ class ModelConfig:
             "log_every",
             "checkpoint_every",
         ]
-        for name in positive_ints:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ModelError(f"config.{name} must be an integer >= 1, got {v!r}")
-        for name in ["min_steps", "warmup_steps", "patience", "seed"]:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ModelError(f"config.{name} must be an integer >= 0, got {v!r}")
+        self._check_ints(positive_ints, 1)
+        self._check_ints(["min_steps", "warmup_steps", "patience", "seed"], 0)
         if not self.lr > 0:
             raise ModelError(f"config.lr must be > 0, got {self.lr!r}")
         if not self.max_minutes > 0:
@@ -219,17 +213,26 @@ class ModelConfig:
             raise ModelError(f"config.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.epochs is not None and not self.epochs > 0:
             raise ModelError(f"config.epochs must be > 0 or None, got {self.epochs!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ModelError(
-                f"config.threads must be an integer >= 1 or None, got {self.threads!r}"
-            )
+        self._check_int("threads", self.threads, 1, optional=True)
 
     @staticmethod
-    def _check_width_depth(width: int, depth: int, prefix: str = "") -> None:
-        if not isinstance(width, int) or width < 1:
-            raise ModelError(f"config.{prefix}width must be an integer >= 1, got {width!r}")
-        if not isinstance(depth, int) or depth < 1:
-            raise ModelError(f"config.{prefix}depth must be an integer >= 1, got {depth!r}")
+    def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+        """The one integer-field check of every family's config (a bool is not an integer:
+        ``True`` would silently mean 1 step or 1 layer)."""
+        if optional and value is None:
+            return
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            alt = " or None" if optional else ""
+            raise ModelError(f"config.{name} must be an integer >= {minimum}{alt}, got {value!r}")
+
+    def _check_ints(self, names: Sequence[str], minimum: int) -> None:
+        for name in names:
+            self._check_int(name, getattr(self, name), minimum)
+
+    @classmethod
+    def _check_width_depth(cls, width: int, depth: int, prefix: str = "") -> None:
+        cls._check_int(f"{prefix}width", width, 1)
+        cls._check_int(f"{prefix}depth", depth, 1)
 
     # ------------------------------------------------------------------ (de)serialisation
     #: For fields added after models were first saved: the value a saved config that lacks the

@@ -71,6 +71,7 @@ __all__ = [
     "STUDENT_DIR",
     "ConditionalStudent",
     "attach_student",
+    "check_conditional_config",
     "column_groups",
     "fit_conditional_student",
     "random_masks",
@@ -127,6 +128,18 @@ class ConditionalStudent(nn.Module):
             "width": self.width,
             "depth": self.depth,
         }
+
+
+def check_conditional_config(cfg: Any) -> None:
+    """The conditional-training fields every family that trains conditional networks shares
+    (``conditional_max_steps``, ``_share``, ``_lr``, ``_weight``); 0 steps means none."""
+    cfg._check_int("conditional_max_steps", cfg.conditional_max_steps, 0)
+    if not 0 <= cfg.conditional_share < 1:
+        raise ModelError(
+            f"config.conditional_share must be in [0, 1), got {cfg.conditional_share!r}"
+        )
+    if not cfg.conditional_lr > 0 or not cfg.conditional_weight >= 0:
+        raise ModelError("config.conditional_lr must be > 0 and conditional_weight >= 0")
 
 
 def column_groups(blocks: Sequence[BlockSpec]) -> tuple[torch.Tensor, int]:

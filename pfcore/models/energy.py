@@ -48,12 +48,7 @@ class EnergyConfig(ModelConfig):
     def validate(self) -> None:
         super().validate()
         self._check_width_depth(self.width, self.depth)
-        if self.latent_dim is not None and (
-            not isinstance(self.latent_dim, int) or self.latent_dim < 1
-        ):
-            raise ModelError(
-                f"config.latent_dim must be an integer >= 1 or None, got {self.latent_dim!r}"
-            )
+        self._check_int("latent_dim", self.latent_dim, 1, optional=True)
         if self.loss not in ("energy", "mmd"):
             raise ModelError(f"config.loss must be 'energy' or 'mmd', got {self.loss!r}")
         self.mmd_scales = tuple(float(s) for s in self.mmd_scales)

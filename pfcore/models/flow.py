@@ -88,10 +88,7 @@ class FlowConfig(ModelConfig):
         self._check_width_depth(self.width, self.depth)
         if self.solver not in ("heun", "euler"):
             raise ModelError(f"config.solver must be 'heun' or 'euler', got {self.solver!r}")
-        if not isinstance(self.solver_steps, int) or self.solver_steps < 1:
-            raise ModelError(
-                f"config.solver_steps must be an integer >= 1, got {self.solver_steps!r}"
-            )
+        self._check_ints(["solver_steps", "embedding_freqs", "embedding_dim"], 1)
         if self.t_sampling not in ("logit_normal", "uniform"):
             raise ModelError(
                 f"config.t_sampling must be 'logit_normal' or 'uniform', got {self.t_sampling!r}"
@@ -113,10 +110,6 @@ class FlowConfig(ModelConfig):
                 f"config.num_embedding must be one of {list(NUM_EMBEDDINGS)}, "
                 f"got {self.num_embedding!r}"
             )
-        for name in ("embedding_freqs", "embedding_dim"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ModelError(f"config.{name} must be an integer >= 1, got {v!r}")
         if not self.embedding_sigma > 0:
             raise ModelError(f"config.embedding_sigma must be > 0, got {self.embedding_sigma!r}")
         if self.categorical_weight < 0:

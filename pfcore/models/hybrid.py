@@ -51,7 +51,7 @@ from torch import nn
 from pfcore.errors import ModelError
 from pfcore.models.autoregressive import DiscreteAR
 from pfcore.models.base import BlockSpec, GenerativeModel, ProgressCallback
-from pfcore.models.cond_student import ConditionalStudent
+from pfcore.models.cond_student import ConditionalStudent, check_conditional_config
 from pfcore.models.flow import FlowConfig, VelocityField, train_field, velocity_net_for
 from pfcore.models.hybrid_cond import (
     AnyOrderDiscrete,
@@ -115,16 +115,8 @@ class HybridConfig(FlowConfig):
         self._check_width_depth(
             self.conditional_width, self.conditional_depth, prefix="conditional_"
         )
-        for name in (
-            "ar_max_steps",
-            "n_pairs",
-            "pair_batch",
-            "distill_batch_size",
-            "distill_max_steps",
-        ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ModelError(f"config.{name} must be an integer >= 1, got {v!r}")
+        names = ["ar_max_steps", "n_pairs", "pair_batch", "distill_batch_size", "distill_max_steps"]
+        self._check_ints(names, 1)
         if not (0 < self.ar_share < 1 and 0 < self.teacher_share < 1):
             raise ModelError("config.ar_share and config.teacher_share must be in (0, 1)")
         if not self.ar_share + self.teacher_share < 1:
@@ -132,13 +124,7 @@ class HybridConfig(FlowConfig):
                 "config.ar_share + config.teacher_share must be < 1 (distillation needs a share), "
                 f"got {self.ar_share} + {self.teacher_share}"
             )
-        v = self.conditional_max_steps
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ModelError(f"config.conditional_max_steps must be an integer >= 0, got {v!r}")
-        if not 0 <= self.conditional_share < 1 or not self.conditional_lr > 0:
-            raise ModelError("config.conditional_share must be in [0, 1), conditional_lr > 0")
-        if not self.conditional_weight >= 0:
-            raise ModelError("config.conditional_weight must be >= 0")
+        check_conditional_config(self)
         if not self.ar_lr > 0 or not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError(
                 "config.ar_lr and config.distill_lr must be > 0, distill_min_seconds >= 0"

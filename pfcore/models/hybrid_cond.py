@@ -106,16 +106,30 @@ class AnyOrderDiscrete(nn.Module):
         m_num: torch.Tensor,
     ) -> torch.Tensor:
         """Fill the missing columns of ``d01`` (0/1, ``(n, D)``) in block order, each by inverse
-        CDF at ``u[:, c]`` from its law given everything known so far."""
+        CDF at ``u[:, c]`` from its law given everything known so far.
+
+        The first layer is linear in the inputs, so drawing column ``c`` only adds its weight
+        columns (the drawn class and the column's mask bit) to the first layer's
+        pre-activation; each column then costs the deeper layers plus its own logits, not a
+        full forward.
+        """
         d01, m_col = d01.clone(), m_col.clone()
+        first, rest, head = self.mlp.body[0], self.mlp.body[1:], self.mlp.head
+        assert isinstance(first, nn.Linear)
+        w_in = first.weight
+        mc = m_col.to(d01.dtype)
+        mn = m_num.to(d01.dtype)
+        pre = first(torch.cat([d01 * mc[:, self.col_of_dim], mc, x_num.to(d01.dtype) * mn, mn], 1))
         for c, w in enumerate(self.widths):
             need = ~m_col[:, c]
             if not bool(need.any()):
                 continue
             s = self.starts[c]
-            logits = self.forward(d01, m_col, x_num, m_num)[:, s : s + w]
+            logits = F.linear(rest(pre), head.weight[s : s + w], head.bias[s : s + w])
             k = inverse_cdf(torch.softmax(logits.float(), dim=1), u[:, c])
             drawn = F.one_hot(k, w).to(d01.dtype)
+            delta = F.linear(drawn, w_in[:, s : s + w]) + w_in[:, self.dim + c]
+            pre = torch.where(need.unsqueeze(1), pre + delta, pre)
             d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
             m_col[:, c] = True
         return d01
@@ -156,14 +170,19 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
                 d = z.new_zeros(n, 0)
             x_num = None
             if n_num:
-                assert model.student is not None
-                z_num = z[:, k:]
-                x_num = model.student(torch.cat([z_num, d], dim=1))
-                rows = m_num.any(dim=1)
-                if bool(rows.any()):
-                    assert model.cond_numeric is not None
-                    cond = model.cond_numeric(torch.cat([z_num, d], dim=1), m_num, num_known)
-                    x_num = torch.where(rows.unsqueeze(1), cond, x_num)
+                assert model.student is not None and model.cond_numeric is not None
+                zd = torch.cat([z[:, k:], d], dim=1)
+                rows = m_num.any(dim=1)  # rows that give a number need the conditional student
+                if not bool(rows.any()):
+                    x_num = model.student(zd)
+                elif bool(rows.all()):
+                    x_num = model.cond_numeric(zd, m_num, num_known)
+                else:
+                    x_num = torch.where(
+                        rows.unsqueeze(1),
+                        model.cond_numeric(zd, m_num, num_known),
+                        model.student(zd),
+                    )
             out = model._assemble(d, x_num)
             full = mask.to(torch.bool)
             return torch.where(full if full.ndim == 2 else full.unsqueeze(0), known, out)

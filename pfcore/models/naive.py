@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pfcore.errors import ModelError
 from pfcore.models.base import ModelConfig
 from pfcore.models.energy import DirectGeneratorModel
 
@@ -31,12 +30,7 @@ class NaiveMSEConfig(ModelConfig):
     def validate(self) -> None:
         super().validate()
         self._check_width_depth(self.width, self.depth)
-        if self.latent_dim is not None and (
-            not isinstance(self.latent_dim, int) or self.latent_dim < 1
-        ):
-            raise ModelError(
-                f"config.latent_dim must be an integer >= 1 or None, got {self.latent_dim!r}"
-            )
+        self._check_int("latent_dim", self.latent_dim, 1, optional=True)
 
 
 class NaiveMSEModel(DirectGeneratorModel):

@@ -49,6 +49,7 @@ from pfcore.models.base import (
     normalize_blocks,
     snap_onehot,
 )
+from pfcore.models.cond_student import check_conditional_config
 from pfcore.models.energy import energy_distance, soften_onehot
 from pfcore.models.flow import FlowConfig, FlowModel, fit_flow
 from pfcore.models.losses import endpoint_loss
@@ -105,10 +106,7 @@ class OneStepConfig(FlowConfig):
     def validate(self) -> None:
         super().validate()
         self._check_width_depth(self.student_width, self.student_depth, prefix="student_")
-        for name in ("n_pairs", "pair_batch", "distill_batch_size", "distill_max_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ModelError(f"config.{name} must be an integer >= 1, got {v!r}")
+        self._check_ints(["n_pairs", "pair_batch", "distill_batch_size", "distill_max_steps"], 1)
         if not 0 < self.teacher_share < 1:
             raise ModelError(f"config.teacher_share must be in (0, 1), got {self.teacher_share!r}")
         if self.distill_loss not in ("ce", "mse"):
@@ -134,7 +132,7 @@ class OneStepConfig(FlowConfig):
             )
         if not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError("config.distill_lr must be > 0 and distill_min_seconds >= 0")
-        _check_conditional(self)
+        check_conditional_config(self)
 
     def refine_times(self) -> list[float]:
         """The times ``t_i = i / k`` at which refiners re-enter the path (empty for k = 1)."""
@@ -144,18 +142,6 @@ class OneStepConfig(FlowConfig):
     def teacher_config(self) -> FlowConfig:
         names = {f.name for f in fields(FlowConfig)}
         return FlowConfig(**{k: v for k, v in self.to_dict().items() if k in names})
-
-
-def _check_conditional(cfg: OneStepConfig) -> None:
-    v = cfg.conditional_max_steps
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ModelError(f"config.conditional_max_steps must be an integer >= 0, got {v!r}")
-    if not 0 <= cfg.conditional_share < 1:
-        raise ModelError(
-            f"config.conditional_share must be in [0, 1), got {cfg.conditional_share!r}"
-        )
-    if not cfg.conditional_lr > 0 or not cfg.conditional_weight >= 0:
-        raise ModelError("config.conditional_lr must be > 0 and conditional_weight >= 0")
 
 
 @torch.no_grad()
