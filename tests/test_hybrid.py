@@ -263,11 +263,28 @@ def test_conditional_flow_takes_the_configured_velocity_net() -> None:
 
 
 # ----------------------------------------------------------------------------- conditional
-def test_any_order_sampler_equals_full_forwards() -> None:
-    """The incremental sampler (first layer updated column by column) draws, for every row and
-    missing column, the inverse-CDF class of a full forward on what is known at that point."""
+def _reference_any_order(net, u, d01, m_col, x_num, m_num) -> torch.Tensor:
+    """The any-order draw by full forwards, column by column (what the sampler must equal)."""
+    ref, known = d01.clone(), m_col.clone()
+    for c, w in enumerate(net.widths):
+        s = net.starts[c]
+        logits = net(ref, known, x_num, m_num)[:, s : s + w]
+        k = inverse_cdf(torch.softmax(logits, dim=1), u[:, c])
+        drawn = torch.nn.functional.one_hot(k, w).float()
+        ref[:, s : s + w] = torch.where(~known[:, c : c + 1], drawn, ref[:, s : s + w])
+        known[:, c] = True
+    return ref
+
+
+def test_any_order_sampler_equals_full_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incremental sampler (first layer updated column by column, rows in chunks) draws,
+    for every row and missing column, the inverse-CDF class of a full forward on what is known
+    at that point: with a different mask per row, and with every column missing (the in-place
+    path a compiled condition takes)."""
+    from pfcore.models import hybrid_cond
     from pfcore.models.hybrid_cond import AnyOrderDiscrete
 
+    monkeypatch.setattr(hybrid_cond, "SAMPLE_CHUNK", 128)
     torch.manual_seed(0)
     net = AnyOrderDiscrete([3, 2, 5, 4], n_num=2, width=32, depth=3)
     with torch.no_grad():
@@ -281,17 +298,13 @@ def test_any_order_sampler_equals_full_forwards() -> None:
         d01[torch.arange(n), net.starts[c] + torch.randint(0, w, (n,))] = 1.0
     d01 = d01 * m_col[:, net.col_of_dim]
     fast = net.sample(u, d01, m_col, x_num, m_num)
-    ref, known = d01.clone(), m_col.clone()
-    for c, w in enumerate(net.widths):
-        s = net.starts[c]
-        logits = net(ref, known, x_num, m_num)[:, s : s + w]
-        k = inverse_cdf(torch.softmax(logits, dim=1), u[:, c])
-        drawn = torch.nn.functional.one_hot(k, w).float()
-        need = ~known[:, c : c + 1]
-        ref[:, s : s + w] = torch.where(need, drawn, ref[:, s : s + w])
-        known[:, c] = True
-    assert torch.equal(fast, ref)
+    assert torch.equal(fast, _reference_any_order(net, u, d01, m_col, x_num, m_num))
     assert torch.equal(fast[m_col[:, net.col_of_dim]], d01[m_col[:, net.col_of_dim]])
+    none = torch.zeros_like(m_col)
+    assert torch.equal(
+        net.sample(u, d01 * 0, none, x_num, m_num),
+        _reference_any_order(net, u, d01 * 0, none, x_num, m_num),
+    )
 
 
 def _request(d: int, given: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor]:

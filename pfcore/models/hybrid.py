@@ -102,8 +102,8 @@ class HybridConfig(FlowConfig):
     conditional_share: float = 0.35
     conditional_lr: float = 2e-3
     conditional_weight: float = 3.0
-    conditional_width: int = 256
-    conditional_depth: int = 2
+    conditional_width: int = 512
+    conditional_depth: int = 1
 
     #: Hybrid models saved before the conditional networks existed carry none.
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {"conditional_max_steps": 0}

@@ -108,31 +108,59 @@ class AnyOrderDiscrete(nn.Module):
         """Fill the missing columns of ``d01`` (0/1, ``(n, D)``) in block order, each by inverse
         CDF at ``u[:, c]`` from its law given everything known so far.
 
-        The first layer is linear in the inputs, so drawing column ``c`` only adds its weight
-        columns (the drawn class and the column's mask bit) to the first layer's
-        pre-activation; each column then costs the deeper layers plus its own logits, not a
-        full forward.
+        Rows go through in chunks of ``SAMPLE_CHUNK`` so that each column's activations stay in
+        cache: the per-column work is a few passes over ``(rows, width)`` activations, which on
+        a CPU costs memory traffic more than arithmetic.
         """
+        out = d01.clone()
+        for lo in range(0, u.shape[0], SAMPLE_CHUNK):
+            sl = slice(lo, lo + SAMPLE_CHUNK)
+            out[sl] = self._sample_rows(u[sl], d01[sl], m_col[sl], x_num[sl], m_num[sl])
+        return out
+
+    def _sample_rows(
+        self,
+        u: torch.Tensor,
+        d01: torch.Tensor,
+        m_col: torch.Tensor,
+        x_num: torch.Tensor,
+        m_num: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`sample` on one chunk. The first layer is linear in the inputs, so drawing
+        column ``c`` only adds its weight columns (the drawn class and the column's mask bit)
+        to the first layer's pre-activation; each column then costs the deeper layers plus its
+        own logits, not a full forward."""
         d01, m_col = d01.clone(), m_col.clone()
         first, rest, head = self.mlp.body[0], self.mlp.body[1:], self.mlp.head
         assert isinstance(first, nn.Linear)
-        w_in = first.weight
         mc = m_col.to(d01.dtype)
         mn = m_num.to(d01.dtype)
         pre = first(torch.cat([d01 * mc[:, self.col_of_dim], mc, x_num.to(d01.dtype) * mn, mn], 1))
         for c, w in enumerate(self.widths):
             need = ~m_col[:, c]
-            if not bool(need.any()):
+            n_need = int(need.sum())
+            if not n_need:
                 continue
             s = self.starts[c]
             logits = F.linear(rest(pre), head.weight[s : s + w], head.bias[s : s + w])
             k = inverse_cdf(torch.softmax(logits.float(), dim=1), u[:, c])
             drawn = F.one_hot(k, w).to(d01.dtype)
-            delta = F.linear(drawn, w_in[:, s : s + w]) + w_in[:, self.dim + c]
-            pre = torch.where(need.unsqueeze(1), pre + delta, pre)
-            d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
+            # the class's weight column plus the mask bit's, in one matrix product
+            w_c = first.weight[:, [*range(s, s + w), self.dim + c]]
+            grown = F.pad(drawn, (0, 1), value=1.0)
+            if n_need == len(need):
+                pre.addmm_(grown, w_c.t())
+                d01[:, s : s + w] = drawn
+            else:
+                pre = torch.where(need.unsqueeze(1), pre + grown @ w_c.t(), pre)
+                d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
             m_col[:, c] = True
         return d01
+
+
+#: Rows per pass of the any-order sampler (credit_default, 10 discrete columns, a 256x2
+#: network on one thread: 17.7k rows/s in one 65,536-row pass, 30k in 2,048-row chunks).
+SAMPLE_CHUNK = 2048
 
 
 def _masks(model: HybridModel, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
