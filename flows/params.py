@@ -195,9 +195,10 @@ class TrainParams(_Strict):
     family: Literal[FAMILY_CHOICES] = Field(
         DEFAULT_FAMILY,
         description=(
-            "Model family: 'onestep' (distilled from a flow; fastest sampler), 'flow' (ODE "
-            "sampler), 'hybrid' (discrete columns drawn autoregressively, numbers by a "
-            "one-step map conditioned on them; no conditional sampler), 'energy' (direct "
+            "Model family: 'hybrid' (default: discrete columns drawn autoregressively, numbers "
+            "by a one-step map conditioned on them; the lowest detection AUC), 'onestep' "
+            "(distilled from a flow over the whole row; fastest sampler, and flow inpainting "
+            "as a second conditional sampler), 'flow' (ODE sampler), 'energy' (direct "
             "MMD/energy generator)."
         ),
     )
@@ -459,9 +460,11 @@ class GenerateParams(_Strict):
         DEFAULT_CONDITIONAL_METHOD,
         description=(
             "Sampler of a conditional batch (with where, rebalance or seed_rows): 'student' "
-            "(the model's mask-conditioned one-step network, one evaluation per row), "
-            "'inpaint' (the flow teacher, 32 evaluations per row, 3-7 percent of the speed) or "
-            "'auto' (the student when the model has one). The batch records the one that ran."
+            "(the model's mask-conditioned networks: a hybrid's any-order discrete network and "
+            "numeric student, a onestep model's conditional student), 'inpaint' (onestep and "
+            "flow models only: the flow teacher, 32 evaluations per row, 3-7 percent of the "
+            "speed) or 'auto' (the student when the model has one). The batch records the one "
+            "that ran."
         ),
     )
 

@@ -20,7 +20,7 @@ __all__ = [
 
 #: Model families offered to users (``naive_mse`` exists only as a negative control).
 FAMILY_CHOICES: tuple[str, ...] = ("onestep", "flow", "hybrid", "energy")
-DEFAULT_FAMILY = "onestep"
+DEFAULT_FAMILY = "hybrid"
 #: Training budget presets, smallest first (``pfcore.models.presets``).
 PRESET_CHOICES: tuple[str, ...] = ("tiny", "fast", "balanced", "best")
 DEFAULT_PRESET = "balanced"
@@ -28,7 +28,8 @@ DEFAULT_PRESET = "balanced"
 #: outliers identify people; see ``pfcore.transforms.numeric``). 0 reproduces the full range.
 PROTECT_EXTREMES = 5
 #: Conditional samplers a request may name (``pfcore.models.conditional.conditional_method``
-#: decides what "auto" runs: the mask-conditioned one-step student when the model has one, else
-#: flow inpainting).
+#: decides what "auto" runs: the model's mask-conditioned networks when it has them, else flow
+#: inpainting; "student" names those networks: a one-step model's conditional student, a hybrid
+#: model's any-order discrete network and numeric student).
 CONDITIONAL_METHODS: tuple[str, ...] = ("auto", "student", "inpaint")
 DEFAULT_CONDITIONAL_METHOD = "auto"

@@ -341,12 +341,21 @@ def _read(manifest) -> pa.Table:
 
 
 @pytest.mark.parametrize(
-    ("kind", "method"), [("where", "auto"), ("where", "inpaint"), ("seed_rows", "auto")]
+    ("model", "kind", "method"),
+    [
+        ("toy_synth", "where", "auto"),
+        ("toy_synth", "where", "inpaint"),
+        ("toy_synth", "seed_rows", "auto"),
+        ("hybrid_synth", "where", "auto"),
+        ("hybrid_synth", "seed_rows", "auto"),
+    ],
 )
 def test_conditional_batch_same_rows_with_1_and_3_shards(
-    toy_synth, tmp_path: Path, kind, method
+    request: pytest.FixtureRequest, tmp_path: Path, model, kind, method
 ) -> None:
     import pyarrow.parquet as pq
+
+    toy_synth = request.getfixturevalue(model)
 
     from pfcore.generate import BatchLayout, BatchTarget, RunOptions, generate_batch
 

@@ -33,6 +33,9 @@ def _loose_train_params(**kw):
         source=PENGUINS,
         dataset_name="penguins",
         model_name="pf-test-penguins",
+        # onestep, not the default hybrid: this module also runs the form's second conditional
+        # sampler (flow inpainting), which only onestep and flow models carry
+        family="onestep",
         preset="tiny",
         holdout_fraction=0.25,
         # Orchestration is under test here, not model quality: a loose gate.

@@ -2,18 +2,19 @@
 
 Families (``build(family, ...)``):
 
-- ``"onestep"`` (default): a one-step generator distilled from a rectified flow; one network
-  forward per row, the production sampler.
+- ``"hybrid"`` (default): discrete columns drawn by a masked autoregressive network (inverse CDF
+  of one latent coordinate each), numeric dims by a one-step student of a flow conditioned on
+  them; conditional requests by an any-order discrete network and a mask-conditioned student.
+- ``"onestep"``: a one-step generator distilled from a rectified flow over the whole row; one
+  network forward per row (the fastest sampler; flow inpainting as a second conditional one).
 - ``"flow"``: the rectified flow itself, sampled by a few-step ODE solver (slower, the teacher).
-- ``"hybrid"``: discrete columns drawn by a masked autoregressive network (inverse CDF of one
-  latent coordinate each), numeric dims by a one-step student of a flow conditioned on them.
 - ``"energy"``: a direct generator trained with energy distance / MMD (baseline, fallback).
 - ``"naive_mse"``: MSE against randomly paired rows; collapses to the mean (negative control).
 
 Example::
 
     from pfcore import models
-    model = models.build("onestep", {"seed": 1}, preset="fast")
+    model = models.build("hybrid", {"seed": 1}, preset="fast")
     model.fit(x, blocks, valid=x_valid)
     rows = model.sample(10_000, seed=7)
     model.save("out/model"); same = models.load("out/model")

@@ -152,7 +152,7 @@ def _flow_of(model: GenerativeModel) -> GenerativeModel:
     raise ModelError(
         f"this {model.family!r} model has no conditional sampler (its family has none, or it "
         "was fitted with conditional_max_steps=0 or saved by an older pushforward); use the "
-        "'onestep' (default), 'flow' or 'hybrid' family"
+        "'hybrid' (default), 'onestep' or 'flow' family"
     )
 
 

@@ -32,6 +32,11 @@ against 0.759/0.761 (a loss); the student is within 0.02 of its own teacher ever
 on the numeric-heavy tables (diamonds 0.763 against 0.710). Sampling runs at 0.55-0.67x
 onestep's rows/s (the discrete network costs about one forward of a 128x2 MLP).
 
+Conditional requests (given columns, seed rows, rebalancing) are answered by two more
+mask-conditioned networks trained after distillation (``hybrid_cond.py``). The family is the
+product default: at the 5-minute budget its detection AUC is below the one-step family's on all
+four shared tables (``benchmarks/results/fidelity.json``).
+
 The per-slot calibration offsets of other families are not fitted: the discrete part is a
 likelihood model whose class frequencies already match the data's, and an offset on its ±1
 output would only move classes the sampler drew on purpose.
