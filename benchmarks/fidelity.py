@@ -231,13 +231,19 @@ def run_ours(
     threads: int,
     seeds: list[int] | None,
     minutes: float,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
 ) -> None:
     """Fit our families through the product path (``Synthesizer.fit``), ``minutes`` per fit.
 
     A model that keeps the flow teacher it distilled from (``model.teacher``) is also sampled
     through that teacher's ODE and scored as ``pushforward-<family>-teacher``: the same fit's
     slow sampler, the reference the one-step default is held to. Its ``fit_seconds`` is the
-    whole fit's (one fit, two samplers); ``teacher_phase_seconds`` is the teacher's share.
+    whole fit's (one fit, two samplers); ``teacher_phase_seconds`` is the teacher's share. A
+    hybrid's teacher is its conditional flow over the numeric dims (a network, not a model): its
+    rows are the same discrete draws with the numbers integrated by that flow's ODE
+    (``continuous_sampler = "teacher"``). ``overrides`` (config keys) and ``tag`` (appended to
+    the method name) score a design against the default under the same protocol.
     """
     import pyarrow.parquet as pq
     import torch
@@ -251,7 +257,7 @@ def run_ours(
         train = pq.read_table(WORK / ds / "train.parquet")
         schema = infer_schema(train)
         for family in families:
-            method = f"pushforward-{family}"
+            method = f"pushforward-{family}" + (f"-{tag}" if tag else "")
             for seed in seeds if seeds is not None else DEFAULT_SEEDS["pushforward"]:
                 out = run_dir(ds, method, seed)
                 if (out / "run.json").exists():
@@ -263,7 +269,12 @@ def run_ours(
                     family=family,
                     preset=preset,
                     seed=seed,
-                    config={"threads": threads, "device": "cpu", "max_minutes": minutes},
+                    config={
+                        **(overrides or {}),
+                        "threads": threads,
+                        "device": "cpu",
+                        "max_minutes": minutes,
+                    },
                 )
                 common = {
                     "preset": preset,
@@ -292,11 +303,16 @@ def run_ours(
                     flush=True,
                 )
                 teacher = getattr(synth.model, "teacher", None)
-                if not isinstance(teacher, GenerativeModel):
-                    continue  # no teacher, or only a network of one (hybrid's conditional flow)
-                tsyn = Synthesizer(
-                    schema=synth.schema, transformer=synth.transformer, model=teacher
-                )
+                if teacher is None:
+                    continue
+                hybrid_flow = not isinstance(teacher, GenerativeModel)
+                if hybrid_flow:  # the hybrid's conditional flow: its numbers by the ODE
+                    synth.model.continuous_sampler = "teacher"
+                    teacher, tsyn = synth.model, synth
+                else:
+                    tsyn = Synthesizer(
+                        schema=synth.schema, transformer=synth.transformer, model=teacher
+                    )
                 t0 = time.perf_counter()
                 table = tsyn.sample(SAMPLE_ROWS, seed=1)
                 sample_s = time.perf_counter() - t0
@@ -312,6 +328,8 @@ def run_ours(
                     "note": f"ODE teacher of {method}, same fit",
                     **_throughput(teacher, threads, n=16_384, repeats=1),
                 }
+                if hybrid_flow:
+                    synth.model.continuous_sampler = "student"
                 _write_run(run_dir(ds, f"{method}-teacher", seed), table, tinfo)
 
 
@@ -723,6 +741,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="*", default=list(PEER_BUDGETS))
     ap.add_argument("--families", nargs="*", default=None, help="default: the default family")
     ap.add_argument("--preset", default="balanced")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="config override for our fits (repeatable), e.g. --set net='\"resmlp\"'",
+    )
+    ap.add_argument("--tag", default=None, help="suffix of our method name (with --set)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--seeds",
@@ -744,7 +770,17 @@ def main(argv: list[str] | None = None) -> int:
         run_peers(args.datasets, args.methods, args.threads, args.seeds, args.minutes)
     elif args.stage == "ours":
         families = args.families or [default_family()]
-        run_ours(args.datasets, families, args.preset, args.threads, args.seeds, args.minutes)
+        overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+        run_ours(
+            args.datasets,
+            families,
+            args.preset,
+            args.threads,
+            args.seeds,
+            args.minutes,
+            overrides,
+            args.tag,
+        )
     elif args.stage == "frontier":
         run_frontier(args.datasets, args.threads, args.distill_seconds, args.preset)
     elif args.stage == "score":

@@ -25,7 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DiscreteAR", "inverse_cdf"]
+__all__ = ["DiscreteAR", "inverse_cdf", "set_marginal_bias"]
+
+
+@torch.no_grad()
+def set_marginal_bias(bias: torch.Tensor, onehot01: torch.Tensor, widths: Sequence[int]) -> None:
+    """Set ``bias`` (one slot per one-hot dim) to each column's log class frequencies
+    (add-half smoothed, so a class absent from ``onehot01`` keeps a finite logit)."""
+    counts = onehot01.float().sum(dim=0) + 0.5
+    start = 0
+    for w in widths:
+        block = counts[start : start + w]
+        bias[start : start + w] = (block / block.sum()).log().to(bias.dtype)
+        start += w
 
 
 class MaskedLinear(nn.Linear):
@@ -88,6 +100,17 @@ class DiscreteAR(nn.Module):
             self.head.bias.zero_()
 
     # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def init_marginals(self, onehot01: torch.Tensor) -> None:
+        """Start every column's logits at its log class frequencies in ``onehot01``.
+
+        Column 0's logits are the output bias alone, and from zero (uniform classes) Adam moves
+        a bias about ``lr`` per step: after 4,000 steps a missing indicator whose real rate is
+        1% was still drawn in 7.5% of rows. Started at the marginals, the network only learns
+        the dependence.
+        """
+        set_marginal_bias(self.head.bias, onehot01, self.widths)
+
     def forward(self, onehot01: torch.Tensor) -> torch.Tensor:
         h = onehot01
         for layer in self.layers:

@@ -272,22 +272,23 @@ class HybridModel(GenerativeModel):
         summary: dict[str, Any] = {"latent": {"discrete": k, "numeric": n_num}}
         if k:
             summary.update(self._fit_ar(data, callbacks, budget_s=budget * cfg.ar_share))
-        if not n_num:
-            return summary
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 1)
-            self.teacher = velocity_net_for(cfg, n_num, range(n_num), cond_dim=d).to(x.device)
-        left = budget - (time.perf_counter() - t_start)
-        share = cfg.teacher_share / (1 - cfg.ar_share)
-        summary.update(self._fit_teacher(data, callbacks, budget_s=left * share))
-        t0 = time.perf_counter()
-        pairs = self._make_pairs(x)
-        summary["pairs"] = {"n": cfg.n_pairs, "seconds": round(time.perf_counter() - t0, 3)}
-        left = budget - (time.perf_counter() - t_start)
         share = cfg.conditional_share if cfg.conditional_max_steps else 0.0
-        budget_distill = max(left * (1 - share), cfg.distill_min_seconds)
-        summary.update(self._distill(data, pairs, callbacks, budget_s=budget_distill))
-        if share:
+        pairs = None
+        if n_num:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed + 1)
+                self.teacher = velocity_net_for(cfg, n_num, range(n_num), cond_dim=d)
+                self.teacher.to(x.device)
+            left = budget - (time.perf_counter() - t_start)
+            teacher_share = cfg.teacher_share / (1 - cfg.ar_share)
+            summary.update(self._fit_teacher(data, callbacks, budget_s=left * teacher_share))
+            t0 = time.perf_counter()
+            pairs = self._make_pairs(x)
+            summary["pairs"] = {"n": cfg.n_pairs, "seconds": round(time.perf_counter() - t0, 3)}
+            left = budget - (time.perf_counter() - t_start)
+            budget_distill = max(left * (1 - share), cfg.distill_min_seconds)
+            summary.update(self._distill(data, pairs, callbacks, budget_s=budget_distill))
+        if share:  # a discrete-only table gives its conditional network all that is left
             left = max(budget - (time.perf_counter() - t_start), cfg.distill_min_seconds)
             summary.update(fit_conditional(self, data, pairs, callbacks, budget_s=left))
         return summary
@@ -307,6 +308,7 @@ class HybridModel(GenerativeModel):
         ref = data.valid if data.valid is not None and len(data.valid) >= 64 else data.x
         d_eval = (self._split(ref[: cfg.n_eval])[0] + 1) / 2
         gen = seeded_generator(cfg.seed, device, salt=11)
+        ar.init_marginals(d_train)
         batch = min(cfg.batch_size, len(d_train))
         opt = torch.optim.Adam(ar.parameters(), lr=cfg.ar_lr, weight_decay=cfg.weight_decay)
         use_amp = cfg.amp and device.type == "cuda"

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfcore.models.autoregressive import inverse_cdf
+from pfcore.models.autoregressive import inverse_cdf, set_marginal_bias
 from pfcore.models.base import BlockSpec, OneHotIndex
 from pfcore.models.cond_student import (
     ConditionalStudent,
@@ -231,12 +231,13 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
 def fit_conditional(
     model: HybridModel,
     data: PhaseData,
-    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
     callbacks: Sequence[ProgressCallback],
     *,
     budget_s: float,
 ) -> dict[str, Any]:
-    """Train the conditional networks the model has (discrete first: half of ``budget_s``)."""
+    """Train the conditional networks the model has (discrete first: half of ``budget_s``);
+    ``pairs`` are the distillation pairs (None without numeric dims)."""
     import time
 
     t0 = time.perf_counter()
@@ -245,6 +246,7 @@ def fit_conditional(
         share = 0.5 if model.cond_numeric is not None else 1.0
         summary["cond_discrete"] = _fit_discrete(model, data, callbacks, budget_s * share)
     if model.cond_numeric is not None:
+        assert pairs is not None
         left = max(budget_s - (time.perf_counter() - t0), 1.0)
         summary["cond_numeric"] = _fit_numeric(model, data, pairs, callbacks, left)
     return summary
@@ -275,6 +277,7 @@ def _fit_discrete(
     d_all = (d_all + 1) / 2
     draw = _mask_sampler(model, device)
     gen = seeded_generator(cfg.seed, device, salt=12)
+    set_marginal_bias(net.mlp.head.bias, d_all, net.widths)  # see DiscreteAR.init_marginals
     ref = data.valid if data.valid is not None and len(data.valid) >= 64 else x
     d_ev, num_ev = model._split(ref[: cfg.n_eval])
     d_ev = (d_ev + 1) / 2
