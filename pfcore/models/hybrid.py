@@ -72,7 +72,7 @@ from pfcore.models.nets import (
     VelocityNet,
     count_parameters,
 )
-from pfcore.models.phase import Phase, PhaseData, run_phase
+from pfcore.models.phase import Phase, PhaseData, run_phase, run_scored_phase
 from pfcore.models.training import autocast, batch_index, seeded_generator
 
 __all__ = ["HybridConfig", "HybridModel"]
@@ -334,11 +334,7 @@ class HybridModel(GenerativeModel):
             generator=gen,
             eval_fn=eval_fn,
         )
-        summary = run_phase(self, data, phase, callbacks)
-        ar.eval()
-        summary["parameters"] = count_parameters(ar)
-        summary["valid_nll_per_column"] = round(eval_fn(), 5)
-        return {"ar": summary}
+        return {"ar": run_scored_phase(self, data, phase, callbacks, "valid_nll_per_column")}
 
     def _push_with(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
         """A full-row sampler whose numeric dims come from ``fn(z_num, d)`` (for phase proxies)."""

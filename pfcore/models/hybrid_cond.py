@@ -54,7 +54,7 @@ from pfcore.models.cond_student import (
     energy_score,
     random_masks,
 )
-from pfcore.models.nets import MLP, count_parameters
+from pfcore.models.nets import MLP
 
 if TYPE_CHECKING:  # type-only: hybrid.py imports this module
     from pfcore.models.hybrid import HybridModel
@@ -265,7 +265,7 @@ def _mask_sampler(model: HybridModel, device: torch.device) -> Any:
 def _fit_discrete(
     model: HybridModel, data: PhaseData, callbacks: Sequence[ProgressCallback], budget_s: float
 ) -> dict[str, Any]:
-    from pfcore.models.phase import Phase, run_phase
+    from pfcore.models.phase import Phase, run_scored_phase
     from pfcore.models.training import autocast, batch_index, seeded_generator
 
     cfg = model.config
@@ -308,11 +308,7 @@ def _fit_discrete(
         generator=gen,
         eval_fn=eval_fn,
     )
-    summary = run_phase(model, data, phase, callbacks)
-    net.eval()
-    summary["parameters"] = count_parameters(net)
-    summary["valid_nll_missing"] = round(eval_fn(), 5)
-    return summary
+    return run_scored_phase(model, data, phase, callbacks, "valid_nll_missing")
 
 
 def _fit_numeric(
@@ -323,7 +319,7 @@ def _fit_numeric(
     budget_s: float,
 ) -> dict[str, Any]:
     from pfcore.models.losses import BlockLoss
-    from pfcore.models.phase import Phase, run_phase
+    from pfcore.models.phase import Phase, run_scored_phase
     from pfcore.models.training import autocast, batch_index, seeded_generator
 
     cfg = model.config
@@ -384,11 +380,7 @@ def _fit_numeric(
         generator=gen,
         eval_fn=eval_fn,
     )
-    summary = run_phase(model, data, phase, callbacks)
-    net.eval()
-    summary["parameters"] = count_parameters(net)
-    summary["valid_energy_score"] = round(eval_fn(), 5)
-    return summary
+    return run_scored_phase(model, data, phase, callbacks, "valid_energy_score")
 
 
 def build_networks(model: HybridModel) -> tuple[AnyOrderDiscrete | None, ConditionalStudent | None]:

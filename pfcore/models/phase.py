@@ -21,7 +21,7 @@ from pfcore.models.training import Checkpointer, LoopSpec, SlicedDistance, resum
 if TYPE_CHECKING:
     from pfcore.models.base import GenerativeModel
 
-__all__ = ["Phase", "PhaseData", "make_proxy", "run_phase"]
+__all__ = ["Phase", "PhaseData", "make_proxy", "run_phase", "run_scored_phase"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,24 @@ def run_phase(
         callbacks=callbacks,
         checkpointer=ckpt,
     )
+
+
+def run_scored_phase(
+    model: GenerativeModel,
+    data: PhaseData,
+    phase: Phase,
+    callbacks: Sequence[ProgressCallback],
+    score_name: str,
+) -> dict[str, Any]:
+    """:func:`run_phase` for a phase judged by its own held-out loss (``phase.eval_fn``): the
+    network is left in eval mode and the summary adds its parameter count and that final loss
+    under ``score_name``."""
+    from pfcore.models.nets import count_parameters
+
+    assert phase.eval_fn is not None
+    summary = run_phase(model, data, phase, callbacks)
+    net = phase.network[1]
+    net.eval()
+    summary["parameters"] = count_parameters(net)
+    summary[score_name] = round(phase.eval_fn(), 5)
+    return summary
