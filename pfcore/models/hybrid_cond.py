@@ -30,8 +30,8 @@ of ``(z, known, mask)``.
 Measured (``benchmarks/conditional.py --quick --family hybrid --step-budget 3000 2000 2000``,
 18 requests on the four shared tables: a frequent and a rare category, a numeric range, seed rows
 with half of the columns removed, rebalancing): conditional detection AUC below the one-step
-family's mask-conditioned student on all 18, within 0.05 of the model's unconditional AUC on 14
-(the student: 11), at 60-106% of the unconditional rows/s. The any-order network is one hidden
+family's mask-conditioned student on 17, within 0.05 of the model's unconditional AUC on 14
+(the student: 11), at 58-124% of the unconditional rows/s. The any-order network is one hidden
 layer of 512: at 2000 steps its held-out NLL of the missing columns was within 0.002
 (credit_default) and 0.01 nats (diamonds) of a 256x2 network's, with the same conditional AUC,
 and one layer is what lets a drawn column update the first layer instead of re-running it.
