@@ -41,10 +41,8 @@ def toy_table(n: int = N_TRAIN, seed: int = 0) -> pa.Table:
     )
 
 
-@pytest.fixture(scope="module")
-def toy_synth(tmp_path_factory: pytest.TempPathFactory):
-    """A small one-step model (with its flow teacher and conditional student), saved and loaded
-    back."""
+def _fit_saved(tmp_path_factory: pytest.TempPathFactory, family: str, distill_steps: int):
+    """A small model of ``toy_table`` of ``family``, saved; returns its folder."""
     from pfcore.schema import infer_schema
     from pfcore.synthesizer import Synthesizer
 
@@ -54,13 +52,22 @@ def toy_synth(tmp_path_factory: pytest.TempPathFactory):
         "depth": 3,
         "max_steps": 600,
         "n_pairs": 4000,
-        "distill_max_steps": 200,
+        "distill_max_steps": distill_steps,
         "conditional_max_steps": 1500,
     }
     synth = Synthesizer.fit(
-        table, infer_schema(table), family="onestep", preset="tiny", config=config, seed=0
+        table, infer_schema(table), family=family, preset="tiny", config=config, seed=0
     )
-    path = synth.save(tmp_path_factory.mktemp("cond") / "toy")
+    return synth.save(tmp_path_factory.mktemp("cond") / family)
+
+
+@pytest.fixture(scope="module")
+def toy_synth(tmp_path_factory: pytest.TempPathFactory):
+    """A small one-step model (with its flow teacher and conditional student), saved and loaded
+    back."""
+    from pfcore.synthesizer import Synthesizer
+
+    path = _fit_saved(tmp_path_factory, "onestep", distill_steps=200)
     assert (path / "model" / "teacher" / "model.json").exists()
     assert (path / "model" / "conditional" / "student.json").exists()
     return Synthesizer.load(path)
@@ -69,23 +76,9 @@ def toy_synth(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def hybrid_synth(tmp_path_factory: pytest.TempPathFactory):
     """A small hybrid model (its conditional networks saved in its weights), loaded back."""
-    from pfcore.schema import infer_schema
     from pfcore.synthesizer import Synthesizer
 
-    table = toy_table()
-    config = {
-        "width": 128,
-        "depth": 3,
-        "max_steps": 600,
-        "n_pairs": 4000,
-        "distill_max_steps": 300,
-        "conditional_max_steps": 1500,
-    }
-    synth = Synthesizer.fit(
-        table, infer_schema(table), family="hybrid", preset="tiny", config=config, seed=0
-    )
-    path = synth.save(tmp_path_factory.mktemp("cond") / "hybrid")
-    return Synthesizer.load(path)
+    return Synthesizer.load(_fit_saved(tmp_path_factory, "hybrid", distill_steps=300))
 
 
 @pytest.fixture(params=["toy_synth", "hybrid_synth"])
