@@ -124,22 +124,23 @@ class AnyOrderDiscrete(nn.Module):
         out = d01.clone()
         for lo in range(0, u.shape[0], SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
-            out[sl] = self._sample_rows(u[sl], d01[sl], m_col[sl], x_num[sl], m_num[sl])
+            self._fill_rows(u[sl], out[sl], m_col[sl], x_num[sl], m_num[sl])
         return out
 
-    def _sample_rows(
+    def _fill_rows(
         self,
         u: torch.Tensor,
         d01: torch.Tensor,
         m_col: torch.Tensor,
         x_num: torch.Tensor,
         m_num: torch.Tensor,
-    ) -> torch.Tensor:
-        """:meth:`sample` on one chunk. The first layer is linear in the inputs, so drawing
-        column ``c`` only adds its weight columns (the drawn class and the column's mask bit)
-        to the first layer's pre-activation; each column then costs the deeper layers plus its
-        own logits, not a full forward."""
-        d01, m_col = d01.clone(), m_col.clone()
+    ) -> None:
+        """:meth:`sample` on one chunk, writing the drawn classes into ``d01`` (a view of
+        :meth:`sample`'s own copy, so the caller's tensor is never touched). The first layer
+        is linear in the inputs, so drawing column ``c`` only adds its weight columns (the drawn
+        class and the column's mask bit) to the first layer's pre-activation; each column then
+        costs the deeper layers plus its own logits, not a full forward."""
+        m_col = m_col.clone()
         first, rest, head = self.mlp.body[0], self.mlp.body[1:], self.mlp.head
         assert isinstance(first, nn.Linear)
         mc = m_col.to(d01.dtype)
@@ -164,7 +165,6 @@ class AnyOrderDiscrete(nn.Module):
                 pre = torch.where(need.unsqueeze(1), pre + grown @ w_c.t(), pre)
                 d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
             m_col[:, c] = True
-        return d01
 
 
 #: Rows per pass of the any-order sampler (credit_default, 10 discrete columns, a 256x2
