@@ -12,6 +12,11 @@ timed on 100,000 rows with one thread: ``push`` alone and ``push`` + decode.
         --out benchmarks/results/hybrid_sweep.json --datasets diamonds credit_default \\
         --families hybrid onestep --device cpu --parallel 2
 
+``--students 256x2 512x2 256x2:150 --student-seconds 75`` then distils a fresh student of each
+size from the same fitted teacher and the same pairs for that many seconds (or the seconds
+after the colon; one thread), and scores each as ``student_<spec>_auc`` beside its steps and
+end-to-end rows/s: the student's size and time, with the teacher held fixed.
+
 Inputs are the ``train.parquet`` / ``holdout.parquet`` files that ``fidelity.py prepare`` writes.
 """
 
@@ -23,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +128,43 @@ def run_job(
         model.continuous_sampler = "student"
     score("onestep", model)
     out.update(_rows_per_second(model, tr))
+    if family == "hybrid" and args.students:
+        for spec in args.students:
+            out.update(_student_variant(model, tr, x_train, spec, args.student_seconds, score))
     return out
+
+
+def _student_variant(
+    model: Any, tr: Any, x_train: Any, spec: str, seconds: float, score: Callable
+) -> dict[str, Any]:
+    """Distil a fresh ``WIDTHxDEPTH`` student from the fitted teacher's pairs for ``seconds``
+    (``WIDTHxDEPTH:SECONDS`` sets its own) on one thread and score it as ``student_<spec>``:
+    every variant of a job distils from the same teacher and the same pairs, so only the
+    student differs."""
+    import torch
+
+    from pfcore.models.nets import MLP
+    from pfcore.models.phase import PhaseData
+
+    size, _, own_seconds = spec.partition(":")
+    width, depth = (int(v) for v in size.split("x"))
+    seconds = float(own_seconds) if own_seconds else seconds
+    cfg = model.config
+    cfg.student_width, cfg.student_depth = width, depth
+    cfg.distill_max_steps = 10**9
+    xt = torch.from_numpy(x_train)
+    _k, d, n_num = model._dims()
+    torch.manual_seed(cfg.seed + 3)
+    model.student = MLP(n_num + d, n_num, width, depth)
+    pairs = model._make_pairs(xt)
+    summary = model._distill(PhaseData(xt, None, None), pairs, [], budget_s=seconds)["distill"]
+    score(f"student_{spec}", model)
+    rates = _rows_per_second(model, tr)
+    return {
+        f"student_{spec}_steps": summary["steps"],
+        f"student_{spec}_final_loss": summary.get("final_loss"),
+        f"student_{spec}_rows_per_second": rates["end_to_end_rows_per_second"],
+    }
 
 
 def speed(work: Path, datasets: list[str], repeats: int) -> list[dict[str, Any]]:
@@ -185,6 +227,13 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=1, help="jobs at a time")
     ap.add_argument("--append", action="store_true", help="keep the records already in --out")
     ap.add_argument("--keep", action="store_true", help="write the scored synthetic rows beside")
+    ap.add_argument(
+        "--students",
+        nargs="*",
+        metavar="WxD",
+        help="after the fit, distil and score these student sizes from the same teacher",
+    )
+    ap.add_argument("--student-seconds", type=float, default=75.0)
     ap.add_argument("--job", nargs=3, metavar=("DATASET", "FAMILY", "SEED"))
     ap.add_argument(
         "--set",
@@ -227,6 +276,8 @@ def main() -> int:
                 cmd += ["--ema", str(args.ema), "--job", ds, fam, str(seed)]
                 cmd += ["--keep"] if args.keep else []
                 cmd += ["--set", *args.set] if args.set else []
+                cmd += ["--students", *args.students] if args.students else []
+                cmd += ["--student-seconds", str(args.student_seconds)]
                 while sum(p.poll() is None for _, p in procs) >= max(1, args.parallel):
                     time.sleep(2)
                 name = f"{fam}.s{seed}"

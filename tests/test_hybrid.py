@@ -434,3 +434,68 @@ def test_inpaint_is_refused_naming_the_sampler_to_use(linked_cond) -> None:
 
     with pytest.raises(ModelError, match="'hybrid' has no flow to inpaint with"):
         conditional_method(linked_cond[0], "inpaint")
+
+
+def thin_table(n: int = 800) -> tuple[np.ndarray, list]:
+    """u, v = u + small noise (standardised: the pair lies near a thin line), w independent,
+    c = [u > 0]."""
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(n)
+    v = u + 0.05 * rng.standard_normal(n)
+    v = (v - v.mean()) / v.std()
+    num = np.stack([u, v, rng.standard_normal(n)], axis=1).astype(np.float32)
+    blocks = [
+        {"column": name, "kind": "numeric", "start": i, "width": 1} for i, name in enumerate("uvw")
+    ]
+    blocks.append({"column": "c", "kind": "onehot", "start": 3, "width": 2})
+    return np.concatenate([num, onehot((u > 0).astype(int), 2)], axis=1), blocks
+
+
+def test_whitener_decorrelates_and_inverts() -> None:
+    from pfcore.models.whiten import Whitener
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[1.0, 0.0, 0.0], [0.99, 0.14, 0.0], [0.3, 0.2, 0.9]])
+    x = torch.randn(5000, 3, generator=g) @ mix.T + torch.tensor([1.0, -2.0, 0.5])
+    wh = Whitener(3)
+    np.testing.assert_allclose(wh.encode(x).numpy(), x.numpy())  # identity until fitted
+    wh.fit(x)
+    w = wh.encode(x)
+    cov = torch.cov(w.T).numpy()
+    # unit variance up to the ridge (the thinnest direction has variance about 0.02)
+    np.testing.assert_allclose(cov, np.eye(3), atol=0.06)
+    np.testing.assert_allclose(wh.decode(w).numpy(), x.numpy(), atol=1e-4)
+    # ZCA: each whitened coordinate stays closest to its own column
+    corr = np.corrcoef(np.concatenate([w.numpy(), x.numpy()], axis=1).T)[:3, 3:]
+    assert (np.abs(corr).argmax(axis=1) == np.arange(3)).all()
+
+
+def test_whitening_keeps_a_thin_relation(tmp_path: Path) -> None:
+    """Without whitening the same budget spreads v - u over about 7x the data's width."""
+    x, blocks = thin_table()
+    data_width = float(np.std(x[:, 1] - x[:, 0]))
+    budget = dict(max_steps=120, distill_max_steps=150, n_pairs=1024, ar_max_steps=100)
+    widths = {}
+    for whiten in (False, True):
+        m = fit(x, blocks, whiten=whiten, **budget)
+        out = m.sample(4000, seed=1)
+        widths[whiten] = float(np.std(out[:, 1] - out[:, 0]))
+    assert widths[True] < 1.5 * data_width < widths[False] / 2, (widths, data_width)
+    assert (m.whitener is not None) and "whiten" in m.config.to_dict()
+    m.save(tmp_path)
+    loaded = models.load(tmp_path)
+    np.testing.assert_array_equal(out, loaded.sample(4000, seed=1))
+
+
+def test_a_hybrid_saved_before_whitening_loads_without_it(tmp_path: Path) -> None:
+    import json
+
+    x, blocks = thin_table(n=300)
+    m = fit(x, blocks, whiten=False, max_steps=20, distill_max_steps=20, ar_max_steps=20)
+    m.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["config"].pop("whiten")
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    loaded = models.load(tmp_path)
+    assert loaded.config.whiten is False and loaded.whitener is None
+    np.testing.assert_array_equal(m.sample(300, seed=2), loaded.sample(300, seed=2))

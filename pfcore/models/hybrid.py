@@ -74,6 +74,7 @@ from pfcore.models.nets import (
 )
 from pfcore.models.phase import Phase, PhaseData, run_phase, run_scored_phase
 from pfcore.models.training import autocast, batch_index, seeded_generator
+from pfcore.models.whiten import Whitener
 
 __all__ = ["HybridConfig", "HybridModel"]
 
@@ -109,9 +110,11 @@ class HybridConfig(FlowConfig):
     conditional_weight: float = 3.0
     conditional_width: int = 512
     conditional_depth: int = 1
+    # Decorrelate the numeric dims before the flow and the students model them (whiten.py).
+    whiten: bool = True
 
-    #: Hybrid models saved before the conditional networks existed carry none.
-    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"conditional_max_steps": 0}
+    #: Hybrid models saved before the conditional networks (or whitening) existed carry none.
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"conditional_max_steps": 0, "whiten": False}
 
     def validate(self) -> None:
         super().validate()
@@ -130,6 +133,8 @@ class HybridConfig(FlowConfig):
                 f"got {self.ar_share} + {self.teacher_share}"
             )
         check_conditional_config(self)
+        if not isinstance(self.whiten, bool):
+            raise ModelError(f"config.whiten must be true or false, got {self.whiten!r}")
         if not self.ar_lr > 0 or not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError(
                 "config.ar_lr and config.distill_lr must be > 0, distill_min_seconds >= 0"
@@ -156,6 +161,7 @@ class HybridModel(GenerativeModel):
         self.continuous_sampler = "student"
         self.cond_discrete: AnyOrderDiscrete | None = None
         self.cond_numeric: ConditionalStudent | None = None
+        self.whitener: Whitener | None = None
 
     # ------------------------------------------------------------------ layout
     def _onehot_blocks(self) -> list[BlockSpec]:
@@ -180,6 +186,7 @@ class HybridModel(GenerativeModel):
             widths = [b.width for b in self._onehot_blocks()]
             self.ar = DiscreteAR(widths, cfg.ar_width, cfg.ar_depth)
         self.student = None
+        self.whitener = Whitener(n_num) if n_num and cfg.whiten else None
         if n_num:
             self.student = MLP(n_num + d, n_num, cfg.student_width, cfg.student_depth)
         self.cond_discrete, self.cond_numeric = build_networks(self)
@@ -190,6 +197,7 @@ class HybridModel(GenerativeModel):
             "student": self.student,
             "cond_discrete": self.cond_discrete,
             "cond_numeric": self.cond_numeric,
+            "whitener": self.whitener,
         }
         return {name: net for name, net in nets.items() if net is not None}
 
@@ -217,6 +225,15 @@ class HybridModel(GenerativeModel):
         assert self.teacher is not None
         return VelocityField(self.teacher, numeric_index(self.teacher.dim), self.config)
 
+    # ------------------------------------------------------------------ numeric space
+    def to_white(self, num: torch.Tensor) -> torch.Tensor:
+        """Encoded numeric dims in the space the flow and the students model (whiten.py)."""
+        return num if self.whitener is None else self.whitener.encode(num)
+
+    def from_white(self, w: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_white`: a network's numeric output as encoded dims."""
+        return w if self.whitener is None else self.whitener.decode(w)
+
     # ------------------------------------------------------------------ sampling
     def _discrete(self, z_disc: torch.Tensor) -> torch.Tensor:
         """One-hots as ±1 ``(n, D)`` from the discrete latent coordinates."""
@@ -228,14 +245,14 @@ class HybridModel(GenerativeModel):
         if self.continuous_sampler == "teacher":
             if self.teacher is None:
                 raise ModelError("this hybrid model carries no flow teacher (it is not saved)")
-            return self._field().integrate(z_num, cond=d if d.shape[1] else None)
+            return self.from_white(self._field().integrate(z_num, cond=d if d.shape[1] else None))
         if self.continuous_sampler != "student":
             raise ModelError(
                 f"continuous_sampler must be one of {CONTINUOUS_SAMPLERS}, "
                 f"got {self.continuous_sampler!r}"
             )
         assert self.student is not None
-        return self.student(torch.cat([z_num, d], dim=1))
+        return self.from_white(self.student(torch.cat([z_num, d], dim=1)))
 
     def _assemble(self, d: torch.Tensor, x_num: torch.Tensor | None) -> torch.Tensor:
         assert self._index is not None
@@ -275,10 +292,15 @@ class HybridModel(GenerativeModel):
         share = cfg.conditional_share if cfg.conditional_max_steps else 0.0
         pairs = None
         if n_num:
+            if self.whitener is not None:
+                self.whitener.fit(self._split(x)[1])
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed + 1)
                 self.teacher = velocity_net_for(cfg, n_num, range(n_num), cond_dim=d)
                 self.teacher.to(x.device)
+            embed = getattr(self.teacher, "embed", None)
+            if self.whitener is not None and embed is not None:
+                embed.set_input_map(self.whitener.inverse_matrix, self.whitener.mean)
             left = budget - (time.perf_counter() - t_start)
             teacher_share = cfg.teacher_share / (1 - cfg.ar_share)
             summary.update(self._fit_teacher(data, callbacks, budget_s=left * teacher_share))
@@ -355,12 +377,12 @@ class HybridModel(GenerativeModel):
         has_d = d_all.shape[1] > 0
 
         def flow(z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            return field.integrate(z_num, cond=d if has_d else None)
+            return self.from_white(field.integrate(z_num, cond=d if has_d else None))
 
         summary = train_field(
             self,
             field,
-            num_all,
+            self.to_white(num_all),
             data,
             callbacks,
             budget_s=budget_s,
@@ -373,7 +395,8 @@ class HybridModel(GenerativeModel):
 
     @torch.no_grad()
     def _make_pairs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(z_num, d, ODE(z_num | d))``: ``d`` drawn from the training rows' one-hots."""
+        """``(z_num, d, ODE(z_num | d))``: ``d`` drawn from the training rows' one-hots; the
+        endpoints are in the flow's (whitened, :meth:`to_white`) numeric space."""
         cfg = self.config
         device = x.device
         d_all, num_all = self._split(x)
@@ -416,7 +439,7 @@ class HybridModel(GenerativeModel):
             return loss_fn(out, x_all[b])
 
         def one_step(z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            return student(torch.cat([z_num, d], dim=1))
+            return self.from_white(student(torch.cat([z_num, d], dim=1)))
 
         phase = Phase(
             name="distill",

@@ -1,0 +1,64 @@
+"""A fixed linear map that decorrelates the numeric dims before a network models them.
+
+Why: columns tied by a near-exact relation (a diamond's length, width and depth; a bill and
+the next month's bill) make the encoded numeric dims lie close to a thin linear subspace. A
+flow or a one-step map with an error of size ``e`` in every direction breaks such a relation as
+soon as ``e`` is comparable to the subspace's thickness, and a classifier sees it at once. In
+the whitened coordinates ``w = W (x - mean)`` (``W = C^(-1/2)``, the ZCA transform of the
+covariance ``C``) every direction has unit variance, so the same error ``e`` in ``w`` becomes
+``e * sqrt(lambda)`` along a direction of variance ``lambda`` in ``x``: the networks' errors
+shrink where the data are thin. ZCA (and not PCA or Cholesky) keeps ``w_j`` closest to column
+``j``, so per-column input embeddings still see mostly their own column.
+
+Measured on the encoded training rows: the smallest covariance eigenvalues are 0.0037 (standard
+deviation 0.06 against 1 per column) on diamonds, 0.023 on california_housing, 0.052 on
+nyc_flights and 0.060 on credit_default.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Whitener"]
+
+#: Added to every covariance eigenvalue: bounds the stretch of a direction to about
+#: ``1 / sqrt(RIDGE)`` = 32x, so an exactly duplicated column does not blow up noise.
+RIDGE = 1e-3
+
+
+class Whitener(nn.Module):
+    """``encode(x) = (x - mean) W``, ``decode(w) = w W^-1 + mean``; identity until fitted.
+
+    The matrices are buffers, so they are saved and loaded with the model's state dict.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("forward_matrix", torch.eye(dim))
+        self.register_buffer("inverse_matrix", torch.eye(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> Whitener:
+        """Set the map from rows ``x`` ``(n, dim)`` (float64 eigendecomposition, so the result
+        does not depend on the device's float32 kernels)."""
+        xd = x.detach().to("cpu", torch.float64)
+        mean = xd.mean(dim=0)
+        xc = xd - mean
+        cov = xc.T @ xc / max(len(xd) - 1, 1)
+        lam, u = torch.linalg.eigh(cov)
+        lam = lam.clamp_min(0.0) + RIDGE
+        fwd = u @ torch.diag(lam.rsqrt()) @ u.T
+        inv = u @ torch.diag(lam.sqrt()) @ u.T
+        dev = self.mean.device
+        self.mean.copy_(mean.to(dev, torch.float32))
+        self.forward_matrix.copy_(fwd.to(dev, torch.float32))
+        self.inverse_matrix.copy_(inv.to(dev, torch.float32))
+        return self
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) @ self.forward_matrix
+
+    def decode(self, w: torch.Tensor) -> torch.Tensor:
+        return w.float() @ self.inverse_matrix + self.mean
