@@ -140,3 +140,32 @@ def test_optional_net_covers_every_mode(option: str) -> None:
     m = models.build("flow", dict(TOY, seed=0, **OPTIONS[option], **depth), preset="tiny")
     m.fit(mixture(4000, 0), NUMERIC2, valid=mixture(1000, 1))
     assert_modes_covered(m.sample(4000, seed=5))
+
+
+def test_an_input_map_embeds_the_mapped_columns_and_keeps_the_raw_input() -> None:
+    import torch
+
+    torch.manual_seed(0)
+    emb = PeriodicEmbedding(3, [0, 1, 2], n_freqs=4, dim=5, sigma=1.0)
+    x = torch.randn(64, 3)
+    matrix, offset = torch.randn(3, 3), torch.randn(3)
+    plain = emb(x @ matrix + offset)
+    emb.set_input_map(matrix, offset)
+    mapped = emb(x)
+    torch.testing.assert_close(mapped[:, :3], x)  # the network still sees x itself
+    torch.testing.assert_close(mapped[:, 3:], plain[:, 3:])  # and the mapped columns' embedding
+    assert not any("map_" in k for k in emb.state_dict())  # fixed by its owner, not saved
+
+
+def test_a_whitened_hybrid_embeds_its_source_columns() -> None:
+    import torch
+
+    from tests.test_hybrid import fit, thin_table
+
+    x, blocks = thin_table(n=300)
+    rp = dict(net="resmlp", num_embedding="periodic", width=32, depth=1)
+    m = fit(x, blocks, max_steps=5, distill_max_steps=5, ar_max_steps=5, **rp)
+    assert m.whitener is not None and m.teacher is not None
+    matrix, offset = m.teacher.embed.input_map
+    torch.testing.assert_close(matrix, m.whitener.inverse_matrix)
+    torch.testing.assert_close(offset, m.whitener.mean)
