@@ -499,3 +499,31 @@ def test_a_hybrid_saved_before_whitening_loads_without_it(tmp_path: Path) -> Non
     loaded = models.load(tmp_path)
     assert loaded.config.whiten is False and loaded.whitener is None
     np.testing.assert_array_equal(m.sample(300, seed=2), loaded.sample(300, seed=2))
+
+
+def test_given_numbers_move_the_others_by_their_regression() -> None:
+    """With a mean output, conditioning gives the Gaussian conditional mean; one shared mask and
+    per-row masks agree; without whitening the given dims are only overwritten."""
+    from pfcore.models.whiten import Whitener
+
+    g = torch.Generator().manual_seed(1)
+    mix = torch.tensor([[1.0, 0.0, 0.0], [0.95, 0.3, 0.0], [-0.5, 0.2, 0.8]])
+    x = torch.randn(20000, 3, generator=g) @ mix.T
+    wh = Whitener(3).fit(x)
+    cov = (wh.inverse_matrix @ wh.inverse_matrix).double()
+    mean = wh.mean.expand(4, -1)
+    known = torch.tensor([[1.5, 0.0, 0.0]]).expand(4, -1)
+    mask = torch.tensor([[True, False, False]]).expand(4, -1)
+    out = wh.condition(mean, known, mask)
+    k, u = [0], [1, 2]
+    expect = wh.mean.double()[u] + cov[u][:, k] @ torch.linalg.solve(
+        cov[k][:, k], (known[0, k] - wh.mean[k]).double()
+    )
+    torch.testing.assert_close(out[:, u], expect.float().expand(4, -1), atol=1e-4, rtol=1e-4)
+    assert (out[:, 0] == 1.5).all()
+    assert float(out[0, 1]) > 1.2  # the second column follows the first (correlation 0.95)
+    rows = torch.tensor([[True, False, False], [False, True, True], [False] * 3, [True] * 3])
+    per_row = wh.condition(mean, known, rows)
+    torch.testing.assert_close(per_row[0], out[0])
+    torch.testing.assert_close(per_row[2], mean[2])  # nothing given: unchanged
+    torch.testing.assert_close(per_row[3], known[3])  # everything given: the given values

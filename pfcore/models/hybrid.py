@@ -245,6 +245,15 @@ class HybridModel(GenerativeModel):
         """The inverse of :meth:`to_white`: a network's numeric output as encoded dims."""
         return w if self.whitener is None else self.whitener.decode(w)
 
+    def given_numbers(
+        self, x_num: torch.Tensor, known: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Encoded numeric dims ``x_num`` with the given ones (``mask``, ``(n, n_num)``) set to
+        ``known``; with whitening the others follow the change (``Whitener.condition``)."""
+        if self.whitener is None:
+            return torch.where(mask.to(torch.bool), known.to(x_num.dtype), x_num)
+        return self.whitener.condition(x_num, known, mask)
+
     # ------------------------------------------------------------------ sampling
     def _discrete(self, z_disc: torch.Tensor) -> torch.Tensor:
         """One-hots as ±1 ``(n, D)`` from the discrete latent coordinates."""

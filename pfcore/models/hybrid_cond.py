@@ -220,7 +220,7 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
                         model.cond_numeric(zd, m_num, num_known),
                         model.student(zd),
                     )
-                x_num = model.from_white(x_num)
+                x_num = model.given_numbers(model.from_white(x_num), num_known, m_num)
             out = model._assemble(d, x_num)
             full = mask.to(torch.bool)
             return torch.where(full if full.ndim == 2 else full.unsqueeze(0), known, out)
@@ -352,7 +352,7 @@ def _fit_numeric(
         n = len(num)
         mm, known = torch.cat([m, m]), torch.cat([num, num])
         out = model.from_white(net(torch.cat([z, torch.cat([d, d])], dim=1), mm, known))
-        y = torch.where(mm, known, out)
+        y = model.given_numbers(out, known, mm)
         return energy_score(y[:n], y[n:], num).mean()
 
     def step_fn(step: int) -> torch.Tensor:
