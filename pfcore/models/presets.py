@@ -148,13 +148,15 @@ _HYBRID: dict[str, dict[str, Any]] = {
     ),
     # The conditional flow is the residual network with a periodic embedding of each source
     # column (nets.py), over whitened numeric dims (whiten.py), and the student is three layers
-    # deep: measured with hybrid_sweep.py (step budgets of the 5-minute fit, seed 0, detection
-    # AUC teacher / student), against the 512x4 MLP flow with whitening: california_housing
-    # 0.634 / 0.682 against 0.750 / 0.758, diamonds 0.666 / 0.709 against 0.708 / 0.721,
-    # credit_default 0.714 / 0.779 against 0.817 / 0.824 (2-layer student), nyc_flights 0.923 /
-    # 0.931 against 0.965 / 0.965 (2-layer student). At 75 s of distillation from one such
-    # teacher a 256x3 student scored 0.682 / 0.709 on california_housing / diamonds where 256x2
-    # scored 0.707 / 0.716 and 384x3 0.678 / 0.705 at 0.7x the 256x3's rows/s.
+    # deep. Measured with hybrid_sweep.py (step budgets of the 5-minute fit, seed 0, detection
+    # AUC teacher / 256x2 student), against the 512x4 MLP flow, also whitened: california_housing
+    # 0.634 / 0.709 against 0.750 / 0.758, diamonds 0.666 / 0.712 against 0.708 / 0.721,
+    # credit_default 0.714 / 0.779 against 0.817 / 0.824, nyc_flights 0.923 / 0.931 against
+    # 0.965 / 0.965. Distilled from one such teacher for 75 s, a 256x3 student scored 0.682 /
+    # 0.709 on california_housing / diamonds where 256x2 scored 0.707 / 0.716, and 384x3 0.678 /
+    # 0.705 at 0.7x the 256x3's rows/s (too slow for 5x TabularARGN on diamonds). At the product
+    # budget (fidelity.py, 3 seeds): 0.692 / 0.701 / 0.786 / 0.929 against 0.751 / 0.768 /
+    # 0.842 / 0.947 for the unwhitened MLP flow with a 256x2 student.
     "balanced": dict(
         net="resmlp",
         width=384,
