@@ -107,22 +107,29 @@ class PeriodicEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(m, 2 * n_freqs, dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(m, dim).uniform_(-bound, bound))
         self.out_dim = in_dim + m * dim
-        self.input_map: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_buffer("map_matrix", None, persistent=False)
+        self.register_buffer("map_offset", None, persistent=False)
+
+    @property
+    def input_map(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(matrix, offset)`` set by :meth:`set_input_map`, or None."""
+        if self.map_matrix is None:
+            return None
+        return self.map_matrix, self.map_offset
 
     def set_input_map(self, matrix: torch.Tensor, offset: torch.Tensor) -> None:
         """Embed the columns of ``x @ matrix + offset`` instead of ``x``'s own: a network that
         models decorrelated coordinates (``whiten.py``) still gets a periodic embedding of each
         source column, whose sharp one-column structure is what the embedding is for. Fixed,
         not saved (the owner sets it again after building the network)."""
-        self.register_buffer("map_matrix", matrix.detach().clone(), persistent=False)
-        self.register_buffer("map_offset", offset.detach().clone(), persistent=False)
-        self.input_map = (self.map_matrix, self.map_offset)
+        self.map_matrix = matrix.detach().clone()
+        self.map_offset = offset.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.numeric.numel() == 0:
             return x
         src = x
-        if self.input_map is not None:
+        if self.map_matrix is not None:
             src = x @ self.map_matrix.to(x.dtype) + self.map_offset.to(x.dtype)
         xn = src[:, self.numeric].unsqueeze(2)  # (n, m, 1)
         ang = 2 * math.pi * xn * self.freqs.to(x.dtype)  # (n, m, k)
