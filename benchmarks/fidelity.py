@@ -242,7 +242,9 @@ def run_ours(
     whole fit's (one fit, two samplers); ``teacher_phase_seconds`` is the teacher's share. A
     hybrid's teacher is its conditional flow over the numeric dims (a network, not a model): its
     rows are the same discrete draws with the numbers integrated by that flow's ODE
-    (``continuous_sampler = "teacher"``). ``overrides`` (config keys) and ``tag`` (appended to
+    (``continuous_sampler = "teacher"``), through a marginal map of its own fitted to the same
+    data quantiles as the student's (``calibrate_teacher``), so both samplers get the same
+    correction. ``overrides`` (config keys) and ``tag`` (appended to
     the method name) score a design against the default under the same protocol.
     """
     import pyarrow.parquet as pq
@@ -306,7 +308,9 @@ def run_ours(
                 if teacher is None:
                     continue
                 hybrid_flow = not isinstance(teacher, GenerativeModel)
+                teacher_map = None
                 if hybrid_flow:  # the hybrid's conditional flow: its numbers by the ODE
+                    teacher_map = synth.model.calibrate_teacher()  # its own marginal map
                     synth.model.continuous_sampler = "teacher"
                     teacher, tsyn = synth.model, synth
                 else:
@@ -326,6 +330,7 @@ def run_ours(
                     "config": teacher.config.to_dict(),
                     "fit_summary": {"teacher": phase},
                     "note": f"ODE teacher of {method}, same fit",
+                    "teacher_marginal_map": teacher_map,
                     **_throughput(teacher, threads, n=16_384, repeats=1),
                 }
                 if hybrid_flow:

@@ -123,6 +123,7 @@ def run_job(
     if family == "onestep":
         score("teacher", model.teacher)
     else:
+        model.calibrate_teacher()  # the teacher's sampler with its own marginal map
         model.continuous_sampler = "teacher"
         score("teacher", model)
         model.continuous_sampler = "student"

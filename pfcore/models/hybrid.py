@@ -62,11 +62,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pfcore.errors import ModelError
 from pfcore.models.autoregressive import DiscreteAR
 from pfcore.models.base import BlockSpec, GenerativeModel, ProgressCallback
+from pfcore.models.calibration import CALIBRATION_ROWS
 from pfcore.models.cond_student import ConditionalStudent, check_conditional_config
 from pfcore.models.flow import FlowConfig, VelocityField, train_field, velocity_net_for
 from pfcore.models.hybrid_cond import (
@@ -77,6 +79,7 @@ from pfcore.models.hybrid_cond import (
     numeric_index,
 )
 from pfcore.models.losses import BlockLoss
+from pfcore.models.marginal import MarginalMap
 from pfcore.models.nets import (
     MLP,
     ResVelocityNet,
@@ -112,6 +115,8 @@ class HybridConfig(FlowConfig):
     distill_batch_size: int = 1024
     distill_max_steps: int = 6000
     distill_min_seconds: float = 5.0
+    # Distillation loss: Huber with this threshold (whitened units), 0 = mean squared error.
+    distill_huber: float = 0.05
     # Conditional networks (hybrid_cond.py), trained after distillation on ``conditional_share``
     # of what is left of the budget (distillation stops at its step cap early, and the rest
     # goes to them too); 0 steps = none, and the model then refuses conditional requests.
@@ -123,9 +128,17 @@ class HybridConfig(FlowConfig):
     conditional_depth: int = 1
     # Decorrelate the numeric dims before the flow and the students model them (whiten.py).
     whiten: bool = True
+    # Map the student's numbers to the data's marginals after distillation (marginal.py);
+    # fitted only when ``calibrate`` is on too.
+    calibrate_numbers: bool = True
 
     #: Hybrid models saved before the conditional networks (or whitening) existed carry none.
-    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"conditional_max_steps": 0, "whiten": False}
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {
+        "conditional_max_steps": 0,
+        "whiten": False,
+        "calibrate_numbers": False,
+        "distill_huber": 0.0,
+    }
 
     def validate(self) -> None:
         super().validate()
@@ -144,12 +157,40 @@ class HybridConfig(FlowConfig):
                 f"got {self.ar_share} + {self.teacher_share}"
             )
         check_conditional_config(self)
-        if not isinstance(self.whiten, bool):
-            raise ModelError(f"config.whiten must be true or false, got {self.whiten!r}")
+        for name in ("whiten", "calibrate_numbers"):
+            if not isinstance(getattr(self, name), bool):
+                raise ModelError(
+                    f"config.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        if not (isinstance(self.distill_huber, int | float) and self.distill_huber >= 0):
+            raise ModelError(
+                f"config.distill_huber must be a number >= 0, got {self.distill_huber!r}"
+            )
         if not self.ar_lr > 0 or not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError(
                 "config.ar_lr and config.distill_lr must be > 0, distill_min_seconds >= 0"
             )
+
+
+def distill_loss(huber: float, n_num: int, device: torch.device) -> Callable:
+    """The student's loss against the flow's endpoints: Huber with threshold ``huber`` (in the
+    whitened units the student outputs), or mean squared error when ``huber`` is 0.
+
+    Why Huber: where the flow splits latent space between two modes the endpoints jump, and no
+    small network follows the jump. Squared error gives those few pairs the largest gradients,
+    so the student spends its steps on what it cannot fit and its output there lands between
+    the modes; past the threshold Huber weighs them like absolute error (a median, one side of
+    the jump). Measured with one fitted teacher per table (same 70 s of distillation, 256x3
+    student, seed 0): detection AUC california_housing 0.684 against 0.696, diamonds 0.694
+    against 0.701.
+    """
+    if not huber:
+        return BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
+
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.smooth_l1_loss(pred, target, beta=huber)
+
+    return loss
 
 
 class HybridModel(GenerativeModel):
@@ -173,6 +214,8 @@ class HybridModel(GenerativeModel):
         self.cond_discrete: AnyOrderDiscrete | None = None
         self.cond_numeric: ConditionalStudent | None = None
         self.whitener: Whitener | None = None
+        self.marginal: MarginalMap | None = None
+        self.teacher_marginal: MarginalMap | None = None
 
     # ------------------------------------------------------------------ layout
     def _onehot_blocks(self) -> list[BlockSpec]:
@@ -198,6 +241,7 @@ class HybridModel(GenerativeModel):
             self.ar = DiscreteAR(widths, cfg.ar_width, cfg.ar_depth)
         self.student = None
         self.whitener = Whitener(n_num) if n_num and cfg.whiten else None
+        self.marginal = MarginalMap(n_num) if n_num and cfg.calibrate_numbers else None
         if n_num:
             self.student = MLP(n_num + d, n_num, cfg.student_width, cfg.student_depth)
         self.cond_discrete, self.cond_numeric = build_networks(self)
@@ -209,6 +253,7 @@ class HybridModel(GenerativeModel):
             "cond_discrete": self.cond_discrete,
             "cond_numeric": self.cond_numeric,
             "whitener": self.whitener,
+            "marginal": self.marginal,
         }
         return {name: net for name, net in nets.items() if net is not None}
 
@@ -245,6 +290,12 @@ class HybridModel(GenerativeModel):
         """The inverse of :meth:`to_white`: a network's numeric output as encoded dims."""
         return w if self.whitener is None else self.whitener.decode(w)
 
+    def student_numbers(self, w: torch.Tensor) -> torch.Tensor:
+        """A student's output as encoded numeric dims: :meth:`from_white`, then the fitted
+        marginal map (marginal.py; the identity before it is fitted or without it)."""
+        x = self.from_white(w)
+        return x if self.marginal is None else self.marginal(x)
+
     def given_numbers(
         self, x_num: torch.Tensor, known: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
@@ -265,14 +316,15 @@ class HybridModel(GenerativeModel):
         if self.continuous_sampler == "teacher":
             if self.teacher is None:
                 raise ModelError("this hybrid model carries no flow teacher (it is not saved)")
-            return self.from_white(self._field().integrate(z_num, cond=d if d.shape[1] else None))
+            x = self.from_white(self._field().integrate(z_num, cond=d if d.shape[1] else None))
+            return x if self.teacher_marginal is None else self.teacher_marginal(x)
         if self.continuous_sampler != "student":
             raise ModelError(
                 f"continuous_sampler must be one of {CONTINUOUS_SAMPLERS}, "
                 f"got {self.continuous_sampler!r}"
             )
         assert self.student is not None
-        return self.from_white(self.student(torch.cat([z_num, d], dim=1)))
+        return self.student_numbers(self.student(torch.cat([z_num, d], dim=1)))
 
     def _assemble(self, d: torch.Tensor, x_num: torch.Tensor | None) -> torch.Tensor:
         assert self._index is not None
@@ -330,6 +382,8 @@ class HybridModel(GenerativeModel):
             left = budget - (time.perf_counter() - t_start)
             budget_distill = max(left * (1 - share), cfg.distill_min_seconds)
             summary.update(self._distill(data, pairs, callbacks, budget_s=budget_distill))
+            if self.marginal is not None and cfg.calibrate:
+                summary["marginals"] = self._fit_marginals(x)
         if share:  # a discrete-only table gives its conditional network all that is left
             left = max(budget - (time.perf_counter() - t_start), cfg.distill_min_seconds)
             summary.update(fit_conditional(self, data, pairs, callbacks, budget_s=left))
@@ -432,6 +486,44 @@ class HybridModel(GenerativeModel):
                 out[sl] = field.integrate(z[sl], cond=d[sl] if has_d else None).float()
         return z, d, out
 
+    @torch.no_grad()
+    def _own_numbers(self) -> torch.Tensor:
+        """``CALIBRATION_ROWS`` rows of numbers from the current continuous sampler (discrete
+        part included, as sampling draws it; seeded by the config's seed)."""
+        cfg = self.config
+        gen = seeded_generator(cfg.seed, self._device, salt=16)
+        z = torch.randn(CALIBRATION_ROWS, self.latent_dim, generator=gen, device=self._device)
+        assert self._index is not None
+        num = self._index.numeric
+        with torch.inference_mode():
+            return torch.cat(
+                [self._push_raw(z[i : i + 8192])[:, num] for i in range(0, len(z), 8192)]
+            )
+
+    def _fit_marginals(self, x: torch.Tensor) -> dict[str, Any]:
+        """Fit :attr:`marginal` (identity until now) on the student's rows against the
+        training rows' numeric dims."""
+        assert self.marginal is not None
+        fitted = self.marginal.fit(self._own_numbers(), self._split(x)[1])
+        return {"rows": CALIBRATION_ROWS, **fitted}
+
+    def calibrate_teacher(self) -> dict[str, Any]:
+        """Give the flow teacher's sampler (``continuous_sampler = "teacher"``) its own marginal
+        map, to the data quantiles the student's map was fitted to, so the two samplers of one
+        fit are compared on equal terms. In memory only, like the teacher."""
+        if self.teacher is None or self.marginal is None:
+            return {"skipped": "no teacher or no marginal map"}
+        before = self.continuous_sampler
+        self.continuous_sampler, self.teacher_marginal = "teacher", None
+        try:
+            own = self._own_numbers()
+        finally:
+            self.continuous_sampler = before
+        tmap = MarginalMap(own.shape[1]).to(self._device)
+        fitted = tmap.fit(own, target=self.marginal.target)
+        self.teacher_marginal = tmap
+        return {"rows": CALIBRATION_ROWS, **fitted}
+
     def _distill(
         self,
         data: PhaseData,
@@ -446,7 +538,7 @@ class HybridModel(GenerativeModel):
         z_all, d_all, x_all = pairs
         device = z_all.device
         n_num = z_all.shape[1]
-        loss_fn = BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
+        loss_fn = distill_loss(cfg.distill_huber, n_num, device)
         gen = seeded_generator(cfg.seed, device, salt=3)
         batch = min(cfg.distill_batch_size, len(z_all))
         opt = torch.optim.Adam(student.parameters(), lr=cfg.distill_lr)
@@ -459,7 +551,7 @@ class HybridModel(GenerativeModel):
             return loss_fn(out, x_all[b])
 
         def one_step(z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            return self.from_white(student(torch.cat([z_num, d], dim=1)))
+            return self.student_numbers(student(torch.cat([z_num, d], dim=1)))
 
         phase = Phase(
             name="distill",

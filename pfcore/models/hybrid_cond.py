@@ -215,16 +215,16 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
                 zd = torch.cat([z[:, k:], d], dim=1)
                 rows = m_num.any(dim=1)  # rows that give a number need the conditional student
                 if not bool(rows.any()):
-                    x_num = model.student(zd)
+                    x_num = model.student_numbers(model.student(zd))
                 elif bool(rows.all()):
-                    x_num = model.cond_numeric(zd, m_num, num_known)
+                    x_num = model.from_white(model.cond_numeric(zd, m_num, num_known))
                 else:
                     x_num = torch.where(
                         rows.unsqueeze(1),
-                        model.cond_numeric(zd, m_num, num_known),
-                        model.student(zd),
+                        model.from_white(model.cond_numeric(zd, m_num, num_known)),
+                        model.student_numbers(model.student(zd)),
                     )
-                x_num = model.given_numbers(model.from_white(x_num), num_known, m_num)
+                x_num = model.given_numbers(x_num, num_known, m_num)
             out = model._assemble(d, x_num)
             full = mask.to(torch.bool)
             return torch.where(full if full.ndim == 2 else full.unsqueeze(0), known, out)

@@ -1,0 +1,93 @@
+"""A fixed monotone map per numeric dim that gives a student's numbers the data's marginals.
+
+Why: a student regressed onto a flow's endpoints reproduces the flow's smooth regions but not
+its steep ones. Where the flow splits latent space between two modes of a column (california's
+longitude: the Los Angeles and the San Francisco areas), the regression puts the student's
+output between them, so the student draws values the data rarely has and the column's own shape
+is what gives its rows away first (single-column detection AUC of longitude 0.543 for the
+student against 0.522 for its teacher). A monotone map per column moves every output to the
+data's quantile of the student's own quantile: each column's marginal then matches the training
+rows' while the order of the rows within each column, and so the dependence the student
+learned, is kept.
+
+Fitted once after distillation on the model's own samples (the same inputs as sampling) against
+the encoded training rows, stored with the weights, applied in every sampler of the student.
+Piecewise linear between ``KNOTS`` quantiles; outside them the map shifts by the outer knot's
+offset, so tails keep the student's own shape.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["KNOTS", "MarginalMap", "column_quantiles"]
+
+#: Quantile levels ``(i + 0.5) / KNOTS``: the outer ones (0.05% and 99.95%) are still estimated
+#: from 10 rows of a 20k-row training set.
+KNOTS = 1024
+
+
+def column_quantiles(x: torch.Tensor, knots: int = KNOTS) -> torch.Tensor:
+    """``(dims, knots)`` quantiles of each column of ``x`` ``(n, dims)`` at ``(i + 0.5) / knots``.
+
+    By sorting, not ``torch.quantile``, which refuses inputs over 2^24 elements (1M rows of 17
+    numeric dims).
+    """
+    xs = x.detach().float().sort(dim=0).values
+    n = xs.shape[0]
+    pos = (torch.arange(knots, dtype=torch.float64, device=xs.device) + 0.5) / knots * (n - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    frac = (pos - lo).to(xs.dtype).unsqueeze(1)
+    return (xs[lo] + frac * (xs[hi] - xs[lo])).T.contiguous()
+
+
+class MarginalMap(nn.Module):
+    """``forward(x)``: each column of ``x`` ``(n, dims)`` mapped from ``source`` knots to
+    ``target`` knots (both ``(dims, KNOTS)`` buffers, saved with the state dict); the identity
+    until :meth:`fit`."""
+
+    def __init__(self, dim: int, knots: int = KNOTS) -> None:
+        super().__init__()
+        grid = torch.linspace(-4.0, 4.0, knots).expand(dim, knots).contiguous()
+        self.register_buffer("source", grid.clone())
+        self.register_buffer("target", grid.clone())
+
+    @torch.no_grad()
+    def fit(
+        self,
+        model_out: torch.Tensor,
+        data: torch.Tensor | None = None,
+        *,
+        target: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Knots from the model's outputs ``(n, dims)`` and either the data rows ``(n', dims)``
+        or another map's ``target`` knots. Returns the mean and largest absolute gap between
+        the two sets of quantiles (in encoded units: what the map moves)."""
+        knots = self.source.shape[1]
+        src = column_quantiles(model_out, knots)
+        # strictly increasing, so every segment has a slope (a flat run of equal outputs maps
+        # to the start of its target range)
+        src = torch.cummax(src + torch.arange(knots, device=src.device) * 1e-6, dim=1).values
+        if target is None:
+            if data is None:
+                raise ValueError("MarginalMap.fit needs data rows or target knots")
+            target = column_quantiles(data, knots)
+        tgt = target.to(src.device, torch.float32)
+        self.source.copy_(src.to(self.source.device))
+        self.target.copy_(tgt.to(self.target.device))
+        gap = (src - tgt).abs()
+        return {"mean_gap": round(float(gap.mean()), 5), "max_gap": round(float(gap.max()), 5)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xt = x.float().T.contiguous()  # (dims, n): searchsorted runs along the last dim
+        src, tgt = self.source, self.target
+        idx = torch.searchsorted(src, xt).clamp(1, src.shape[1] - 1)
+        x0, x1 = src.gather(1, idx - 1), src.gather(1, idx)
+        f0, f1 = tgt.gather(1, idx - 1), tgt.gather(1, idx)
+        t = ((xt - x0) / (x1 - x0)).clamp(0.0, 1.0)
+        y = f0 + t * (f1 - f0)
+        y = torch.where(xt < src[:, :1], tgt[:, :1] + (xt - src[:, :1]), y)
+        y = torch.where(xt > src[:, -1:], tgt[:, -1:] + (xt - src[:, -1:]), y)
+        return y.T
