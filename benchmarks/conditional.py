@@ -476,6 +476,12 @@ def main(argv: list[str] | None = None) -> int:
         help="train for these steps per phase (time budget lifted to 60 minutes): on a shared "
         "machine a time budget gives whatever steps the other jobs leave",
     )
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        metavar="KEY=JSON",
+        help="model config overrides for every fit, e.g. --set calibrate_numbers=false",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -496,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             distill_max_steps=distill,
             conditional_max_steps=conditional,
         )
+    config.update({k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set or [])})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from pfcore.models.conditional import DEFAULT_CHURN, DEFAULT_STEPS

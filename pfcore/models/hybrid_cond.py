@@ -225,6 +225,9 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
                         model.student_numbers(model.student(zd)),
                     )
                 x_num = model.given_numbers(x_num, num_known, m_num)
+                if model.cond_marginal is not None and bool(rows.any()):
+                    free = rows.unsqueeze(1) & ~m_num  # the numbers drawn beside given ones
+                    x_num = torch.where(free, model.cond_marginal(x_num), x_num)
             out = model._assemble(d, x_num)
             full = mask.to(torch.bool)
             return torch.where(full if full.ndim == 2 else full.unsqueeze(0), known, out)
@@ -254,7 +257,43 @@ def fit_conditional(
         assert pairs is not None
         left = max(budget_s - (time.perf_counter() - t0), 1.0)
         summary["cond_numeric"] = _fit_numeric(model, data, pairs, callbacks, left)
+        if model.cond_marginal is not None and model.config.calibrate:
+            summary["cond_marginals"] = _fit_cond_marginal(model, data)
     return summary
+
+
+@torch.no_grad()
+def _fit_cond_marginal(model: HybridModel, data: PhaseData) -> dict[str, Any]:
+    """Fit ``model.cond_marginal``: the numbers the conditional student draws beside given
+    ones, mapped to the data's marginals (``marginal.py``).
+
+    Why this target: over training rows with random masks (as in training) and the masked
+    numbers given, the drawn numbers of a perfect conditional network follow each column's
+    data marginal, whatever the masks. So per column the map is fitted on the rows where that
+    column is drawn, against the same rows' real values.
+    """
+    from pfcore.models.calibration import CALIBRATION_ROWS
+    from pfcore.models.training import batch_index, seeded_generator
+
+    cfg = model.config
+    assert model.cond_numeric is not None and model.cond_marginal is not None
+    x = data.x
+    device = x.device
+    d_all, num_all = model._split(x)
+    n_num = num_all.shape[1]
+    gen = seeded_generator(cfg.seed, device, salt=17)
+    n = CALIBRATION_ROWS
+    b = batch_index(len(x), n, gen, device)
+    mask = random_masks(n, torch.arange(n_num, device=device), n_num, gen, device)
+    z = torch.randn(n, n_num, generator=gen, device=device)
+    d, known = d_all[b], num_all[b]
+    out = torch.empty_like(known)
+    with torch.inference_mode():
+        for lo in range(0, n, 8192):
+            sl = slice(lo, lo + 8192)
+            w = model.cond_numeric(torch.cat([z[sl], d[sl]], dim=1), mask[sl], known[sl])
+            out[sl] = model.given_numbers(model.from_white(w), known[sl], mask[sl])
+    return {"rows": n, **model.cond_marginal.fit(out, known, use=~mask)}
 
 
 def _mask_sampler(model: HybridModel, device: torch.device) -> Any:

@@ -1,0 +1,259 @@
+"""The hybrid's student with its teacher held fixed: losses, student nets, marginal maps.
+
+One job per table: fit the hybrid (balanced preset, conditional networks off) with step budgets
+close to what the 5-minute product fit reaches on one CPU thread (3,000 discrete-network steps,
+1,400 flow steps, 4,000 distillation steps), score its flow teacher's sampler with and without a
+marginal map of its own, then for each ``--variants`` entry distil a fresh student from the same
+teacher's pairs for ``--seconds`` and score it three ways: as it is (``auc``), with the product's
+marginal map in the encoded numeric space (``auc_map``, ``marginal.MarginalMap``) and with the
+same map in the whitened space (``auc_map_white``). Also the student's squared error on its
+training pairs and on 8,192 fresh pairs (``train_mse`` / ``test_mse``: overfitting), and
+``push`` rows/s on 100,000 rows. Detection AUC is the mean over two sample seeds
+(``design_sweep``'s scoring).
+
+Variants are ``+``-joined tokens: ``mse`` (default) / ``huber`` / ``l1`` (the loss; Huber's
+threshold 0.05 whitened units), ``WxD`` (student size, default 256x3), ``fourier`` (random
+Fourier features of the latent as extra inputs) or ``res`` (output = latent + MLP), ``esW``
+(plus W times the energy score of two student draws against data rows given their discrete
+columns, encoded space; ``eswW``: whitened space), ``pN`` (N thousand pairs), ``sN`` (N
+seconds).
+
+    OMP_NUM_THREADS=1 python benchmarks/student_lab.py --work /path/to/work \\
+        --datasets california_housing --variants mse huber l1 res fourier es1 p180 s140 \\
+        --out benchmarks/results/student_lab.json
+
+Distillation is time-budgeted, so a loaded machine gives every variant fewer steps; run one job
+per core. Inputs are what ``fidelity.py prepare`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+HUBER = 0.05
+
+
+def _auc(model: Any, tr: Any, hold: Any) -> float:
+    """Mean detection AUC over sample seeds 1 and 2."""
+    import numpy as np
+    from scoring import detection_auc
+
+    aucs = []
+    for s in (1, 2):
+        syn = tr.decode(model.sample(len(hold), seed=s), seed=s).to_pandas()
+        aucs.append(detection_auc(hold, syn))
+    return round(float(np.mean(aucs)), 4)
+
+
+def _parse(name: str, seconds: float, n_pairs: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {"loss": "mse", "net": "mlp", "width": 256, "depth": 3}
+    spec.update(seconds=seconds, pairs=n_pairs, es=0.0, es_space="encoded")
+    for tok in name.split("+"):
+        if tok in ("mse", "huber", "l1"):
+            spec["loss"] = tok
+        elif tok in ("fourier", "res"):
+            spec["net"] = tok
+        elif tok.startswith("esw"):
+            spec.update(es=float(tok[3:]), es_space="white")
+        elif tok.startswith("es"):
+            spec["es"] = float(tok[2:])
+        elif tok.startswith("p") and tok[1:].isdigit():
+            spec["pairs"] = int(tok[1:]) * 1000
+        elif tok.startswith("s") and tok[1:].isdigit():
+            spec["seconds"] = float(tok[1:])
+        elif "x" in tok:
+            spec["width"], spec["depth"] = (int(v) for v in tok.split("x"))
+        else:
+            raise SystemExit(f"unknown variant token {tok!r} in {name!r}")
+    return spec
+
+
+def _student(spec: dict[str, Any], n_num: int, d: int) -> Any:
+    import torch
+    from torch import nn
+
+    from pfcore.models.nets import MLP
+
+    width, depth = spec["width"], spec["depth"]
+    if spec["net"] == "mlp":
+        return MLP(n_num + d, n_num, width, depth)
+
+    class Fourier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            b = torch.randn(n_num, 16, generator=torch.Generator().manual_seed(7))
+            self.register_buffer("b", b)
+            self.mlp = MLP(n_num + 32 + d, n_num, width, depth)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = x[:, :n_num] @ self.b
+            return self.mlp(torch.cat([x, torch.sin(a), torch.cos(a)], dim=1))
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlp = MLP(n_num + d, n_num, width, depth)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :n_num] + self.mlp(x)
+
+    return Fourier() if spec["net"] == "fourier" else Residual()
+
+
+def _with_map(model: Any, white: bool, x_num: Any) -> Any:
+    """Fit a marginal map for the model's current student (encoded or whitened space) and
+    install it in the model; returns the map (already installed)."""
+    import torch
+
+    from pfcore.models.marginal import MarginalMap
+
+    model.marginal = None
+    own = model._own_numbers()
+    if white:  # the map acts on the student's whitened output
+        wmap = MarginalMap(own.shape[1])
+        wmap.fit(model.to_white(own), model.to_white(x_num))
+
+        def numbers(w: torch.Tensor) -> torch.Tensor:
+            return model.from_white(wmap(w))
+
+        model.student_numbers = numbers
+        return wmap
+    emap = MarginalMap(own.shape[1])
+    emap.fit(own, x_num)
+    model.marginal = emap
+    return emap
+
+
+def run(
+    work: Path, ds: str, variants: list[str], seconds: float, seed: int, quick: bool = False
+) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+    from design_sweep import load_job
+
+    import pfcore.models.hybrid as hybrid
+    from pfcore import models
+    from pfcore.models.cond_student import energy_score
+    from pfcore.models.phase import PhaseData
+
+    torch.set_num_threads(1)
+    tr, x_train, x_valid, hold = load_job(work, ds)
+    cfg = dict(device="cpu", max_steps=1400, distill_max_steps=4000, ar_max_steps=3000)
+    cfg.update(seed=seed, epochs=None, max_minutes=60.0, threads=1, conditional_max_steps=0)
+    if quick:  # a smoke run of the script itself
+        cfg.update(max_steps=20, distill_max_steps=20, ar_max_steps=20, min_steps=1)
+    model = models.build("hybrid", cfg, preset="balanced")
+    model.fit(x_train, tr.blocks, valid=x_valid)
+    x = torch.from_numpy(x_train)
+    d_data, num_data = model._split(x)
+    ref: dict[str, Any] = {"dataset": ds, "seed": seed, "kind": "teacher"}
+    model.continuous_sampler = "teacher"
+    ref["auc"] = _auc(model, tr, hold)
+    model.calibrate_teacher()
+    ref["auc_map"] = _auc(model, tr, hold)
+    model.continuous_sampler = "student"
+    print("RESULT " + json.dumps(ref), flush=True)
+    out = [ref]
+    k, d, n_num = model._dims()
+    mcfg = model.config
+    mcfg.distill_max_steps = 10**9
+    pair_sets: dict[int, Any] = {}
+    own_numbers = hybrid.HybridModel.student_numbers
+    for name in variants:
+        spec = _parse(name, seconds, 60_000)
+        n = spec["pairs"]
+        if n not in pair_sets:
+            mcfg.n_pairs = n + 8192
+            z, dd, xo = model._make_pairs(x)
+            pair_sets[n] = ((z[:n], dd[:n], xo[:n]), (z[n:], dd[n:], xo[n:]))
+        train, test = pair_sets[n]
+        torch.manual_seed(seed + 3)
+        model.student = _student(spec, n_num, d)
+        model.marginal = None
+        model.student_numbers = own_numbers.__get__(model)
+        gen = torch.Generator().manual_seed(99)
+
+        def loss(
+            pred: torch.Tensor, target: torch.Tensor, spec: dict = spec, gen: Any = gen
+        ) -> torch.Tensor:
+            if spec["loss"] == "huber":
+                value = F.smooth_l1_loss(pred, target, beta=HUBER)
+            elif spec["loss"] == "l1":
+                value = (pred - target).abs().mean()
+            else:
+                value = F.mse_loss(pred, target)
+            if spec["es"]:
+                b = torch.randint(0, len(x), (512,), generator=gen)
+                zz = torch.randn(1024, n_num, generator=gen)
+                y = model.student(torch.cat([zz, torch.cat([d_data[b], d_data[b]])], dim=1))
+                real = num_data[b]
+                if spec["es_space"] == "white":
+                    real = model.to_white(real)
+                else:
+                    y = model.from_white(y)
+                value = value + spec["es"] * energy_score(y[:512], y[512:], real).mean()
+            return value
+
+        original = hybrid.distill_loss
+        hybrid.distill_loss = lambda *_a, loss=loss: loss
+        try:
+            summary = model._distill(PhaseData(x, None, None), train, [], budget_s=spec["seconds"])
+        finally:
+            hybrid.distill_loss = original
+        with torch.no_grad():
+
+            def mse(p: Any) -> float:
+                pred = model.student(torch.cat([p[0][:8192], p[1][:8192]], dim=1))
+                return round(float(F.mse_loss(pred, p[2][:8192])), 5)
+
+            rec = {"dataset": ds, "seed": seed, "variant": name, **spec}
+            rec.update(steps=summary["distill"]["steps"], train_mse=mse(train), test_mse=mse(test))
+        rec["auc"] = _auc(model, tr, hold)
+        _with_map(model, False, num_data)
+        rec["auc_map"] = _auc(model, tr, hold)
+        model.sample(1000, seed=5)
+        t0 = time.perf_counter()
+        model.sample(100_000, seed=5)
+        rec["push_rows_per_second_with_map"] = round(100_000 / (time.perf_counter() - t0))
+        _with_map(model, True, num_data)
+        rec["auc_map_white"] = _auc(model, tr, hold)
+        print("RESULT " + json.dumps(rec), flush=True)
+        out.append(rec)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--datasets", nargs="*", default=["california_housing"])
+    ap.add_argument("--variants", nargs="*", default=["mse", "huber"])
+    ap.add_argument("--seconds", type=float, default=70.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--append", action="store_true", help="keep the records already in --out")
+    ap.add_argument("--quick", action="store_true", help="tiny step budgets: check the script")
+    args = ap.parse_args()
+    records = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
+    for ds in args.datasets:
+        records += run(args.work, ds, args.variants, args.seconds, args.seed, args.quick)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(records, indent=2))
+        tmp.replace(args.out)
+    cols = ["dataset", "variant", "steps", "train_mse", "test_mse", "auc", "auc_map"]
+    print(" | ".join([*cols, "auc_map_white"]))
+    for r in records:
+        print(" | ".join(str(r.get(c, "")) for c in [*cols, "auc_map_white"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
