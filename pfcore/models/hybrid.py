@@ -48,7 +48,9 @@ its numbers then go through a monotone map per column that gives them the traini
 marginals (``marginal.py``, fitted after distillation; ``calibrate_numbers``). With one fitted
 teacher per table and 70 s of distillation (``benchmarks/student_lab.py``) the two together
 took the student's detection AUC from 0.696 to 0.639 on california_housing, 0.701 to 0.693 on
-diamonds, 0.774 to 0.742 on credit_default; nyc_flights 0.948 to 0.950. The flow teacher's
+diamonds, 0.774 to 0.742 on credit_default; nyc_flights 0.948 to 0.950; in the 5-minute fits
+of ``benchmarks/fidelity.py`` (3 seeds) 0.692 to 0.630, 0.701 to 0.694, 0.786 to 0.755 and 0.929
+to 0.936 (per-column maps cannot keep nyc_flights' clock arithmetic exact). The flow teacher's
 sampler gets a map of its own for the benchmark (:meth:`HybridModel.calibrate_teacher`).
 
 Conditional requests (given columns, seed rows, rebalancing) are answered by two more
