@@ -11,6 +11,17 @@ from pfcore import models
 from pfcore.models.marginal import MarginalMap, column_quantiles
 
 LEVELS = np.linspace(0.05, 0.95, 19)
+#: Step budgets so small that the networks' marginals are visibly off (what the maps correct).
+TINY = dict(
+    max_steps=60,
+    distill_max_steps=40,
+    ar_max_steps=50,
+    n_pairs=1024,
+    min_steps=1,
+    epochs=None,
+    threads=1,
+    eval_every=1000,
+)
 
 
 def test_column_quantiles_are_torch_quantiles() -> None:
@@ -75,17 +86,7 @@ def _gap(out: np.ndarray, x: np.ndarray) -> float:
 
 def test_the_hybrid_student_gets_the_data_marginals(tmp_path: Path) -> None:
     x, blocks = _table()
-    budget = dict(
-        max_steps=60,
-        distill_max_steps=40,
-        ar_max_steps=50,
-        n_pairs=1024,
-        min_steps=1,
-        epochs=None,
-        threads=1,
-        conditional_max_steps=0,
-        eval_every=1000,
-    )
+    budget = {**TINY, "conditional_max_steps": 0}
     gaps = {}
     for on in (False, True):
         m = models.build("hybrid", {"seed": 0, **budget, "calibrate_numbers": on}, "tiny")
@@ -110,17 +111,7 @@ def test_numbers_drawn_beside_given_ones_get_the_data_marginals() -> None:
     """Seed rows giving u: the drawn v, over the rows, follows v's data marginal (the law a
     perfect conditional network gives), closer with the conditional map than without."""
     x, blocks = _table()
-    budget = dict(
-        max_steps=60,
-        distill_max_steps=40,
-        ar_max_steps=50,
-        n_pairs=1024,
-        min_steps=1,
-        epochs=None,
-        threads=1,
-        conditional_max_steps=40,
-        eval_every=1000,
-    )
+    budget = {**TINY, "conditional_max_steps": 40}
     m = models.build("hybrid", {"seed": 0, **budget}, "tiny")
     m.fit(x, blocks)
     assert isinstance(m, models.HybridModel) and m.cond_marginal is not None
