@@ -12,11 +12,11 @@ training pairs and on 8,192 fresh pairs (``train_mse`` / ``test_mse``: overfitti
 (``design_sweep``'s scoring).
 
 Variants are ``+``-joined tokens: ``mse`` (default) / ``huber`` / ``l1`` (the loss; Huber's
-threshold 0.05 whitened units), ``WxD`` (student size, default 256x3), ``fourier`` (random
-Fourier features of the latent as extra inputs) or ``res`` (output = latent + MLP), ``esW``
-(plus W times the energy score of two student draws against data rows given their discrete
-columns, encoded space; ``eswW``: whitened space), ``pN`` (N thousand pairs), ``sN`` (N
-seconds).
+threshold 0.05 whitened units, ``huberX`` sets it), ``WxD`` (student size, default 256x3),
+``fourier`` (random Fourier features of the latent as extra inputs) or ``res`` (output = latent
++ MLP), ``esW`` (plus W times the energy score of two student draws against data rows given
+their discrete columns, encoded space; ``eswW``: whitened space), ``pN`` (N thousand pairs),
+``sN`` (N seconds).
 
     OMP_NUM_THREADS=1 python benchmarks/student_lab.py --work /path/to/work \\
         --datasets california_housing --variants mse huber l1 res fourier es1 p180 s140 \\
@@ -56,10 +56,12 @@ def _auc(model: Any, tr: Any, hold: Any) -> float:
 
 def _parse(name: str, seconds: float, n_pairs: int) -> dict[str, Any]:
     spec: dict[str, Any] = {"loss": "mse", "net": "mlp", "width": 256, "depth": 3}
-    spec.update(seconds=seconds, pairs=n_pairs, es=0.0, es_space="encoded")
+    spec.update(seconds=seconds, pairs=n_pairs, es=0.0, es_space="encoded", huber=HUBER)
     for tok in name.split("+"):
         if tok in ("mse", "huber", "l1"):
             spec["loss"] = tok
+        elif tok.startswith("huber"):
+            spec.update(loss="huber", huber=float(tok[5:]))
         elif tok in ("fourier", "res"):
             spec["net"] = tok
         elif tok.startswith("esw"):
@@ -186,7 +188,7 @@ def run(
             pred: torch.Tensor, target: torch.Tensor, spec: dict = spec, gen: Any = gen
         ) -> torch.Tensor:
             if spec["loss"] == "huber":
-                value = F.smooth_l1_loss(pred, target, beta=HUBER)
+                value = F.smooth_l1_loss(pred, target, beta=spec["huber"])
             elif spec["loss"] == "l1":
                 value = (pred - target).abs().mean()
             else:
