@@ -502,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
             distill_max_steps=distill,
             conditional_max_steps=conditional,
         )
-    config.update({k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set or [])})
+    from benchmarks.overrides import parse_overrides
+
+    config.update(parse_overrides(args.set))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from pfcore.models.conditional import DEFAULT_CHURN, DEFAULT_STEPS

@@ -775,7 +775,9 @@ def main(argv: list[str] | None = None) -> int:
         run_peers(args.datasets, args.methods, args.threads, args.seeds, args.minutes)
     elif args.stage == "ours":
         families = args.families or [default_family()]
-        overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+        from benchmarks.overrides import parse_overrides
+
+        overrides = parse_overrides(args.set)
         run_ours(
             args.datasets,
             families,

@@ -86,7 +86,9 @@ def run_job(
         cfg["conditional_max_steps"] = 0  # the unconditional sampler is what is scored
     else:
         cfg["ar_max_steps"] = args.ar_steps
-    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set or [])}
+    from benchmarks.overrides import parse_overrides
+
+    overrides = parse_overrides(args.set)
     cfg.update(overrides)
     model = models.build(family, cfg, preset="balanced")
     t0 = time.perf_counter()
