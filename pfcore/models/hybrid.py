@@ -311,6 +311,17 @@ class HybridModel(GenerativeModel):
         x = self.from_white(w)
         return x if self.marginal is None else self.marginal(x)
 
+    def cond_numbers(
+        self, zd: torch.Tensor, mask: torch.Tensor, known: torch.Tensor
+    ) -> torch.Tensor:
+        """The conditional student's numbers for inputs ``zd`` (``[z_num, d]``) with the numbers
+        of ``mask`` given as ``known``: decoded from the whitened space, then the given ones set
+        and the others moved with them (:meth:`given_numbers`). Without its marginal map, which
+        is fitted on these numbers and applied by the sampler."""
+        assert self.cond_numeric is not None
+        x = self.from_white(self.cond_numeric(zd, mask, known))
+        return self.given_numbers(x, known, mask)
+
     def given_numbers(
         self, x_num: torch.Tensor, known: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:

@@ -221,14 +221,13 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
                 if not bool(rows.any()):
                     x_num = model.student_numbers(model.student(zd))
                 elif bool(rows.all()):
-                    x_num = model.from_white(model.cond_numeric(zd, m_num, num_known))
+                    x_num = model.cond_numbers(zd, m_num, num_known)
                 else:
                     x_num = torch.where(
                         rows.unsqueeze(1),
-                        model.from_white(model.cond_numeric(zd, m_num, num_known)),
+                        model.cond_numbers(zd, m_num, num_known),
                         model.student_numbers(model.student(zd)),
                     )
-                x_num = model.given_numbers(x_num, num_known, m_num)
                 if model.cond_marginal is not None and bool(rows.any()):
                     free = rows.unsqueeze(1) & ~m_num  # the numbers drawn beside given ones
                     x_num = torch.where(free, model.cond_marginal(x_num), x_num)
@@ -295,8 +294,7 @@ def _fit_cond_marginal(model: HybridModel, data: PhaseData) -> dict[str, Any]:
     with torch.inference_mode():
         for lo in range(0, n, 8192):
             sl = slice(lo, lo + 8192)
-            w = model.cond_numeric(torch.cat([z[sl], d[sl]], dim=1), mask[sl], known[sl])
-            out[sl] = model.given_numbers(model.from_white(w), known[sl], mask[sl])
+            out[sl] = model.cond_numbers(torch.cat([z[sl], d[sl]], dim=1), mask[sl], known[sl])
     return {"rows": n, **model.cond_marginal.fit(out, known, use=~mask)}
 
 
@@ -398,8 +396,7 @@ def _fit_numeric(
         """Mean energy score of two draws per row given ``(d, known numbers)``."""
         n = len(num)
         mm, known = torch.cat([m, m]), torch.cat([num, num])
-        out = model.from_white(net(torch.cat([z, torch.cat([d, d])], dim=1), mm, known))
-        y = model.given_numbers(out, known, mm)
+        y = model.cond_numbers(torch.cat([z, torch.cat([d, d])], dim=1), mm, known)
         return energy_score(y[:n], y[n:], num).mean()
 
     def step_fn(step: int) -> torch.Tensor:
