@@ -118,8 +118,8 @@ def _with_map(model: Any, white: bool, x_num: Any) -> Any:
 
     from pfcore.models.marginal import MarginalMap
 
-    model.marginal = None
-    own = model._own_numbers()
+    model.marginal = model.white_marginal = None
+    own = model.from_white(model._own_rows()[1])
     if white:  # the map acts on the student's whitened output
         wmap = MarginalMap(own.shape[1])
         wmap.fit(model.to_white(own), model.to_white(x_num))
@@ -180,7 +180,7 @@ def run(
         train, test = pair_sets[n]
         torch.manual_seed(seed + 3)
         model.student = _student(spec, n_num, d)
-        model.marginal = None
+        model.marginal = model.white_marginal = None
         model.student_numbers = own_numbers.__get__(model)
         gen = torch.Generator().manual_seed(99)
 

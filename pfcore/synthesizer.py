@@ -367,7 +367,12 @@ class Synthesizer:
         if device is not None:
             cfg["device"] = device
         model = build(family, cfg, preset=preset)
-        summary = model.fit(train, transformer.blocks, valid=valid, callbacks=callbacks)
+        from pfcore.fidelity.detection import decoded_view
+
+        view = decoded_view(lambda enc: transformer.decode(enc, seed=seed), fit_schema)
+        summary = model.fit(
+            train, transformer.blocks, valid=valid, callbacks=callbacks, detector_view=view
+        )
         info = {
             "family": family,
             "protect_extremes": int(protect_extremes),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from pfcore import models
@@ -85,8 +86,10 @@ def _gap(out: np.ndarray, x: np.ndarray) -> float:
 
 
 def test_the_hybrid_student_gets_the_data_marginals(tmp_path: Path) -> None:
+    """The maps in the encoded space (at this budget the fit's choice of space is the whitened
+    one, whose encoded marginals stay 0.5 off: the classifier weighs the joint errors more)."""
     x, blocks = _table()
-    budget = {**TINY, "conditional_max_steps": 0}
+    budget = {**TINY, "conditional_max_steps": 0, "calibrate_space": "encoded"}
     gaps = {}
     for on in (False, True):
         m = models.build("hybrid", {"seed": 0, **budget, "calibrate_numbers": on}, "tiny")
@@ -131,3 +134,154 @@ def test_numbers_drawn_beside_given_ones_get_the_data_marginals() -> None:
         return float(np.abs(np.quantile(out[:, 1], LEVELS) - np.quantile(x[:, 1], LEVELS)).max())
 
     assert gap(with_map) < 0.1 and gap(with_map) < gap(without) / 2, (gap(with_map), gap(without))
+
+
+def _thin(n: int = 3000) -> tuple[np.ndarray, list]:
+    """u, v = u + small noise (a relation per-column maps in encoded space move apart), w
+    independent, c = [u > 0]."""
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(n)
+    v = u + 0.05 * rng.standard_normal(n)
+    v = (v - v.mean()) / v.std()
+    num = np.stack([u, v, rng.standard_normal(n)], axis=1).astype(np.float32)
+    c = (u > 0).astype(int)
+    cat = -np.ones((n, 2), np.float32)
+    cat[np.arange(n), c] = 1
+    blocks = [
+        {"column": name, "kind": "numeric", "start": i, "width": 1} for i, name in enumerate("uvw")
+    ]
+    blocks.append({"column": "c", "kind": "onehot", "start": 3, "width": 2})
+    return np.concatenate([num, cat], axis=1), blocks
+
+
+def test_fit_maps_gives_the_data_quantiles_in_each_space() -> None:
+    from pfcore.models.map_space import SPACES, fit_maps
+    from pfcore.models.whiten import Whitener
+
+    g = torch.Generator().manual_seed(2)
+    mix = torch.tensor([[1.0, 0.0], [0.9, 0.3]])
+    data = torch.randn(20_000, 2, generator=g) @ mix.T
+    wh = Whitener(2).fit(data)
+    w = 0.6 * torch.randn(30_000, 2, generator=g)  # a squeezed sampler in whitened space
+    levels = torch.tensor(LEVELS, dtype=torch.float32)
+
+    def qgap(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(
+            (torch.quantile(a, levels, dim=0) - torch.quantile(b, levels, dim=0)).abs().max()
+        )
+
+    for space in SPACES:
+        wmap, emap = fit_maps(space, w, wh.encode(data), data, wh.decode)
+        assert (wmap is not None) == (space in ("white", "both"))
+        assert (emap is not None) == (space in ("encoded", "both"))
+        if wmap is not None:  # the whitened outputs get the data's whitened quantiles
+            assert qgap(wmap(w), wh.encode(data)) < 0.05
+        out = wh.decode(w if wmap is None else wmap(w))
+        out = out if emap is None else emap(out)
+        gap = qgap(out, data)
+        assert gap < (0.05 if emap is not None else 0.2), (space, gap)
+    assert qgap(wh.decode(w), data) > 0.3  # what the maps corrected
+    with pytest.raises(ValueError, match="unknown marginal map space"):
+        fit_maps("none", w, wh.encode(data), data, wh.decode)
+
+
+def test_choose_keeps_the_space_a_classifier_separates_least() -> None:
+    from pfcore.models.map_space import choose
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((4000, 3))
+    good = rng.standard_normal((4000, 3))
+    bad = good.copy()
+    bad[:, 2] = good[:, 0] + 0.1 * good[:, 2]  # a dependence the real rows do not have
+    cat = np.zeros(3, dtype=bool)
+    space, aucs = choose({"encoded": (real, bad, cat), "white": (real, good, cat)}, seed=0)
+    assert space == "white" and aucs["encoded"] > 0.9 and aucs["white"] < 0.55, aucs
+    # a tie keeps the earlier space
+    assert choose({"encoded": (real, good, cat), "both": (real, good, cat)}, seed=0)[0] == "encoded"
+
+
+def test_the_hybrid_chooses_its_map_space_and_saves_it(tmp_path: Path) -> None:
+    """A table with a thin relation: the fit scores each space, keeps the least detectable one,
+    and keeps v - u at least as tight as the encoded map alone; the teacher's maps follow the
+    chosen space; the choice is saved with the weights."""
+    from pfcore.models.map_space import SPACES
+
+    x, blocks = _thin()
+    budget = {**TINY, "conditional_max_steps": 0, "max_steps": 120, "distill_max_steps": 150}
+    width = {}
+    fitted = {}
+    for space in ("encoded", "select"):
+        m = models.build("hybrid", {"seed": 0, **budget, "calibrate_space": space}, "tiny")
+        m.fit(x, blocks)
+        assert isinstance(m, models.HybridModel) and m.marginal is not None
+        width[space] = float(np.std(m.sample(4000, seed=1)[:, 1] - m.sample(4000, seed=1)[:, 0]))
+        fitted[space] = m
+    assert fitted["encoded"].white_marginal is None  # nothing built for it
+    m = fitted["select"]
+    summary = m.fit_summary["marginals"]
+    aucs = summary["space_auc"]
+    assert set(aucs) == set(SPACES) and all(0.4 < a < 1 for a in aucs.values()), aucs
+    assert summary["space"] == min(aucs, key=aucs.__getitem__)
+    assert m.white_marginal is not None
+    assert m.white_marginal.is_identity == (summary["space"] == "encoded")
+    assert m.marginal.is_identity == (summary["space"] == "white")
+    assert width["select"] <= width["encoded"] * 1.05, width
+    spaces = {"white": not m.white_marginal.is_identity, "encoded": not m.marginal.is_identity}
+    teacher = m.calibrate_teacher()
+    assert {s for s, on in spaces.items() if on} == set(teacher) - {"rows"}, teacher
+    out = m.sample(500, seed=4)
+    m.save(tmp_path)
+    loaded = models.load(tmp_path)
+    assert loaded.config.calibrate_space == "select"
+    np.testing.assert_array_equal(out, loaded.sample(500, seed=4))
+
+
+def test_a_hybrid_saved_before_the_space_choice_loads_with_encoded_maps(tmp_path: Path) -> None:
+    import json
+
+    x, blocks = _thin(600)
+    m = models.build(
+        "hybrid",
+        {"seed": 0, **TINY, "conditional_max_steps": 0, "calibrate_space": "encoded"},
+        "tiny",
+    )
+    m.fit(x, blocks)
+    m.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["config"].pop("calibrate_space")
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    loaded = models.load(tmp_path)
+    assert loaded.config.calibrate_space == "encoded" and loaded.white_marginal is None
+    np.testing.assert_array_equal(m.sample(300, seed=2), loaded.sample(300, seed=2))
+    with pytest.raises(models.ModelError, match="calibrate_space"):
+        models.build("hybrid", {"calibrate_space": "whitened"}, "tiny")
+
+
+def test_the_synthesizer_scores_the_spaces_on_decoded_columns() -> None:
+    """Through ``Synthesizer.fit`` the classifier sees the table's columns as the fidelity
+    report's detection does (decoded, one feature per column), not the encoded dims."""
+    import pyarrow.parquet as pq
+
+    from pfcore.fidelity.detection import decoded_view
+    from pfcore.models.map_space import SPACES
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+
+    table = pq.read_table(Path(__file__).parent / "data" / "penguins.parquet")
+    schema = infer_schema(table)
+    config = {**TINY, "conditional_max_steps": 0}
+    synth = Synthesizer.fit(table, schema, family="hybrid", preset="tiny", config=config, seed=0)
+    summary = synth.info["fit_summary"]["marginals"]
+    assert set(summary["space_auc"]) == set(SPACES), summary
+    view = decoded_view(lambda enc: synth.transformer.decode(enc, seed=0), schema)
+    enc = synth.transformer.encode(table, seed=0)
+    xr, xs, cat = view(enc[:150], enc[150:300])
+    assert xr.shape == (150, table.num_columns) and xs.shape == (150, table.num_columns)
+    assert enc.shape[1] > table.num_columns  # the encoded rows had one-hot dims
+    names = table.column_names
+    strings = [j for j, f in enumerate(table.schema) if str(f.type) in ("string", "large_string")]
+    assert strings and all(cat[j] for j in strings)
+    num = names.index("bill_length_mm")
+    raw = table.column("bill_length_mm").to_numpy(zero_copy_only=False)[:150]
+    # the decoded values, the training rows' own except where extremes are protected
+    assert np.isclose(xr[:, num], raw, atol=0.05, equal_nan=True).mean() > 0.9

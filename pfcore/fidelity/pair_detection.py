@@ -48,7 +48,7 @@ import numpy as np
 from pfcore.fidelity.detection import _column_codes, feature_matrix
 from pfcore.fidelity.prepare import Prepared
 
-__all__ = ["PairDetectionResult", "pair_detection", "JOINT_LIFT"]
+__all__ = ["JOINT_LIFT", "PairDetectionResult", "boosted_auc", "pair_detection"]
 
 # A pair counts as a giveaway of the *relationship* (not of one column) when its AUC exceeds
 # the better of its single columns by this much. The out-of-fold AUC on 2 x 5,000 rows has a
@@ -131,7 +131,7 @@ def _histogram_auc(cells: np.ndarray, group: np.ndarray, n_cells: int) -> float:
     return _auc_from_groups(np.concatenate(scores), np.concatenate(negs), np.concatenate(poss))
 
 
-def _boosted_auc(x: np.ndarray, cat: np.ndarray, y: np.ndarray, max_iter: int, seed: int) -> float:
+def boosted_auc(x: np.ndarray, cat: np.ndarray, y: np.ndarray, max_iter: int, seed: int) -> float:
     """2-fold out-of-fold ROC AUC of a small HistGradientBoosting classifier."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
@@ -257,7 +257,7 @@ def pair_detection(
                 )
         xr, cat = feature_matrix(prep, "real", real_rows, [a, b])
         xs, _ = feature_matrix(prep, "synthetic", synthetic_rows, [a, b])
-        auc = _boosted_auc(np.vstack([xr, xs]), cat, y, max_iter, seed)
+        auc = boosted_auc(np.vstack([xr, xs]), cat, y, max_iter, seed)
         lift = auc - max(single[a], single[b])
         result.pairs.append(
             {

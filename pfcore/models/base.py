@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -297,6 +297,7 @@ class GenerativeModel(ABC):
         self.fit_summary: dict[str, Any] = {}
         self._device = torch.device("cpu")
         self._index: OneHotIndex | None = None
+        self._detector_view: Callable[[np.ndarray, np.ndarray], tuple] | None = None
         self._onehot_bias: torch.Tensor | None = None
         self._fitted = False
 
@@ -353,13 +354,16 @@ class GenerativeModel(ABC):
         valid: np.ndarray | None = None,
         callbacks: Sequence[ProgressCallback] = (),
         checkpoint_dir: str | os.PathLike[str] | None = None,
+        detector_view: Callable[[np.ndarray, np.ndarray], tuple] | None = None,
     ) -> dict[str, Any]:
         """Train on the encoded matrix ``x`` (n, n_features) described by ``blocks``.
 
         ``valid`` rows (same encoding) are never trained on; they drive early stopping. With
         ``checkpoint_dir``, training state is saved there periodically and a rerun with the same
-        config and data resumes from it. Returns a JSON-able summary (also kept as
-        ``fit_summary`` and saved with the model).
+        config and data resumes from it. ``detector_view`` shows encoded rows as a classifier
+        should see them when a family chooses between its own variants by one
+        (``map_space.DetectorView``; the synthesizer decodes them to the table's columns).
+        Returns a JSON-able summary (also kept as ``fit_summary`` and saved with the model).
         """
         from pfcore.models.training import resolve_device, thread_scope
 
@@ -386,7 +390,11 @@ class GenerativeModel(ABC):
             xt = torch.from_numpy(x_np).to(device)
             vt = None if valid_np is None else torch.from_numpy(valid_np).to(device)
             ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
-            summary = self._fit(xt, vt, list(callbacks), ckpt)
+            self._detector_view = detector_view
+            try:
+                summary = self._fit(xt, vt, list(callbacks), ckpt)
+            finally:
+                self._detector_view = None
             for net in self._networks().values():
                 net.eval()
             self._onehot_bias = None

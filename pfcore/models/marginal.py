@@ -13,10 +13,12 @@ order of the rows within each column, and so the dependence the network learned,
 The map is per encoded column, so columns tied by an exact relation are moved by separate
 maps: on nyc_flights (clock arithmetic between its times) it did not help (0.948 against
 0.948), and the same map in the whitened coordinates (``whiten.py``) did (0.939) while losing
-most of the gain elsewhere (california_housing 0.685). The encoded space won on the sum.
+most of the gain elsewhere (california_housing 0.685). Neither space wins everywhere; each fit
+of the hybrid chooses (``map_space.py``).
 
 Fitted once after distillation on the model's own samples (the same inputs as sampling) against
-the encoded training rows, stored with the weights, applied in every sampler of the student.
+the training rows (encoded or whitened), stored with the weights, applied in every sampler of
+the student.
 Piecewise linear between ``KNOTS`` quantiles; outside them the map shifts by the outer knot's
 offset, so tails keep the student's own shape.
 """
@@ -97,6 +99,22 @@ class MarginalMap(nn.Module):
         self.target.copy_(tgt.to(self.target.device))
         gap = (src - tgt).abs()
         return {"mean_gap": round(float(gap.mean()), 5), "max_gap": round(float(gap.max()), 5)}
+
+    @property
+    def is_identity(self) -> bool:
+        """True until fitted (and after :meth:`copy_from` an identity map)."""
+        return bool(torch.equal(self.source, self.target))
+
+    @torch.no_grad()
+    def copy_from(self, other: MarginalMap | None) -> None:
+        """Take ``other``'s knots, or become the identity when it is None."""
+        if other is None:
+            grid = torch.linspace(-4.0, 4.0, self.source.shape[1], device=self.source.device)
+            self.source.copy_(grid.expand_as(self.source))
+            self.target.copy_(grid.expand_as(self.target))
+        else:
+            self.source.copy_(other.source)
+            self.target.copy_(other.target)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xt = x.float().T.contiguous()  # (dims, n): searchsorted runs along the last dim
