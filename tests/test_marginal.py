@@ -10,6 +10,7 @@ import torch
 
 from pfcore import models
 from pfcore.models.marginal import MarginalMap, column_quantiles
+from tests.test_hybrid import thin_table
 
 LEVELS = np.linspace(0.05, 0.95, 19)
 #: Step budgets so small that the networks' marginals are visibly off (what the maps correct).
@@ -136,24 +137,6 @@ def test_numbers_drawn_beside_given_ones_get_the_data_marginals() -> None:
     assert gap(with_map) < 0.1 and gap(with_map) < gap(without) / 2, (gap(with_map), gap(without))
 
 
-def _thin(n: int = 3000) -> tuple[np.ndarray, list]:
-    """u, v = u + small noise (a relation per-column maps in encoded space move apart), w
-    independent, c = [u > 0]."""
-    rng = np.random.default_rng(0)
-    u = rng.standard_normal(n)
-    v = u + 0.05 * rng.standard_normal(n)
-    v = (v - v.mean()) / v.std()
-    num = np.stack([u, v, rng.standard_normal(n)], axis=1).astype(np.float32)
-    c = (u > 0).astype(int)
-    cat = -np.ones((n, 2), np.float32)
-    cat[np.arange(n), c] = 1
-    blocks = [
-        {"column": name, "kind": "numeric", "start": i, "width": 1} for i, name in enumerate("uvw")
-    ]
-    blocks.append({"column": "c", "kind": "onehot", "start": 3, "width": 2})
-    return np.concatenate([num, cat], axis=1), blocks
-
-
 def test_fit_maps_gives_the_data_quantiles_in_each_space() -> None:
     from pfcore.models.map_space import SPACES, fit_maps
     from pfcore.models.whiten import Whitener
@@ -206,7 +189,7 @@ def test_the_hybrid_chooses_its_map_space_and_saves_it(tmp_path: Path) -> None:
     chosen space; the choice is saved with the weights."""
     from pfcore.models.map_space import SPACES
 
-    x, blocks = _thin()
+    x, blocks = thin_table(3000)
     budget = {**TINY, "conditional_max_steps": 0, "max_steps": 120, "distill_max_steps": 150}
     width = {}
     fitted = {}
@@ -214,7 +197,8 @@ def test_the_hybrid_chooses_its_map_space_and_saves_it(tmp_path: Path) -> None:
         m = models.build("hybrid", {"seed": 0, **budget, "calibrate_space": space}, "tiny")
         m.fit(x, blocks)
         assert isinstance(m, models.HybridModel) and m.marginal is not None
-        width[space] = float(np.std(m.sample(4000, seed=1)[:, 1] - m.sample(4000, seed=1)[:, 0]))
+        out = m.sample(4000, seed=1)
+        width[space] = float(np.std(out[:, 1] - out[:, 0]))
         fitted[space] = m
     assert fitted["encoded"].white_marginal is None  # nothing built for it
     m = fitted["select"]
@@ -239,7 +223,7 @@ def test_the_hybrid_chooses_its_map_space_and_saves_it(tmp_path: Path) -> None:
 def test_a_hybrid_saved_before_the_space_choice_loads_with_encoded_maps(tmp_path: Path) -> None:
     import json
 
-    x, blocks = _thin(600)
+    x, blocks = thin_table(600)
     m = models.build(
         "hybrid",
         {"seed": 0, **TINY, "conditional_max_steps": 0, "calibrate_space": "encoded"},

@@ -57,9 +57,9 @@ class MarginalMap(nn.Module):
 
     def __init__(self, dim: int, knots: int = KNOTS) -> None:
         super().__init__()
-        grid = torch.linspace(-4.0, 4.0, knots).expand(dim, knots).contiguous()
-        self.register_buffer("source", grid.clone())
-        self.register_buffer("target", grid.clone())
+        self.register_buffer("source", torch.empty(dim, knots))
+        self.register_buffer("target", torch.empty(dim, knots))
+        self.copy_from(None)
 
     @torch.no_grad()
     def fit(
@@ -107,7 +107,8 @@ class MarginalMap(nn.Module):
 
     @torch.no_grad()
     def copy_from(self, other: MarginalMap | None) -> None:
-        """Take ``other``'s knots, or become the identity when it is None."""
+        """Take ``other``'s knots, or become the identity (both knot sets one grid over
+        [-4, 4]) when it is None."""
         if other is None:
             grid = torch.linspace(-4.0, 4.0, self.source.shape[1], device=self.source.device)
             self.source.copy_(grid.expand_as(self.source))
