@@ -596,8 +596,11 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
         print(" ".join(parts))
 
 
-def score(datasets: list[str]) -> list[dict[str, Any]]:
-    """Score every finished run (cached in ``scores.json`` next to its Parquet output)."""
+def score(datasets: list[str], merge: bool = False) -> list[dict[str, Any]]:
+    """Score every finished run (cached in ``scores.json`` next to its Parquet output).
+
+    ``merge``: keep the records of the results file already there for every (dataset, method)
+    this scoring does not produce, so one table's rerun replaces only its own records."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -712,6 +715,10 @@ def score(datasets: list[str]) -> list[dict[str, Any]]:
                 }
             )
             print(f"{ds:20s} {info['method']:30s} {info['status']}: {info['reason']}")
+    if merge and (RESULTS / "fidelity.json").exists():
+        fresh = {(r["dataset"], r["method"]) for r in records}
+        kept = json.loads((RESULTS / "fidelity.json").read_text())
+        records = [r for r in kept if (r["dataset"], r["method"]) not in fresh] + records
     summary = summarize(records)
     print_summary(summary)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -769,6 +776,11 @@ def main(argv: list[str] | None = None) -> int:
         help="training budget of our fits and of TabularARGN (same for both)",
     )
     ap.add_argument("--distill-seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="score: keep the results file's records of (dataset, method) pairs not rescored",
+    )
     args = ap.parse_args(argv)
     prepare(args.datasets)
     if args.stage == "peers":
@@ -791,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "frontier":
         run_frontier(args.datasets, args.threads, args.distill_seconds, args.preset)
     elif args.stage == "score":
-        score(args.datasets)
+        score(args.datasets, merge=args.merge)
     elif args.stage == "reference":
         run_reference(args.datasets)
     return 0

@@ -151,6 +151,10 @@ def _all_rules_table(n: int = 4000) -> pa.Table:
     d["order_no"] = rng.permutation(10 * n)[:n]  # unique, not an arithmetic sequence
     d["rooms"] = rng.integers(5, 5000, n)
     d["beds"] = np.maximum(1, np.rint(d["rooms"] * rng.uniform(0.1, 0.3, n))).astype(np.int64)
+    # a number (grp, cnt) pins: one value per pair, two for one pair
+    km = np.round(np.random.default_rng(7).uniform(200, 400, (5, 5)), 1)
+    g = np.searchsorted(np.array(["g1", "g2", "g3", "g4", "g5"]), d["grp"])
+    d["route_km"] = km[g, d["cnt"]] + 0.5 * ((g == 0) & (d["cnt"] == 0) & (rng.random(n) < 0.5))
     return pa.table(d)
 
 
@@ -187,6 +191,7 @@ def test_every_rule_kind_is_active(trained) -> None:
     assert active["unique (order_no)"] == "regenerated"
     assert active["y >= -100 and y <= 100"] == "support"
     assert active["beds < rooms"] == "gap"
+    assert active["route_km takes only the values seen with its (cnt, grp)"] == "pinned"
     modes = {t.column.name: getattr(t, "mode", None) for t in synth.transformer.transforms}
     assert modes["b"] == "diff"  # b - a does not depend on a
     # beds are a share of rooms: the ratio, not the gap, is nearly independent of the parent
@@ -247,6 +252,7 @@ def test_declared_rule_broken_by_training_data_is_refused() -> None:
         ({"expression": "__import__('os').system('true')"}, "cannot read"),
         ({"expression": "open('x') == 1"}, "unknown function 'open'"),
         ({"fixed": "grp"}, "list of two column names"),
+        ({"values": ["distance"]}, "list of column names"),
         ({"range": {"column": "y"}}, "min"),
         ({"unknown": "a"}, "unknown rule form"),
     ],

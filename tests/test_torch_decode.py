@@ -219,9 +219,15 @@ def rules_table() -> pa.Table:
 @pytest.mark.parametrize("device", DEVICES)
 def test_rule_built_columns(device):
     """Gap (difference and ratio), clock, computed (integer and clock arithmetic), missing and
-    sentinel conditions decode on the device; the one non-integer identity runs on the host, and
-    so do a calendar timestamp (time-zone rules) and its day within the month."""
-    from pfcore.transforms.ruled import ClockTransform, ConditionedTransform, GapTransform
+    sentinel conditions and a number pinned by two categorical keys decode on the device; the
+    one non-integer identity runs on the host, and so do a calendar timestamp (time-zone rules)
+    and its day within the month."""
+    from pfcore.transforms.ruled import (
+        ClockTransform,
+        ConditionedTransform,
+        GapTransform,
+        PinnedTransform,
+    )
     from tests.test_rules import _calendar_table, _clock_table
 
     cases = [(rules_table(), {"c"}), (_clock_table(), set()), (_calendar_table(), {"at", "day"})]
@@ -229,6 +235,7 @@ def test_rule_built_columns(device):
         train, tr = ruled(t)
         kinds = {type(x) for x in tr.transforms}
         assert kinds & {ClockTransform, ConditionedTransform, GapTransform, ComputedTransform}
+        assert t is not cases[0][0] or PinnedTransform in kinds
         for scale in (0.3, 3.0):
             assert_same_decode(tr, noisy(tr, train, scale), device, on_host=host)
 

@@ -19,6 +19,7 @@ from pfcore.errors import InputError
 from pfcore.rules.declare import _fill_map, check_declared, resolve_declared
 from pfcore.rules.detect import detect_rules
 from pfcore.rules.model import Rule, hold_rate
+from pfcore.rules.pinned import pinned_rule
 from pfcore.rules.ruleset import RuleSet
 
 __all__ = ["collect_rules", "force_unique_ids"]
@@ -62,6 +63,8 @@ def collect_rules(
                     _fill_map(r, train)  # the map of every training row, not the search part
                 except InputError:
                     continue
+            elif r.kind == "values":  # the sets of every training row, likewise
+                r.params = pinned_rule(train, r.columns[0], r.columns[1:]).params
             r.train_hold_rate = hold_rate(r, train)
             if r.train_hold_rate == 1.0:
                 kept.append(r)

@@ -10,6 +10,8 @@ Each entry is a one-key mapping::
       - clock: dep_time                             # an HHMM clock time (midnight from data)
       - clock: "dep_time == sched_dep_time + dep_delay"   # HHMM + minutes, modulo 24h
       - fixed: [state, city]                        # one of them determines the other
+      - values: [distance, origin, dest]            # a number its key columns hold to the
+                                                    # values seen with them (rules.pinned)
       - unique: order_id                            # or a list of columns (a composite key)
       - missing: {column: refund, sentinel: 0, trigger: status, equals: "paid"}
       - expression: "discount <= 0.5 * price or is_null(discount)"
@@ -33,7 +35,10 @@ from pfcore.rules.model import Rule, first_violation, hold_rate
 __all__ = ["parse_rule", "parse_declared", "resolve_declared", "check_declared", "tolerance"]
 
 NUMERIC_KINDS = ("continuous", "integer", "datetime")
-_FORMS = ("range", "inequality", "identity", "clock", "fixed", "unique", "missing", "expression")
+_FORMS = (
+    "range", "inequality", "identity", "clock", "fixed", "values", "unique", "missing",
+    "expression",
+)  # fmt: skip
 
 
 def _where(index: int | None, entry: Any) -> str:
@@ -122,6 +127,12 @@ def _parse(form: str, body: Any, where: str) -> Rule:
         ):
             raise SchemaError(f"{where}: fixed takes a list of two column names [source, target]")
         return Rule("fixed", list(body), {}, origin="declared")
+    if form == "values":
+        if not isinstance(body, list) or len(body) < 2 or not all(isinstance(c, str) for c in body):
+            raise SchemaError(
+                f"{where}: values takes a list of column names [number, key column, ...]"
+            )
+        return Rule("values", list(body), {}, origin="declared")
     if form == "unique":
         cols = [body] if isinstance(body, str) else body
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
@@ -214,6 +225,14 @@ def resolve_declared(rules: list[Rule], schema: Any) -> list[Rule]:
             r.params["tolerance"] = tolerance(schema[r.columns[0]])
         if r.kind == "fixed" and len(set(r.columns)) != 2:
             raise SchemaError(f"declared rule {r.name!r}: needs two different columns")
+        if r.kind == "values":
+            if len(set(r.columns)) != len(r.columns):
+                raise SchemaError(f"declared rule {r.name!r}: names a column twice")
+            if kinds[0] not in ("continuous", "integer"):
+                raise SchemaError(
+                    f"declared rule {r.name!r}: column {r.columns[0]!r} ({kinds[0]}) is not a "
+                    "number"
+                )
         out.append(r)
     return out
 
@@ -224,6 +243,10 @@ def check_declared(rules: list[Rule], train: pa.Table) -> list[Rule]:
     for r in rules:
         if r.kind == "fixed":
             _fill_map(r, train)
+        if r.kind == "values":
+            from pfcore.rules.pinned import pinned_rule
+
+            r.params = pinned_rule(train, r.columns[0], r.columns[1:]).params
         if r.kind == "clock" and r.params.get("midnight") is None:
             from pfcore.rules.model import numeric_values
 
@@ -244,11 +267,12 @@ def check_declared(rules: list[Rule], train: pa.Table) -> list[Rule]:
 def _fill_map(rule: Rule, train: pa.Table) -> None:
     """A fixed rule's source -> target map from the training rows; InputError if the source
     maps to two targets (naming the first row whose target contradicts an earlier one)."""
+    from pfcore.rules.valuesets import key_codes
     from pfcore.schema import values_to_json
-    from pfcore.transforms.derived import _codes, _encode
+    from pfcore.transforms.derived import _codes
 
     src, dst = train.column(rule.columns[0]), train.column(rule.columns[1])
-    idx, keys = _encode(src)
+    idx, keys = key_codes(src)
     cb, _ = _codes(dst)
     first_target: dict[int, int] = {}
     first_row: dict[int, int] = {}

@@ -124,7 +124,9 @@ def detect_rules(
     found += _calendars(sample, cols)
     found += _missing(sample, cols)
     found += _keys(train, cols)
-    found += _fixed(train, cols, seed)
+    fixed = _fixed(train, cols, seed)
+    found += fixed
+    found += _pinned(train, cols, seed, {r.columns[1] for r in fixed})
     out = []
     skip = set(ignore)
     for r in found:
@@ -515,6 +517,13 @@ def _fixed(train: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
         _fill_map(rule, train)
         out.append(rule)
     return out
+
+
+def _pinned(train: pa.Table, cols: list[Any], seed: int, skip: set[str]) -> list[Rule]:
+    """Numbers a discrete key pins to the few values it held (``rules.pinned``)."""
+    from pfcore.rules.pinned import find_pinned, pinned_rule
+
+    return [pinned_rule(train, t, keys) for t, keys in find_pinned(train, cols, seed, skip).items()]
 
 
 def _local_fields(t: np.ndarray, unit: str, zone: str | None) -> dict[str, np.ndarray] | None:

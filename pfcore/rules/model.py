@@ -75,6 +75,7 @@ KINDS = (
     "missing",
     "fixed",
     "key",
+    "values",
     "expression",
 )
 ORIGINS = ("detected", "declared")
@@ -142,6 +143,8 @@ class Rule:
             return f"{c[0]} determines {c[1]}"
         if self.kind == "key":
             return f"unique ({', '.join(c)})"
+        if self.kind == "values":
+            return f"{c[0]} takes only the values seen with its ({', '.join(c[1:])})"
         return str(p.get("expression"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -397,6 +400,13 @@ def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
             dtype=bool,
         )
         return same | ~seen
+    if rule.kind == "values":
+        from pfcore.rules.valuesets import ValueSets
+
+        keys = [table.column(x) for x in c[1:]]
+        sets = ValueSets.from_params(p, [k.type for k in keys])
+        v, present = numeric_values(table.column(c[0]))
+        return sets.holds(v, present & ~np.isnan(v), keys)
     if rule.kind == "key":
         cols = [table.column(x).combine_chunks() for x in c]
         codes = np.zeros(n, dtype=np.int64)

@@ -14,6 +14,8 @@ Constructions (``pfcore.transforms.ruled``):
 * ``gap``: for low <= high the model sees high - max(lows) >= 0 (or low via min(highs) - low);
   decode adds the parents back. A column may have several parents on one side.
 * ``derived``: a fixed combination; the target is looked up from its source's decoded value.
+* ``pinned``: a number a discrete key holds to a few values is modelled as usual; decode moves
+  it to the nearest value its key held (``rules.pinned``).
 * ``support``: ranges and signs hold because numeric decode never leaves the fitted range and
   discrete decode only emits values seen in training.
 * ``regenerated``: a one-column key on an ``id`` column (fresh unique ids per row index).
@@ -33,7 +35,10 @@ from pfcore.rules.model import Rule, numeric_values
 __all__ = ["Plan", "plan_rules"]
 
 NUMERIC = ("continuous", "integer", "datetime")
-_ORDER = {"identity": 0, "clock": 0, "calendar": 0, "missing": 1, "inequality": 2, "fixed": 3}
+_ORDER = {
+    "identity": 0, "clock": 0, "calendar": 0, "missing": 1, "inequality": 2, "fixed": 3,
+    "values": 4,
+}  # fmt: skip
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Plan:
     #: child -> (direction, parents, strict): +1 child >= max(parents), -1 child <= min(parents)
     gaps: dict[str, tuple[int, list[str], bool]] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)  # target -> source
+    pinned: dict[str, Rule] = field(default_factory=dict)  # target -> its rule (keys: columns[1:])
     #: day column -> its calendar's {"year": column or constant, "month": column or constant}
     month_days: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -84,6 +90,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             or col in plan.derived
             or col in plan.clocks
             or col in plan.month_days
+            or col in plan.pinned
         )
 
     def off(rule: Rule, why: str) -> None:
@@ -186,6 +193,17 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             else:
                 plan.derived[dst.name] = src.name
                 r.enforcement = "derived"
+        elif r.kind == "values":
+            t = cols[0]
+            if t.kind not in ("continuous", "integer"):
+                off(r, f"{t.name!r} is {t.kind}, not a number")
+            elif claimed(t.name) or t.name in plan.gaps:
+                off(r, f"{t.name!r} is already built by another rule")
+            elif not claim(t.name, r.columns[1:]):
+                off(r, "would make the rules depend on each other in a cycle")
+            else:
+                plan.pinned[t.name] = r
+                r.enforcement = "pinned"
         elif r.kind in ("range", "sign"):
             c = cols[0]
             if c.kind == "id":

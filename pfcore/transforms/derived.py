@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pfcore.rules.valuesets import key_codes
 from pfcore.schema import ColumnSchema, values_from_json, values_to_json
 from pfcore.transforms.base import ColumnTransform
 from pfcore.transforms.categorical import MAX_KEPT
@@ -199,18 +200,8 @@ def derived_from(
 
 def _codes(arr: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     """Dense integer codes per value (null is its own code) and the number of codes."""
-    idx, values = _encode(arr)
+    idx, values = key_codes(arr)
     return idx, len(values)
-
-
-def _encode(arr: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """Codes per row and the value of each code (null last, when present)."""
-    enc = pc.dictionary_encode(arr.combine_chunks())
-    n_values = len(enc.dictionary)
-    idx = np.asarray(enc.indices.fill_null(n_values), dtype=np.int64)
-    if enc.indices.null_count == 0:
-        return idx, enc.dictionary
-    return idx, pa.concat_arrays([enc.dictionary, pa.nulls(1, type=enc.dictionary.type)])
 
 
 def _is_function(ca: np.ndarray, cb: np.ndarray, nb: int) -> bool:
@@ -237,7 +228,7 @@ def _heldout_coverage(
 
 def _lookup(source: pa.ChunkedArray, target: pa.ChunkedArray) -> tuple[pa.Array, pa.Array] | None:
     """Distinct source values and the target value each maps to; None if not a function."""
-    idx, source_values = _encode(source)
+    idx, source_values = key_codes(source)
     cb, nb = _codes(target)
     if not _is_function(idx, cb, nb):
         return None

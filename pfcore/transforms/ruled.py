@@ -38,7 +38,8 @@ from pfcore.rules.model import (
     month_span,
     numeric_values,
 )
-from pfcore.schema import ColumnSchema, is_temporal
+from pfcore.rules.valuesets import ValueSets
+from pfcore.schema import ColumnSchema, is_temporal, type_from_string
 from pfcore.transforms.base import ColumnTransform, arrow_values
 from pfcore.transforms.numeric import NumericTransform
 
@@ -49,6 +50,7 @@ __all__ = [
     "ClockTransform",
     "ConditionedTransform",
     "MonthDayTransform",
+    "PinnedTransform",
     "RULED",
 ]
 
@@ -548,7 +550,88 @@ class MonthDayTransform(RuleTransform):
         return cls(column, _inner_from(meta, arrays), meta["calendar"])
 
 
+class PinnedTransform(RuleTransform):
+    """A number its discrete key holds to a few values (``rules.pinned``): modelled as usual,
+    moved on decode to the nearest value the fit rows held with the decoded key."""
+
+    kind = "pinned"
+
+    def __init__(
+        self, column: ColumnSchema, inner: NumericTransform, keys: list[str], sets: ValueSets
+    ) -> None:
+        super().__init__(column)
+        self.inner, self.keys, self.sets = inner, list(keys), sets
+        self.depends_on = list(keys)
+        self.left_out = 0  # key values the fit left out (value protection), for :meth:`restate`
+
+    @classmethod
+    def fit(
+        cls,
+        column: ColumnSchema,
+        table: pa.Table,
+        keys: list[str],
+        rng: np.random.Generator,
+        protect_extremes: int = 0,
+        stats: Any = None,
+    ) -> PinnedTransform:
+        """With value protection on, a key that held a value beyond the column's protected
+        extremes is left out of the sets (its rows keep the modelled value): snapping never
+        writes a value that value protection keeps out of the rows."""
+        arr = table.column(column.name)
+        inner = NumericTransform.fit(
+            column, arr, rng, protect_extremes=protect_extremes, table=stats
+        )
+        key_arrays = [table.column(k) for k in keys]
+        full = sets = ValueSets.fit(key_arrays, *numeric_values(arr))
+        if protect_extremes > 0 and (inner.lo is not None or inner.hi is not None):
+            base = float(inner.offset) if inner.integral else 0.0  # bounds are relative to it
+            lo = -np.inf if inner.lo is None else inner.lo + base
+            hi = np.inf if inner.hi is None else inner.hi + base
+            sets = full.within(lo, hi)
+        out = cls(column, inner, keys, sets)
+        out.left_out = len(full.combos) - len(sets.combos)
+        return out
+
+    def restate(self, rule: Any) -> None:
+        """Make ``rule`` (the "values" rule this enforces) state the sets decode enforces, which
+        leave out keys that hold protected extremes (see :meth:`fit`); a key the sets lack is
+        one the rule does not constrain, so every decoded row keeps it."""
+        rule.params = self.sets.to_params()
+        if self.left_out:
+            rule.note = (
+                f"{self.left_out} key value(s) holding values beyond the column's protected "
+                "extremes are left out (value protection)"
+            )
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return self.inner.layout()
+
+    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        return self.inner.encode(table.column(self.column.name), rng)
+
+    def decode_with(self, x, n, rng, row_offset, resolved):
+        v, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+        keys = [resolved[k] for k in self.keys]
+        return _to_arrow(self.sets.snap(v, present, keys), present, self.type)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = _inner_state(self.inner)
+        meta.update(
+            keys=self.keys,
+            key_types=[str(d.type) for d in self.sets.dictionaries],
+            sets=self.sets.to_params(),
+        )
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, column, meta, arrays):
+        inner = _inner_from(meta, arrays)
+        types = [type_from_string(t) for t in meta["key_types"]]
+        return cls(column, inner, meta["keys"], ValueSets.from_params(meta["sets"], types))
+
+
 RULED: dict[str, type[RuleTransform]] = {
+    PinnedTransform.kind: PinnedTransform,
     MonthDayTransform.kind: MonthDayTransform,
     GapTransform.kind: GapTransform,
     ComputedTransform.kind: ComputedTransform,

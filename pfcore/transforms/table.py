@@ -28,6 +28,7 @@ from pfcore.transforms.ruled import (
     ConditionedTransform,
     GapTransform,
     MonthDayTransform,
+    PinnedTransform,
     RuleTransform,
 )
 
@@ -168,6 +169,18 @@ class TableTransformer:
                         protect_extremes=protect_extremes,
                     )
                 )
+            elif col.name in plan.pinned:
+                rule = plan.pinned[col.name]
+                pinned = PinnedTransform.fit(
+                    col,
+                    table,
+                    rule.columns[1:],
+                    rng,
+                    protect_extremes=protect_extremes,
+                    stats=whole(col.name),
+                )
+                transforms.append(pinned)
+                pinned.restate(rule)
             elif col.name in derived:
                 transforms.append(derived[col.name])
             elif kls in (ConstantTransform, IdTransform):

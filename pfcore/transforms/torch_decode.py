@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from pfcore.transforms.base import arrow_values, decode_rng
@@ -46,6 +47,7 @@ from pfcore.transforms.ruled import (
     ComputedTransform,
     ConditionedTransform,
     GapTransform,
+    PinnedTransform,
     RuleTransform,
 )
 
@@ -346,6 +348,8 @@ class TorchDecoder:
             out = self._computed(i, t, xs, n, resolved)
         elif isinstance(t, ConditionedTransform):
             out = self._conditioned(i, t, xs, resolved)
+        elif isinstance(t, PinnedTransform):
+            out = self._pinned(i, t, xs, resolved)
         if out is not None:
             return out
         # No exact torch form for this one: the NumPy code on host copies of its inputs.
@@ -353,6 +357,56 @@ class TorchDecoder:
         host = {c: _host_arrow(col) for c, col in resolved.items()}
         xh = xs.cpu().numpy()
         return DecodedColumn(t.type, array=t.decode_with(xh, n, rng, row_offset, host))
+
+    def _pinned(
+        self, i: int, t: PinnedTransform, xs: torch.Tensor, resolved: dict[str, DecodedColumn]
+    ) -> DecodedColumn | None:
+        """``PinnedTransform.decode_with`` (``ValueSets.snap``) for keys decoded as codes."""
+        keys = [resolved[k] for k in t.keys]
+        if any(k.codes is None or k.dictionary is None for k in keys):
+            return None  # integer keys: the NumPy lookup on the host
+        try:
+            v, present = self._inner(i, t.inner, xs)
+        except _NoTorchForm:
+            return None
+        sets = t.sets
+        out = v.to(torch.float64)
+        if not len(sets.combos):
+            return _numbers(t.type, out, present)
+        combo = torch.zeros_like(keys[0].codes)
+        seen = torch.ones_like(present)
+        for j, (k, stride) in enumerate(zip(keys, sets.strides, strict=True)):
+            # each key column's dictionary is fixed: its positions in the sets are found once
+            d, dk = sets.dictionaries[j], k.dictionary
+            pos = self._const(
+                (i, f"key{j}"),
+                lambda d=d, dk=dk: np.asarray(
+                    pc.index_in(dk.cast(d.type), value_set=d, skip_nulls=False).fill_null(-1),
+                    dtype=np.int64,
+                ),
+            )[k.codes]
+            seen = seen & (pos >= 0)
+            combo = combo + pos.clamp(min=0) * stride
+        combos = self._const((i, "combos"), lambda: sets.combos)
+        offsets = self._const((i, "offsets"), lambda: sets.offsets)
+        values = self._const((i, "values"), lambda: sets.values)
+        at = torch.searchsorted(combos, combo).clamp(max=len(sets.combos) - 1)
+        hit = seen & present & (combos[at] == combo)
+        lo, hi = offsets[at], offsets[at + 1]
+        start, end = lo.clone(), hi.clone()
+        last = len(sets.values) - 1
+        while True:  # the same binary search as ValueSets.snap, on every row at once
+            open_ = lo < hi
+            if not bool(open_.any()):
+                break
+            mid = (lo + hi) // 2
+            below = values[mid.clamp(max=last)] < out
+            lo = torch.where(open_ & below, mid + 1, lo)
+            hi = torch.where(open_ & ~below, mid, hi)
+        up = values[torch.minimum(lo, end - 1)]
+        down = values[torch.maximum(lo - 1, start)]
+        near = torch.where((out - down).abs() <= (up - out).abs(), down, up)
+        return _numbers(t.type, torch.where(hit, near, out), present)
 
     def _inner(
         self, i: int, t: NumericTransform, xs: torch.Tensor
