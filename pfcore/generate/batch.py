@@ -126,12 +126,21 @@ def plan_batch(
             plan = replace(plan, conditions=replace(compiled.conditions, seed_rows=copy).to_dict())
         if temporary:
             staged = plan.staging_dir / "synthesizer"
-            if staged.exists() and fingerprint_directory(staged) == fingerprint:
-                shutil.rmtree(synth_dir.parent, ignore_errors=True)
-            else:
-                shutil.rmtree(staged, ignore_errors=True)
-                os.replace(synth_dir, staged)
-                shutil.rmtree(synth_dir.parent, ignore_errors=True)
+
+            def same() -> bool:
+                return staged.exists() and fingerprint_directory(staged) == fingerprint
+
+            if not same():
+                if staged.exists():  # another synthesizer staged under this batch id
+                    shutil.rmtree(staged, ignore_errors=True)
+                try:
+                    os.replace(synth_dir, staged)
+                except OSError:
+                    # A concurrent run of the same batch staged it between the check and the
+                    # rename (measured under load: ENOTEMPTY); its copy is this one.
+                    if not same():
+                        raise
+            shutil.rmtree(synth_dir.parent, ignore_errors=True)
             plan = plan.with_synth_dir(staged)
             temporary = False
     finally:
