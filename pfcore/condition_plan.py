@@ -236,7 +236,8 @@ class CompiledConditions:
                 if i is None or span is None:
                     continue
                 a, b = span
-                known[:, a:b] = self.transforms[i].encode(part.column(name), self._rng(block, 3, i))
+                tr = _modelled(self.transforms[i])
+                known[:, a:b] = tr.encode(part.column(name), self._rng(block, 3, i))
         return known, self.mask
 
     def finish(self, block: Block, table: pa.Table) -> pa.Table:
@@ -328,7 +329,8 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
     for name, clauses in by_col.items():
         tr = column(name)
         _check_modelled(tr, schema, name)
-        _where_column(out, tr, name, clauses, spans, hold, present)
+        _where_column(out, _modelled(tr), name, clauses, spans, hold, present)
+        _untie(name, spans, hold)
         claimed.add(name)
 
     if conditions.rebalance is not None:
@@ -352,6 +354,21 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
     return out
 
 
+def _modelled(tr: Any) -> Any:
+    """The transform that models a column's value: a tied column's own numeric one."""
+    from pfcore.transforms.ruled import TiedTransform
+
+    return tr.inner if isinstance(tr, TiedTransform) else tr
+
+
+def _untie(name: str, spans: dict[str, tuple[int, int]], hold: Callable[..., Any]) -> None:
+    """A tied column given a value or a range: its flag is held at "not copied", so decode keeps
+    the value the request fixed instead of writing the other column's over it."""
+    key = f"{name}.__tied__"
+    if key in spans:
+        hold(key, np.array([1.0, -1.0]))
+
+
 def _check_modelled(tr: Any, schema: Any, name: str) -> None:
     from pfcore.transforms.derived import DerivedTransform
 
@@ -372,10 +389,10 @@ def _check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> 
     """A column a rule rebuilds from others (an identity, a gap, a sentinel) cannot be fixed on
     its own: writing the requested value over the rebuilt one would break the rule in that row.
     Seed rows may give it together with every column it is built from (real rows keep rules)."""
-    from pfcore.transforms.ruled import RuleTransform
+    from pfcore.transforms.ruled import RuleTransform, TiedTransform
 
-    if not isinstance(tr, RuleTransform):
-        return
+    if not isinstance(tr, RuleTransform) or isinstance(tr, TiedTransform):
+        return  # a tied column's value is modelled (``_untie``)
     inputs = list(tr.depends_on)
     if given is not None and inputs and set(inputs) <= given:
         return
@@ -654,7 +671,7 @@ def _seed_columns(
             )
         _check_not_rule_built(transforms[index_of[name]], name, set(table.column_names))
         i = index_of[name]
-        tr = transforms[i]
+        tr = _modelled(transforms[i])
         try:
             arr = table.column(name).cast(tr.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -686,6 +703,7 @@ def _seed_columns(
             b = a + tr.width
             if tr.has_missing:
                 hold(f"{name}.__missing__")
+            _untie(name, spans, hold)
             out.seed.append((name, i, (a, b)))
         else:  # constant, id or derived: not modelled; the given values are written as they are
             out.seed.append((name, None, None))

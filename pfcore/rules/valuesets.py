@@ -68,8 +68,10 @@ class ValueSets:
 
     def within(self, lo: float, hi: float) -> ValueSets:
         """The sets without the keys that hold a value outside ``[lo, hi]``."""
+        if not len(self.combos):
+            return self
         bad = (self.values < lo) | (self.values > hi)
-        keep = ~np.add.reduceat(bad, self.offsets[:-1]).astype(bool) if len(self.combos) else []
+        keep = ~np.add.reduceat(bad, self.offsets[:-1]).astype(bool)
         sizes = np.diff(self.offsets)[keep]
         values = self.values[np.repeat(keep, np.diff(self.offsets))]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

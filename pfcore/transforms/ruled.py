@@ -40,7 +40,7 @@ from pfcore.rules.model import (
 )
 from pfcore.rules.valuesets import ValueSets
 from pfcore.schema import ColumnSchema, is_temporal, type_from_string
-from pfcore.transforms.base import ColumnTransform, arrow_values
+from pfcore.transforms.base import ColumnTransform, arrow_values, onehot
 from pfcore.transforms.numeric import NumericTransform
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "ConditionedTransform",
     "MonthDayTransform",
     "PinnedTransform",
+    "TiedTransform",
     "RULED",
 ]
 
@@ -630,7 +631,75 @@ class PinnedTransform(RuleTransform):
         return cls(column, inner, meta["keys"], ValueSets.from_params(meta["sets"], types))
 
 
+class TiedTransform(RuleTransform):
+    """A number that equals another column on part of the rows (``transforms.ties``): modelled
+    as usual plus a flag ``A == B``; decode writes B's value where the flag is set."""
+
+    kind = "tied"
+
+    def __init__(
+        self, column: ColumnSchema, inner: NumericTransform, source: str, lo: float, hi: float
+    ) -> None:
+        super().__init__(column)
+        self.inner, self.source, self.lo, self.hi = inner, source, float(lo), float(hi)
+        self.depends_on = [source]
+
+    @classmethod
+    def fit(
+        cls,
+        column: ColumnSchema,
+        table: pa.Table,
+        source: str,
+        rng: np.random.Generator,
+        protect_extremes: int = 0,
+        stats: Any = None,
+    ) -> TiedTransform:
+        """``lo``, ``hi``: the column's own decode range. A copied value outside it is not
+        written (the modelled one stays), so copying never leaves the range that value
+        protection and the column's range and sign rules rely on."""
+        arr = table.column(column.name)
+        inner = NumericTransform.fit(
+            column, arr, rng, protect_extremes=protect_extremes, table=stats
+        )
+        v, present = numeric_values(arr)
+        lo, hi = (float(v[present].min()), float(v[present].max())) if present.any() else (0, 0)
+        base = float(inner.offset) if inner.integral else 0.0  # bounds are relative to it
+        lo = lo if inner.lo is None else max(lo, inner.lo + base)
+        hi = hi if inner.hi is None else min(hi, inner.hi + base)
+        return cls(column, inner, source, lo, hi)
+
+    def _flag(self, table: pa.Table) -> np.ndarray:
+        a, pa_ = numeric_values(table.column(self.column.name))
+        b, pb = numeric_values(table.column(self.source))
+        return pa_ & pb & (a == b)
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return [*self.inner.layout(), (f"{self.column.name}.__tied__", "onehot", 2)]
+
+    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        x = self.inner.encode(table.column(self.column.name), rng)
+        flag = onehot(self._flag(table).astype(np.int64), 2)
+        return np.concatenate([x, flag], axis=1)
+
+    def decode_with(self, x, n, rng, row_offset, resolved):
+        w = self.inner.width
+        a, present = numeric_values(self.inner.decode(x[:, :w], n, rng, row_offset))
+        b, pb = numeric_values(resolved[self.source])
+        copy = (x[:, w + 1] > x[:, w]) & present & pb & (b >= self.lo) & (b <= self.hi)
+        return _to_arrow(np.where(copy, b, a), present, self.type)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = _inner_state(self.inner)
+        meta.update(source=self.source, lo=self.lo, hi=self.hi)
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, column, meta, arrays):
+        return cls(column, _inner_from(meta, arrays), meta["source"], meta["lo"], meta["hi"])
+
+
 RULED: dict[str, type[RuleTransform]] = {
+    TiedTransform.kind: TiedTransform,
     PinnedTransform.kind: PinnedTransform,
     MonthDayTransform.kind: MonthDayTransform,
     GapTransform.kind: GapTransform,

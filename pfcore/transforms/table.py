@@ -30,7 +30,9 @@ from pfcore.transforms.ruled import (
     MonthDayTransform,
     PinnedTransform,
     RuleTransform,
+    TiedTransform,
 )
+from pfcore.transforms.ties import find_ties
 
 if TYPE_CHECKING:
     from pfcore.rules.model import Rule
@@ -108,6 +110,10 @@ class TableTransformer:
             plan = plan_rules(rules, schema, table)
             derived = derived_from(table, list(schema.columns), plan.derived)
         sources = {d.source for d in derived.values()}
+        built = {*plan.computed, *plan.month_days, *plan.clocks, *plan.conditioned, *plan.gaps}
+        ties = find_ties(
+            table, list(schema.columns), seed, skip=built | set(plan.pinned) | set(derived)
+        )
 
         def whole(name: str) -> ColumnStats | None:
             return None if table_stats is None or name in sources else table_stats.get(name)
@@ -183,6 +189,17 @@ class TableTransformer:
                 pinned.restate(rule)
             elif col.name in derived:
                 transforms.append(derived[col.name])
+            elif col.name in ties:
+                transforms.append(
+                    TiedTransform.fit(
+                        col,
+                        table,
+                        ties[col.name],
+                        rng,
+                        protect_extremes=protect_extremes,
+                        stats=whole(col.name),
+                    )
+                )
             elif kls in (ConstantTransform, IdTransform):
                 transforms.append(kls(col))
             elif kls is NumericTransform:

@@ -49,6 +49,7 @@ from pfcore.transforms.ruled import (
     GapTransform,
     PinnedTransform,
     RuleTransform,
+    TiedTransform,
 )
 
 if TYPE_CHECKING:
@@ -350,6 +351,8 @@ class TorchDecoder:
             out = self._conditioned(i, t, xs, resolved)
         elif isinstance(t, PinnedTransform):
             out = self._pinned(i, t, xs, resolved)
+        elif isinstance(t, TiedTransform):
+            out = self._tied(i, t, xs, resolved)
         if out is not None:
             return out
         # No exact torch form for this one: the NumPy code on host copies of its inputs.
@@ -357,6 +360,21 @@ class TorchDecoder:
         host = {c: _host_arrow(col) for c, col in resolved.items()}
         xh = xs.cpu().numpy()
         return DecodedColumn(t.type, array=t.decode_with(xh, n, rng, row_offset, host))
+
+    def _tied(
+        self, i: int, t: TiedTransform, xs: torch.Tensor, resolved: dict[str, DecodedColumn]
+    ) -> DecodedColumn | None:
+        """``TiedTransform.decode_with``: the source's value where the flag is set."""
+        w = t.inner.width
+        try:
+            a, present = self._inner(i, t.inner, xs[:, :w])
+            b, pb = _numeric_of(resolved[t.source])
+        except _NoTorchForm:
+            return None
+        if a.dtype != b.dtype:
+            return None
+        copy = (xs[:, w + 1] > xs[:, w]) & present & pb & (b >= t.lo) & (b <= t.hi)
+        return _numbers(t.type, torch.where(copy, b, a), present)
 
     def _pinned(
         self, i: int, t: PinnedTransform, xs: torch.Tensor, resolved: dict[str, DecodedColumn]
