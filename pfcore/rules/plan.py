@@ -56,6 +56,13 @@ class Plan:
     #: day column -> its calendar's {"year": column or constant, "month": column or constant}
     month_days: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def built(self) -> set[str]:
+        """Every column a construction builds (decoded from other columns)."""
+        return {
+            *self.computed, *self.clocks, *self.conditioned, *self.gaps, *self.derived,
+            *self.pinned, *self.month_days,
+        }  # fmt: skip
+
 
 def _integral(col: Any) -> bool:
     return col.kind == "datetime" or pa.types.is_integer(col.type)

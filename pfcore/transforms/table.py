@@ -110,10 +110,7 @@ class TableTransformer:
             plan = plan_rules(rules, schema, table)
             derived = derived_from(table, list(schema.columns), plan.derived)
         sources = {d.source for d in derived.values()}
-        built = {*plan.computed, *plan.month_days, *plan.clocks, *plan.conditioned, *plan.gaps}
-        ties = find_ties(
-            table, list(schema.columns), seed, skip=built | set(plan.pinned) | set(derived)
-        )
+        ties = find_ties(table, list(schema.columns), seed, skip=plan.built() | set(derived))
 
         def whole(name: str) -> ColumnStats | None:
             return None if table_stats is None or name in sources else table_stats.get(name)

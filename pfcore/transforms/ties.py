@@ -67,7 +67,8 @@ def find_ties(
     skip: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, str]:
     """Tied columns (A -> the column B it copies) found on ``table``; ``skip`` names columns
-    that another construction builds (they can be neither A nor B's copy target)."""
+    another construction builds: they are neither A nor B (a B built from A would make A
+    depend on itself)."""
     n = table.num_rows
     if n < 2:
         return {}
@@ -82,7 +83,7 @@ def find_ties(
             continue
         va, pa_ = values[a.name]
         for b in cols:
-            if b is a or str(b.type) != str(a.type):
+            if b is a or b.name in skip or str(b.type) != str(a.type):
                 continue
             vb, pb = values[b.name]
             both = pa_ & pb
