@@ -17,7 +17,13 @@ condition / keep the seed values exactly; for rebalancing rows whose class is a 
 with the achieved shares beside it), ``detection_auc_conditional`` (synthetic rows against the
 real holdout rows that meet the same condition: for seed rows the full holdout rows, for
 rebalancing the holdout resampled to the target shares), ``detection_auc_unconditional`` (the
-same model's unconditional rows against the whole holdout), ``rows_per_second`` and
+same model's unconditional rows against the whole holdout),
+``detection_auc_unconditional_matched`` (the same model's unconditional rows that meet the
+condition, filtered from ``MATCHED_POOL_ROWS`` draws, against the same real rows as the
+conditional ones; for seed rows its unconditional rows against those holdout rows; for
+rebalancing its rows resampled to the target shares like the holdout: what the model does on
+that part of the table without a conditional sampler, so a condition that selects rows the
+model finds hard is not charged to the sampler), ``rows_per_second`` and
 ``unconditional_rows_per_second`` (``sample`` end to end, decode included, one torch thread,
 timed on ``--timing-rows`` rows). Seed-row records add, per removed column, the accuracy
 (categorical) or R^2 (numeric) of the generated values against the removed real values, beside
@@ -63,6 +69,8 @@ TARGETS = {
 }
 MAX_TRAIN_ROWS = 20_000
 INPAINT_TIMING_ROWS = 20_000
+#: Unconditional rows drawn once per model and filtered per request: the matched reference.
+MATCHED_POOL_ROWS = 200_000
 #: The HGB imputer is skipped (NaN) for a removed column with more classes than this
 #: (nyc_flights' ``tailnum``, ~4k classes, did not finish in an hour).
 MAX_IMPUTER_CLASSES = 200
@@ -183,6 +191,15 @@ def _seen_rows(synth: Any, hold: Any, kept: list[str]) -> Any:
 
 def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
+
+
+def _auc_or_none(real: Any, synthetic: Any) -> float | None:
+    """Detection AUC of ``synthetic`` against ``real``, None when either has under 20 rows."""
+    from benchmarks.scoring import detection_auc
+
+    if len(real) < 20 or len(synthetic) < 20:
+        return None
+    return round(detection_auc(real, synthetic), 4)
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -332,6 +349,8 @@ def run(
         ho_df = hold.to_pandas()
         uncond = synth.sample(fid_rows, 1).to_pandas()
         auc_uncond = detection_auc(ho_df, uncond, seed=SEED)
+        # a pool of unconditional rows to filter: the matched reference of each request
+        pool = synth.sample(MATCHED_POOL_ROWS, 5).to_pandas()
         _, t_unc = _timed(lambda s=synth: s.sample(timing_rows, 2))
         unc_rps = timing_rows / t_unc
         target = TARGETS.get(ds) or _categorical(synth.schema, synth.transformer)[0]
@@ -384,6 +403,9 @@ def run(
                     )
                 )
                 rec.update(
+                    detection_auc_unconditional_matched=_auc_or_none(
+                        hold_s.to_pandas(), pool.iloc[: out.num_rows]
+                    ),
                     rows=out.num_rows,
                     match_rate=match if not same else 1.0,
                     detection_auc_conditional=round(
@@ -409,7 +431,13 @@ def run(
                 want = pd.Series(1 / len(requested), index=requested)
                 err = (shares.reindex(requested).fillna(0.0) - want).abs().max()
                 _, secs = _timed(lambda c=cond, s=synth, t=timed: s.sample(t, 4, conditions=c))
+                # the unconditional rows at the requested shares, as the holdout rows were taken
+                n_per = min([int((pool[target] == v).sum()) for v in present] + [fid_rows])
+                matched = pd.concat(
+                    [pool[pool[target] == v].iloc[:n_per] for v in present if n_per]
+                )
                 rec.update(
+                    detection_auc_unconditional_matched=_auc_or_none(real, matched),
                     rows=len(out),
                     match_rate=float(out[target].isin(requested).mean()),
                     achieved_shares={str(k): round(float(v), 4) for k, v in shares.items()},
@@ -422,11 +450,14 @@ def run(
                 out = synth.sample(fid_rows, 3, conditions=cond).to_pandas()
                 real = ho_df[pred(ho_df)]
                 _, secs = _timed(lambda c=cond, s=synth, t=timed: s.sample(t, 4, conditions=c))
+                meeting = pool[pred(pool)].iloc[:fid_rows]
                 rec.update(
                     rows=len(out),
                     match_rate=float(pred(out).mean()),
                     holdout_rows_meeting=int(len(real)),
                     detection_auc_conditional=round(detection_auc(real, out), 4),
+                    unconditional_rows_meeting=int(len(meeting)),
+                    detection_auc_unconditional_matched=_auc_or_none(real, meeting),
                     rows_per_second=round(timed / secs, 1),
                 )
             rec["speed_ratio"] = round(rec["rows_per_second"] / unc_rps, 4)
@@ -436,7 +467,9 @@ def run(
             print(
                 f"[{time.strftime('%H:%M:%S')}] {ds:18s} {rec['sampler']:8s} {label[:40]:40s} "
                 f"match {rec['match_rate']:.3f}  AUC {rec['detection_auc_conditional']:.3f} "
-                f"(uncond {auc_uncond:.3f})  {rec['rows_per_second']:>9.0f} rows/s "
+                f"(uncond {auc_uncond:.3f}, "
+                f"matched {rec.get('detection_auc_unconditional_matched')})"
+                f"  {rec['rows_per_second']:>9.0f} rows/s "
                 f"({rec['speed_ratio']:.1%} of {unc_rps:.0f})",
                 flush=True,
             )
