@@ -551,6 +551,15 @@ class MonthDayTransform(RuleTransform):
         return cls(column, _inner_from(meta, arrays), meta["calendar"])
 
 
+def _protected_range(inner: NumericTransform) -> tuple[float, float]:
+    """The values ``inner`` decodes within (its value-protection bounds), unbounded sides
+    infinite; the bounds are stored relative to the column's offset."""
+    base = float(inner.offset) if inner.integral else 0.0
+    lo = -np.inf if inner.lo is None else inner.lo + base
+    hi = np.inf if inner.hi is None else inner.hi + base
+    return lo, hi
+
+
 class PinnedTransform(RuleTransform):
     """A number its discrete key holds to a few values (``rules.pinned``): modelled as usual,
     moved on decode to the nearest value the fit rows held with the decoded key."""
@@ -585,10 +594,7 @@ class PinnedTransform(RuleTransform):
         key_arrays = [table.column(k) for k in keys]
         full = sets = ValueSets.fit(key_arrays, *numeric_values(arr))
         if protect_extremes > 0 and (inner.lo is not None or inner.hi is not None):
-            base = float(inner.offset) if inner.integral else 0.0  # bounds are relative to it
-            lo = -np.inf if inner.lo is None else inner.lo + base
-            hi = np.inf if inner.hi is None else inner.hi + base
-            sets = full.within(lo, hi)
+            sets = full.within(*_protected_range(inner))
         out = cls(column, inner, keys, sets)
         out.left_out = len(full.combos) - len(sets.combos)
         return out
@@ -663,10 +669,8 @@ class TiedTransform(RuleTransform):
         )
         v, present = numeric_values(arr)
         lo, hi = (float(v[present].min()), float(v[present].max())) if present.any() else (0, 0)
-        base = float(inner.offset) if inner.integral else 0.0  # bounds are relative to it
-        lo = lo if inner.lo is None else max(lo, inner.lo + base)
-        hi = hi if inner.hi is None else min(hi, inner.hi + base)
-        return cls(column, inner, source, lo, hi)
+        p_lo, p_hi = _protected_range(inner)
+        return cls(column, inner, source, max(lo, p_lo), min(hi, p_hi))
 
     def _flag(self, table: pa.Table) -> np.ndarray:
         a, pa_ = numeric_values(table.column(self.column.name))
