@@ -39,13 +39,9 @@ MAX_COLUMNS = 64
 KINDS = ("continuous", "integer")
 
 
-def chance(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of rows on which two independent columns with these values' frequencies agree."""
-    return _chance(np.unique(a, return_counts=True), np.unique(b, return_counts=True))
-
-
-def _chance(fa: tuple[np.ndarray, np.ndarray], fb: tuple[np.ndarray, np.ndarray]) -> float:
-    """:func:`chance` from each column's (sorted distinct values, counts)."""
+def chance(fa: tuple[np.ndarray, np.ndarray], fb: tuple[np.ndarray, np.ndarray]) -> float:
+    """Share of rows on which two independent columns agree, from each column's value
+    frequencies (sorted distinct values, counts)."""
     (va, ca), (vb, cb) = fa, fb
     _common, ia, ib = np.intersect1d(va, vb, assume_unique=True, return_indices=True)
     if not ia.size:
@@ -111,7 +107,7 @@ def find_ties(
             (ma, sa), (mb, sb) = modes[a.name], modes[b.name]
             if ma == mb and eq < MIN_RATIO * sa * sb:
                 continue
-            by_chance = _chance(freqs[a.name], freqs[b.name])
+            by_chance = chance(freqs[a.name], freqs[b.name])
             if eq < MIN_RATIO * max(by_chance, _next_step(x, y)):
                 continue
             found.append((eq - by_chance, a.name, b.name))
