@@ -261,6 +261,8 @@ def test_config_is_validated() -> None:
         models.build("hybrid", {"ar_share": 0.6, "teacher_share": 0.5}, preset="tiny")
     with pytest.raises(ModelError, match="ar_width"):
         models.build("hybrid", {"ar_width": 0}, preset="tiny")
+    with pytest.raises(ModelError, match="pairs_share"):
+        models.build("hybrid", {"pairs_share": 0}, preset="tiny")
     for preset in models.PRESET_NAMES:
         models.build("hybrid", preset=preset)  # every preset is a valid config
 
@@ -535,3 +537,52 @@ def test_given_numbers_move_the_others_by_their_regression() -> None:
     torch.testing.assert_close(per_row[0], out[0])
     torch.testing.assert_close(per_row[2], mean[2])  # nothing given: unchanged
     torch.testing.assert_close(per_row[3], known[3])  # everything given: the given values
+
+
+# ----------------------------------------------------------------------------- bf16 on CPU
+def test_amp_is_used_on_cpu_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pfcore.models import training
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training.amp_enabled(True, cuda) and not training.amp_enabled(False, cuda)
+    for native in (True, False):
+        monkeypatch.setattr(training, "cpu_has_bf16_matmul", lambda native=native: native)
+        assert training.amp_enabled(True, cpu) is native
+        assert not training.amp_enabled(False, cpu)
+
+
+def test_a_bf16_trained_hybrid_samples_fp32_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bf16 path runs on every CPU when forced (emulated where not native): the fit learns
+    the same structure, and sampling stays fp32 and independent of the batch size."""
+    from pfcore.models import training
+
+    monkeypatch.setattr(training, "cpu_has_bf16_matmul", lambda: True)
+    x, blocks = linked_table()
+    m = fit(x, blocks, conditional_max_steps=0)
+    assert m.fit_summary["teacher"]["amp"] is True
+    out = m.sample(2000, seed=2)
+    assert out.dtype == np.float32
+    even = codes_of(out, 1, K) % 2 == 0
+    assert float(np.mean((out[:, 0] > 0) == even)) >= 0.9
+    z = torch.randn(300, m.latent_dim, generator=torch.Generator().manual_seed(4))
+    whole = m.push(z)
+    parts = torch.cat([m.push(z[i : i + 37]) for i in range(0, 300, 37)])
+    assert whole.dtype == torch.float32
+    np.testing.assert_allclose(whole.numpy(), parts.numpy(), rtol=0, atol=1e-5)
+    unforced = fit(x, blocks, conditional_max_steps=0, amp=False)
+    assert unforced.fit_summary["teacher"]["amp"] is False
+
+
+def test_pair_generation_stops_at_its_time_share() -> None:
+    """A slow machine makes fewer pairs instead of taking distillation's time; the pairs made
+    are the first ones the seed determines, one batch at least."""
+    x, blocks = linked_table(n=600)
+    cfg = dict(FAST, max_steps=30, distill_max_steps=30, ar_max_steps=30, n_pairs=2048)
+    cfg.update(pair_batch=512, conditional_max_steps=0)
+    m = fit(x, blocks, **cfg, pairs_share=1e-9)
+    assert m.fit_summary["pairs"]["n"] == 512 and m.fit_summary["pairs"]["asked"] == 2048
+    some = m._make_pairs(torch.as_tensor(x[100:]), budget_s=0.0)
+    every = m._make_pairs(torch.as_tensor(x[100:]))
+    assert len(some[0]) == 512 and len(every[0]) == 2048
+    for a, b in zip(some, every, strict=True):
+        torch.testing.assert_close(a, b[:512], rtol=0, atol=0)

@@ -158,7 +158,7 @@ class ModelConfig:
 
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
-    amp: bool = True  # bf16 autocast for training, on CUDA only
+    amp: bool = True  # bf16 autocast for training: CUDA, or a CPU with bf16 matrix units (AMX)
     threads: int | None = None  # torch CPU threads during fit; None = cores available to us
     batch_size: int = 1024
     lr: float = 1e-3

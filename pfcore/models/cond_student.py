@@ -200,7 +200,7 @@ def fit_conditional_student(
     from pfcore.models.energy import soften_onehot
     from pfcore.models.losses import endpoint_loss
     from pfcore.models.phase import Phase, PhaseData, run_phase
-    from pfcore.models.training import autocast, batch_index, seeded_generator
+    from pfcore.models.training import amp_enabled, autocast, batch_index, seeded_generator
 
     cfg = model.config
     index = model._index
@@ -227,7 +227,7 @@ def fit_conditional_student(
     empty = torch.zeros(d, dtype=torch.bool, device=device)
     zeros = torch.zeros(1, d, device=device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_lr)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = amp_enabled(cfg.amp, device)
 
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(z_all), n_anchor, gen, device)

@@ -27,6 +27,7 @@ from pfcore.models.base import GenerativeModel, ModelConfig, OneHotIndex, Progre
 from pfcore.models.nets import MLP, count_parameters
 from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import (
+    amp_enabled,
     autocast,
     batch_index,
     seeded_generator,
@@ -142,7 +143,7 @@ class DirectGeneratorModel(GenerativeModel):
         gen = seeded_generator(cfg.seed, device, salt=self._seed_salt)
         batch = min(cfg.batch_size, len(x))
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        use_amp = cfg.amp and device.type == "cuda"
+        use_amp = amp_enabled(cfg.amp, device)
 
         def step_fn(step: int) -> torch.Tensor:
             xb = x[batch_index(len(x), batch, gen, device)]

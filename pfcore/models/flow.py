@@ -42,7 +42,7 @@ from pfcore.models.nets import (
     count_parameters,
 )
 from pfcore.models.phase import Phase, PhaseData, run_phase
-from pfcore.models.training import autocast, batch_index, seeded_generator
+from pfcore.models.training import amp_enabled, autocast, batch_index, seeded_generator
 
 __all__ = ["FlowConfig", "FlowModel", "VelocityField"]
 
@@ -304,7 +304,7 @@ def train_field(
     gen = seeded_generator(cfg.seed, device, salt=1)
     batch = min(cfg.batch_size, len(rows))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = amp_enabled(cfg.amp, device)
 
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(rows), batch, gen, device)

@@ -19,9 +19,9 @@ The latent vector is ``[one coordinate per discrete column, one per numeric dim]
 block has no discrete part; a table with no numeric dim has no flow and no student.
 
 Budget (``max_minutes``): the discrete network gets ``ar_share`` of it, the flow
-``teacher_share``, pair generation what it needs and distillation the rest (at least
-``distill_min_seconds``). Step limits: ``ar_max_steps``, ``max_steps`` (capped by ``epochs`` as
-for every family) and ``distill_max_steps``.
+``teacher_share``, pair generation what it needs up to ``pairs_share`` and distillation the
+rest (at least ``distill_min_seconds``). Step limits: ``ar_max_steps``, ``max_steps`` (capped
+by ``epochs`` as for every family) and ``distill_max_steps``.
 
 Measured (``benchmarks/hybrid_sweep.py``, balanced preset, 3,000 flow and 6,000 distillation
 steps for both families, 3,000 discrete-network steps; detection AUC of the one-step sampler):
@@ -101,7 +101,7 @@ from pfcore.models.nets import (
     count_parameters,
 )
 from pfcore.models.phase import Phase, PhaseData, run_phase, run_scored_phase
-from pfcore.models.training import autocast, batch_index, seeded_generator
+from pfcore.models.training import amp_enabled, autocast, batch_index, seeded_generator
 from pfcore.models.whiten import Whitener
 
 __all__ = ["HybridConfig", "HybridModel"]
@@ -125,6 +125,10 @@ class HybridConfig(FlowConfig):
     student_depth: int = 2
     n_pairs: int = 60_000
     pair_batch: int = 8192
+    # Pair generation stops after this share of ``max_minutes`` (having made at least one
+    # ``pair_batch``): on a CPU with native bf16 150k pairs took 16-24 s of a 5-minute fit, in
+    # fp32 about 2.5 times that, which would come out of distillation's time.
+    pairs_share: float = 0.1
     distill_lr: float = 2e-3
     distill_batch_size: int = 1024
     distill_max_steps: int = 6000
@@ -167,6 +171,8 @@ class HybridConfig(FlowConfig):
         )
         names = ["ar_max_steps", "n_pairs", "pair_batch", "distill_batch_size", "distill_max_steps"]
         self._check_ints(names, 1)
+        if not (isinstance(self.pairs_share, int | float) and 0 < self.pairs_share <= 1):
+            raise ModelError(f"config.pairs_share must be in (0, 1], got {self.pairs_share!r}")
         if not (0 < self.ar_share < 1 and 0 < self.teacher_share < 1):
             raise ModelError("config.ar_share and config.teacher_share must be in (0, 1)")
         if not self.ar_share + self.teacher_share < 1:
@@ -434,8 +440,12 @@ class HybridModel(GenerativeModel):
             teacher_share = cfg.teacher_share / (1 - cfg.ar_share)
             summary.update(self._fit_teacher(data, callbacks, budget_s=left * teacher_share))
             t0 = time.perf_counter()
-            pairs = self._make_pairs(x)
-            summary["pairs"] = {"n": cfg.n_pairs, "seconds": round(time.perf_counter() - t0, 3)}
+            pairs = self._make_pairs(x, budget_s=budget * cfg.pairs_share)
+            summary["pairs"] = {
+                "n": len(pairs[0]),
+                "asked": cfg.n_pairs,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
             left = budget - (time.perf_counter() - t_start)
             budget_distill = max(left * (1 - share), cfg.distill_min_seconds)
             summary.update(self._distill(data, pairs, callbacks, budget_s=budget_distill))
@@ -464,7 +474,7 @@ class HybridModel(GenerativeModel):
         ar.init_marginals(d_train)
         batch = min(cfg.batch_size, len(d_train))
         opt = torch.optim.Adam(ar.parameters(), lr=cfg.ar_lr, weight_decay=cfg.weight_decay)
-        use_amp = cfg.amp and device.type == "cuda"
+        use_amp = amp_enabled(cfg.amp, device)
 
         def step_fn(step: int) -> torch.Tensor:
             db = d_train[batch_index(len(d_train), batch, gen, device)]
@@ -525,9 +535,13 @@ class HybridModel(GenerativeModel):
         return {"teacher": summary}
 
     @torch.no_grad()
-    def _make_pairs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _make_pairs(
+        self, x: torch.Tensor, budget_s: float = float("inf")
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z_num, d, ODE(z_num | d))``: ``d`` drawn from the training rows' one-hots; the
-        endpoints are in the flow's (whitened, :meth:`to_white`) numeric space."""
+        endpoints are in the flow's (whitened, :meth:`to_white`) numeric space. Up to
+        ``n_pairs``, batch by batch until ``budget_s`` is spent: the pairs made are a prefix of
+        the ``n_pairs`` the seed determines."""
         cfg = self.config
         device = x.device
         d_all, num_all = self._split(x)
@@ -537,11 +551,15 @@ class HybridModel(GenerativeModel):
         has_d = d.shape[1] > 0
         field = self._field()
         out = torch.empty_like(z)
-        with autocast(device, cfg.amp and device.type == "cuda"):
+        t0, made = time.perf_counter(), 0
+        with autocast(device, amp_enabled(cfg.amp, device)):
             for lo in range(0, cfg.n_pairs, cfg.pair_batch):
+                if made and time.perf_counter() - t0 > budget_s:
+                    break
                 sl = slice(lo, lo + cfg.pair_batch)
                 out[sl] = field.integrate(z[sl], cond=d[sl] if has_d else None).float()
-        return z, d, out
+                made = min(lo + cfg.pair_batch, cfg.n_pairs)
+        return z[:made], d[:made], out[:made]
 
     @torch.no_grad()
     def _own_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -640,7 +658,7 @@ class HybridModel(GenerativeModel):
         gen = seeded_generator(cfg.seed, device, salt=3)
         batch = min(cfg.distill_batch_size, len(z_all))
         opt = torch.optim.Adam(student.parameters(), lr=cfg.distill_lr)
-        use_amp = cfg.amp and device.type == "cuda"
+        use_amp = amp_enabled(cfg.amp, device)
 
         def step_fn(step: int) -> torch.Tensor:
             b = batch_index(len(z_all), batch, gen, device)

@@ -317,7 +317,7 @@ def _fit_discrete(
     model: HybridModel, data: PhaseData, callbacks: Sequence[ProgressCallback], budget_s: float
 ) -> dict[str, Any]:
     from pfcore.models.phase import Phase, run_scored_phase
-    from pfcore.models.training import autocast, batch_index, seeded_generator
+    from pfcore.models.training import amp_enabled, autocast, batch_index, seeded_generator
 
     cfg = model.config
     net = model.cond_discrete
@@ -335,7 +335,7 @@ def _fit_discrete(
     m_ev = draw(len(d_ev), seeded_generator(cfg.seed, device, salt=13))
     batch = min(cfg.batch_size, len(x))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_lr)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = amp_enabled(cfg.amp, device)
 
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(x), batch, gen, device)
@@ -371,7 +371,7 @@ def _fit_numeric(
 ) -> dict[str, Any]:
     from pfcore.models.losses import BlockLoss
     from pfcore.models.phase import Phase, run_scored_phase
-    from pfcore.models.training import autocast, batch_index, seeded_generator
+    from pfcore.models.training import amp_enabled, autocast, batch_index, seeded_generator
 
     cfg = model.config
     net = model.cond_numeric
@@ -395,7 +395,7 @@ def _fit_numeric(
     m_ev = random_masks(len(d_ev), groups, n_num, g_ev, device)
     z_ev = torch.randn(2 * len(d_ev), n_num, generator=g_ev, device=device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_lr)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = amp_enabled(cfg.amp, device)
 
     def score(z: torch.Tensor, d: torch.Tensor, num: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Mean energy score of two draws per row given ``(d, known numbers)``."""

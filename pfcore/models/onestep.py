@@ -56,6 +56,7 @@ from pfcore.models.losses import endpoint_loss
 from pfcore.models.nets import MLP, count_parameters
 from pfcore.models.phase import Phase, PhaseData, run_phase
 from pfcore.models.training import (
+    amp_enabled,
     autocast,
     batch_index,
     seeded_generator,
@@ -157,7 +158,7 @@ def make_pairs(
     z = torch.randn(n, teacher.latent_dim, generator=gen, device=device)
     x = torch.empty_like(z)
     field = teacher.field()
-    with autocast(device, amp and device.type == "cuda"):
+    with autocast(device, amp_enabled(amp, device)):
         for lo in range(0, n, batch):
             x[lo : lo + batch] = field.integrate(z[lo : lo + batch]).float()
     return z, x
@@ -338,7 +339,7 @@ def distill(
     gen = seeded_generator(cfg.seed, device, salt=3)
     batch = min(cfg.distill_batch_size, len(z_all))
     block_loss, classes = endpoint_loss(cfg, index, x_all)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp = amp_enabled(cfg.amp, device)
 
     match_w = cfg.distill_match_weight
     ref_rows = x if cfg.distill_match_ref == "data" else x_all

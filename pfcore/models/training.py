@@ -31,7 +31,9 @@ __all__ = [
     "LoopSpec",
     "SlicedDistance",
     "Checkpointer",
+    "amp_enabled",
     "autocast",
+    "cpu_has_bf16_matmul",
     "available_cores",
     "data_fingerprint",
     "resume_key",
@@ -88,10 +90,36 @@ def thread_scope(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles).
+
+    Why it decides: on a CPU with AMX one training step of a 3-layer 384-wide MLP on a 1,024-row
+    batch took 7.6 ms under bf16 autocast against 21.3 ms in fp32 (one thread; 512-wide: 12.2
+    against 36.7 ms), so a time-budgeted fit trains about three times as many steps. Where bf16 is
+    not native it is converted in software, and earlier CPUs ran bf16 slower than fp32.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - a private probe; no answer means no fast path
+        return False
+
+
+def amp_enabled(amp: bool, device: torch.device) -> bool:
+    """Whether training and pair generation run under bf16 autocast: the config's ``amp`` on
+    CUDA, and on a CPU only where :func:`cpu_has_bf16_matmul` (elsewhere it is slower). Sampling
+    for users stays fp32 either way, so rows do not depend on the machine's matrix units."""
+    if not amp:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and cpu_has_bf16_matmul()
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when enabled; a no-op on CPU (CPU bf16 matmuls are slower here)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast when ``enabled`` (decided by :func:`amp_enabled`), else a no-op."""
+    if enabled and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

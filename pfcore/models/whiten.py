@@ -57,11 +57,16 @@ class Whitener(nn.Module):
         self.inverse_matrix.copy_(inv.to(dev, torch.float32))
         return self
 
+    # Every map below runs in fp32 even inside a bf16 autocast region (training): bf16 keeps
+    # 8 bits of mantissa, which loses the thin directions this map exists for (a covariance
+    # product in bf16 made the regression solve of ``condition`` singular).
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) @ self.forward_matrix
+        with _fp32(x):
+            return (x.float() - self.mean) @ self.forward_matrix
 
     def decode(self, w: torch.Tensor) -> torch.Tensor:
-        return w.float() @ self.inverse_matrix + self.mean
+        with _fp32(w):
+            return w.float() @ self.inverse_matrix + self.mean
 
     def condition(self, x: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` with the dims of ``mask`` set to ``known`` and every other dim moved by its
@@ -74,6 +79,10 @@ class Whitener(nn.Module):
         one. This moves them along the data's linear relations to the given value (exact for a
         Gaussian). ``mask``: ``(n, dim)`` booleans; rows that share one mask share one solve.
         """
+        with _fp32(x):
+            return self._condition(x, known, mask)
+
+    def _condition(self, x: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.to(torch.bool)
         xf, kf = x.float(), known.float()
         out = torch.where(m, kf, xf)
@@ -90,3 +99,8 @@ class Whitener(nn.Module):
             y = torch.linalg.solve(a, delta.unsqueeze(2)).squeeze(2)
         # y is C_KK^-1 delta_K on the given dims and 0 elsewhere, so C y is the regression
         return torch.where(m, kf, xf + y @ cov)
+
+
+def _fp32(x: torch.Tensor) -> torch.autocast:
+    """Autocast switched off on ``x``'s device."""
+    return torch.autocast(x.device.type, enabled=False)
