@@ -288,7 +288,7 @@ def _fit_record(synth: Any) -> dict[str, Any]:
     """Fit time and the share each phase took (the conditional student's is the one to watch)."""
     summary = synth.info.get("fit_summary", {})
     out: dict[str, Any] = {"fit_seconds": synth.info.get("fit_seconds")}
-    cond_phases = ("conditional", "cond_discrete", "cond_numeric")
+    cond_phases = ("conditional", "cond_discrete", "cond_teacher", "cond_numeric")
     for phase in ("ar", "teacher", "distill", *cond_phases):
         p = summary.get(phase)
         if isinstance(p, dict) and p.get("steps"):
@@ -297,7 +297,10 @@ def _fit_record(synth: Any) -> dict[str, Any]:
                 "seconds": p.get("seconds"),
                 "seconds_per_step": round(float(p["seconds"]) / int(p["steps"]), 5),
             }
+    if isinstance(summary.get("masked_pairs"), dict):
+        out["masked_pairs"] = summary["masked_pairs"]
     cond_s = sum(float(out[p]["seconds"]) for p in cond_phases if p in out)
+    cond_s += float(out.get("masked_pairs", {}).get("seconds", 0.0))
     if cond_s and out["fit_seconds"]:
         out["conditional_share_of_fit"] = round(cond_s / float(out["fit_seconds"]), 3)
     return out

@@ -293,11 +293,16 @@ def train_field(
     phase: str,
     push_fn: Callable[[torch.Tensor], torch.Tensor],
     cond: torch.Tensor | None = None,
+    cond_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    max_steps: int | None = None,
+    eval_fn: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Flow matching of ``field`` on ``rows`` (each conditioned on its row of ``cond`` when
-    given), run as the phase ``phase`` of ``model``, whose held-out proxy samples through
-    ``push_fn``: the one training loop of the flow family, onestep's teacher and the hybrid's
-    conditional flow over the numeric dims."""
+    given, or on ``cond_fn(batch_rows, generator)`` when the condition is drawn per step),
+    run as the phase ``phase`` of ``model``, whose held-out proxy samples through
+    ``push_fn`` (or is ``eval_fn``), for ``max_steps`` (default: the config's for these rows):
+    the one training loop of the flow family, onestep's teacher and the hybrid's conditional
+    flows over the numeric dims."""
     cfg = model.config
     device = rows.device
     net = field.net
@@ -308,12 +313,13 @@ def train_field(
 
     def step_fn(step: int) -> torch.Tensor:
         b = batch_index(len(rows), batch, gen, device)
+        c = cond_fn(b, gen) if cond_fn is not None else None if cond is None else cond[b]
         with autocast(device, use_amp):
-            return field.loss(rows[b], gen, None if cond is None else cond[b])
+            return field.loss(rows[b], gen, c)
 
     spec = Phase(
         name=phase,
-        max_steps=cfg.steps_for(len(rows)),
+        max_steps=cfg.steps_for(len(rows)) if max_steps is None else max_steps,
         budget_s=budget_s,
         lr=cfg.lr,
         network=("velocity", net),
@@ -321,6 +327,7 @@ def train_field(
         step_fn=step_fn,
         optimizer=opt,
         generator=gen,
+        eval_fn=eval_fn,
     )
     summary = run_phase(model, data, spec, callbacks)
     summary["parameters"] = count_parameters(net)

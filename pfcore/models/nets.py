@@ -297,6 +297,55 @@ def build_velocity_net(
     return VelocityNet(dim, width, depth, embed=embed, cond_dim=cond_dim)
 
 
+class GivenNumbersField(nn.Module):
+    """``v(x_t, t | d, given numbers)``: a velocity net whose condition ``[d, known * m, m]``
+    (``n_num`` given-number slots after ``d``) also reaches it through a periodic embedding of
+    each given number (zero where not given), appended to the condition.
+
+    Why: the unconditional teacher owes its sharp one-column structure to the periodic
+    embedding of its inputs; a given number that enters only as a raw input is a smooth
+    signal, and a condition such as a longitude pins the latitude to a few narrow bands.
+    ``embed`` starts as a copy of the teacher's own embedding (same features for the same
+    column values), without its input map: given numbers are source columns already.
+    """
+
+    def __init__(self, net: nn.Module, embed: PeriodicEmbedding | None, n_num: int) -> None:
+        super().__init__()
+        self.net = net
+        self.n_num = int(n_num)
+        self.dim = net.dim
+        self.embed = embed
+        extra = 0 if embed is None else embed.out_dim - self.n_num
+        self.cond_dim = net.cond_dim - extra
+        self.units = 0 if embed is None else extra // self.n_num
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.embed is None:
+            return self.net(x, t, cond)
+        n = self.n_num
+        known, mask = cond[:, -2 * n : -n], cond[:, -n:]
+        emb = self.embed(known)[:, n:] * mask.repeat_interleave(self.units, dim=1)
+        return self.net(x, t, torch.cat([cond, emb], dim=1))
+
+
+def copy_with_more_inputs(target: nn.Module, source: nn.Module) -> None:
+    """Load ``source``'s weights into ``target``, the same network with extra inputs appended
+    at the end of its first layer's input (a velocity net with a wider condition): the old
+    input columns are copied and the new ones start at zero weight, so until trained
+    ``target`` computes what ``source`` does whatever the new inputs hold."""
+    own = target.state_dict()
+    for key, value in source.state_dict().items():
+        if own[key].shape == value.shape:
+            own[key] = value.clone()
+        elif own[key].ndim == 2 and own[key].shape[0] == value.shape[0]:
+            widened = torch.zeros_like(own[key])
+            widened[:, : value.shape[1]] = value
+            own[key] = widened
+        else:
+            raise ValueError(f"{key}: cannot widen {tuple(value.shape)} to {tuple(own[key].shape)}")
+    target.load_state_dict(own)
+
+
 def count_parameters(module: nn.Module) -> int:
     """Trainable and frozen parameters of ``module`` (sampling cost is about twice this per row)."""
     return sum(p.numel() for p in module.parameters())
