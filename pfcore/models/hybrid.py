@@ -75,7 +75,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pfcore.errors import ModelError
@@ -88,11 +87,11 @@ from pfcore.models.flow import FlowConfig, VelocityField, train_field, velocity_
 from pfcore.models.hybrid_cond import (
     AnyOrderDiscrete,
     build_networks,
+    distill_loss,
     fit_conditional,
     hybrid_conditional_push,
     numeric_index,
 )
-from pfcore.models.losses import BlockLoss
 from pfcore.models.marginal import MarginalMap
 from pfcore.models.nets import (
     MLP,
@@ -147,11 +146,12 @@ class HybridConfig(FlowConfig):
     # Numbers given: distil the numbers-given network from a copy of the flow teacher
     # fine-tuned to take given numbers (hybrid_cond._fit_cond_teacher; ``conditional_pairs``
     # endpoints) instead of training it by the energy score alone. Off by default: in 4-minute
-    # fits with ``conditional_share=0.6`` (the time it needs) it brought the numeric-range and
-    # seed-row requests of california_housing and diamonds 0.02-0.06 detection AUC closer to
-    # the model's own rows, not those of credit_default or nyc_flights, and the distillation
-    # time it takes cost nyc_flights' unconditional rows 0.036 (one seed each,
-    # benchmarks/results/conditional_teacher.json against conditional_balanced.json).
+    # fits with ``conditional_share=0.6`` (the time it needs) the numeric-range and seed-row
+    # requests of california_housing and diamonds came 0.03-0.10 detection AUC closer to the
+    # real rows (range 0.858 -> 0.758 and 0.821 -> 0.743, seed rows 0.849 -> 0.818 and
+    # 0.739 -> 0.636), credit_default's and nyc_flights' stayed within 0.01, and the
+    # distillation time it takes cost nyc_flights' unconditional rows 0.04 (0.788 -> 0.827;
+    # one seed each, benchmarks/results/conditional_teacher.json, conditional_balanced.json).
     conditional_teacher: bool = False
     conditional_pairs: int = 60_000
     # Decorrelate the numeric dims before the flow and the students model them (whiten.py).
@@ -211,28 +211,6 @@ class HybridConfig(FlowConfig):
             raise ModelError(
                 "config.ar_lr and config.distill_lr must be > 0, distill_min_seconds >= 0"
             )
-
-
-def distill_loss(huber: float, n_num: int, device: torch.device) -> Callable:
-    """The student's loss against the flow's endpoints: Huber with threshold ``huber`` (in the
-    whitened units the student outputs), or mean squared error when ``huber`` is 0.
-
-    Why Huber: where the flow splits latent space between two modes the endpoints jump, and a
-    small network cannot follow the jump. Squared error gives the pairs it cannot fit the
-    largest gradients and averages across the jump; past the threshold Huber weighs them like
-    absolute error (a median: one side of the jump). That is why it was tried; what decided is
-    the measurement, with one fitted teacher per table (same 70 s of distillation, 256x3 student,
-    seed 0, two runs): detection AUC california_housing 0.684 and 0.690 against 0.696 and 0.705,
-    diamonds 0.694 and 0.697 against 0.701 and 0.711 (``benchmarks/student_lab.py``), although
-    its squared error on the pairs is higher (diamonds 0.020 against 0.005).
-    """
-    if not huber:
-        return BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
-
-    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.smooth_l1_loss(pred, target, beta=huber)
-
-    return loss
 
 
 class HybridModel(GenerativeModel):
