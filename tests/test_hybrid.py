@@ -683,3 +683,36 @@ def test_conditional_teacher_config_is_validated() -> None:
         models.build("hybrid", {"conditional_teacher": 1}, preset="tiny")
     with pytest.raises(ModelError, match="conditional_pairs"):
         models.build("hybrid", {"conditional_pairs": 0}, preset="tiny")
+
+
+def test_any_order_loss_equals_per_column_cross_entropy() -> None:
+    """The any-order network's loss (every column's log-sum-exp at once) is the mean
+    cross-entropy of the missing columns, also when one column's logits sit hundreds of units
+    above the others' (a row-wide shift would underflow those columns to a log of zero)."""
+    from pfcore.models.hybrid_cond import AnyOrderDiscrete
+
+    torch.manual_seed(0)
+    net = AnyOrderDiscrete([2, 7, 4, 11], n_num=3, width=32, depth=1)
+    n = 256
+    d01 = torch.zeros(n, net.dim)
+    for c, w in enumerate(net.widths):
+        d01[torch.arange(n), net.starts[c] + torch.randint(0, w, (n,))] = 1.0
+    x_num, m_col, m_num = torch.randn(n, 3), torch.rand(n, 4) < 0.5, torch.rand(n, 3) < 0.5
+
+    def reference() -> torch.Tensor:
+        logits = net(d01, m_col, x_num, m_num)
+        total = torch.zeros(())
+        for c, w in enumerate(net.widths):
+            s = net.starts[c]
+            ce = torch.nn.functional.cross_entropy(
+                logits[:, s : s + w], d01[:, s : s + w].argmax(dim=1), reduction="none"
+            )
+            total = total + (ce * (~m_col[:, c]).float()).sum()
+        return total / (~m_col).sum()
+
+    with torch.no_grad():
+        torch.testing.assert_close(net.nll(d01, m_col, x_num, m_num), reference())
+        net.mlp.head.bias[2:9] += torch.linspace(300.0, 320.0, 7)  # column 1, far above
+        loss = net.nll(d01, m_col, x_num, m_num)
+        assert torch.isfinite(loss)
+        torch.testing.assert_close(loss, reference())

@@ -149,7 +149,7 @@ class HybridConfig(FlowConfig):
     # fits with ``conditional_share=0.6`` (the time it needs) the numeric-range and seed-row
     # requests of california_housing and diamonds came 0.03-0.10 detection AUC closer to the
     # real rows (range 0.858 -> 0.758 and 0.821 -> 0.743, seed rows 0.849 -> 0.818 and
-    # 0.739 -> 0.636), credit_default's and nyc_flights' stayed within 0.01, and the
+    # 0.739 -> 0.636), credit_default's and nyc_flights' came no closer, and the
     # distillation time it takes cost nyc_flights' unconditional rows 0.04 (0.788 -> 0.827;
     # one seed each, benchmarks/results/conditional_teacher.json, conditional_balanced.json).
     conditional_teacher: bool = False

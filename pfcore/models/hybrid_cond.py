@@ -158,15 +158,26 @@ class AnyOrderDiscrete(nn.Module):
     def nll(
         self, d01: torch.Tensor, m_col: torch.Tensor, x_num: torch.Tensor, m_num: torch.Tensor
     ) -> torch.Tensor:
-        """Mean ``-log p(x_c | known)`` over the missing (row, column) pairs."""
+        """Mean ``-log p(x_c | known)`` over the missing (row, column) pairs.
+
+        Every column's log-sum-exp at once, summed per column with ``index_add`` over the
+        dims' column index, instead of one cross-entropy per column: the same loss (to float
+        rounding) in fewer, larger kernels. In credit_default's 4-minute fit (10 discrete
+        columns, bf16) the phase made 2,382 steps in 13 s where it made 1,253 in 12 s, and the
+        category-given requests scored 0.02-0.03 lower detection AUC (one seed each,
+        ``benchmarks/results/conditional_balanced.json``); nyc_flights' steps cost the same
+        (its 4k-class output layer is the time)."""
         logits = self.forward(d01, m_col, x_num, m_num).float()
-        total = logits.new_zeros(())
-        for c, w in enumerate(self.widths):
-            s = self.starts[c]
-            target = d01[:, s : s + w].argmax(dim=1)
-            ce = F.cross_entropy(logits[:, s : s + w], target, reduction="none")
-            total = total + (ce * (~m_col[:, c]).float()).sum()
-        return total / (~m_col).sum().clamp(min=1)
+        n, k = logits.shape[0], len(self.widths)
+        col = self.col_of_dim
+        # each column's own maximum (a row-wide one could underflow a whole column's exp)
+        top = logits.new_full((n, k), -torch.inf)
+        top = top.scatter_reduce(1, col.expand(n, -1), logits.detach(), reduce="amax")
+        sums = logits.new_zeros(n, k).index_add_(1, col, (logits - top[:, col]).exp())
+        picked = logits.new_zeros(n, k).index_add_(1, col, logits * d01.float())
+        ce = sums.log() + top - picked
+        missing = (~m_col).float()
+        return (ce * missing).sum() / missing.sum().clamp(min=1)
 
     @torch.no_grad()
     def sample(
