@@ -62,7 +62,13 @@ from torch import nn
 from pfcore.atomic import atomic_write
 from pfcore.errors import ModelError
 from pfcore.models.base import snap_onehot
-from pfcore.models.nets import MLP, PeriodicEmbedding, copy_with_more_inputs, count_parameters
+from pfcore.models.nets import (
+    MLP,
+    PeriodicEmbedding,
+    copy_with_more_inputs,
+    count_parameters,
+    embed_given,
+)
 
 if TYPE_CHECKING:
     from pfcore.models.base import BlockSpec, GenerativeModel, ProgressCallback
@@ -116,7 +122,6 @@ class ConditionalStudent(nn.Module):
         # inputs whose given values pin the others to narrow bands (the hybrid's numbers)
         self.embed = embed
         extra = 0 if embed is None else embed.out_dim - self.n_features
-        self.units = extra // max(self.n_features, 1)
         inputs = self.latent_dim + 2 * self.n_features + extra
         self.mlp = MLP(inputs, self.n_features, width, depth)
 
@@ -126,8 +131,7 @@ class ConditionalStudent(nn.Module):
             m = m.expand(z.shape[0], -1)
         parts = [z, m, known.to(z.dtype) * m]
         if self.embed is not None:
-            emb = self.embed(known.to(z.dtype))[:, self.n_features :]
-            parts.append(emb * m.repeat_interleave(self.units, dim=1))
+            parts.append(embed_given(self.embed, known.to(z.dtype), m))
         return self.mlp(torch.cat(parts, dim=1))
 
     def warm_start(self, student: MLP) -> None:

@@ -297,6 +297,14 @@ def build_velocity_net(
     return VelocityNet(dim, width, depth, embed=embed, cond_dim=cond_dim)
 
 
+def embed_given(embed: PeriodicEmbedding, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The periodic embedding of each given value of ``known`` ``(n, m)``, zero where ``mask``
+    ``(n, m)`` does not give it: ``(n, m * dim)``, the extra input of the networks that take
+    given numbers (``GivenNumbersField``, ``ConditionalStudent``)."""
+    units = embed.weight.shape[-1]
+    return embed(known)[:, known.shape[1] :] * mask.repeat_interleave(units, dim=1)
+
+
 class GivenNumbersField(nn.Module):
     """``v(x_t, t | d, given numbers)``: a velocity net whose condition ``[d, known * m, m]``
     (``n_num`` given-number slots after ``d``) also reaches it through a periodic embedding of
@@ -315,16 +323,13 @@ class GivenNumbersField(nn.Module):
         self.n_num = int(n_num)
         self.dim = net.dim
         self.embed = embed
-        extra = 0 if embed is None else embed.out_dim - self.n_num
-        self.cond_dim = net.cond_dim - extra
-        self.units = 0 if embed is None else extra // self.n_num
+        self.cond_dim = net.cond_dim - (0 if embed is None else embed.out_dim - self.n_num)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if self.embed is None:
             return self.net(x, t, cond)
         n = self.n_num
-        known, mask = cond[:, -2 * n : -n], cond[:, -n:]
-        emb = self.embed(known)[:, n:] * mask.repeat_interleave(self.units, dim=1)
+        emb = embed_given(self.embed, cond[:, -2 * n : -n], cond[:, -n:])
         return self.net(x, t, torch.cat([cond, emb], dim=1))
 
 
