@@ -176,7 +176,8 @@ def forward(
     noise: Noise | str = "cpu",
     condition: CompiledConditions | None = None,
 ) -> np.ndarray | torch.Tensor:
-    """Push one whole block of latent noise through the model (one batch, never split).
+    """Push one whole block of latent noise through the model (one batch, never split here;
+    on a CPU the model runs it in fixed pieces from its first row, ``base.CPU_PUSH_ROWS``).
 
     Returns the encoded rows where :func:`decode_backend` decodes them: a tensor on the
     model's device for the torch decode, else a NumPy array.

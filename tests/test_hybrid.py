@@ -15,7 +15,7 @@ import torch
 
 from pfcore import models
 from pfcore.errors import ModelError
-from pfcore.models.autoregressive import DiscreteAR, inverse_cdf
+from pfcore.models.autoregressive import DiscreteAR, draw_classes, inverse_cdf
 from pfcore.models.base import Progress
 
 K = 6
@@ -117,6 +117,18 @@ def test_inverse_cdf_picks_the_interval_of_u() -> None:
     probs = torch.tensor([[0.2, 0.5, 0.3]]).expand(4, -1)
     u = torch.tensor([0.1, 0.25, 0.69, 0.999999])
     assert inverse_cdf(probs, u).tolist() == [0, 1, 1, 2]
+    assert inverse_cdf(probs * 7.0, u).tolist() == [0, 1, 1, 2]  # weights need not sum to 1
+    assert draw_classes(probs.log() + 3.0, u).tolist() == [0, 1, 1, 2]
+
+
+def test_push_writes_exact_onehots_without_snapping(linked) -> None:
+    m, _x, blocks = linked
+    out = m.push(torch.randn(500, m.latent_dim, generator=torch.Generator().manual_seed(3)))
+    for b in blocks:
+        if b["kind"] == "onehot":
+            block = out[:, b["start"] : b["start"] + b["width"]]
+            assert set(block.unique().tolist()) <= {-1.0, 1.0}
+            assert torch.all((block == 1.0).sum(dim=1) == 1)
 
 
 # ----------------------------------------------------------------------------- fidelity

@@ -145,6 +145,16 @@ def snap_onehot(x: torch.Tensor, index: OneHotIndex) -> torch.Tensor:
 
 C = TypeVar("C", bound="ModelConfig")
 
+#: On a CPU, :meth:`GenerativeModel.push` runs a batch through the networks this many rows at a
+#: time, always from the batch's first row (so a canonical block's rows never depend on how
+#: the work is split): the activations of 8,192 rows stay in the cache, where a whole
+#: 65,536-row block streams every layer's activations through memory. Measured on the 2-core
+#: machine with a fit running on the other core: the hybrid's discrete network sampled 100k
+#: rows in 0.29 s instead of 0.59 s (adult's 9 columns) and 0.50 s instead of 0.86 s
+#: (nyc_flights' 10), a 256x3 student in 0.27 s instead of 0.71 s; 2,048 and 16,384 rows were
+#: no better. A GPU takes the whole batch.
+CPU_PUSH_ROWS = 8192
+
 
 @dataclass
 class ModelConfig:
@@ -281,6 +291,10 @@ class GenerativeModel(ABC):
 
     family: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    #: True where ``_push_raw`` already writes every one-hot block as exact ±1 (drawn classes,
+    #: not a network's soft output), so :meth:`push` need not snap them: snapping costs about
+    #: 16% of the hybrid's sampling time on nyc_flights' 238 one-hot dims.
+    exact_onehots: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         if config is None or isinstance(config, Mapping):
@@ -438,11 +452,21 @@ class GenerativeModel(ABC):
             raise InputError(f"z must have shape (n, {self.latent_dim}), got {tuple(z.shape)}")
         with torch.inference_mode():
             z = z.to(self._device, torch.float32)
-            out = self._push_raw(z).float()
-            if self._onehot_bias is not None:
-                out += self._onehot_bias
-            assert self._index is not None
-            return snap_onehot(out, self._index)
+            if self._device.type != "cpu" or len(z) <= CPU_PUSH_ROWS:
+                return self._push_piece(z)
+            out = z.new_empty(len(z), self.n_features)
+            for lo in range(0, len(z), CPU_PUSH_ROWS):
+                out[lo : lo + CPU_PUSH_ROWS] = self._push_piece(z[lo : lo + CPU_PUSH_ROWS])
+            return out
+
+    def _push_piece(self, z: torch.Tensor) -> torch.Tensor:
+        out = self._push_raw(z).float()
+        if self._onehot_bias is not None:
+            out += self._onehot_bias
+        elif self.exact_onehots:
+            return out
+        assert self._index is not None
+        return snap_onehot(out, self._index)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` encoded rows from the canonical blocks of ``pfcore.sampling``.

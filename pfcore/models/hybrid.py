@@ -225,6 +225,7 @@ class HybridModel(GenerativeModel):
     family = "hybrid"
     config_class = HybridConfig
     config: HybridConfig
+    exact_onehots = True  # the discrete network draws classes
 
     def __init__(self, config: HybridConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

@@ -79,7 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfcore.models.autoregressive import inverse_cdf, set_marginal_bias
+from pfcore.models.autoregressive import draw_classes, set_marginal_bias
 from pfcore.models.base import BlockSpec, OneHotIndex
 from pfcore.models.cond_student import (
     ConditionalStudent,
@@ -227,7 +227,7 @@ class AnyOrderDiscrete(nn.Module):
                 continue
             s = self.starts[c]
             logits = F.linear(rest(pre), head.weight[s : s + w], head.bias[s : s + w])
-            k = inverse_cdf(torch.softmax(logits.float(), dim=1), u[:, c])
+            k = draw_classes(logits, u[:, c])
             drawn = F.one_hot(k, w).to(d01.dtype)
             # the class's weight column plus the mask bit's, in one matrix product
             w_c = first.weight[:, [*range(s, s + w), self.dim + c]]
