@@ -63,6 +63,10 @@ TARGETS = {
     "credit_default": ("default_payment_next_month", "binary"),
     "diamonds": ("price", "regression"),
     "nyc_flights": ("arr_delay", "regression"),
+    # Not in ../shared, mostly categorical: UCI Adult (census income) and UCI Bank Marketing
+    # (bank-full); run them with <name>.parquet in a PUSHFORWARD_SHARED_DATASETS folder.
+    "adult": ("class", "binary"),
+    "bank_marketing": ("y", "binary"),
 }
 MAX_TRAIN_ROWS = 20_000
 SCORE_ROWS = 20_000

@@ -156,16 +156,25 @@ def tstr_trtr(
     train, holdout, syn = clean(train), clean(holdout), clean(syn)
     (xtr, xho, xsy), is_cat = _features([train, holdout, syn], drop=target)
 
+    # a binary target given as two labels (strings): the real table's larger label is class 1
+    labels = sorted(train[target].astype(str).unique()) if task == "binary" else []
+    as_int = pd.api.types.is_numeric_dtype(train[target].dtype)  # bools are numeric here too
+
+    def binary(y: np.ndarray) -> np.ndarray:
+        if as_int:
+            return np.asarray(y).astype(float).round().astype(int)
+        return (np.asarray(y).astype(str) == labels[-1]).astype(int)
+
     def fit_score(x: np.ndarray, y: np.ndarray) -> float:
         y_true = holdout[target].to_numpy()
         if task == "binary":
-            y = np.asarray(y).astype(float).round().astype(int)
+            y = binary(y)
             if len(np.unique(y)) < 2:
                 return 0.5
             m = HistGradientBoostingClassifier(categorical_features=is_cat, random_state=seed).fit(
                 x, y
             )
-            return float(roc_auc_score(y_true.astype(int), m.predict_proba(xho)[:, 1]))
+            return float(roc_auc_score(binary(y_true), m.predict_proba(xho)[:, 1]))
         m = HistGradientBoostingRegressor(categorical_features=is_cat, random_state=seed)
         m.fit(x, np.asarray(y, dtype=float))
         return float(r2_score(y_true.astype(float), m.predict(xho)))

@@ -1,25 +1,28 @@
-"""The hybrid's student with its teacher held fixed: losses, student nets, marginal maps.
+"""The hybrid's student with its teacher held fixed: losses, student nets, pairs, regularisers.
 
 One job per table: fit the hybrid (balanced preset, conditional networks off) with step budgets
-close to what the 5-minute product fit reaches on one CPU thread (3,000 discrete-network steps,
-1,400 flow steps, 4,000 distillation steps), score its flow teacher's sampler with and without a
-marginal map of its own, then for each ``--variants`` entry distil a fresh student from the same
-teacher's pairs for ``--seconds`` and score it three ways: as it is (``auc``), with the product's
-marginal map in the encoded numeric space (``auc_map``, ``marginal.MarginalMap``) and with the
-same map in the whitened space (``auc_map_white``). Also the student's squared error on its
-training pairs and on 8,192 fresh pairs (``train_mse`` / ``test_mse``: overfitting), and
-``push`` rows/s on 100,000 rows. Detection AUC is the mean over two sample seeds
+close to what the 5-minute product fit reaches on one CPU thread with bf16 matmuls
+(``--teacher-steps`` flow steps, default 6,000; 4,000 discrete-network steps), score its flow
+teacher's sampler with and without a marginal map of its own, then for each ``--variants`` entry
+distil a fresh student from the same teacher's pairs for ``--seconds`` and score it two ways: as it
+is (``auc``) and with the product's marginal maps (``auc_map``: ``HybridModel._fit_marginals``,
+which picks the space by a classifier, as every product fit does). Also the student's squared
+error on its training pairs and on 8,192 fresh pairs (``train_mse`` / ``test_mse``: overfitting),
+and ``push`` rows/s on 100,000 rows. Detection AUC is the mean over two sample seeds
 (``design_sweep``'s scoring).
 
-Variants are ``+``-joined tokens: ``mse`` (default) / ``huber`` / ``l1`` (the loss; Huber's
-threshold 0.05 whitened units, ``huberX`` sets it), ``WxD`` (student size, default 256x3),
-``fourier`` (random Fourier features of the latent as extra inputs) or ``res`` (output = latent
-+ MLP), ``esW`` (plus W times the energy score of two student draws against data rows given
-their discrete columns, encoded space; ``eswW``: whitened space), ``pN`` (N thousand pairs),
-``sN`` (N seconds).
+Variants are ``+``-joined tokens: ``huber`` (default) / ``mse`` / ``l1`` (the loss; Huber's
+threshold 0.05 whitened units, ``huberX`` sets it), ``WxD`` (student size, default 256x3, the
+product's), ``fourier`` (random Fourier features of the latent as extra inputs) or ``res``
+(output = latent + MLP), ``esW`` (plus W times the energy score of two student draws against data
+rows given their discrete columns, encoded space; ``eswW``: whitened space), ``pN`` (N thousand
+pairs, default 150), ``sN`` (N seconds), ``wdX`` (AdamW with weight decay X), ``advW`` (plus W
+times a non-saturating adversarial loss: a 256x2 discriminator, trained alongside, tells data rows
+from student rows, both as whitened numbers plus the discrete columns; from ``astartF`` of the
+seconds on, default 0.5).
 
     OMP_NUM_THREADS=1 python benchmarks/student_lab.py --work /path/to/work \\
-        --datasets california_housing --variants mse huber l1 res fourier es1 p180 s140 \\
+        --datasets california_housing --variants huber p300+s66 wd1e-4 traj \\
         --out benchmarks/results/student_lab.json
 
 Distillation is time-budgeted, so a loaded machine gives every variant fewer steps; run one job
@@ -29,6 +32,7 @@ per core. Inputs are what ``fidelity.py prepare`` writes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -55,8 +59,9 @@ def _auc(model: Any, tr: Any, hold: Any) -> float:
 
 
 def _parse(name: str, seconds: float, n_pairs: int) -> dict[str, Any]:
-    spec: dict[str, Any] = {"loss": "mse", "net": "mlp", "width": 256, "depth": 3}
+    spec: dict[str, Any] = {"loss": "huber", "net": "mlp", "width": 256, "depth": 3}
     spec.update(seconds=seconds, pairs=n_pairs, es=0.0, es_space="encoded", huber=HUBER)
+    spec.update(weight_decay=0.0, adv=0.0, adv_start=0.5)
     for tok in name.split("+"):
         if tok in ("mse", "huber", "l1"):
             spec["loss"] = tok
@@ -64,6 +69,12 @@ def _parse(name: str, seconds: float, n_pairs: int) -> dict[str, Any]:
             spec.update(loss="huber", huber=float(tok[5:]))
         elif tok in ("fourier", "res"):
             spec["net"] = tok
+        elif tok.startswith("adv"):
+            spec["adv"] = float(tok[3:])
+        elif tok.startswith("astart"):
+            spec["adv_start"] = float(tok[6:])
+        elif tok.startswith("wd"):
+            spec["weight_decay"] = float(tok[2:])
         elif tok.startswith("esw"):
             spec.update(es=float(tok[3:]), es_space="white")
         elif tok.startswith("es"):
@@ -111,32 +122,14 @@ def _student(spec: dict[str, Any], n_num: int, d: int) -> Any:
     return Fourier() if spec["net"] == "fourier" else Residual()
 
 
-def _with_map(model: Any, white: bool, x_num: Any) -> Any:
-    """Fit a marginal map for the model's current student (encoded or whitened space) and
-    install it in the model; returns the map (already installed)."""
-    import torch
-
-    from pfcore.models.marginal import MarginalMap
-
-    model.marginal = model.white_marginal = None
-    own = model.from_white(model._own_rows()[1])
-    if white:  # the map acts on the student's whitened output
-        wmap = MarginalMap(own.shape[1])
-        wmap.fit(model.to_white(own), model.to_white(x_num))
-
-        def numbers(w: torch.Tensor) -> torch.Tensor:
-            return model.from_white(wmap(w))
-
-        model.student_numbers = numbers
-        return wmap
-    emap = MarginalMap(own.shape[1])
-    emap.fit(own, x_num)
-    model.marginal = emap
-    return emap
-
-
 def run(
-    work: Path, ds: str, variants: list[str], seconds: float, seed: int, quick: bool = False
+    work: Path,
+    ds: str,
+    variants: list[str],
+    seconds: float,
+    seed: int,
+    teacher_steps: int,
+    quick: bool = False,
 ) -> list[dict]:
     import torch
     import torch.nn.functional as F
@@ -145,11 +138,12 @@ def run(
     import pfcore.models.hybrid as hybrid
     from pfcore import models
     from pfcore.models.cond_student import energy_score
+    from pfcore.models.nets import MLP
     from pfcore.models.phase import PhaseData
 
     torch.set_num_threads(1)
     tr, x_train, x_valid, hold = load_job(work, ds)
-    cfg = dict(device="cpu", max_steps=1400, distill_max_steps=4000, ar_max_steps=3000)
+    cfg = dict(device="cpu", max_steps=teacher_steps, distill_max_steps=4000, ar_max_steps=4000)
     cfg.update(seed=seed, epochs=None, max_minutes=60.0, threads=1, conditional_max_steps=0)
     if quick:  # a smoke run of the script itself
         cfg.update(max_steps=20, distill_max_steps=20, ar_max_steps=20, min_steps=1)
@@ -157,6 +151,7 @@ def run(
     model.fit(x_train, tr.blocks, valid=x_valid)
     x = torch.from_numpy(x_train)
     d_data, num_data = model._split(x)
+    white_data = model.to_white(num_data)
     ref: dict[str, Any] = {"dataset": ds, "seed": seed, "kind": "teacher"}
     model.continuous_sampler = "teacher"
     ref["auc"] = _auc(model, tr, hold)
@@ -169,9 +164,8 @@ def run(
     mcfg = model.config
     mcfg.distill_max_steps = 10**9
     pair_sets: dict[int, Any] = {}
-    own_numbers = hybrid.HybridModel.student_numbers
     for name in variants:
-        spec = _parse(name, seconds, 60_000)
+        spec = _parse(name, seconds, 150_000)
         n = spec["pairs"]
         if n not in pair_sets:
             mcfg.n_pairs = n + 8192
@@ -180,12 +174,36 @@ def run(
         train, test = pair_sets[n]
         torch.manual_seed(seed + 3)
         model.student = _student(spec, n_num, d)
-        model.marginal = model.white_marginal = None
-        model.student_numbers = own_numbers.__get__(model)
+        for m in (model.marginal, model.white_marginal):
+            if m is not None:
+                m.copy_from(None)
         gen = torch.Generator().manual_seed(99)
+        disc = MLP(n_num + d, 1, 256, 2)
+        dopt = torch.optim.Adam(disc.parameters(), lr=5e-4, betas=(0.5, 0.99))
+        clock: dict[str, float] = {}
+
+        def adversarial(gen: Any, disc: Any = disc, dopt: Any = dopt) -> torch.Tensor:
+            b = torch.randint(0, len(x), (512,), generator=gen)
+            b2 = torch.randint(0, len(x), (512,), generator=gen)
+            zz = torch.randn(512, n_num, generator=gen)
+            fake = torch.cat([model.student(torch.cat([zz, d_data[b2]], dim=1)), d_data[b2]], 1)
+            real = torch.cat([white_data[b], d_data[b]], dim=1)
+            d_loss = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
+            dopt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            dopt.step()
+            disc.requires_grad_(False)
+            g_loss = F.softplus(-disc(fake)).mean()
+            disc.requires_grad_(True)
+            return g_loss
 
         def loss(
-            pred: torch.Tensor, target: torch.Tensor, spec: dict = spec, gen: Any = gen
+            pred: torch.Tensor,
+            target: torch.Tensor,
+            spec: dict = spec,
+            gen: Any = gen,
+            clock: dict = clock,
+            adversarial: Any = adversarial,
         ) -> torch.Tensor:
             if spec["loss"] == "huber":
                 value = F.smooth_l1_loss(pred, target, beta=spec["huber"])
@@ -203,14 +221,23 @@ def run(
                 else:
                     y = model.from_white(y)
                 value = value + spec["es"] * energy_score(y[:512], y[512:], real).mean()
+            if spec["adv"]:
+                now = time.perf_counter()
+                start = clock.setdefault("t0", now)
+                if now - start >= spec["adv_start"] * spec["seconds"]:
+                    value = value + spec["adv"] * adversarial(gen)
             return value
 
-        original = hybrid.distill_loss
+        original, adam = hybrid.distill_loss, torch.optim.Adam
         hybrid.distill_loss = lambda *_a, loss=loss: loss
+        if spec["weight_decay"]:
+            torch.optim.Adam = functools.partial(  # type: ignore[misc]
+                torch.optim.AdamW, weight_decay=spec["weight_decay"]
+            )
         try:
             summary = model._distill(PhaseData(x, None, None), train, [], budget_s=spec["seconds"])
         finally:
-            hybrid.distill_loss = original
+            hybrid.distill_loss, torch.optim.Adam = original, adam
         with torch.no_grad():
 
             def mse(p: Any) -> float:
@@ -220,14 +247,12 @@ def run(
             rec = {"dataset": ds, "seed": seed, "variant": name, **spec}
             rec.update(steps=summary["distill"]["steps"], train_mse=mse(train), test_mse=mse(test))
         rec["auc"] = _auc(model, tr, hold)
-        _with_map(model, False, num_data)
+        rec["space"] = model._fit_marginals(x)["space"]
         rec["auc_map"] = _auc(model, tr, hold)
         model.sample(1000, seed=5)
         t0 = time.perf_counter()
         model.sample(100_000, seed=5)
         rec["push_rows_per_second_with_map"] = round(100_000 / (time.perf_counter() - t0))
-        _with_map(model, True, num_data)
-        rec["auc_map_white"] = _auc(model, tr, hold)
         print("RESULT " + json.dumps(rec), flush=True)
         out.append(rec)
     return out
@@ -241,19 +266,22 @@ def main() -> int:
     ap.add_argument("--variants", nargs="*", default=["mse", "huber"])
     ap.add_argument("--seconds", type=float, default=70.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--teacher-steps", type=int, default=6000)
     ap.add_argument("--append", action="store_true", help="keep the records already in --out")
     ap.add_argument("--quick", action="store_true", help="tiny step budgets: check the script")
     args = ap.parse_args()
     records = json.loads(args.out.read_text()) if args.append and args.out.exists() else []
     for ds in args.datasets:
-        records += run(args.work, ds, args.variants, args.seconds, args.seed, args.quick)
+        records += run(
+            args.work, ds, args.variants, args.seconds, args.seed, args.teacher_steps, args.quick
+        )
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=2))
         tmp.replace(args.out)
-    cols = ["dataset", "variant", "steps", "train_mse", "test_mse", "auc", "auc_map"]
-    print(" | ".join([*cols, "auc_map_white"]))
+    cols = ["dataset", "variant", "steps", "train_mse", "test_mse", "auc", "auc_map", "space"]
+    print(" | ".join(cols))
     for r in records:
-        print(" | ".join(str(r.get(c, "")) for c in [*cols, "auc_map_white"]))
+        print(" | ".join(str(r.get(c, "")) for c in cols))
     return 0
 
 
