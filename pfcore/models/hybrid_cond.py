@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pfcore.models.autoregressive import draw_classes, set_marginal_bias
-from pfcore.models.base import BlockSpec, OneHotIndex
+from pfcore.models.base import BlockSpec, OneHotIndex, row_pieces
 from pfcore.models.cond_student import (
     ConditionalStudent,
     column_groups,
@@ -263,43 +263,48 @@ def hybrid_conditional_push(model: HybridModel) -> Any:
     k, _d, n_num = model._dims()
 
     def push(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+        """``seed`` is unused: the rows are a function of ``z`` alone, so the batch may run in
+        pieces (``base.row_pieces``) like the unconditional sampler."""
         dev = model.device
         z, known, mask = z.to(dev).float(), known.to(dev).float(), mask.to(dev)
         n = z.shape[0]
-        if known.ndim == 1:
-            known = known.unsqueeze(0).expand(n, -1)
+        known = known.unsqueeze(0).expand(n, -1) if known.ndim == 1 else known
+        mask = mask.unsqueeze(0).expand(n, -1) if mask.ndim == 1 else mask
         with torch.inference_mode():
-            m_col, m_num = _masks(model, mask, n)
-            d_known, num_known = model._split(known)
-            if k:
-                assert model.cond_discrete is not None
-                d01 = model.cond_discrete.sample(
-                    torch.special.ndtr(z[:, :k]), (d_known + 1) / 2, m_col, num_known, m_num
-                )
-                d = d01 * 2 - 1
+            return torch.cat([piece(z[s], known[s], mask[s]) for s in row_pieces(n, z.device)])
+
+    def piece(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        m_col, m_num = _masks(model, mask, n)
+        d_known, num_known = model._split(known)
+        if k:
+            assert model.cond_discrete is not None
+            d01 = model.cond_discrete.sample(
+                torch.special.ndtr(z[:, :k]), (d_known + 1) / 2, m_col, num_known, m_num
+            )
+            d = d01 * 2 - 1
+        else:
+            d = z.new_zeros(n, 0)
+        x_num = None
+        if n_num:
+            assert model.student is not None and model.cond_numeric is not None
+            zd = torch.cat([z[:, k:], d], dim=1)
+            rows = m_num.any(dim=1)  # rows that give a number need the conditional student
+            if not bool(rows.any()):
+                x_num = model.student_numbers(model.student(zd))
+            elif bool(rows.all()):
+                x_num = model.cond_numbers(zd, m_num, num_known)
             else:
-                d = z.new_zeros(n, 0)
-            x_num = None
-            if n_num:
-                assert model.student is not None and model.cond_numeric is not None
-                zd = torch.cat([z[:, k:], d], dim=1)
-                rows = m_num.any(dim=1)  # rows that give a number need the conditional student
-                if not bool(rows.any()):
-                    x_num = model.student_numbers(model.student(zd))
-                elif bool(rows.all()):
-                    x_num = model.cond_numbers(zd, m_num, num_known)
-                else:
-                    x_num = torch.where(
-                        rows.unsqueeze(1),
-                        model.cond_numbers(zd, m_num, num_known),
-                        model.student_numbers(model.student(zd)),
-                    )
-                if model.cond_marginal is not None and bool(rows.any()):
-                    free = rows.unsqueeze(1) & ~m_num  # the numbers drawn beside given ones
-                    x_num = torch.where(free, model.cond_marginal(x_num), x_num)
-            out = model._assemble(d, x_num)
-            full = mask.to(torch.bool)
-            return torch.where(full if full.ndim == 2 else full.unsqueeze(0), known, out)
+                x_num = torch.where(
+                    rows.unsqueeze(1),
+                    model.cond_numbers(zd, m_num, num_known),
+                    model.student_numbers(model.student(zd)),
+                )
+            if model.cond_marginal is not None and bool(rows.any()):
+                free = rows.unsqueeze(1) & ~m_num  # the numbers drawn beside given ones
+                x_num = torch.where(free, model.cond_marginal(x_num), x_num)
+        out = model._assemble(d, x_num)
+        return torch.where(mask.to(torch.bool), known, out)
 
     return push
 
