@@ -58,9 +58,9 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Per row, the class ``k`` with ``cdf[k - 1] < u <= cdf[k]`` of the class weights ``probs``
     ``(n, w)`` (non-negative; normalised here, so they need not sum to one); ``u (n,)``.
 
-    A binary search per row on the running sums: on 100k rows of a 42-class column it and
-    :func:`draw_classes` take half the time of a softmax, a comparison with every class and a
-    count."""
+    A binary search per row on the running sums: with :func:`draw_classes`, adult's nine
+    columns (2 to 42 classes) drew 100k rows in 0.064 s where a softmax, a comparison with
+    every class and a count took 0.141 s (one thread, a fit on the other core)."""
     cdf = probs.cumsum(dim=1)
     target = (u.to(cdf.dtype) * cdf[:, -1]).unsqueeze(1)
     k = torch.searchsorted(cdf, target).squeeze(1)

@@ -152,8 +152,8 @@ C = TypeVar("C", bound="ModelConfig")
 #: 65,536-row block streams every layer's activations through memory. Measured on the 2-core
 #: machine with a fit running on the other core: the hybrid's discrete network sampled 100k
 #: rows in 0.29 s instead of 0.59 s (adult's 9 columns) and 0.50 s instead of 0.86 s
-#: (nyc_flights' 10), a 256x3 student in 0.27 s instead of 0.71 s; 2,048 and 16,384 rows were
-#: no better. A GPU takes the whole batch.
+#: (nyc_flights' 10), a 256x3 student in 0.27 s instead of 0.71 s; 16,384 rows were slower,
+#: 2,048 and 4,096 within 5% of 8,192. A GPU takes the whole batch.
 CPU_PUSH_ROWS = 8192
 
 
