@@ -520,7 +520,6 @@ class HybridModel(GenerativeModel):
         assert self.teacher is not None
         field = self._field()
         d_all, num_all = self._split(data.x)
-        has_d = d_all.shape[1] > 0
 
         def flow(z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
             return self.from_white(field.integrate(z_num, cond=self.teacher_cond(d)))
@@ -534,7 +533,7 @@ class HybridModel(GenerativeModel):
             budget_s=budget_s,
             phase="teacher",
             push_fn=self._push_with(flow),
-            cond=d_all if has_d else None,
+            cond=self.teacher_cond(d_all),
         )
         self.teacher.eval()
         return {"teacher": summary}

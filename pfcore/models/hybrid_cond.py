@@ -87,7 +87,7 @@ from pfcore.models.cond_student import (
     energy_score,
     random_masks,
 )
-from pfcore.models.nets import MLP, PeriodicEmbedding
+from pfcore.models.nets import MLP, GivenNumbersField, PeriodicEmbedding, copy_with_more_inputs
 
 if TYPE_CHECKING:  # type-only: hybrid.py imports this module
     from pfcore.models.hybrid import HybridModel
@@ -464,7 +464,6 @@ def _fit_cond_teacher(
     (detection AUC of its own rows 0.555 -> 0.675, same 5-minute fit), which every request
     without given numbers pays for."""
     from pfcore.models.flow import VelocityField, train_field, velocity_net_for
-    from pfcore.models.nets import GivenNumbersField, copy_with_more_inputs
     from pfcore.models.training import seeded_generator
 
     cfg = model.config
