@@ -9,6 +9,11 @@ How each condition becomes exact by construction (never by rejection):
 * categorical / boolean equality: the column's one-hot block is fixed to that class; a class
   pooled into ``__other__`` (rare values of a wide column) fixes the ``__other__`` slot and the
   decoded column is then set to the value.
+* a range on a categorical column of numbers (an integer code such as a day of the month, which
+  the schema makes categorical when it takes few values): each row's class is drawn from the
+  training frequencies of the classes inside the range, then fixed as above. As for a numeric
+  range, that is the column's marginal restricted to the range, and the model generates the
+  other columns given it.
 * numeric / datetime range (and equality, a range of one value): the encoding is monotone, so
   the set of encoded values that decode into the range is an interval ``[z_a, z_b]``; the
   column's encoded value is drawn from N(0, 1) truncated to it (the column's marginal
@@ -186,6 +191,7 @@ class CompiledConditions:
     equal: dict[str, pa.Array] = field(default_factory=dict)  # column -> 1-value array
     ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # column -> (lo, hi) scalars
     rebalance: _Rebalanced | None = None
+    class_ranges: list[_Rebalanced] = field(default_factory=list)  # ranges on numeric codes
     seed: list[tuple[str, int | None, tuple[int, int] | None]] = field(default_factory=list)
     seed_table: pa.Table | None = None
     transforms: list[Any] = field(default_factory=list)
@@ -209,6 +215,12 @@ class CompiledConditions:
         u = self._rng(block, 1).random(block.rows) * cdf[-1]
         return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
 
+    def _class_draws(self, block: Block, k: int) -> np.ndarray:
+        """Row classes of the ``k``-th range on a categorical column (its own stream)."""
+        cdf = np.cumsum(self.class_ranges[k].probs)
+        u = self._rng(block, 4, k).random(block.rows) * cdf[-1]
+        return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
     def _seed_slice(self, block: Block) -> pa.Table:
         assert self.seed_table is not None
         return self.seed_table.slice(block.row_offset, block.rows)
@@ -230,6 +242,9 @@ class CompiledConditions:
             rb = self.rebalance
             idx = self._rebalance_draws(block)
             known[:, rb.start : rb.start + rb.width] = onehot(rb.slots[idx], rb.width)
+        for k, cr in enumerate(self.class_ranges):
+            slots = cr.slots[self._class_draws(block, k)]
+            known[:, cr.start : cr.start + cr.width] = onehot(slots, cr.width)
         if self.seed_table is not None:
             part = self._seed_slice(block)
             for name, i, span in self.seed:
@@ -254,6 +269,10 @@ class CompiledConditions:
             table = table.set_column(
                 names.index(rb.column), rb.column, rb.values.take(pa.array(idx))
             )
+        for k, cr in enumerate(self.class_ranges):
+            # a pooled class decodes to a redrawn pooled value: write the drawn one
+            values = cr.values.take(pa.array(self._class_draws(block, k)))
+            table = table.set_column(names.index(cr.column), cr.column, values)
         if self.seed_table is not None:
             part = self._seed_slice(block)
             for name, _i, _span in self.seed:
@@ -436,9 +455,8 @@ def _where_column(
         return
     if kind in _DISCRETE_KINDS:
         if bounds:
-            raise InputError(
-                f"is {kind}: use '=' (ranges apply to numeric and datetime columns)", column=name
-            )
+            _class_range(out, tr, name, clauses, hold)
+            return
         value = values[0]
         slot = _category_slot(tr, value, name)
         hold(name, _onehot_row(slot, tr.n_slots))
@@ -506,6 +524,59 @@ def _where_column(
     out.ranges[name] = (
         None if lo_s is None else lo_s[0],
         None if hi_s is None else hi_s[0],
+    )
+
+
+def _class_range(
+    out: CompiledConditions,
+    tr: Any,
+    name: str,
+    clauses: list[Where],
+    hold: Callable[..., tuple[int, int]],
+) -> None:
+    """Ranges on a categorical column whose values are numbers: the training classes inside
+    every clause, drawn per row by their training counts (the marginal restricted to them)."""
+    t = tr.column.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
+        raise InputError(
+            f"is {tr.column.kind} with values of type {t}: use '=' (ranges apply to numbers, "
+            "datetimes and categorical columns of numbers)",
+            column=name,
+        )
+    values = pa.concat_arrays([tr.kept, tr.pooled]) if len(tr.pooled) else tr.kept
+    ok = pc.is_valid(values)
+    tests = {">=": pc.greater_equal, ">": pc.greater, "<=": pc.less_equal, "<": pc.less}
+    for w in clauses:
+        test = pc.equal if w.op == "=" else tests[w.op]
+        ok = pc.and_(ok, test(values, _to_arrow(w.value, tr.column)[0]))
+    inside = ok.fill_null(False).to_numpy(zero_copy_only=False)
+    shown = " and ".join(w.text() for w in clauses)
+    if not inside.any():
+        eq = [w for w in clauses if w.op == "="]
+        if eq and any(w.op != "=" for w in clauses):
+            bounds_only = [w for w in clauses if w.op != "="]
+            value = _to_arrow(eq[0].value, tr.column)[0]
+            fits = all(
+                tests[w.op](value, _to_arrow(w.value, tr.column)[0]).as_py() for w in bounds_only
+            )
+            if not fits:
+                raise InputError(f"contradictory conditions: {shown}", column=name)
+        raise InputError(
+            f"no value seen in training satisfies {shown} (impossible condition)", column=name
+        )
+    counts = _training_counts(tr, values)[inside]
+    pos = np.flatnonzero(inside)
+    slots = np.where(pos < len(tr.kept), pos, tr._other_slot).astype(np.int64)
+    a, b = hold(name)
+    out.class_ranges.append(
+        _Rebalanced(name, a, b - a, counts / counts.sum(), slots, values.filter(pa.array(inside)))
+    )
+    lo = [w for w in clauses if w.op in (">=", ">", "=")]
+    hi = [w for w in clauses if w.op in ("<=", "<", "=")]
+    picked = values.filter(pa.array(inside))
+    out.ranges[name] = (
+        pc.min(picked).as_py() if lo else None,
+        pc.max(picked).as_py() if hi else None,
     )
 
 
