@@ -83,3 +83,46 @@ def test_conflicting_split_is_refused(
     assert rc == EXIT_INPUT
     assert "training rows in the holdout" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_csv_date_column_is_fitted_and_scored(tmp_path: Path) -> None:
+    """Arrow reads ``2020-01-31`` in a CSV as a date (``date32``), which pandas turns into
+    Python objects: the default family's fit (its map-space choice scores decoded rows) and the
+    validation report both score it as the datetime it is, instead of refusing the column."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pfcore.ingest import ingest, read_dataset
+    from pfcore.schema import TableSchema
+    from pfcore.synthesizer import Split, Synthesizer
+    from pfcore.validation import validate_synthesizer
+
+    rng = np.random.default_rng(0)
+    n = 400
+    days = rng.integers(0, 700, n)
+    lines = ["opened,kind,amount"] + [
+        f"{np.datetime64('2020-01-01') + d},{'ab'[d % 2]},{d * 0.1 + rng.normal():.3f}"
+        for d in days
+    ]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    dataset = ingest(tmp_path / "t.csv", tmp_path / "ds").out_dir
+    table = read_dataset(dataset)
+    assert table.schema.field("opened").type == pa.date32()
+    split = Split(holdout_fraction=0.25, seed=1)
+    train, _ = split.apply(table)
+    config = {"max_steps": 20, "min_steps": 1, "eval_every": 10, "n_eval": 64, "n_pairs": 256}
+    config.update(distill_max_steps=20, ar_max_steps=20, conditional_max_steps=0)
+    synth = Synthesizer.fit(
+        train,
+        TableSchema.load(Path(dataset) / "schema.json"),
+        preset="tiny",
+        config=config,
+        seed=1,
+        split=split,
+    )
+    out = synth.sample(50, seed=2)
+    assert out.schema.field("opened").type == pa.date32()
+    report = validate_synthesizer(dataset, synth).report.to_dict()
+    opened = next(c for c in report["columns"] if c["name"] == "opened")
+    assert opened["role"] == "datetime" and opened["shape"] is not None
+    assert "opened" not in report["skipped_columns"]

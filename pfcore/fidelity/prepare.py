@@ -113,7 +113,8 @@ def to_pandas(table: Any, what: str) -> pd.DataFrame:
         for i, f in enumerate(table.schema):
             if pa.types.is_decimal(f.type):
                 table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
-        return table.to_pandas()
+        # dates as datetime64, not Python date objects: they are scored as the datetimes they are
+        return table.to_pandas(date_as_object=False)
     raise InputError(
         f"{what} must be a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}"
     )
