@@ -728,3 +728,28 @@ def test_any_order_loss_equals_per_column_cross_entropy() -> None:
         loss = net.nll(d01, m_col, x_num, m_num)
         assert torch.isfinite(loss)
         torch.testing.assert_close(loss, reference())
+
+
+def test_a_table_of_numbers_only_saves_and_loads_through_the_synthesizer(tmp_path: Path) -> None:
+    """With no discrete column the hybrid's numbers-given network is its only conditional
+    network; it is saved in the model's weights and nowhere else, so the saved synthesizer
+    loads and samples the same rows, unconditionally and with a given number."""
+    import pyarrow as pa
+
+    from pfcore.conditions import Conditions
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=600)
+    table = pa.table({"u": u, "v": 2 * u + rng.normal(size=600)})
+    config = {**FAST, "max_steps": 20, "distill_max_steps": 20, "conditional_max_steps": 20}
+    synth = Synthesizer.fit(table, infer_schema(table), preset="tiny", config=config)
+    assert synth.model.conditional_student is not None
+    loaded = Synthesizer.load(synth.save(tmp_path / "s"))
+    assert not (tmp_path / "s" / "model" / "conditional").exists()
+    assert loaded.sample(300, 3).equals(synth.sample(300, 3))
+    given = Conditions.make(where=["u>=0.5"])
+    out = loaded.sample(300, 4, conditions=given)
+    assert out.equals(synth.sample(300, 4, conditions=given))
+    assert min(out.column("u").to_pylist()) >= 0.5

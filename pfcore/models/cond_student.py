@@ -303,9 +303,11 @@ def save_student(model: GenerativeModel, model_dir: str | os.PathLike[str]) -> P
     """Write ``model_dir/conditional`` (JSON spec + safetensors) when the model has a student."""
     from safetensors.torch import save_file
 
+    if getattr(model, "conditional_in_weights", False):
+        return None  # a family that saves its conditional networks in its own weights
     net = getattr(model, "conditional_student", None)
     if not isinstance(net, ConditionalStudent):
-        return None  # none, or a family that saves its conditional networks in its weights
+        return None
     path = Path(model_dir) / STUDENT_DIR
     path.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -323,8 +325,8 @@ def attach_student(
     from safetensors.torch import load_file
 
     path = Path(model_dir) / STUDENT_DIR
-    if not (path / _JSON).exists():
-        return
+    if getattr(model, "conditional_in_weights", False) or not (path / _JSON).exists():
+        return  # (a hybrid of numbers only saved before this check wrote its network here too)
     spec = json.loads((path / _JSON).read_text())
     if int(spec.get("format", 0)) > _FORMAT:
         raise ModelError(

@@ -226,6 +226,10 @@ class HybridModel(GenerativeModel):
     config_class = HybridConfig
     config: HybridConfig
     exact_onehots = True  # the discrete network draws classes
+    #: Its conditional networks are saved in its own weights, not as a separate student: on a
+    #: table of numbers only, ``conditional_student`` is the numbers-given network, which is a
+    #: ``ConditionalStudent``, and saving it beside the model as well made the model unloadable.
+    conditional_in_weights = True
 
     def __init__(self, config: HybridConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
