@@ -249,13 +249,7 @@ def check_dataset(
     schema = TableSchema.load(d / "schema.json")
     source = _source_of(d)
     check_rows(schema.n_rows, holdout_fraction=holdout_fraction, path=source)
-    if not schema.modelled:
-        kinds = ", ".join(f"{c.name!r}: {c.kind}" for c in schema.columns[:10])
-        raise InputError(
-            f"has no column to model ({kinds}): constant and id columns are regenerated, not "
-            "learned; add varying columns, or force a kind with an override",
-            path=source,
-        )
+    schema.require_modelled(path=source)
     if target is not None and target not in schema.names:
         raise InputError(f"target column {target!r} was dropped by the overrides", path=source)
 

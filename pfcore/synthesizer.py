@@ -332,6 +332,7 @@ class Synthesizer:
 
         if table.num_rows < 2:
             raise ModelError(f"need at least 2 rows to train, got {table.num_rows}")
+        schema.require_modelled()
         t0 = time.perf_counter()
         from pfcore.rules.collect import collect_rules, force_unique_ids
         from pfcore.rules.ruleset import RuleSet

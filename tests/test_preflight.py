@@ -80,6 +80,14 @@ def test_dataset_without_a_modelled_column(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no column to model") as info:
         check_dataset(res.out_dir)
     assert "ids.csv" in str(info.value)
+    # the Python API refuses it the same way, before any model is built
+    from pfcore.ingest import read_dataset
+    from pfcore.schema import TableSchema
+    from pfcore.synthesizer import Synthesizer
+
+    schema = TableSchema.load(Path(res.out_dir) / "schema.json")
+    with pytest.raises(InputError, match=r"no column to model \('id': id, 'c': constant\)"):
+        Synthesizer.fit(read_dataset(res.out_dir), schema)
 
 
 @pytest.fixture
