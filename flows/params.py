@@ -436,9 +436,10 @@ class GenerateParams(_Strict):
         description=(
             "Fixed values every row meets, one condition per use: an equality such as "
             "'region=EU' (categorical, boolean, integer columns), or a bound on a numeric or "
-            "datetime column: the column, a comparison operator (greater or less than, "
-            "optionally or equal) and a value. Refused before sampling if a category was never "
-            "seen or a range is outside the column's bounds."
+            "datetime column, or on a categorical column of numbers such as a month: the "
+            "column, a comparison operator (greater or less than, optionally or equal) and a "
+            "value; 'phone=null' asks for a missing value. Refused before sampling if a "
+            "category was never seen or a range is outside the column's bounds."
         ),
     )
     rebalance: str | None = Field(

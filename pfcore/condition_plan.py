@@ -14,6 +14,8 @@ How each condition becomes exact by construction (never by rejection):
   training frequencies of the classes inside the range, then fixed as above. As for a numeric
   range, that is the column's marginal restricted to the range, and the model generates the
   other columns given it.
+* ``column=null``: the column's missing slot is fixed (a category's null class, a number's
+  missing indicator), the other columns are generated given it.
 * numeric / datetime range (and equality, a range of one value): the encoding is monotone, so
   the set of encoded values that decode into the range is an interval ``[z_a, z_b]``; the
   column's encoded value is drawn from N(0, 1) truncated to it (the column's marginal
@@ -192,6 +194,7 @@ class CompiledConditions:
     ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # column -> (lo, hi) scalars
     rebalance: _Rebalanced | None = None
     class_ranges: list[_Rebalanced] = field(default_factory=list)  # ranges on numeric codes
+    nulls: list[str] = field(default_factory=list)  # columns asked to be missing
     seed: list[tuple[str, int | None, tuple[int, int] | None]] = field(default_factory=list)
     seed_table: pa.Table | None = None
     transforms: list[Any] = field(default_factory=list)
@@ -278,6 +281,12 @@ class CompiledConditions:
             for name, _i, _span in self.seed:
                 t = table.schema.field(name).type
                 table = table.set_column(names.index(name), name, part.column(name).cast(t))
+        for name in self.nulls:
+            if table.column(name).null_count != block.rows:
+                raise GenerationError(
+                    f"column {name!r}: a row asked to be missing decoded to a value (a bug: the "
+                    "missing slot was fixed)"
+                )
         for name, (lo, hi) in self.ranges.items():
             col = table.column(name)
             ok = pc.and_(
@@ -435,6 +444,9 @@ def _where_column(
     present: Callable[[str], None],
 ) -> None:
     """One column's where-clauses: contradictions, bounds, then its encoded constraint."""
+    if any(w.is_null for w in clauses):
+        _null_column(out, tr, name, clauses, spans, hold)
+        return
     kind = tr.column.kind
     eq = [w for w in clauses if w.op == "="]
     bounds = [w for w in clauses if w.op != "="]
@@ -525,6 +537,40 @@ def _where_column(
         None if lo_s is None else lo_s[0],
         None if hi_s is None else hi_s[0],
     )
+
+
+def _null_column(
+    out: CompiledConditions,
+    tr: Any,
+    name: str,
+    clauses: list[Where],
+    spans: dict[str, tuple[int, int]],
+    hold: Callable[..., tuple[int, int]],
+) -> None:
+    """``column=null``: the column's missing slot is fixed (a category's null class, a
+    number's missing indicator; the number's own dim is left to the model, decode ignores it)
+    and every other column is generated given it, as for a category."""
+    if len(clauses) > 1:
+        shown = " and ".join(w.text() for w in clauses)
+        raise InputError(f"contradictory conditions: {shown}", column=name)
+    kind = tr.column.kind
+    never = "is never missing in the training data (impossible condition)"
+    if kind == "constant":
+        if tr.column.value is not None:
+            raise InputError(f"is constant {tr.column.value!r}: it {never}", column=name)
+        return  # missing in every row already
+    if kind in _DISCRETE_KINDS:
+        if not tr.has_null:
+            raise InputError(never, column=name)
+        hold(name, _onehot_row(tr._null_slot, tr.n_slots))
+    elif kind in _NUMERIC_KINDS:
+        key = f"{name}.__missing__"
+        if key not in spans:
+            raise InputError(never, column=name)
+        hold(key, np.array([-1.0, 1.0]))  # slot 1: missing
+    else:
+        raise InputError(f"columns of kind {kind!r} cannot be conditioned", column=name)
+    out.nulls.append(name)
 
 
 def _class_range(

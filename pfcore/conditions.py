@@ -10,7 +10,8 @@ Text forms (CLI and flow form):
 
 * ``--where 'region=EU'`` equality (categorical, boolean, integer; any numeric or datetime);
   ``--where 'age>=30'`` / ``'age<65'`` / ``'age<=64'`` / ``'age>29'`` bounds on numeric and
-  datetime columns; several bounds on one column intersect.
+  datetime columns; several bounds on one column intersect. ``--where 'phone=null'`` (``None``
+  from Python) asks for rows where the column is missing.
 * ``--rebalance 'y=yes:0.5'``: the target distribution of one categorical column; classes not
   named share the remaining mass in proportion to their training frequencies;
   ``'y=uniform'`` gives every non-null class the same share.
@@ -43,6 +44,8 @@ __all__ = ["OPS", "Conditions", "Rebalance", "SeedRows", "Where", "check_method"
 
 #: Comparison operators of a ``--where`` clause (longest first: the parser tries them in order).
 OPS: tuple[str, ...] = (">=", "<=", "==", "=", ">", "<")
+#: The value of a ``--where`` equality that asks for a missing value (``None`` from Python).
+NULL_TEXT = "null"
 _WHERE = re.compile(r"^\s*(?P<col>[^<>=]+?)\s*(?P<op>>=|<=|==|=|>|<)\s*(?P<val>.*?)\s*$")
 
 
@@ -61,8 +64,21 @@ class Where:
             raise InputError(f"unknown operator {self.op!r}; use one of {list(OPS)}")
         if not isinstance(self.column, str) or not self.column:
             raise InputError(f"a condition needs a column name, got {self.column!r}")
-        if self.value is None or (isinstance(self.value, str) and self.value == ""):
+        if isinstance(self.value, str) and self.value == "":
             raise InputError(f"condition {self.text()!r} has no value", column=self.column)
+        if self.is_null and op != "=":
+            raise InputError(
+                f"condition {self.text()!r} compares with null: only "
+                f"'{self.column}={NULL_TEXT}' asks for missing values",
+                column=self.column,
+            )
+
+    @property
+    def is_null(self) -> bool:
+        """``column=null``: rows whose value is missing (the text ``null``, any case, or None)."""
+        if isinstance(self.value, str):
+            return self.value.strip().lower() == NULL_TEXT
+        return self.value is None
 
     @classmethod
     def parse(cls, text: str) -> Where:
@@ -78,7 +94,7 @@ class Where:
         return cls(m.group("col").strip(), m.group("op"), m.group("val"))
 
     def text(self) -> str:
-        return f"{self.column}{self.op}{self.value}"
+        return f"{self.column}{self.op}{NULL_TEXT if self.value is None else self.value}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "op": self.op, "value": _jsonable(self.value)}

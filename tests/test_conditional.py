@@ -145,6 +145,21 @@ def test_fixed_values_are_met_exactly(synth) -> None:
     assert not synth.sample(200, 2, conditions=c).equals(synth.sample(200, 1, conditions=c))
 
 
+def test_a_missing_value_can_be_asked_for(synth) -> None:
+    """``opt=null`` (``None`` from Python) fixes the number's missing indicator: every row
+    has ``opt`` missing, the other columns keep their law (``opt`` is missing at random, so x
+    stays near 50/50), and the request round-trips through its JSON form."""
+    c = Conditions.make(where=["opt=null", "x=b"])
+    out = synth.sample(1500, 6, conditions=c).to_pandas()
+    assert out.opt.isna().all() and (out.x == "b").all()
+    same = Conditions.make(where={"opt": None, "x": "b"})
+    assert synth.sample(1500, 6, conditions=same).to_pandas().equals(out)
+    again = Conditions.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert synth.sample(1500, 6, conditions=again).to_pandas().equals(out)
+    alone = synth.sample(2000, 7, conditions=Conditions.make(where={"opt": None})).to_pandas()
+    assert alone.opt.isna().all() and abs((alone.x == "a").mean() - 0.5) < 0.1
+
+
 def test_a_range_on_an_integer_code_draws_its_classes_by_their_frequency(synth) -> None:
     """``day`` is categorical (12 integer codes); a range on it keeps every class inside, in
     proportion to its training count, and the other columns follow the drawn class."""
@@ -226,6 +241,10 @@ def test_rare_condition_is_answered_in_one_pass(synth, monkeypatch) -> None:
         (["x>=a"], None, "x", "use '='"),
         (["day>=13"], None, "day", "no value seen in training"),
         (["day=3", "day>5"], None, "day", "contradictory"),
+        (["x=null"], None, "x", "never missing"),
+        (["num=NULL"], None, "num", "never missing"),
+        (["opt=null", "opt>=0"], None, "opt", "contradictory"),
+        (["opt>=null"], None, "opt", "compares with null"),
         (["k=seven"], None, "k", "not a valid"),
         (["x=a"], "x=a:0.5", "x", "contradictory"),
         ([], "y=w:0.5", "y", "never occurs"),
