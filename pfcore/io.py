@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_NULL_TOKENS",
     "CSV_DELIMITERS",
     "detect_delimiter",
+    "plain_table",
 ]
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst")
@@ -146,7 +147,7 @@ def source_checksum(path: Path) -> tuple[str, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def normal_type(t: pa.DataType, *, path: Path, column: str) -> pa.DataType:
+def normal_type(t: pa.DataType, *, path: Path | None, column: str) -> pa.DataType:
     if pa.types.is_dictionary(t):
         return normal_type(t.value_type, path=path, column=column)
     if pa.types.is_large_string(t):
@@ -178,6 +179,19 @@ def normal_type(t: pa.DataType, *, path: Path, column: str) -> pa.DataType:
             column=column,
         )
     return t
+
+
+def plain_table(table: pa.Table) -> pa.Table:
+    """An in-memory table with the column types ingest gives (dictionaries decoded, large
+    strings as strings, float16 as float32), so the Python API takes what a file may hold: a
+    pandas categorical arrives as a dictionary column. An unsupported type is an InputError
+    naming the column."""
+    target = pa.schema(
+        [pa.field(f.name, normal_type(f.type, path=None, column=f.name)) for f in table.schema]
+    )
+    if target.equals(table.schema.remove_metadata()):
+        return table
+    return table.cast(target)
 
 
 def normal_schema(schema: pa.Schema, path: Path) -> pa.Schema:

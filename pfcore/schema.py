@@ -675,10 +675,13 @@ def _nan_to_null(arr: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.Ch
 
 
 def _batches(data: Any) -> tuple[pa.Schema, Iterable[pa.RecordBatch]]:
-    if isinstance(data, pa.Table):
-        return data.schema, data.to_batches()
+    from pfcore.io import plain_table
+
     if isinstance(data, pa.RecordBatch):
-        return data.schema, [data]
+        data = pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        data = plain_table(data)
+        return data.schema, data.to_batches()
     try:
         import pyarrow.dataset as ds
 

@@ -327,9 +327,12 @@ class Synthesizer:
         (``pfcore.tablestats.stats_for_fit``); the transform takes its categories, their
         pooling and value protection's bounds from them.
         """
+        from pfcore.io import plain_table
         from pfcore.models import build
         from pfcore.transforms import TableTransformer
 
+        table = plain_table(table)
+        holdout = None if holdout is None else plain_table(holdout)
         if table.num_rows < 2:
             raise ModelError(f"need at least 2 rows to train, got {table.num_rows}")
         schema.require_modelled()

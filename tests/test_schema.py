@@ -217,3 +217,25 @@ def test_bad_overrides(ov, match):
 def test_overrides_file_missing(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         apply_overrides(infer_schema(mixed_table()), tmp_path / "missing.yaml")
+
+
+def test_the_python_api_takes_a_pandas_categorical_as_ingest_does() -> None:
+    """A pandas categorical becomes an Arrow dictionary column; ingest decodes it, and so do
+    ``infer_schema`` and ``Synthesizer.fit`` on an in-memory table (they refused the type)."""
+    import pandas as pd
+
+    from pfcore.synthesizer import Synthesizer
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {"c": pd.Categorical(rng.choice(["x", "y", "z"], 300)), "u": rng.normal(size=300)}
+    )
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    assert pa.types.is_dictionary(table.schema.field("c").type)
+    sch = infer_schema(table)
+    assert sch["c"].kind == "categorical" and sch.arrow_schema().field("c").type == pa.string()
+    config = {"max_steps": 5, "min_steps": 1, "eval_every": 5, "n_eval": 32, "n_pairs": 128}
+    config.update(distill_max_steps=5, ar_max_steps=5, conditional_max_steps=0)
+    out = Synthesizer.fit(table, sch, preset="tiny", config=config).sample(50, 1)
+    assert out.schema.field("c").type == pa.string()
+    assert set(out.column("c").to_pylist()) <= {"x", "y", "z"}
