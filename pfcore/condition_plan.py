@@ -212,17 +212,17 @@ class CompiledConditions:
     def _rng(self, block: Block, *keys: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([block.noise_seed, _STREAM, *keys]))
 
-    def _rebalance_draws(self, block: Block) -> np.ndarray:
-        assert self.rebalance is not None
-        cdf = np.cumsum(self.rebalance.probs)
-        u = self._rng(block, 1).random(block.rows) * cdf[-1]
-        return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
-
-    def _class_draws(self, block: Block, k: int) -> np.ndarray:
-        """Row classes of the ``k``-th range on a categorical column (its own stream)."""
-        cdf = np.cumsum(self.class_ranges[k].probs)
-        u = self._rng(block, 4, k).random(block.rows) * cdf[-1]
-        return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+    def _drawn_classes(self, block: Block) -> list[tuple[_Rebalanced, np.ndarray]]:
+        """Each drawn column (the rebalanced one, then every range on a categorical column) with
+        its rows' class indices, by inverse CDF on a stream of its own."""
+        drawn = [(self.rebalance, (1,))] if self.rebalance is not None else []
+        drawn += [(cr, (4, k)) for k, cr in enumerate(self.class_ranges)]
+        out = []
+        for cr, keys in drawn:
+            cdf = np.cumsum(cr.probs)
+            u = self._rng(block, *keys).random(block.rows) * cdf[-1]
+            out.append((cr, np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)))
+        return out
 
     def _seed_slice(self, block: Block) -> pa.Table:
         assert self.seed_table is not None
@@ -241,13 +241,8 @@ class CompiledConditions:
             u = self._rng(block, 2, k).uniform(iv.p_lo, iv.p_hi, block.rows)
             z = ndtri(np.clip(u, 1e-12, 1 - 1e-12)).astype(np.float32)
             known[:, iv.dim] = np.clip(z, np.float32(iv.z_lo), np.float32(iv.z_hi))
-        if self.rebalance is not None:
-            rb = self.rebalance
-            idx = self._rebalance_draws(block)
-            known[:, rb.start : rb.start + rb.width] = onehot(rb.slots[idx], rb.width)
-        for k, cr in enumerate(self.class_ranges):
-            slots = cr.slots[self._class_draws(block, k)]
-            known[:, cr.start : cr.start + cr.width] = onehot(slots, cr.width)
+        for cr, idx in self._drawn_classes(block):
+            known[:, cr.start : cr.start + cr.width] = onehot(cr.slots[idx], cr.width)
         if self.seed_table is not None:
             part = self._seed_slice(block)
             for name, i, span in self.seed:
@@ -266,15 +261,9 @@ class CompiledConditions:
             table = table.set_column(
                 names.index(name), name, full.cast(table.schema.field(name).type)
             )
-        if self.rebalance is not None:
-            rb = self.rebalance
-            idx = self._rebalance_draws(block)
-            table = table.set_column(
-                names.index(rb.column), rb.column, rb.values.take(pa.array(idx))
-            )
-        for k, cr in enumerate(self.class_ranges):
-            # a pooled class decodes to a redrawn pooled value: write the drawn one
-            values = cr.values.take(pa.array(self._class_draws(block, k)))
+        for cr, idx in self._drawn_classes(block):
+            # the drawn class's value (a pooled class would decode to a redrawn pooled value)
+            values = cr.values.take(pa.array(idx))
             table = table.set_column(names.index(cr.column), cr.column, values)
         if self.seed_table is not None:
             part = self._seed_slice(block)
@@ -590,39 +579,37 @@ def _class_range(
             column=name,
         )
     values = pa.concat_arrays([tr.kept, tr.pooled]) if len(tr.pooled) else tr.kept
+    tests = {
+        "=": pc.equal,
+        ">=": pc.greater_equal,
+        ">": pc.greater,
+        "<=": pc.less_equal,
+        "<": pc.less,
+    }
+    given = [(w.op, _to_arrow(w.value, tr.column)[0]) for w in clauses]
     ok = pc.is_valid(values)
-    tests = {">=": pc.greater_equal, ">": pc.greater, "<=": pc.less_equal, "<": pc.less}
-    for w in clauses:
-        test = pc.equal if w.op == "=" else tests[w.op]
-        ok = pc.and_(ok, test(values, _to_arrow(w.value, tr.column)[0]))
+    for op, value in given:
+        ok = pc.and_(ok, tests[op](values, value))
     inside = ok.fill_null(False).to_numpy(zero_copy_only=False)
     shown = " and ".join(w.text() for w in clauses)
     if not inside.any():
-        eq = [w for w in clauses if w.op == "="]
-        if eq and any(w.op != "=" for w in clauses):
-            bounds_only = [w for w in clauses if w.op != "="]
-            value = _to_arrow(eq[0].value, tr.column)[0]
-            fits = all(
-                tests[w.op](value, _to_arrow(w.value, tr.column)[0]).as_py() for w in bounds_only
-            )
-            if not fits:
-                raise InputError(f"contradictory conditions: {shown}", column=name)
+        eq = [value for op, value in given if op == "="]
+        bounds = [(op, value) for op, value in given if op != "="]
+        if eq and bounds and not all(tests[op](eq[0], v).as_py() for op, v in bounds):
+            raise InputError(f"contradictory conditions: {shown}", column=name)
         raise InputError(
             f"no value seen in training satisfies {shown} (impossible condition)", column=name
         )
+    picked = values.filter(pa.array(inside))
     counts = _training_counts(tr, values)[inside]
     pos = np.flatnonzero(inside)
     slots = np.where(pos < len(tr.kept), pos, tr._other_slot).astype(np.int64)
     a, b = hold(name)
-    out.class_ranges.append(
-        _Rebalanced(name, a, b - a, counts / counts.sum(), slots, values.filter(pa.array(inside)))
-    )
-    lo = [w for w in clauses if w.op in (">=", ">", "=")]
-    hi = [w for w in clauses if w.op in ("<=", "<", "=")]
-    picked = values.filter(pa.array(inside))
+    out.class_ranges.append(_Rebalanced(name, a, b - a, counts / counts.sum(), slots, picked))
+    ops = {op for op, _ in given}
     out.ranges[name] = (
-        pc.min(picked).as_py() if lo else None,
-        pc.max(picked).as_py() if hi else None,
+        pc.min(picked).as_py() if ops & {">=", ">", "="} else None,
+        pc.max(picked).as_py() if ops & {"<=", "<", "="} else None,
     )
 
 
