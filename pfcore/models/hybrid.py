@@ -98,6 +98,7 @@ from pfcore.models.nets import (
     ResVelocityNet,
     VelocityNet,
     count_parameters,
+    mlp_on_signed_onehots,
 )
 from pfcore.models.phase import Phase, PhaseData, run_phase, run_scored_phase
 from pfcore.models.training import amp_enabled, autocast, batch_index, seeded_generator
@@ -372,14 +373,25 @@ class HybridModel(GenerativeModel):
         return self.whitener.condition(x_num, known, mask)
 
     # ------------------------------------------------------------------ sampling
-    def _discrete(self, z_disc: torch.Tensor) -> torch.Tensor:
-        """One-hots as ±1 ``(n, D)`` from the discrete latent coordinates."""
+    def _discrete(self, z_disc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(one-hots as ±1 ``(n, D)``, the hot dim of each column ``(n, K)``) from the discrete
+        latent coordinates."""
         assert self.ar is not None
-        u = torch.special.ndtr(z_disc.float())
-        return self.ar.sample(u) * 2 - 1
+        dims = self.ar.draw(torch.special.ndtr(z_disc.float()))
+        return self.ar.onehot(dims) * 2 - 1, dims
 
-    def _continuous_white(self, z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """The continuous sampler's numbers in the whitened space, before any map."""
+    def _drawn(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_discrete` of a full latent batch ``z``; no columns: ``(n, 0)`` and None."""
+        k = self._dims()[0]
+        if not k:
+            return z.new_zeros(z.shape[0], 0), None
+        return self._discrete(z[:, :k])
+
+    def _continuous_white(
+        self, z_num: torch.Tensor, d: torch.Tensor, dims: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The continuous sampler's numbers in the whitened space, before any map. ``dims``
+        (the hot dims of ``d``, when known) lets the student look its one-hot inputs up."""
         if self.continuous_sampler == "teacher":
             if self.teacher is None:
                 raise ModelError("this hybrid model carries no flow teacher (it is not saved)")
@@ -390,10 +402,14 @@ class HybridModel(GenerativeModel):
                 f"got {self.continuous_sampler!r}"
             )
         assert self.student is not None
+        if dims is not None:
+            return mlp_on_signed_onehots(self.student, z_num, dims)
         return self.student(torch.cat([z_num, d], dim=1))
 
-    def _continuous(self, z_num: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        w = self._continuous_white(z_num, d)
+    def _continuous(
+        self, z_num: torch.Tensor, d: torch.Tensor, dims: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        w = self._continuous_white(z_num, d, dims)
         if self.continuous_sampler == "teacher":
             return self.mapped_numbers(w, self.teacher_white_marginal, self.teacher_marginal)
         return self.student_numbers(w)
@@ -409,8 +425,8 @@ class HybridModel(GenerativeModel):
 
     def _push_raw(self, z: torch.Tensor) -> torch.Tensor:
         k, _d, n_num = self._dims()
-        d = self._discrete(z[:, :k]) if k else z.new_zeros(z.shape[0], 0)
-        x_num = self._continuous(z[:, k:], d) if n_num else None
+        d, dims = self._drawn(z)
+        x_num = self._continuous(z[:, k:], d, dims) if n_num else None
         return self._assemble(d, x_num)
 
     def _calibrate(self, x: torch.Tensor) -> dict[str, Any]:
@@ -513,7 +529,7 @@ class HybridModel(GenerativeModel):
         k, _d, _n = self._dims()
 
         def push(z: torch.Tensor) -> torch.Tensor:
-            d = self._discrete(z[:, :k]) if k else z.new_zeros(z.shape[0], 0)
+            d = self._drawn(z)[0]
             return self._assemble(d, fn(z[:, k:], d))
 
         return push
@@ -610,9 +626,9 @@ class HybridModel(GenerativeModel):
         with torch.inference_mode():
             for i in range(0, len(z), 8192):
                 zc = z[i : i + 8192]
-                d = self._discrete(zc[:, :k]) if k else zc.new_zeros(len(zc), 0)
+                d, dims = self._drawn(zc)
                 ds.append(d)
-                ws.append(self._continuous_white(zc[:, k:], d))
+                ws.append(self._continuous_white(zc[:, k:], d, dims))
         return torch.cat(ds), torch.cat(ws)
 
     def _fit_marginals(self, x: torch.Tensor) -> dict[str, Any]:
