@@ -492,3 +492,81 @@ def test_calendar_rule_enforced_with_real_dates_for_any_model_output() -> None:
     synth = Synthesizer.fit(train, schema, preset="tiny", config=TINY, holdout=holdout)
     sampled = synth.sample(20_000, seed=4)
     assert hold_rate(cal, sampled) == 1.0
+
+
+def _dated_table(n: int = 3000, near_miss: bool = False, as_date: bool = False) -> pa.Table:
+    """A date (a timestamp or a date32 column) beside its month, year offset, weekday (Sunday
+    is 0) and a season that turns on the 21st of March, June, September and December; a load
+    and a group that no part of the date determines."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    day = pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 730, n), "D")
+    md = np.asarray(day.month * 100 + day.day)
+    season = np.select([md < 321, md < 621, md < 921, md < 1221], [1, 2, 3, 4], 1)
+    month = np.asarray(day.month, dtype=np.int64)
+    if near_miss:
+        month[T[0]] = month[T[0]] % 12 + 1
+    stamp = day.values.astype("datetime64[ns]")
+    return pa.table(
+        {
+            "date": pa.array(stamp).cast(pa.date32()) if as_date else pa.array(stamp),
+            "mnth": month,
+            "yr": np.asarray(day.year - 2021, dtype=np.int64),
+            "wd": np.asarray((day.dayofweek + 1) % 7, dtype=np.int64),
+            "season": season.astype(np.int64),
+            "load": np.round(rng.gamma(2.0, 3.0, n), 1),
+            "grp": rng.choice(np.array(["a", "b", "c"]), n),
+        }
+    )
+
+
+DATE_LINKS = {
+    "month(date) determines mnth",
+    "year(date) determines yr",
+    "weekday(date) determines wd",
+    "monthday(date) determines season",
+}
+
+
+@pytest.mark.parametrize("as_date", [False, True])
+def test_a_column_a_calendar_part_of_a_date_determines_is_detected(as_date) -> None:
+    """The coarsest part that determines a column is its source (the month, not the day of
+    the year); a column broken in one training row is not linked; nothing links the load or
+    the group."""
+    found = _detect(_dated_table(as_date=as_date))
+    fixed = {n for n, r in found.items() if r.kind == "fixed"}
+    assert fixed == DATE_LINKS
+    assert found["month(date) determines mnth"].params["part"] == "month"
+    broken = _detect(_dated_table(near_miss=True, as_date=as_date))
+    assert {n for n, r in broken.items() if r.kind == "fixed"} == DATE_LINKS - {
+        "month(date) determines mnth"
+    }
+
+
+def test_calendar_part_links_are_reported_with_hold_rates_not_enforced() -> None:
+    """The links stay inactive with the reason (the columns stay modelled), round-trip through
+    ``rules.json``'s form, and their hold rate measures a broken link; an unknown part is
+    refused."""
+    from pfcore.rules import collect_rules
+    from pfcore.transforms import TableTransformer
+
+    table = _dated_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    rules = collect_rules(train, holdout, schema, None)
+    tr = TableTransformer.fit(train, schema, rules=rules)
+    by_name = {r.name: r for r in rules}
+    for name in DATE_LINKS:
+        rule = by_name[name]
+        assert not rule.active and "not enforced" in rule.note, name
+        assert rule.train_hold_rate == 1.0 and rule.holdout_hold_rate == 1.0
+        back = Rule.from_dict(rule.to_dict())
+        assert back.name == name and back.params == rule.params
+    assert {t.column.name: t.kind for t in tr.transforms}["mnth"] != "derived"
+    month = by_name["month(date) determines mnth"]
+    i = train.column_names.index("mnth")
+    shifted = train.set_column(i, "mnth", pa.array(np.roll(train.column("mnth").to_numpy(), 1)))
+    assert hold_rate(month, shifted) < 0.5
+    with pytest.raises(SchemaError, match="part must be one of"):
+        Rule("fixed", ["date", "mnth"], {"part": "fortnight"})

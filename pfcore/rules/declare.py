@@ -267,11 +267,13 @@ def check_declared(rules: list[Rule], train: pa.Table) -> list[Rule]:
 def _fill_map(rule: Rule, train: pa.Table) -> None:
     """A fixed rule's source -> target map from the training rows; InputError if the source
     maps to two targets (naming the first row whose target contradicts an earlier one)."""
+    from pfcore.rules.model import source_keys
     from pfcore.rules.valuesets import key_codes
     from pfcore.schema import values_to_json
     from pfcore.transforms.derived import _codes
 
-    src, dst = train.column(rule.columns[0]), train.column(rule.columns[1])
+    src = source_keys(train.column(rule.columns[0]), rule.params.get("part"))
+    dst = train.column(rule.columns[1])
     idx, keys = key_codes(src)
     cb, _ = _codes(dst)
     first_target: dict[int, int] = {}

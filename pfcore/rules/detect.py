@@ -39,11 +39,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pfcore.errors import InputError
 from pfcore.rules.declare import _fill_map, tolerance
 from pfcore.rules.model import (
     CALENDAR_PARTS,
+    DATE_PARTS,
     PER_SECOND,
+    TIME_PARTS,
     Rule,
+    date_part,
     hold_rate,
     numeric_values,
 )
@@ -126,6 +130,12 @@ def detect_rules(
     found += _keys(train, cols)
     fixed = _fixed(train, cols, seed)
     found += fixed
+    built = {(r.columns[0], c) for r in found if r.kind == "calendar" for c in r.columns[1:]}
+    found += [  # a part column a calendar rule builds its timestamp from says nothing new
+        r
+        for r in _date_parts(train, cols, seed, {r.columns[1] for r in fixed})
+        if (r.columns[0], r.columns[1]) not in built
+    ]
     found += _pinned(train, cols, seed, {r.columns[1] for r in fixed})
     out = []
     skip = set(ignore)
@@ -516,6 +526,60 @@ def _fixed(train: pa.Table, cols: list[Any], seed: int) -> list[Rule]:
         rule = Rule("fixed", [tr.source, target], {})
         _fill_map(rule, train)
         out.append(rule)
+    return out
+
+
+def _date_parts(train: pa.Table, cols: list[Any], seed: int, skip: set[str]) -> list[Rule]:
+    """A discrete column that a calendar part of a date determines (a month, a year offset, a
+    weekday or a season kept beside the date): the coarsest part (``DATE_PARTS`` order) that is
+    a function on every row and whose map, fitted on half of the rows, predicts the other half
+    (the same test ``transforms.derived`` applies to a discrete source)."""
+    from pfcore.transforms.derived import DETECT_ROWS as LINK_ROWS
+    from pfcore.transforms.derived import (
+        MIN_HELDOUT_COVERAGE,
+        MIN_ROWS_PER_SOURCE_VALUE,
+        _codes,
+        _heldout_coverage,
+        _is_function,
+    )
+
+    n = train.num_rows
+    rows = np.arange(n)
+    if n > LINK_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(n, LINK_ROWS, replace=False))
+    sample = train.take(pa.array(rows)) if n > LINK_ROWS else train
+    m = sample.num_rows
+    even, odd = np.arange(0, m, 2), np.arange(1, m, 2)
+    targets = [c for c in cols if c.kind in ("categorical", "boolean", "integer")]
+    target_codes = {c.name: _codes(sample.column(c.name)) for c in targets if c.name not in skip}
+    out = []
+    for a in cols:
+        if a.kind != "datetime" or not is_temporal(sample.column(a.name).type):
+            continue
+        is_date = pa.types.is_date(sample.column(a.name).type)
+        linked: set[str] = set()
+        for part in DATE_PARTS:
+            if is_date and part in TIME_PARTS:
+                continue
+            ca, na = _codes(date_part(sample.column(a.name), part))
+            if na < 2 or na * MIN_ROWS_PER_SOURCE_VALUE > m:
+                continue
+            for b, (cb, nb) in target_codes.items():
+                if b in linked or not 2 <= nb <= na:
+                    continue
+                if not _is_function(ca[:2000], cb[:2000], nb) or not _is_function(ca, cb, nb):
+                    continue
+                if _heldout_coverage(ca[even], cb[even], ca[odd], cb[odd], nb) < (
+                    MIN_HELDOUT_COVERAGE
+                ):
+                    continue
+                rule = Rule("fixed", [a.name, b], {"part": part})
+                try:
+                    _fill_map(rule, train)  # every training row, not the detection sample
+                except InputError:
+                    continue
+                linked.add(b)
+                out.append(rule)
     return out
 
 

@@ -30,7 +30,10 @@ Kinds and their ``columns`` / ``params``:
   ``when`` (``{"null": true}`` or ``{"equals": v}``): column is special exactly when the
   trigger condition holds.
 * ``fixed``: ``[source, target]``; ``map`` ([[source value, target value], ...]): target is the
-  function of source seen in training (rows with a source value never seen count as holding).
+  function of source seen in training (rows with a source value never seen count as holding);
+  ``part`` (optional, ``DATE_PARTS``): the source is a date or timestamp and the map's keys are
+  that calendar part of it (a month column beside its date). Such a rule is reported (hold rates
+  on real and synthetic rows) but not enforced: see ``rules.plan``.
 * ``key``: the columns no two rows share.
 * ``expression``: ``expression`` (see ``pfcore.rules.expr``); rows where it is null hold.
 """
@@ -63,6 +66,9 @@ __all__ = [
     "calendar_fields",
     "month_span",
     "PER_SECOND",
+    "DATE_PARTS",
+    "date_part",
+    "source_keys",
 ]
 
 KINDS = (
@@ -104,6 +110,12 @@ class Rule:
             raise SchemaError(f"rule origin {self.origin!r} is not one of {', '.join(ORIGINS)}")
         if not self.columns or not all(isinstance(c, str) for c in self.columns):
             raise SchemaError(f"{self.kind} rule needs column names, got {self.columns!r}")
+        if self.kind == "fixed" and self.params.get("part") is not None:
+            if self.params["part"] not in DATE_PARTS:
+                raise SchemaError(
+                    f"fixed rule {self.columns!r}: part must be one of {', '.join(DATE_PARTS)}, "
+                    f"got {self.params['part']!r}"
+                )
 
     @property
     def name(self) -> str:
@@ -140,7 +152,8 @@ class Rule:
             wh = "null" if p["when"].get("null") else f"== {p['when']['equals']!r}"
             return f"{c[0]} {sp} exactly when {c[1]} {wh}"
         if self.kind == "fixed":
-            return f"{c[0]} determines {c[1]}"
+            src = f"{p['part']}({c[0]})" if p.get("part") else c[0]
+            return f"{src} determines {c[1]}"
         if self.kind == "key":
             return f"unique ({', '.join(c)})"
         if self.kind == "values":
@@ -244,6 +257,34 @@ def is_clock(v: np.ndarray, midnight: int = 2400) -> np.ndarray:
 
 CALENDAR_PARTS = ("year", "month", "day", "hour", "minute", "second")
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+#: Calendar parts by which a date or timestamp can determine another column (a ``fixed`` rule's
+#: ``part``), coarsest first: detection keeps the first that works. ``weekday``: Monday is 0;
+#: ``monthday``: 100 * month + day (a season, a fixed-date holiday); time parts on timestamps.
+DATE_PARTS = ("year", "quarter", "month", "weekday", "monthday", "day", "hour", "minute")
+TIME_PARTS = ("hour", "minute")
+
+
+def date_part(arr: pa.Array | pa.ChunkedArray, part: str) -> pa.Array:
+    """The calendar ``part`` (``DATE_PARTS``) of dates or timestamps as int64, null where the
+    value is null; a zoned timestamp gives its local-time part (what its users read)."""
+    if part not in DATE_PARTS:
+        raise ValueError(f"date part must be one of {', '.join(DATE_PARTS)}, got {part!r}")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if part == "monthday":
+        out = pc.add(pc.multiply(pc.month(arr), 100), pc.day(arr))
+    elif part == "weekday":
+        out = pc.day_of_week(arr)
+    else:
+        out = getattr(pc, part)(arr)
+    return out.cast(pa.int64())
+
+
+def source_keys(arr: pa.Array | pa.ChunkedArray, part: str | None) -> pa.Array | pa.ChunkedArray:
+    """What a fixed rule maps: its source's values, or their calendar ``part``."""
+    return arr if part is None else date_part(arr, part)
+
+
 _FIELD_RANGE = {"month": (1, 12), "hour": (0, 23), "minute": (0, 59), "second": (0, 59)}
 
 
@@ -386,7 +427,8 @@ def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
     if rule.kind == "fixed":
         from pfcore.schema import values_from_json
 
-        src, dst = table.column(c[0]).combine_chunks(), table.column(c[1]).combine_chunks()
+        src = source_keys(table.column(c[0]).combine_chunks(), p.get("part"))
+        dst = table.column(c[1]).combine_chunks()
         pairs = p.get("map") or []
         keys = values_from_json([k for k, _ in pairs], src.type)
         vals = values_from_json([v for _, v in pairs], dst.type)
