@@ -533,15 +533,9 @@ def _date_parts(train: pa.Table, cols: list[Any], seed: int, skip: set[str]) -> 
     """A discrete column that a calendar part of a date determines (a month, a year offset, a
     weekday or a season kept beside the date): the coarsest part (``DATE_PARTS`` order) that is
     a function on every row and whose map, fitted on half of the rows, predicts the other half
-    (the same test ``transforms.derived`` applies to a discrete source)."""
+    (``transforms.derived.link_coverage``, the test a discrete source passes)."""
     from pfcore.transforms.derived import DETECT_ROWS as LINK_ROWS
-    from pfcore.transforms.derived import (
-        MIN_HELDOUT_COVERAGE,
-        MIN_ROWS_PER_SOURCE_VALUE,
-        _codes,
-        _heldout_coverage,
-        _is_function,
-    )
+    from pfcore.transforms.derived import MIN_ROWS_PER_SOURCE_VALUE, _codes, link_coverage
 
     n = train.num_rows
     rows = np.arange(n)
@@ -549,7 +543,6 @@ def _date_parts(train: pa.Table, cols: list[Any], seed: int, skip: set[str]) -> 
         rows = np.sort(np.random.default_rng(seed).choice(n, LINK_ROWS, replace=False))
     sample = train.take(pa.array(rows)) if n > LINK_ROWS else train
     m = sample.num_rows
-    even, odd = np.arange(0, m, 2), np.arange(1, m, 2)
     targets = [c for c in cols if c.kind in ("categorical", "boolean", "integer")]
     target_codes = {c.name: _codes(sample.column(c.name)) for c in targets if c.name not in skip}
     out = []
@@ -565,13 +558,7 @@ def _date_parts(train: pa.Table, cols: list[Any], seed: int, skip: set[str]) -> 
             if na < 2 or na * MIN_ROWS_PER_SOURCE_VALUE > m:
                 continue
             for b, (cb, nb) in target_codes.items():
-                if b in linked or not 2 <= nb <= na:
-                    continue
-                if not _is_function(ca[:2000], cb[:2000], nb) or not _is_function(ca, cb, nb):
-                    continue
-                if _heldout_coverage(ca[even], cb[even], ca[odd], cb[odd], nb) < (
-                    MIN_HELDOUT_COVERAGE
-                ):
+                if b in linked or not 2 <= nb <= na or link_coverage(ca, cb, nb) is None:
                     continue
                 rule = Rule("fixed", [a.name, b], {"part": part})
                 try:

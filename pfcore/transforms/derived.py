@@ -36,7 +36,7 @@ from pfcore.schema import ColumnSchema, values_from_json, values_to_json
 from pfcore.transforms.base import ColumnTransform
 from pfcore.transforms.categorical import MAX_KEPT
 
-__all__ = ["DerivedTransform", "derived_from", "find_derived"]
+__all__ = ["DerivedTransform", "derived_from", "find_derived", "link_coverage"]
 
 MIN_HELDOUT_COVERAGE = 0.99
 #: Held-out rows whose source value the fit half saw must be at least this share.
@@ -143,7 +143,6 @@ def find_derived(
         if c.kind in TARGET_KINDS:
             codes[c.name] = _codes(sample.column(c.name))
     m = sample.num_rows
-    even, odd = np.arange(0, m, 2), np.arange(1, m, 2)
     found: list[tuple[float, int, int]] = []
     out_keys: dict[str, tuple[pa.Array, pa.Array]] = {}
     order = {c.name: i for i, c in enumerate(columns)}
@@ -161,10 +160,8 @@ def find_derived(
             cb, nb = codes[b.name]
             if nb < 2 or nb > na:  # a function of A has at most as many values as A
                 continue
-            if not _is_function(ca[:2000], cb[:2000], nb) or not _is_function(ca, cb, nb):
-                continue  # the small prefix rejects most pairs cheaply
-            cov = _heldout_coverage(ca[even], cb[even], ca[odd], cb[odd], nb)
-            if cov >= MIN_HELDOUT_COVERAGE:
+            cov = link_coverage(ca, cb, nb)
+            if cov is not None:
                 found.append((cov, order[b.name], order[a.name]))
     # Latest columns first, best-covered and earliest source first: in a 1:1 pair the later
     # column is derived from the earlier one; in a chain A -> B -> C both hang off A.
@@ -202,6 +199,18 @@ def _codes(arr: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     """Dense integer codes per value (null is its own code) and the number of codes."""
     idx, values = key_codes(arr)
     return idx, len(values)
+
+
+def link_coverage(ca: np.ndarray, cb: np.ndarray, nb: int) -> float | None:
+    """Whether the codes ``cb`` (``nb`` of them) are a function of the source codes ``ca`` that
+    generalises: exact on every row, and a map fitted on the even rows predicts at least
+    ``MIN_HELDOUT_COVERAGE`` of the odd rows whose source value it saw (its coverage then;
+    None otherwise). The same test for a discrete source and for a date's calendar part."""
+    if not _is_function(ca[:2000], cb[:2000], nb) or not _is_function(ca, cb, nb):
+        return None  # the small prefix rejects most pairs cheaply
+    even, odd = np.arange(0, ca.size, 2), np.arange(1, ca.size, 2)
+    cov = _heldout_coverage(ca[even], cb[even], ca[odd], cb[odd], nb)
+    return cov if cov >= MIN_HELDOUT_COVERAGE else None
 
 
 def _is_function(ca: np.ndarray, cb: np.ndarray, nb: int) -> bool:
