@@ -373,19 +373,15 @@ class HybridModel(GenerativeModel):
         return self.whitener.condition(x_num, known, mask)
 
     # ------------------------------------------------------------------ sampling
-    def _discrete(self, z_disc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(one-hots as ±1 ``(n, D)``, the hot dim of each column ``(n, K)``) from the discrete
-        latent coordinates."""
-        assert self.ar is not None
-        dims = self.ar.draw(torch.special.ndtr(z_disc.float()))
-        return self.ar.onehot(dims) * 2 - 1, dims
-
     def _drawn(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`_discrete` of a full latent batch ``z``; no columns: ``(n, 0)`` and None."""
+        """(one-hots as ±1 ``(n, D)``, the hot dim of each column ``(n, K)``) drawn from the
+        discrete latent coordinates of ``z``; no discrete columns: ``(n, 0)`` and None."""
         k = self._dims()[0]
         if not k:
             return z.new_zeros(z.shape[0], 0), None
-        return self._discrete(z[:, :k])
+        assert self.ar is not None
+        dims = self.ar.draw(torch.special.ndtr(z[:, :k].float()))
+        return self.ar.onehot(dims) * 2 - 1, dims
 
     def _continuous_white(
         self, z_num: torch.Tensor, d: torch.Tensor, dims: torch.Tensor | None = None

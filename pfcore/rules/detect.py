@@ -130,13 +130,14 @@ def detect_rules(
     found += _keys(train, cols)
     fixed = _fixed(train, cols, seed)
     found += fixed
+    fixed_targets = {r.columns[1] for r in fixed}
     built = {(r.columns[0], c) for r in found if r.kind == "calendar" for c in r.columns[1:]}
     found += [  # a part column a calendar rule builds its timestamp from says nothing new
         r
-        for r in _date_parts(train, cols, seed, {r.columns[1] for r in fixed})
+        for r in _date_parts(train, cols, seed, fixed_targets)
         if (r.columns[0], r.columns[1]) not in built
     ]
-    found += _pinned(train, cols, seed, {r.columns[1] for r in fixed})
+    found += _pinned(train, cols, seed, fixed_targets)
     out = []
     skip = set(ignore)
     for r in found:
@@ -534,14 +535,14 @@ def _date_parts(train: pa.Table, cols: list[Any], seed: int, skip: set[str]) -> 
     weekday or a season kept beside the date): the coarsest part (``DATE_PARTS`` order) that is
     a function on every row and whose map, fitted on half of the rows, predicts the other half
     (``transforms.derived.link_coverage``, the test a discrete source passes)."""
-    from pfcore.transforms.derived import DETECT_ROWS as LINK_ROWS
-    from pfcore.transforms.derived import MIN_ROWS_PER_SOURCE_VALUE, _codes, link_coverage
+    from pfcore.transforms.derived import (
+        MIN_ROWS_PER_SOURCE_VALUE,
+        _codes,
+        detection_sample,
+        link_coverage,
+    )
 
-    n = train.num_rows
-    rows = np.arange(n)
-    if n > LINK_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(n, LINK_ROWS, replace=False))
-    sample = train.take(pa.array(rows)) if n > LINK_ROWS else train
+    sample = detection_sample(train, seed)
     m = sample.num_rows
     targets = [c for c in cols if c.kind in ("categorical", "boolean", "integer")]
     target_codes = {c.name: _codes(sample.column(c.name)) for c in targets if c.name not in skip}

@@ -198,12 +198,11 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
                 r.enforcement = "gap"
         elif r.kind == "fixed":
             src, dst = cols
-            part = r.params.get("part")
-            if part is None and src.kind not in ("categorical", "boolean", "integer"):
+            if r.params.get("part") is not None:
+                off(r, DATE_PART_NOTE)
+            elif src.kind not in ("categorical", "boolean", "integer"):
                 off(r, f"source {src.name!r} is {src.kind}: a fixed combination needs a "
                     "discrete source")  # fmt: skip
-            elif part is not None:
-                off(r, DATE_PART_NOTE)
             elif claimed(dst.name) or dst.name in plan.gaps or dst.kind in ("id", "constant"):
                 off(r, f"{dst.name!r} is already built by another rule")
             elif src.name in plan.derived:

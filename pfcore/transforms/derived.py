@@ -36,7 +36,13 @@ from pfcore.schema import ColumnSchema, values_from_json, values_to_json
 from pfcore.transforms.base import ColumnTransform
 from pfcore.transforms.categorical import MAX_KEPT
 
-__all__ = ["DerivedTransform", "derived_from", "find_derived", "link_coverage"]
+__all__ = [
+    "DerivedTransform",
+    "derived_from",
+    "detection_sample",
+    "find_derived",
+    "link_coverage",
+]
 
 MIN_HELDOUT_COVERAGE = 0.99
 #: Held-out rows whose source value the fit half saw must be at least this share.
@@ -131,13 +137,9 @@ def find_derived(
     table: pa.Table, columns: list[ColumnSchema], seed: int = 0
 ) -> dict[str, DerivedTransform]:
     """Derived columns by name, each with its source and lookup table (see module docstring)."""
-    n = table.num_rows
-    if n < 2 * MIN_ROWS_PER_SOURCE_VALUE:
+    if table.num_rows < 2 * MIN_ROWS_PER_SOURCE_VALUE:
         return {}
-    rows = np.arange(n)
-    if n > DETECT_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(n, DETECT_ROWS, replace=False))
-    sample = table.take(pa.array(rows)) if n > DETECT_ROWS else table
+    sample = detection_sample(table, seed)
     codes: dict[str, tuple[np.ndarray, int]] = {}
     for c in columns:
         if c.kind in TARGET_KINDS:
@@ -199,6 +201,16 @@ def _codes(arr: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     """Dense integer codes per value (null is its own code) and the number of codes."""
     idx, values = key_codes(arr)
     return idx, len(values)
+
+
+def detection_sample(table: pa.Table, seed: int) -> pa.Table:
+    """The rows links are searched on: all of them, or a seeded sample of ``DETECT_ROWS`` in
+    table order (the maps themselves are then built from every row)."""
+    n = table.num_rows
+    if n <= DETECT_ROWS:
+        return table
+    rows = np.sort(np.random.default_rng(seed).choice(n, DETECT_ROWS, replace=False))
+    return table.take(pa.array(rows))
 
 
 def link_coverage(ca: np.ndarray, cb: np.ndarray, nb: int) -> float | None:
