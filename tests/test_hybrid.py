@@ -15,6 +15,7 @@ import torch
 
 from pfcore import models
 from pfcore.errors import ModelError
+from pfcore.models import hybrid
 from pfcore.models.autoregressive import DiscreteAR, draw_classes, inverse_cdf
 from pfcore.models.base import Progress
 from pfcore.models.nets import MLP, mlp_on_signed_onehots
@@ -262,6 +263,24 @@ def test_continuous_only_table(tmp_path: Path) -> None:
     assert 0.65 < corr < 0.95, f"correlation {corr:.2f}, data 0.8"
     m.save(tmp_path)
     np.testing.assert_array_equal(out, models.load(tmp_path).sample(3000, seed=1))
+
+
+def test_the_student_is_sized_by_the_number_of_numeric_dims(tmp_path: Path) -> None:
+    """The default student's width follows the table's numeric dims, is resolved at fit and
+    saved as a number, so a loaded model rebuilds the network it was trained with."""
+    assert hybrid.student_width_for(1) == hybrid.student_width_for(hybrid.FEW_NUMBERS)
+    assert hybrid.student_width_for(hybrid.FEW_NUMBERS + 1) > hybrid.student_width_for(1)
+    assert models.build("hybrid").config.student_width is None  # the default preset's rule
+    x, blocks = linked_table(n=600)
+    steps = dict(max_steps=20, distill_max_steps=20, ar_max_steps=20, n_pairs=256)
+    m = fit(x, blocks, student_width=None, conditional_max_steps=0, **steps)
+    width = hybrid.student_width_for(1)
+    assert m.config.student_width == width and m.student is not None
+    assert m.student.body[0].out_features == width
+    m.save(tmp_path)
+    loaded = models.load(tmp_path)
+    assert loaded.config.student_width == width
+    np.testing.assert_array_equal(m.sample(300, seed=2), loaded.sample(300, seed=2))
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path) -> None:
