@@ -198,6 +198,8 @@ class CompiledConditions:
     seed: list[tuple[str, int | None, tuple[int, int] | None]] = field(default_factory=list)
     seed_table: pa.Table | None = None
     transforms: list[Any] = field(default_factory=list)
+    given: set[str] = field(default_factory=set)  # columns the request gives or draws
+    exact: set[str] = field(default_factory=set)  # columns given one exact value per row
 
     @property
     def method(self) -> str:
@@ -255,6 +257,8 @@ class CompiledConditions:
 
     def finish(self, block: Block, table: pa.Table) -> pa.Table:
         """Put the exact requested values in the decoded block and verify every condition."""
+        from pfcore.transforms.ruled import DaySnapTransform
+
         names = table.column_names
         for name, arr in self.equal.items():
             full = pa.repeat(arr[0], block.rows) if block.rows else arr.slice(0, 0)
@@ -270,6 +274,13 @@ class CompiledConditions:
             for name, _i, _span in self.seed:
                 t = table.schema.field(name).type
                 table = table.set_column(names.index(name), name, part.column(name).cast(t))
+        for tr in self.transforms:  # the given values in place, dates and parts agree again
+            if isinstance(tr, DaySnapTransform) and self.given & {tr.column.name, *tr.keys}:
+                date = tr.column.name
+                lo, hi = self.ranges.get(date, (None, None))
+                move = date not in self.exact
+                for name, arr in tr.resnap(table, lo, hi, self.given, move).items():
+                    table = table.set_column(names.index(name), name, arr)
         for name in self.nulls:
             if table.column(name).null_count != block.rows:
                 raise GenerationError(
@@ -363,6 +374,8 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     if conditions.seed_rows is not None:
         _seed_columns(out, conditions, index_of, transforms, spans, hold, claimed)
+    out.given = claimed | {name for name, _i, _span in out.seed}
+    out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records
     # the one that runs (batch id, manifest, Parquet metadata), not "auto".
     from pfcore.models.conditional import conditional_method
@@ -372,10 +385,11 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
 
 def _modelled(tr: Any) -> Any:
-    """The transform that models a column's value: a tied column's own numeric one."""
-    from pfcore.transforms.ruled import TiedTransform
+    """The transform that models a column's value: a tied column's own numeric one, and a
+    date snapped to its part columns' (a requested range is kept by ``finish``)."""
+    from pfcore.transforms.ruled import DaySnapTransform, TiedTransform
 
-    return tr.inner if isinstance(tr, TiedTransform) else tr
+    return tr.inner if isinstance(tr, (TiedTransform, DaySnapTransform)) else tr
 
 
 def _untie(name: str, spans: dict[str, tuple[int, int]], hold: Callable[..., Any]) -> None:
@@ -406,10 +420,10 @@ def _check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> 
     """A column a rule rebuilds from others (an identity, a gap, a sentinel) cannot be fixed on
     its own: writing the requested value over the rebuilt one would break the rule in that row.
     Seed rows may give it together with every column it is built from (real rows keep rules)."""
-    from pfcore.transforms.ruled import RuleTransform, TiedTransform
+    from pfcore.transforms.ruled import DaySnapTransform, RuleTransform, TiedTransform
 
-    if not isinstance(tr, RuleTransform) or isinstance(tr, TiedTransform):
-        return  # a tied column's value is modelled (``_untie``)
+    if not isinstance(tr, RuleTransform) or isinstance(tr, (TiedTransform, DaySnapTransform)):
+        return  # their values are modelled (``_untie``; a snapped date's range: ``finish``)
     inputs = list(tr.depends_on)
     if given is not None and inputs and set(inputs) <= given:
         return
@@ -461,8 +475,7 @@ def _where_column(
         value = values[0]
         slot = _category_slot(tr, value, name)
         hold(name, _onehot_row(slot, tr.n_slots))
-        if slot == tr._other_slot:
-            out.equal[name] = value
+        out.equal[name] = value  # written back after decode (a pooled class, a date's part)
         return
     if kind not in _NUMERIC_KINDS:
         raise InputError(f"columns of kind {kind!r} cannot be conditioned", column=name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pfcore.errors import InputError, SchemaError
@@ -544,14 +545,26 @@ def test_a_column_a_calendar_part_of_a_date_determines_is_detected(as_date) -> N
     }
 
 
-def test_calendar_part_links_are_reported_with_hold_rates_not_enforced() -> None:
-    """The links stay inactive with the reason (the columns stay modelled), round-trip through
-    ``rules.json``'s form, and their hold rate measures a broken link; an unknown part is
-    refused."""
+def _date_slice(tr, name: str = "date") -> slice:
+    a, b = tr._slices[[t.column.name for t in tr.transforms].index(name)]
+    return slice(a, b)
+
+
+@pytest.mark.parametrize("as_date", [False, True])
+def test_calendar_part_links_are_enforced_by_moving_the_date(as_date) -> None:
+    """The part columns stay modelled and the date moves to a day whose parts give them: with
+    every row's date encoding taken from another row, each link still holds on every row, the
+    time of day is kept, no date leaves the fit rows' range, and real rows round-trip exactly.
+    The rules round-trip through ``rules.json``'s form and their hold rate measures a broken
+    link; an unknown part is refused."""
     from pfcore.rules import collect_rules
     from pfcore.transforms import TableTransformer
 
-    table = _dated_table()
+    table = _dated_table(as_date=as_date)
+    if not as_date:  # a time of day too, which moving by whole days keeps
+        hours = pa.array(np.random.default_rng(3).integers(0, 24, table.num_rows) * 3_600 * 10**9)
+        stamps = pc.add(table.column("date").cast(pa.int64()), hours).cast(pa.timestamp("ns"))
+        table = table.set_column(0, "date", stamps)
     train, holdout = split_train_holdout(table, 0.2, 0)
     schema = infer_schema(table)
     rules = collect_rules(train, holdout, schema, None)
@@ -559,14 +572,120 @@ def test_calendar_part_links_are_reported_with_hold_rates_not_enforced() -> None
     by_name = {r.name: r for r in rules}
     for name in DATE_LINKS:
         rule = by_name[name]
-        assert not rule.active and "not enforced" in rule.note, name
+        assert rule.active and rule.enforcement == "snapped", (name, rule.note)
         assert rule.train_hold_rate == 1.0 and rule.holdout_hold_rate == 1.0
         back = Rule.from_dict(rule.to_dict())
         assert back.name == name and back.params == rule.params
-    assert {t.column.name: t.kind for t in tr.transforms}["mnth"] != "derived"
+    kinds = {t.column.name: t.kind for t in tr.transforms}
+    assert kinds["date"] == "day_snap" and kinds["mnth"] == kinds["wd"] == "onehot"
+    x = tr.encode(train)
+    decoded = tr.decode(x).column("date").combine_chunks()
+    assert decoded.equals(train.column("date").combine_chunks())
+    other = np.random.default_rng(0).permutation(train.num_rows)
+    mixed_x = x.copy()
+    mixed_x[:, _date_slice(tr)] = x[other, _date_slice(tr)]
+    mixed = tr.decode(mixed_x)
+    for name in DATE_LINKS:
+        assert hold_rate(by_name[name], mixed) == 1.0, name
+    storage = pa.int32() if as_date else pa.int64()
+    got = np.asarray(mixed.column("date").cast(storage), dtype=np.int64)
+    real = np.asarray(train.column("date").cast(storage), dtype=np.int64)
+    assert real.min() <= got.min() and got.max() <= real.max()
+    if not as_date:
+        day = 86_400 * 10**9
+        np.testing.assert_array_equal(got % day, real[other] % day)
     month = by_name["month(date) determines mnth"]
     i = train.column_names.index("mnth")
     shifted = train.set_column(i, "mnth", pa.array(np.roll(train.column("mnth").to_numpy(), 1)))
     assert hold_rate(month, shifted) < 0.5
     with pytest.raises(SchemaError, match="part must be one of"):
         Rule("fixed", ["date", "mnth"], {"part": "fortnight"})
+
+
+def test_sampled_rows_keep_their_dates_on_the_drawn_parts(tmp_path) -> None:
+    """Every (year, month, weekday) the model draws has days, so those links hold on every
+    sampled row; a season the model draws against its month moves the date to the drawn
+    month and weekday instead (the coarser links first), so only the season link can break,
+    on the rows where the model drew it so. A saved model samples the same rows."""
+    from pfcore.synthesizer import Synthesizer
+
+    table = _dated_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout)
+    rows = synth.sample(20_000, seed=4)
+    by_name = {r.name: r for r in synth.rules.rules}
+    for name in DATE_LINKS - {"monthday(date) determines season"}:
+        assert hold_rate(by_name[name], rows) == 1.0, name
+    assert hold_rate(by_name["monthday(date) determines season"], rows) >= 0.9
+    synth.save(tmp_path / "s")
+    again = Synthesizer.load(tmp_path / "s").sample(3_000, seed=4)
+    assert again.equals(synth.sample(3_000, seed=4))
+
+
+def test_conditions_on_a_snapped_date_and_on_its_parts() -> None:
+    """A part given (``mnth=6``) puts every date in that month; a range on the date is kept on
+    every row; seed rows may give the date without its parts and keep it exactly. In each,
+    every link holds on every row: the date moves to the given parts, or the parts not given
+    are rebuilt from a given date."""
+    from pfcore.conditions import Conditions
+    from pfcore.synthesizer import Synthesizer
+
+    table = _dated_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    config = dict(TINY, conditional_max_steps=300)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=config)
+    links = [r for r in synth.rules.rules if r.name in DATE_LINKS]
+    assert len(links) == len(DATE_LINKS)
+
+    def sample(**request) -> pa.Table:
+        rows = synth.sample(request.pop("n", 2_000), seed=1, conditions=Conditions.make(**request))
+        for rule in links:
+            assert hold_rate(rule, rows) == 1.0, (request, rule.name)
+        return rows
+
+    june = sample(where=["mnth=6"])
+    assert set(pc.month(june.column("date")).to_pylist()) == {6}
+    assert set(june.column("mnth").to_pylist()) == {6}
+    winter = sample(where=["season=1", "wd=3"])
+    assert set(winter.column("season").to_pylist()) == {1}
+    assert {(d + 1) % 7 for d in pc.day_of_week(winter.column("date")).to_pylist()} == {3}
+    spring = sample(where={"date": ("2021-03-01", "2021-04-15")})
+    lo = pa.scalar(np.datetime64("2021-03-01", "ns"), pa.timestamp("ns"))
+    hi = pa.scalar(np.datetime64("2021-04-15", "ns"), pa.timestamp("ns"))
+    d = spring.column("date")
+    assert pc.min(d).as_py() >= lo.as_py() and pc.max(d).as_py() <= hi.as_py()
+    seeds = holdout.select(["date", "load"]).slice(0, 300)
+    given = sample(n=None, seed_rows=seeds)
+    assert given.column("date").equals(seeds.column("date"))
+
+
+def test_calendar_part_links_a_day_move_cannot_keep_are_reported_not_enforced() -> None:
+    """An hour of a timestamp (moving by whole days cannot change it) and the parts of a zoned
+    timestamp (its local days are not its stored days) stay modelled and reported, with why."""
+    from pfcore.rules import collect_rules
+    from pfcore.rules.plan import plan_rules
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    seconds = (rng.integers(0, 730, n) * 86_400 + rng.integers(0, 24, n) * 3_600).astype(np.int64)
+    stamp = pa.array(seconds * 10**9 + 1_609_459_200 * 10**9, type=pa.timestamp("ns"))
+    table = pa.table(
+        {
+            "at": stamp,
+            "hr": np.asarray(pc.hour(stamp), dtype=np.int64),
+            "zoned": stamp.cast(pa.timestamp("ns", tz="Europe/Paris")),
+            "mnth_paris": np.asarray(
+                pc.month(stamp.cast(pa.timestamp("ns", tz="Europe/Paris"))), dtype=np.int64
+            ),
+        }
+    )
+    schema = infer_schema(table)
+    rules = [r for r in collect_rules(table, None, schema, None) if r.kind == "fixed"]
+    plan_rules(rules, schema, table)
+    notes = {r.name: (r.active, r.note) for r in rules}
+    assert notes["hour(at) determines hr"] == (
+        False,
+        "reported, not enforced: the date is moved by whole days, not within a day",
+    )
+    zoned = [v for k, v in notes.items() if k.endswith("determines mnth_paris") and "zoned" in k]
+    assert zoned and all(not active and "zoned" in note for active, note in zoned), notes

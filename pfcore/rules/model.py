@@ -32,8 +32,8 @@ Kinds and their ``columns`` / ``params``:
 * ``fixed``: ``[source, target]``; ``map`` ([[source value, target value], ...]): target is the
   function of source seen in training (rows with a source value never seen count as holding);
   ``part`` (optional, ``DATE_PARTS``): the source is a date or timestamp and the map's keys are
-  that calendar part of it (a month column beside its date). Such a rule is reported (hold rates
-  on real and synthetic rows) but not enforced: see ``rules.plan``.
+  that calendar part of it (a month column beside its date). Such a rule is enforced by moving
+  the date to its parts (``rules.dateparts``), not by rebuilding the part from the date.
 * ``key``: the columns no two rows share.
 * ``expression``: ``expression`` (see ``pfcore.rules.expr``); rows where it is null hold.
 """
@@ -69,6 +69,7 @@ __all__ = [
     "DATE_PARTS",
     "date_part",
     "source_keys",
+    "fixed_targets",
 ]
 
 KINDS = (
@@ -285,6 +286,25 @@ def source_keys(arr: pa.Array | pa.ChunkedArray, part: str | None) -> pa.Array |
     return arr if part is None else date_part(arr, part)
 
 
+def fixed_targets(
+    rule: Rule, source: pa.Array | pa.ChunkedArray, target_type: pa.DataType
+) -> tuple[pa.Array, np.ndarray]:
+    """What a fixed rule's map gives for each ``source`` value (as ``target_type``; an empty
+    array when the map is empty), and where the map knows the value (elsewhere the rule does
+    not constrain the row)."""
+    from pfcore.schema import values_from_json
+
+    if isinstance(source, pa.ChunkedArray):
+        source = source.combine_chunks()
+    src = source_keys(source, rule.params.get("part"))
+    pairs = rule.params.get("map") or []
+    keys = values_from_json([k for k, _ in pairs], src.type)
+    vals = values_from_json([v for _, v in pairs], target_type)
+    idx = pc.index_in(src, value_set=keys, skip_nulls=False)
+    seen = np.asarray(idx.is_valid(), dtype=bool)
+    return (vals.take(idx.fill_null(0)) if len(vals) else vals), seen
+
+
 _FIELD_RANGE = {"month": (1, 12), "hour": (0, 23), "minute": (0, 59), "second": (0, 59)}
 
 
@@ -425,16 +445,10 @@ def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
     if rule.kind == "missing":
         return _special(table.column(c[0]), p["special"]) == _special(table.column(c[1]), p["when"])
     if rule.kind == "fixed":
-        from pfcore.schema import values_from_json
-
-        src = source_keys(table.column(c[0]).combine_chunks(), p.get("part"))
         dst = table.column(c[1]).combine_chunks()
-        pairs = p.get("map") or []
-        keys = values_from_json([k for k, _ in pairs], src.type)
-        vals = values_from_json([v for _, v in pairs], dst.type)
-        idx = pc.index_in(src, value_set=keys, skip_nulls=False)
-        seen = np.asarray(idx.is_valid(), dtype=bool)
-        expected = vals.take(idx.fill_null(0)) if len(vals) else dst
+        expected, seen = fixed_targets(rule, table.column(c[0]), dst.type)
+        if not len(expected):
+            expected = dst
         same = np.asarray(
             pc.or_kleene(
                 pc.equal(expected, dst), pc.and_(expected.is_null(), dst.is_null())

@@ -77,6 +77,32 @@ class ValueSets:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return ValueSets(self.dictionaries, self.combos[keep], offsets, values)
 
+    def project(self, columns: list[int]) -> ValueSets:
+        """The sets keyed by the key columns ``columns`` alone (in that order): a combination
+        of theirs holds the values of every full combination that shares it."""
+        codes = self._codes()
+        out = ValueSets(
+            [self.dictionaries[j] for j in columns],
+            np.zeros(0, np.int64),
+            np.zeros(1, np.int64),
+            np.zeros(0),
+        )
+        if not len(self.combos):
+            return out
+        sub = np.repeat(out._combine([codes[j] for j in columns]), np.diff(self.offsets))
+        pairs = np.unique(np.stack([sub.astype(np.float64), self.values], axis=1), axis=0)
+        combos, first = np.unique(pairs[:, 0].astype(np.int64), return_index=True)
+        offsets = np.append(first, len(pairs)).astype(np.int64)
+        return ValueSets(out.dictionaries, combos, offsets, pairs[:, 1].astype(np.float64))
+
+    def _codes(self) -> list[np.ndarray]:
+        """Each key column's code in every combination (``combos`` decoded)."""
+        codes, rem = [], self.combos.copy()
+        for s in self.strides:
+            codes.append(rem // s)
+            rem = rem % s
+        return codes
+
     def _combine(self, codes: list[np.ndarray]) -> np.ndarray:
         out = np.zeros(len(codes[0]), dtype=np.int64)
         for c, s in zip(codes, self.strides, strict=True):
@@ -100,10 +126,17 @@ class ValueSets:
         return np.where(hit, pos, -1)
 
     def snap(
-        self, values: np.ndarray, present: np.ndarray, keys: list[pa.ChunkedArray | pa.Array]
+        self,
+        values: np.ndarray,
+        present: np.ndarray,
+        keys: list[pa.ChunkedArray | pa.Array],
+        low: float = -np.inf,
+        high: float = np.inf,
     ) -> np.ndarray:
-        """``values`` moved to the nearest value of their key's set (the lower on a tie); rows
-        whose value is missing or whose key the fit rows lacked keep theirs."""
+        """``values`` moved to the nearest value of their key's set within ``[low, high]`` (the
+        lower on a tie); rows whose value is missing, whose key the fit rows lacked, or whose
+        key's set has no value near theirs within the bounds keep theirs. With bounds, a value
+        should lie within them (the nearest set values on either side are the candidates)."""
         at = self.combo_index(keys)
         rows = np.flatnonzero((at >= 0) & present)
         out = values.astype(np.float64, copy=True)
@@ -123,7 +156,9 @@ class ValueSets:
         above = np.minimum(lo, end - 1)
         under = np.maximum(lo - 1, start)
         up, down = self.values[above], self.values[under]
-        out[rows] = np.where(np.abs(v - down) <= np.abs(up - v), down, up)
+        up_ok, down_ok = (up >= low) & (up <= high), (down >= low) & (down <= high)
+        take_down = down_ok & (~up_ok | (np.abs(v - down) <= np.abs(up - v)))
+        out[rows] = np.where(take_down, down, np.where(up_ok, up, v))
         return out
 
     def holds(
@@ -136,11 +171,7 @@ class ValueSets:
     # -- persistence (rules.json params, transform state) ---------------------------------
     def to_params(self) -> dict[str, Any]:
         """JSON form: each key column's values, and per combination its codes and values."""
-        codes = []
-        rem = self.combos.copy()
-        for s in self.strides:
-            codes.append(rem // s)
-            rem = rem % s
+        codes = self._codes()
         sets = [
             [
                 [int(c[i]) for c in codes],

@@ -27,13 +27,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pfcore.rules.model import (
+    DATE_PARTS,
+    Rule,
     _special,
     calendar_fields,
     calendar_value,
     clock_from_minutes,
     clock_minutes,
+    fixed_targets,
     linear_value,
     month_span,
     numeric_values,
@@ -51,6 +55,7 @@ __all__ = [
     "ConditionedTransform",
     "MonthDayTransform",
     "PinnedTransform",
+    "DaySnapTransform",
     "TiedTransform",
     "RULED",
 ]
@@ -551,6 +556,11 @@ class MonthDayTransform(RuleTransform):
         return cls(column, _inner_from(meta, arrays), meta["calendar"])
 
 
+def _stored(value: Any, t: pa.DataType) -> int:
+    """An Arrow scalar (or a plain value) of a date or timestamp type as its stored integer."""
+    return int(numeric_values(pa.array([value], type=t))[0][0])
+
+
 def _protected_range(inner: NumericTransform) -> tuple[float, float]:
     """The values ``inner`` decodes within (its value-protection bounds), unbounded sides
     infinite; the bounds are stored relative to the column's offset."""
@@ -560,7 +570,20 @@ def _protected_range(inner: NumericTransform) -> tuple[float, float]:
     return lo, hi
 
 
-class PinnedTransform(RuleTransform):
+class _MovedValue(RuleTransform):
+    """A column modelled by its own numeric transform ``inner``, whose decoded value a rule
+    then moves (to a value its key held, to a day its parts give)."""
+
+    inner: NumericTransform
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return self.inner.layout()
+
+    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        return self.inner.encode(table.column(self.column.name), rng)
+
+
+class PinnedTransform(_MovedValue):
     """A number its discrete key holds to a few values (``rules.pinned``): modelled as usual,
     moved on decode to the nearest value the fit rows held with the decoded key."""
 
@@ -610,12 +633,6 @@ class PinnedTransform(RuleTransform):
                 "extremes are left out (value protection)"
             )
 
-    def layout(self) -> list[tuple[str, str, int]]:
-        return self.inner.layout()
-
-    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
-        return self.inner.encode(table.column(self.column.name), rng)
-
     def decode_with(self, x, n, rng, row_offset, resolved):
         v, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
         keys = [resolved[k] for k in self.keys]
@@ -635,6 +652,187 @@ class PinnedTransform(RuleTransform):
         inner = _inner_from(meta, arrays)
         types = [type_from_string(t) for t in meta["key_types"]]
         return cls(column, inner, meta["keys"], ValueSets.from_params(meta["sets"], types))
+
+
+class DaySnapTransform(_MovedValue):
+    """A date whose calendar parts other columns hold (``rules.dateparts``): modelled as usual,
+    moved on decode by whole days to the nearest day whose parts give the decoded part
+    columns, keeping its time of day.
+
+    ``days`` holds the candidate days of each combination of all the part columns. A row
+    whose drawn parts no day has together (a month with a season it never has) moves to the
+    nearest day that has the longest prefix of them (coarsest part first), and the part
+    columns after that prefix are then rebuilt from the moved date (:meth:`parts_of`): every
+    link holds on every row, and only those rows' finer parts are not the model's own."""
+
+    kind = "day_snap"
+
+    def __init__(
+        self,
+        column: ColumnSchema,
+        inner: NumericTransform,
+        rules: list[Any],
+        days: ValueSets,
+        per_day: int,
+        lo: int,
+        hi: int,
+    ) -> None:
+        super().__init__(column)
+        self.rules = list(rules)  # fixed rules part(column) -> key, coarsest part first
+        self.keys = [r.columns[1] for r in self.rules]
+        self.inner, self.days = inner, days
+        self.per_day, self.lo, self.hi = int(per_day), int(lo), int(hi)
+        self.depends_on = list(self.keys)
+        self._levels = self.levels(list(range(len(self.keys))))
+
+    @classmethod
+    def fit(
+        cls,
+        column: ColumnSchema,
+        table: pa.Table,
+        rules: list[Any],
+        rng: np.random.Generator,
+        protect_extremes: int = 0,
+        stats: Any = None,
+    ) -> DaySnapTransform | NumericTransform:
+        """``rules``: the fixed rules ``part(column) determines target``. The candidate days
+        stay within the values the plain decode writes (the fit rows' range, less value
+        protection) and on its grid, and a moved date is clipped to that range, so snapping
+        never writes a value the plain decode could not. A grid no whole-day move keeps (36
+        hours) gets the plain transform, and the rules are marked off with the reason."""
+        from pfcore.rules.dateparts import day_sets, day_step, units_per_day
+
+        arr = table.column(column.name)
+        inner = NumericTransform.fit(
+            column, arr, rng, protect_extremes=protect_extremes, table=stats
+        )
+        per_day = units_per_day(arr.type)
+        assert per_day is not None  # the plan only sends dates and naive timestamps here
+        step = day_step(inner.grid, int(inner.offset), per_day)
+        if step is None:
+            for r in rules:
+                r.active, r.enforcement = False, "none"
+                r.note = "reported, not enforced: its values' grid does not move by whole days"
+            return inner
+        v, present = numeric_values(arr)
+        lo, hi = int(v[present].min()), int(v[present].max())
+        if inner.lo is not None:
+            lo = max(lo, int(inner.offset) + int(np.ceil(inner.lo)))
+        if inner.hi is not None:
+            hi = min(hi, int(inner.offset) + int(np.floor(inner.hi)))
+        rules = sorted(rules, key=lambda r: DATE_PARTS.index(r.params["part"]))
+        types = [table.column(r.columns[1]).type for r in rules]
+        days = day_sets(rules, arr, types, lo, hi, step)
+        return cls(column, inner, rules, days, per_day, lo, hi)
+
+    def levels(self, order: list[int]) -> list[tuple[list[int], ValueSets]]:
+        """The days of each prefix of the part columns in ``order``, longest first."""
+        return [(order[:k], self.days.project(order[:k])) for k in range(len(order), 0, -1)]
+
+    def decode_with(self, x, n, rng, row_offset, resolved):
+        v, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+        keys = [resolved[k] for k in self.keys]
+        out = self._move(v, present, keys, self._levels, self.lo, self.hi)
+        return _to_arrow(out, present, self.type)
+
+    def _move(
+        self,
+        v: np.ndarray,
+        todo: np.ndarray,
+        keys: list[Any],
+        levels: list[tuple[list[int], ValueSets]],
+        lo: int,
+        hi: int,
+    ) -> np.ndarray:
+        """``v`` (stored units) of the ``todo`` rows moved by whole days, first into the days
+        of ``[lo, hi]``, then to the nearest day there that has the longest prefix of the
+        row's parts (``levels``), else kept; clipped to ``[lo, hi]``."""
+        day = np.floor_divide(v, self.per_day)
+        first, last = lo // self.per_day, hi // self.per_day
+        inside = np.clip(day, first, last).astype(np.float64)
+        moved, left = inside.copy(), todo.copy()
+        for cols, sets in levels:
+            k = [keys[j] for j in cols]
+            snapped = sets.snap(inside, left, k, first, last)
+            found = left & (sets.combo_index(k) >= 0)
+            found &= (snapped != inside) | sets.holds(inside, left, k)
+            moved = np.where(found, snapped, moved)
+            left &= ~found
+        out = np.where(todo, v + (moved.astype(np.int64) - day) * self.per_day, v)
+        return np.clip(out, lo, hi)
+
+    def _disagree(self, date: pa.Array, parts: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Per part column whose value some row's date does not give: (the rows, the date's)."""
+        out = {}
+        for rule, key in zip(self.rules, self.keys, strict=True):
+            current = parts[key]
+            if isinstance(current, pa.ChunkedArray):
+                current = current.combine_chunks()
+            expected, seen = fixed_targets(rule, date, current.type)
+            if not len(expected):
+                continue
+            same = pc.equal(expected, current).fill_null(False)
+            differ = pc.and_(pc.and_(pc.invert(same), pa.array(seen)), date.is_valid())
+            if pc.any(differ).as_py():
+                out[key] = (differ, pc.if_else(differ, expected, current))
+        return out
+
+    def parts_of(self, date: pa.Array, parts: dict[str, Any]) -> dict[str, pa.Array]:
+        """The part columns rebuilt from ``date`` where they disagree with it (the rows whose
+        drawn parts no day has together); only the columns that change."""
+        return {k: fixed for k, (_rows, fixed) in self._disagree(date, parts).items()}
+
+    def resnap(
+        self, table: pa.Table, lo: Any, hi: Any, given: set[str], move: bool
+    ) -> dict[str, pa.Array]:
+        """A conditional block's date and part columns made to agree again once the request's
+        values are in place (``condition_plan``). With ``move`` (the date is not given, or
+        only a range ``[lo, hi]``: Arrow scalars or None), a date outside the range or off a
+        part moves to the nearest day in the range whose parts give the row's part columns,
+        the given ones first, then the others coarsest first (the longest such prefix). Then
+        the part columns not in ``given`` are rebuilt from the date where they disagree; a
+        given part no day in the range has stays as given. Returns the changed columns."""
+        name = self.column.name
+        date = table.column(name).combine_chunks()
+        parts = {k: table.column(k) for k in self.keys}
+        out: dict[str, pa.Array] = {}
+        if move:
+            v, present = numeric_values(date)
+            lo_v = self.lo if lo is None else max(_stored(lo, self.type), self.lo)
+            hi_v = self.hi if hi is None else min(_stored(hi, self.type), self.hi)
+            off = np.zeros(len(v), dtype=bool)
+            for rows, _fixed in self._disagree(date, parts).values():
+                off |= np.asarray(rows, dtype=bool)
+            todo = present & (off | (v < lo_v) | (v > hi_v))
+            if todo.any():
+                first = [j for j, k in enumerate(self.keys) if k in given]
+                order = first + [j for j in range(len(self.keys)) if j not in first]
+                keys = [parts[k] for k in self.keys]
+                v = self._move(v, todo, keys, self.levels(order), lo_v, hi_v)
+                date = out[name] = _to_arrow(v, present, self.type)
+        fixes = self.parts_of(date, parts)
+        out.update({k: arr for k, arr in fixes.items() if k not in given})
+        return out
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = _inner_state(self.inner)
+        meta.update(
+            rules=[r.to_dict() for r in self.rules],
+            key_types=[str(d.type) for d in self.days.dictionaries],
+            days=self.days.to_params(),
+            per_day=self.per_day,
+            lo=self.lo,
+            hi=self.hi,
+        )
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, column, meta, arrays):
+        inner = _inner_from(meta, arrays)
+        types = [type_from_string(t) for t in meta["key_types"]]
+        days = ValueSets.from_params(meta["days"], types)
+        rules = [Rule.from_dict(r) for r in meta["rules"]]
+        return cls(column, inner, rules, days, meta["per_day"], meta["lo"], meta["hi"])
 
 
 class TiedTransform(RuleTransform):
@@ -705,6 +903,7 @@ class TiedTransform(RuleTransform):
 RULED: dict[str, type[RuleTransform]] = {
     TiedTransform.kind: TiedTransform,
     PinnedTransform.kind: PinnedTransform,
+    DaySnapTransform.kind: DaySnapTransform,
     MonthDayTransform.kind: MonthDayTransform,
     GapTransform.kind: GapTransform,
     ComputedTransform.kind: ComputedTransform,

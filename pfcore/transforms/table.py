@@ -26,6 +26,7 @@ from pfcore.transforms.ruled import (
     ClockTransform,
     ComputedTransform,
     ConditionedTransform,
+    DaySnapTransform,
     GapTransform,
     MonthDayTransform,
     PinnedTransform,
@@ -184,6 +185,17 @@ class TableTransformer:
                 )
                 transforms.append(pinned)
                 pinned.restate(rule)
+            elif col.name in plan.snapped:
+                transforms.append(
+                    DaySnapTransform.fit(
+                        col,
+                        table,
+                        plan.snapped[col.name],
+                        rng,
+                        protect_extremes=protect_extremes,
+                        stats=whole(col.name),
+                    )
+                )
             elif col.name in derived:
                 transforms.append(derived[col.name])
             elif col.name in ties:
@@ -272,6 +284,9 @@ class TableTransformer:
                 resolved = {c: arrays[self._index_of[c]] for c in tr.depends_on}
                 rng = decode_rng(seed, row_offset, tr.column.name)
                 arrays[i] = tr.decode_with(x[:, a:b], n, rng, row_offset, resolved)
+                if isinstance(tr, DaySnapTransform):  # its parts feed nothing else (the plan)
+                    for name, arr in tr.parts_of(arrays[i], resolved).items():
+                        arrays[self._index_of[name]] = arr
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
 
     # -- persistence -----------------------------------------------------------------------
