@@ -257,7 +257,7 @@ class CompiledConditions:
 
     def finish(self, block: Block, table: pa.Table) -> pa.Table:
         """Put the exact requested values in the decoded block and verify every condition."""
-        from pfcore.transforms.ruled import DaySnapTransform
+        from pfcore.transforms.ruled import DateSnapTransform
 
         names = table.column_names
         for name, arr in self.equal.items():
@@ -275,7 +275,7 @@ class CompiledConditions:
                 t = table.schema.field(name).type
                 table = table.set_column(names.index(name), name, part.column(name).cast(t))
         for tr in self.transforms:  # the given values in place, dates and parts agree again
-            if isinstance(tr, DaySnapTransform) and self.given & {tr.column.name, *tr.keys}:
+            if isinstance(tr, DateSnapTransform) and self.given & {tr.column.name, *tr.keys}:
                 date = tr.column.name
                 lo, hi = self.ranges.get(date, (None, None))
                 move = date not in self.exact
@@ -387,9 +387,9 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 def _modelled(tr: Any) -> Any:
     """The transform that models a column's value: a tied column's own numeric one, and a
     date snapped to its part columns' (a requested range is kept by ``finish``)."""
-    from pfcore.transforms.ruled import DaySnapTransform, TiedTransform
+    from pfcore.transforms.ruled import DateSnapTransform, TiedTransform
 
-    return tr.inner if isinstance(tr, (TiedTransform, DaySnapTransform)) else tr
+    return tr.inner if isinstance(tr, (TiedTransform, DateSnapTransform)) else tr
 
 
 def _untie(name: str, spans: dict[str, tuple[int, int]], hold: Callable[..., Any]) -> None:
@@ -420,9 +420,9 @@ def _check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> 
     """A column a rule rebuilds from others (an identity, a gap, a sentinel) cannot be fixed on
     its own: writing the requested value over the rebuilt one would break the rule in that row.
     Seed rows may give it together with every column it is built from (real rows keep rules)."""
-    from pfcore.transforms.ruled import DaySnapTransform, RuleTransform, TiedTransform
+    from pfcore.transforms.ruled import DateSnapTransform, RuleTransform, TiedTransform
 
-    if not isinstance(tr, RuleTransform) or isinstance(tr, (TiedTransform, DaySnapTransform)):
+    if not isinstance(tr, RuleTransform) or isinstance(tr, (TiedTransform, DateSnapTransform)):
         return  # their values are modelled (``_untie``; a snapped date's range: ``finish``)
     inputs = list(tr.depends_on)
     if given is not None and inputs and set(inputs) <= given:

@@ -557,6 +557,8 @@ def test_calendar_part_links_are_enforced_by_moving_the_date(as_date) -> None:
     time of day is kept, no date leaves the fit rows' range, and real rows round-trip exactly.
     The rules round-trip through ``rules.json``'s form and their hold rate measures a broken
     link; an unknown part is refused."""
+    import torch
+
     from pfcore.rules import collect_rules
     from pfcore.transforms import TableTransformer
 
@@ -577,7 +579,7 @@ def test_calendar_part_links_are_enforced_by_moving_the_date(as_date) -> None:
         back = Rule.from_dict(rule.to_dict())
         assert back.name == name and back.params == rule.params
     kinds = {t.column.name: t.kind for t in tr.transforms}
-    assert kinds["date"] == "day_snap" and kinds["mnth"] == kinds["wd"] == "onehot"
+    assert kinds["date"] == "date_snap" and kinds["mnth"] == kinds["wd"] == "onehot"
     x = tr.encode(train)
     decoded = tr.decode(x).column("date").combine_chunks()
     assert decoded.equals(train.column("date").combine_chunks())
@@ -587,6 +589,7 @@ def test_calendar_part_links_are_enforced_by_moving_the_date(as_date) -> None:
     mixed = tr.decode(mixed_x)
     for name in DATE_LINKS:
         assert hold_rate(by_name[name], mixed) == 1.0, name
+    assert tr.decode(torch.from_numpy(mixed_x)).equals(mixed)  # the torch decode path
     storage = pa.int32() if as_date else pa.int64()
     got = np.asarray(mixed.column("date").cast(storage), dtype=np.int64)
     real = np.asarray(train.column("date").cast(storage), dtype=np.int64)
@@ -659,33 +662,50 @@ def test_conditions_on_a_snapped_date_and_on_its_parts() -> None:
     assert given.column("date").equals(seeds.column("date"))
 
 
-def test_calendar_part_links_a_day_move_cannot_keep_are_reported_not_enforced() -> None:
-    """An hour of a timestamp (moving by whole days cannot change it) and the parts of a zoned
-    timestamp (its local days are not its stored days) stay modelled and reported, with why."""
-    from pfcore.rules import collect_rules
-    from pfcore.rules.plan import plan_rules
-
+def _stamped_table(n: int = 3000) -> pa.Table:
+    """A timestamp with hours, minutes and seconds beside its hour and month, and the same
+    instants as a zoned timestamp beside their local month and minute."""
     rng = np.random.default_rng(5)
-    n = 3000
-    seconds = (rng.integers(0, 730, n) * 86_400 + rng.integers(0, 24, n) * 3_600).astype(np.int64)
-    stamp = pa.array(seconds * 10**9 + 1_609_459_200 * 10**9, type=pa.timestamp("ns"))
-    table = pa.table(
+    seconds = rng.integers(0, 730, n) * 86_400 + rng.integers(0, 86_400, n)
+    stamp = pa.array((seconds + 1_609_459_200) * 10**9, type=pa.timestamp("ns"))
+    zoned = stamp.cast(pa.timestamp("ns", tz="Europe/Paris"))
+    return pa.table(
         {
             "at": stamp,
             "hr": np.asarray(pc.hour(stamp), dtype=np.int64),
-            "zoned": stamp.cast(pa.timestamp("ns", tz="Europe/Paris")),
-            "mnth_paris": np.asarray(
-                pc.month(stamp.cast(pa.timestamp("ns", tz="Europe/Paris"))), dtype=np.int64
-            ),
+            "mo": np.asarray(pc.month(stamp), dtype=np.int64),
+            "zoned": zoned,
+            "mnth_paris": np.asarray(pc.month(zoned), dtype=np.int64),
+            "minute_paris": np.asarray(pc.minute(zoned), dtype=np.int64),
         }
     )
+
+
+def test_an_hour_link_moves_a_timestamp_by_whole_hours() -> None:
+    """With an hour linked the timestamp moves by whole hours (keeping minutes and seconds) to
+    one whose hour and month give the drawn columns; a minute, and the parts of a zoned
+    timestamp (its local days are not its stored days), stay modelled and reported, with why."""
+    from pfcore.rules import collect_rules
+    from pfcore.transforms import TableTransformer
+
+    table = _stamped_table()
     schema = infer_schema(table)
-    rules = [r for r in collect_rules(table, None, schema, None) if r.kind == "fixed"]
-    plan_rules(rules, schema, table)
-    notes = {r.name: (r.active, r.note) for r in rules}
-    assert notes["hour(at) determines hr"] == (
-        False,
-        "reported, not enforced: the date is moved by whole days, not within a day",
-    )
-    zoned = [v for k, v in notes.items() if k.endswith("determines mnth_paris") and "zoned" in k]
-    assert zoned and all(not active and "zoned" in note for active, note in zoned), notes
+    rules = collect_rules(table, None, schema, None)
+    tr = TableTransformer.fit(table, schema, rules=rules)
+    by_name = {r.name: r for r in rules if r.kind == "fixed"}
+    for name in ("hour(at) determines hr", "month(at) determines mo"):
+        assert by_name[name].active and by_name[name].enforcement == "snapped", by_name[name].note
+    assert "zoned" in by_name["month(zoned) determines mnth_paris"].note
+    assert "whole hours" in by_name["minute(zoned) determines minute_paris"].note
+    assert not any(r.active for n, r in by_name.items() if "zoned" in n)
+    x = tr.encode(table)
+    other = np.random.default_rng(1).permutation(table.num_rows)
+    mixed_x = x.copy()
+    mixed_x[:, _date_slice(tr, "at")] = x[other, _date_slice(tr, "at")]
+    mixed = tr.decode(mixed_x)
+    for name in ("hour(at) determines hr", "month(at) determines mo"):
+        assert hold_rate(by_name[name], mixed) == 1.0, name
+    got = np.asarray(mixed.column("at").cast(pa.int64()))
+    real = np.asarray(table.column("at").cast(pa.int64()))
+    hour = 3_600 * 10**9
+    np.testing.assert_array_equal(got % hour, real[other] % hour)

@@ -15,7 +15,7 @@ Constructions (``pfcore.transforms.ruled``):
   decode adds the parents back. A column may have several parents on one side.
 * ``derived``: a fixed combination; the target is looked up from its source's decoded value.
 * ``snapped``: columns a calendar part of a date determines (a month beside its date) stay
-  modelled; decode moves the date by whole days to the nearest day whose parts give them
+  modelled; decode moves the date by whole days (hours) to the nearest one whose parts give them
   (``rules.dateparts``).
 * ``pinned``: a number a discrete key holds to a few values is modelled as usual; decode moves
   it to the nearest value its key held (``rules.pinned``).

@@ -126,22 +126,25 @@ class ValueSets:
         return np.where(hit, pos, -1)
 
     def snap(
-        self,
-        values: np.ndarray,
-        present: np.ndarray,
-        keys: list[pa.ChunkedArray | pa.Array],
-        low: float = -np.inf,
-        high: float = np.inf,
+        self, values: np.ndarray, present: np.ndarray, keys: list[pa.ChunkedArray | pa.Array]
     ) -> np.ndarray:
-        """``values`` moved to the nearest value of their key's set within ``[low, high]`` (the
-        lower on a tie); rows whose value is missing, whose key the fit rows lacked, or whose
-        key's set has no value near theirs within the bounds keep theirs. With bounds, a value
-        should lie within them (the nearest set values on either side are the candidates)."""
-        at = self.combo_index(keys)
-        rows = np.flatnonzero((at >= 0) & present)
+        """``values`` moved to the nearest value of their key's set (the lower on a tie); rows
+        whose value is missing or whose key the fit rows lacked keep theirs."""
+        at = np.where(present, self.combo_index(keys), -1)
+        return self.nearest(values, at)[0]
+
+    def nearest(
+        self, values: np.ndarray, at: np.ndarray, low: float = -np.inf, high: float = np.inf
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(each value moved to the nearest value within ``[low, high]`` of the set ``at``
+        indexes (``combo_index``; -1: none), the lower on a tie; whether it had one). A value
+        with none keeps its own. With bounds, a value should lie within them: the candidates
+        are the nearest set values on either side of it."""
         out = values.astype(np.float64, copy=True)
+        found = np.zeros(len(out), dtype=bool)
+        rows = np.flatnonzero(at >= 0)
         if not rows.size:
-            return out
+            return out, found
         v = out[rows]
         lo, hi = self.offsets[at[rows]], self.offsets[at[rows] + 1]
         start, end = lo.copy(), hi.copy()
@@ -159,7 +162,8 @@ class ValueSets:
         up_ok, down_ok = (up >= low) & (up <= high), (down >= low) & (down <= high)
         take_down = down_ok & (~up_ok | (np.abs(v - down) <= np.abs(up - v)))
         out[rows] = np.where(take_down, down, np.where(up_ok, up, v))
-        return out
+        found[rows] = up_ok | down_ok
+        return out, found
 
     def holds(
         self, values: np.ndarray, present: np.ndarray, keys: list[pa.ChunkedArray | pa.Array]

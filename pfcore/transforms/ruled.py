@@ -55,7 +55,7 @@ __all__ = [
     "ConditionedTransform",
     "MonthDayTransform",
     "PinnedTransform",
-    "DaySnapTransform",
+    "DateSnapTransform",
     "TiedTransform",
     "RULED",
 ]
@@ -556,6 +556,11 @@ class MonthDayTransform(RuleTransform):
         return cls(column, _inner_from(meta, arrays), meta["calendar"])
 
 
+def _take(arr: Any, rows: np.ndarray) -> Any:
+    """The ``rows`` of an Arrow array or chunked array."""
+    return arr.take(pa.array(rows))
+
+
 def _stored(value: Any, t: pa.DataType) -> int:
     """An Arrow scalar (or a plain value) of a date or timestamp type as its stored integer."""
     return int(numeric_values(pa.array([value], type=t))[0][0])
@@ -654,34 +659,34 @@ class PinnedTransform(_MovedValue):
         return cls(column, inner, meta["keys"], ValueSets.from_params(meta["sets"], types))
 
 
-class DaySnapTransform(_MovedValue):
+class DateSnapTransform(_MovedValue):
     """A date whose calendar parts other columns hold (``rules.dateparts``): modelled as usual,
-    moved on decode by whole days to the nearest day whose parts give the decoded part
-    columns, keeping its time of day.
+    moved on decode by whole days (hours, when an hour is linked: a slot) to the nearest slot
+    whose parts give the decoded part columns, keeping the rest of its time.
 
-    ``days`` holds the candidate days of each combination of all the part columns. A row
-    whose drawn parts no day has together (a month with a season it never has) moves to the
-    nearest day that has the longest prefix of them (coarsest part first), and the part
+    ``slots`` holds the candidate slots of each combination of all the part columns. A row
+    whose drawn parts no slot has together (a month with a season it never has) moves to the
+    nearest slot that has the longest prefix of them (coarsest part first), and the part
     columns after that prefix are then rebuilt from the moved date (:meth:`parts_of`): every
     link holds on every row, and only those rows' finer parts are not the model's own."""
 
-    kind = "day_snap"
+    kind = "date_snap"
 
     def __init__(
         self,
         column: ColumnSchema,
         inner: NumericTransform,
         rules: list[Any],
-        days: ValueSets,
-        per_day: int,
+        slots: ValueSets,
+        per_slot: int,
         lo: int,
         hi: int,
     ) -> None:
         super().__init__(column)
         self.rules = list(rules)  # fixed rules part(column) -> key, coarsest part first
         self.keys = [r.columns[1] for r in self.rules]
-        self.inner, self.days = inner, days
-        self.per_day, self.lo, self.hi = int(per_day), int(lo), int(hi)
+        self.inner, self.slots = inner, slots
+        self.per_slot, self.lo, self.hi = int(per_slot), int(lo), int(hi)
         self.depends_on = list(self.keys)
         self._levels = self.levels(list(range(len(self.keys))))
 
@@ -694,25 +699,25 @@ class DaySnapTransform(_MovedValue):
         rng: np.random.Generator,
         protect_extremes: int = 0,
         stats: Any = None,
-    ) -> DaySnapTransform | NumericTransform:
-        """``rules``: the fixed rules ``part(column) determines target``. The candidate days
+    ) -> DateSnapTransform | NumericTransform:
+        """``rules``: the fixed rules ``part(column) determines target``. The candidate slots
         stay within the values the plain decode writes (the fit rows' range, less value
         protection) and on its grid, and a moved date is clipped to that range, so snapping
-        never writes a value the plain decode could not. A grid no whole-day move keeps (36
-        hours) gets the plain transform, and the rules are marked off with the reason."""
-        from pfcore.rules.dateparts import day_sets, day_step, units_per_day
+        never writes a value the plain decode could not. A grid no whole-slot move keeps (36
+        hours, by days) gets the plain transform, and the rules are marked off with the reason."""
+        from pfcore.rules.dateparts import hourly, slot_sets, slot_step, slot_units
 
         arr = table.column(column.name)
         inner = NumericTransform.fit(
             column, arr, rng, protect_extremes=protect_extremes, table=stats
         )
-        per_day = units_per_day(arr.type)
-        assert per_day is not None  # the plan only sends dates and naive timestamps here
-        step = day_step(inner.grid, int(inner.offset), per_day)
+        per_slot = slot_units(arr.type, hourly(rules))
+        assert per_slot is not None  # the plan only sends dates and naive timestamps here
+        step = slot_step(inner.grid, int(inner.offset), per_slot)
         if step is None:
             for r in rules:
                 r.active, r.enforcement = False, "none"
-                r.note = "reported, not enforced: its values' grid does not move by whole days"
+                r.note = "reported, not enforced: its values' grid does not move by whole slots"
             return inner
         v, present = numeric_values(arr)
         lo, hi = int(v[present].min()), int(v[present].max())
@@ -722,12 +727,12 @@ class DaySnapTransform(_MovedValue):
             hi = min(hi, int(inner.offset) + int(np.floor(inner.hi)))
         rules = sorted(rules, key=lambda r: DATE_PARTS.index(r.params["part"]))
         types = [table.column(r.columns[1]).type for r in rules]
-        days = day_sets(rules, arr, types, lo, hi, step)
-        return cls(column, inner, rules, days, per_day, lo, hi)
+        slots = slot_sets(rules, arr, types, lo, hi, step)
+        return cls(column, inner, rules, slots, per_slot, lo, hi)
 
     def levels(self, order: list[int]) -> list[tuple[list[int], ValueSets]]:
-        """The days of each prefix of the part columns in ``order``, longest first."""
-        return [(order[:k], self.days.project(order[:k])) for k in range(len(order), 0, -1)]
+        """The slots of each prefix of the part columns in ``order``, longest first."""
+        return [(order[:k], self.slots.project(order[:k])) for k in range(len(order), 0, -1)]
 
     def decode_with(self, x, n, rng, row_offset, resolved):
         v, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
@@ -744,21 +749,21 @@ class DaySnapTransform(_MovedValue):
         lo: int,
         hi: int,
     ) -> np.ndarray:
-        """``v`` (stored units) of the ``todo`` rows moved by whole days, first into the days
-        of ``[lo, hi]``, then to the nearest day there that has the longest prefix of the
+        """``v`` (stored units) of the ``todo`` rows moved by whole slots, first into the slots
+        of ``[lo, hi]``, then to the nearest slot there that has the longest prefix of the
         row's parts (``levels``), else kept; clipped to ``[lo, hi]``."""
-        day = np.floor_divide(v, self.per_day)
-        first, last = lo // self.per_day, hi // self.per_day
-        inside = np.clip(day, first, last).astype(np.float64)
-        moved, left = inside.copy(), todo.copy()
-        for cols, sets in levels:
-            k = [keys[j] for j in cols]
-            snapped = sets.snap(inside, left, k, first, last)
-            found = left & (sets.combo_index(k) >= 0)
-            found &= (snapped != inside) | sets.holds(inside, left, k)
-            moved = np.where(found, snapped, moved)
-            left &= ~found
-        out = np.where(todo, v + (moved.astype(np.int64) - day) * self.per_day, v)
+        slot = np.floor_divide(v, self.per_slot)
+        first, last = lo // self.per_slot, hi // self.per_slot
+        moved = np.clip(slot, first, last).astype(np.float64)
+        left = np.flatnonzero(todo)
+        for cols, sets in levels:  # each level on the rows a longer prefix did not place
+            if not left.size:
+                break
+            at = sets.combo_index([_take(keys[j], left) for j in cols])
+            new, found = sets.nearest(moved[left], at, first, last)
+            moved[left[found]] = new[found]
+            left = left[~found]
+        out = np.where(todo, v + (moved.astype(np.int64) - slot) * self.per_slot, v)
         return np.clip(out, lo, hi)
 
     def _disagree(self, date: pa.Array, parts: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -818,9 +823,9 @@ class DaySnapTransform(_MovedValue):
         meta, arrays = _inner_state(self.inner)
         meta.update(
             rules=[r.to_dict() for r in self.rules],
-            key_types=[str(d.type) for d in self.days.dictionaries],
-            days=self.days.to_params(),
-            per_day=self.per_day,
+            key_types=[str(d.type) for d in self.slots.dictionaries],
+            slots=self.slots.to_params(),
+            per_slot=self.per_slot,
             lo=self.lo,
             hi=self.hi,
         )
@@ -830,9 +835,9 @@ class DaySnapTransform(_MovedValue):
     def from_state(cls, column, meta, arrays):
         inner = _inner_from(meta, arrays)
         types = [type_from_string(t) for t in meta["key_types"]]
-        days = ValueSets.from_params(meta["days"], types)
+        slots = ValueSets.from_params(meta["slots"], types)
         rules = [Rule.from_dict(r) for r in meta["rules"]]
-        return cls(column, inner, rules, days, meta["per_day"], meta["lo"], meta["hi"])
+        return cls(column, inner, rules, slots, meta["per_slot"], meta["lo"], meta["hi"])
 
 
 class TiedTransform(RuleTransform):
@@ -903,7 +908,7 @@ class TiedTransform(RuleTransform):
 RULED: dict[str, type[RuleTransform]] = {
     TiedTransform.kind: TiedTransform,
     PinnedTransform.kind: PinnedTransform,
-    DaySnapTransform.kind: DaySnapTransform,
+    DateSnapTransform.kind: DateSnapTransform,
     MonthDayTransform.kind: MonthDayTransform,
     GapTransform.kind: GapTransform,
     ComputedTransform.kind: ComputedTransform,

@@ -26,7 +26,7 @@ from pfcore.transforms.ruled import (
     ClockTransform,
     ComputedTransform,
     ConditionedTransform,
-    DaySnapTransform,
+    DateSnapTransform,
     GapTransform,
     MonthDayTransform,
     PinnedTransform,
@@ -187,7 +187,7 @@ class TableTransformer:
                 pinned.restate(rule)
             elif col.name in plan.snapped:
                 transforms.append(
-                    DaySnapTransform.fit(
+                    DateSnapTransform.fit(
                         col,
                         table,
                         plan.snapped[col.name],
@@ -284,7 +284,7 @@ class TableTransformer:
                 resolved = {c: arrays[self._index_of[c]] for c in tr.depends_on}
                 rng = decode_rng(seed, row_offset, tr.column.name)
                 arrays[i] = tr.decode_with(x[:, a:b], n, rng, row_offset, resolved)
-                if isinstance(tr, DaySnapTransform):  # its parts feed nothing else (the plan)
+                if isinstance(tr, DateSnapTransform):  # its parts feed nothing else (the plan)
                     for name, arr in tr.parts_of(arrays[i], resolved).items():
                         arrays[self._index_of[name]] = arr
         return pa.Table.from_arrays(arrays, schema=self._arrow_schema)

@@ -46,7 +46,7 @@ from pfcore.transforms.ruled import (
     ClockTransform,
     ComputedTransform,
     ConditionedTransform,
-    DaySnapTransform,
+    DateSnapTransform,
     GapTransform,
     PinnedTransform,
     RuleTransform,
@@ -208,7 +208,7 @@ class TorchDecoder:
                 a, b = tr._slices[i]
                 resolved = {c: cols[tr._index_of[c]] for c in t.depends_on}
                 cols[i] = self._ruled(i, t, x[:, a:b], n, rng(t.column.name), row_offset, resolved)  # type: ignore[arg-type]
-                if isinstance(t, DaySnapTransform):  # on the host, as its date (see _ruled)
+                if isinstance(t, DateSnapTransform):  # on the host, as its date (see _ruled)
                     host = {c: _host_arrow(col) for c, col in resolved.items()}  # type: ignore[union-attr]
                     date = _host_arrow(cols[i])  # type: ignore[arg-type]
                     for name, arr in t.parts_of(date, host).items():
