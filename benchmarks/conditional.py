@@ -153,18 +153,21 @@ def _requests(synth: Any, train: Any, hold: Any, target: str) -> list[tuple[str,
 
 
 def _rule_consistent(synth: Any, kept: list[str]) -> list[str]:
-    """Drop kept columns that a rule rebuilds from columns not kept: the model refuses them
-    (the given value would break the rule), a user would leave them out."""
-    from pfcore.transforms.ruled import RuleTransform
+    """Drop kept columns the model refuses as given values (its own check,
+    ``condition_plan._check_not_rule_built``): a column a rule rebuilds from columns not kept;
+    a user would leave them out."""
+    from pfcore.condition_plan import _check_not_rule_built
+    from pfcore.errors import InputError
 
     by_name = {tr.column.name: tr for tr in synth.transformer.transforms}
     out = list(kept)
     changed = True
     while changed:
         changed = False
-        for name in list(out):
-            tr = by_name.get(name)
-            if isinstance(tr, RuleTransform) and not set(tr.depends_on or [name + "?"]) <= set(out):
+        for name in [n for n in out if n in by_name]:
+            try:
+                _check_not_rule_built(by_name[name], name, set(out))
+            except InputError:
                 out.remove(name)
                 changed = True
     return out

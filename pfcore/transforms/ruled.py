@@ -735,10 +735,25 @@ class DateSnapTransform(_MovedValue):
         return [(order[:k], self.slots.project(order[:k])) for k in range(len(order), 0, -1)]
 
     def decode_with(self, x, n, rng, row_offset, resolved):
-        v, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+        from pfcore.rules.dateparts import local_values
+
+        v, present = local_values(self.inner.decode(x, n, rng, row_offset))
         keys = [resolved[k] for k in self.keys]
-        out = self._move(v, present, keys, self._levels, self.lo, self.hi)
-        return _to_arrow(out, present, self.type)
+        lo, hi = self._local(self.lo), self._local(self.hi)
+        return self._stored(self._move(v, present, keys, self._levels, lo, hi), present)
+
+    def _local(self, stored: int) -> int:
+        """A stored value (an instant) on the wall clock (a zoned timestamp's local time)."""
+        from pfcore.rules.dateparts import local_values
+
+        return int(local_values(arrow_values(np.array([stored]), None, self.type))[0][0])
+
+    def _stored(self, local: np.ndarray, present: np.ndarray) -> pa.Array:
+        """Wall-clock values back to the column, within ``[lo, hi]`` as stored."""
+        from pfcore.rules.dateparts import from_local
+
+        v, _ = numeric_values(from_local(local, present, self.type))
+        return _to_arrow(np.clip(v, self.lo, self.hi), present, self.type)
 
     def _move(
         self,
@@ -802,9 +817,12 @@ class DateSnapTransform(_MovedValue):
         parts = {k: table.column(k) for k in self.keys}
         out: dict[str, pa.Array] = {}
         if move:
-            v, present = numeric_values(date)
+            from pfcore.rules.dateparts import local_values
+
+            v, present = local_values(date)
             lo_v = self.lo if lo is None else max(_stored(lo, self.type), self.lo)
             hi_v = self.hi if hi is None else min(_stored(hi, self.type), self.hi)
+            lo_v, hi_v = self._local(lo_v), self._local(hi_v)
             off = np.zeros(len(v), dtype=bool)
             for rows, _fixed in self._disagree(date, parts).values():
                 off |= np.asarray(rows, dtype=bool)
@@ -814,7 +832,7 @@ class DateSnapTransform(_MovedValue):
                 order = first + [j for j in range(len(self.keys)) if j not in first]
                 keys = [parts[k] for k in self.keys]
                 v = self._move(v, todo, keys, self.levels(order), lo_v, hi_v)
-                date = out[name] = _to_arrow(v, present, self.type)
+                date = out[name] = self._stored(v, present)
         fixes = self.parts_of(date, parts)
         out.update({k: arr for k, arr in fixes.items() if k not in given})
         return out
