@@ -561,7 +561,7 @@ def _take(arr: Any, rows: np.ndarray) -> Any:
     return arr.take(pa.array(rows))
 
 
-def _stored(value: Any, t: pa.DataType) -> int:
+def _stored_int(value: Any, t: pa.DataType) -> int:
     """An Arrow scalar (or a plain value) of a date or timestamp type as its stored integer."""
     return int(numeric_values(pa.array([value], type=t))[0][0])
 
@@ -689,6 +689,7 @@ class DateSnapTransform(_MovedValue):
         self.per_slot, self.lo, self.hi = int(per_slot), int(lo), int(hi)
         self.depends_on = list(self.keys)
         self._levels = self.levels(list(range(len(self.keys))))
+        self._wall = self._local(self.lo), self._local(self.hi)  # [lo, hi] on the wall clock
 
     @classmethod
     def fit(
@@ -739,8 +740,7 @@ class DateSnapTransform(_MovedValue):
 
         v, present = local_values(self.inner.decode(x, n, rng, row_offset))
         keys = [resolved[k] for k in self.keys]
-        lo, hi = self._local(self.lo), self._local(self.hi)
-        return self._stored(self._move(v, present, keys, self._levels, lo, hi), present)
+        return self._to_column(self._move(v, present, keys, self._levels, *self._wall), present)
 
     def _local(self, stored: int) -> int:
         """A stored value (an instant) on the wall clock (a zoned timestamp's local time)."""
@@ -748,7 +748,7 @@ class DateSnapTransform(_MovedValue):
 
         return int(local_values(arrow_values(np.array([stored]), None, self.type))[0][0])
 
-    def _stored(self, local: np.ndarray, present: np.ndarray) -> pa.Array:
+    def _to_column(self, local: np.ndarray, present: np.ndarray) -> pa.Array:
         """Wall-clock values back to the column, within ``[lo, hi]`` as stored."""
         from pfcore.rules.dateparts import from_local
 
@@ -764,7 +764,7 @@ class DateSnapTransform(_MovedValue):
         lo: int,
         hi: int,
     ) -> np.ndarray:
-        """``v`` (stored units) of the ``todo`` rows moved by whole slots, first into the slots
+        """``v`` (wall-clock units) of the ``todo`` rows moved by whole slots, first into the slots
         of ``[lo, hi]``, then to the nearest slot there that has the longest prefix of the
         row's parts (``levels``), else kept; clipped to ``[lo, hi]``."""
         slot = np.floor_divide(v, self.per_slot)
@@ -820,8 +820,8 @@ class DateSnapTransform(_MovedValue):
             from pfcore.rules.dateparts import local_values
 
             v, present = local_values(date)
-            lo_v = self.lo if lo is None else max(_stored(lo, self.type), self.lo)
-            hi_v = self.hi if hi is None else min(_stored(hi, self.type), self.hi)
+            lo_v = self.lo if lo is None else max(_stored_int(lo, self.type), self.lo)
+            hi_v = self.hi if hi is None else min(_stored_int(hi, self.type), self.hi)
             lo_v, hi_v = self._local(lo_v), self._local(hi_v)
             off = np.zeros(len(v), dtype=bool)
             for rows, _fixed in self._disagree(date, parts).values():
@@ -832,7 +832,7 @@ class DateSnapTransform(_MovedValue):
                 order = first + [j for j in range(len(self.keys)) if j not in first]
                 keys = [parts[k] for k in self.keys]
                 v = self._move(v, todo, keys, self.levels(order), lo_v, hi_v)
-                date = out[name] = self._stored(v, present)
+                date = out[name] = self._to_column(v, present)
         fixes = self.parts_of(date, parts)
         out.update({k: arr for k, arr in fixes.items() if k not in given})
         return out
