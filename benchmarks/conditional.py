@@ -41,7 +41,12 @@ timings, for the shared 2-core CPU; the full protocol times 100k rows)::
 the same model, chosen per request (``Conditions.method``, the option ``pushforward generate``,
 the pyfunc and the flow take; ``--samplers`` is its former name); ``--step-budget T D C`` trains
 fixed steps per phase (teacher, distillation, conditional student) instead of the time budget,
-for a shared machine; ``--timing-rows`` sets the rows timed.
+for a shared machine; ``--timing-rows`` sets the rows timed. ``--models DIR`` saves each fit
+under ``DIR/<dataset>`` and loads it when it is there, so another sampler (or another version
+of the code) is scored on the same fit::
+
+    python benchmarks/conditional.py --models fits                      # fit, save, score
+    python benchmarks/conditional.py --models fits --conditional-method project
 """
 
 from __future__ import annotations
@@ -318,6 +323,7 @@ def run(
     timing_rows: int,
     save: Any = None,
     samplers: tuple[str, ...] = ("auto",),
+    models: Path | None = None,
 ) -> list[dict]:
     import dataclasses
 
@@ -347,9 +353,15 @@ def run(
             f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({family}, {preset}, {config})",
             flush=True,
         )
-        synth = Synthesizer.fit(
-            train, infer_schema(train), family=family, preset=preset, seed=SEED, config=config
-        )
+        saved = None if models is None else models / ds
+        if saved is not None and (saved / "synthesizer.json").exists():
+            synth = Synthesizer.load(saved)  # the same fit, scored again (another sampler)
+        else:
+            synth = Synthesizer.fit(
+                train, infer_schema(train), family=family, preset=preset, seed=SEED, config=config
+            )
+            if saved is not None:
+                synth.save(saved)
         fit = _fit_record(synth)
         print(f"{'':20s}   fit: {json.dumps(fit)}", flush=True)
         ho_df = hold.to_pandas()
@@ -521,6 +533,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=JSON",
         help="model config overrides for every fit, e.g. --set calibrate_numbers=false",
     )
+    ap.add_argument(
+        "--models",
+        help="folder of fitted synthesizers, one per dataset: loaded when present, else fitted "
+        "and saved there (score several samplers or versions on the same fits)",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -559,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         "timing_rows": timing_rows,
         "torch_threads": 1,
         "machine": "shared 2-core CPU" if args.quick else "see README",
+        "models": args.models,
     }
 
     def save(records: list[dict]) -> None:  # after every record: a crash keeps what ran
@@ -569,7 +587,15 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, out)
 
     records = run(
-        args.datasets, family, preset, config, fid_rows, timing_rows, save, tuple(args.samplers)
+        args.datasets,
+        family,
+        preset,
+        config,
+        fid_rows,
+        timing_rows,
+        save,
+        tuple(args.samplers),
+        Path(args.models) if args.models else None,
     )
     save(records)
     print(f"wrote {out}")

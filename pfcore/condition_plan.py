@@ -203,7 +203,7 @@ class CompiledConditions:
 
     @property
     def method(self) -> str:
-        """The conditional sampler that runs ("student" or "inpaint", never "auto")."""
+        """The conditional sampler that runs ("student", "inpaint" or "project", never "auto")."""
         return self.conditions.method
 
     @property

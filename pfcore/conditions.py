@@ -17,10 +17,10 @@ Text forms (CLI and flow form):
   ``'y=uniform'`` gives every non-null class the same share.
 * ``--seed-rows file.parquet``: partial rows; its columns are kept exactly (nulls included) and
   the other columns are generated, one output row per seed row, in order.
-* ``--conditional-method auto|student|inpaint``: which conditional sampler generates the rest
-  (``pfcore.models.conditional.conditional_method`` decides what "auto" runs). Compiling a
-  request against a model replaces "auto" by the sampler chosen, so the recorded request says
-  how its rows were made, and the method is part of the batch id (student and inpainting give
+* ``--conditional-method auto|student|inpaint|project``: which conditional sampler generates
+  the rest (``pfcore.models.conditional.conditional_method`` decides what "auto" runs).
+  Compiling a request against a model replaces "auto" by the sampler chosen, so the recorded
+  request says how its rows were made, and the method is part of the batch id (samplers give
   different rows for the same seed).
 """
 

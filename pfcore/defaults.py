@@ -30,6 +30,8 @@ PROTECT_EXTREMES = 5
 #: Conditional samplers a request may name (``pfcore.models.conditional.conditional_method``
 #: decides what "auto" runs: the model's mask-conditioned networks when it has them, else flow
 #: inpainting; "student" names those networks: a one-step model's conditional student, a hybrid
-#: model's any-order discrete network and numeric student).
-CONDITIONAL_METHODS: tuple[str, ...] = ("auto", "student", "inpaint")
+#: model's any-order discrete network and numeric student; "project" is a hybrid model's
+#: any-order discrete network with its unconditional student's latent point moved onto the
+#: given numbers, slower and closer to the real rows when numbers are given).
+CONDITIONAL_METHODS: tuple[str, ...] = ("auto", "student", "inpaint", "project")
 DEFAULT_CONDITIONAL_METHOD = "auto"

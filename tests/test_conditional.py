@@ -362,6 +362,10 @@ def test_an_artifact_without_a_student_samples_by_inpainting(toy_synth, tmp_path
     assert (out.x == "a").all() and len(teacher) > 1
     with pytest.raises(ModelError, match="conditional_method 'student'.*no conditional student"):
         old.sample(10, 1, conditions=Conditions.make(where=["x=a"], method="student"))
+    with pytest.raises(
+        ModelError, match="'project' needs a hybrid model.*'onestep' model has none"
+    ):
+        old.sample(10, 1, conditions=Conditions.make(where=["x=a"], method="project"))
 
 
 # ------------------------------------------------------------------------ batches
@@ -664,7 +668,7 @@ def test_cli_options_build_typed_conditions(tmp_path: Path) -> None:
     # the Prefect form: the same fields, malformed values rejected with the field named
     schema = GenerateParams.model_json_schema()["properties"]
     assert schema["where"]["type"] == "array" and "rebalance" in schema
-    assert schema["conditional_method"]["enum"] == ["auto", "student", "inpaint"]
+    assert schema["conditional_method"]["enum"] == ["auto", "student", "inpaint", "project"]
     assert schema["conditional_method"]["default"] == "auto"
     with pytest.raises(ValidationError, match="where"):
         GenerateParams(where=["x"])
@@ -684,7 +688,7 @@ def test_prefect_form_offers_the_conditional_methods_as_choices() -> None:
 
     form = parameter_schema(generate_batch.fn).model_dump()
     field = form["definitions"]["GenerateParams"]["properties"]["conditional_method"]
-    assert field["enum"] == list(CONDITIONAL_METHODS) == ["auto", "student", "inpaint"]
+    assert field["enum"] == list(CONDITIONAL_METHODS) == ["auto", "student", "inpaint", "project"]
     assert field["default"] == "auto" and "inpaint" in field["description"]
 
 

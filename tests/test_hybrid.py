@@ -468,7 +468,7 @@ def test_conditional_requests_are_refused_without_the_networks(linked, tmp_path:
     from pfcore.models.conditional import conditional_method
 
     m, _x, _blocks = linked
-    for method in ("auto", "student", "inpaint"):
+    for method in ("auto", "student", "inpaint", "project"):
         with pytest.raises(ModelError):
             conditional_method(m, method)
     m.save(tmp_path / "old")
@@ -708,6 +708,31 @@ def test_a_conditional_teacher_gives_numbers_their_nonlinear_law(
     known, mask = _request(x.shape[1], {0: 1.6})
     again = conditional_push(models.load(tmp_path / "m"))(z, known, mask, 0)
     assert torch.equal(again, push(z, known, mask, 0))
+
+
+def test_the_project_sampler_puts_given_numbers_on_the_students_curve(curved_masked) -> None:
+    """'project': the unconditional student's latent point moved onto the given u, so v is the
+    student's own answer there and lies on the curve, with no network trained for it; rows that
+    give nothing are the student's own rows, and the same z gives the same rows."""
+    from pfcore.models.conditional import conditional_method, conditional_push
+
+    m, x = curved_masked
+    assert conditional_method(m, "project") == "project"
+    push = conditional_push(m, method="project")
+    z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    means = {}
+    for u in (0.0, 1.6, -1.6):
+        known, mask = _request(x.shape[1], {0: u})
+        out = push(z, known, mask, 0)
+        assert np.all(out[:, 0].numpy() == u)
+        means[u] = float(out[:, 1].mean())
+        torch.testing.assert_close(push(z[:500], known, mask, 0), out[:500], rtol=0, atol=1e-5)
+    assert abs(means[0.0] + 0.71) < 0.3, means
+    assert means[1.6] - means[0.0] > 1.1 and means[-1.6] - means[0.0] > 1.1, means
+    free = push(z, torch.zeros(x.shape[1]), torch.zeros(x.shape[1], dtype=torch.bool), 0)
+    with torch.no_grad():
+        own = m.student_numbers(m.student(torch.cat([z[:, 1:], free[:, 2:5]], dim=1)))
+    torch.testing.assert_close(free[:, :2], own, rtol=0, atol=1e-5)
 
 
 def test_the_energy_score_network_misses_the_curve_at_the_same_steps() -> None:

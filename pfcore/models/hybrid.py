@@ -333,9 +333,10 @@ class HybridModel(GenerativeModel):
             return None
         return self.cond_discrete or self.cond_numeric
 
-    def conditional_push(self) -> Callable:
-        """The family's conditional sampler (``hybrid_cond.py``)."""
-        return hybrid_conditional_push(self)
+    def conditional_push(self, project: bool = False) -> Callable:
+        """The family's conditional sampler (``hybrid_cond.py``); ``project``: given numbers
+        reached by moving the unconditional student's latent point (``latent_project.py``)."""
+        return hybrid_conditional_push(self, project=project)
 
     def to(self, device: str | torch.device) -> HybridModel:
         super().to(device)

@@ -7,7 +7,8 @@ Input, either requests (one request per row; MLflow's signature enforces the col
     where:     string  optional fixed values, clauses separated by ';': "region=EU; age>=30"
     rebalance: string  optional target distribution of one column: "y=yes:0.5" or "y=uniform"
     conditional_method: string  optional sampler of a conditional request: "auto" (default),
-                       "student" or "inpaint" (``pfcore.models.conditional.conditional_method``)
+                       "student", "inpaint" or "project"
+                       (``pfcore.models.conditional.conditional_method``)
 
 or seed rows: a frame without ``n_rows`` whose columns are some of the model's columns; each
 row is completed (given values kept exactly, nulls included), one output row per input row, in
