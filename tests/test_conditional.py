@@ -212,6 +212,22 @@ def test_conditional_frequencies_follow_the_known_law(synth) -> None:
     assert (hi.to_pandas().x == "a").mean() > 0.7
 
 
+def test_the_project_sampler_keeps_given_numbers_and_the_law(hybrid_synth) -> None:
+    """'project' (the hybrid's student at a latent point moved onto the given numbers): a
+    range and seed rows are met exactly, the discrete columns follow the given number (x=a
+    carries nearly all of num in [3, 4]), and the same request gives the same rows."""
+    c = Conditions.make(where=["num>=3", "num<=4"], method="project")
+    out = hybrid_synth.sample(2500, 5, conditions=c).to_pandas()
+    assert out.num.between(3, 4).all() and (out.x == "a").mean() > 0.7
+    assert hybrid_synth.sample(2500, 5, conditions=c).to_pandas().equals(out)
+    given = toy_table(500, seed=9).select(["num", "opt"])
+    seeded = hybrid_synth.sample(
+        None, 3, conditions=Conditions.make(seed_rows=given, method="project")
+    )
+    assert seeded.column("num").equals(given.column("num"))
+    assert seeded.column("opt").equals(given.column("opt"))
+
+
 def test_rare_condition_is_answered_in_one_pass(synth, monkeypatch) -> None:
     """'rare' is 0.5% of the training rows: every row meets it, one model call per block."""
     calls = []
@@ -383,6 +399,8 @@ def _read(manifest) -> pa.Table:
         ("toy_synth", "seed_rows", "auto"),
         ("hybrid_synth", "where", "auto"),
         ("hybrid_synth", "seed_rows", "auto"),
+        ("hybrid_synth", "where", "project"),
+        ("hybrid_synth", "seed_rows", "project"),
     ],
 )
 def test_conditional_batch_same_rows_with_1_and_3_shards(
