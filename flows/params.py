@@ -465,7 +465,7 @@ class GenerateParams(_Strict):
             "numeric student, a onestep model's conditional student), 'inpaint' (onestep and "
             "flow models only: the flow teacher, 32 evaluations per row, 3-7 percent of the "
             "speed), 'project' (hybrid models only: the student's latent point moved onto given "
-            "numbers; closer to real rows when numbers are given, 10-30 percent of the speed) "
+            "numbers; closer to real rows when numbers are given, 6-20 percent of the speed) "
             "or 'auto' (the student when the model has one). The batch records the one that ran."
         ),
     )
