@@ -434,6 +434,8 @@ def test_conditional_batch_same_rows_with_1_and_3_shards(
     ]
     one, three = (_read(m) for m in manifests)
     assert len(manifests[0].files) == 1 and len(manifests[1].files) == 3
+    if method != "auto":  # the sampler asked for is the one recorded
+        assert all(m.data["conditions"]["method"] == method for m in manifests)
     assert one.num_rows == 1200 and one.equals(three)
     assert one.equals(toy_synth.sample(n, 11, block_rows=256, conditions=conditions))
     assert manifests[0].batch_id == manifests[1].batch_id
