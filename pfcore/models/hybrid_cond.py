@@ -331,8 +331,8 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
         rows = m_num.any(dim=1)  # rows that give a number need the conditional student
         if not bool(rows.any()):
             return model.student_numbers(student(zd))
-        if project and bool(m_num.all()):  # every number given: nothing left to move
-            return model.given_numbers(model.student_numbers(student(zd)), num_known, m_num)
+        if bool(m_num.all()):  # every number given: each sampler's output is written over
+            return num_known
         if project:  # rows that give nothing keep their latent point: the student's own rows
 
             def f(q: torch.Tensor) -> torch.Tensor:

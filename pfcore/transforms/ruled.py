@@ -816,6 +816,7 @@ class DateSnapTransform(_MovedValue):
         date = table.column(name).combine_chunks()
         parts = {k: table.column(k) for k in self.keys}
         out: dict[str, pa.Array] = {}
+        disagree = self._disagree(date, parts)
         if move:
             from pfcore.rules.dateparts import local_values
 
@@ -824,7 +825,7 @@ class DateSnapTransform(_MovedValue):
             hi_v = self.hi if hi is None else min(_stored_int(hi, self.type), self.hi)
             lo_v, hi_v = self._local(lo_v), self._local(hi_v)
             off = np.zeros(len(v), dtype=bool)
-            for rows, _fixed in self._disagree(date, parts).values():
+            for rows, _fixed in disagree.values():
                 off |= np.asarray(rows, dtype=bool)
             todo = present & (off | (v < lo_v) | (v > hi_v))
             if todo.any():
@@ -833,8 +834,8 @@ class DateSnapTransform(_MovedValue):
                 keys = [parts[k] for k in self.keys]
                 v = self._move(v, todo, keys, self.levels(order), lo_v, hi_v)
                 date = out[name] = self._to_column(v, present)
-        fixes = self.parts_of(date, parts)
-        out.update({k: arr for k, arr in fixes.items() if k not in given})
+                disagree = self._disagree(date, parts)  # the moved date's, not the drawn one's
+        out.update({k: fixed for k, (_rows, fixed) in disagree.items() if k not in given})
         return out
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
