@@ -344,6 +344,49 @@ def test_clock_arithmetic_detected_not_on_near_miss_and_enforced() -> None:
         assert hold_rate(r, rows) == 1.0, r.name
 
 
+def _parts_table(n: int = N, near_miss: bool = False) -> pa.Table:
+    """A floor area that is the sum of three parts, one of them zero on most rows (and on every
+    one of the first rows, where the exact fit starts), beside unrelated numbers."""
+    rng = np.random.default_rng(5)
+    first = rng.integers(300, 2000, n)
+    second = np.where(rng.random(n) < 0.4, rng.integers(200, 1500, n), 0)
+    low = np.where(rng.random(n) < 0.03, rng.integers(50, 500, n), 0)
+    low[:200] = 0
+    total = first + second + low
+    if near_miss:
+        total[T[0]] += 1
+    return pa.table(
+        {
+            "first": first,
+            "second": second,
+            "low": low,
+            "age": rng.integers(0, 100, n),
+            "total": total,
+            "price": np.round(rng.lognormal(12, 0.4, n), 2),
+        }
+    )
+
+
+def test_a_total_of_three_parts_is_detected_as_the_total_and_enforced() -> None:
+    from pfcore.synthesizer import Synthesizer
+
+    name = "total == first + second + low"
+    found = _detect(_parts_table())
+    assert name in found, sorted(found)
+    assert found[name].params["coefficients"] == [1.0, 1.0, 1.0]
+    # The same columns written as a part from the total are not kept beside it.
+    assert not [r for r in found.values() if r.kind == "identity" and r.name != name]
+    assert name not in _detect(_parts_table(near_miss=True))
+    table = _parts_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    synth = Synthesizer.fit(train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout)
+    active = {r.name: r for r in synth.rules.active}
+    assert active[name].enforcement == "computed"
+    rows = synth.sample(20_000, seed=1)
+    assert hold_rate(active[name], rows) == 1.0
+    assert pc.min(rows.column("low")).as_py() >= 0  # a part keeps its own range
+
+
 def test_declared_clock_rule_parses() -> None:
     r = parse_declared([{"clock": "actual == sched + delay"}])[0]
     assert r.kind == "clock" and r.columns == ["actual", "sched", "delay"]

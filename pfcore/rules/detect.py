@@ -11,6 +11,8 @@ The search is bounded so wide tables stay fast (each bound is a module constant)
 * linear identities: the first ``MAX_IDENTITY_COLUMNS`` numeric columns; every target x
   operand pair is screened by R^2 from one correlation matrix (``SCREEN_ROWS`` rows), and only
   pairs with R^2 ~ 1 get a least-squares fit (survivors are checked on more rows, then all);
+  three operands (a total of three parts) among the first ``MAX_TRIPLE_COLUMNS``, for a target
+  that has no one- or two-operand identity and that the other columns predict exactly;
 * composite keys: pairs among the first ``MAX_KEY_COLUMNS`` discrete columns;
 * clock times: HHMM columns (whole numbers 0-2400, minute part < 60, at least
   ``MIN_CLOCK_DISTINCT`` values) x other HHMM columns x numeric columns, for
@@ -71,6 +73,12 @@ MIN_ROWS_NEAR_BOUNDARY = 0.001
 #: exact for every triple of the first ``MAX_IDENTITY_COLUMNS`` numeric columns at O(m^3)
 #: arithmetic on numbers, not on rows (100 columns: 160k pairs of operands per target).
 SCREEN_ROWS = 2_000
+#: Three-operand identities are searched exhaustively (every triple, from the correlation
+#: matrix) among this many columns, and only for a target whose least-squares fit on all of them
+#: is exact: 60 columns are 34k triples per such target, milliseconds of arithmetic.
+MAX_TRIPLE_COLUMNS = 60
+#: At most this many exact triples per target go on to the least-squares fit.
+MAX_TRIPLES_PER_TARGET = 8
 FIT_ROWS = 24
 CHECK_ROWS = 2_000
 MAX_DENOMINATOR = 1000
@@ -214,7 +222,8 @@ def _near_boundary(gap: np.ndarray) -> bool:
 
 
 def _identities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
-    """c = k0 + sum k_i a_i for one or two operands a_i, by exact fit (see module docstring)."""
+    """c = k0 + sum k_i a_i for one to three operands a_i, by exact fit (see module
+    docstring)."""
     cand = []
     for c in cols:
         integer_code = c.kind == "categorical" and pa.types.is_integer(c.type)
@@ -231,25 +240,32 @@ def _identities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
     order = {c.name: i for i, c in enumerate(cols)}
     candidates: list[tuple[tuple[Any, ...], Rule]] = []
     pair_sets: set[frozenset[str]] = set()
+    two_sets: set[frozenset[str]] = set()
     for t_i, ops_i in _screen(cand):
         t_nd, t_col, t_vals = cand[t_i]
         if t_col.kind not in NUMERIC:
             continue  # an integer code is an operand, never computed
         ops = sorted((cand[j] for j in ops_i), key=lambda o: order[o[1].name])
         names = frozenset([t_col.name, *[o[1].name for o in ops]])
-        if len(ops) == 2 and any(p <= names for p in pair_sets):
-            continue  # contains a two-column identity: the fit is not unique
+        smaller = {1: set(), 2: pair_sets, 3: pair_sets | two_sets}[len(ops)]
+        if any(p <= names for p in smaller):
+            continue  # contains a smaller identity: the fit is not unique
         if any(o[1].kind == "datetime" for o in ops) and t_col.kind != "datetime":
             continue
         rule = _fit(t_col, t_vals, [(o[1], o[2]) for o in ops])
         if rule is None:
             continue
-        ints = all(float(k).is_integer() for k in rule.params["coefficients"])
-        candidates.append(((-t_nd, not ints, order[t_col.name]), rule))
+        ks = rule.params["coefficients"]
+        ints = all(float(k).is_integer() for k in ks)
+        total = all(k > 0 for k in ks)
+        candidates.append(((not total, -t_nd, not ints, order[t_col.name]), rule))
         if len(ops) == 1:
             pair_sets.add(names)
-    # One rule per set of columns: the target with the most distinct values (a total from its
-    # parts, a clock time from hour and minute), then integer coefficients.
+        elif len(ops) == 2:
+            two_sets.add(names)
+    # One rule per set of columns: a total of its parts (every coefficient positive, so the
+    # parts stay modelled and keep their own signs), then the target with the most distinct
+    # values (a clock time from hour and minute), then integer coefficients.
     best: dict[frozenset[str], tuple[tuple[Any, ...], Rule]] = {}
     for key, rule in candidates:
         s = frozenset(rule.columns)
@@ -301,6 +317,45 @@ def _screen(cand: list[tuple]) -> list[tuple[int, tuple[int, ...]]]:
         hit = np.triu(hit, 1) & ~one[t][:, None] & ~one[t][None, :]
         for a, b in zip(*np.nonzero(hit), strict=True):
             out.append((int(idx[t]), (int(idx[a]), int(idx[b]))))
+    found = {t for t, _ in out} | {a for _, ops in out for a in ops}
+    out += _screen_triples(X, R, allowed, found, idx)
+    return out
+
+
+def _screen_triples(
+    X: np.ndarray, R: np.ndarray, allowed: np.ndarray, found: set[int], idx: np.ndarray
+) -> list[tuple[int, tuple[int, ...]]]:
+    """(target, three operands) whose R^2 is 1 up to the target's rounding, for targets that
+    the other ``MAX_TRIPLE_COLUMNS`` columns predict exactly (one least-squares fit each) and
+    that take part in no smaller identity (``found``: indices into the candidates)."""
+    k = min(idx.size, MAX_TRIPLE_COLUMNS)
+    if k < 4 or X.shape[1] < 2 * k + 10:
+        return []  # too few rows: every column would be in the span of the others
+    out: list[tuple[int, tuple[int, ...]]] = []
+    triples = np.array(list(itertools.combinations(range(k), 3)))
+    eye = np.eye(3)
+    for t in range(k):
+        if int(idx[t]) in found:
+            continue
+        others = np.array([j for j in range(k) if j != t and int(idx[j]) not in found])
+        if others.size < 3:
+            continue
+        coef, *_ = np.linalg.lstsq(X[others].T, X[t], rcond=None)
+        resid = X[t] - X[others].T @ coef
+        if (resid @ resid) / X.shape[1] / max((X[t] @ X[t]) / X.shape[1], 1e-300) > allowed[t]:
+            continue
+        tri = triples[np.isin(triples, others).all(axis=1)]
+        S = R[tri[:, :, None], tri[:, None, :]] + 1e-12 * eye
+        r = R[t, tri]
+        with np.errstate(all="ignore"):
+            det = np.linalg.det(S)
+            ok = np.abs(det) > 1e-9
+            sol = np.linalg.solve(S[ok], r[ok][:, :, None])[:, :, 0]
+        r2 = (r[ok] * sol).sum(axis=1)
+        hits = np.flatnonzero((1.0 - r2) <= allowed[t])
+        best = hits[np.argsort(1.0 - r2[hits])][:MAX_TRIPLES_PER_TARGET]
+        for a, b, c in tri[ok][best]:
+            out.append((int(idx[t]), (int(idx[a]), int(idx[b]), int(idx[c]))))
     return out
 
 
@@ -317,14 +372,18 @@ def _fit(t_col: Any, t: tuple, ops: list[tuple[Any, tuple]]) -> Rule | None:
     if idx.size < len(ops) + 2:
         return None
     tol = tolerance(t_col)
-    fit = idx[:FIT_ROWS]
-    y = t_pre[fit]
-    xs = [o[1][2][fit] for o in ops]
-    # Centre each column so datetimes (1e18 ns) do not swamp the least-squares fit.
-    ym = y.mean()
-    xm = [x.mean() for x in xs]
-    A = np.column_stack([x - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(fit.size)])
-    coef, _, rank, _ = np.linalg.lstsq(A, y - ym, rcond=None)
+    # A part that is mostly zero (low-quality floor area: 0 on 98% of rows) leaves the first
+    # rows rank-deficient; then the fit takes every checked row.
+    for fit in (idx[:FIT_ROWS], idx):
+        y = t_pre[fit]
+        xs = [o[1][2][fit] for o in ops]
+        # Centre each column so datetimes (1e18 ns) do not swamp the least-squares fit.
+        ym = y.mean()
+        xm = [x.mean() for x in xs]
+        A = np.column_stack([x - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(fit.size)])
+        coef, _, rank, _ = np.linalg.lstsq(A, y - ym, rcond=None)
+        if rank == A.shape[1] or fit.size == idx.size:
+            break
     if rank < A.shape[1]:
         return None
     scale = max(float(np.abs(y).max()), 1.0)
