@@ -43,8 +43,10 @@ def set_marginal_bias(bias: torch.Tensor, onehot01: torch.Tensor, widths: Sequen
 class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed 0/1 mask (rebuilt, never saved)."""
 
-    def __init__(self, in_features: int, out_features: int, mask: torch.Tensor) -> None:
-        super().__init__(in_features, out_features)
+    def __init__(
+        self, in_features: int, out_features: int, mask: torch.Tensor, bias: bool = True
+    ) -> None:
+        super().__init__(in_features, out_features, bias=bias)
         self.register_buffer("mask", mask.to(torch.float32), persistent=False)
 
     def masked_weight(self) -> torch.Tensor:
@@ -80,9 +82,19 @@ class DiscreteAR(nn.Module):
     Input: the columns' one-hots as 0/1 (``(n, D)``, ``D = sum(widths)``); output: logits of
     every column given the columns before it (``(n, D)``). Column 0's logits are its marginal
     (only the output bias reaches them).
+
+    ``direct``: MADE's direct connections, a masked linear map from every earlier column's
+    one-hot straight to a column's logits, beside the hidden layers. Why: the hidden units are
+    spread over the ``K - 1`` degrees, and only the units of degree ``c`` carry column ``c - 1``
+    to column ``c``. With 65 discrete columns (Ames house prices) a 128-wide network has two
+    such units, too few to say "the second exterior material is the first one" (86% of real
+    rows, 32% of sampled ones) or "no fireplace quality without a fireplace" (every real row,
+    70-75% of sampled ones); a direct weight per (earlier class, later class) says it. With
+    them (trained at ten times the rate) those became 72-75% and 93-94% in 5-minute fits.
+    Sampling adds each drawn class's weights into the later columns' logits (a row lookup).
     """
 
-    def __init__(self, widths: Sequence[int], width: int, depth: int) -> None:
+    def __init__(self, widths: Sequence[int], width: int, depth: int, direct: bool = False) -> None:
         super().__init__()
         self.widths = [int(w) for w in widths]
         k = len(self.widths)
@@ -111,6 +123,15 @@ class DiscreteAR(nn.Module):
         with torch.no_grad():
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
+        self.direct: MaskedLinear | None = None
+        if direct:
+            mask = (deg_in.unsqueeze(1) > deg_in.unsqueeze(0)).float()
+            # Zero at the start, so drawn without the global generator: the networks built
+            # after this one start from the same weights with and without it.
+            with torch.random.fork_rng(devices=[]):
+                self.direct = MaskedLinear(self.dim, self.dim, mask, bias=False)
+            with torch.no_grad():
+                self.direct.weight.zero_()
 
     # ------------------------------------------------------------------ training
     @torch.no_grad()
@@ -128,7 +149,10 @@ class DiscreteAR(nn.Module):
         h = onehot01
         for layer in self.layers:
             h = F.silu(layer(h))
-        return self.head(h)
+        out = self.head(h)
+        if self.direct is not None:
+            out = out + self.direct(onehot01)
+        return out
 
     def nll(self, onehot01: torch.Tensor) -> torch.Tensor:
         """Mean over rows and columns of ``-log p(x_c | x_<c)`` (teacher forcing)."""
@@ -169,6 +193,8 @@ class DiscreteAR(nn.Module):
         pre = self.layers[0].bias.to(u.dtype).expand(n, width).clone()  # layer 0, in place
         hidden = [pre] + [u.new_empty(n, width) for _ in self.layers[1:]]
         dims = torch.empty(n, self.n_columns, dtype=torch.long, device=u.device)
+        direct = u.new_zeros(n, self.dim) if self.direct is not None else None
+        direct_rows = self._direct_rows()
         lo = 0
         for c, (deeper, head, lookup) in enumerate(self._column_weights()):
             hi = self.upto[c]
@@ -176,12 +202,27 @@ class DiscreteAR(nn.Module):
                 F.silu(pre[:, lo:hi], inplace=True)
                 for i, (weight, bias) in enumerate(deeper):
                     hidden[i + 1][:, lo:hi] = F.silu(F.linear(hidden[i][:, :hi], weight, bias))
-            k = draw_classes(F.linear(hidden[-1][:, :hi], *head), u[:, c])
+            logits = F.linear(hidden[-1][:, :hi], *head)
+            if direct is not None:
+                logits += direct[:, self.starts[c] : self.starts[c + 1]]
+            k = draw_classes(logits, u[:, c])
             dims[:, c] = k + self.starts[c]
+            if direct is not None and c + 1 < self.n_columns:
+                direct[:, self.starts[c + 1] :] += direct_rows[c].index_select(0, k)
             if hi < width:  # the later units see this column's class
                 pre[:, hi:] += lookup.index_select(0, k)
             lo = hi
         return dims
+
+    def _direct_rows(self) -> list[torch.Tensor]:
+        """Per column, its classes' direct weights into the later columns' logits."""
+        if self.direct is None:
+            return []
+        w = self.direct.masked_weight().t()
+        return [
+            w[self.starts[c] : self.starts[c + 1], self.starts[c + 1] :].contiguous()
+            for c in range(self.n_columns)
+        ]
 
     def _column_weights(self) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], ...]]:
         """Per column, as contiguous blocks (a strided slice costs each product a copy): the

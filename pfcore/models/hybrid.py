@@ -142,6 +142,15 @@ class HybridConfig(FlowConfig):
     ar_lr: float = 1e-3
     ar_max_steps: int = 4000
     ar_share: float = 0.1
+    # MADE's direct connections in the discrete network (autoregressive.DiscreteAR), trained at
+    # ``ar_direct_lr_scale`` times ``ar_lr``: started at zero, they must reach logit offsets of
+    # several units within a few hundred steps on a wide table. 5-minute fits, one thread:
+    # Ames house prices (65 discrete columns) detection AUC 0.811 +/- 0.020 -> 0.778 +/- 0.011
+    # (3 seeds each), adult 0.517 +/- 0.004 -> 0.514 and nyc_flights 0.863 -> 0.858 (one seed,
+    # the latter beside an off fit); sampling on house prices 30k -> 16k rows/s (one lookup of
+    # every later column's logits per drawn column), adult and nyc_flights within noise.
+    ar_direct: bool = True
+    ar_direct_lr_scale: float = 10.0
     teacher_share: float = 0.5
     # None: sized by the number of numeric dims it outputs (``student_width_for``).
     student_width: int | None = None
@@ -195,6 +204,7 @@ class HybridConfig(FlowConfig):
         "distill_huber": 0.0,
         "calibrate_space": "encoded",
         "conditional_teacher": False,
+        "ar_direct": False,
     }
 
     def validate(self) -> None:
@@ -218,7 +228,7 @@ class HybridConfig(FlowConfig):
                 f"got {self.ar_share} + {self.teacher_share}"
             )
         check_conditional_config(self)
-        for name in ("whiten", "calibrate_numbers", "conditional_teacher"):
+        for name in ("whiten", "calibrate_numbers", "conditional_teacher", "ar_direct"):
             if not isinstance(getattr(self, name), bool):
                 raise ModelError(
                     f"config.{name} must be true or false, got {getattr(self, name)!r}"
@@ -231,6 +241,10 @@ class HybridConfig(FlowConfig):
         if not (isinstance(self.distill_huber, int | float) and self.distill_huber >= 0):
             raise ModelError(
                 f"config.distill_huber must be a number >= 0, got {self.distill_huber!r}"
+            )
+        if not (isinstance(self.ar_direct_lr_scale, int | float) and self.ar_direct_lr_scale > 0):
+            raise ModelError(
+                f"config.ar_direct_lr_scale must be a number > 0, got {self.ar_direct_lr_scale!r}"
             )
         if not self.ar_lr > 0 or not self.distill_lr > 0 or self.distill_min_seconds < 0:
             raise ModelError(
@@ -294,7 +308,7 @@ class HybridModel(GenerativeModel):
         self.ar = None
         if k:
             widths = [b.width for b in self._onehot_blocks()]
-            self.ar = DiscreteAR(widths, cfg.ar_width, cfg.ar_depth)
+            self.ar = DiscreteAR(widths, cfg.ar_width, cfg.ar_depth, direct=cfg.ar_direct)
         self.student = None
         self.whitener = Whitener(n_num) if n_num and cfg.whiten else None
         self.marginal = MarginalMap(n_num) if n_num and cfg.calibrate_numbers else None
@@ -523,7 +537,12 @@ class HybridModel(GenerativeModel):
         gen = seeded_generator(cfg.seed, device, salt=11)
         ar.init_marginals(d_train)
         batch = min(cfg.batch_size, len(d_train))
-        opt = torch.optim.Adam(ar.parameters(), lr=cfg.ar_lr, weight_decay=cfg.weight_decay)
+        direct = [p for n, p in ar.named_parameters() if n.startswith("direct.")]
+        rest = [p for n, p in ar.named_parameters() if not n.startswith("direct.")]
+        groups = [{"params": rest}]
+        if direct:
+            groups.append({"params": direct, "lr_scale": cfg.ar_direct_lr_scale})
+        opt = torch.optim.Adam(groups, lr=cfg.ar_lr, weight_decay=cfg.weight_decay)
         use_amp = amp_enabled(cfg.amp, device)
 
         def step_fn(step: int) -> torch.Tensor:

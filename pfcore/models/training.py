@@ -392,8 +392,8 @@ def train_loop(
         if elapsed / spec.budget_s > progress + 0.02:  # margin: step-bound runs stay exact
             progress = elapsed / spec.budget_s
         factor = _lr_factor(progress, step, spec.warmup_steps, spec.final_lr_fraction)
-        for group in optimizer.param_groups:
-            group["lr"] = spec.lr * factor
+        for group in optimizer.param_groups:  # a group may scale the schedule ("lr_scale")
+            group["lr"] = spec.lr * factor * group.get("lr_scale", 1.0)
         loss = step_fn(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
