@@ -537,11 +537,11 @@ class HybridModel(GenerativeModel):
         gen = seeded_generator(cfg.seed, device, salt=11)
         ar.init_marginals(d_train)
         batch = min(cfg.batch_size, len(d_train))
-        direct = [p for n, p in ar.named_parameters() if n.startswith("direct.")]
-        rest = [p for n, p in ar.named_parameters() if not n.startswith("direct.")]
-        groups = [{"params": rest}]
-        if direct:
-            groups.append({"params": direct, "lr_scale": cfg.ar_direct_lr_scale})
+        groups = [{"params": [p for n, p in ar.named_parameters() if not n.startswith("direct.")]}]
+        if ar.direct is not None:
+            groups.append(
+                {"params": list(ar.direct.parameters()), "lr_scale": cfg.ar_direct_lr_scale}
+            )
         opt = torch.optim.Adam(groups, lr=cfg.ar_lr, weight_decay=cfg.weight_decay)
         use_amp = amp_enabled(cfg.amp, device)
 

@@ -326,8 +326,9 @@ def _screen_triples(
     X: np.ndarray, R: np.ndarray, allowed: np.ndarray, found: set[int], idx: np.ndarray
 ) -> list[tuple[int, tuple[int, ...]]]:
     """(target, three operands) whose R^2 is 1 up to the target's rounding, for targets that
-    the other ``MAX_TRIPLE_COLUMNS`` columns predict exactly (one least-squares fit each) and
-    that take part in no smaller identity (``found``: indices into the candidates)."""
+    the other ``MAX_TRIPLE_COLUMNS`` columns predict exactly (one least-squares fit each).
+    Columns in ``found`` (indices into the candidates: every column of a one- or two-operand
+    screen hit, confirmed by the exact fit or not) are neither targets nor operands."""
     k = min(idx.size, MAX_TRIPLE_COLUMNS)
     if k < 4 or X.shape[1] < 2 * k + 10:
         return []  # too few rows: every column would be in the span of the others
