@@ -223,7 +223,7 @@ def _throughput(model: Any, threads: int, n: int = 65_536, repeats: int = 3) -> 
     net = getattr(model, "student", None) or getattr(model, "generator", None)
     in_dim = getattr(next(iter(net.parameters()), None), "shape", (0, 0))[-1] if net else 0
     if net is not None and in_dim == model.latent_dim:  # a network of z alone (not hybrid's)
-        z = torch.randn(n, model.latent_dim)
+        z = torch.randn(n, model.latent_dim, device=model.device)
         with torch.inference_mode():
             best_fwd = min(_timed(lambda: net(z)) for _ in range(repeats))
         out["network_rows_per_second"] = n / best_fwd
@@ -232,9 +232,47 @@ def _throughput(model: Any, threads: int, n: int = 65_536, repeats: int = 3) -> 
 
 
 def _timed(fn: Any) -> float:
+    """Wall seconds of ``fn()``, a CUDA device's queued work included."""
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t0
+
+
+def _device_name(device: str) -> str:
+    """``cpu``, or the CUDA device's name (recorded beside ``device`` in each run)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
+
+
+def _cpu_sampling(synth: Any, threads: int = 1) -> dict[str, float]:
+    """Rows/s of a GPU-trained synthesizer saved and loaded on the CPU, ``threads`` threads.
+
+    Why: in production a GPU worker trains and CPU workers generate, so the sampling rate that
+    compares with a CPU peer is this one, not the GPU's."""
+    import tempfile
+
+    import torch
+
+    from pfcore.synthesizer import Synthesizer
+
+    before = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu = Synthesizer.load(synth.save(Path(tmp) / "synth"), device="cpu")
+        torch.set_num_threads(threads)
+        try:
+            cpu.sample(4096, seed=0)  # warm-up
+            seconds = _timed(lambda: cpu.sample(SAMPLE_ROWS, seed=1))
+        finally:
+            torch.set_num_threads(before)
+    return {"cpu_sample_rows_per_second": round(SAMPLE_ROWS / seconds, 1), "cpu_threads": threads}
 
 
 def run_ours(
@@ -246,6 +284,7 @@ def run_ours(
     minutes: float,
     overrides: dict[str, Any] | None = None,
     tag: str | None = None,
+    device: str = "cpu",
 ) -> None:
     """Fit our families through the product path (``Synthesizer.fit``), ``minutes`` per fit.
 
@@ -258,7 +297,9 @@ def run_ours(
     (``continuous_sampler = "teacher"``), through a marginal map of its own fitted to the same
     data quantiles as the student's (``calibrate_teacher``), so both samplers get the same
     correction. ``overrides`` (config keys) and ``tag`` (appended to
-    the method name) score a design against the default under the same protocol.
+    the method name) score a design against the default under the same protocol. On a CUDA
+    ``device`` each run also records the rate of the same model loaded on a CPU with one thread
+    (``cpu_sample_rows_per_second``), where generation workers sample it.
     """
     import pyarrow.parquet as pq
     import torch
@@ -287,7 +328,7 @@ def run_ours(
                     config={
                         **(overrides or {}),
                         "threads": threads,
-                        "device": "cpu",
+                        "device": device,
                         "max_minutes": minutes,
                     },
                 )
@@ -295,13 +336,15 @@ def run_ours(
                     "preset": preset,
                     "seed": seed,
                     "threads": threads,
-                    "device": "cpu",
+                    "device": device.split(":")[0],
+                    "device_name": _device_name(device),
                     "budget_minutes": minutes,
                     "fit_seconds": synth.info["fit_seconds"],
                 }
                 t0 = time.perf_counter()
                 table = synth.sample(SAMPLE_ROWS, seed=1)
                 sample_s = time.perf_counter() - t0
+                cpu_rate = _cpu_sampling(synth) if device != "cpu" else {}
                 info = {
                     "method": method,
                     **common,
@@ -309,6 +352,7 @@ def run_ours(
                     "sample_rows": SAMPLE_ROWS,
                     "config": synth.model.config.to_dict(),
                     "fit_summary": synth.info["fit_summary"],
+                    **cpu_rate,
                     **_throughput(synth.model, threads),
                 }
                 _write_run(out, table, info)
@@ -683,6 +727,9 @@ def score(datasets: list[str], merge: bool = False) -> list[dict[str, Any]]:
                 "overhead_ratio",
                 "teacher_phase_seconds",
                 "note",
+                "device_name",
+                "cpu_sample_rows_per_second",
+                "cpu_threads",
             ):
                 if k in run:
                     rec[k] = round(run[k], 3) if isinstance(run[k], float) else run[k]
@@ -775,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tag", default=None, help="suffix of our method name (with --set)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where our fits train and sample: cpu or cuda")
     ap.add_argument(
         "--seeds",
         type=int,
@@ -812,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
             args.minutes,
             overrides,
             args.tag,
+            args.device,
         )
     elif args.stage == "frontier":
         run_frontier(args.datasets, args.threads, args.distill_seconds, args.preset)

@@ -206,7 +206,8 @@ class TrainParams(_Strict):
         DEFAULT_PRESET,
         description=(
             "Training budget preset: 'fast' ~1 min, 'balanced' ~4 min, 'best' ~12 min on 2 CPU "
-            "cores at 20k rows; 'tiny' takes seconds and is for smoke tests only."
+            "cores at 20k rows; 'gpu' ~5 min with networks sized for one CUDA device; 'tiny' "
+            "takes seconds and is for smoke tests only."
         ),
     )
     max_minutes: float | None = Field(

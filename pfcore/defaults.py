@@ -21,8 +21,9 @@ __all__ = [
 #: Model families offered to users (``naive_mse`` exists only as a negative control).
 FAMILY_CHOICES: tuple[str, ...] = ("onestep", "flow", "hybrid", "energy")
 DEFAULT_FAMILY = "hybrid"
-#: Training budget presets, smallest first (``pfcore.models.presets``).
-PRESET_CHOICES: tuple[str, ...] = ("tiny", "fast", "balanced", "best")
+#: Training budget presets, smallest first (``pfcore.models.presets``); ``gpu`` is sized for one
+#: CUDA device.
+PRESET_CHOICES: tuple[str, ...] = ("tiny", "fast", "balanced", "best", "gpu")
 DEFAULT_PRESET = "balanced"
 #: No synthetic value is more extreme than a column's 6th most extreme real value (privacy:
 #: outliers identify people; see ``pfcore.transforms.numeric``). 0 reproduces the full range.

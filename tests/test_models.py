@@ -457,6 +457,32 @@ def test_cuda_training_with_amp_then_load_on_cpu(tmp_path: Path) -> None:
     assert (on_cpu[:, 2:] == on_gpu[:, 2:]).all(axis=1).mean() > 0.99
 
 
+def test_the_gpu_preset_on_a_cpu_warns_and_names_the_cpu_preset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gpu-pool deployment whose worker has no usable CUDA device trains on the CPU, where the
+    ``gpu`` preset's networks get far fewer steps in the same minutes: the log says so."""
+    import logging
+
+    import pyarrow.parquet as pq
+
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+    from tests.conftest import TEST_DATA
+
+    table = pq.read_table(TEST_DATA / "penguins.parquet")
+    small = {
+        "device": "cpu",
+        **{"max_steps": 2, "min_steps": 1, "eval_every": 2, "n_eval": 64, "batch_size": 64},
+        **{"width": 32, "depth": 1, "ar_width": 16, "ar_max_steps": 2},
+        **{"n_pairs": 256, "pair_batch": 256, "distill_max_steps": 2, "distill_batch_size": 64},
+        **{"conditional_max_steps": 1, "conditional_width": 16},
+    }
+    with caplog.at_level(logging.WARNING, logger="pushforward.synthesizer"):
+        Synthesizer.fit(table, infer_schema(table), preset="gpu", config=small, seed=0)
+    assert "preset 'gpu' on cpu" in caplog.text and "'balanced'" in caplog.text
+
+
 # ----------------------------------------------------------------------------- real tables
 REAL = dict(
     TOY,

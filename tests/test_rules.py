@@ -461,7 +461,7 @@ def _calendar_table(n: int = 3000, near_miss: bool = False, zone: str | None = "
     stamp = local.tz_localize(zone, ambiguous=True, nonexistent="shift_forward") if zone else local
     if zone:
         stamp = stamp.tz_convert("UTC")
-    ns = stamp.asi8.copy()
+    ns = stamp.as_unit("ns").asi8.copy()  # pandas 3 builds these in microseconds
     if near_miss:
         ns[T[0]] += 3_600 * 10**9
     return pa.table(

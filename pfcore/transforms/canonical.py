@@ -69,12 +69,26 @@ def snap(v: Any, grid: int | None, decimals: int | None) -> Any:
     what ``np.round`` computes, spelled out so torch performs the same two roundings.
     """
     if grid is not None:
-        return rint(v / grid) * grid if grid != 1 else rint(v)
+        return rint(_div(v, grid)) * grid if grid != 1 else rint(v)
     if decimals is not None:
         d = int(decimals)
         f = float(10.0 ** abs(d))
-        return rint(v * f) / f if d >= 0 else rint(v / f) * f
+        return _div(rint(v * f), f) if d >= 0 else rint(_div(v, f)) * f
     return v
+
+
+def _div(a: Any, b: float | int) -> Any:
+    """``a / b``, correctly rounded on every backend.
+
+    Why not ``tensor / b``: CUDA torch divides by a Python number (a CPU scalar) as a
+    multiplication by its rounded reciprocal, so ``414 / 10`` came out 41.400000000000006 on an
+    H200 where NumPy and torch on a CPU give 41.4. Dividing by a tensor on the same device
+    takes the true division kernel there too."""
+    if _is_numpy(a):
+        return a / b
+    import torch
+
+    return a / torch.tensor(float(b), dtype=torch.float64, device=a.device)
 
 
 def _ones_like(a: Any) -> Any:
