@@ -159,9 +159,9 @@ def _requests(synth: Any, train: Any, hold: Any, target: str) -> list[tuple[str,
 
 def _rule_consistent(synth: Any, kept: list[str]) -> list[str]:
     """Drop kept columns the model refuses as given values (its own check,
-    ``condition_plan._check_not_rule_built``): a column a rule rebuilds from columns not kept;
+    ``condition_plan.check_not_rule_built``): a column a rule rebuilds from columns not kept;
     a user would leave them out."""
-    from pfcore.condition_plan import _check_not_rule_built
+    from pfcore.condition_plan import check_not_rule_built
     from pfcore.errors import InputError
 
     by_name = {tr.column.name: tr for tr in synth.transformer.transforms}
@@ -171,7 +171,7 @@ def _rule_consistent(synth: Any, kept: list[str]) -> list[str]:
         changed = False
         for name in [n for n in out if n in by_name]:
             try:
-                _check_not_rule_built(by_name[name], name, set(out))
+                check_not_rule_built(by_name[name], name, set(out))
             except InputError:
                 out.remove(name)
                 changed = True

@@ -48,7 +48,7 @@ from pfcore.errors import GenerationError, InputError
 if TYPE_CHECKING:
     from pfcore.sampling import Block
 
-__all__ = ["CompiledConditions", "compile_conditions"]
+__all__ = ["CompiledConditions", "check_not_rule_built", "compile_conditions"]
 
 _STREAM = 0xC0DE
 _NUMERIC_KINDS = ("continuous", "integer", "datetime")
@@ -413,10 +413,10 @@ def _check_modelled(tr: Any, schema: Any, name: str) -> None:
         raise InputError(
             "is an id column, regenerated on decode: it cannot be conditioned", column=name
         )
-    _check_not_rule_built(tr, name)
+    check_not_rule_built(tr, name)
 
 
-def _check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> None:
+def check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> None:
     """A column a rule rebuilds from others (an identity, a gap, a sentinel) cannot be fixed on
     its own: writing the requested value over the rebuilt one would break the rule in that row.
     Seed rows may give it together with every column it is built from (real rows keep rules)."""
@@ -786,7 +786,7 @@ def _seed_columns(
                 path=path,
                 column=name,
             )
-        _check_not_rule_built(transforms[index_of[name]], name, set(table.column_names))
+        check_not_rule_built(transforms[index_of[name]], name, set(table.column_names))
         i = index_of[name]
         tr = _modelled(transforms[i])
         try:
