@@ -11,6 +11,7 @@
 # time limit still returns what finished; score them where sdmetrics is installed:
 #   tar -xf <dataset>-<tag>.tar -C <work dir>; python benchmarks/fidelity.py score --merge
 # VARIANTS: extra "tag|dataset dataset|--set key=json ..." fits beside the preset's, one per line.
+# $OUT gets one tar per fit plus pytest.log: where only 8 files come back, run at most 7 fits.
 set -uo pipefail
 WORK=${1:?usage: OUT=<dir> bash benchmarks/cuda_check.sh <work dir>}
 OUT=${OUT:?set OUT to the folder for the packed results}
@@ -18,7 +19,7 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 MINUTES=${MINUTES:-4.6}
 THREADS=${THREADS:-2}
-DATASETS=${DATASETS:-"california_housing diamonds credit_default nyc_flights"}
+DATASETS=${DATASETS-"california_housing diamonds credit_default nyc_flights"}  # "" fits only VARIANTS
 VARIANTS=${VARIANTS:-}
 EXTRA=${EXTRA:-}  # options for every fit (a dry run on a CPU: EXTRA="--set pair_batch=4096")
 export PUSHFORWARD_BENCH_WORK=$WORK PYTHONUNBUFFERED=1

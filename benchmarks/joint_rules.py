@@ -69,7 +69,7 @@ def pair_auc(real: pd.DataFrame, syn: pd.DataFrame, cols: tuple[str, str]) -> fl
     frame = pd.concat([real[list(cols)].iloc[:n], syn[list(cols)].iloc[:n]], ignore_index=True)
     feats, is_cat = [], []
     for c in cols:
-        if frame[c].dtype == object:
+        if not pd.api.types.is_numeric_dtype(frame[c]):  # object, or pandas 3's str dtype
             feats.append(frame[c].astype("category").cat.codes.to_numpy(np.float64))
             is_cat.append(True)
         else:

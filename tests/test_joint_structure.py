@@ -46,7 +46,7 @@ def _pair_auc(real: pd.DataFrame, syn: pd.DataFrame, cols: tuple[str, str]) -> f
 
     n = min(len(real), len(syn))
     frame = pd.concat([real[list(cols)].iloc[:n], syn[list(cols)].iloc[:n]], ignore_index=True)
-    cats = [frame[c].dtype == object for c in cols]
+    cats = [not pd.api.types.is_numeric_dtype(frame[c]) for c in cols]  # pandas 3: str dtype
     x = np.stack(
         [
             frame[c].astype("category").cat.codes.to_numpy(np.float64)
