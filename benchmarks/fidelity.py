@@ -593,6 +593,7 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         row["sample_rows"] = runs[0].get("sample_rows")
         row["budget_minutes"] = runs[0].get("budget_minutes")
+        row["device"] = runs[0].get("device", "cpu")
         out.append(row)
     return out
 
