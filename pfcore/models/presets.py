@@ -225,8 +225,9 @@ _HYBRID: dict[str, dict[str, Any]] = {
     ),
     # One CUDA device: the resnet teacher at 1024 x 3, a 512-wide discrete network, a million
     # pairs and five times the distillation steps of ``balanced`` at four times the batch. The
-    # student keeps its CPU size, so a model trained here samples on a CPU worker as fast as a
-    # ``balanced`` one.
+    # student keeps its CPU size; the discrete network does not, so on a CPU worker (one thread,
+    # 100k rows) such a model sampled 50-60% of a ``balanced`` model's rows/s on the four shared
+    # tables, and ``ar_width=128`` gave the full rate back (its fidelity on a GPU unmeasured).
     "gpu": dict(
         net="resmlp",
         width=1024,

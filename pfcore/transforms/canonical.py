@@ -5,7 +5,8 @@ and the torch decode (CPU or GPU) therefore compute every decoded float with the
 float64 throughout, each step a separate elementwise operation, so every step is one correctly
 rounded IEEE operation on every backend (no fused multiply-add: NumPy never fuses, and each
 torch call here is its own kernel). Division, multiplication, addition, min/max and
-round-half-to-even are exact-rounding operations in IEEE 754, so the bits agree on any device.
+round-half-to-even are exact-rounding operations in IEEE 754, so the bits agree on any device
+(division by a tensor, not a Python number: ``_div``).
 Segment search (which knot interval a value falls in) is a comparison, also exact.
 """
 
