@@ -398,11 +398,56 @@ def test_config_is_validated() -> None:
 
 def test_an_untrained_discrete_network_fails_the_link_check() -> None:
     """Negative control for the link threshold: one step of training leaves the columns
-    nearly independent, so the link holds in about 1/6 of rows."""
+    nearly independent, so the link holds in about 1/6 of rows (class links off: they would
+    keep it whatever the network)."""
     x, blocks = linked_table(numeric=False)
-    m = fit(x, blocks, ar_max_steps=1)
+    m = fit(x, blocks, ar_max_steps=1, ar_links=False)
     out = m.sample(2000, seed=1)
     assert np.mean(codes_of(out, K, K) == LINK[codes_of(out, 0, K)]) < 0.4
+
+
+def test_class_links_hold_on_every_row_even_untrained() -> None:
+    """b's class is a's through a fixed permutation on every training and held-out row: the
+    six class links are found, and the network trained for one step (the negative control
+    above) keeps them on every drawn row, while c, free of them, keeps its own law; a link
+    survives saving and loading."""
+    x, blocks = linked_table(numeric=False)
+    m = fit(x, blocks, ar_max_steps=1, conditional_max_steps=0)
+    assert m.ar is not None and m.ar.links.shape == (K, 2)
+    out = m.sample(3000, seed=1)
+    assert np.all(codes_of(out, K, K) == LINK[codes_of(out, 0, K)])
+    freq = np.bincount(codes_of(out, 2 * K, 3), minlength=3) / len(out)
+    assert np.abs(freq - [0.5, 0.3, 0.2]).max() < 0.05
+
+
+def test_a_coincidence_below_the_row_floor_or_refuted_held_out_is_no_link(
+    tmp_path: Path,
+) -> None:
+    from pfcore.models.autoregressive import MIN_LINK_ROWS, find_links
+
+    rng = np.random.default_rng(0)
+    n = 400
+    a = rng.integers(0, 3, n)
+    b = np.where(a == 0, 0, 1 + rng.integers(0, 2, n))  # b == 0 exactly when a == 0
+    rare = np.zeros(n, np.int64)
+    rare[: MIN_LINK_ROWS - 1] = 1  # d == 1 exactly when e == 1, on too few rows
+    x = torch.from_numpy(
+        np.concatenate(
+            [np.eye(3)[a], np.eye(3)[b], np.eye(2)[rare], np.eye(2)[rare]], axis=1
+        ).astype(np.float32)
+    )
+    widths = [3, 3, 2, 2]
+    assert find_links(widths, x).tolist() == [[0, 3]]
+    held_out = x[:50].clone()
+    held_out[0, 3:6] = torch.tensor([0.0, 1.0, 0.0])  # one held-out row breaks it
+    held_out[0, 0:3] = torch.tensor([1.0, 0.0, 0.0])
+    assert find_links(widths, x, held_out).tolist() == []
+    m = fit(*linked_table(numeric=False), ar_max_steps=1, conditional_max_steps=0)
+    m.save(tmp_path / "m")
+    again = models.load(tmp_path / "m")
+    assert isinstance(again, models.HybridModel) and again.ar is not None
+    assert torch.equal(again.ar.links, m.ar.links)
+    np.testing.assert_array_equal(again.sample(500, seed=3), m.sample(500, seed=3))
 
 
 def test_conditional_flow_takes_the_configured_velocity_net() -> None:

@@ -151,6 +151,11 @@ class HybridConfig(FlowConfig):
     # every later column's logits per drawn column), adult and nyc_flights within noise.
     ar_direct: bool = True
     ar_direct_lr_scale: float = 10.0
+    # Class links (autoregressive.find_links): a class of one discrete column present exactly
+    # when a class of an earlier one is, on every training and held-out row, is drawn exactly
+    # then. Ames house prices: no fireplace quality exactly when there are no fireplaces held on
+    # 91-94% of sampled rows without them.
+    ar_links: bool = True
     teacher_share: float = 0.5
     # None: sized by the number of numeric dims it outputs (``student_width_for``).
     student_width: int | None = None
@@ -205,6 +210,7 @@ class HybridConfig(FlowConfig):
         "calibrate_space": "encoded",
         "conditional_teacher": False,
         "ar_direct": False,
+        "ar_links": False,
     }
 
     def validate(self) -> None:
@@ -228,7 +234,7 @@ class HybridConfig(FlowConfig):
                 f"got {self.ar_share} + {self.teacher_share}"
             )
         check_conditional_config(self)
-        for name in ("whiten", "calibrate_numbers", "conditional_teacher", "ar_direct"):
+        for name in ("whiten", "calibrate_numbers", "conditional_teacher", "ar_direct", "ar_links"):
             if not isinstance(getattr(self, name), bool):
                 raise ModelError(
                     f"config.{name} must be true or false, got {getattr(self, name)!r}"
@@ -308,7 +314,9 @@ class HybridModel(GenerativeModel):
         self.ar = None
         if k:
             widths = [b.width for b in self._onehot_blocks()]
-            self.ar = DiscreteAR(widths, cfg.ar_width, cfg.ar_depth, direct=cfg.ar_direct)
+            self.ar = DiscreteAR(
+                widths, cfg.ar_width, cfg.ar_depth, direct=cfg.ar_direct, links=cfg.ar_links
+            )
         self.student = None
         self.whitener = Whitener(n_num) if n_num and cfg.whiten else None
         self.marginal = MarginalMap(n_num) if n_num and cfg.calibrate_numbers else None
@@ -536,6 +544,10 @@ class HybridModel(GenerativeModel):
         d_eval = (self._split(ref[: cfg.n_eval])[0] + 1) / 2
         gen = seeded_generator(cfg.seed, device, salt=11)
         ar.init_marginals(d_train)
+        if data.valid is not None:
+            ar.init_links(d_train, (self._split(data.valid)[0] + 1) / 2)
+        else:
+            ar.init_links(d_train)
         batch = min(cfg.batch_size, len(d_train))
         groups = [{"params": [p for n, p in ar.named_parameters() if not n.startswith("direct.")]}]
         if ar.direct is not None:
