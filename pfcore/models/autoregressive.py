@@ -218,8 +218,8 @@ class DiscreteAR(nn.Module):
         starts = torch.tensor(self.starts, device=links.device)
         col = torch.bucketize(links.reshape(-1), starts[1:], right=True).reshape(-1, 2)
         for c in range(self.n_columns):
-            mine = links[col[:, 1] == c]
-            out.append((col[col[:, 1] == c][:, 0], mine[:, 0], mine[:, 1] - self.starts[c]))
+            to_c = col[:, 1] == c
+            out.append((col[to_c, 0], links[to_c, 0], links[to_c, 1] - self.starts[c]))
         return out
 
     def forward(self, onehot01: torch.Tensor) -> torch.Tensor:

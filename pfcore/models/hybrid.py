@@ -539,15 +539,16 @@ class HybridModel(GenerativeModel):
         cfg = self.config
         assert self.ar is not None
         ar, device = self.ar, data.x.device
-        d_train = (self._split(data.x)[0] + 1) / 2
+
+        def onehot01(x: torch.Tensor) -> torch.Tensor:  # the discrete dims as 0/1, not -1/+1
+            return (self._split(x)[0] + 1) / 2
+
+        d_train = onehot01(data.x)
         ref = data.valid if data.valid is not None and len(data.valid) >= 64 else data.x
-        d_eval = (self._split(ref[: cfg.n_eval])[0] + 1) / 2
+        d_eval = onehot01(ref[: cfg.n_eval])
         gen = seeded_generator(cfg.seed, device, salt=11)
         ar.init_marginals(d_train)
-        if data.valid is not None:
-            ar.init_links(d_train, (self._split(data.valid)[0] + 1) / 2)
-        else:
-            ar.init_links(d_train)
+        ar.init_links(d_train, *([] if data.valid is None else [onehot01(data.valid)]))
         batch = min(cfg.batch_size, len(d_train))
         groups = [{"params": [p for n, p in ar.named_parameters() if not n.startswith("direct.")]}]
         if ar.direct is not None:
