@@ -508,6 +508,62 @@ def test_any_order_sampler_equals_full_forwards(monkeypatch: pytest.MonkeyPatch)
     )
 
 
+def test_any_order_sampler_keeps_class_links_at_whichever_end_it_draws_second() -> None:
+    """Class links given to the any-order sampler hold on every row, whichever of the two
+    columns is given and whichever is drawn first; the same random network without them breaks
+    both links on many rows (the negative control)."""
+    from pfcore.models.hybrid_cond import AnyOrderDiscrete
+
+    torch.manual_seed(1)
+    widths = [3, 2, 5, 4]
+    net = AnyOrderDiscrete(widths, n_num=1, width=32, depth=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.7)
+    # column 0's class 1 exactly when column 2's class 4; column 1's class 0 exactly when
+    # column 3's class 2 (one-hot dims 1 <-> 9 and 3 <-> 12)
+    links = torch.tensor([[1, 9], [3, 12]])
+    n = 4000
+    g = torch.Generator().manual_seed(2)
+    a = torch.randint(0, 3, (n,), generator=g)
+    b = torch.randint(0, 2, (n,), generator=g)
+    c = torch.where(a == 1, 4, torch.randint(0, 4, (n,), generator=g))
+    d = torch.where(b == 0, 2, torch.tensor([0, 1, 3])[torch.randint(0, 3, (n,), generator=g)])
+    d01 = torch.cat(
+        [
+            torch.nn.functional.one_hot(v, w).float()
+            for v, w in zip((a, b, c, d), widths, strict=True)
+        ],
+        1,
+    )
+    m_col, m_num = torch.rand(n, 4, generator=g) < 0.4, torch.zeros(n, 1, dtype=torch.bool)
+    u, x_num = torch.rand(n, 4, generator=g), torch.zeros(n, 1)
+    given = d01 * m_col[:, net.col_of_dim]
+
+    def broken(out: torch.Tensor) -> list[int]:
+        return [int((out[:, i] != out[:, j]).sum()) for i, j in links.tolist()]
+
+    assert broken(net.sample(u, given, m_col, x_num, m_num, links)) == [0, 0]
+    assert min(broken(net.sample(u, given, m_col, x_num, m_num))) > 200
+
+
+def test_conditional_rows_keep_the_class_links_of_an_untrained_network() -> None:
+    """The model passes its class links to the conditional sampler: given b, a is LINK's
+    inverse on every row, and given c, b = LINK[a] on every row, after one training step of
+    each network (with class links off the same fit keeps it on 15-18% of rows)."""
+    from pfcore.models.conditional import conditional_push
+
+    x, blocks = linked_table(numeric=False)
+    m = fit(x, blocks, ar_max_steps=1, conditional_max_steps=1)
+    assert m.ar is not None and m.ar.links.shape == (K, 2)
+    push = conditional_push(m)
+    z = torch.randn(2000, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    for given in (_onehot_given(K, K, 3), _onehot_given(2 * K, 3, 1)):
+        known, mask = _request(x.shape[1], given)
+        out = push(z, known, mask, 0).numpy()
+        assert np.all(LINK[codes_of(out, 0, K)] == codes_of(out, K, K))
+
+
 def _request(d: int, given: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor]:
     known, mask = torch.zeros(d), torch.zeros(d, dtype=torch.bool)
     for dim, value in given.items():

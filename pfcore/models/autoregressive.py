@@ -20,12 +20,21 @@ forwards.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DiscreteAR", "draw_classes", "find_links", "inverse_cdf", "set_marginal_bias"]
+__all__ = [
+    "DiscreteAR",
+    "draw_classes",
+    "draw_linked",
+    "find_links",
+    "inverse_cdf",
+    "links_by_column",
+    "set_marginal_bias",
+]
 
 #: A class link needs this many rows with its classes and this many without them.
 MIN_LINK_ROWS = 10
@@ -67,6 +76,48 @@ def find_links(
             common = (count >= min_rows) & (count <= len(x) - min_rows)
             ok &= common.unsqueeze(1) & common.unsqueeze(0)
     return ok.nonzero()
+
+
+def links_by_column(
+    links: torch.Tensor, widths: Sequence[int], both_ways: bool = False
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per column ``c``, its links ``(L, 2)`` (``find_links``) as (the other column, that
+    column's one-hot dim, ``c``'s class) for the links whose later end is in ``c``; with
+    ``both_ways`` also those whose earlier end is (a sampler that draws columns in any order
+    enforces a link at whichever end it draws second)."""
+    starts = torch.tensor([0, *accumulate(int(w) for w in widths)], device=links.device)
+    col = torch.bucketize(links.reshape(-1), starts[1:-1], right=True).reshape(-1, 2)
+    ends = [(0, 1), (1, 0)] if both_ways else [(0, 1)]  # (the other end, this column's end)
+    out = []
+    for c in range(len(widths)):
+        others, dims, mine = [], [], []
+        for o, m in ends:
+            here = col[:, m] == c
+            others.append(col[here, o])
+            dims.append(links[here, o])
+            mine.append(links[here, m] - starts[c])
+        out.append((torch.cat(others), torch.cat(dims), torch.cat(mine)))
+    return out
+
+
+def draw_linked(
+    logits: torch.Tensor, u: torch.Tensor, mine: torch.Tensor, had: torch.Tensor, ban: torch.Tensor
+) -> torch.Tensor:
+    """:func:`draw_classes` of one column under its class links: class ``mine[j]`` is drawn
+    where ``had[:, j]`` (the row has the linked class) and never where ``ban[:, j]`` (the row
+    has the linked column without that class). A row whose other draws leave no class allowed
+    (no real row has them together) draws from its free logits."""
+    if len(mine):
+        free = logits.float()
+        logits = free.clone()
+        for j in range(len(mine)):
+            logits[:, mine[j]].masked_fill_(ban[:, j], float("-inf"))
+        stuck = torch.isinf(logits).all(dim=1)
+        logits[stuck] = free[stuck]
+    k = draw_classes(logits, u)
+    for j in range(len(mine)):
+        k = torch.where(had[:, j], mine[j], k)
+    return k
 
 
 @torch.no_grad()
@@ -212,15 +263,9 @@ class DiscreteAR(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _column_links(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per column, its links: (earlier column, that column's dim, this column's class)."""
-        out = []
+        """Per column, its links to earlier columns (``links_by_column``)."""
         links = self.links.long() if self.use_links else torch.zeros(0, 2, dtype=torch.long)
-        starts = torch.tensor(self.starts, device=links.device)
-        col = torch.bucketize(links.reshape(-1), starts[1:], right=True).reshape(-1, 2)
-        for c in range(self.n_columns):
-            to_c = col[:, 1] == c
-            out.append((col[to_c, 0], links[to_c, 0], links[to_c, 1] - self.starts[c]))
-        return out
+        return links_by_column(links, self.widths)
 
     def forward(self, onehot01: torch.Tensor) -> torch.Tensor:
         h = onehot01
@@ -287,17 +332,8 @@ class DiscreteAR(nn.Module):
             if direct is not None:
                 logits += direct[:, self.starts[c] : self.starts[c + 1]]
             earlier, their_dim, mine = column_links[c]
-            if len(mine):
-                had = dims[:, earlier] == their_dim  # (n, links of column c)
-                free = logits.float()
-                logits = free.clone()
-                for j in range(len(mine)):
-                    logits[:, mine[j]].masked_fill_(~had[:, j], float("-inf"))
-                stuck = torch.isinf(logits).all(dim=1)  # earlier draws that no real row has
-                logits[stuck] = free[stuck]
-            k = draw_classes(logits, u[:, c])
-            for j in range(len(mine)):
-                k = torch.where(had[:, j], mine[j], k)
+            had = dims[:, earlier] == their_dim  # (n, links of column c)
+            k = draw_linked(logits, u[:, c], mine, had, ~had)
             dims[:, c] = k + self.starts[c]
             if direct is not None and c + 1 < self.n_columns:
                 direct[:, self.starts[c + 1] :] += direct_rows[c].index_select(0, k)

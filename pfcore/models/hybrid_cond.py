@@ -102,7 +102,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfcore.models.autoregressive import draw_classes, set_marginal_bias
+from pfcore.models.autoregressive import (
+    draw_linked,
+    links_by_column,
+    set_marginal_bias,
+)
 from pfcore.models.base import BlockSpec, OneHotIndex, row_pieces
 from pfcore.models.cond_student import (
     ConditionalStudent,
@@ -211,18 +215,26 @@ class AnyOrderDiscrete(nn.Module):
         m_col: torch.Tensor,
         x_num: torch.Tensor,
         m_num: torch.Tensor,
+        links: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Fill the missing columns of ``d01`` (0/1, ``(n, D)``) in block order, each by inverse
         CDF at ``u[:, c]`` from its law given everything known so far.
+
+        ``links``: the unconditional network's class links (``find_links``, ``(L, 2)`` one-hot
+        dims), enforced here too: a column drawn after its linked column (given or drawn) takes
+        the linked class exactly when that column has its class.
 
         Rows go through in chunks of ``SAMPLE_CHUNK`` so that each column's activations stay in
         cache: the per-column work is a few passes over ``(rows, width)`` activations, which on
         a CPU costs memory traffic more than arithmetic.
         """
         out = d01.clone()
+        if links is None:
+            links = torch.zeros(0, 2, dtype=torch.long, device=d01.device)
+        column_links = links_by_column(links.long(), self.widths, both_ways=True)
         for lo in range(0, u.shape[0], SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
-            self._fill_rows(u[sl], out[sl], m_col[sl], x_num[sl], m_num[sl])
+            self._fill_rows(u[sl], out[sl], m_col[sl], x_num[sl], m_num[sl], column_links)
         return out
 
     def _fill_rows(
@@ -232,6 +244,7 @@ class AnyOrderDiscrete(nn.Module):
         m_col: torch.Tensor,
         x_num: torch.Tensor,
         m_num: torch.Tensor,
+        column_links: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     ) -> None:
         """:meth:`sample` on one chunk, writing the drawn classes into ``d01`` (a view of
         :meth:`sample`'s own copy, so the caller's tensor is never touched). The first layer
@@ -251,7 +264,10 @@ class AnyOrderDiscrete(nn.Module):
                 continue
             s = self.starts[c]
             logits = F.linear(rest(pre), head.weight[s : s + w], head.bias[s : s + w])
-            k = draw_classes(logits, u[:, c])
+            others, their_dim, mine = column_links[c]
+            known = m_col[:, others]  # (n, links of column c): is the other end given or drawn
+            had = known & (d01[:, their_dim] > 0.5)
+            k = draw_linked(logits, u[:, c], mine, had, known & ~had)
             drawn = F.one_hot(k, w).to(d01.dtype)
             # the class's weight column plus the mask bit's, in one matrix product
             w_c = first.weight[:, [*range(s, s + w), self.dim + c]]
@@ -294,6 +310,8 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
     point moved onto the given numbers (``latent_project.py``) instead of the numbers-given
     network."""
     k, _d, n_num = model._dims()
+    ar = model.ar
+    links = ar.links if ar is not None and ar.use_links else None
 
     def push(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
         """``seed`` is unused: the rows are a function of ``z`` alone, so the batch may run in
@@ -313,7 +331,7 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
         if k:
             assert model.cond_discrete is not None
             d01 = model.cond_discrete.sample(
-                torch.special.ndtr(z[:, :k]), (d_known + 1) / 2, m_col, num_known, m_num
+                torch.special.ndtr(z[:, :k]), (d_known + 1) / 2, m_col, num_known, m_num, links
             )
             d = d01 * 2 - 1
         else:
