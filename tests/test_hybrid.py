@@ -104,6 +104,31 @@ def test_incremental_sampling_equals_the_full_forward() -> None:
         assert torch.equal(draws[:, s : s + w].argmax(dim=1), expect), f"column {c}"
 
 
+def test_given_columns_are_kept_and_the_rest_drawn_from_the_full_forward() -> None:
+    """``draw`` with given columns keeps them and draws every other column by inverse CDF of
+    the full forward's logits on the rows it returns (so after a given prefix: the network's
+    conditional law given it)."""
+    torch.manual_seed(3)
+    ar = DiscreteAR([3, 2, 5, 4], width=24, depth=2, direct=True)
+    with torch.no_grad():
+        for p in ar.parameters():
+            p.normal_(0, 0.7)
+    n = 400
+    u = torch.rand(n, 4)
+    mask = torch.rand(n, 4) < 0.5
+    given = torch.stack(
+        [torch.randint(0, w, (n,)) + ar.starts[c] for c, w in enumerate(ar.widths)], 1
+    )
+    dims = ar.draw(u, (given, mask))
+    assert torch.equal(dims[mask], given[mask])
+    logits = ar(ar.onehot(dims))
+    for c, w in enumerate(ar.widths):
+        s = ar.starts[c]
+        expect = inverse_cdf(torch.softmax(logits[:, s : s + w], dim=1), u[:, c]) + s
+        free = ~mask[:, c]
+        assert torch.equal(dims[free, c], expect[free]), f"column {c}"
+
+
 def test_direct_connections_are_sampled_as_the_full_forward_and_stay_masked() -> None:
     torch.manual_seed(2)
     ar = DiscreteAR([3, 2, 5, 2, 4], width=24, depth=2, direct=True)
@@ -608,6 +633,29 @@ def test_conditional_sampler_follows_any_given_column(linked_cond) -> None:
         assert np.mean((a % 2 == 0) == (value > 0)) > 0.95
         assert np.mean(b == LINK[a]) > 0.95
         assert np.all(out[:, 0] == value)
+
+
+def test_columns_after_the_given_ones_come_from_the_unconditional_network(linked_cond) -> None:
+    """Given a (the first discrete column) and no number, b and c are the unconditional
+    network's draws after that prefix, from the same latent coordinates; given a number as
+    well, the any-order network draws them instead (other rows)."""
+    from pfcore.models.conditional import conditional_push
+
+    m, x, _blocks = linked_cond
+    assert m.ar is not None
+    push = conditional_push(m)
+    z = torch.randn(1000, m.latent_dim, generator=torch.Generator().manual_seed(4))
+    known, mask = _request(x.shape[1], _onehot_given(1, K, 2))
+    out = push(z, known, mask, 0)
+    n_disc = len(m.ar.widths)
+    given = torch.zeros(len(z), n_disc, dtype=torch.long) + 2
+    prefix = torch.zeros(len(z), n_disc, dtype=torch.bool)
+    prefix[:, 0] = True
+    expect = m.ar.onehot(m.ar.draw(torch.special.ndtr(z[:, :n_disc]), (given, prefix)))
+    assert torch.equal(out[:, 1:] > 0, expect > 0.5)
+    known[0], mask[0] = 1.0, True
+    with_number = push(z, known, mask, 0)
+    assert not torch.equal(with_number[:, 1 + K :] > 0, expect[:, K:] > 0.5)
 
 
 def test_conditional_rows_per_row_masks_and_determinism(linked_cond, tmp_path: Path) -> None:

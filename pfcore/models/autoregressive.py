@@ -298,9 +298,14 @@ class DiscreteAR(nn.Module):
         return out.scatter_(1, dims, 1.0)
 
     @torch.no_grad()
-    def draw(self, u: torch.Tensor) -> torch.Tensor:
+    def draw(
+        self, u: torch.Tensor, given: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The one-hot dim (``starts[c]`` + class) each row draws for each column ``(n, K)``,
-        from uniforms ``u (n, K)``, column by column (inverse CDF).
+        from uniforms ``u (n, K)``, column by column (inverse CDF). ``given``: one-hot dims
+        ``(n, K)`` and a mask ``(n, K)`` of the columns that keep their given dim (the later
+        columns are drawn given them, exactly the network's conditional law where they are
+        a prefix of the order).
 
         Only the hidden units whose degree equals the column being drawn are computed at that
         column, so the whole draw costs one forward in total. The first layer is linear in
@@ -334,6 +339,8 @@ class DiscreteAR(nn.Module):
             earlier, their_dim, mine = column_links[c]
             had = dims[:, earlier] == their_dim  # (n, links of column c)
             k = draw_linked(logits, u[:, c], mine, had, ~had)
+            if given is not None:
+                k = torch.where(given[1][:, c], given[0][:, c] - self.starts[c], k)
             dims[:, c] = k + self.starts[c]
             if direct is not None and c + 1 < self.n_columns:
                 direct[:, self.starts[c + 1] :] += direct_rows[c].index_select(0, k)
