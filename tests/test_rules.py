@@ -88,6 +88,13 @@ def _rule_table(kind: str, near_miss: bool) -> tuple[pa.Table, str]:
             v[i] = -1
         d["v"] = v
         return _table(**d), "v == -1 exactly when cnt == 1"
+    if kind == "implication":
+        v = rng.integers(1, 1000, N)
+        v = np.where((d["grp"] == "g1") | (rng.random(N) < 0.2), 0, v)
+        if near_miss:
+            v[T[np.flatnonzero(d["grp"][T] == "g1")[0]]] = 5
+        d["v"] = v
+        return _table(**d), "v == 0 whenever grp == 'g1'"
     if kind == "fixed":
         region = {"g1": "north", "g2": "north", "g3": "south", "g4": "south", "g5": "east"}
         reg = np.array([region[g] for g in d["grp"]])
@@ -113,7 +120,7 @@ def _rule_table(kind: str, near_miss: bool) -> tuple[pa.Table, str]:
     raise AssertionError(kind)
 
 
-KINDS = ["inequality", "identity", "missing", "sentinel", "fixed", "key", "sign"]
+KINDS = ["inequality", "identity", "missing", "sentinel", "implication", "fixed", "key", "sign"]
 
 
 def _detect(table: pa.Table) -> dict[str, Rule]:
@@ -764,3 +771,35 @@ def test_an_hour_link_moves_a_timestamp_by_whole_hours_a_zoned_one_in_local_time
     ]
     kept = local[0] % day == local[1][other] % day
     assert kept.mean() > 0.99  # all but local times a clock change skips on the new day
+
+
+def test_an_implication_holds_on_every_decoded_row_and_leaves_the_value_elsewhere() -> None:
+    """ "v == 0 whenever grp == 'g1'" (v is also 0 on a fifth of the other rows): enforced by
+    the transform, it holds on every row decoded from noise, the other rows still take 0 and
+    other values, and the training rows round-trip exactly; without the rules the same noise
+    breaks it. A rare class whose few rows share a common value by chance is no rule."""
+    from pfcore.rules.collect import collect_rules
+    from pfcore.transforms.table import TableTransformer
+
+    table, name = _rule_table("implication", near_miss=False)
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    rules = collect_rules(train, holdout, schema, None)
+    t = TableTransformer.fit(train, schema, rules=rules)
+    rule = {r.name: r for r in rules}[name]
+    assert rule.active and rule.enforcement == "conditioned"
+    assert t.decode(t.encode(train), seed=0, row_offset=0).column("v").equals(train.column("v"))
+    noise = np.random.default_rng(0).normal(size=(4000, t.n_features)).astype(np.float32)
+    out = t.decode(noise, seed=0, row_offset=0).to_pandas()
+    g1 = out.grp == "g1"
+    assert g1.sum() > 100 and (out.v[g1] == 0).all()
+    assert 0 < (out.v[~g1] == 0).mean() < 1
+    free = TableTransformer.fit(train, schema, rules=[])
+    noise = np.random.default_rng(0).normal(size=(4000, free.n_features)).astype(np.float32)
+    out = free.decode(noise, seed=0, row_offset=0).to_pandas()
+    assert (out.v[out.grp == "g1"] != 0).mean() > 0.3
+    d = _base()
+    rare = np.where(np.arange(N) < 8, "rare", "common")  # 8 rows, 0 on half of all rows
+    d["w"] = np.where(rare == "rare", 0, np.where(np.arange(N) % 2 == 0, 0, 7 + np.arange(N) % 90))
+    d["tag"] = rare
+    assert not [n for n in _detect(_table(**d)) if n.startswith("w == 0 whenever")]

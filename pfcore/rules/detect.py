@@ -90,6 +90,12 @@ MIN_SPECIAL_ROWS = 5
 #: share of the rows holds it.
 MIN_SENTINEL_SHARE = 0.01
 NUMERIC = ("continuous", "integer", "datetime")
+#: An implication (``_implications``) must be this unlikely to hold by chance on its trigger
+#: rows, were the column's sentinel drawn independently of the trigger.
+MAX_IMPLY_CHANCE = 1e-6
+#: At most this many trigger columns per implication (each adds at least ``MIN_SPECIAL_ROWS``
+#: rows the earlier ones did not have).
+MAX_IMPLY_TRIGGERS = 4
 #: An HHMM clock column has at least this many distinct values (minute and hour columns, whose
 #: values also pass the format test, have fewer).
 MIN_CLOCK_DISTINCT = 100
@@ -134,7 +140,8 @@ def detect_rules(
     found += _identities(sample, cols)
     found += _clocks(sample, cols)
     found += _calendars(sample, cols)
-    found += _missing(sample, cols)
+    missing = _missing(sample, cols)
+    found += missing + _implications(sample, cols, missing)
     found += _keys(train, cols)
     fixed = _fixed(train, cols, seed)
     found += fixed
@@ -491,20 +498,26 @@ def _special_masks(arr: pa.ChunkedArray, col: Any, n: int) -> list[tuple[dict, n
 
 
 def _trigger_masks(
-    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int]
-) -> list[tuple[dict, np.ndarray]]:  # noqa: E501
+    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int] | None
+) -> list[tuple[dict, np.ndarray]]:
+    """A column's null mask and its values' masks (``counts_wanted``: only those with one of
+    these row counts; None: every one with at least ``MIN_SPECIAL_ROWS`` rows)."""
+
+    def wanted(count: int) -> bool:
+        return count >= MIN_SPECIAL_ROWS if counts_wanted is None else count in counts_wanted
+
     arr = arr.combine_chunks()
     out = []
     null = np.asarray(arr.is_null(), dtype=bool)
     if pa.types.is_floating(arr.type):
         null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
-    if int(null.sum()) in counts_wanted:
+    if wanted(int(null.sum())):
         out.append(({"null": True}, null))
     if col.kind in ("categorical", "boolean", "integer"):
         vc = pc.value_counts(arr.drop_null())
         if len(vc) <= 1000:
             for item in vc.to_pylist():
-                if item["counts"] in counts_wanted and item["values"] is not None:
+                if wanted(item["counts"]) and item["values"] is not None:
                     value = item["values"]
                     mask = np.asarray(pc.equal(arr, pa.scalar(value, arr.type)).fill_null(False))
                     out.append(({"equals": value}, mask))
@@ -544,6 +557,67 @@ def _missing(sample: pa.Table, cols: list[Any]) -> list[Rule]:
         b, when = matches[0]
         out.append(Rule("missing", [a.name, b.name], {"special": spec, "when": when}))
         linked.add(a.name)
+    return out
+
+
+def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[Rule]:
+    """A is its sentinel (its minimum or maximum) on every row where B is null or equals a
+    value, and on other rows too (so not ``_missing``'s "exactly when"): Ames house prices'
+    finished basement area is 0 on every house without a basement, and on unfinished basements.
+    A model that only learns it nearly holds it (23% of sampled houses without a basement had a
+    finished area). One rule per column A, its triggers "or"-ed (largest first, one per
+    column, each adding rows); A's sentinel
+    share to the power of the trigger's rows must be under ``MAX_IMPLY_CHANCE``, so a small
+    group that holds a common value by chance is not taken for a rule."""
+    n = sample.num_rows
+    specials = [
+        (c, spec, mask)
+        for c in cols
+        if c.kind in NUMERIC and c.name not in {r.columns[0] for r in exact}
+        for spec, mask in _special_masks(sample.column(c.name), c, n)
+        if "sentinel" in spec
+    ]
+    if not specials:
+        return []
+    triggers = [
+        (c, when, mask)
+        for c in cols
+        if c.kind not in ("constant", "id")
+        for when, mask in _trigger_masks(sample.column(c.name), c, None)
+    ]
+    if not triggers:
+        return []
+    t_mat = np.stack([m for _, _, m in triggers], axis=1).astype(np.float32)
+    s_mat = np.stack([m for _, _, m in specials], axis=1).astype(np.float32)
+    both = t_mat.T @ s_mat  # (triggers, specials): rows with both (exact below 2^24 rows)
+    t_rows = t_mat.sum(axis=0)
+    order = {c.name: i for i, c in enumerate(cols)}
+    out = []
+    for j, (a, spec, ma) in enumerate(specials):
+        log_share = float(np.log(ma.mean()))
+        ok = [
+            i
+            for i, (b, _when, _mb) in enumerate(triggers)
+            if order[b.name] < order[a.name]
+            and both[i, j] == t_rows[i]
+            and t_rows[i] < ma.sum()  # equal masks are "exactly when"
+            and t_rows[i] * log_share <= np.log(MAX_IMPLY_CHANCE)
+        ]
+        chosen: list[int] = []
+        covered = np.zeros(n, dtype=bool)
+        for i in sorted(ok, key=lambda i: -t_rows[i]):  # most rows first
+            mask = triggers[i][2]
+            fresh = int((mask & ~covered).sum())
+            if fresh >= MIN_SPECIAL_ROWS and triggers[i][0].name not in {
+                triggers[k][0].name for k in chosen
+            }:
+                chosen.append(i)
+                covered |= mask
+            if len(chosen) == MAX_IMPLY_TRIGGERS:
+                break
+        if chosen:
+            params = {"special": spec, "when": [triggers[i][1] for i in chosen], "implies": True}
+            out.append(Rule("missing", [a.name, *(triggers[i][0].name for i in chosen)], params))
     return out
 
 

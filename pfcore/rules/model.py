@@ -41,6 +41,7 @@ Kinds and their ``columns`` / ``params``:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -150,8 +151,12 @@ class Rule:
             return f"{c[0]} == datetime({', '.join(fields)}){where}"
         if self.kind == "missing":
             sp = "null" if p["special"].get("null") else f"== {p['special']['sentinel']!r}"
-            wh = "null" if p["when"].get("null") else f"== {p['when']['equals']!r}"
-            return f"{c[0]} {sp} exactly when {c[1]} {wh}"
+            if p.get("implies"):
+                whens = " or ".join(
+                    f"{b} {_when_text(w)}" for b, w in zip(c[1:], p["when"], strict=True)
+                )
+                return f"{c[0]} {sp} whenever {whens}"
+            return f"{c[0]} {sp} exactly when {c[1]} {_when_text(p['when'])}"
         if self.kind == "fixed":
             src = f"{p['part']}({c[0]})" if p.get("part") else c[0]
             return f"{src} determines {c[1]}"
@@ -368,6 +373,18 @@ def calendar_fields(
     return out
 
 
+def _when_text(when: dict[str, Any]) -> str:
+    return "null" if when.get("null") else f"== {when['equals']!r}"
+
+
+def triggered(column: Any, triggers: Sequence[str], whens: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Rows where any trigger column ``column(name)`` is in its state (an implication's rows)."""
+    hit = _special(column(triggers[0]), whens[0])
+    for b, w in zip(triggers[1:], whens[1:], strict=True):
+        hit = hit | _special(column(b), w)
+    return hit
+
+
 def _special(arr: pa.ChunkedArray | pa.Array, spec: dict[str, Any]) -> np.ndarray:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -443,7 +460,10 @@ def hold_mask(rule: Rule, table: pa.Table) -> np.ndarray:
             ok |= calendar_value(fields, p["timezone"], unit, first_of_repeated=False)[0] == t
         return (ok & valid) | ~present
     if rule.kind == "missing":
-        return _special(table.column(c[0]), p["special"]) == _special(table.column(c[1]), p["when"])
+        special = _special(table.column(c[0]), p["special"])
+        if p.get("implies"):
+            return special | ~triggered(table.column, c[1:], p["when"])
+        return special == _special(table.column(c[1]), p["when"])
     if rule.kind == "fixed":
         dst = table.column(c[1]).combine_chunks()
         expected, seen = fixed_targets(rule, table.column(c[0]), dst.type)

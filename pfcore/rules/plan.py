@@ -44,6 +44,12 @@ _ORDER = {
 }  # fmt: skip
 
 
+def _priority(r: Rule) -> int:
+    """Implications come last: they fix one value on some rows, and must not take a column that
+    a rule fixing all of its rows (nyc_flights' minute from the scheduled time) would build."""
+    return 8 if r.params.get("implies") else _ORDER.get(r.kind, 9)
+
+
 @dataclass
 class Plan:
     """How the transform enforces the active rules, column by column."""
@@ -112,7 +118,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
     names = set(schema.names)
     by_priority = sorted(
         rules,
-        key=lambda r: (r.origin != "declared", _ORDER.get(r.kind, 9) + (len(r.columns) == 1)),
+        key=lambda r: (r.origin != "declared", _priority(r) + (len(r.columns) == 1)),
     )
     identity_cols: list[tuple[set[str], Rule]] = []
     for r in by_priority:
@@ -169,7 +175,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
                 r.enforcement = "clock"
         elif r.kind == "missing":
             a = cols[0]
-            implied = _implied_by_computed(plan, r, table)
+            implied = "" if r.params.get("implies") else _implied_by_computed(plan, r, table)
             if implied:
                 r.enforcement = "computed"
                 r.note = f"holds because {implied!r} is null exactly when an operand is"
@@ -177,9 +183,13 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
                 off(r, f"{a.name!r} is {a.kind}: only numeric/datetime columns are conditioned")
             elif claimed(a.name) or a.name in plan.gaps:
                 off(r, f"{a.name!r} is already built by another rule")
-            elif "sentinel" in r.params["special"] and not _sentinel_outside(table, r):
+            elif (
+                "sentinel" in r.params["special"]
+                and not r.params.get("implies")  # its sentinel is also an ordinary value
+                and not _sentinel_outside(table, r)
+            ):
                 off(r, "the sentinel lies inside the range of the column's other values")
-            elif not claim(a.name, [r.columns[1]]):
+            elif not claim(a.name, list(r.columns[1:])):
                 off(r, "would make the rules depend on each other in a cycle")
             else:
                 plan.conditioned[a.name] = r

@@ -41,6 +41,7 @@ from pfcore.rules.model import (
     linear_value,
     month_span,
     numeric_values,
+    triggered,
 )
 from pfcore.rules.valuesets import ValueSets
 from pfcore.schema import ColumnSchema, is_temporal, type_from_string
@@ -420,7 +421,14 @@ def _representation(
 
 
 class ConditionedTransform(RuleTransform):
-    """A column that is a sentinel (or null) exactly when its trigger says so: restored."""
+    """A column that is a sentinel (or null) exactly when its trigger says so: restored.
+
+    ``implies``: the sentinel whenever any of its triggers (``trigger`` and ``when`` are then
+    lists) says so, and an ordinary value (the sentinel included) elsewhere. The inner model
+    then sees the column as it is (the triggered rows hold the sentinel, an ordinary value of
+    the column) and decode writes the sentinel over the triggered rows: no missing indicator
+    is added, which on credit_default's six payment columns (two extra dims each for rules on
+    under 1% of rows) raised detection AUC from 0.687 to 0.711."""
 
     kind = "conditioned"
 
@@ -428,42 +436,58 @@ class ConditionedTransform(RuleTransform):
         self,
         column: ColumnSchema,
         inner: NumericTransform,
-        trigger: str,
+        trigger: Any,
         special: dict[str, Any],
-        when: dict[str, Any],
+        when: Any,
+        implies: bool = False,
     ) -> None:
         super().__init__(column)
         self.inner, self.trigger, self.special, self.when = inner, trigger, special, when
-        self.depends_on = [trigger]
+        self.implies = implies
+        self.depends_on = list(trigger) if implies else [trigger]
+
+    def triggered(self, column: Any) -> np.ndarray:
+        """Rows whose trigger says "special", from ``column(name)`` of the trigger columns."""
+        if self.implies:
+            return triggered(column, self.trigger, self.when)
+        return _special(column(self.trigger), self.when)
 
     @classmethod
     def fit(
         cls,
         column: ColumnSchema,
         table: pa.Table,
-        trigger: str,
+        trigger: Any,
         special: dict[str, Any],
-        when: dict[str, Any],
+        when: Any,
         rng: np.random.Generator,
         protect_extremes: int = 0,
+        implies: bool = False,
     ) -> ConditionedTransform:
+        if implies:
+            arr = table.column(column.name)
+            inner = NumericTransform.fit(column, arr, rng, protect_extremes=protect_extremes)
+            return cls(column, inner, trigger, special, when, implies)
         arr = _ordinary(table.column(column.name), special)
         inner_col = ColumnSchema.from_dict({**column.to_dict(), "nullable": True})
         inner = NumericTransform.fit(inner_col, arr, rng, protect_extremes=protect_extremes)
         inner.has_missing = True
-        return cls(column, inner, trigger, special, when)
+        return cls(column, inner, trigger, special, when, implies)
 
     def layout(self) -> list[tuple[str, str, int]]:
         return self.inner.layout()
 
     def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        if self.implies:
+            return self.inner.encode(table.column(self.column.name), rng)
         return self.inner.encode(_ordinary(table.column(self.column.name), self.special), rng)
 
     def decode_with(self, x, n, rng, row_offset, resolved):
         xx = np.array(x, dtype=np.float32, copy=True)
-        xx[:, 1], xx[:, 2] = 1.0, -1.0  # every row present: the trigger decides what is special
+        if not self.implies:  # every row present: the trigger decides what is special
+            xx[:, 1], xx[:, 2] = 1.0, -1.0
         values = self.inner.decode(xx, n, rng, row_offset)
-        cond = pa.array(_special(resolved[self.trigger], self.when))
+        cond = pa.array(self.triggered(resolved.__getitem__))
         if self.special.get("null"):
             fill = pa.nulls(n, type=self.type)
         else:
@@ -475,12 +499,21 @@ class ConditionedTransform(RuleTransform):
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = _inner_state(self.inner)
         meta.update(trigger=self.trigger, special=self.special, when=self.when)
+        if self.implies:
+            meta["implies"] = True
         return meta, arrays
 
     @classmethod
     def from_state(cls, column, meta, arrays):
         inner = _inner_from(meta, arrays)
-        return cls(column, inner, meta["trigger"], meta["special"], meta["when"])
+        return cls(
+            column,
+            inner,
+            meta["trigger"],
+            meta["special"],
+            meta["when"],
+            bool(meta.get("implies", False)),
+        )
 
 
 def _ordinary(arr: pa.ChunkedArray, special: dict[str, Any]) -> pa.ChunkedArray:

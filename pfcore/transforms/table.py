@@ -111,7 +111,16 @@ class TableTransformer:
             plan = plan_rules(rules, schema, table)
             derived = derived_from(table, list(schema.columns), plan.derived)
         sources = {d.source for d in derived.values()}
-        ties = find_ties(table, list(schema.columns), seed, skip=plan.built() | set(derived))
+        # An implication's column is modelled as it is (only a few rows are overwritten), so
+        # it may be a tie's partner; a column tied to another keeps its ties instead.
+        implied = {n for n, r in plan.conditioned.items() if r.params.get("implies")}
+        ties = find_ties(
+            table, list(schema.columns), seed, skip=(plan.built() - implied) | set(derived)
+        )
+        for name in implied & set(ties):
+            r = plan.conditioned.pop(name)
+            r.active, r.enforcement = False, "none"
+            r.note = f"{name!r} is tied to another column; its ties are modelled instead"
 
         def whole(name: str) -> ColumnStats | None:
             return None if table_stats is None or name in sources else table_stats.get(name)
@@ -153,11 +162,12 @@ class TableTransformer:
                     ConditionedTransform.fit(
                         col,
                         table,
-                        r.columns[1],
+                        r.columns[1:] if r.params.get("implies") else r.columns[1],
                         r.params["special"],
                         r.params["when"],
                         rng,
                         protect_extremes=protect_extremes,
+                        implies=bool(r.params.get("implies")),
                     )
                 )
             elif col.name in plan.gaps:

@@ -550,7 +550,10 @@ class TorchDecoder:
                 return None
             sentinel = pa.array([t.special["sentinel"]]).cast(t.type)[0].as_py()
         try:
-            cond = _special_of(resolved[t.trigger], t.when)
+            triggers, whens = (t.trigger, t.when) if t.implies else ([t.trigger], [t.when])
+            cond = _special_of(resolved[triggers[0]], whens[0])
+            for b, w in zip(triggers[1:], whens[1:], strict=True):
+                cond = cond | _special_of(resolved[b], w)
         except _NoTorchForm:
             return None
         values, _ = self._numeric_values(i, inner, xs)  # every row present (see NumPy path)
