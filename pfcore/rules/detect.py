@@ -96,6 +96,10 @@ MAX_IMPLY_CHANCE = 1e-6
 #: At most this many trigger columns per implication (each adds at least ``MIN_SPECIAL_ROWS``
 #: rows the earlier ones did not have).
 MAX_IMPLY_TRIGGERS = 4
+#: At most this many trigger masks are compared (those with the most rows): a wide table of
+#: many-valued columns would otherwise hold a mask per value (1,024 masks of 50k rows are
+#: 200 MB as the float32 matrix the comparison multiplies).
+MAX_IMPLY_MASKS = 1024
 #: An HHMM clock column has at least this many distinct values (minute and hour columns, whose
 #: values also pass the format test, have fewer).
 MIN_CLOCK_DISTINCT = 100
@@ -566,9 +570,9 @@ def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[
     finished basement area is 0 on every house without a basement, and on unfinished basements.
     A model that only learns it nearly holds it (23% of sampled houses without a basement had a
     finished area). One rule per column A, its triggers "or"-ed (largest first, one per
-    column, each adding rows); A's sentinel
-    share to the power of the trigger's rows must be under ``MAX_IMPLY_CHANCE``, so a small
-    group that holds a common value by chance is not taken for a rule."""
+    column, each adding rows); A's sentinel share to the power of the trigger's rows must be
+    under ``MAX_IMPLY_CHANCE``, so a small group that holds a common value by chance is not
+    taken for a rule."""
     n = sample.num_rows
     specials = [
         (c, spec, mask)
@@ -579,12 +583,14 @@ def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[
     ]
     if not specials:
         return []
-    triggers = [
-        (c, when, mask)
-        for c in cols
-        if c.kind not in ("constant", "id")
-        for when, mask in _trigger_masks(sample.column(c.name), c, None)
-    ]
+    triggers: list[tuple[Any, dict, np.ndarray]] = []
+    for c in cols:
+        if c.kind in ("constant", "id"):
+            continue
+        triggers += [(c, w, m) for w, m in _trigger_masks(sample.column(c.name), c, None)]
+        if len(triggers) > MAX_IMPLY_MASKS:  # the most rows first: the strongest evidence
+            triggers.sort(key=lambda t: -int(t[2].sum()))
+            del triggers[MAX_IMPLY_MASKS:]
     if not triggers:
         return []
     t_mat = np.stack([m for _, _, m in triggers], axis=1).astype(np.float32)
