@@ -322,13 +322,6 @@ def _unconditional_tail(m_col: torch.Tensor, m_num: torch.Tensor) -> torch.Tenso
     return (order > last) & ~m_num.any(dim=1, keepdim=True)
 
 
-def _dims_of(d01: torch.Tensor, starts: Sequence[int]) -> torch.Tensor:
-    """The one-hot dim ``(n, K)`` set in each column of 0/1 one-hots ``d01``."""
-    return torch.stack(
-        [d01[:, s:e].argmax(dim=1) + s for s, e in zip(starts[:-1], starts[1:], strict=True)], 1
-    )
-
-
 def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
     """The ``ConditionalPush`` of a hybrid model that carries its conditional networks; with
     ``project`` the numbers beside given ones come from the unconditional student at the latent
@@ -362,7 +355,7 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             )
             rows = tail.any(dim=1).nonzero().flatten()
             if len(rows):
-                dims = ar.draw(u[rows], (_dims_of(d01[rows], ar.starts), ~tail[rows]))
+                dims = ar.draw(u[rows], (ar.dims_of(d01[rows]), ~tail[rows]))
                 d01[rows] = ar.onehot(dims)
             d = d01 * 2 - 1
         else:

@@ -583,31 +583,35 @@ def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[
     ]
     if not specials:
         return []
-    triggers: list[tuple[Any, dict, np.ndarray]] = []
+    triggers: list[tuple[Any, dict, np.ndarray, int]] = []  # (column, state, mask, rows)
     for c in cols:
         if c.kind in ("constant", "id"):
             continue
-        triggers += [(c, w, m) for w, m in _trigger_masks(sample.column(c.name), c, None)]
+        triggers += [
+            (c, w, m, int(m.sum())) for w, m in _trigger_masks(sample.column(c.name), c, None)
+        ]
         if len(triggers) > MAX_IMPLY_MASKS:  # the most rows first: the strongest evidence
-            triggers.sort(key=lambda t: -int(t[2].sum()))
+            triggers.sort(key=lambda t: -t[3])
             del triggers[MAX_IMPLY_MASKS:]
     if not triggers:
         return []
-    t_mat = np.stack([m for _, _, m in triggers], axis=1).astype(np.float32)
+    t_mat = np.stack([t[2] for t in triggers], axis=1).astype(np.float32)
     s_mat = np.stack([m for _, _, m in specials], axis=1).astype(np.float32)
     both = t_mat.T @ s_mat  # (triggers, specials): rows with both (exact below 2^24 rows)
-    t_rows = t_mat.sum(axis=0)
+    t_rows = np.array([t[3] for t in triggers])
+    s_rows = s_mat.sum(axis=0)
+    max_log_chance = np.log(MAX_IMPLY_CHANCE)
     order = {c.name: i for i, c in enumerate(cols)}
     out = []
-    for j, (a, spec, ma) in enumerate(specials):
-        log_share = float(np.log(ma.mean()))
+    for j, (a, spec, _ma) in enumerate(specials):
+        log_share = float(np.log(s_rows[j] / n))
         ok = [
             i
-            for i, (b, _when, _mb) in enumerate(triggers)
-            if order[b.name] < order[a.name]
+            for i, t in enumerate(triggers)
+            if order[t[0].name] < order[a.name]
             and both[i, j] == t_rows[i]
-            and t_rows[i] < ma.sum()  # equal masks are "exactly when"
-            and t_rows[i] * log_share <= np.log(MAX_IMPLY_CHANCE)
+            and t_rows[i] < s_rows[j]  # equal masks are "exactly when"
+            and t_rows[i] * log_share <= max_log_chance
         ]
         chosen: list[int] = []
         covered = np.zeros(n, dtype=bool)

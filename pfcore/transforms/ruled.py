@@ -444,13 +444,13 @@ class ConditionedTransform(RuleTransform):
         super().__init__(column)
         self.inner, self.trigger, self.special, self.when = inner, trigger, special, when
         self.implies = implies
-        self.depends_on = list(trigger) if implies else [trigger]
+        # (trigger columns, their states) as lists whichever the form: one way to read them
+        self.triggers = (list(trigger), list(when)) if implies else ([trigger], [when])
+        self.depends_on = self.triggers[0]
 
     def triggered(self, column: Any) -> np.ndarray:
         """Rows whose trigger says "special", from ``column(name)`` of the trigger columns."""
-        if self.implies:
-            return triggered(column, self.trigger, self.when)
-        return _special(column(self.trigger), self.when)
+        return triggered(column, *self.triggers)
 
     @classmethod
     def fit(

@@ -550,7 +550,7 @@ class TorchDecoder:
                 return None
             sentinel = pa.array([t.special["sentinel"]]).cast(t.type)[0].as_py()
         try:
-            triggers, whens = (t.trigger, t.when) if t.implies else ([t.trigger], [t.when])
+            triggers, whens = t.triggers
             cond = _special_of(resolved[triggers[0]], whens[0])
             for b, w in zip(triggers[1:], whens[1:], strict=True):
                 cond = cond | _special_of(resolved[b], w)
