@@ -263,6 +263,11 @@ def test_declared_rule_broken_by_training_data_is_refused() -> None:
         ({"values": ["distance"]}, "list of column names"),
         ({"range": {"column": "y"}}, "min"),
         ({"unknown": "a"}, "unknown rule form"),
+        ({"missing": {"column": "v", "whenever": {"grp": "g1"}}}, "needs 'column' and 'sentinel'"),
+        ({"missing": {"column": "v", "sentinel": 0, "whenever": "grp"}}, "map each trigger"),
+        ({"missing": {"column": "v", "sentinel": None, "whenever": {"g": 1}}}, "cannot be null"),
+        ({"missing": {"column": "v", "sentinel": 0, "whenever": {"v": 1}}}, "trigger itself"),
+        ({"missing": {"column": "v", "sentinel": 0, "trigger": "g", "whenever": {"g": 1}}}, "keys"),
     ],
 )
 def test_malformed_declared_rule_is_refused(entry, message) -> None:
@@ -803,3 +808,37 @@ def test_an_implication_holds_on_every_decoded_row_and_leaves_the_value_elsewher
     d["w"] = np.where(rare == "rare", 0, np.where(np.arange(N) % 2 == 0, 0, 7 + np.arange(N) % 90))
     d["tag"] = rare
     assert not [n for n in _detect(_table(**d)) if n.startswith("w == 0 whenever")]
+
+
+def test_a_declared_implication_is_enforced_where_detection_would_not_find_it() -> None:
+    """``missing: {column, sentinel, whenever: {...}}`` declares "a sentinel whenever" with its
+    triggers "or"-ed, null triggers included. Detection only looks for triggers left of the
+    column, so ``a == 0 whenever grp == 'g1' or s null`` (grp and s to the right of a) is not
+    found: noise decodes to rows breaking it; declared, it holds on every decoded row, beside
+    the detected ``a <= b`` still enforced."""
+    from pfcore.rules.collect import collect_rules
+    from pfcore.rules.ruleset import RuleSet
+    from pfcore.transforms.table import TableTransformer
+
+    d = _base()
+    no_s = np.random.default_rng(5).random(N) < 0.1
+    d["a"] = np.where((d["grp"] == "g1") | no_s, 0, d["a"])
+    d["s"] = pa.array(np.where(no_s, "", np.where(d["x"] > 0, "p", "q")), mask=no_s)
+    table = _table(**d)
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    entry = {"missing": {"column": "a", "sentinel": 0, "whenever": {"grp": "g1", "s": None}}}
+    declared = RuleSet(rules=parse_declared([entry]))
+    assert declared.rules[0].name == "a == 0 whenever grp == 'g1' or s null"
+    for ruleset, holds in ((None, False), (declared, True)):
+        rules = collect_rules(train, holdout, schema, ruleset)
+        t = TableTransformer.fit(train, schema, rules=rules)
+        noise = np.random.default_rng(0).normal(size=(4000, t.n_features)).astype(np.float32)
+        out = t.decode(noise, seed=0, row_offset=0).to_pandas()
+        triggered = (out.grp == "g1") | out.s.isna()
+        assert triggered.sum() > 500
+        assert bool((out.a[triggered] == 0).all()) is holds
+        by_name = {r.name: r for r in rules}
+        assert by_name["a <= b"].active and (out.a <= out.b).all()
+    rule = by_name["a == 0 whenever grp == 'g1' or s null"]
+    assert rule.active and rule.enforcement == "conditioned" and rule.train_hold_rate == 1.0

@@ -73,7 +73,15 @@ def collect_rules(
         found = detect_rules(train, holdout, schema, seed=seed, ignore=sorted(ignore))
     # A declared rule replaces what detection finds on the same columns (a declared a <= b and
     # a detected a < b would otherwise both claim b).
-    found = [r for r in found if (_family(r.kind), frozenset(r.columns)) not in declared_keys]
+    # A declared "missing" rule conditions its column: a detected implication on that column
+    # (other triggers) would be planned off as "already built", so it is not listed at all.
+    conditioned = {r.columns[0] for r in declared if r.kind == "missing"}
+    found = [
+        r
+        for r in found
+        if (_family(r.kind), frozenset(r.columns)) not in declared_keys
+        and not (r.kind == "missing" and r.params.get("implies") and r.columns[0] in conditioned)
+    ]
     return declared + found
 
 

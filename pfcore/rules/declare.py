@@ -14,6 +14,9 @@ Each entry is a one-key mapping::
                                                     # values seen with them (rules.pinned)
       - unique: order_id                            # or a list of columns (a composite key)
       - missing: {column: refund, sentinel: 0, trigger: status, equals: "paid"}
+      - missing: {column: fee, sentinel: 0, whenever: {plan: free, card: null}}
+                                                    # 0 on every row where plan is "free" or
+                                                    # card is null, and maybe on others
       - expression: "discount <= 0.5 * price or is_null(discount)"
 
 Text is parsed by ``pfcore.rules.expr`` (never ``eval``). Malformed entries raise SchemaError
@@ -139,8 +142,10 @@ def _parse(form: str, body: Any, where: str) -> Rule:
             raise SchemaError(f"{where}: unique takes a column name or a list of them")
         return Rule("key", list(cols), {}, origin="declared")
     if form == "missing":
+        if isinstance(body, dict) and "whenever" in body:
+            return _whenever(body, where)
         if not isinstance(body, dict) or not {"column", "trigger"} <= set(body):
-            raise SchemaError(f"{where}: missing needs 'column' and 'trigger'")
+            raise SchemaError(f"{where}: missing needs 'column' and 'trigger' (or 'whenever')")
         bad = set(body) - {"column", "trigger", "sentinel", "equals"}
         if bad:
             raise SchemaError(f"{where}: unknown missing keys {sorted(bad)}")
@@ -155,6 +160,32 @@ def _parse(form: str, body: Any, where: str) -> Rule:
             "expression", columns_of(node) or ["?"], {"expression": text}, origin="declared"
         )
     raise SchemaError(f"{where}: unknown rule form {form!r} (one of {', '.join(_FORMS)})")
+
+
+def _whenever(body: dict, where: str) -> Rule:
+    """``{column, sentinel, whenever: {trigger: value or null, ...}}``: the column is the
+    sentinel on every row where any trigger holds (and may be on others): the rule detection
+    calls an implication (``detect._implications``), enforced the same way."""
+    bad = set(body) - {"column", "sentinel", "whenever"}
+    if bad:
+        raise SchemaError(f"{where}: unknown missing keys {sorted(bad)} beside 'whenever'")
+    if "column" not in body or "sentinel" not in body:
+        raise SchemaError(f"{where}: 'whenever' needs 'column' and 'sentinel' (the value the "
+                          "column takes on every row a trigger holds)")  # fmt: skip
+    if body["sentinel"] is None:
+        raise SchemaError(f"{where}: 'whenever' writes a value: the sentinel cannot be null")
+    triggers = body["whenever"]
+    if not isinstance(triggers, dict) or not triggers:
+        raise SchemaError(
+            f"{where}: 'whenever' must map each trigger column to the value (or null) that "
+            "triggers it, e.g. {status: closed, closed_at: null}"
+        )
+    column = str(body["column"])
+    if column in map(str, triggers):
+        raise SchemaError(f"{where}: column {column!r} cannot trigger itself")
+    when = [{"null": True} if v is None else {"equals": v} for v in triggers.values()]
+    params = {"special": {"sentinel": body["sentinel"]}, "when": when, "implies": True}
+    return Rule("missing", [column, *map(str, triggers)], params, origin="declared")
 
 
 def _text(body: Any, where: str) -> str:

@@ -501,30 +501,46 @@ def _special_masks(arr: pa.ChunkedArray, col: Any, n: int) -> list[tuple[dict, n
     return out
 
 
-def _trigger_masks(
-    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int] | None
-) -> list[tuple[dict, np.ndarray]]:
-    """A column's null mask and its values' masks (``counts_wanted``: only those with one of
-    these row counts; None: every one with at least ``MIN_SPECIAL_ROWS`` rows)."""
-
-    def wanted(count: int) -> bool:
-        return count >= MIN_SPECIAL_ROWS if counts_wanted is None else count in counts_wanted
-
+def _trigger_states(arr: pa.ChunkedArray, col: Any) -> tuple[np.ndarray, list, np.ndarray]:
+    """(null mask, values, value codes with -1 for null): the states a trigger may be in. Only
+    discrete columns of at most 1,000 values have value states."""
     arr = arr.combine_chunks()
-    out = []
     null = np.asarray(arr.is_null(), dtype=bool)
     if pa.types.is_floating(arr.type):
         null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
+    if col.kind in ("categorical", "boolean", "integer"):
+        enc = pc.dictionary_encode(arr)
+        if len(enc.dictionary) <= 1000:
+            return null, enc.dictionary.to_pylist(), np.asarray(enc.indices.fill_null(-1))
+    return null, [], np.full(len(arr), -1)
+
+
+def _trigger_counts(arr: pa.ChunkedArray, col: Any) -> list[int]:
+    """The row count of every state of :func:`_trigger_states` (null first)."""
+    null, values, codes = _trigger_states(arr, col)
+    return [int(null.sum()), *np.bincount(codes[codes >= 0], minlength=len(values)).tolist()]
+
+
+def _trigger_masks(
+    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int] | None, min_rows: int = 0
+) -> list[tuple[dict, np.ndarray]]:
+    """A column's null mask and its values' masks (``counts_wanted``: only those with one of
+    these row counts; None: every one with at least ``max(min_rows, MIN_SPECIAL_ROWS)`` rows).
+    Values are compared as integer codes: a string compare per value took 22 s on 60 columns
+    of 800 values and 50k rows."""
+    floor = max(min_rows, MIN_SPECIAL_ROWS)
+
+    def wanted(count: int) -> bool:
+        return count >= floor if counts_wanted is None else count in counts_wanted
+
+    null, values, codes = _trigger_states(arr, col)
+    out = []
     if wanted(int(null.sum())):
         out.append(({"null": True}, null))
-    if col.kind in ("categorical", "boolean", "integer"):
-        vc = pc.value_counts(arr.drop_null())
-        if len(vc) <= 1000:
-            for item in vc.to_pylist():
-                if wanted(item["counts"]) and item["values"] is not None:
-                    value = item["values"]
-                    mask = np.asarray(pc.equal(arr, pa.scalar(value, arr.type)).fill_null(False))
-                    out.append(({"equals": value}, mask))
+    counts = np.bincount(codes[codes >= 0], minlength=len(values))
+    for k, value in enumerate(values):  # first-seen order
+        if wanted(int(counts[k])):
+            out.append(({"equals": value}, codes == k))
     return out
 
 
@@ -583,16 +599,22 @@ def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[
     ]
     if not specials:
         return []
+    candidates = [c for c in cols if c.kind not in ("constant", "id")]
+    # Masks only for the states with the most rows (the strongest evidence), counted first: one
+    # mask per value of every column held 0.5 GB on 60 columns of 800 values and 50k rows.
+    counts = sorted(
+        (k for c in candidates for k in _trigger_counts(sample.column(c.name), c)), reverse=True
+    )
+    floor = counts[MAX_IMPLY_MASKS - 1] if len(counts) > MAX_IMPLY_MASKS else 0
     triggers: list[tuple[Any, dict, np.ndarray, int]] = []  # (column, state, mask, rows)
-    for c in cols:
-        if c.kind in ("constant", "id"):
-            continue
+    for c in candidates:
         triggers += [
-            (c, w, m, int(m.sum())) for w, m in _trigger_masks(sample.column(c.name), c, None)
+            (c, w, m, int(m.sum()))
+            for w, m in _trigger_masks(sample.column(c.name), c, None, min_rows=floor)
         ]
-        if len(triggers) > MAX_IMPLY_MASKS:  # the most rows first: the strongest evidence
-            triggers.sort(key=lambda t: -t[3])
-            del triggers[MAX_IMPLY_MASKS:]
+    if len(triggers) > MAX_IMPLY_MASKS:  # ties at the floor: the first columns' kept
+        triggers.sort(key=lambda t: -t[3])
+        del triggers[MAX_IMPLY_MASKS:]
     if not triggers:
         return []
     t_mat = np.stack([t[2] for t in triggers], axis=1).astype(np.float32)

@@ -45,9 +45,13 @@ _ORDER = {
 
 
 def _priority(r: Rule) -> int:
-    """Implications come last: they fix one value on some rows, and must not take a column that
-    a rule fixing all of its rows (nyc_flights' minute from the scheduled time) would build."""
-    return 8 if r.params.get("implies") else _ORDER.get(r.kind, 9)
+    """Detected implications come last: they fix one value on some rows, and must not take a
+    column that a rule fixing all of its rows (nyc_flights' minute from the scheduled time)
+    would build. A declared one is what its user asked for, planned with the other "missing"
+    rules."""
+    if r.params.get("implies") and r.origin != "declared":
+        return 8
+    return _ORDER.get(r.kind, 9)
 
 
 @dataclass

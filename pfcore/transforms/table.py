@@ -111,9 +111,14 @@ class TableTransformer:
             plan = plan_rules(rules, schema, table)
             derived = derived_from(table, list(schema.columns), plan.derived)
         sources = {d.source for d in derived.values()}
-        # An implication's column is modelled as it is (only a few rows are overwritten), so
-        # it may be a tie's partner; a column tied to another keeps its ties instead.
-        implied = {n for n, r in plan.conditioned.items() if r.params.get("implies")}
+        # A detected implication's column is modelled as it is (only a few rows are
+        # overwritten), so it may be a tie's partner; a column tied to another keeps its ties
+        # instead. A declared one keeps its rule.
+        implied = {
+            n
+            for n, r in plan.conditioned.items()
+            if r.params.get("implies") and r.origin != "declared"
+        }
         ties = find_ties(
             table, list(schema.columns), seed, skip=(plan.built() - implied) | set(derived)
         )
