@@ -3,6 +3,8 @@ declared rules refused when the data breaks them or when malformed, and rules.js
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -842,3 +844,50 @@ def test_a_declared_implication_is_enforced_where_detection_would_not_find_it() 
         assert by_name["a <= b"].active and (out.a <= out.b).all()
     rule = by_name["a == 0 whenever grp == 'g1' or s null"]
     assert rule.active and rule.enforcement == "conditioned" and rule.train_hold_rate == 1.0
+
+
+def _gap_implication_table(n: int = N) -> pa.Table:
+    """A discount: at most the price (an inequality the transform builds as a gap) and 0
+    whenever there is no promotion code (null), and on a tenth of the other rows."""
+    rng = np.random.default_rng(7)
+    none = rng.random(n) < 0.15
+    price = rng.integers(1, 2000, n)
+    discount = np.round(price * rng.random(n), 2)  # a float: never a gap over the integer
+    discount = np.where(none | (rng.random(n) < 0.1), 0.0, discount)
+    promo = pa.array(np.where(none, "", rng.choice(np.array(["P1", "P2"]), n)), mask=none)
+    return _table(promo=promo, price=price, discount=discount, x=rng.integers(-500, 500, n))
+
+
+def test_an_implication_is_written_over_a_gap_on_the_far_side_of_its_parent(tmp_path) -> None:
+    """``discount == 0.0 whenever promo null`` on a column the transform builds from ``discount <
+    price``: 0 is the discount's minimum, the far side of its upper bound, so writing it keeps
+    the inequality.
+    Both hold on every row decoded from noise, the training rows round-trip exactly, and the
+    rule survives a save and load of the transform. A sentinel on the near side (the maximum
+    under an upper bound) is refused with why."""
+    from pfcore.rules.collect import collect_rules
+    from pfcore.rules.plan import plan_rules
+    from pfcore.transforms.table import TableTransformer
+
+    table = _gap_implication_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    rules = collect_rules(train, holdout, schema, None)
+    by_name = {r.name: r for r in rules}
+    rule = by_name["discount == 0.0 whenever promo null"]
+    t = TableTransformer.fit(train, schema, rules=rules)
+    assert by_name["discount < price"].enforcement == "gap"
+    assert rule.active and rule.enforcement == "conditioned" and "gap" in rule.note
+    assert t.decode(t.encode(train), seed=0, row_offset=0).equals(train)
+    noise = np.random.default_rng(0).normal(size=(4000, t.n_features)).astype(np.float32)
+    for tr in (t, TableTransformer.load(t.save(tmp_path / "t"))):
+        out = tr.decode(noise, seed=0, row_offset=0).to_pandas()
+        assert out.promo.isna().sum() > 300
+        assert (out.discount[out.promo.isna()] == 0).all() and (out.discount <= out.price).all()
+    free = TableTransformer.fit(train, schema, rules=[r for r in rules if r is not rule])
+    out = free.decode(noise, seed=0, row_offset=0).to_pandas()
+    assert (out.discount[out.promo.isna()] != 0).mean() > 0.05
+    near = copy.deepcopy(rule)
+    near.params["special"]["sentinel"] = float(np.asarray(train.column("discount")).max())
+    plan_rules([by_name["discount < price"], near], schema, train)
+    assert not near.active and "minimum" in near.note

@@ -218,8 +218,9 @@ def rules_table() -> pa.Table:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_rule_built_columns(device):
-    """Gap (difference and ratio), clock, computed (integer and clock arithmetic), missing and
-    sentinel conditions (exactly when, and whenever) and a number pinned by two categorical keys
+    """Gap (difference and ratio, and with a sentinel written over it), clock, computed (integer
+    and clock arithmetic), missing and sentinel conditions (exactly when, and whenever) and a
+    number pinned by two categorical keys
     decode on the device; the
     one non-integer identity runs on the host, and so do a calendar timestamp (time-zone rules)
     and its day within the month."""
@@ -229,16 +230,23 @@ def test_rule_built_columns(device):
         GapTransform,
         PinnedTransform,
     )
-    from tests.test_rules import _calendar_table, _clock_table, _rule_table
+    from tests.test_rules import (
+        _calendar_table,
+        _clock_table,
+        _gap_implication_table,
+        _rule_table,
+    )
 
     cases = [(rules_table(), {"c"}), (_clock_table(), set()), (_calendar_table(), {"at", "day"})]
     cases.append((_rule_table("implication", near_miss=False)[0], set()))  # a sentinel whenever
+    cases.append((_gap_implication_table(), set()))  # ... written over an inequality's gap
     for t, host in cases:
         train, tr = ruled(t)
         kinds = {type(x) for x in tr.transforms}
         assert kinds & {ClockTransform, ConditionedTransform, GapTransform, ComputedTransform}
         assert t is not cases[0][0] or PinnedTransform in kinds
-        assert t is not cases[-1][0] or any(getattr(x, "implies", False) for x in tr.transforms)
+        assert t is not cases[-2][0] or any(getattr(x, "implies", False) for x in tr.transforms)
+        assert t is not cases[-1][0] or any(getattr(x, "overwrite", None) for x in tr.transforms)
         for scale in (0.3, 3.0):
             assert_same_decode(tr, noisy(tr, train, scale), device, on_host=host)
 

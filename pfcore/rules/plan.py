@@ -45,13 +45,10 @@ _ORDER = {
 
 
 def _priority(r: Rule) -> int:
-    """Detected implications come last: they fix one value on some rows, and must not take a
-    column that a rule fixing all of its rows (nyc_flights' minute from the scheduled time)
-    would build. A declared one is what its user asked for, planned with the other "missing"
-    rules."""
-    if r.params.get("implies") and r.origin != "declared":
-        return 8
-    return _ORDER.get(r.kind, 9)
+    """Implications come last: they fix one value on some rows, and must not take a column that
+    a rule fixing all of its rows (nyc_flights' minute from the scheduled time) would build.
+    (Declared rules are planned before all detected ones, whatever their kind.)"""
+    return 8 if r.params.get("implies") else _ORDER.get(r.kind, 9)
 
 
 @dataclass
@@ -70,6 +67,8 @@ class Plan:
     month_days: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: date column -> the fixed rules ``part(date) determines column`` its decode snaps to
     snapped: dict[str, list[Rule]] = field(default_factory=dict)
+    #: gap child -> the implication written over it after the gap's decode (``_over_gap``)
+    overwrites: dict[str, Rule] = field(default_factory=dict)
 
     def built(self) -> set[str]:
         """Every column a construction builds (decoded from other columns)."""
@@ -185,6 +184,16 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
                 r.note = f"holds because {implied!r} is null exactly when an operand is"
             elif a.kind not in NUMERIC:
                 off(r, f"{a.name!r} is {a.kind}: only numeric/datetime columns are conditioned")
+            elif r.params.get("implies") and a.name in plan.gaps and not claimed(a.name):
+                why = _over_gap(plan, r, a, table)
+                if why:
+                    off(r, why)
+                elif not claim(a.name, list(r.columns[1:])):
+                    off(r, "would make the rules depend on each other in a cycle")
+                else:
+                    plan.overwrites[a.name] = r
+                    r.enforcement = "conditioned"
+                    r.note = f"written over {a.name!r} after its inequality's gap is decoded"
             elif claimed(a.name) or a.name in plan.gaps:
                 off(r, f"{a.name!r} is already built by another rule")
             elif (
@@ -328,6 +337,28 @@ def _gap(plan: Plan, r: Rule, cols: list[Any], table: pa.Table, claimed, claim) 
         "neither column can be rebuilt from the other (already built, a nullable parent, an "
         "integer child of a float parent, or a cycle)"
     )
+
+
+def _over_gap(plan: Plan, r: Rule, a: Any, table: pa.Table) -> str:
+    """Why the implication ``r`` cannot be written over ``a``'s gap decode ("" if it can): only
+    a number's minimum over an upper bound (``a <= parents``) or its maximum over a lower bound
+    (``a >= parents``) keeps the inequality on every row, since a decoded parent never leaves
+    its training range, which lies on the far side of that extreme. Ames house prices:
+    unfinished basement area is 0 whenever there is no basement, and at most the total area."""
+    if a.kind not in ("continuous", "integer"):
+        return f"{a.name!r} is built by an inequality and is not a plain number"
+    direction = plan.gaps[a.name][0]
+    v, present = numeric_values(table.column(a.name))
+    if not present.any():
+        return f"{a.name!r} has no value"
+    extreme = v[present].min() if direction < 0 else v[present].max()
+    if r.params["special"].get("sentinel") != extreme:
+        side = "minimum" if direction < 0 else "maximum"
+        return (
+            f"{a.name!r} is built by an inequality whose far side is its {side}, and the "
+            "sentinel is not that value"
+        )
+    return ""
 
 
 def _nulls_follow_operands(table: pa.Table, columns: list[str]) -> bool | None:

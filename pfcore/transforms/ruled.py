@@ -122,12 +122,17 @@ class GapTransform(RuleTransform):
         hi: float | None,
         decimals: int | None,
         mode: str = "diff",
+        overwrite: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(column)
         self.inner, self.parents, self.direction = inner, list(parents), int(direction)
         self.gap_min, self.lo, self.hi, self.decimals = gap_min, lo, hi, decimals
         self.mode = mode
-        self.depends_on = list(parents)
+        # An implication written over the decoded value ({"trigger": [...], "when": [...],
+        # "sentinel": v}): the column's extreme on the far side of its parents, so the
+        # inequality still holds (rules.plan._over_gap).
+        self.overwrite = overwrite
+        self.depends_on = list(parents) + (list(overwrite["trigger"]) if overwrite else [])
 
     @classmethod
     def fit(
@@ -139,6 +144,7 @@ class GapTransform(RuleTransform):
         rng: np.random.Generator,
         parent_decimals: list[int | None],
         protect_extremes: int = 0,
+        overwrite: dict[str, Any] | None = None,
     ) -> GapTransform:
         integral = _integral(column.type)
         v, present = numeric_values(table.column(column.name))
@@ -175,7 +181,7 @@ class GapTransform(RuleTransform):
             k = k if k > 0 and xs.size > 4 * k else 0
             lo, hi = xs[k].item(), xs[-1 - k].item()
         gap_min = g.min().item() if g.size else 0
-        return cls(column, inner, parents, direction, gap_min, lo, hi, decimals, mode)
+        return cls(column, inner, parents, direction, gap_min, lo, hi, decimals, mode, overwrite)
 
     def layout(self) -> list[tuple[str, str, int]]:
         return self.inner.layout()
@@ -207,6 +213,11 @@ class GapTransform(RuleTransform):
         if self.decimals is not None:
             value, floor = np.round(value, self.decimals), np.round(floor, self.decimals)
         value = np.maximum(value, floor) if self.direction > 0 else np.minimum(value, floor)
+        if self.overwrite is not None:
+            o = self.overwrite
+            hit = triggered(resolved.__getitem__, o["trigger"], o["when"])
+            value = np.where(hit, np.asarray(o["sentinel"]).astype(value.dtype), value)
+            present = present | hit
         return _to_arrow(value, present, self.type)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -220,6 +231,8 @@ class GapTransform(RuleTransform):
             decimals=self.decimals,
             mode=self.mode,
         )
+        if self.overwrite is not None:
+            meta["overwrite"] = self.overwrite
         return meta, arrays
 
     @classmethod
@@ -234,6 +247,7 @@ class GapTransform(RuleTransform):
             meta["hi"],
             meta["decimals"],
             meta.get("mode", "diff"),
+            meta.get("overwrite"),
         )
 
 

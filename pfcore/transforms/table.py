@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -186,6 +186,7 @@ class TableTransformer:
                         rng,
                         [schema[p].decimals for p in parents],
                         protect_extremes=protect_extremes,
+                        overwrite=_overwrite(plan.overwrites.get(col.name)),
                     )
                 )
             elif col.name in plan.pinned:
@@ -445,3 +446,15 @@ def _late_order(transforms: list[ColumnTransform], index_of: dict[str, int]) -> 
     for i in sorted(deps):
         visit(i)
     return order
+
+
+def _overwrite(rule: Rule | None) -> dict[str, Any] | None:
+    """A gap's implication as ``GapTransform`` keeps it: its triggers, their states and the
+    value written over the rows they trigger."""
+    if rule is None:
+        return None
+    return {
+        "trigger": list(rule.columns[1:]),
+        "when": list(rule.params["when"]),
+        "sentinel": rule.params["special"]["sentinel"],
+    }

@@ -481,6 +481,14 @@ class TorchDecoder:
             floor = snap(floor, None, t.decimals) if floor.is_floating_point() else floor
         value, floor = _promote(value, floor)
         value = torch.maximum(value, floor) if t.direction > 0 else torch.minimum(value, floor)
+        if t.overwrite is not None:
+            o = t.overwrite
+            try:
+                hit = _triggered_of(resolved, o["trigger"], o["when"])
+            except _NoTorchForm:
+                return None
+            value = torch.where(hit, torch.full_like(value, o["sentinel"]), value)
+            present = present | hit
         return _numbers(t.type, value, present)
 
     def _computed(
@@ -550,10 +558,7 @@ class TorchDecoder:
                 return None
             sentinel = pa.array([t.special["sentinel"]]).cast(t.type)[0].as_py()
         try:
-            triggers, whens = t.triggers
-            cond = _special_of(resolved[triggers[0]], whens[0])
-            for b, w in zip(triggers[1:], whens[1:], strict=True):
-                cond = cond | _special_of(resolved[b], w)
+            cond = _triggered_of(resolved, *t.triggers)
         except _NoTorchForm:
             return None
         values, _ = self._numeric_values(i, inner, xs)  # every row present (see NumPy path)
@@ -561,6 +566,16 @@ class TorchDecoder:
             return DecodedColumn(t.type, values=values, missing=cond)
         fill = torch.full_like(values, sentinel)
         return DecodedColumn(t.type, values=torch.where(cond, fill, values))
+
+
+def _triggered_of(
+    resolved: dict[str, DecodedColumn], triggers: list[str], whens: list[dict[str, Any]]
+) -> torch.Tensor:
+    """``rules.model.triggered`` on decoded columns still on the device."""
+    cond = _special_of(resolved[triggers[0]], whens[0])
+    for b, w in zip(triggers[1:], whens[1:], strict=True):
+        cond = cond | _special_of(resolved[b], w)
+    return cond
 
 
 class _NoTorchForm(Exception):
