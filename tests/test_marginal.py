@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pfcore import models
-from pfcore.models.marginal import MarginalMap, column_quantiles
+from pfcore.models.marginal import KnotIndex, MarginalMap, column_quantiles
 from tests.test_hybrid import thin_table
 
 LEVELS = np.linspace(0.05, 0.95, 19)
@@ -31,6 +31,43 @@ def test_column_quantiles_are_torch_quantiles() -> None:
     levels = (torch.arange(16) + 0.5) / 16
     expect = torch.quantile(x, levels, dim=0).T
     torch.testing.assert_close(column_quantiles(x, 16), expect)
+
+
+def test_the_bucket_index_is_searchsorted() -> None:
+    """Quantile knots of normal, skewed and nearly constant outputs, the maps' identity grid,
+    and knots bunched past the step limit (the binary search then answers): the same left
+    insertion points as ``torch.searchsorted`` for values between, on and beyond the knots,
+    and for infinities and NaN."""
+    g = torch.Generator().manual_seed(3)
+    outputs = torch.stack(
+        [
+            torch.randn(50_000, generator=g),
+            torch.exp(2 * torch.randn(50_000, generator=g)),
+            torch.where(torch.rand(50_000, generator=g) < 0.6, 0.0, torch.randn(50_000)),
+        ],
+        dim=1,
+    )
+    quantile_knots = column_quantiles(outputs)
+    quantile_knots = torch.cummax(quantile_knots + torch.arange(1024) * 1e-6, dim=1).values
+    bunched = torch.cat([torch.zeros(1, 1000), torch.linspace(1, 2, 24)[None]], 1)
+    bunched = bunched + torch.arange(1024) * 1e-6
+    for knots in (quantile_knots, MarginalMap(2).source, bunched):
+        index = KnotIndex(knots)
+        x = torch.cat(
+            [
+                torch.randn(knots.shape[0], 20_000, generator=g) * 4,
+                knots,
+                knots[:, :-1] + knots.diff(dim=1) / 2,
+                torch.tensor([[-1e9, 1e9]]).expand(knots.shape[0], -1),
+            ],
+            dim=1,
+        )
+        assert torch.equal(index.index(x), torch.searchsorted(knots, x))
+        odd = x.clone()
+        odd[:, :3] = torch.tensor([torch.inf, -torch.inf, torch.nan])
+        assert torch.equal(index.index(odd), torch.searchsorted(knots, odd))
+    assert KnotIndex(quantile_knots).fast.tolist() == [True, False, False]
+    assert not KnotIndex(bunched).fast.any() and KnotIndex(MarginalMap(2).source).all_fast
 
 
 def test_the_map_gives_the_data_quantiles_and_keeps_the_order() -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["KNOTS", "MarginalMap", "column_quantiles"]
+__all__ = ["KNOTS", "KnotIndex", "MarginalMap", "column_quantiles"]
 
 #: Quantile levels ``(i + 0.5) / KNOTS``: the outer ones (0.05% and 99.95%) are still estimated
 #: from 10 rows of a 20k-row training set.
@@ -50,6 +50,72 @@ def column_quantiles(x: torch.Tensor, knots: int = KNOTS) -> torch.Tensor:
     return (xs[lo] + frac * (xs[hi] - xs[lo])).T.contiguous()
 
 
+class KnotIndex:
+    """``torch.searchsorted(knots, x)`` (left insertion points, row by row) by a uniform grid
+    of buckets over each row's knot range and a few vectorised steps from the bucket's start.
+
+    Why: the maps' binary search over 1,024 knots cost 67 ns per number on one CPU thread, 14%
+    of credit_default's sampling (two maps over 14 numbers). A bucket of the grid holds a
+    knot or two of quantile knots, so a few compare-and-step passes over the whole block find
+    the same index. A row of knots bunched so tightly (a point mass, a long tail) that some
+    bucket's neighbourhood holds more than ``MAX_STEPS`` of them uses the binary search; the
+    answer is the same either way.
+    """
+
+    BUCKETS_PER_KNOT = 4
+    MAX_STEPS = 6
+
+    def __init__(self, knots: torch.Tensor) -> None:
+        self.knots = knots
+        dims, k = knots.shape
+        g = self.BUCKETS_PER_KNOT * k
+        self.lo = knots[:, :1]
+        width = (knots[:, -1:] - self.lo) / g
+        self.scale = torch.where(width > 0, 1.0 / width, torch.zeros_like(width))
+        edges = self.lo + width * torch.arange(-1, g + 2, device=knots.device, dtype=knots.dtype)
+        # A value in bucket b lies in [edge b-1, edge b+2) despite rounding in computing b: its
+        # index lies between the knots below edge b-1 and those below edge b+2.
+        below = torch.searchsorted(knots, edges.contiguous())  # (dims, g + 3)
+        self.start = below[:, :g].contiguous()  # knots below edge b-1, for b = 0 .. g-1
+        reach = below[:, 3:].clone()  # knots below edge b+2
+        reach[:, -2:] = k  # the last buckets also take every value above the knots
+        per_dim = (reach - self.start).amax(dim=1)
+        #: rows of knots the buckets serve (the others: binary search), and the steps they need
+        self.fast = per_dim <= self.MAX_STEPS
+        self.steps = int(per_dim[self.fast].max()) if bool(self.fast.any()) else 0
+        self.all_fast = bool(self.fast.all())
+        self.g = g
+
+    def index(self, x: torch.Tensor) -> torch.Tensor:
+        """Left insertion points of ``x`` ``(dims, n)`` among the knots ``(dims, K)`` (a step
+        function: no gradient)."""
+        x = x.detach()
+        if not bool(self.fast.any()) or not bool(torch.isfinite(x).all()):
+            return torch.searchsorted(self.knots, x)
+        if self.all_fast:
+            return self._bucketed(x, self.knots, self.lo, self.scale, self.start)
+        f = self.fast
+        idx = torch.searchsorted(self.knots, x)  # every row, then the fast ones replaced
+        idx[f] = self._bucketed(x[f], self.knots[f], self.lo[f], self.scale[f], self.start[f])
+        return idx
+
+    def _bucketed(
+        self,
+        x: torch.Tensor,
+        knots: torch.Tensor,
+        lo: torch.Tensor,
+        scale: torch.Tensor,
+        start: torch.Tensor,
+    ) -> torch.Tensor:
+        k = knots.shape[1]
+        b = ((x - lo) * scale).floor().clamp(0, self.g - 1).long()
+        idx = start.gather(1, b)
+        for _ in range(self.steps):
+            ahead = knots.gather(1, idx.clamp(max=k - 1)) < x
+            idx = idx + (ahead & (idx < k)).long()
+        return idx
+
+
 class MarginalMap(nn.Module):
     """``forward(x)``: each column of ``x`` ``(n, dims)`` mapped from ``source`` knots to
     ``target`` knots (both ``(dims, KNOTS)`` buffers, saved with the state dict); the identity
@@ -59,7 +125,20 @@ class MarginalMap(nn.Module):
         super().__init__()
         self.register_buffer("source", torch.empty(dim, knots))
         self.register_buffer("target", torch.empty(dim, knots))
+        self._bucket_cache: tuple[tuple[int, int, str], KnotIndex] | None = None
         self.copy_from(None)
+
+    def _buckets(self) -> KnotIndex:
+        """The lookup of the current source knots, rebuilt whenever they change (fit, load,
+        a move to another device)."""
+        src = self.source
+        key = (src.data_ptr(), src._version, str(src.device))
+        if self._bucket_cache is None or self._bucket_cache[0] != key:
+            # plain tensors even when first asked under inference mode (sampling): a later
+            # caller that differentiates through the map (the "project" sampler) reads them too
+            with torch.inference_mode(False), torch.no_grad():
+                self._bucket_cache = (key, KnotIndex(src))
+        return self._bucket_cache[1]
 
     @torch.no_grad()
     def fit(
@@ -118,9 +197,9 @@ class MarginalMap(nn.Module):
             self.target.copy_(other.target)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xt = x.float().T.contiguous()  # (dims, n): searchsorted runs along the last dim
+        xt = x.float().T.contiguous()  # (dims, n): one row of knots per dim
         src, tgt = self.source, self.target
-        idx = torch.searchsorted(src, xt).clamp(1, src.shape[1] - 1)
+        idx = self._buckets().index(xt).clamp(1, src.shape[1] - 1)
         x0, x1 = src.gather(1, idx - 1), src.gather(1, idx)
         f0, f1 = tgt.gather(1, idx - 1), tgt.gather(1, idx)
         t = ((xt - x0) / (x1 - x0)).clamp(0.0, 1.0)

@@ -83,7 +83,13 @@ def mlp_on_signed_onehots(mlp: MLP, dense: torch.Tensor, dims: torch.Tensor) -> 
     table = (2 * signed).t().contiguous()
     h = torch.addmm(first.bias - signed.sum(dim=1), dense, first.weight[:, :n_dense].t())
     h += F.embedding_bag(dims, table, mode="sum")
-    return mlp.head(mlp.body[1:](h))
+    if torch.is_grad_enabled():
+        return mlp.head(mlp.body[1:](h))
+    # Sampling: activations in place (SiLU on 8192x256 floats: 1.40 ms, in place 0.85 ms on
+    # one CPU thread; autograd would need the inputs they overwrite)
+    for layer in mlp.body[1:]:
+        h = F.silu(h, inplace=True) if isinstance(layer, nn.SiLU) else layer(h)
+    return mlp.head(h)
 
 
 class TimeFeatures(nn.Module):
