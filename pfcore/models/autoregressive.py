@@ -315,7 +315,7 @@ class DiscreteAR(nn.Module):
         Only the hidden units whose degree equals the column being drawn are computed at that
         column, so the whole draw costs one forward in total. The first layer is linear in
         one-hot inputs, so it is never multiplied out: drawing column ``c`` adds its class's
-        weights to the pre-activations of the later units (a row lookup), and each unit is
+        weights to the pre-activations of the later units (a lookup), and each unit is
         activated in place once its degree comes. On nyc_flights' 10 columns (238 dims, a
         128-wide network) that drew 8,192 rows 21% faster than multiplying the drawn one-hots
         by the first layer's weights at each column, with the same classes; on adult's 9
@@ -325,49 +325,58 @@ class DiscreteAR(nn.Module):
         was (forced where it was, its logit masked where it was not).
         """
         n, width = u.shape[0], self.layers[0].out_features
-        pre = self.layers[0].bias.to(u.dtype).expand(n, width).clone()  # layer 0, in place
-        hidden = [pre] + [u.new_empty(n, width) for _ in self.layers[1:]]
+        # Units along the rows, sampled rows along the columns: each degree's units are then a
+        # contiguous block of rows, so the in-place steps (activation, adding a drawn class's
+        # weights to the later units) run over contiguous memory. Credit_default's 16 columns
+        # (128-wide network, 8,192 rows, one thread): 21-22 ms per draw row by row (units as
+        # columns, strided slices), 14 ms this way, the same classes.
+        pre = self.layers[0].bias.to(u.dtype).unsqueeze(1).expand(width, n).clone()
+        hidden = [pre] + [u.new_empty(width, n) for _ in self.layers[1:]]
         dims = torch.empty(n, self.n_columns, dtype=torch.long, device=u.device)
-        direct = u.new_zeros(n, self.dim) if self.direct is not None else None
-        direct_rows = self._direct_rows()
+        direct = u.new_zeros(self.dim, n) if self.direct is not None else None
+        direct_cols = self._direct_cols()
         column_links = self._column_links()
         lo = 0
         for c, (deeper, head, lookup) in enumerate(self._column_weights()):
-            hi = self.upto[c]
+            hi, s = self.upto[c], self.starts[c]
             if hi > lo:  # units of degree c see columns < c and lower-degree units only
-                F.silu(pre[:, lo:hi], inplace=True)
+                F.silu(pre[lo:hi], inplace=True)
                 for i, (weight, bias) in enumerate(deeper):
-                    hidden[i + 1][:, lo:hi] = F.silu(F.linear(hidden[i][:, :hi], weight, bias))
-            logits = F.linear(hidden[-1][:, :hi], *head)
+                    out = hidden[i + 1][lo:hi]
+                    torch.addmm(bias, weight, hidden[i][:hi], out=out)
+                    F.silu(out, inplace=True)
+            logits = torch.addmm(head[1], head[0], hidden[-1][:hi])  # (classes, n)
             if direct is not None:
-                logits += direct[:, self.starts[c] : self.starts[c + 1]]
+                logits += direct[s : self.starts[c + 1]]
             earlier, their_dim, mine = column_links[c]
             had = dims[:, earlier] == their_dim  # (n, links of column c)
-            k = draw_linked(logits, u[:, c], mine, had, ~had)
+            k = draw_linked(logits.t().contiguous(), u[:, c], mine, had, ~had)
             if given is not None:
-                k = torch.where(given[1][:, c], given[0][:, c] - self.starts[c], k)
-            dims[:, c] = k + self.starts[c]
+                k = torch.where(given[1][:, c], given[0][:, c] - s, k)
+            dims[:, c] = k + s
             if direct is not None and c + 1 < self.n_columns:
-                direct[:, self.starts[c + 1] :] += direct_rows[c].index_select(0, k)
+                direct[self.starts[c + 1] :] += direct_cols[c].index_select(1, k)
             if hi < width:  # the later units see this column's class
-                pre[:, hi:] += lookup.index_select(0, k)
+                pre[hi:] += lookup.index_select(1, k)
             lo = hi
         return dims
 
-    def _direct_rows(self) -> list[torch.Tensor]:
-        """Per column, its classes' direct weights into the later columns' logits."""
+    def _direct_cols(self) -> list[torch.Tensor]:
+        """Per column, its classes' direct weights into the later columns' logits (one column
+        of weights per class)."""
         if self.direct is None:
             return []
-        w = self.direct.masked_weight().t()
+        w = self.direct.masked_weight()
         return [
-            w[self.starts[c] : self.starts[c + 1], self.starts[c + 1] :].contiguous()
+            w[self.starts[c + 1] :, self.starts[c] : self.starts[c + 1]].contiguous()
             for c in range(self.n_columns)
         ]
 
     def _column_weights(self) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], ...]]:
         """Per column, as contiguous blocks (a strided slice costs each product a copy): the
-        deeper layers' weights and biases of the units of its degree, its logits' weights and
-        bias, and its classes' first-layer weights into the later units (one row per class)."""
+        deeper layers' weights and biases (as columns) of the units of its degree, its logits'
+        weights and bias (a column), and its classes' first-layer weights into the later units
+        (one column per class)."""
         first = self.layers[0].masked_weight()
         deeper = [(layer.masked_weight(), layer.bias) for layer in self.layers[1:]]
         w_out, b_out = self.head.masked_weight(), self.head.bias
@@ -375,8 +384,8 @@ class DiscreteAR(nn.Module):
         lo = 0
         for c, w in enumerate(self.widths):
             hi, s = self.upto[c], self.starts[c]
-            layers = [(wt[lo:hi, :hi].contiguous(), b[lo:hi]) for wt, b in deeper]
-            head = (w_out[s : s + w, :hi].contiguous(), b_out[s : s + w])
-            out.append((layers, head, first[hi:, s : s + w].t().contiguous()))
+            layers = [(wt[lo:hi, :hi].contiguous(), b[lo:hi].unsqueeze(1)) for wt, b in deeper]
+            head = (w_out[s : s + w, :hi].contiguous(), b_out[s : s + w].unsqueeze(1))
+            out.append((layers, head, first[hi:, s : s + w].contiguous()))
             lo = hi
         return out
