@@ -234,18 +234,21 @@ def test_rule_built_columns(device):
         _calendar_table,
         _clock_table,
         _gap_implication_table,
+        _gap_mass_table,
         _rule_table,
     )
 
     cases = [(rules_table(), {"c"}), (_clock_table(), set()), (_calendar_table(), {"at", "day"})]
     cases.append((_rule_table("implication", near_miss=False)[0], set()))  # a sentinel whenever
+    cases.append((_gap_mass_table(), set()))  # a gap with a point mass at its far extreme
     cases.append((_gap_implication_table(), set()))  # ... written over an inequality's gap
     for t, host in cases:
         train, tr = ruled(t)
         kinds = {type(x) for x in tr.transforms}
         assert kinds & {ClockTransform, ConditionedTransform, GapTransform, ComputedTransform}
         assert t is not cases[0][0] or PinnedTransform in kinds
-        assert t is not cases[-2][0] or any(getattr(x, "implies", False) for x in tr.transforms)
+        assert t is not cases[-3][0] or any(getattr(x, "implies", False) for x in tr.transforms)
+        assert t is not cases[-2][0] or any(getattr(x, "mass", None) == 0 for x in tr.transforms)
         assert t is not cases[-1][0] or any(getattr(x, "overwrite", None) for x in tr.transforms)
         for scale in (0.3, 3.0):
             assert_same_decode(tr, noisy(tr, train, scale), device, on_host=host)

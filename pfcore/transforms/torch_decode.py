@@ -480,6 +480,9 @@ class TorchDecoder:
             value = snap(value, None, t.decimals) if value.is_floating_point() else value
             floor = snap(floor, None, t.decimals) if floor.is_floating_point() else floor
         value, floor = _promote(value, floor)
+        if t.mass is not None:  # a "missing" gap is the point mass (the column has no nulls)
+            value = torch.where(present, value, torch.full_like(value, t.mass))
+            present = torch.ones_like(present)
         value = torch.maximum(value, floor) if t.direction > 0 else torch.minimum(value, floor)
         if t.overwrite is not None:
             o = t.overwrite
