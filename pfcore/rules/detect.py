@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -501,46 +501,50 @@ def _special_masks(arr: pa.ChunkedArray, col: Any, n: int) -> list[tuple[dict, n
     return out
 
 
-def _trigger_states(arr: pa.ChunkedArray, col: Any) -> tuple[np.ndarray, list, np.ndarray]:
-    """(null mask, values, value codes with -1 for null): the states a trigger may be in. Only
-    discrete columns of at most 1,000 values have value states."""
+class _TriggerStates(NamedTuple):
+    """The states a trigger column may be in: null, or one of its values (only discrete
+    columns of at most 1,000 values have value states)."""
+
+    null: np.ndarray  # (n,) bool
+    values: list  # the values, in first-seen order
+    codes: np.ndarray  # (n,) index into ``values``, -1 for null
+    counts: np.ndarray  # rows in each state: null first, then each value
+
+
+def _trigger_states(arr: pa.ChunkedArray, col: Any) -> _TriggerStates:
     arr = arr.combine_chunks()
     null = np.asarray(arr.is_null(), dtype=bool)
     if pa.types.is_floating(arr.type):
         null |= np.asarray(pc.is_nan(arr).fill_null(False), dtype=bool)
+    values: list = []
+    codes = np.full(len(arr), -1)
     if col.kind in ("categorical", "boolean", "integer"):
         enc = pc.dictionary_encode(arr)
         if len(enc.dictionary) <= 1000:
-            return null, enc.dictionary.to_pylist(), np.asarray(enc.indices.fill_null(-1))
-    return null, [], np.full(len(arr), -1)
-
-
-def _trigger_counts(arr: pa.ChunkedArray, col: Any) -> list[int]:
-    """The row count of every state of :func:`_trigger_states` (null first)."""
-    null, values, codes = _trigger_states(arr, col)
-    return [int(null.sum()), *np.bincount(codes[codes >= 0], minlength=len(values)).tolist()]
+            values, codes = enc.dictionary.to_pylist(), np.asarray(enc.indices.fill_null(-1))
+    per_value = np.bincount(codes[codes >= 0], minlength=len(values))
+    return _TriggerStates(null, values, codes, np.concatenate([[null.sum()], per_value]))
 
 
 def _trigger_masks(
-    arr: pa.ChunkedArray, col: Any, counts_wanted: set[int] | None, min_rows: int = 0
-) -> list[tuple[dict, np.ndarray]]:
-    """A column's null mask and its values' masks (``counts_wanted``: only those with one of
-    these row counts; None: every one with at least ``max(min_rows, MIN_SPECIAL_ROWS)`` rows).
-    Values are compared as integer codes: a string compare per value took 22 s on 60 columns
-    of 800 values and 50k rows."""
+    states: _TriggerStates, counts_wanted: set[int] | None, min_rows: int = 0
+) -> list[tuple[dict, np.ndarray, int]]:
+    """(state, mask, rows) of a column's null state and its values (``counts_wanted``: only
+    those with one of these row counts; None: every one with at least ``max(min_rows,
+    MIN_SPECIAL_ROWS)`` rows). Values are compared as integer codes: a string compare per value
+    took 22 s on 60 columns of 800 values and 50k rows."""
     floor = max(min_rows, MIN_SPECIAL_ROWS)
 
     def wanted(count: int) -> bool:
         return count >= floor if counts_wanted is None else count in counts_wanted
 
-    null, values, codes = _trigger_states(arr, col)
     out = []
-    if wanted(int(null.sum())):
-        out.append(({"null": True}, null))
-    counts = np.bincount(codes[codes >= 0], minlength=len(values))
-    for k, value in enumerate(values):  # first-seen order
-        if wanted(int(counts[k])):
-            out.append(({"equals": value}, codes == k))
+    rows = [int(k) for k in states.counts]
+    if wanted(rows[0]):
+        out.append(({"null": True}, states.null, rows[0]))
+    for k, value in enumerate(states.values):  # first-seen order
+        if wanted(rows[k + 1]):
+            out.append(({"equals": value}, states.codes == k, rows[k + 1]))
     return out
 
 
@@ -560,7 +564,7 @@ def _missing(sample: pa.Table, cols: list[Any]) -> list[Rule]:
     for c in cols:
         if c.kind in ("constant", "id"):
             continue
-        for when, mask in _trigger_masks(sample.column(c.name), c, wanted):
+        for when, mask, _rows in _trigger_masks(_trigger_states(sample.column(c.name), c), wanted):
             triggers.append((c, when, mask))
     order = {c.name: i for i, c in enumerate(cols)}
     out = []
@@ -599,19 +603,18 @@ def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[
     ]
     if not specials:
         return []
-    candidates = [c for c in cols if c.kind not in ("constant", "id")]
+    states = [
+        (c, _trigger_states(sample.column(c.name), c))
+        for c in cols
+        if c.kind not in ("constant", "id")
+    ]
     # Masks only for the states with the most rows (the strongest evidence), counted first: one
     # mask per value of every column held 0.5 GB on 60 columns of 800 values and 50k rows.
-    counts = sorted(
-        (k for c in candidates for k in _trigger_counts(sample.column(c.name), c)), reverse=True
-    )
-    floor = counts[MAX_IMPLY_MASKS - 1] if len(counts) > MAX_IMPLY_MASKS else 0
+    counts = np.sort(np.concatenate([st.counts for _, st in states] or [[]]))[::-1]
+    floor = int(counts[MAX_IMPLY_MASKS - 1]) if len(counts) > MAX_IMPLY_MASKS else 0
     triggers: list[tuple[Any, dict, np.ndarray, int]] = []  # (column, state, mask, rows)
-    for c in candidates:
-        triggers += [
-            (c, w, m, int(m.sum()))
-            for w, m in _trigger_masks(sample.column(c.name), c, None, min_rows=floor)
-        ]
+    for c, st in states:
+        triggers += [(c, w, m, rows) for w, m, rows in _trigger_masks(st, None, min_rows=floor)]
     if len(triggers) > MAX_IMPLY_MASKS:  # ties at the floor: the first columns' kept
         triggers.sort(key=lambda t: -t[3])
         del triggers[MAX_IMPLY_MASKS:]
