@@ -260,6 +260,19 @@ def _existing_matches(out: Path, checksum: str, options_hash: str) -> IngestResu
     return None
 
 
+def _declared_text(overrides: Mapping[str, Any]) -> set[str]:
+    """Columns the overrides declare categorical or id: a text column among them is kept as
+    text, never parsed as date-times, so the synthetic rows keep the source's spelling."""
+    per_col = overrides.get("columns") or {}
+    if not isinstance(per_col, Mapping):
+        return set()  # apply_overrides names the problem
+    return {
+        str(name)
+        for name, settings in per_col.items()
+        if isinstance(settings, Mapping) and settings.get("kind") in ("categorical", "id")
+    }
+
+
 def ingest(
     source: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -332,7 +345,7 @@ def ingest(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         string_columns: set[str] = set()
-        plain_text: set[str] = set()
+        plain_text: set[str] = _declared_text(ov)
         while True:
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "data").mkdir(parents=True)

@@ -293,6 +293,80 @@ def _parse_iso(arr: pa.Array, tz: str | None, column: str) -> pa.Array:
     return ts if tz is not None else ts.cast(pa.timestamp("us"))
 
 
+#: Common non-ISO date layouts: (a regex every value's date part must match, the strptime
+#: formats it may be, in the order taken when several read every value). Month-first comes
+#: before day-first, as pandas and spreadsheets in the US read ``03/04/2021``.
+_DATE_LAYOUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"\d{1,2}/\d{1,2}/\d{4}", ("%m/%d/%Y", "%d/%m/%Y")),
+    (r"\d{1,2}/\d{1,2}/\d{2}", ("%m/%d/%y", "%d/%m/%y")),
+    (r"\d{1,2}-\d{1,2}-\d{4}", ("%m-%d-%Y", "%d-%m-%Y")),
+    (r"\d{1,2}\.\d{1,2}\.\d{4}", ("%d.%m.%Y",)),
+    (r"\d{4}/\d{1,2}/\d{1,2}", ("%Y/%m/%d",)),
+    (r"\d{1,2}-[A-Za-z]{3}-\d{4}", ("%d-%b-%Y",)),
+    (r"\d{1,2} [A-Za-z]{3} \d{4}", ("%d %b %Y",)),
+    (r"[A-Za-z]{3} \d{1,2}, \d{4}", ("%b %d, %Y",)),
+    (r"[A-Za-z]{3}-\d{4}", ("%b-%Y",)),
+)
+#: The time of day that may follow a layout's date, the same on every value.
+_TIME_LAYOUTS: tuple[tuple[str, str], ...] = (
+    ("", ""),
+    (r" \d{1,2}:\d{2}", " %H:%M"),
+    (r" \d{1,2}:\d{2}:\d{2}", " %H:%M:%S"),
+    (r" \d{1,2}:\d{2}:\d{2} ?[AaPp][Mm]", " %I:%M:%S %p"),
+    (r" \d{1,2}:\d{2} ?[AaPp][Mm]", " %I:%M %p"),
+)
+_LAYOUT_HINT = r"^\s*[0-9A-Za-z]{1,4}[/.\- ][0-9A-Za-z]{1,4},?([/.\- ]\d{1,4})?( .*)?\s*$"
+
+
+@dataclass(frozen=True)
+class DateReading:
+    """How a text column's values become timestamps: ISO 8601 (``layout`` None, ``tz`` the
+    zone: "UTC" when some carry an offset) or one strptime ``layout`` for every value."""
+
+    tz: str | None = None
+    layout: str | None = None
+
+
+def _date_layout(arr: pa.Array) -> tuple[str, bool] | None:
+    """The one strptime layout that reads every distinct value of ``arr`` (text) as a date or
+    date-time, and whether another one read them all too (day and month both at most 12: the
+    month-first reading is taken). None when no single layout reads them all: a column whose
+    values mix layouts stays text rather than mixing day-first and month-first rows."""
+    import pandas as pd
+
+    valid = pc.unique(pc.utf8_trim_whitespace(arr.drop_null()))
+    if len(valid) == 0 or not pc.all(pc.match_substring_regex(valid, _LAYOUT_HINT)).as_py():
+        return None
+    if not pc.any(pc.match_substring_regex(valid, r"\d")).as_py():
+        return None
+    values = pd.Series(valid.to_pylist(), dtype=object)
+    for date_re, formats in _DATE_LAYOUTS:
+        for time_re, time_fmt in _TIME_LAYOUTS:
+            if not pc.all(pc.match_substring_regex(valid, f"^{date_re}{time_re}$")).as_py():
+                continue
+            fits = [
+                f + time_fmt
+                for f in formats
+                if pd.to_datetime(values, format=f + time_fmt, errors="coerce").notna().all()
+            ]
+            if fits:
+                return fits[0], len(fits) > 1
+    return None
+
+
+def _parse_layout(arr: pa.Array, layout: str, column: str) -> pa.Array:
+    """Text in one strptime ``layout`` to ``timestamp[us]``; a value it does not read sends
+    the column back to text (:class:`_RetryAsString`)."""
+    import pandas as pd
+
+    values = pd.Series(pc.utf8_trim_whitespace(arr).to_pandas(), dtype=object)
+    try:
+        out = pd.to_datetime(values, format=layout, errors="raise")
+    except (ValueError, TypeError, OverflowError):
+        raise _RetryAsString(column, plain=True) from None
+    return pa.array(out.astype("datetime64[us]"), type=pa.timestamp("us"), from_pandas=True)
+
+
 def _sniff_text(path: Path, encoding: str) -> str:
     """The first lines of a (possibly compressed) text file, decoded; binary is an InputError."""
     with pa.input_stream(str(path), compression="detect") as fh:
@@ -408,7 +482,7 @@ class SourceReader:
             ) from None
         names = reader.schema.names
         self.schema = normal_schema(reader.schema, self.path)
-        iso: dict[str, str | None] | None = None  # text columns parsed as date-times
+        dates: dict[str, DateReading] | None = None  # text columns parsed as date-times
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -431,42 +505,65 @@ class SourceReader:
                 raise InputError(
                     f"CSV parse error: {printable(msg, _MAX_QUOTE)}", path=self.path
                 ) from None
-            if iso is None:
-                iso = self._iso_columns(batch)
-            if iso:
-                batch = self._with_iso(batch, iso)
+            if dates is None:
+                dates = self._date_columns(batch)
+            if dates:
+                batch = self._with_dates(batch, dates)
             yield normalise_batch(batch, self.schema, self.path)
 
-    def _with_iso(self, batch: pa.RecordBatch, iso: dict[str, str | None]) -> pa.RecordBatch:
-        cols = [
-            _parse_iso(a, iso[n], n) if n in iso else a
-            for n, a in zip(batch.schema.names, batch.columns, strict=True)
-        ]
+    def _with_dates(self, batch: pa.RecordBatch, dates: dict[str, DateReading]) -> pa.RecordBatch:
+        cols = []
+        for n, a in zip(batch.schema.names, batch.columns, strict=True):
+            r = dates.get(n)
+            if r is None:
+                cols.append(a)
+            elif r.layout is None:
+                cols.append(_parse_iso(a, r.tz, n))
+            else:
+                cols.append(_parse_layout(a, r.layout, n))
         return pa.RecordBatch.from_arrays(cols, schema=self.schema)
 
-    def _iso_columns(self, first: pa.RecordBatch) -> dict[str, str | None]:
-        """Text columns of the first batch that hold ISO date-times, with their time zone; the
-        reader's schema is updated to the timestamp types and the guess recorded."""
-        found: dict[str, str | None] = {}
+    def _date_columns(self, first: pa.RecordBatch) -> dict[str, DateReading]:
+        """Text columns of the first batch that hold date-times (ISO, or one common layout
+        such as ``10/19/2013`` or ``24/11/2020 11:14:15``), and how to read them; the
+        reader's schema is updated to the timestamp types and each guess recorded. A later
+        value the reading does not parse makes the column text again."""
+        found: dict[str, DateReading] = {}
         for f, arr in zip(first.schema, first.columns, strict=True):
             if not pa.types.is_string(f.type) or f.name in self.plain_text_columns:
                 continue
             tz = _iso_timezone(arr)
-            if tz is False:
+            if tz is not False:
+                found[f.name] = DateReading(tz=tz)
+                self.guesses.append(
+                    f"column {f.name!r}: ISO date-times "
+                    + (
+                        "with UTC offsets converted to UTC (values without an offset read as UTC)"
+                        if tz
+                        else "without offsets parsed as timestamps"
+                    )
+                )
                 continue
-            found[f.name] = tz
+            layout = _date_layout(arr)
+            if layout is None:
+                continue
+            found[f.name] = DateReading(layout=layout[0])
             self.guesses.append(
-                f"column {f.name!r}: ISO date-times "
+                f"column {f.name!r}: dates in the layout {layout[0]!r} parsed as timestamps"
                 + (
-                    "with UTC offsets converted to UTC (values without an offset read as UTC)"
-                    if tz
-                    else "without offsets parsed as timestamps"
+                    " (day and month are both at most 12 in the first rows, so either could "
+                    "come first: read month first; declare the column categorical in the "
+                    "overrides to keep it as text)"
+                    if layout[1]
+                    else ""
                 )
             )
         if found:
             self.schema = pa.schema(
                 [
-                    pa.field(f.name, pa.timestamp("us", tz=found[f.name])) if f.name in found else f
+                    pa.field(f.name, pa.timestamp("us", tz=found[f.name].tz))
+                    if f.name in found
+                    else f
                     for f in self.schema
                 ]
             )
@@ -514,12 +611,12 @@ class SourceReader:
             reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=self.block_bytes))
             self.schema = normal_schema(reader.schema, self.path)
             self.guesses, self.dialect = [], {}
-            iso: dict[str, str | None] | None = None  # text fields parsed as date-times
+            dates: dict[str, DateReading] | None = None  # text fields parsed as date-times
             for batch in reader:
-                if iso is None:
-                    iso = self._iso_columns(batch)
-                if iso:
-                    batch = self._with_iso(batch, iso)
+                if dates is None:
+                    dates = self._date_columns(batch)
+                if dates:
+                    batch = self._with_dates(batch, dates)
                 yield normalise_batch(batch, self.schema, self.path)
         except pa.ArrowInvalid as exc:
             msg = str(exc)

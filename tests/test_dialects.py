@@ -165,3 +165,55 @@ def test_jsonl_iso_strings_with_mixed_offsets(tmp_path: Path) -> None:
         dt.datetime(2024, 3, 1, 10, 0, 0, 500000, tzinfo=UTC),
         dt.datetime(2024, 3, 1, 11, 0, tzinfo=UTC),
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "layout", "first"),
+    [
+        (["10/19/2013", "3/4/2014", None], "%m/%d/%Y", dt.datetime(2013, 10, 19)),
+        (["24/11/2020 11:14:15", "03/01/2021 08:00:00"], "%d/%m/%Y %H:%M:%S", None),
+        (["14-02-2020", "01-12-2019"], "%d-%m-%Y", dt.datetime(2020, 2, 14)),
+        (["Dec-2018", "Jan-2019"], "%b-%Y", dt.datetime(2018, 12, 1)),
+        (["1/2/2015 12:05:00 PM", "1/3/2015 1:00:00 AM"], "%m/%d/%Y %I:%M:%S %p", None),
+    ],
+)
+def test_common_date_layouts_become_timestamps(
+    tmp_path: Path, values: list, layout: str, first: dt.datetime | None
+) -> None:
+    src = tmp_path / "d.csv"
+    src.write_text(
+        "d,v\n" + "".join(f"{'' if v is None else v},{i}\n" for i, v in enumerate(values))
+    )
+    res = ingest(src, tmp_path / "out")
+    assert res.schema["d"].kind == "datetime" and res.schema["d"].arrow_type == "timestamp[us]"
+    got = read_dataset(res.out_dir).column("d").to_pylist()
+    assert [g is None for g in got] == [v is None for v in values]
+    if first is not None:
+        assert got[0] == first
+    assert any(f"'d': dates in the layout {layout!r}" in g for g in res.manifest["guesses"])
+
+
+def test_date_layouts_that_mix_or_stop_parsing_stay_text(tmp_path: Path) -> None:
+    # month-first and day-first rows in one column: no single layout reads both
+    src = tmp_path / "mixed.csv"
+    src.write_text("d\n10/19/2013\n19/10/2013\n")
+    assert ingest(src, tmp_path / "o1").schema["d"].arrow_type == "string"
+    # a later block that the first block's layout does not read: the column is text again
+    src = tmp_path / "late.csv"
+    src.write_text(
+        "d\n" + "".join(f"{1 + i % 12}/{1 + i % 28}/2020\n" for i in range(3000)) + "soon\n"
+    )
+    res = ingest(src, tmp_path / "o2", csv_block_bytes=4096)
+    assert res.schema["d"].arrow_type == "string"
+    assert read_dataset(res.out_dir).column("d").to_pylist()[-1] == "soon"
+    # both readings fit every value: month first, and said so
+    src = tmp_path / "ambiguous.csv"
+    src.write_text("d\n03/04/2021\n05/06/2021\n")
+    res = ingest(src, tmp_path / "o3")
+    assert read_dataset(res.out_dir).column("d").to_pylist()[0] == dt.datetime(2021, 3, 4)
+    assert any("read month first" in g for g in res.manifest["guesses"])
+
+    # declared categorical: kept as the source's text
+    res = ingest(src, tmp_path / "o4", overrides={"columns": {"d": {"kind": "categorical"}}})
+    assert res.schema["d"].arrow_type == "string"
+    assert read_dataset(res.out_dir).column("d").to_pylist() == ["03/04/2021", "05/06/2021"]

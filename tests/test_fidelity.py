@@ -469,3 +469,64 @@ def test_non_string_column_names(parts) -> None:
     syn = parts["fresh"][["x1", "x2"]].set_axis([0, 1], axis=1)
     report = evaluate(real, syn, config=EvalConfig(detection=False))
     assert [c["name"] for c in report.columns] == ["0", "1"]
+
+
+def _with_missing(df: pd.DataFrame, rate: float, seed: int) -> pd.DataFrame:
+    out = df.copy()
+    k = int(round(rate * len(out)))
+    rows = np.random.default_rng(seed).choice(len(out), k, replace=False)
+    x3 = out["x3"].to_numpy(copy=True)
+    x3[:] = np.where(np.isnan(x3), 1.0, x3)
+    x3[rows] = np.nan
+    out["x3"] = x3
+    return out
+
+
+def test_missing_rate_tolerance_follows_the_holdout_size(parts) -> None:
+    """The same gap in missing rates (8.75% real, 16% synthetic) is holdout noise at 80 held-out
+    rows (standard error of the difference ~0.04) and a broken model at 3,000."""
+    small = evaluate(
+        _with_missing(parts["real"].iloc[:80], 0.0875, 1),
+        _with_missing(parts["fresh"].iloc[:320], 0.16, 2),
+        train=parts["train"],
+        config=FAST,
+    )
+    check = next(c for c in gate(small).checks if c["name"] == "missing_rate_diff")
+    assert check["passed"] and check["value"] > 0.05
+    large = evaluate(
+        _with_missing(parts["real"], 0.0875, 1),
+        _with_missing(parts["fresh"], 0.16, 2),
+        train=parts["train"],
+        config=FAST,
+    )
+    result = gate(large)
+    check = next(c for c in result.checks if c["name"] == "missing_rate_diff")
+    assert not check["passed"]
+    reason = next(r for r in result.reasons if r.startswith("missing-rate"))
+    assert "'x3' (real 0.087, synthetic 0.160, tolerance 0.050)" in reason
+    # with the widening off, the small holdout fails too
+    strict = GateConfig(missing_rate_sigmas=0.0)
+    assert not next(c for c in gate(small, strict).checks if c["name"] == "missing_rate_diff")[
+        "passed"
+    ]
+
+
+def test_a_high_cardinality_column_does_not_tell_tables_apart(parts, monkeypatch) -> None:
+    """Fresh real rows against real rows, with a column of 3,000 levels (more than the
+    classifier reads natively) most of which only one side holds: detection AUC stays near 0.5.
+    Ordered by first appearance (real values first), the position alone gave it away."""
+    from pfcore.fidelity.prepare import Prepared
+
+    rng = np.random.default_rng(11)
+
+    def with_code(df: pd.DataFrame) -> pd.DataFrame:
+        out = df.copy()
+        out["code"] = [f"c{v}" for v in rng.integers(0, 3000, len(df))]
+        return out
+
+    real, fresh = with_code(parts["real"]), with_code(parts["fresh"])
+    report = evaluate(real, fresh, config=FAST)
+    assert report.detection["auc"] < 0.56
+    assert report.detection["column_auc"]["code"] < 0.56
+    monkeypatch.setattr(Prepared, "ordinal", lambda self, name: np.arange(len(self.levels[name])))
+    assert evaluate(real, fresh, config=FAST).detection["auc"] > 0.6

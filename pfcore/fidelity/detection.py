@@ -25,7 +25,14 @@ import numpy as np
 
 from pfcore.fidelity.prepare import Prepared
 
-__all__ = ["DetectionResult", "decoded_view", "detection", "feature_matrix", "single_column_auc"]
+__all__ = [
+    "DetectionResult",
+    "decoded_view",
+    "detection",
+    "feature_matrix",
+    "ranked",
+    "single_column_auc",
+]
 
 _MAX_NATIVE_CATEGORIES = 250  # HistGradientBoosting's categorical support needs < max_bins levels
 
@@ -60,8 +67,9 @@ def feature_matrix(
     """Float matrix for sklearn plus the mask of natively categorical features.
 
     Category codes become floats (NaN for missing); columns with more levels than
-    HistGradientBoosting's categorical support are left as ordinal codes, which are ordered by
-    real frequency so splits still group common against rare values.
+    HistGradientBoosting's categorical support become ordinal numbers
+    (:meth:`Prepared.ordinal`: by the level's count over all tables), so splits still group
+    common against rare values and no number tells which table a level came from.
     """
     names = columns if columns is not None else [c.name for c in prep.columns]
     x = np.empty((len(rows), len(names)), dtype=np.float64)
@@ -71,11 +79,20 @@ def feature_matrix(
         if v.dtype.kind == "f":
             x[:, j] = v
         else:
-            col = v.astype(np.float64)
+            cat[j] = len(prep.levels[name]) <= _MAX_NATIVE_CATEGORIES
+            col = (v if cat[j] else ranked(prep, table, name, rows)).astype(np.float64)
             col[v < 0] = np.nan
             x[:, j] = col
-            cat[j] = len(prep.levels[name]) <= _MAX_NATIVE_CATEGORIES
     return x, cat
+
+
+def ranked(prep: Prepared, table: str, name: str, rows: np.ndarray) -> np.ndarray:
+    """A column's values on ``rows``, a discrete column's codes replaced by their ordinal
+    position (:meth:`Prepared.ordinal`; -1 stays missing)."""
+    v = prep.values[table][name][rows]
+    if v.dtype.kind == "f":
+        return v
+    return np.where(v >= 0, prep.ordinal(name)[np.maximum(v, 0)], -1)
 
 
 def decoded_view(
@@ -190,8 +207,8 @@ def detection(
     rng = np.random.default_rng(seed)
     column_auc = {
         c.name: single_column_auc(
-            prep.values["real"][c.name][real_rows],
-            prep.values["synthetic"][c.name][synthetic_rows],
+            ranked(prep, "real", c.name, real_rows),
+            ranked(prep, "synthetic", c.name, synthetic_rows),
             rng,
         )
         for c in prep.columns

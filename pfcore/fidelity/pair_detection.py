@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from pfcore.fidelity.detection import _column_codes, feature_matrix
+from pfcore.fidelity.detection import _column_codes, feature_matrix, ranked
 from pfcore.fidelity.prepare import Prepared
 
 __all__ = ["JOINT_LIFT", "PairDetectionResult", "boosted_auc", "pair_detection"]
@@ -232,8 +232,8 @@ def pair_detection(
 
     def column_codes(name: str, bins: int) -> np.ndarray:
         rc, sc = _column_codes(
-            prep.values["real"][name][real_rows],
-            prep.values["synthetic"][name][synthetic_rows],
+            ranked(prep, "real", name, real_rows),
+            ranked(prep, "synthetic", name, synthetic_rows),
             bins,
         )
         return np.concatenate([rc, sc])

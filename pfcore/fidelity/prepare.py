@@ -80,6 +80,7 @@ class Prepared:
     values: dict[str, dict[str, np.ndarray]]
     levels: dict[str, list[Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    _ordinal: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def n_rows(self, table: str) -> int:
         first = next(iter(self.values[table].values()), None)
@@ -90,6 +91,30 @@ class Prepared:
             if info.name == name:
                 return info
         raise KeyError(name)
+
+    def ordinal(self, name: str) -> np.ndarray:
+        """Each level's position when a classifier reads a discrete column as one ordered
+        number: by the count of the level over every table (most frequent first), ties by the
+        value's text, so that no position says which table a value was first seen in.
+
+        Why: ``levels`` lists the real table's values first, so every value only the
+        synthetic rows hold came after all real ones, and a level seen once (a free-text
+        answer, a timestamp read as text, a rare tail number) told the classifier its table by
+        position alone: real rows against other real rows of nyc_flights scored detection AUC
+        0.56-0.60 that way (its 4,000 tail numbers), 0.50 on tables without such a column."""
+        cached = self._ordinal.get(name)
+        if cached is not None:
+            return cached
+        levels = self.levels[name]
+        counts = np.zeros(len(levels), dtype=np.int64)
+        for table in self.values.values():
+            codes = table[name]
+            counts += np.bincount(codes[codes >= 0], minlength=len(levels))
+        order = sorted(range(len(levels)), key=lambda i: (-counts[i], str(levels[i])))
+        rank = np.empty(len(levels), dtype=np.int64)
+        rank[np.asarray(order, dtype=np.int64)] = np.arange(len(levels))
+        self._ordinal[name] = rank
+        return rank
 
     def missing(self, table: str, name: str) -> np.ndarray:
         """Boolean mask of missing cells of one column."""
