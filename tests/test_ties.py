@@ -42,6 +42,35 @@ def test_a_column_another_construction_builds_takes_no_part() -> None:
     assert find_ties(table, cols, skip={"paid"}) == {}
 
 
+def test_no_tie_to_a_column_whose_rule_reads_the_other() -> None:
+    """Sensors that fail together log -200 in each column: ``b == -200 whenever a == -200``
+    is an implication (b modelled, overwritten where a fails) and ``a == b`` on those rows a
+    tie. Tying a to b would build each from the other, tying b to a would drop the rule for a
+    drawn flag: neither is tied, and the rule holds on every row decoded from noise."""
+    from pfcore.rules.detect import detect_rules
+
+    rng = np.random.default_rng(4)
+    n = 4000
+    a = np.round(rng.lognormal(5, 0.5, n)).astype(np.int64)
+    b = np.round(a * rng.uniform(0.3, 1.5, n)).astype(np.int64)
+    a_fail = rng.random(n) < 0.15
+    a[a_fail] = -200
+    b[a_fail | (rng.random(n) < 0.05)] = -200
+    table = pa.table({"a": a, "b": b, "c": rng.normal(size=n)})
+    schema = infer_schema(table)
+    rules = detect_rules(table, None, schema)
+    assert any(r.params.get("implies") and r.columns[:2] == ["b", "a"] for r in rules)
+    tr = TableTransformer.fit(table, schema, rules=rules)  # raised "depends on itself"
+    assert not [t for t in tr.transforms if isinstance(t, TiedTransform)]
+    rule = next(r for r in rules if r.params.get("implies"))
+    assert rule.active and rule.enforcement == "conditioned"
+    assert find_ties(table, list(schema.columns)) == {"a": "b"}  # what the rule now prevents
+    x = np.random.default_rng(5).standard_normal((5000, tr.n_features)).astype(np.float32)
+    rows = tr.decode(x, seed=0)
+    da, db = rows.column("a").to_numpy(), rows.column("b").to_numpy()
+    assert (db[da == -200] == -200).all() and (da == -200).mean() > 0.05
+
+
 def test_shared_point_mass_is_no_tie() -> None:
     rng = np.random.default_rng(1)
     n = 5000

@@ -52,7 +52,8 @@ class GateConfig:
         min_dcr_ratio: 5th percentile distance-to-closest-training-record of synthetic rows,
             divided by that of real holdout rows, >= this (0.5): a synthetic tail sitting twice
             as close to training rows as fresh real rows do means memorisation. Not applied
-            when the holdout's own 5th percentile is 0 (naturally repeating rows).
+            when the holdout's own 5th percentile is below ``privacy.DCR_TOUCHING`` (rows that
+            naturally repeat).
         max_copy_excess: exact copies of training rows may exceed the holdout's natural rate
             of equal rows by at most this share (0.01).
         require_privacy: fail when privacy was not evaluated (no ``train`` given). A scheduled
@@ -394,7 +395,8 @@ def gate(report: FidelityReport, config: GateConfig | None = None) -> GateResult
                 None,
                 cfg.min_dcr_ratio,
                 "",
-                "holdout 5th percentile DCR is 0",
+                "held-out rows sit on top of training rows too (5th percentile DCR "
+                f"{_num(priv.get('dcr_holdout_p5')):.2g}): the exact-copy check applies",
             )
         copy = _num(priv.get("exact_copy_rate"))
         limit = _num(priv.get("holdout_copy_rate")) + cfg.max_copy_excess

@@ -69,6 +69,8 @@ class Plan:
     snapped: dict[str, list[Rule]] = field(default_factory=dict)
     #: gap child -> the implication written over it after the gap's decode (``_over_gap``)
     overwrites: dict[str, Rule] = field(default_factory=dict)
+    #: built column -> the columns its construction reads (what ``claim`` checked for cycles)
+    reads: dict[str, set[str]] = field(default_factory=dict)
 
     def built(self) -> set[str]:
         """Every column a construction builds (decoded from other columns)."""
@@ -85,7 +87,7 @@ def _integral(col: Any) -> bool:
 def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
     """Fill each rule's ``active`` / ``enforcement`` / ``note`` and return the constructions."""
     plan = Plan()
-    deps: dict[str, set[str]] = {}
+    deps = plan.reads
 
     def reaches(start: str, goal: str) -> bool:
         seen, todo = set(), [start]

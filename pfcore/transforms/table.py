@@ -120,7 +120,11 @@ class TableTransformer:
             if r.params.get("implies") and r.origin != "declared"
         }
         ties = find_ties(
-            table, list(schema.columns), seed, skip=(plan.built() - implied) | set(derived)
+            table,
+            list(schema.columns),
+            seed,
+            skip=(plan.built() - implied) | set(derived),
+            reads=plan.reads,
         )
         for name in implied & set(ties):
             r = plan.conditioned.pop(name)

@@ -22,6 +22,7 @@ construction builds (rules, lookups) take no part.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -66,10 +67,17 @@ def find_ties(
     columns: list[Any],
     seed: int = 0,
     skip: set[str] | frozenset[str] = frozenset(),
+    reads: Mapping[str, set[str]] | None = None,
 ) -> dict[str, str]:
     """Tied columns (A -> the column B it copies) found on ``table``; ``skip`` names columns
     another construction builds: they are neither A nor B (a B built from A would make A
-    depend on itself)."""
+    depend on itself). ``reads``: built column -> the columns its construction reads, for
+    the columns that are not skipped (an implication's column, modelled but overwritten
+    where its trigger holds): no pair is tied where one's construction reads the other,
+    directly or through others. Air-quality records mark a failed sensor -200 in every column
+    at once, so ``NO2 == -200 whenever NOx == -200`` and ``NOx == NO2`` on those rows: tying
+    NOx to NO2 built each from the other (the fit stopped there), and tying NO2 to NOx would
+    replace a rule that holds on every row by a flag the model draws."""
     n = table.num_rows
     if n < 2:
         return {}
@@ -88,6 +96,20 @@ def find_ties(
         k: (v[np.argmax(c)], c.max() / c.sum()) if c.size else (np.nan, 0.0)
         for k, (v, c) in freqs.items()
     }
+    reads = reads or {}
+
+    def built_from(b: str, a: str) -> bool:
+        seen, todo = set(), [b]
+        while todo:
+            c = todo.pop()
+            for d in reads.get(c, ()):
+                if d == a:
+                    return True
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return False
+
     found: list[tuple[float, str, str]] = []
     for a in cols:
         if a.name in skip:
@@ -95,6 +117,8 @@ def find_ties(
         va, pa_ = values[a.name]
         for b in cols:
             if b is a or b.name in skip or str(b.type) != str(a.type):
+                continue
+            if built_from(b.name, a.name) or built_from(a.name, b.name):
                 continue
             vb, pb = values[b.name]
             both = pa_ & pb
