@@ -218,10 +218,9 @@ def rules_table() -> pa.Table:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_rule_built_columns(device):
-    """Gap (difference and ratio, and with a sentinel written over it), clock, computed (integer
-    and clock arithmetic), missing and sentinel conditions (exactly when, and whenever) and a
-    number pinned by two categorical keys
-    decode on the device; the
+    """Gap (difference, ratio and clamp, and with a sentinel written over it), clock,
+    computed (integer and clock arithmetic), missing and sentinel conditions (exactly when, and
+    whenever) and a number pinned by two categorical keys decode on the device; the
     one non-integer identity runs on the host, and so do a calendar timestamp (time-zone rules)
     and its day within the month."""
     from pfcore.transforms.ruled import (
@@ -235,6 +234,7 @@ def test_rule_built_columns(device):
         _clock_table,
         _gap_implication_table,
         _gap_mass_table,
+        _listings_table,
         _rule_table,
     )
 
@@ -242,14 +242,18 @@ def test_rule_built_columns(device):
     cases.append((_rule_table("implication", near_miss=False)[0], set()))  # a sentinel whenever
     cases.append((_gap_mass_table(), set()))  # a gap with a point mass at its far extreme
     cases.append((_gap_implication_table(), set()))  # ... written over an inequality's gap
+    cases.append((_listings_table(), set()))  # an order the ranges set: clamped
     for t, host in cases:
         train, tr = ruled(t)
         kinds = {type(x) for x in tr.transforms}
         assert kinds & {ClockTransform, ConditionedTransform, GapTransform, ComputedTransform}
         assert t is not cases[0][0] or PinnedTransform in kinds
-        assert t is not cases[-3][0] or any(getattr(x, "implies", False) for x in tr.transforms)
-        assert t is not cases[-2][0] or any(getattr(x, "mass", None) == 0 for x in tr.transforms)
-        assert t is not cases[-1][0] or any(getattr(x, "overwrite", None) for x in tr.transforms)
+        assert t is not cases[-4][0] or any(getattr(x, "implies", False) for x in tr.transforms)
+        assert t is not cases[-3][0] or any(getattr(x, "mass", None) == 0 for x in tr.transforms)
+        assert t is not cases[-2][0] or any(getattr(x, "overwrite", None) for x in tr.transforms)
+        assert t is not cases[-1][0] or any(
+            getattr(x, "mode", "") == "clamp" for x in tr.transforms
+        )
         for scale in (0.3, 3.0):
             assert_same_decode(tr, noisy(tr, train, scale), device, on_host=host)
 

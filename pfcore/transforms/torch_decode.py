@@ -467,6 +467,8 @@ class TorchDecoder:
             value = base.to(torch.float64) * g if base.dtype != g.dtype else base * g
             if integral:
                 value = value.round().to(torch.int64)
+        elif t.mode == "clamp":
+            value = g
         else:
             value = base + t.direction * g
         gap_min = _scalar_like(t.gap_min, base)
