@@ -550,3 +550,13 @@ def test_a_high_cardinality_column_does_not_tell_tables_apart(parts, monkeypatch
     assert report.detection["column_auc"]["code"] < 0.56
     monkeypatch.setattr(Prepared, "ordinal", lambda self, name: np.arange(len(self.levels[name])))
     assert evaluate(real, fresh, config=FAST).detection["auc"] > 0.6
+
+
+def test_a_discrete_column_missing_on_every_row_is_scored(parts) -> None:
+    """No level at all: detection and the pair diagnostic read it as missing everywhere."""
+    real, fresh = parts["real"].copy(), parts["fresh"].copy()
+    real["empty"] = pd.Series([None] * len(real), dtype=object)
+    fresh["empty"] = pd.Series([None] * len(fresh), dtype=object)
+    report = evaluate(real, fresh, config=FAST)
+    assert report.detection["auc"] < 0.6
+    assert report.pair_detection is not None

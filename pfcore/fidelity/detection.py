@@ -92,7 +92,10 @@ def ranked(prep: Prepared, table: str, name: str, rows: np.ndarray) -> np.ndarra
     v = prep.values[table][name][rows]
     if v.dtype.kind == "f":
         return v
-    return np.where(v >= 0, prep.ordinal(name)[np.maximum(v, 0)], -1)
+    rank = prep.ordinal(name)
+    if rank.size == 0:  # no level at all: every value is missing
+        return v
+    return np.where(v >= 0, rank[np.maximum(v, 0)], -1)
 
 
 def decoded_view(
