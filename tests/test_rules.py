@@ -991,3 +991,49 @@ def test_an_order_the_ranges_all_but_set_is_clamped_not_modelled_as_a_gap(tmp_pa
         for name, tol in (("price", 0.1), ("lon", 0.003)):
             real = np.asarray(train.column(name))
             assert abs(np.median(out[name]) - np.median(real)) < tol * np.median(real)
+
+
+def test_a_column_that_would_drown_in_its_gap_is_clamped() -> None:
+    """Absolute humidity (0.2-2.2) at most the relative humidity (10-90), both -200 where the
+    sensor failed: the shared sentinel makes independent columns break the order on about 4%
+    of rows, so the chance alone keeps it a rule, but the gap RH - AH is 20+ times as spread as
+    AH itself. Clamped, AH keeps its own distribution; as a gap its middle half moved."""
+    import pfcore.transforms.ruled as ruled
+    from pfcore.rules.collect import collect_rules
+    from pfcore.transforms.ruled import GapTransform
+    from pfcore.transforms.table import TableTransformer
+
+    rng = np.random.default_rng(8)
+    n = N
+    rh = np.round(rng.uniform(10, 90, n), 1)
+    ah = np.round(np.exp(rng.normal(0, 0.4, n)), 4)
+    failed = rng.random(n) < 0.04
+    rh[failed], ah[failed] = -200.0, -200.0
+    lost = rng.random(n) < 0.02  # a few unreadable AH values: AH cannot be RH's parent
+    table = _table(ah=pa.array(ah, mask=lost), rh=rh)
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    rules = collect_rules(train, holdout, schema, None)
+    real = train.column("ah").to_numpy(zero_copy_only=False)
+    noise = np.random.default_rng(2).normal(size=(5000, 8)).astype(np.float32)
+
+    def decoded(spread: float) -> tuple[str, np.ndarray]:
+        old = ruled.CLAMP_SPREAD
+        ruled.CLAMP_SPREAD = spread
+        try:
+            t = TableTransformer.fit(train, schema, rules=rules)
+        finally:
+            ruled.CLAMP_SPREAD = old
+        (gap,) = [x for x in t.transforms if isinstance(x, GapTransform)]
+        out = t.decode(noise[:, : t.n_features], seed=0, row_offset=0).to_pandas()
+        assert (out.ah.dropna() <= out.rh[out.ah.notna()]).all()
+        return gap.mode, out.ah.to_numpy(dtype=float, na_value=np.nan)
+
+    def middle(x: np.ndarray) -> np.ndarray:
+        return np.percentile(x[x > -200], [25, 50, 75])  # NaN (missing) compares False
+
+    mode, ah_out = decoded(ruled.CLAMP_SPREAD)
+    assert mode == "clamp"
+    assert np.abs(middle(ah_out) - middle(real)).max() < 0.1
+    mode, ah_out = decoded(1e18)
+    assert mode == "diff" and np.abs(middle(ah_out) - middle(real)).max() > 0.1
