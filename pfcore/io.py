@@ -315,6 +315,9 @@ _TIME_LAYOUTS: tuple[tuple[str, str], ...] = (
     (r" \d{1,2}:\d{2}:\d{2} ?[AaPp][Mm]", " %I:%M:%S %p"),
     (r" \d{1,2}:\d{2} ?[AaPp][Mm]", " %I:%M %p"),
 )
+_NUMBER_TEXT = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+#: A text column whose values are at least this share numbers gets a guess saying which are not.
+NUMBER_TEXT_SHARE = 0.9
 _LAYOUT_HINT = r"^\s*[0-9A-Za-z]{1,4}[/.\- ][0-9A-Za-z]{1,4},?([/.\- ]\d{1,4})?( .*)?\s*$"
 
 
@@ -507,9 +510,36 @@ class SourceReader:
                 ) from None
             if dates is None:
                 dates = self._date_columns(batch)
+                self._numbers_in_text(batch, dates)
             if dates:
                 batch = self._with_dates(batch, dates)
             yield normalise_batch(batch, self.schema, self.path)
+
+    def _numbers_in_text(self, first: pa.RecordBatch, dates: dict[str, DateReading]) -> None:
+        """Record a guess for each text column of the first batch whose values are almost all
+        numbers: it is kept as text (its other values would otherwise be lost), and the user
+        is told which values stood in the way. Bengaluru's house listings give `total_sqft`
+        as `1056` on 98% of rows and as `2100 - 2850` or `34.46Sq. Meter` on the rest."""
+        for f, arr in zip(first.schema, first.columns, strict=True):
+            if not pa.types.is_string(f.type) or f.name in dates:
+                continue
+            raw = arr.drop_null()
+            if len(raw) == 0:
+                continue
+            number = pc.match_substring_regex(pc.utf8_trim_whitespace(raw), _NUMBER_TEXT)
+            share = pc.mean(pc.cast(number, pa.int8())).as_py()
+            if not NUMBER_TEXT_SHARE <= share < 1.0:
+                continue
+            others = pc.unique(pc.filter(raw, pc.invert(number))).to_pylist()
+            shown = ", ".join(repr(v) for v in others[:3]) + (", ..." if len(others) > 3 else "")
+            padded = pc.any(pc.and_(number, pc.invert(pc.match_substring_regex(raw, _NUMBER_TEXT))))
+            self.guesses.append(
+                f"column {f.name!r}: {share:.1%} of its values in the first rows are numbers, but "
+                f"not {shown}"
+                + (" (and some numbers have spaces or tabs around them)" if padded.as_py() else "")
+                + ": kept as text (categorical); to model it as a number, clean those values or "
+                "name them in the null tokens"
+            )
 
     def _with_dates(self, batch: pa.RecordBatch, dates: dict[str, DateReading]) -> pa.RecordBatch:
         cols = []

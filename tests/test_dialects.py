@@ -217,3 +217,16 @@ def test_date_layouts_that_mix_or_stop_parsing_stay_text(tmp_path: Path) -> None
     res = ingest(src, tmp_path / "o4", overrides={"columns": {"d": {"kind": "categorical"}}})
     assert res.schema["d"].arrow_type == "string"
     assert read_dataset(res.out_dir).column("d").to_pylist() == ["03/04/2021", "05/06/2021"]
+
+
+def test_text_that_is_almost_all_numbers_is_kept_and_the_culprits_named(tmp_path: Path) -> None:
+    src = tmp_path / "sqft.csv"
+    body = "".join(f"{1000 + 7 * i},{i}\n" for i in range(60))
+    src.write_text("sqft,v\n" + body + "2100 - 2850,1\n\t43,2\n")
+    res = ingest(src, tmp_path / "out")
+    assert res.schema["sqft"].arrow_type == "string"  # nothing turned into a null silently
+    (guess,) = [g for g in res.manifest["guesses"] if "'sqft'" in g]
+    assert "98.4% of its values" in guess and "'2100 - 2850'" in guess
+    assert "spaces or tabs" in guess
+    # a column of plain words, or of numbers only, gets no such guess
+    assert not [g for g in res.manifest["guesses"] if "'v'" in g]
