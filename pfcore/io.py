@@ -300,6 +300,7 @@ _DATE_LAYOUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"\d{1,2}/\d{1,2}/\d{4}", ("%m/%d/%Y", "%d/%m/%Y")),
     (r"\d{1,2}/\d{1,2}/\d{2}", ("%m/%d/%y", "%d/%m/%y")),
     (r"\d{1,2}-\d{1,2}-\d{4}", ("%m-%d-%Y", "%d-%m-%Y")),
+    (r"\d{1,2}-\d{1,2}-\d{2}", ("%m-%d-%y", "%d-%m-%y")),
     (r"\d{1,2}\.\d{1,2}\.\d{4}", ("%d.%m.%Y",)),
     (r"\d{4}/\d{1,2}/\d{1,2}", ("%Y/%m/%d",)),
     (r"\d{1,2}-[A-Za-z]{3}-\d{4}", ("%d-%b-%Y",)),
@@ -316,6 +317,14 @@ _TIME_LAYOUTS: tuple[tuple[str, str], ...] = (
     (r" \d{1,2}:\d{2} ?[AaPp][Mm]", " %I:%M %p"),
 )
 _NUMBER_TEXT = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+#: A number as spreadsheets export it: a currency sign, thousands separators, a percent sign.
+_FORMATTED_NUMBER = "|".join(
+    (
+        r"^[$€£]?\s?[-+]?[$€£]?\d{1,3}(,\d{3})+(\.\d+)?\s?%?$",  # 84,835.00  $84,835.00
+        r"^[$€£]\s?[-+]?\d+(\.\d+)?$",  # $120.50
+        r"^[-+]?\d+(\.\d+)?\s?%$",  # 12.5%
+    )
+)
 #: A text column whose values are at least this share numbers gets a guess saying which are not.
 NUMBER_TEXT_SHARE = 0.9
 _LAYOUT_HINT = r"^\s*[0-9A-Za-z]{1,4}[/.\- ][0-9A-Za-z]{1,4},?([/.\- ]\d{1,4})?( .*)?\s*$"
@@ -526,8 +535,18 @@ class SourceReader:
             raw = arr.drop_null()
             if len(raw) == 0:
                 continue
-            number = pc.match_substring_regex(pc.utf8_trim_whitespace(raw), _NUMBER_TEXT)
+            trimmed = pc.utf8_trim_whitespace(raw)
+            formatted = pc.match_substring_regex(trimmed, _FORMATTED_NUMBER)
+            number = pc.or_(pc.match_substring_regex(trimmed, _NUMBER_TEXT), formatted)
             share = pc.mean(pc.cast(number, pa.int8())).as_py()
+            if share >= NUMBER_TEXT_SHARE and pc.any(formatted).as_py():
+                example = pc.filter(raw, formatted)[0].as_py()
+                self.guesses.append(
+                    f"column {f.name!r}: {share:.1%} of its values in the first rows are numbers, "
+                    f"written with a currency sign, thousands separators or a percent sign (e.g. "
+                    f"{example!r}): kept as text (categorical); strip those to model it as a number"
+                )
+                continue
             if not NUMBER_TEXT_SHARE <= share < 1.0:
                 continue
             others = pc.unique(pc.filter(raw, pc.invert(number))).to_pylist()

@@ -230,3 +230,19 @@ def test_text_that_is_almost_all_numbers_is_kept_and_the_culprits_named(tmp_path
     assert "spaces or tabs" in guess
     # a column of plain words, or of numbers only, gets no such guess
     assert not [g for g in res.manifest["guesses"] if "'v'" in g]
+
+
+def test_numbers_written_as_amounts_are_named(tmp_path: Path) -> None:
+    src = tmp_path / "income.csv"
+    src.write_text(
+        "income,share,d\n"
+        + "".join(
+            f'"${1000 + 37 * i:,}.00 ",{i % 90}%,{1 + i % 12}-{1 + i % 28}-07\n' for i in range(60)
+        )
+    )
+    res = ingest(src, tmp_path / "out")
+    guesses = res.manifest["guesses"]
+    assert res.schema["income"].arrow_type == "string"
+    assert any("'income'" in g and "currency sign" in g and "'$1,000.00 '" in g for g in guesses)
+    assert any("'share'" in g and "percent sign" in g for g in guesses)
+    assert res.schema["d"].kind == "datetime"  # month-day-year with a two-digit year
