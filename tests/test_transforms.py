@@ -270,6 +270,19 @@ def test_high_cardinality_is_pooled_and_redrawn():
     assert not tr.decode(x, seed=2).column("c").equals(b)  # redraws depend on the seed
 
 
+def test_a_column_whose_every_value_is_rare_still_has_two_slots():
+    """Video game titles: thousands of names, each on a handful of rows, none common enough to
+    keep and no nulls. The fit stopped at "onehot block must have width >= 2"; the most
+    frequent name now keeps its slot and the others are pooled and redrawn."""
+    rng = np.random.default_rng(3)
+    names = np.array([f"game {i}" for i in range(6000)])[rng.integers(0, 6000, 8000)]
+    t = pa.table({"name": names, "sales": rng.lognormal(size=8000)})
+    s, tr = fit(t)
+    assert tr.blocks[0].width == 2
+    d = tr.decode(tr.encode(t), seed=1).column("name")
+    assert pc.all(pc.starts_with(d, "game")).as_py() and pc.count_distinct(d).as_py() > 2000
+
+
 def test_constant_and_id_regenerated_from_row_offset():
     t = pa.table(
         {"k": ["z"] * 50, "id": [f"ID-{i:04d}" for i in range(50)], "v": np.arange(50) % 7}

@@ -139,6 +139,11 @@ class CategoricalTransform(ColumnTransform):
         pooled_counts: np.ndarray,
     ) -> CategoricalTransform:
         has_null = bool(column.nullable or arr.null_count > 0)
+        if len(kept) == 0 and not has_null and len(pooled) > 0:
+            # every value rare (video game titles: 11.5k names over 16.6k rows, none common
+            # enough to keep) and no null slot: the pool alone would be a one-slot block, so
+            # the most frequent value gets its own slot
+            kept, pooled, pooled_counts = pooled.slice(0, 1), pooled.slice(1), pooled_counts[1:]
         has_other = len(pooled) > 0
         if len(kept) + int(has_null) + int(has_other) < 2:
             has_other = True  # a onehot block needs two slots; an empty pool decodes as the mode
