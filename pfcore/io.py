@@ -28,7 +28,8 @@ Normalisation (the same for every format, so a CSV and its Parquet copy ingest a
   the column (pass ``encoding="latin-1"`` or similar to transcode);
 * column names must be non-empty and unique (an empty or blank header field, or a repeated name,
   is an InputError naming the column's position): they become file names and MLflow metric
-  names downstream, where an empty name is invalid;
+  names downstream, where an empty name is invalid. The one exception is a first column without
+  a name, the row index pandas writes: it is named ``Unnamed: 0``, as pandas reads it back;
 * decimal columns keep their exact type: they are modelled as floats (the scale is in the
   schema's ``arrow_type`` and ``decimals``) and decoded back to the same decimal type;
 * binary, nested, time-of-day and duration columns are not supported (InputError naming them).
@@ -194,11 +195,21 @@ def plain_table(table: pa.Table) -> pa.Table:
     return table.cast(target)
 
 
+#: The name given to a first column whose header is empty (pandas' name for it).
+INDEX_NAME = "Unnamed: 0"
+
+
 def normal_schema(schema: pa.Schema, path: Path) -> pa.Schema:
     names = schema.names
     if not names:
         raise InputError("has no columns", path=path)
     blank = [i + 1 for i, n in enumerate(names) if not n.strip()]
+    if blank == [1] and len(names) > 1 and INDEX_NAME not in names:
+        # a row index written by pandas (``DataFrame.to_csv``) has no header: named as pandas
+        # reads it back (the reader records the guess)
+        names = [INDEX_NAME, *names[1:]]
+        schema = pa.schema([f.with_name(n) for f, n in zip(schema, names, strict=True)])
+        blank = []
     if blank:
         raise InputError(
             f"column #{blank[0]} (of {len(names)}) has an empty name in the header; give every "
@@ -494,6 +505,11 @@ class SourceReader:
             ) from None
         names = reader.schema.names
         self.schema = normal_schema(reader.schema, self.path)
+        if self.schema.names[0] != names[0]:
+            self.guesses.append(
+                f"column #1 has no name in the header (a row index, as pandas writes one): "
+                f"named {INDEX_NAME!r}"
+            )
         dates: dict[str, DateReading] | None = None  # text columns parsed as date-times
         while True:
             try:
@@ -529,7 +545,7 @@ class SourceReader:
         numbers: it is kept as text (its other values would otherwise be lost), and the user
         is told which values stood in the way. Bengaluru's house listings give `total_sqft`
         as `1056` on 98% of rows and as `2100 - 2850` or `34.46Sq. Meter` on the rest."""
-        for f, arr in zip(first.schema, first.columns, strict=True):
+        for f, arr in zip(self.schema, first.columns, strict=True):
             if not pa.types.is_string(f.type) or f.name in dates:
                 continue
             raw = arr.drop_null()
@@ -562,7 +578,7 @@ class SourceReader:
 
     def _with_dates(self, batch: pa.RecordBatch, dates: dict[str, DateReading]) -> pa.RecordBatch:
         cols = []
-        for n, a in zip(batch.schema.names, batch.columns, strict=True):
+        for n, a in zip(self.schema.names, batch.columns, strict=True):
             r = dates.get(n)
             if r is None:
                 cols.append(a)
@@ -578,7 +594,7 @@ class SourceReader:
         reader's schema is updated to the timestamp types and each guess recorded. A later
         value the reading does not parse makes the column text again."""
         found: dict[str, DateReading] = {}
-        for f, arr in zip(first.schema, first.columns, strict=True):
+        for f, arr in zip(self.schema, first.columns, strict=True):
             if not pa.types.is_string(f.type) or f.name in self.plain_text_columns:
                 continue
             tz = _iso_timezone(arr)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pfcore.errors import InputError
 from pfcore.ingest import ingest, read_dataset
 from pfcore.io import detect_delimiter
 
@@ -246,3 +247,21 @@ def test_numbers_written_as_amounts_are_named(tmp_path: Path) -> None:
     assert any("'income'" in g and "currency sign" in g and "'$1,000.00 '" in g for g in guesses)
     assert any("'share'" in g and "percent sign" in g for g in guesses)
     assert res.schema["d"].kind == "datetime"  # month-day-year with a two-digit year
+
+
+def test_a_nameless_first_column_is_a_row_index_named_as_pandas_names_it(tmp_path: Path) -> None:
+    src = tmp_path / "crime.csv"
+    src.write_text(
+        '"","Murder","when"\n'
+        + "".join(f'"S{i}",{i * 0.5},{1 + i % 12}/{1 + i % 28}/1975\n' for i in range(50))
+    )
+    res = ingest(src, tmp_path / "out")
+    assert res.schema.names == ["Unnamed: 0", "Murder", "when"]
+    assert res.schema["when"].kind == "datetime"
+    assert read_dataset(res.out_dir).column("Unnamed: 0").to_pylist()[:2] == ["S0", "S1"]
+    assert any("column #1 has no name" in g for g in res.manifest["guesses"])
+    # elsewhere an empty name is still refused
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,,b\n1,2,3\n")
+    with pytest.raises(InputError, match="column #2"):
+        ingest(bad, tmp_path / "out2")
