@@ -560,3 +560,19 @@ def test_a_discrete_column_missing_on_every_row_is_scored(parts) -> None:
     report = evaluate(real, fresh, config=FAST)
     assert report.detection["auc"] < 0.6
     assert report.pair_detection is not None
+
+
+def test_tiny_tables_are_scored_without_early_stopping(parts) -> None:
+    """A 50-row table holds out 10 rows: a detection fold fits on 10 rows, and a target class
+    may have one row. sklearn's stratified early-stopping split cannot be made there; the
+    classifiers fit without it instead of stopping the validation."""
+    from pfcore.fidelity.detection import can_stop_early
+
+    real, fresh, train = parts["real"].iloc[:10], parts["fresh"].iloc[:40], parts["train"].iloc[:40]
+    two_folds = EvalConfig(detection_folds=2, detection_max_iter=60)
+    report = evaluate(real, fresh, train=train, target="cat", config=two_folds)
+    assert 0.0 <= report.detection["auc"] <= 1.0
+    assert report.efficacy is not None
+    assert not can_stop_early(np.array([0] * 10 + [1] * 10), True)
+    assert not can_stop_early(np.array([0] * 500 + [1] + [2] * 10), True)  # a one-row class
+    assert can_stop_early(np.array([0, 1] * 100), True) and can_stop_early(np.zeros(100), False)

@@ -29,6 +29,7 @@ __all__ = [
     "DetectionResult",
     "decoded_view",
     "detection",
+    "can_stop_early",
     "feature_matrix",
     "ranked",
     "single_column_auc",
@@ -84,6 +85,22 @@ def feature_matrix(
             col[v < 0] = np.nan
             x[:, j] = col
     return x, cat
+
+
+def can_stop_early(y: np.ndarray, classification: bool, fraction: float = 0.1) -> bool:
+    """Whether a HistGradientBoosting fit on labels ``y`` can hold out ``fraction`` for early
+    stopping: sklearn splits it off stratified by class, which fails on a held-out part smaller
+    than the number of classes or a class with one row (a 50-row table's 20 detection rows
+    per fold stopped the validation with "test_size = 1 should be greater or equal to the
+    number of classes = 2")."""
+    n = len(y)
+    n_val = int(np.ceil(fraction * n))
+    if n_val < 10:
+        return False
+    if not classification:
+        return True
+    _, counts = np.unique(y, return_counts=True)
+    return bool(counts.min() >= 2 and n_val >= counts.size and n - n_val >= counts.size)
 
 
 def ranked(prep: Prepared, table: str, name: str, rows: np.ndarray) -> np.ndarray:
@@ -200,7 +217,7 @@ def detection(
             max_iter=max_iter,
             learning_rate=0.1,
             categorical_features=cat if cat.any() else None,
-            early_stopping=True,
+            early_stopping=can_stop_early(y[fit_idx], True),
             validation_fraction=0.1,
             n_iter_no_change=10,
             random_state=seed + k,

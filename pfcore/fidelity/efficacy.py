@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pfcore.fidelity.detection import feature_matrix
+from pfcore.fidelity.detection import can_stop_early, feature_matrix
 from pfcore.fidelity.prepare import Prepared
 
 __all__ = ["EfficacyResult", "efficacy"]
@@ -85,7 +85,7 @@ def _fit_predict(
     )
     model = cls(
         max_iter=100,
-        early_stopping=True,
+        early_stopping=can_stop_early(y, task == "classification"),
         categorical_features=cat if cat.any() else None,
         random_state=seed,
     )
