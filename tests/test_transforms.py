@@ -464,3 +464,24 @@ def test_dropping_a_column_leaves_the_other_columns_draws_unchanged() -> None:
     out_full = tr_full.decode(enc_full, seed=9, row_offset=7)
     out_less = tr_less.decode(enc_less, seed=9, row_offset=7)
     assert out_full.select(["count", "grade"]).equals(out_less)
+
+
+def test_a_pooled_source_derives_a_code_but_not_a_region():
+    """300 countries (more than the kept categories: pooled), each with its own code and one of
+    five regions: the code, as many-valued as the country, follows it exactly; the region is
+    left to the model, which draws it with the rest of the row."""
+    from pfcore.transforms.derived import find_derived
+
+    rng = np.random.default_rng(6)
+    n = 6000
+    country = rng.integers(0, 300, n)
+    t = pa.table(
+        {
+            "country": [f"country {c}" for c in country],
+            "code": [f"C{c:03d}" for c in country],
+            "region": [f"region {c % 5}" for c in country],
+            "rate": rng.normal(size=n),
+        }
+    )
+    derived = find_derived(t, list(infer_schema(t).columns))
+    assert {k: v.source for k, v in derived.items()} == {"code": "country"}

@@ -154,13 +154,21 @@ def find_derived(
         ca, na = codes[a.name]
         if na < 2 or na * MIN_ROWS_PER_SOURCE_VALUE > m:
             continue
-        if a.kind != "integer" and na > MAX_KEPT:
-            continue  # pooled categories are redrawn, not modelled: a poor source
         for b in columns:
             if b is a or b.name not in codes:
                 continue
             cb, nb = codes[b.name]
             if nb < 2 or nb > na:  # a function of A has at most as many values as A
+                continue
+            if a.kind != "integer" and na > MAX_KEPT and nb <= MAX_KEPT:
+                # A categorical source of more than MAX_KEPT values is pooled: its rare values
+                # are redrawn by frequency, seeing at most one other column. A target with as
+                # many values (a country's code beside the country) is pooled too and gains
+                # from following it exactly: female labour statistics' Code from Entity (324
+                # countries), pair trends 0.79 -> 0.85, detection AUC 0.890 -> 0.83. A target
+                # with few values is better modelled with the rest of the row: region derived
+                # from the 190 countries of a suicide-rate table took its detection AUC from
+                # 0.54 to 0.65 (one fast fit each).
                 continue
             cov = link_coverage(ca, cb, nb)
             if cov is not None:
