@@ -118,7 +118,9 @@ def _features(
             # codes as one number (over MAX_NATIVE_CATEGORIES levels) told real rows from other
             # real rows of nyc_flights at AUC 0.60 by that position alone
             counts = values.dropna().astype(str).value_counts()
-            cats = pd.Index(sorted(counts.index, key=lambda v: (-counts[v], v)))
+            cats = pd.Index(
+                [v for _, v in sorted(zip(-counts.to_numpy(), counts.index, strict=True))]
+            )
             is_cat[j] = len(cats) <= MAX_NATIVE_CATEGORIES
             for m, f in zip(mats, frames, strict=True):
                 s = f[c].astype("object")

@@ -197,6 +197,14 @@ def _term(k: float, col: str) -> str:
     return f"{_num(k)}*{col}"
 
 
+def far_extreme(values: np.ndarray, direction: int) -> Any:
+    """The extreme of a column bounded by others on the far side of its bound: its minimum
+    under an upper bound (``direction`` -1: column <= parents), its maximum over a lower one.
+    A value written there keeps the inequality whatever the parents decode to, since they stay
+    in their training range, beyond it."""
+    return values.min() if direction < 0 else values.max()
+
+
 def numeric_values(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(values, present): int64 for integers and datetimes (their unit since epoch, exact),
     float64 otherwise; NaN counts as missing."""

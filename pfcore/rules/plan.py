@@ -27,15 +27,16 @@ Constructions (``pfcore.transforms.ruled``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from pfcore.rules.model import Rule, numeric_values
+from pfcore.rules.model import Rule, far_extreme, numeric_values
 
-__all__ = ["Plan", "plan_rules"]
+__all__ = ["Plan", "plan_rules", "reaches"]
 
 NUMERIC = ("continuous", "integer", "datetime")
 _ORDER = {
@@ -84,24 +85,27 @@ def _integral(col: Any) -> bool:
     return col.kind == "datetime" or pa.types.is_integer(col.type)
 
 
+def reaches(reads: Mapping[str, set[str]], start: str, goal: str) -> bool:
+    """Whether ``goal`` is ``start`` or a column ``start``'s construction reads, directly or
+    through others (``reads``: built column -> the columns it reads, ``Plan.reads``)."""
+    seen, todo = set(), [start]
+    while todo:
+        c = todo.pop()
+        if c == goal:
+            return True
+        if c not in seen:
+            seen.add(c)
+            todo.extend(reads.get(c, ()))
+    return False
+
+
 def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
     """Fill each rule's ``active`` / ``enforcement`` / ``note`` and return the constructions."""
     plan = Plan()
     deps = plan.reads
 
-    def reaches(start: str, goal: str) -> bool:
-        seen, todo = set(), [start]
-        while todo:
-            c = todo.pop()
-            if c == goal:
-                return True
-            if c not in seen:
-                seen.add(c)
-                todo.extend(deps.get(c, ()))
-        return False
-
     def claim(col: str, on: list[str]) -> bool:
-        if any(reaches(p, col) for p in on):
+        if any(reaches(deps, p, col) for p in on):
             return False
         deps.setdefault(col, set()).update(on)
         return True
@@ -353,8 +357,7 @@ def _over_gap(plan: Plan, r: Rule, a: Any, table: pa.Table) -> str:
     v, present = numeric_values(table.column(a.name))
     if not present.any():
         return f"{a.name!r} has no value"
-    extreme = v[present].min() if direction < 0 else v[present].max()
-    if r.params["special"].get("sentinel") != extreme:
+    if r.params["special"].get("sentinel") != far_extreme(v[present], direction):
         side = "minimum" if direction < 0 else "maximum"
         return (
             f"{a.name!r} is built by an inequality whose far side is its {side}, and the "

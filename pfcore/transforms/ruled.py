@@ -39,6 +39,7 @@ from pfcore.rules.model import (
     calendar_value,
     clock_from_minutes,
     clock_minutes,
+    far_extreme,
     fixed_targets,
     linear_value,
     month_span,
@@ -293,7 +294,7 @@ def _point_mass(v: np.ndarray, present: np.ndarray, direction: int) -> float | N
     training range, beyond that extreme. A ratio keeps a 0 by itself (0 / parent)."""
     if not present.all() or not v.size:
         return None
-    extreme = v.min() if direction < 0 else v.max()
+    extreme = far_extreme(v, direction)
     if float(np.mean(v == extreme)) < GAP_MASS_SHARE:
         return None
     return extreme.item()

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from pfcore.rules.model import numeric_values
+from pfcore.rules.plan import reaches
 
 __all__ = ["find_ties", "chance"]
 
@@ -97,19 +98,6 @@ def find_ties(
         for k, (v, c) in freqs.items()
     }
     reads = reads or {}
-
-    def built_from(b: str, a: str) -> bool:
-        seen, todo = set(), [b]
-        while todo:
-            c = todo.pop()
-            for d in reads.get(c, ()):
-                if d == a:
-                    return True
-                if d not in seen:
-                    seen.add(d)
-                    todo.append(d)
-        return False
-
     found: list[tuple[float, str, str]] = []
     for a in cols:
         if a.name in skip:
@@ -118,7 +106,7 @@ def find_ties(
         for b in cols:
             if b is a or b.name in skip or str(b.type) != str(a.type):
                 continue
-            if built_from(b.name, a.name) or built_from(a.name, b.name):
+            if reaches(reads, b.name, a.name) or reaches(reads, a.name, b.name):
                 continue
             vb, pb = values[b.name]
             both = pa_ & pb
