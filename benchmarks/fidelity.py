@@ -76,6 +76,9 @@ TARGETS = {
     # calendar year that follows it, bag counts that sum to a total).
     "house_prices": ("SalePrice", "regression"),
     "avocado": ("AveragePrice", "regression"),
+    # Also not in ../shared: King County house sales (a zip code among 70, sale year-built
+    # integers, latitude and longitude).
+    "kc_house": ("price", "regression"),
 }
 MAX_TRAIN_ROWS = 20_000
 SCORE_ROWS = 20_000

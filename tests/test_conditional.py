@@ -31,7 +31,7 @@ def toy_table(n: int = N_TRAIN, seed: int = 0) -> pa.Table:
             "x": x,
             "y": y,
             "num": num,
-            "k": rng.integers(0, 50, n),
+            "k": rng.integers(0, 150, n),
             "opt": pa.array(opt, mask=rng.random(n) < 0.2),
             "r": r,
             "day": rng.integers(1, 9, n) + 4 * (x == "b"),
