@@ -28,7 +28,6 @@ is learnt. The output type is unchanged: decode gives the column's integers back
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pyarrow as pa
@@ -59,9 +58,6 @@ def integer_codes(schema: Any, table: pa.Table, rules: list[Any]) -> Any:
             promote.append(col.name)
     if not promote:
         return schema
-    from pfcore.schema import _force_kind
+    from pfcore.schema import apply_overrides
 
-    out = copy.deepcopy(schema)
-    for name in promote:
-        _force_kind(out[name], "categorical")
-    return out
+    return apply_overrides(schema, {"columns": {n: {"kind": "categorical"} for n in promote}})
