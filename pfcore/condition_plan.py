@@ -14,6 +14,10 @@ How each condition becomes exact by construction (never by rejection):
   training frequencies of the classes inside the range, then fixed as above. As for a numeric
   range, that is the column's marginal restricted to the range, and the model generates the
   other columns given it.
+* conditions on both ends of an order between two such codes (bedrooms at most rooms, kept
+  by masking classes: ``pfcore.rules.masks``): each end keeps only the values the other's
+  conditions leave possible, and a range drawn after the other end's range draws per row among
+  the classes that keep the order (``pfcore.condition_orders``).
 * ``column=null``: the column's missing slot is fixed (a category's null class, a number's
   missing indicator), the other columns are generated given it.
 * numeric / datetime range (and equality, a range of one value): the encoding is monotone, so
@@ -194,6 +198,9 @@ class CompiledConditions:
     ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # column -> (lo, hi) scalars
     rebalance: _Rebalanced | None = None
     class_ranges: list[_Rebalanced] = field(default_factory=list)  # ranges on numeric codes
+    #: (low, high, strict) indices into ``class_ranges`` of an order's two ends, both drawn
+    #: here (``condition_orders``)
+    class_orders: list[tuple[int, int, bool]] = field(default_factory=list)
     nulls: list[str] = field(default_factory=list)  # columns asked to be missing
     seed: list[tuple[str, int | None, tuple[int, int] | None]] = field(default_factory=list)
     seed_table: pa.Table | None = None
@@ -217,14 +224,19 @@ class CompiledConditions:
     def _drawn_classes(self, block: Block) -> list[tuple[_Rebalanced, np.ndarray]]:
         """Each drawn column (the rebalanced one, then every range on a categorical column) with
         its rows' class indices, by inverse CDF on a stream of its own."""
-        drawn = [(self.rebalance, (1,))] if self.rebalance is not None else []
-        drawn += [(cr, (4, k)) for k, cr in enumerate(self.class_ranges)]
+        from pfcore.condition_orders import draw_ordered
+
         out = []
-        for cr, keys in drawn:
-            cdf = np.cumsum(cr.probs)
-            u = self._rng(block, *keys).random(block.rows) * cdf[-1]
-            out.append((cr, np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)))
-        return out
+        if self.rebalance is not None:
+            cdf = np.cumsum(self.rebalance.probs)
+            u = self._rng(block, 1).random(block.rows) * cdf[-1]
+            idx = np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+            out.append((self.rebalance, idx))
+        u_ranges = [
+            self._rng(block, 4, k).random(block.rows) for k in range(len(self.class_ranges))
+        ]
+        drawn = draw_ordered(self.class_ranges, self.class_orders, u_ranges)
+        return out + list(zip(self.class_ranges, drawn, strict=True))
 
     def _seed_slice(self, block: Block) -> pa.Table:
         assert self.seed_table is not None
@@ -374,6 +386,9 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     if conditions.seed_rows is not None:
         _seed_columns(out, conditions, index_of, transforms, spans, hold, claimed)
+    from pfcore.condition_orders import keep_orders
+
+    keep_orders(out, getattr(synth, "rules", None))
     out.given = claimed | {name for name, _i, _span in out.seed}
     out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records

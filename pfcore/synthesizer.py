@@ -376,6 +376,7 @@ class Synthesizer:
         if device is not None:
             cfg["device"] = device
         model = build(family, cfg, preset=preset)
+        bans = _class_bans(found if enforce_rules else [], transformer, model)
         if preset == "gpu" and model.device.type != "cuda":
             _log.warning(
                 "preset 'gpu' on %s: its networks are sized for a CUDA device and train far "
@@ -386,7 +387,12 @@ class Synthesizer:
 
         view = decoded_view(lambda enc: transformer.decode(enc, seed=seed), fit_schema)
         summary = model.fit(
-            train, transformer.blocks, valid=valid, callbacks=callbacks, detector_view=view
+            train,
+            transformer.blocks,
+            valid=valid,
+            callbacks=callbacks,
+            detector_view=view,
+            bans=bans,
         )
         info = {
             "family": family,
@@ -554,3 +560,17 @@ class Synthesizer:
         )
         attach_teacher(model, directory / "model", device=device)
         return cls(schema=schema, transformer=transformer, model=model, info=meta, rules=rules)
+
+
+def _class_bans(rules: list[Any], transformer: Any, model: Any) -> np.ndarray:
+    """The class pairs the model must never draw together (``rules.masks``); a family that
+    cannot mask classes gets none, and its masked rules are switched off with a note."""
+    from pfcore.rules.masks import class_bans, unmask
+
+    bans = class_bans(rules, transformer)
+    if len(bans) and not model.masks_classes:
+        for r in rules:
+            if r.active and r.enforcement == "masked":
+                unmask(r, f"family {model.family!r} does not draw classes one column at a time")
+        return bans[:0]
+    return bans

@@ -1037,3 +1037,42 @@ def test_a_column_that_would_drown_in_its_gap_is_clamped() -> None:
     assert np.abs(middle(ah_out) - middle(real)).max() < 0.1
     mode, ah_out = decoded(1e18)
     assert mode == "diff" and np.abs(middle(ah_out) - middle(real)).max() > 0.1
+
+
+def test_an_order_an_identity_keeps_is_reported_as_computed_and_holds(tmp_path) -> None:
+    """King County: the living area is the area above ground plus the basement (0 in most
+    houses), so the area above ground is at most the living area on every row. The identity
+    computes the living area, which leaves no gap to build; the order holds because the
+    basement is never negative, and says so (before, it was listed as not enforced). A later
+    rule that rebuilds the basement from another column takes that back."""
+    from pfcore.rules.collect import collect_rules
+    from pfcore.transforms.table import TableTransformer
+
+    rng = np.random.default_rng(3)
+    above = rng.integers(500, 4000, N)
+    basement = np.where(rng.random(N) < 0.6, 0, rng.integers(100, 1500, N))
+    table = _table(above=above, basement=basement, living=above + basement)
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    rules = collect_rules(train, holdout, infer_schema(table), None)
+    by_name = {r.name: r for r in rules}
+    t = TableTransformer.fit(train, infer_schema(table), rules=rules)
+    order = by_name["above <= living"]
+    assert by_name["living == above + basement"].enforcement == "computed"
+    assert order.active and order.enforcement == "computed" and "'living'" in order.note
+    noise = np.random.default_rng(1).normal(size=(5000, t.n_features)).astype(np.float32)
+    out = t.decode(noise, seed=0, row_offset=0).to_pandas()
+    assert (out.above <= out.living).all()
+
+    # once another rule builds the basement (a gap), its decoded range is not its training
+    # range any more, and the identity no longer proves the order
+    from pfcore.rules.plan import Plan, _implied_order
+
+    plan = Plan()
+    plan.computed["living"] = (
+        {"type": "linear", "operands": ["above", "basement"], "coefficients": [1.0, 1.0],
+         "intercept": 0.0},
+        False,
+    )  # fmt: skip
+    assert _implied_order(plan, order, train) == "living"
+    plan.gaps["basement"] = (-1, ["above"], False)
+    assert _implied_order(plan, order, train) == ""

@@ -19,7 +19,7 @@ forwards.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 
 import torch
@@ -28,6 +28,8 @@ from torch import nn
 
 __all__ = [
     "DiscreteAR",
+    "ban_tables",
+    "banned_by",
     "draw_classes",
     "draw_linked",
     "find_links",
@@ -101,23 +103,76 @@ def links_by_column(
 
 
 def draw_linked(
-    logits: torch.Tensor, u: torch.Tensor, mine: torch.Tensor, had: torch.Tensor, ban: torch.Tensor
+    logits: torch.Tensor,
+    u: torch.Tensor,
+    mine: torch.Tensor,
+    had: torch.Tensor,
+    ban: torch.Tensor,
+    banned: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`draw_classes` of one column under its class links: class ``mine[j]`` is drawn
     where ``had[:, j]`` (the row has the linked class) and never where ``ban[:, j]`` (the row
-    has the linked column without that class). A row whose other draws leave no class allowed
-    (no real row has them together) draws from its free logits."""
-    if len(mine):
-        free = logits.float()
-        logits = free.clone()
-        for j in range(len(mine)):
-            logits[:, mine[j]].masked_fill_(ban[:, j], float("-inf"))
-        stuck = torch.isinf(logits).all(dim=1)
-        logits[stuck] = free[stuck]
+    has the linked column without that class); ``banned`` ``(n, classes)``: classes other
+    columns' drawn classes rule out (``ban_tables``). A row whose other draws leave no class
+    allowed (no real row has them together) draws from its free logits."""
+    if not len(mine) and banned is None:
+        return draw_classes(logits, u)
+    free = logits.float()
+    hit = F.one_hot(mine, free.shape[1]).to(free.dtype)  # (links, classes)
+    if not len(mine):
+        out = banned
+    else:
+        out = (ban.to(free.dtype) @ hit) > 0
+        if banned is not None:
+            out |= banned
+    logits = free.masked_fill(out, float("-inf"))
+    stuck = torch.isinf(logits).all(dim=1)
+    logits[stuck] = free[stuck]
     k = draw_classes(logits, u)
-    for j in range(len(mine)):
-        k = torch.where(had[:, j], mine[j], k)
-    return k
+    if not len(mine):
+        return k
+    forced = had.to(free.dtype) @ hit
+    return torch.where(forced.any(dim=1), forced.argmax(dim=1), k)
+
+
+def ban_tables(
+    bans: torch.Tensor, widths: Sequence[int], both_ways: bool = False
+) -> list[list[tuple[int, torch.Tensor]]]:
+    """Per column ``c``, for each other column ``o`` with banned pairs (``(B, 2)`` one-hot dims,
+    the first in the earlier column) at ``c``'s end: ``(o, table)``, ``table[i, j]`` true when
+    ``o``'s class ``i`` rules out ``c``'s class ``j``. Only later ends, or with ``both_ways``
+    both (a sampler that draws either column second). A row lookup in the table masks the
+    classes: one gather per column pair, whatever the number of banned pairs."""
+    starts = [0, *accumulate(int(w) for w in widths)]
+    col = torch.bucketize(bans.reshape(-1), torch.tensor(starts[1:-1]), right=True)
+    col = col.reshape(-1, 2)
+    out: list[list[tuple[int, torch.Tensor]]] = [[] for _ in widths]
+    ends = [(0, 1), (1, 0)] if both_ways else [(0, 1)]
+    for o_end, m_end in ends:
+        for o, m in {(int(a), int(b)) for a, b in col[:, [o_end, m_end]].tolist()}:
+            rows = (col[:, o_end] == o) & (col[:, m_end] == m)
+            table = torch.zeros(widths[o], widths[m], dtype=torch.bool)
+            table[bans[rows, o_end] - starts[o], bans[rows, m_end] - starts[m]] = True
+            out[m].append((o, table))
+    return [sorted(t, key=lambda e: e[0]) for t in out]
+
+
+def banned_by(
+    tables: list[tuple[int, torch.Tensor]],
+    class_of: Callable[[int], torch.Tensor],
+    known: Callable[[int], torch.Tensor] | None = None,
+) -> torch.Tensor | None:
+    """``(n, classes)``: the classes of one column that the other columns' classes rule out
+    (``tables``: that column's entry of :func:`ban_tables`; ``class_of(o)``: each row's class of
+    column ``o``; ``known(o)``: rows where column ``o`` is given or drawn already); None when
+    nothing is banned."""
+    banned = None
+    for o, table in tables:
+        rows = table.index_select(0, class_of(o))
+        if known is not None:
+            rows &= known(o).unsqueeze(1)
+        banned = rows if banned is None else banned | rows
+    return banned
 
 
 @torch.no_grad()
@@ -236,6 +291,10 @@ class DiscreteAR(nn.Module):
         self.use_links = links
         if links:
             self.register_buffer("links", torch.zeros(0, 2))
+        # Banned class pairs (``set_bans``): two classes never drawn together, whichever comes
+        # second masked. Saved like the links; a model saved before them has none.
+        self.register_buffer("bans", torch.zeros(0, 2))
+        self._tables: dict | None = None  # ``ban_tables``' cache
 
     # ------------------------------------------------------------------ training
     @torch.no_grad()
@@ -256,11 +315,35 @@ class DiscreteAR(nn.Module):
         if self.use_links:
             self.links = find_links(self.widths, *onehot01).to(self.links)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        key = prefix + "links"
-        if self.use_links and key in state_dict:  # as many links as that fit found
-            self.links = self.links.new_zeros(state_dict[key].shape)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    @torch.no_grad()
+    def set_bans(self, bans: torch.Tensor) -> None:
+        """Class pairs ``(B, 2)`` (one-hot dims of two different columns) that no drawn row may
+        hold together (``rules.masks``: orders between numbered codes)."""
+        self.bans = bans.reshape(-1, 2).sort(dim=1).values.to(self.bans)  # earlier column first
+        self._tables = None
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing, *args
+    ) -> None:  # type: ignore[no-untyped-def]
+        for name in ("links", "bans"):
+            key = prefix + name
+            if hasattr(self, name) and key in state_dict:  # as many as that fit found
+                setattr(self, name, getattr(self, name).new_zeros(state_dict[key].shape))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, *args)
+        self._tables = None
+        if prefix + "bans" in missing:  # saved before bans existed: nothing banned
+            missing.remove(prefix + "bans")
+
+    def ban_tables(self, both_ways: bool = False) -> list[list[tuple[int, torch.Tensor]]]:
+        """Per column, its banned pairs as lookup tables (``ban_tables``) on this device, built
+        once per device and direction rather than for every block of rows drawn."""
+        key = (self.bans.device, both_ways, len(self.bans))
+        cache = self._tables or {}
+        if key not in cache:
+            tables = ban_tables(self.bans.long().cpu(), self.widths, both_ways=both_ways)
+            cache[key] = [[(o, t.to(self.bans.device)) for o, t in col] for col in tables]
+            self._tables = cache
+        return cache[key]
 
     def _column_links(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per column, its links to earlier columns (``links_by_column``)."""
@@ -322,7 +405,8 @@ class DiscreteAR(nn.Module):
         columns (104 dims) 5% faster (one thread).
 
         Class links hold on every row: a linked class is drawn exactly when its earlier class
-        was (forced where it was, its logit masked where it was not).
+        was (forced where it was, its logit masked where it was not). A banned pair
+        (``set_bans``) never does: its later class is masked where the earlier one was drawn.
         """
         n, width = u.shape[0], self.layers[0].out_features
         # Units along the rows, sampled rows along the columns: each degree's units are then a
@@ -335,7 +419,7 @@ class DiscreteAR(nn.Module):
         dims = torch.empty(n, self.n_columns, dtype=torch.long, device=u.device)
         direct = u.new_zeros(self.dim, n) if self.direct is not None else None
         direct_cols = self._direct_cols()
-        column_links = self._column_links()
+        column_links, column_bans = self._column_links(), self.ban_tables()
         lo = 0
         for c, (deeper, head, lookup) in enumerate(self._column_weights()):
             hi, s = self.upto[c], self.starts[c]
@@ -350,7 +434,9 @@ class DiscreteAR(nn.Module):
                 logits += direct[s : self.starts[c + 1]]
             earlier, their_dim, mine = column_links[c]
             had = dims[:, earlier] == their_dim  # (n, links of column c)
-            k = draw_linked(logits.t().contiguous(), u[:, c], mine, had, ~had)
+            # every earlier column is drawn (or given) by now
+            banned = banned_by(column_bans[c], lambda o: dims[:, o] - self.starts[o])
+            k = draw_linked(logits.t().contiguous(), u[:, c], mine, had, ~had, banned)
             if given is not None:
                 k = torch.where(given[1][:, c], given[0][:, c] - s, k)
             dims[:, c] = k + s

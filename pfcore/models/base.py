@@ -304,6 +304,9 @@ class GenerativeModel(ABC):
     #: not a network's soft output), so :meth:`push` need not snap them: snapping costs about
     #: 16% of the hybrid's sampling time on nyc_flights' 238 one-hot dims.
     exact_onehots: ClassVar[bool] = False
+    #: True where the family draws its discrete columns one at a time and so can keep banned
+    #: class pairs (``fit``'s ``bans``) off every row; other families refuse them.
+    masks_classes: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         if config is None or isinstance(config, Mapping):
@@ -322,6 +325,7 @@ class GenerativeModel(ABC):
         self._index: OneHotIndex | None = None
         self._detector_view: Callable[[np.ndarray, np.ndarray], tuple] | None = None
         self._onehot_bias: torch.Tensor | None = None
+        self._bans = torch.zeros(0, 2, dtype=torch.long)
         self._fitted = False
 
     # ------------------------------------------------------------------ family hooks
@@ -378,6 +382,7 @@ class GenerativeModel(ABC):
         callbacks: Sequence[ProgressCallback] = (),
         checkpoint_dir: str | os.PathLike[str] | None = None,
         detector_view: Callable[[np.ndarray, np.ndarray], tuple] | None = None,
+        bans: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Train on the encoded matrix ``x`` (n, n_features) described by ``blocks``.
 
@@ -386,6 +391,9 @@ class GenerativeModel(ABC):
         config and data resumes from it. ``detector_view`` shows encoded rows as a classifier
         should see them when a family chooses between its own variants by one
         (``map_space.DetectorView``; the synthesizer decodes them to the table's columns).
+        ``bans``: ``(B, 2)`` feature indices of two one-hot slots (of different blocks) that no
+        sampled row may hold together (``pfcore.rules.masks``); only a family that
+        ``masks_classes`` takes them.
         Returns a JSON-able summary (also kept as ``fit_summary`` and saved with the model).
         """
         from pfcore.models.training import resolve_device, thread_scope
@@ -394,6 +402,14 @@ class GenerativeModel(ABC):
         if len(x_np) < 2:
             raise InputError(f"need at least 2 training rows, got {len(x_np)}")
         self.blocks = normalize_blocks(blocks, x_np.shape[1])
+        self._bans = torch.as_tensor(
+            np.zeros((0, 2)) if bans is None else np.asarray(bans), dtype=torch.long
+        ).reshape(-1, 2)
+        if len(self._bans) and not self.masks_classes:
+            raise ModelError(
+                f"family {self.family!r} draws its discrete columns in one map and cannot keep "
+                "banned class pairs; use family 'hybrid'"
+            )
         self.n_features = x_np.shape[1]
         self.latent_dim = self._latent_dim_for(self.n_features)
         valid_np = None

@@ -271,6 +271,7 @@ class HybridModel(GenerativeModel):
     config_class = HybridConfig
     config: HybridConfig
     exact_onehots = True  # the discrete network draws classes
+    masks_classes = True  # ... one column at a time, so a class can be ruled out per row
     #: Its conditional networks are saved in its own weights, not as a separate student: on a
     #: table of numbers only, ``conditional_student`` is the numbers-given network, which is a
     #: ``ConditionalStudent``, and saving it beside the model as well made the model unloadable.
@@ -549,6 +550,9 @@ class HybridModel(GenerativeModel):
         gen = seeded_generator(cfg.seed, device, salt=11)
         ar.init_marginals(d_train)
         ar.init_links(d_train, *([] if data.valid is None else [onehot01(data.valid)]))
+        assert self._index is not None
+        onehot_cols = self._index.onehot_cols.cpu()  # feature index of each discrete dim
+        ar.set_bans(torch.searchsorted(onehot_cols, self._bans))
         batch = min(cfg.batch_size, len(d_train))
         groups = [{"params": [p for n, p in ar.named_parameters() if not n.startswith("direct.")]}]
         if ar.direct is not None:

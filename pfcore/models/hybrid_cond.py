@@ -107,6 +107,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pfcore.models.autoregressive import (
+    banned_by,
     draw_linked,
     links_by_column,
     set_marginal_bias,
@@ -221,6 +222,7 @@ class AnyOrderDiscrete(nn.Module):
         m_num: torch.Tensor,
         links: torch.Tensor | None = None,
         skip: torch.Tensor | None = None,
+        bans: list[list[tuple[int, torch.Tensor]]] | None = None,
     ) -> torch.Tensor:
         """Fill the missing columns of ``d01`` (0/1, ``(n, D)``) in block order, each by inverse
         CDF at ``u[:, c]`` from its law given everything known so far; ``skip`` ``(n, K)``:
@@ -228,7 +230,9 @@ class AnyOrderDiscrete(nn.Module):
 
         ``links``: the unconditional network's class links (``find_links``, ``(L, 2)`` one-hot
         dims), enforced here too: a column drawn after its linked column (given or drawn) takes
-        the linked class exactly when that column has its class.
+        the linked class exactly when that column has its class. ``bans``: its banned class
+        pairs, both ways (``DiscreteAR.ban_tables(both_ways=True)``), likewise: a column drawn
+        second never takes a class the other's class rules out.
 
         Rows go through in chunks of ``SAMPLE_CHUNK`` so that each column's activations stay in
         cache: the per-column work is a few passes over ``(rows, width)`` activations, which on
@@ -238,10 +242,13 @@ class AnyOrderDiscrete(nn.Module):
         if links is None:
             links = torch.zeros(0, 2, dtype=torch.long, device=d01.device)
         column_links = links_by_column(links.long(), self.widths, both_ways=True)
+        tables = bans if bans is not None else [[] for _ in self.widths]
         todo = ~m_col if skip is None else ~m_col & ~skip
         for lo in range(0, u.shape[0], SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
-            self._fill_rows(u[sl], out[sl], m_col[sl], todo[sl], x_num[sl], m_num[sl], column_links)
+            self._fill_rows(
+                u[sl], out[sl], m_col[sl], todo[sl], x_num[sl], m_num[sl], column_links, tables
+            )
         return out
 
     def _fill_rows(
@@ -253,6 +260,7 @@ class AnyOrderDiscrete(nn.Module):
         x_num: torch.Tensor,
         m_num: torch.Tensor,
         column_links: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        tables: list[list[tuple[int, torch.Tensor]]],
     ) -> None:
         """:meth:`sample` on one chunk, writing the drawn classes into ``d01`` (a view of
         :meth:`sample`'s own copy, so the caller's tensor is never touched). The first layer
@@ -275,7 +283,12 @@ class AnyOrderDiscrete(nn.Module):
             others, their_dim, mine = column_links[c]
             known = m_col[:, others]  # (n, links of column c): is the other end given or drawn
             had = known & (d01[:, their_dim] > 0.5)
-            k = draw_linked(logits, u[:, c], mine, had, known & ~had)
+            banned = banned_by(
+                tables[c],
+                lambda o: d01[:, self.starts[o] : self.starts[o] + self.widths[o]].argmax(dim=1),
+                lambda o: m_col[:, o],
+            )
+            k = draw_linked(logits, u[:, c], mine, had, known & ~had, banned)
             drawn = F.one_hot(k, w).to(d01.dtype)
             # the class's weight column plus the mask bit's, in one matrix product
             w_c = first.weight[:, [*range(s, s + w), self.dim + c]]
@@ -351,7 +364,14 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             u = torch.special.ndtr(z[:, :k])
             tail = _unconditional_tail(m_col, m_num)
             d01 = model.cond_discrete.sample(
-                u, (d_known + 1) / 2, m_col, num_known, m_num, links, skip=tail
+                u,
+                (d_known + 1) / 2,
+                m_col,
+                num_known,
+                m_num,
+                links,
+                skip=tail,
+                bans=ar.ban_tables(both_ways=True),
             )
             rows = tail.any(dim=1).nonzero().flatten()
             if len(rows):

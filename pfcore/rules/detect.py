@@ -51,6 +51,7 @@ from pfcore.rules.model import (
     Rule,
     date_part,
     hold_rate,
+    numbered_codes,
     numeric_values,
 )
 from pfcore.schema import is_temporal
@@ -197,7 +198,14 @@ def _signs(sample: pa.Table, cols: list[Any]) -> list[Rule]:
 
 
 def _inequalities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
-    cand = [c for c in cols if c.kind in NUMERIC][:MAX_PAIR_COLUMNS]
+    """Orders between two numeric (or two datetime) columns, and between two numbered codes
+    (``numbered_codes``); each family of candidates has its own ``MAX_PAIR_COLUMNS``, so codes
+    never push a numeric column out of the search."""
+    out = _ordered_pairs(sample, [c for c in cols if c.kind in NUMERIC][:MAX_PAIR_COLUMNS])
+    return out + _ordered_pairs(sample, [c for c in cols if numbered_codes(c)][:MAX_PAIR_COLUMNS])
+
+
+def _ordered_pairs(sample: pa.Table, cand: list[Any]) -> list[Rule]:
     vals = {c.name: numeric_values(sample.column(c.name)) for c in cand}
     out = []
     for a, b in itertools.permutations(cand, 2):

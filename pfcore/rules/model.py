@@ -56,6 +56,7 @@ __all__ = [
     "Rule",
     "hold_mask",
     "hold_rate",
+    "numbered_codes",
     "numeric_values",
     "first_violation",
     "RULES_FILE",
@@ -203,6 +204,14 @@ def far_extreme(values: np.ndarray, direction: int) -> Any:
     A value written there keeps the inequality whatever the parents decode to, since they stay
     in their training range, beyond it."""
     return values.min() if direction < 0 else values.max()
+
+
+def numbered_codes(col: Any) -> bool:
+    """Whether ``col`` is a discrete column whose classes are numbers (counts with few values,
+    such as bedrooms and rooms, are categorical in the schema), so an order between two such
+    columns is a rule the discrete sampler can keep by masking classes."""
+    t = col.type
+    return col.kind == "categorical" and (pa.types.is_integer(t) or pa.types.is_floating(t))
 
 
 def numeric_values(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

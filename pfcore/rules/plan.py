@@ -21,6 +21,9 @@ Constructions (``pfcore.transforms.ruled``):
   it to the nearest value its key held (``rules.pinned``).
 * ``support``: ranges and signs hold because numeric decode never leaves the fitted range and
   discrete decode only emits values seen in training.
+* ``masked``: an order between two numbered codes (``rules.model.numbered_codes``: bedrooms
+  at most rooms, both few-valued counts) holds because the discrete sampler never draws a class
+  the other column's drawn class rules out (``rules.masks``); both columns stay modelled.
 * ``regenerated``: a one-column key on an ``id`` column (fresh unique ids per row index).
 * ``checked``: a custom expression; not built in, the fidelity gate fails a model that breaks it.
 """
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pfcore.rules.model import Rule, far_extreme, numeric_values
+from pfcore.rules.model import Rule, far_extreme, numbered_codes, numeric_values
 
 __all__ = ["Plan", "plan_rules", "reaches"]
 
@@ -70,6 +73,8 @@ class Plan:
     snapped: dict[str, list[Rule]] = field(default_factory=dict)
     #: gap child -> the implication written over it after the gap's decode (``_over_gap``)
     overwrites: dict[str, Rule] = field(default_factory=dict)
+    #: inequalities between two numbered codes, kept by masking classes when drawing
+    masked: list[Rule] = field(default_factory=list)
     #: built column -> the columns its construction reads (what ``claim`` checked for cycles)
     reads: dict[str, set[str]] = field(default_factory=dict)
 
@@ -130,6 +135,7 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
         key=lambda r: (r.origin != "declared", _priority(r) + (len(r.columns) == 1)),
     )
     identity_cols: list[tuple[set[str], Rule]] = []
+    implied_orders: list[Rule] = []
     for r in by_priority:
         r.active, r.enforcement, r.note = True, "", ""
         if any(c not in names for c in r.columns):
@@ -213,9 +219,16 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             else:
                 plan.conditioned[a.name] = r
                 r.enforcement = "conditioned"
+        elif r.kind == "inequality" and all(numbered_codes(c) for c in cols):
+            plan.masked.append(r)  # checked once every construction is known (below)
+            r.enforcement = "masked"
         elif r.kind == "inequality":
             why = _gap(plan, r, cols, table, claimed, claim)
-            if why:
+            if why and (implied := _implied_order(plan, r, table)):
+                implied_orders.append(r)  # checked again once every construction is known
+                r.enforcement = "computed"
+                r.note = f"holds because {implied!r} is computed by an identity that keeps it"
+            elif why:
                 off(r, why)
             else:
                 r.enforcement = "gap"
@@ -282,6 +295,16 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
         else:
             r.enforcement = "checked"
             r.note = "not built in: the fidelity gate fails a model whose rows break it"
+    for r in implied_orders:  # a later construction may have widened an operand's range
+        if not _implied_order(plan, r, table):
+            off(r, "no construction keeps it (an identity did, until another rule rebuilt one "
+                "of its operands)")  # fmt: skip
+    built = plan.built()
+    for r in list(plan.masked):
+        taken = [c for c in r.columns if c in built]
+        if taken:  # a column decoded from others is not drawn, so no class of it is masked
+            plan.masked.remove(r)
+            off(r, f"{taken[0]!r} is built by another rule, not drawn by the model")
     return plan
 
 
@@ -406,12 +429,45 @@ def _never_null(plan: Plan, col: str, table: pa.Table) -> bool:
     return not spec[1] and all(_never_null(plan, c, table) for c in spec[0]["operands"])
 
 
+def _implied_order(plan: Plan, r: Rule, table: pa.Table) -> str:
+    """The column whose identity keeps the order ``r`` on every decoded row, or "": one end is
+    computed as the other end plus terms whose decoded range keeps the difference on the
+    right side of 0 (Ames house prices: the ground-floor area is at most the living area, which
+    is computed as ground floor + upper floor + low-quality area, all at least 0; King County:
+    the area above ground is at most the living area). Integer columns, coefficients and
+    intercept only, so the decoded arithmetic is exact."""
+    low, high = r.columns
+    strict = bool(r.params.get("strict"))
+    for target, other, side in ((high, low, 1), (low, high, -1)):
+        spec = plan.computed.get(target)
+        if spec is None or spec[1] or spec[0]["type"] != "linear":
+            continue
+        f = spec[0]
+        terms = dict(zip(f["operands"], f["coefficients"], strict=True))
+        numbers = [f["intercept"], *terms.values()]
+        if terms.get(other) != 1.0 or any(float(k) != int(k) for k in numbers):
+            continue
+        if not all(pa.types.is_integer(table.schema.field(c).type) for c in (target, *terms)):
+            continue
+        rest = {**f, "operands": [c for c in terms if c != other],
+                "coefficients": [k for c, k in terms.items() if c != other]}  # fmt: skip
+        rng = _formula_range(plan, rest, table)
+        if rng is None:
+            continue
+        gap = rng[0] if side > 0 else -rng[1]  # the least high - low any decoded row can have
+        if gap > 0 or (gap == 0 and not strict):
+            return target
+    return ""
+
+
 def _decoded_range(plan: Plan, col: str, table: pa.Table) -> tuple[float, float] | None:
     """Bounds every decoded value of ``col`` lies in, when they follow from construction:
     a modelled column never leaves its training range (numeric decode clamps to its fitted
-    range, discrete decode emits seen values); a computed one follows its formula."""
+    range, discrete decode emits seen values), nor does a conditioned one (its special value
+    is one of its training values, or null, and its other rows are modelled on its other
+    values); a computed one follows its formula."""
     spec = plan.computed.get(col)
-    if col in plan.gaps or col in plan.conditioned:
+    if col in plan.gaps:
         return None
     if spec is None:
         v, present = numeric_values(table.column(col))
@@ -421,6 +477,13 @@ def _decoded_range(plan: Plan, col: str, table: pa.Table) -> tuple[float, float]
         return (1.0, 2400.0) if formula.get("midnight", 2400) == 2400 else (0.0, 2359.0)
     if spec[1] or formula["type"] == "calendar":
         return None
+    return _formula_range(plan, formula, table)
+
+
+def _formula_range(
+    plan: Plan, formula: dict[str, Any], table: pa.Table
+) -> tuple[float, float] | None:
+    """Bounds of a linear formula's value over its operands' decoded ranges (None: unbounded)."""
     lo = hi = float(formula["intercept"])
     for k, c in zip(formula["coefficients"], formula["operands"], strict=True):
         r = _decoded_range(plan, c, table)
