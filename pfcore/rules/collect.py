@@ -93,14 +93,11 @@ def force_unique_ids(schema: Any, rules: list[Rule]) -> Any:
     """A schema where every column a declared one-column ``unique`` rule names is an ``id``:
     regenerated as a fresh value per row, so no two synthetic rows share it, in any batch size
     (integer ids continue the arithmetic sequence; string ids get a prefix and a counter)."""
-    from pfcore.schema import _force_kind
+    from pfcore.schema import apply_overrides
 
     keys = [r for r in rules if r.kind == "key" and r.origin == "declared" and len(r.columns) == 1]
     cols = {r.columns[0] for r in keys}
     cols = {c for c in cols if c in schema.names and schema[c].kind != "id"}
     if not cols:
         return schema
-    out = copy.deepcopy(schema)
-    for name in sorted(cols):
-        _force_kind(out[name], "id")
-    return out
+    return apply_overrides(schema, {"columns": {n: {"kind": "id"} for n in sorted(cols)}})
