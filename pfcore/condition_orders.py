@@ -20,7 +20,7 @@ import numpy as np
 from pfcore.errors import InputError
 from pfcore.rules.model import numeric_values
 
-__all__ = ["draw_ordered", "keep_orders"]
+__all__ = ["draw_ordered", "keep_orders", "refuse_broken_orders"]
 
 
 def keep_orders(out: Any, rules: Any) -> None:
@@ -50,6 +50,37 @@ def keep_orders(out: Any, rules: Any) -> None:
         ranges = [cr.column for cr in out.class_ranges]
         if low in ranges and high in ranges:
             out.class_orders.append((ranges.index(low), ranges.index(high), strict))
+
+
+def refuse_broken_orders(out: Any, rules: Any) -> None:
+    """Refuse a request whose conditions on both ends of a repaired order (``rules.repair``)
+    leave no pair of values that keeps it: decode never moves a given value, so every row
+    would break the rule. (Overlapping conditions are drawn as they are: a row whose two given
+    ends break the order keeps them.)"""
+    repaired = [] if rules is None else [
+        r for r in rules.rules if r.active and r.enforcement == "repaired"
+    ]  # fmt: skip
+    for r in repaired:
+        low, high = (_bounds(out, c) for c in r.columns)
+        if low is None or high is None:
+            continue
+        if low[0] > high[1] or (r.params.get("strict") and low[0] >= high[1]):
+            raise InputError(
+                f"contradictory conditions: rule {r.name!r} holds on every training row, and "
+                f"no value the conditions allow for {r.columns[1]!r} keeps it",
+                column=r.columns[0],
+            )
+
+
+def _bounds(out: Any, name: str) -> tuple[float, float] | None:
+    """The smallest and largest value a request allows for ``name`` (None: not given)."""
+    if name in out.equal:
+        v, present = numeric_values(out.equal[name])
+        return (float(v[present].min()), float(v[present].max())) if present.any() else None
+    if name in out.ranges:
+        lo, hi = out.ranges[name]
+        return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+    return None
 
 
 def _allowed(out: Any, name: str) -> np.ndarray | None:

@@ -206,6 +206,7 @@ class CompiledConditions:
     seed_table: pa.Table | None = None
     transforms: list[Any] = field(default_factory=list)
     given: set[str] = field(default_factory=set)  # columns the request gives or draws
+    repairs: list[Any] = field(default_factory=list)  # the transformer's (``rules.repair``)
     exact: set[str] = field(default_factory=set)  # columns given one exact value per row
 
     @property
@@ -293,6 +294,11 @@ class CompiledConditions:
                 move = date not in self.exact
                 for name, arr in tr.resnap(table, lo, hi, self.given, move).items():
                     table = table.set_column(names.index(name), name, arr)
+        if self.repairs:  # decode left them: exact values stay, ranged ones move within
+            from pfcore.rules.repair import apply_repairs
+
+            limits = {n: r for n, r in self.ranges.items() if n not in self.exact}
+            table = apply_repairs(table, self.repairs, self.given - set(limits), limits)
         for name in self.nulls:
             if table.column(name).null_count != block.rows:
                 raise GenerationError(
@@ -336,6 +342,7 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
         n_features=int(transformer.n_features),
         mask=np.zeros(int(transformer.n_features), dtype=bool),
         transforms=transforms,
+        repairs=list(getattr(transformer, "repairs", [])),
     )
 
     def column(name: str) -> Any:
@@ -386,9 +393,10 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     if conditions.seed_rows is not None:
         _seed_columns(out, conditions, index_of, transforms, spans, hold, claimed)
-    from pfcore.condition_orders import keep_orders
+    from pfcore.condition_orders import keep_orders, refuse_broken_orders
 
     keep_orders(out, getattr(synth, "rules", None))
+    refuse_broken_orders(out, getattr(synth, "rules", None))
     out.given = claimed | {name for name, _i, _span in out.seed}
     out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records

@@ -232,8 +232,11 @@ def decode(
     an array with NumPy (the same table either way). With ``condition``, the requested values
     are then written exactly (and verified).
     """
-    table = synth.transformer.decode(x, seed=block.decode_seed, row_offset=block.row_offset)
-    return table if condition is None else condition.finish(block, table)
+    at = {"seed": block.decode_seed, "row_offset": block.row_offset}
+    if condition is None:
+        return synth.transformer.decode(x, **at)
+    # the request repairs orders itself once its given values are written (they never move)
+    return condition.finish(block, synth.transformer.decode(x, **at, repair=False))
 
 
 def iter_tables(

@@ -24,6 +24,10 @@ Constructions (``pfcore.transforms.ruled``):
 * ``masked``: an order between two numbered codes (``rules.model.numbered_codes``: bedrooms
   at most rooms, both few-valued counts) holds because the discrete sampler never draws a class
   the other column's drawn class rules out (``rules.masks``); both columns stay modelled.
+* ``repaired``: an order between two numbers that none of the above builds (both ends
+  sometimes missing, an end built by another rule) is planned after the transform's columns
+  (``rules.repair``, from ``TableTransformer.fit``): decode moves one end on the rows that
+  break it, reflected across the other onto one of its own training values.
 * ``regenerated``: a one-column key on an ``id`` column (fresh unique ids per row index).
 * ``checked``: a custom expression; not built in, the fidelity gate fails a model that breaks it.
 """

@@ -3,7 +3,9 @@
 Why in the transform: every model family and every sampling path (``Synthesizer.sample``, the
 shard writer, the MLflow pyfunc) decodes through ``TableTransformer.decode``, so a rule enforced
 here holds for all of them, for any seed and batch size, even for a badly trained model. No row
-is rejected and no value is clamped onto a rule's boundary:
+is rejected and no value is clamped onto a rule's boundary (the one construction that moves
+a decoded value after the fact, an order no construction here can build, lives in
+``pfcore.rules.repair`` and touches only the rows that break it):
 
 * ``GapTransform`` (low <= high): the model sees the non-negative gap high - max(lows); decode
   adds the decoded parents back. The gap's decode never leaves its fitted range, whose minimum

@@ -37,6 +37,7 @@ from pfcore.transforms.ties import find_ties
 
 if TYPE_CHECKING:
     from pfcore.rules.model import Rule
+    from pfcore.rules.repair import OrderRepair
 
 FORMAT_VERSION = 1
 _BY_KIND: dict[str, type[ColumnTransform]] = {
@@ -59,9 +60,16 @@ class TableTransformer:
     ``schema.arrow_schema()``.
     """
 
-    def __init__(self, schema: TableSchema, transforms: list[ColumnTransform]) -> None:
+    def __init__(
+        self,
+        schema: TableSchema,
+        transforms: list[ColumnTransform],
+        repairs: list[OrderRepair] | None = None,
+    ) -> None:
         self.schema = schema
         self.transforms = transforms
+        #: orders no construction builds, kept last on the rows that break them
+        self.repairs: list[OrderRepair] = list(repairs or [])
         self._arrow_schema = schema.arrow_schema()
         self.blocks: list[Block] = []
         self._slices: list[tuple[int, int]] = []
@@ -248,7 +256,13 @@ class TableTransformer:
                     )
                 )
         _link_pooled_parents(table, transforms)
-        return cls(schema, transforms)
+        repairs = None
+        if rules is not None:
+            from pfcore.rules.repair import plan_repairs
+
+            by_name = {tr.column.name: tr for tr in transforms}
+            repairs = plan_repairs(rules, schema, plan, by_name, table)
+        return cls(schema, transforms, repairs)
 
     # -- encode / decode -------------------------------------------------------------------
     def encode(self, table: pa.Table, *, seed: int = 0) -> np.ndarray:
@@ -263,13 +277,18 @@ class TableTransformer:
                 out[:, a:b] = tr.encode(table.column(tr.column.name), rng)
         return out
 
-    def decode(self, x: np.ndarray, *, seed: int = 0, row_offset: int = 0) -> pa.Table:
+    def decode(
+        self, x: np.ndarray, *, seed: int = 0, row_offset: int = 0, repair: bool = True
+    ) -> pa.Table:
         """Model output to the source's table. A torch tensor decodes on its own device
-        (``torch_decode``, bit-identical to this NumPy path); anything else decodes here."""
+        (``torch_decode``, bit-identical to this NumPy path); anything else decodes here.
+        ``repair=False`` leaves the repaired orders to the caller (a conditional request
+        repairs after writing its given values, which must not move)."""
         if _is_tensor(x):
             from pfcore.transforms.torch_decode import decoder_for
 
-            return decoder_for(self, x.device).decode(x, seed=seed, row_offset=row_offset)
+            table = decoder_for(self, x.device).decode(x, seed=seed, row_offset=row_offset)
+            return self.repaired(table) if repair else table
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"decode expects shape (n, {self.n_features}), got {x.shape}")
@@ -307,7 +326,17 @@ class TableTransformer:
                 if isinstance(tr, DateSnapTransform):  # its parts feed nothing else (the plan)
                     for name, arr in tr.parts_of(arrays[i], resolved).items():
                         arrays[self._index_of[name]] = arr
-        return pa.Table.from_arrays(arrays, schema=self._arrow_schema)
+        table = pa.Table.from_arrays(arrays, schema=self._arrow_schema)
+        return self.repaired(table) if repair else table
+
+    def repaired(self, table: pa.Table, given: frozenset[str] | set[str] = frozenset()) -> pa.Table:
+        """``table`` with the repaired orders holding (``rules.repair``); ``given`` columns
+        hold values a conditional request wrote and never move."""
+        if not self.repairs:
+            return table
+        from pfcore.rules.repair import apply_repairs
+
+        return apply_repairs(table, self.repairs, given)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -325,12 +354,16 @@ class TableTransformer:
             cols.append(entry)
             for k, v in arrays.items():
                 tensors[f"{i}.{k}"] = np.ascontiguousarray(v)
+        for k, rep in enumerate(self.repairs):
+            for c, v in rep.values.items():
+                tensors[f"repair.{k}.{c}"] = np.ascontiguousarray(v)
         doc = {
             "format_version": FORMAT_VERSION,
             "n_features": self.n_features,
             "blocks": [b.__dict__ for b in self.blocks],
             "schema": self.schema.to_dict(),
             "columns": cols,
+            "repairs": [rep.to_dict() for rep in self.repairs],
         }
         atomic_write(directory / "transform.safetensors", lambda p: save_file(tensors, str(p)))
         atomic_write(
@@ -370,7 +403,15 @@ class TableTransformer:
                 transforms.append(RULED[c["transform"]].from_state(col, c["meta"], arrays))
             else:
                 transforms.append(_BY_KIND[col.kind].from_state(col, c["meta"], arrays))
-        out = cls(schema, transforms)
+        repairs = []
+        if doc.get("repairs"):  # saved before repairs existed: none
+            from pfcore.rules.repair import OrderRepair
+
+            for k, rd in enumerate(doc["repairs"]):
+                prefix = f"repair.{k}."
+                arrays = {n[len(prefix) :]: v for n, v in tensors.items() if n.startswith(prefix)}
+                repairs.append(OrderRepair.from_dict(rd, arrays))
+        out = cls(schema, transforms, repairs)
         if out.n_features != doc["n_features"]:
             raise SchemaError(
                 f"{directory}: saved transformer has {doc['n_features']} features, "
