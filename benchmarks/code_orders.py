@@ -24,9 +24,7 @@ holdout vs synthetic, 0.5 = indistinguishable) and both samplers' rows per secon
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,18 +38,12 @@ SCORE_ROWS = 10_000
 
 
 def run_table(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.same_fit import fit_default, load_split
     from benchmarks.scoring import detection_auc
-    from pfcore.ingest import ingest, read_dataset
     from pfcore.rules.collect import collect_rules
     from pfcore.rules.model import hold_rate, numbered_codes
-    from pfcore.schema import infer_schema
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
 
-    with tempfile.TemporaryDirectory() as tmp:
-        table = read_dataset(ingest(path, Path(tmp) / "ds").out_dir)
-    schema = infer_schema(table)
-    train, holdout = split_train_holdout(table, 0.2, args.seed)
-    train = train.slice(0, args.train_rows)
+    table, schema, train, holdout = load_split(path, seed=args.seed, train_rows=args.train_rows)
     found = collect_rules(train, holdout, schema, None, seed=args.seed)
     orders = [
         r
@@ -67,13 +59,7 @@ def run_table(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     if not orders:
         return rec
     real = holdout.slice(0, SCORE_ROWS).to_pandas()
-    synth = Synthesizer.fit(
-        train,
-        schema,
-        holdout=holdout,
-        config={"max_minutes": args.minutes, "threads": 1},
-        seed=args.seed,
-    )
+    synth = fit_default(train, schema, holdout, seed=args.seed, minutes=args.minutes)
     active = {r.name: r.enforcement for r in synth.rules.rules if r.active}
     ar = synth.model.ar
     bans = ar.bans.clone()
@@ -95,6 +81,8 @@ def run_table(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.same_fit import save_records
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("tables", nargs="+", type=Path)
     p.add_argument("--minutes", type=float, default=2.0)
@@ -121,14 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{rec['table'][:28]:28} {0:>6}  (no order between two codes)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(args.out.read_text()) if args.out.exists() else []
-    keep = [r for r in old if (r.get("table"), r.get("seed")) not in
-            {(r["table"], args.seed) for r in records}]  # fmt: skip
-    for r in records:
-        r["seed"], r["minutes"] = args.seed, args.minutes
-    args.out.write_text(json.dumps(keep + records, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save_records(args.out, records, args.seed, args.minutes)
     return 0
 
 

@@ -25,9 +25,7 @@ per core (``OMP_NUM_THREADS=1``):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,24 +41,12 @@ SCORE_ROWS = 10_000
 
 
 def run_table(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.same_fit import fit_default, load_split
     from benchmarks.scoring import detection_auc
-    from pfcore.ingest import ingest, read_dataset
     from pfcore.rules.model import hold_rate
-    from pfcore.schema import infer_schema
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
 
-    with tempfile.TemporaryDirectory() as tmp:
-        table = read_dataset(ingest(path, Path(tmp) / "ds").out_dir)
-    schema = infer_schema(table)
-    train, holdout = split_train_holdout(table, 0.2, args.seed)
-    train = train.slice(0, args.train_rows)
-    synth = Synthesizer.fit(
-        train,
-        schema,
-        holdout=holdout,
-        config={"max_minutes": args.minutes, "threads": 1},
-        seed=args.seed,
-    )
+    table, schema, train, holdout = load_split(path, seed=args.seed, train_rows=args.train_rows)
+    synth = fit_default(train, schema, holdout, seed=args.seed, minutes=args.minutes)
     orders = [r for r in synth.rules.rules if r.active and r.enforcement == "repaired"]
     rec: dict[str, Any] = {
         "table": path.stem,
@@ -103,6 +89,8 @@ def run_table(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.same_fit import save_records
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("tables", nargs="+", type=Path)
     p.add_argument("--minutes", type=float, default=2.0)
@@ -132,14 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f"{rec['table'][:28]:28} {0:>6}  (no repaired order)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(args.out.read_text()) if args.out.exists() else []
-    keep = [r for r in old if (r.get("table"), r.get("seed")) not in
-            {(r["table"], args.seed) for r in records}]  # fmt: skip
-    for r in records:
-        r["seed"], r["minutes"] = args.seed, args.minutes
-    args.out.write_text(json.dumps(keep + records, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save_records(args.out, records, args.seed, args.minutes)
     return 0
 
 

@@ -261,10 +261,13 @@ def _to_arrow(values: np.ndarray, present: np.ndarray, t: pa.DataType) -> pa.Arr
 
 def _admissible(column: pa.ChunkedArray, transform: Any) -> np.ndarray:
     """Sorted distinct training values the column decodes to (within its value-protection
-    bounds), thinned to ``MAX_VALUES`` evenly spaced quantiles."""
+    bounds), thinned to ``MAX_VALUES`` evenly spaced quantiles; none for integers beyond
+    float64's exact range (such an end does not move)."""
     from pfcore.transforms.ruled import _protected_range
 
     v, ok = numeric_values(column)
+    if v.dtype.kind == "i" and ok.any() and np.abs(v[ok]).max() > 2**53:
+        return np.zeros(0)  # reflected in float64, such integers would not stay exact
     v = np.unique(v[ok].astype(np.float64))
     lo, hi = _protected_range(_inner(transform))
     v = v[(v >= lo) & (v <= hi)]
