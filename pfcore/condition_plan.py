@@ -198,8 +198,8 @@ class CompiledConditions:
     ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # column -> (lo, hi) scalars
     rebalance: _Rebalanced | None = None
     class_ranges: list[_Rebalanced] = field(default_factory=list)  # ranges on numeric codes
-    #: (low, high, strict) indices into ``class_ranges`` of an order's two ends, both drawn
-    #: here (``condition_orders``)
+    #: (low, high, strict) indices into ``condition_orders.drawn`` (the rebalanced column, then
+    #: ``class_ranges``) of an order's two ends, both drawn here
     class_orders: list[tuple[int, int, bool]] = field(default_factory=list)
     nulls: list[str] = field(default_factory=list)  # columns asked to be missing
     seed: list[tuple[str, int | None, tuple[int, int] | None]] = field(default_factory=list)
@@ -224,20 +224,14 @@ class CompiledConditions:
 
     def _drawn_classes(self, block: Block) -> list[tuple[_Rebalanced, np.ndarray]]:
         """Each drawn column (the rebalanced one, then every range on a categorical column) with
-        its rows' class indices, by inverse CDF on a stream of its own."""
-        from pfcore.condition_orders import draw_ordered
+        its rows' class indices, by inverse CDF on a stream of its own; an end of an order
+        with an earlier drawn column draws among the classes that keep it (``class_orders``)."""
+        from pfcore.condition_orders import draw_ordered, drawn
 
-        out = []
-        if self.rebalance is not None:
-            cdf = np.cumsum(self.rebalance.probs)
-            u = self._rng(block, 1).random(block.rows) * cdf[-1]
-            idx = np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
-            out.append((self.rebalance, idx))
-        u_ranges = [
-            self._rng(block, 4, k).random(block.rows) for k in range(len(self.class_ranges))
-        ]
-        drawn = draw_ordered(self.class_ranges, self.class_orders, u_ranges)
-        return out + list(zip(self.class_ranges, drawn, strict=True))
+        columns = drawn(self)
+        u = [self._rng(block, 1).random(block.rows)] if self.rebalance is not None else []
+        u += [self._rng(block, 4, k).random(block.rows) for k in range(len(self.class_ranges))]
+        return list(zip(columns, draw_ordered(columns, self.class_orders, u), strict=True))
 
     def _seed_slice(self, block: Block) -> pa.Table:
         assert self.seed_table is not None
