@@ -83,12 +83,15 @@ SEED = 0
 
 
 def _categorical(schema: Any, transformer: Any) -> list[str]:
+    """Categorical and boolean columns of the dataset's schema (not integer columns the model
+    draws as codes), so the category requests stay those of the table whatever the model."""
     from pfcore.transforms.categorical import CategoricalTransform
 
     return [
         tr.column.name
         for tr in transformer.transforms
-        if isinstance(tr, CategoricalTransform) and tr.column.kind in ("categorical", "boolean")
+        if isinstance(tr, CategoricalTransform)
+        and schema[tr.column.name].kind in ("categorical", "boolean")
     ]
 
 
@@ -102,13 +105,15 @@ def _continuous(schema: Any, transformer: Any) -> list[str]:
     ]
 
 
-def _requests(synth: Any, train: Any, hold: Any, target: str) -> list[tuple[str, Any, Any]]:
+def _requests(
+    synth: Any, schema: Any, train: Any, hold: Any, target: str
+) -> list[tuple[str, Any, Any]]:
     """(label, Conditions, predicate over a pandas frame or None) for the five requests."""
     import numpy as np
 
     from pfcore.conditions import Conditions, Where
 
-    cats = _categorical(synth.schema, synth.transformer)
+    cats = _categorical(schema, synth.transformer)
     tr_df, ho_df = train.to_pandas(), hold.to_pandas()
     out: list[tuple[str, Any, Any]] = []
     col = cats[0]
@@ -371,11 +376,12 @@ def run(
         pool = synth.sample(MATCHED_POOL_ROWS, 5).to_pandas()
         _, t_unc = _timed(lambda s=synth: s.sample(timing_rows, 2))
         unc_rps = timing_rows / t_unc
-        target = TARGETS.get(ds) or _categorical(synth.schema, synth.transformer)[0]
+        schema = infer_schema(train)  # the table's own kinds (the model may draw codes)
+        target = TARGETS.get(ds) or _categorical(schema, synth.transformer)[0]
         runs = [
             (sampler, label, cond, pred)
             for sampler in samplers
-            for label, cond, pred in _requests(synth, train, hold, target)
+            for label, cond, pred in _requests(synth, schema, train, hold, target)
         ]
         imputer: dict[str, float] = {}  # the HGB imputer's scores, shared by the samplers
         for sampler, label, cond, pred in runs:
