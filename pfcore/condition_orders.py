@@ -35,25 +35,15 @@ def keep_orders(out: Any, rules: Any) -> None:
     record in ``out.class_orders`` the pairs of drawn columns (indices into ``drawn(out)``)
     drawn row by row. Raises ``InputError`` when the conditions and an order leave no value,
     or rule out a class the rebalancing names."""
-    masked = [] if rules is None else [
-        r for r in rules.rules if r.active and r.enforcement == "masked"
-    ]  # fmt: skip
-    for r in masked:
+    for r in _orders(rules, "masked"):
         low, high = r.columns
         a, b = _allowed(out, low), _allowed(out, high)
         if a is None or b is None:
             continue  # the model draws the free end under the order's mask
         strict = bool(r.params.get("strict"))
         top, bottom = b.max(), a.min()
-        if (
-            not (a < top if strict else a <= top).any()
-            or not (b > bottom if strict else b >= bottom).any()
-        ):
-            raise InputError(
-                f"contradictory conditions: rule {r.name!r} holds on every training row, and "
-                f"no value the conditions allow for {high!r} keeps it",
-                column=low,
-            )
+        if not _keeps(a, top, True, strict).any() or not _keeps(b, bottom, False, strict).any():
+            raise _contradiction(r)
         _cut(out, low, (top, True, strict), r)
         _cut(out, high, (bottom, False, strict), r)
         names = [cr.column for cr in drawn(out)]
@@ -72,26 +62,35 @@ def refuse_broken_orders(out: Any, rules: Any) -> None:
     leave no pair of values that keeps it: decode never moves a given value, so every row
     would break the rule. (Overlapping conditions are drawn as they are: a row whose two given
     ends break the order keeps them.)"""
-    repaired = [] if rules is None else [
-        r for r in rules.rules if r.active and r.enforcement == "repaired"
-    ]  # fmt: skip
-    for r in repaired:
+    for r in _orders(rules, "repaired"):
         low, high = (_bounds(out, c) for c in r.columns)
         if low is None or high is None:
             continue
         if low[0] > high[1] or (r.params.get("strict") and low[0] >= high[1]):
-            raise InputError(
-                f"contradictory conditions: rule {r.name!r} holds on every training row, and "
-                f"no value the conditions allow for {r.columns[1]!r} keeps it",
-                column=r.columns[0],
-            )
+            raise _contradiction(r)
+
+
+def _orders(rules: Any, enforcement: str) -> list[Any]:
+    """The active orders of ``rules`` (a ``RuleSet`` or None) kept by ``enforcement``."""
+    if rules is None:
+        return []
+    return [r for r in rules.rules if r.active and r.enforcement == enforcement]
+
+
+def _contradiction(rule: Any) -> InputError:
+    low, high = rule.columns
+    return InputError(
+        f"contradictory conditions: rule {rule.name!r} holds on every training row, and no "
+        f"value the conditions allow for {high!r} keeps it",
+        column=low,
+    )
 
 
 def _bounds(out: Any, name: str) -> tuple[float, float] | None:
     """The smallest and largest value a request allows for ``name`` (None: not given)."""
-    if name in out.equal:
-        v, present = numeric_values(out.equal[name])
-        return (float(v[present].min()), float(v[present].max())) if present.any() else None
+    given = _allowed(out, name)
+    if given is not None:
+        return (float(given.min()), float(given.max())) if given.size else None
     if name in out.ranges:
         lo, hi = out.ranges[name]
         return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
@@ -129,32 +128,28 @@ def _cut(out: Any, name: str, side: tuple[float, bool, bool], rule: Any) -> None
     rb = out.rebalance
     if rb is None or rb.column != name:
         return
+    from pfcore.condition_plan import spread_rest
+
     values = numeric_values(rb.values)[0].astype(np.float64)
-    keep = _keeps(values, *side) & (rb.probs > 0)
-    if keep.all() or not (rb.probs > 0)[~keep].any():
+    live = rb.probs > 0
+    keep = _keeps(values, *side) & live
+    if not (live & ~keep).any():
         return
-    named = np.zeros(len(values), dtype=bool)
-    for v, _share in out.conditions.rebalance.weights:
-        named |= values == float(v)
-    lost = named & ~keep & (rb.probs > 0)
+    lost = rb.named & live & ~keep
     if lost.any():
         raise InputError(
             f"contradictory conditions: rebalancing asks for {name}={values[lost][0]:g}, which "
             f"rule {rule.name!r} rules out with the other conditions",
             column=name,
         )
-    probs = rb.probs * keep
-    rest = 1.0 - probs[named].sum()
-    free = probs * ~named
-    if rest > 1e-12 and free.sum() <= 0:
+    probs = spread_rest(rb.probs, rb.named, rb.probs * keep)
+    if probs is None:
         raise InputError(
             f"contradictory conditions: the classes rule {rule.name!r} leaves cannot take the "
             "share the rebalancing leaves to unnamed classes",
             column=name,
         )
-    if free.sum() > 0:
-        probs = np.where(named, probs, free / free.sum() * rest)
-    out.rebalance = replace(rb, probs=probs / probs.sum())
+    out.rebalance = replace(rb, probs=probs)
 
 
 def _kept(cr: Any, keep: np.ndarray, probs: np.ndarray) -> Any:

@@ -183,6 +183,22 @@ class _Rebalanced:
     probs: np.ndarray
     slots: np.ndarray
     values: pa.Array
+    #: classes a rebalancing names with a share (the others share the rest); None elsewhere
+    named: np.ndarray | None = None
+
+
+def spread_rest(probs: np.ndarray, named: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """Target shares: the ``named`` classes keep theirs in ``probs``, what they leave of 1 is
+    spread over the other classes in proportion to ``weights``; None when it is left to no
+    class (every other weight is 0)."""
+    probs = np.where(named, probs, 0.0)
+    rest = 1.0 - probs.sum()
+    free = weights * ~named
+    if rest > 1e-9:
+        if free.sum() <= 0:
+            return None
+        probs = probs + rest * free / free.sum()
+    return probs / probs.sum()
 
 
 @dataclass
@@ -711,10 +727,10 @@ def _rebalance_column(
     values = pa.concat_arrays([tr.kept, tr.pooled]) if len(tr.pooled) else tr.kept
     counts = _training_counts(tr, values)
     probs = np.zeros(len(values), dtype=np.float64)
+    listed = np.zeros(len(values), dtype=bool)
     if rb.uniform:
-        probs[:] = 1.0
+        probs[:] = 1.0 / len(values)
     else:
-        listed = np.zeros(len(values), dtype=bool)
         for v, share in rb.weights:
             arr = _to_arrow(v, tr.column)
             pos = pc.index_in(arr, value_set=values)[0].as_py()
@@ -726,21 +742,18 @@ def _rebalance_column(
                 )
             probs[pos] = share
             listed[pos] = True
-        rest = 1.0 - probs.sum()
-        if rest > 1e-9:
-            free = counts * ~listed
-            if free.sum() <= 0:
-                raise InputError(
-                    f"class shares sum to {probs.sum():g} < 1 and no other class is left to "
-                    "take the rest",
-                    column=name,
-                )
-            probs += rest * free / free.sum()
-    probs = probs / probs.sum()
+        spread = spread_rest(probs, listed, counts.astype(np.float64))
+        if spread is None:
+            raise InputError(
+                f"class shares sum to {probs.sum():g} < 1 and no other class is left to "
+                "take the rest",
+                column=name,
+            )
+        probs = spread
     pos = np.arange(len(values))
     slots = np.where(pos < len(tr.kept), pos, tr._other_slot).astype(np.int64)
     a, b = hold(name)
-    out.rebalance = _Rebalanced(name, a, b - a, probs, slots, values)
+    out.rebalance = _Rebalanced(name, a, b - a, probs, slots, values, named=listed)
     present(name)
 
 
