@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pfcore.conditions import spread_rest
 from pfcore.errors import InputError
 from pfcore.rules.model import numeric_values
 
@@ -128,8 +129,6 @@ def _cut(out: Any, name: str, side: tuple[float, bool, bool], rule: Any) -> None
     rb = out.rebalance
     if rb is None or rb.column != name:
         return
-    from pfcore.condition_plan import spread_rest
-
     values = numeric_values(rb.values)[0].astype(np.float64)
     live = rb.probs > 0
     keep = _keeps(values, *side) & live

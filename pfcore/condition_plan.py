@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pfcore.conditions import Conditions, Rebalance, Where
+from pfcore.conditions import Conditions, Rebalance, Where, spread_rest
 from pfcore.errors import GenerationError, InputError
 
 if TYPE_CHECKING:
@@ -185,20 +185,6 @@ class _Rebalanced:
     values: pa.Array
     #: classes a rebalancing names with a share (the others share the rest); None elsewhere
     named: np.ndarray | None = None
-
-
-def spread_rest(probs: np.ndarray, named: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
-    """Target shares: the ``named`` classes keep theirs in ``probs``, what they leave of 1 is
-    spread over the other classes in proportion to ``weights``; None when it is left to no
-    class (every other weight is 0)."""
-    probs = np.where(named, probs, 0.0)
-    rest = 1.0 - probs.sum()
-    free = weights * ~named
-    if rest > 1e-9:
-        if free.sum() <= 0:
-            return None
-        probs = probs + rest * free / free.sum()
-    return probs / probs.sum()
 
 
 @dataclass

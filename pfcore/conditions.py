@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from pfcore.defaults import CONDITIONAL_METHODS, DEFAULT_CONDITIONAL_METHOD
 from pfcore.errors import InputError
 
-__all__ = ["OPS", "Conditions", "Rebalance", "SeedRows", "Where", "check_method"]
+__all__ = ["OPS", "Conditions", "Rebalance", "SeedRows", "Where", "check_method", "spread_rest"]
 
 #: Comparison operators of a ``--where`` clause (longest first: the parser tries them in order).
 OPS: tuple[str, ...] = (">=", "<=", "==", "=", ">", "<")
@@ -98,6 +99,21 @@ class Where:
 
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "op": self.op, "value": _jsonable(self.value)}
+
+
+def spread_rest(probs: np.ndarray, named: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """A rebalancing's target shares: the ``named`` classes keep theirs in ``probs``, what they
+    leave of 1 is spread over the other classes in proportion to ``weights`` (their training
+    counts; once an order cuts classes, their shares so far); None when it is left to no class
+    (every other weight is 0)."""
+    probs = np.where(named, probs, 0.0)
+    rest = 1.0 - probs.sum()
+    free = weights * ~named
+    if rest > 1e-9:
+        if free.sum() <= 0:
+            return None
+        probs = probs + rest * free / free.sum()
+    return probs / probs.sum()
 
 
 @dataclass(frozen=True)
