@@ -148,70 +148,84 @@ def apply_repairs(
     for rep in repairs:
         ends = [c for c in (rep.moved, *(c for c in rep.values if c != rep.moved))]
         ends = [c for c in ends if c not in fixed]
-        if not ends or not _broken(table, rep).any():
+        if not ends:
+            continue
+        pair = _Pair.read(table, rep)
+        if not pair.broken().any():
             continue
         for col in ends:
-            table = _move(table, rep, col, limits.get(col))
+            pair.move(col, limits.get(col))
         free = [c for c in ends if c not in limits]
-        if not _broken(table, rep).any():
-            continue
-        if free:
-            table = _move(table, rep, free[0], None, boundary=True)
-        elif len(ends) == 2:
+        if pair.broken().any() and free:
+            pair.move(free[0], None, boundary=True)
+        elif pair.broken().any() and len(ends) == 2:
             first, other = ends
-            edge = limits[first][1 if first == rep.high else 0]
-            table = _move(table, rep, other, limits[other], edge=edge)
-            table = _move(table, rep, first, limits[first])
+            pair.move(other, limits[other], edge=limits[first][1 if first == rep.high else 0])
+            pair.move(first, limits[first])
+        table = pair.write(table)
     return table
 
 
-def _move(
-    table: pa.Table,
-    rep: OrderRepair,
-    col: str,
-    limit: tuple[Any, Any] | None,
-    *,
-    boundary: bool = False,
-    edge: Any = None,
-) -> pa.Table:
-    """``table`` with ``col`` moved on the rows that break ``rep``: reflected onto its own
-    values within ``limit`` (rows without one stay), or (``boundary``) onto the other end's
-    value where none qualifies; with ``edge``, across that value instead of the other end's
-    (on rows it keeps the order with, it does not move)."""
-    ends = _ends(table, rep)
-    (lo_v, lo_ok), (hi_v, hi_ok) = ends
-    bad = _broken(table, rep, ends)
-    up = col == rep.high
-    own, bound = (hi_v, lo_v.astype(np.float64)) if up else (lo_v, hi_v.astype(np.float64))
-    if edge is not None:
-        bound = np.full(bound.shape, float(edge))
-        bad &= (own < bound) if up else (own > bound)
-    if not bad.any():
+@dataclass
+class _Pair:
+    """One repaired order's two columns as arrays (read once, moved in place, written once)."""
+
+    rep: OrderRepair
+    values: dict[str, np.ndarray]  # column -> values (int64 for integers, else float64)
+    present: dict[str, np.ndarray]
+    changed: set[str]
+
+    @classmethod
+    def read(cls, table: pa.Table, rep: OrderRepair) -> _Pair:
+        cols = {c: numeric_values(table.column(c)) for c in (rep.low, rep.high)}
+        return cls(
+            rep, {c: v for c, (v, _) in cols.items()}, {c: p for c, (_, p) in cols.items()}, set()
+        )
+
+    def broken(self) -> np.ndarray:
+        """Rows where both ends are present and break the order."""
+        rep = self.rep
+        lo, hi = (self.values[c].astype(np.float64) for c in (rep.low, rep.high))
+        both = self.present[rep.low] & self.present[rep.high]
+        return both & ((lo >= hi) if rep.strict else (lo > hi))
+
+    def move(
+        self, col: str, limit: tuple[Any, Any] | None, *, boundary: bool = False, edge: Any = None
+    ) -> None:
+        """Move ``col`` on the broken rows: reflected onto its own values within ``limit``
+        (rows without one stay), or (``boundary``) onto the other end's value where none
+        qualifies; with ``edge``, across that value instead of the other end's (rows it keeps
+        the order with do not move)."""
+        rep = self.rep
+        up = col == rep.high
+        own = self.values[col]
+        if not own.flags.writeable:  # a zero-copy view of the Arrow column
+            own = self.values[col] = own.copy()
+        bound = self.values[rep.low if up else rep.high].astype(np.float64)
+        bad = self.broken()
+        if edge is not None:
+            bound = np.full(bound.shape, float(edge))
+            bad &= (own < bound) if up else (own > bound)
+        if not bad.any():
+            return
+        integral = own.dtype.kind == "i"
+        new, found = _reflect(
+            own.astype(np.float64)[bad], bound[bad], _within(rep.values[col], limit), up, rep.strict
+        )
+        if boundary:
+            new[~found] = _boundary(bound[bad][~found], up, rep.strict, integral)
+            found[:] = True
+        rows = np.flatnonzero(bad)[found]
+        own[rows] = new[found].astype(own.dtype) if integral else new[found]
+        self.changed.add(col)
+
+    def write(self, table: pa.Table) -> pa.Table:
+        from pfcore.transforms.ruled import _to_arrow
+
+        for col in self.changed:
+            arr = _to_arrow(self.values[col], self.present[col], table.schema.field(col).type)
+            table = table.set_column(table.column_names.index(col), col, arr)
         return table
-    integral = own.dtype.kind == "i"
-    new, found = _reflect(
-        own.astype(np.float64)[bad], bound[bad], _within(rep.values[col], limit), up, rep.strict
-    )
-    if boundary:
-        new[~found] = _boundary(bound[bad][~found], up, rep.strict, integral)
-        found[:] = True
-    rows = np.flatnonzero(bad)[found]
-    vals = own.copy()
-    vals[rows] = new[found].astype(own.dtype) if integral else new[found]
-    i = table.column_names.index(col)
-    ok = hi_ok if up else lo_ok
-    return table.set_column(i, col, _to_arrow(vals, ok, table.schema.field(col).type))
-
-
-def _ends(table: pa.Table, rep: OrderRepair) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    return numeric_values(table.column(rep.low)), numeric_values(table.column(rep.high))
-
-
-def _broken(table: pa.Table, rep: OrderRepair, ends: Any = None) -> np.ndarray:
-    """Rows where both ends are present and break the order (``ends``: ``_ends``, if read)."""
-    (lo, lo_ok), (hi, hi_ok) = ends or _ends(table, rep)
-    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
-    return lo_ok & hi_ok & ((lo >= hi) if rep.strict else (lo > hi))
 
 
 def _within(values: np.ndarray, limit: tuple[Any, Any] | None) -> np.ndarray:
@@ -251,12 +265,6 @@ def _boundary(bound: np.ndarray, up: bool, strict: bool, integral: bool) -> np.n
     else:
         out = np.nextafter(b, np.inf) if strict else b
     return sign * out
-
-
-def _to_arrow(values: np.ndarray, present: np.ndarray, t: pa.DataType) -> pa.Array:
-    from pfcore.transforms.base import arrow_values
-
-    return arrow_values(values, None if present.all() else ~present, t)
 
 
 def _admissible(column: pa.ChunkedArray, transform: Any) -> np.ndarray:
