@@ -329,14 +329,14 @@ class TableTransformer:
         table = pa.Table.from_arrays(arrays, schema=self._arrow_schema)
         return self.repaired(table) if repair else table
 
-    def repaired(self, table: pa.Table, given: frozenset[str] | set[str] = frozenset()) -> pa.Table:
-        """``table`` with the repaired orders holding (``rules.repair``); ``given`` columns
-        hold values a conditional request wrote and never move."""
+    def repaired(self, table: pa.Table) -> pa.Table:
+        """``table`` with the repaired orders holding (``rules.repair``); a conditional request
+        runs them itself, holding its given columns."""
         if not self.repairs:
             return table
         from pfcore.rules.repair import apply_repairs
 
-        return apply_repairs(table, self.repairs, given)
+        return apply_repairs(table, self.repairs)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -394,8 +394,7 @@ class TableTransformer:
         schema = TableSchema.from_dict(doc["schema"])
         transforms: list[ColumnTransform] = []
         for i, (col, c) in enumerate(zip(schema.columns, doc["columns"], strict=True)):
-            prefix = f"{i}."
-            arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            arrays = _prefixed(tensors, f"{i}.")
             if c.get("transform") == DerivedTransform.kind:
                 source_type = schema[c["meta"]["source"]].type
                 transforms.append(DerivedTransform.from_state(col, c["meta"], arrays, source_type))
@@ -408,9 +407,7 @@ class TableTransformer:
             from pfcore.rules.repair import OrderRepair
 
             for k, rd in enumerate(doc["repairs"]):
-                prefix = f"repair.{k}."
-                arrays = {n[len(prefix) :]: v for n, v in tensors.items() if n.startswith(prefix)}
-                repairs.append(OrderRepair.from_dict(rd, arrays))
+                repairs.append(OrderRepair.from_dict(rd, _prefixed(tensors, f"repair.{k}.")))
         out = cls(schema, transforms, repairs)
         if out.n_features != doc["n_features"]:
             raise SchemaError(
@@ -421,6 +418,11 @@ class TableTransformer:
 
     def __repr__(self) -> str:
         return f"TableTransformer(columns={len(self.transforms)}, n_features={self.n_features})"
+
+
+def _prefixed(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The saved arrays under ``prefix``, keyed by the rest of their name."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _is_tensor(x: object) -> bool:
