@@ -502,23 +502,29 @@ def _reference_any_order(net, u, d01, m_col, x_num, m_num) -> torch.Tensor:
     return ref
 
 
-def test_any_order_sampler_equals_full_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The incremental sampler (first layer updated column by column, rows in chunks) draws,
-    for every row and missing column, the inverse-CDF class of a full forward on what is known
-    at that point: with a different mask per row, and with every column missing (the in-place
-    path a compiled condition takes)."""
+@pytest.mark.parametrize("widths", [[3, 2, 5, 4], [3, 40, 5, 17]])
+def test_any_order_sampler_equals_full_forwards(
+    monkeypatch: pytest.MonkeyPatch, widths: list[int]
+) -> None:
+    """The incremental sampler (first layer updated column by column, rows in chunks; a drawn
+    class of a column wider than ``LOOKUP_CLASSES`` added by lookup) draws, for every row and
+    missing column, the inverse-CDF class of a full forward on what is known at that point:
+    with a different mask per row, and with every column missing (the in-place path a
+    compiled condition takes)."""
     from pfcore.models import hybrid_cond
-    from pfcore.models.hybrid_cond import AnyOrderDiscrete
+    from pfcore.models.hybrid_cond import LOOKUP_CLASSES, AnyOrderDiscrete
 
+    assert max(widths) < LOOKUP_CLASSES or min(w for w in widths if w > 5) > LOOKUP_CLASSES
     monkeypatch.setattr(hybrid_cond, "SAMPLE_CHUNK", 128)
     torch.manual_seed(0)
-    net = AnyOrderDiscrete([3, 2, 5, 4], n_num=2, width=32, depth=3)
+    k = len(widths)
+    net = AnyOrderDiscrete(widths, n_num=2, width=32, depth=3)
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)
     n = 500
-    u, x_num = torch.rand(n, 4), torch.randn(n, 2)
-    m_col, m_num = torch.rand(n, 4) < 0.4, torch.rand(n, 2) < 0.5
+    u, x_num = torch.rand(n, k), torch.randn(n, 2)
+    m_col, m_num = torch.rand(n, k) < 0.4, torch.rand(n, 2) < 0.5
     d01 = torch.zeros(n, net.dim)
     for c, w in enumerate(net.widths):
         d01[torch.arange(n), net.starts[c] + torch.randint(0, w, (n,))] = 1.0
