@@ -16,7 +16,10 @@ threshold 0.05 whitened units, ``huberX`` sets it), ``WxD`` (student size, defau
 product's), ``fourier`` (random Fourier features of the latent as extra inputs) or ``res``
 (output = latent + MLP), ``esW`` (plus W times the energy score of two student draws against data
 rows given their discrete columns, encoded space; ``eswW``: whitened space), ``pN`` (N thousand
-pairs, default 150), ``sN`` (N seconds), ``wdX`` (AdamW with weight decay X), ``advW`` (plus W
+pairs, default 150), ``sN`` (N seconds), ``kN`` (N network evaluations: ``N - 1`` refiners of the
+student's size, refiner ``i`` reading ``[(1 - i/N) z + (i/N) x_prev, d]`` and trained on the
+straight line to the teacher's endpoint; ``ksN``: on the line to the previous network's own,
+detached, estimate), ``wdX`` (AdamW with weight decay X), ``advW`` (plus W
 times a non-saturating adversarial loss: a 256x2 discriminator, trained alongside, tells data rows
 from student rows, both as whitened numbers plus the discrete columns; from ``astartF`` of the
 seconds on, default 0.5).
@@ -61,7 +64,7 @@ def _auc(model: Any, tr: Any, hold: Any) -> float:
 def _parse(name: str, seconds: float, n_pairs: int) -> dict[str, Any]:
     spec: dict[str, Any] = {"loss": "huber", "net": "mlp", "width": 256, "depth": 3}
     spec.update(seconds=seconds, pairs=n_pairs, es=0.0, es_space="encoded", huber=HUBER)
-    spec.update(weight_decay=0.0, adv=0.0, adv_start=0.5)
+    spec.update(weight_decay=0.0, adv=0.0, adv_start=0.5, evals=1, refine_input="teacher")
     for tok in name.split("+"):
         if tok in ("mse", "huber", "l1"):
             spec["loss"] = tok
@@ -73,6 +76,10 @@ def _parse(name: str, seconds: float, n_pairs: int) -> dict[str, Any]:
             spec["adv"] = float(tok[3:])
         elif tok.startswith("astart"):
             spec["adv_start"] = float(tok[6:])
+        elif tok.startswith("ks") and tok[2:].isdigit():
+            spec.update(evals=int(tok[2:]), refine_input="student")
+        elif tok.startswith("k") and tok[1:].isdigit():
+            spec["evals"] = int(tok[1:])
         elif tok.startswith("wd"):
             spec["weight_decay"] = float(tok[2:])
         elif tok.startswith("esw"):
@@ -97,6 +104,9 @@ def _student(spec: dict[str, Any], n_num: int, d: int) -> Any:
     from pfcore.models.nets import MLP
 
     width, depth = spec["width"], spec["depth"]
+    if spec["evals"] > 1:
+        nets = [MLP(n_num + d, n_num, width, depth) for _ in range(spec["evals"])]
+        return Refined(nets, n_num, spec["refine_input"] == "teacher")
     if spec["net"] == "mlp":
         return MLP(n_num + d, n_num, width, depth)
 
@@ -122,6 +132,59 @@ def _student(spec: dict[str, Any], n_num: int, d: int) -> Any:
     return Fourier() if spec["net"] == "fourier" else Residual()
 
 
+def _refined_class() -> Any:
+    import torch
+    from torch import nn
+
+    from pfcore.models.nets import mlp_on_signed_onehots
+
+    class _Refined(nn.Module):
+        """``k`` evaluations: ``nets[0]([z, d])`` is an endpoint; ``nets[i]`` reads
+        ``[(1 - t_i) z + t_i x_prev, d]`` (``t_i = i / k``) and predicts the endpoint again."""
+
+        def __init__(self, nets: list, n_num: int, from_teacher: bool) -> None:
+            super().__init__()
+            self.nets = nn.ModuleList(nets)
+            self.n_num = n_num
+            self.from_teacher = from_teacher
+            self.last: tuple | None = None
+
+        def _chain(self, first: Any, z: Any, step: Any) -> Any:
+            out, k = first, len(self.nets)
+            for i, net in enumerate(self.nets[1:], 1):
+                t = i / k
+                out = step(net, (1 - t) * z + t * out)
+            return out
+
+        def forward(self, x: Any) -> Any:
+            z, d = x[:, : self.n_num], x[:, self.n_num :]
+            first = self.nets[0](x)
+            self.last = (z, d, first)
+            return self._chain(first, z, lambda net, p: net(torch.cat([p, d], dim=1)))
+
+        def on_dims(self, z: Any, dims: Any) -> Any:
+            first = mlp_on_signed_onehots(self.nets[0], z, dims)
+            return self._chain(first, z, lambda net, p: mlp_on_signed_onehots(net, p, dims))
+
+        def train_loss(self, target: Any, base: Any) -> Any:
+            """Every network's loss against the teacher's endpoint ``target``."""
+            assert self.last is not None
+            z, d, first = self.last
+            total, prev, k = base(first, target), first, len(self.nets)
+            for i, net in enumerate(self.nets[1:], 1):
+                t = i / k
+                src = target if self.from_teacher else prev.detach()
+                prev = net(torch.cat([(1 - t) * z + t * src, d], dim=1))
+                total = total + base(prev, target)
+            return total
+
+    return _Refined
+
+
+def Refined(nets: list, n_num: int, from_teacher: bool) -> Any:  # noqa: N802
+    return _refined_class()(nets, n_num, from_teacher)
+
+
 def run(
     work: Path,
     ds: str,
@@ -141,6 +204,14 @@ def run(
     from pfcore.models.nets import MLP
     from pfcore.models.phase import PhaseData
 
+    lookup = hybrid.mlp_on_signed_onehots
+    if not hasattr(lookup, "refined"):  # the sampler's one-hot lookup, through every network
+
+        def through_all(net: Any, z: Any, dims: Any) -> Any:
+            return net.on_dims(z, dims) if hasattr(net, "on_dims") else lookup(net, z, dims)
+
+        through_all.refined = True  # type: ignore[attr-defined]
+        hybrid.mlp_on_signed_onehots = through_all
     torch.set_num_threads(1)
     tr, x_train, x_valid, hold = load_job(work, ds)
     cfg = dict(device="cpu", max_steps=teacher_steps, distill_max_steps=4000, ar_max_steps=4000)
@@ -205,12 +276,17 @@ def run(
             clock: dict = clock,
             adversarial: Any = adversarial,
         ) -> torch.Tensor:
-            if spec["loss"] == "huber":
-                value = F.smooth_l1_loss(pred, target, beta=spec["huber"])
-            elif spec["loss"] == "l1":
-                value = (pred - target).abs().mean()
+            def base(p: torch.Tensor, y: torch.Tensor, spec: dict = spec) -> torch.Tensor:
+                if spec["loss"] == "huber":
+                    return F.smooth_l1_loss(p, y, beta=spec["huber"])
+                if spec["loss"] == "l1":
+                    return (p - y).abs().mean()
+                return F.mse_loss(p, y)
+
+            if spec["evals"] > 1:
+                value = model.student.train_loss(target, base)
             else:
-                value = F.mse_loss(pred, target)
+                value = base(pred, target)
             if spec["es"]:
                 b = torch.randint(0, len(x), (512,), generator=gen)
                 zz = torch.randn(1024, n_num, generator=gen)
