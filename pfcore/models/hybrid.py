@@ -179,7 +179,12 @@ class HybridConfig(FlowConfig):
     conditional_share: float = 0.35
     conditional_lr: float = 2e-3
     conditional_weight: float = 3.0
-    conditional_width: int = 512
+    # The any-order discrete network's hidden width. 256 rather than 512: refitted on the same
+    # four 4-minute fits for the same seconds, it made 1.5-1.8x the steps, reached a lower
+    # held-out NLL on all four shared tables, scored the 18 conditional requests within 0.007
+    # detection AUC of the 512-wide network (credit_default's rebalanced target 0.775 -> 0.755)
+    # and sampled credit_default's rebalanced target at 54% of unconditional rows/s (512: 42%).
+    conditional_width: int = 256
     conditional_depth: int = 1
     # Numbers given: distil the numbers-given network from a copy of the flow teacher
     # fine-tuned to take given numbers (hybrid_cond._fit_cond_teacher; ``conditional_pairs``

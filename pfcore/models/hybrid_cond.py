@@ -83,16 +83,17 @@ family's mask-conditioned student on 17, within 0.05 of the model's unconditiona
 beside given ones go through a marginal map of their own (:func:`_fit_cond_marginal`); on the
 requests that give numbers it was a wash in that benchmark (numeric range and seed rows within
 0.016 either way of the same fits without it), so its case is the principle and the test that
-a miscalibrated network is corrected. The any-order
-network is one hidden layer of 512: at 2000 steps its held-out NLL of the missing columns was
-within 0.002 (credit_default) and 0.01 nats (diamonds) of a 256x2 network's, with the same
-conditional AUC, and one layer is what lets a drawn column update the first layer instead of
-re-running it. Its given numbers enter as raw inputs: a periodic embedding of each given number
-beside them (16 frequencies, 16 units per column, the flow's) lowered the held-out NLL of the
-missing columns on three of the four shared tables and brought the numeric ranges of
-california_housing and diamonds 0.016-0.054 closer to the real rows, but it halved the steps
-that fit in the same seconds, and credit_default's and nyc_flights' requests all came
-0.01-0.07 further (same fits, only this network refitted;
+a miscalibrated network is corrected. The any-order network is one hidden layer
+(``conditional_width``, 256): at 2000 steps a 512-wide layer's held-out NLL of the missing
+columns was within 0.002 (credit_default) and 0.01 nats (diamonds) of a 256x2 network's, with
+the same conditional AUC, and one layer is what lets a drawn column update the first layer
+instead of re-running it; at equal seconds 256 wide beat 512 wide
+(``HybridConfig.conditional_width``). Its given numbers enter as raw inputs: a periodic
+embedding of each given number beside them (16 frequencies, 16 units per column, the flow's)
+lowered the held-out NLL of the missing columns on three of the four shared tables and brought
+the numeric ranges of california_housing and diamonds 0.016-0.054 closer to the real rows, but
+it halved the steps that fit in the same seconds, and credit_default's and nyc_flights'
+requests all came 0.01-0.07 further (same fits, only this network refitted;
 ``benchmarks/results/conditional_embed_discrete.json``), so it was left out.
 """
 
