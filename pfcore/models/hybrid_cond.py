@@ -309,23 +309,26 @@ class AnyOrderDiscrete(nn.Module):
             )
             k = draw_linked(logits, u[:, c], mine, had, known & ~had, banned)
             drawn = F.one_hot(k, w).to(d01.dtype)
-            if w > LOOKUP_CLASSES:
-                bit = first.weight[:, self.dim + c]
-                added = F.embedding(k, first.weight[:, s : s + w].t()).add_(bit)
-            else:  # the class's weight column plus the mask bit's, in one matrix product
-                w_c = first.weight[:, [*range(s, s + w), self.dim + c]]
-                grown = F.pad(drawn, (0, 1), value=1.0)
-                added = None if n_need == len(need) else grown @ w_c.t()
             if n_need == len(need):
-                if added is None:
-                    pre.addmm_(grown, w_c.t())
-                else:
-                    pre.add_(added)
+                self._add_drawn(pre, first.weight, c, k, drawn)
                 d01[:, s : s + w] = drawn
             else:
-                pre = torch.where(need.unsqueeze(1), pre + added, pre)
+                grown = self._add_drawn(pre.clone(), first.weight, c, k, drawn)
+                pre = torch.where(need.unsqueeze(1), grown, pre)
                 d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
             m_col[:, c] |= need
+
+    def _add_drawn(
+        self, pre: torch.Tensor, weight: torch.Tensor, c: int, k: torch.Tensor, drawn: torch.Tensor
+    ) -> torch.Tensor:
+        """``pre`` (in place) plus column ``c``'s first-layer weights of the drawn classes
+        ``k`` (one-hots ``drawn``) and of its mask bit: by lookup above ``LOOKUP_CLASSES``
+        classes, else as one matrix product with the one-hot and the bit."""
+        s, w = self.starts[c], self.widths[c]
+        if w > LOOKUP_CLASSES:
+            return pre.add_(F.embedding(k, weight[:, s : s + w].t())).add_(weight[:, self.dim + c])
+        w_c = weight[:, [*range(s, s + w), self.dim + c]]
+        return pre.addmm_(F.pad(drawn, (0, 1), value=1.0), w_c.t())
 
 
 #: Above this many classes a drawn class's first-layer weights are looked up, not multiplied
