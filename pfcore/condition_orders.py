@@ -105,7 +105,7 @@ def _allowed(out: Any, name: str) -> np.ndarray | None:
         return v[present].astype(np.float64)
     for cr in drawn(out):
         if cr.column == name:
-            return numeric_values(cr.values)[0].astype(np.float64)[cr.probs > 0]
+            return _numbers(cr)[cr.probs > 0]
     return None
 
 
@@ -123,13 +123,13 @@ def _cut(out: Any, name: str, side: tuple[float, bool, bool], rule: Any) -> None
     spreads the rest over the others left; a uniform one stays uniform over the classes left."""
     for k, cr in enumerate(out.class_ranges):
         if cr.column == name:
-            keep = _keeps(numeric_values(cr.values)[0].astype(np.float64), *side)
+            keep = _keeps(_numbers(cr), *side)
             if not keep.all():
-                out.class_ranges[k] = _kept(cr, keep, cr.probs[keep])
+                out.class_ranges[k] = _kept(cr, keep)
     rb = out.rebalance
     if rb is None or rb.column != name:
         return
-    values = numeric_values(rb.values)[0].astype(np.float64)
+    values = _numbers(rb)
     live = rb.probs > 0
     keep = _keeps(values, *side) & live
     if not (live & ~keep).any():
@@ -151,7 +151,14 @@ def _cut(out: Any, name: str, side: tuple[float, bool, bool], rule: Any) -> None
     out.rebalance = replace(rb, probs=probs)
 
 
-def _kept(cr: Any, keep: np.ndarray, probs: np.ndarray) -> Any:
+def _numbers(cr: Any) -> np.ndarray:
+    """A drawn column's class values as float64 numbers."""
+    return numeric_values(cr.values)[0].astype(np.float64)
+
+
+def _kept(cr: Any, keep: np.ndarray) -> Any:
+    """Class range ``cr`` with only its ``keep`` classes, their shares renormalised."""
+    probs = cr.probs[keep]
     return replace(
         cr,
         probs=probs / probs.sum(),
@@ -167,7 +174,7 @@ def draw_ordered(
     its uniforms ``u[k]`` in ``[0, 1)``; a range that is an end of an order with an earlier
     range draws among the classes that keep the order with that range's drawn class."""
     ordered = {k for lo, hi, _s in orders for k in (lo, hi)}  # only these are numbers
-    values = {k: numeric_values(ranges[k].values)[0].astype(np.float64) for k in ordered}
+    values = {k: _numbers(ranges[k]) for k in ordered}
     out: list[np.ndarray] = []
     for k, cr in enumerate(ranges):
         weights = np.broadcast_to(cr.probs, (len(u[k]), len(cr.probs)))

@@ -156,12 +156,13 @@ def apply_repairs(
         for col in ends:
             pair.move(col, limits.get(col))
         free = [c for c in ends if c not in limits]
-        if pair.broken().any() and free:
-            pair.move(free[0], None, boundary=True)
-        elif pair.broken().any() and len(ends) == 2:
-            first, other = ends
-            pair.move(other, limits[other], edge=limits[first][1 if first == rep.high else 0])
-            pair.move(first, limits[first])
+        if pair.broken().any():
+            if free:
+                pair.move(free[0], None, boundary=True)
+            elif len(ends) == 2:
+                first, other = ends
+                pair.move(other, limits[other], edge=limits[first][1 if first == rep.high else 0])
+                pair.move(first, limits[first])
         table = pair.write(table)
     return table
 
