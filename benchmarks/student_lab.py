@@ -101,12 +101,51 @@ def _student(spec: dict[str, Any], n_num: int, d: int) -> Any:
     import torch
     from torch import nn
 
-    from pfcore.models.nets import MLP
+    from pfcore.models.nets import MLP, mlp_on_signed_onehots
 
     width, depth = spec["width"], spec["depth"]
+
+    class Refined(nn.Module):
+        """``k`` evaluations: ``nets[0]([z, d])`` is an endpoint; ``nets[i]`` reads
+        ``[(1 - t_i) z + t_i x_prev, d]`` (``t_i = i / k``) and predicts the endpoint again."""
+
+        def __init__(self, k: int, from_teacher: bool) -> None:
+            super().__init__()
+            self.nets = nn.ModuleList(MLP(n_num + d, n_num, width, depth) for _ in range(k))
+            self.from_teacher = from_teacher
+            self.last: tuple | None = None
+
+        def _chain(self, first: Any, z: Any, step: Any) -> Any:
+            out, k = first, len(self.nets)
+            for i, net in enumerate(self.nets[1:], 1):
+                t = i / k
+                out = step(net, (1 - t) * z + t * out)
+            return out
+
+        def forward(self, x: Any) -> Any:
+            z, dd = x[:, :n_num], x[:, n_num:]
+            first = self.nets[0](x)
+            self.last = (z, dd, first)
+            return self._chain(first, z, lambda net, p: net(torch.cat([p, dd], dim=1)))
+
+        def on_dims(self, z: Any, dims: Any) -> Any:
+            first = mlp_on_signed_onehots(self.nets[0], z, dims)
+            return self._chain(first, z, lambda net, p: mlp_on_signed_onehots(net, p, dims))
+
+        def train_loss(self, target: Any, base: Any) -> Any:
+            """Every network's loss against the teacher's endpoint ``target``."""
+            assert self.last is not None
+            z, dd, first = self.last
+            total, prev, k = base(first, target), first, len(self.nets)
+            for i, net in enumerate(self.nets[1:], 1):
+                t = i / k
+                src = target if self.from_teacher else prev.detach()
+                prev = net(torch.cat([(1 - t) * z + t * src, dd], dim=1))
+                total = total + base(prev, target)
+            return total
+
     if spec["evals"] > 1:
-        nets = [MLP(n_num + d, n_num, width, depth) for _ in range(spec["evals"])]
-        return Refined(nets, n_num, spec["refine_input"] == "teacher")
+        return Refined(spec["evals"], spec["refine_input"] == "teacher")
     if spec["net"] == "mlp":
         return MLP(n_num + d, n_num, width, depth)
 
@@ -130,59 +169,6 @@ def _student(spec: dict[str, Any], n_num: int, d: int) -> Any:
             return x[:, :n_num] + self.mlp(x)
 
     return Fourier() if spec["net"] == "fourier" else Residual()
-
-
-def _refined_class() -> Any:
-    import torch
-    from torch import nn
-
-    from pfcore.models.nets import mlp_on_signed_onehots
-
-    class _Refined(nn.Module):
-        """``k`` evaluations: ``nets[0]([z, d])`` is an endpoint; ``nets[i]`` reads
-        ``[(1 - t_i) z + t_i x_prev, d]`` (``t_i = i / k``) and predicts the endpoint again."""
-
-        def __init__(self, nets: list, n_num: int, from_teacher: bool) -> None:
-            super().__init__()
-            self.nets = nn.ModuleList(nets)
-            self.n_num = n_num
-            self.from_teacher = from_teacher
-            self.last: tuple | None = None
-
-        def _chain(self, first: Any, z: Any, step: Any) -> Any:
-            out, k = first, len(self.nets)
-            for i, net in enumerate(self.nets[1:], 1):
-                t = i / k
-                out = step(net, (1 - t) * z + t * out)
-            return out
-
-        def forward(self, x: Any) -> Any:
-            z, d = x[:, : self.n_num], x[:, self.n_num :]
-            first = self.nets[0](x)
-            self.last = (z, d, first)
-            return self._chain(first, z, lambda net, p: net(torch.cat([p, d], dim=1)))
-
-        def on_dims(self, z: Any, dims: Any) -> Any:
-            first = mlp_on_signed_onehots(self.nets[0], z, dims)
-            return self._chain(first, z, lambda net, p: mlp_on_signed_onehots(net, p, dims))
-
-        def train_loss(self, target: Any, base: Any) -> Any:
-            """Every network's loss against the teacher's endpoint ``target``."""
-            assert self.last is not None
-            z, d, first = self.last
-            total, prev, k = base(first, target), first, len(self.nets)
-            for i, net in enumerate(self.nets[1:], 1):
-                t = i / k
-                src = target if self.from_teacher else prev.detach()
-                prev = net(torch.cat([(1 - t) * z + t * src, d], dim=1))
-                total = total + base(prev, target)
-            return total
-
-    return _Refined
-
-
-def Refined(nets: list, n_num: int, from_teacher: bool) -> Any:  # noqa: N802
-    return _refined_class()(nets, n_num, from_teacher)
 
 
 def run(
@@ -268,6 +254,13 @@ def run(
             disc.requires_grad_(True)
             return g_loss
 
+        def base(p: torch.Tensor, y: torch.Tensor, spec: dict = spec) -> torch.Tensor:
+            if spec["loss"] == "huber":
+                return F.smooth_l1_loss(p, y, beta=spec["huber"])
+            if spec["loss"] == "l1":
+                return (p - y).abs().mean()
+            return F.mse_loss(p, y)
+
         def loss(
             pred: torch.Tensor,
             target: torch.Tensor,
@@ -275,14 +268,8 @@ def run(
             gen: Any = gen,
             clock: dict = clock,
             adversarial: Any = adversarial,
+            base: Any = base,
         ) -> torch.Tensor:
-            def base(p: torch.Tensor, y: torch.Tensor, spec: dict = spec) -> torch.Tensor:
-                if spec["loss"] == "huber":
-                    return F.smooth_l1_loss(p, y, beta=spec["huber"])
-                if spec["loss"] == "l1":
-                    return (p - y).abs().mean()
-                return F.mse_loss(p, y)
-
             if spec["evals"] > 1:
                 value = model.student.train_loss(target, base)
             else:
