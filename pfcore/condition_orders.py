@@ -25,7 +25,7 @@ import numpy as np
 
 from pfcore.conditions import spread_rest
 from pfcore.errors import InputError
-from pfcore.rules.model import numeric_values
+from pfcore.rules.model import number_of, numeric_values
 
 __all__ = ["draw_ordered", "drawn", "keep_orders", "refuse_broken_orders"]
 
@@ -87,14 +87,15 @@ def _contradiction(rule: Any) -> InputError:
     )
 
 
-def _bounds(out: Any, name: str) -> tuple[float, float] | None:
-    """The smallest and largest value a request allows for ``name`` (None: not given)."""
+def _bounds(out: Any, name: str) -> tuple[Any, Any] | None:
+    """The smallest and largest value a request allows for ``name`` (None: not given); int64
+    for integers and datetimes (a nanosecond timestamp is not exact as a float)."""
     given = _allowed(out, name)
     if given is not None:
-        return (float(given.min()), float(given.max())) if given.size else None
+        return (given.min(), given.max()) if given.size else None
     if name in out.ranges:
         lo, hi = out.ranges[name]
-        return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+        return (-np.inf if lo is None else number_of(lo), np.inf if hi is None else number_of(hi))
     return None
 
 
@@ -102,7 +103,7 @@ def _allowed(out: Any, name: str) -> np.ndarray | None:
     """The values a request allows for ``name`` (None: not given, the model draws it)."""
     if name in out.equal:
         v, present = numeric_values(out.equal[name])
-        return v[present].astype(np.float64)
+        return v[present]
     for cr in drawn(out):
         if cr.column == name:
             return _numbers(cr)[cr.probs > 0]

@@ -238,6 +238,19 @@ def numeric_values(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     return v, present
 
 
+def number_of(value: Any) -> np.int64 | np.float64:
+    """A Python number or an Arrow scalar (a timestamp or a date included) as the number
+    ``numeric_values`` gives for it: int64 for integers and datetimes, else float64."""
+    if isinstance(value, pa.Scalar):
+        v, present = numeric_values(pa.array([value]))
+        if not present[0]:
+            raise ValueError("a missing value is not a number")
+        return v[0]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return np.int64(value)
+    return np.float64(value)
+
+
 def linear_value(
     coefficients: list[float], intercept: float, operands: list[np.ndarray]
 ) -> np.ndarray:

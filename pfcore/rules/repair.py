@@ -17,6 +17,12 @@ lands a little inside, so no point mass builds up on the boundary) and snapped t
 its own training values on the rule's side (its grid, decimals and value-protection bounds
 kept). Rows that hold are never touched, so the columns' laws move only on the broken rows.
 
+The ends are two numbers or two datetimes of one Arrow type (an account's opening and closing
+instants, both missing on some rows). Integers and datetimes move in int64, their own unit: a
+nanosecond timestamp is beyond float64's exact integers (instants 1 ns apart compare equal, and
+an instant read back from a float lands up to 128 ns away), so which values keep the order is
+decided on the integers, and floats only pick the nearest of them.
+
 Which end may move, so that moves never undo one another or another construction:
 
 * it is modelled as it is: no construction builds it (a missingness rule that writes nulls is
@@ -41,7 +47,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pfcore.rules.model import Rule, numeric_values
+from pfcore.rules.model import Rule, number_of, numeric_values
 
 __all__ = ["OrderRepair", "plan_repairs", "apply_repairs", "MAX_VALUES"]
 
@@ -49,7 +55,7 @@ __all__ = ["OrderRepair", "plan_repairs", "apply_repairs", "MAX_VALUES"]
 #: values a moved row may take. Only broken rows move, so a coarse set is invisible elsewhere.
 MAX_VALUES = 1024
 
-_KINDS = ("continuous", "integer")
+_KINDS = ("continuous", "integer", "datetime")
 
 
 @dataclass
@@ -102,7 +108,7 @@ def plan_repairs(
         if r.active or r.kind != "inequality" or any(c not in schema.names for c in r.columns):
             continue
         low, high = r.columns
-        if low == high or any(schema[c].kind not in _KINDS for c in (low, high)):
+        if low == high or not _comparable(schema[low], schema[high]):
             continue
 
         def may_move(col: str, up: bool) -> bool:
@@ -128,6 +134,15 @@ def plan_repairs(
             + (f" ({other!r} moves instead where {moved!r} is given)" if len(movable) > 1 else "")
         )
     return out
+
+
+def _comparable(low: Any, high: Any) -> bool:
+    """Whether an order between these two columns can be repaired: two numbers, or two
+    datetimes of one Arrow type (their int64 values are then in one unit)."""
+    if low.kind not in _KINDS or high.kind not in _KINDS:
+        return False
+    dates = {low.kind, high.kind} & {"datetime"}
+    return not dates or (low.kind == high.kind and low.arrow_type == high.arrow_type)
 
 
 def apply_repairs(
@@ -186,7 +201,7 @@ class _Pair:
     def broken(self) -> np.ndarray:
         """Rows where both ends are present and break the order."""
         rep = self.rep
-        lo, hi = (self.values[c].astype(np.float64) for c in (rep.low, rep.high))
+        lo, hi = _common(self.values[rep.low], self.values[rep.high])
         both = self.present[rep.low] & self.present[rep.high]
         return both & ((lo >= hi) if rep.strict else (lo > hi))
 
@@ -202,22 +217,21 @@ class _Pair:
         own = self.values[col]
         if not own.flags.writeable:  # a zero-copy view of the Arrow column
             own = self.values[col] = own.copy()
-        bound = self.values[rep.low if up else rep.high].astype(np.float64)
+        bound = self.values[rep.low if up else rep.high]
         bad = self.broken()
         if edge is not None:
-            bound = np.full(bound.shape, float(edge))
+            bound = np.full(bound.shape, _number(edge, own.dtype))
             bad &= (own < bound) if up else (own > bound)
         if not bad.any():
             return
         integral = own.dtype.kind == "i"
-        new, found = _reflect(
-            own.astype(np.float64)[bad], bound[bad], _within(rep.values[col], limit), up, rep.strict
-        )
+        new, found = _reflect(own[bad], bound[bad], _within(rep.values[col], limit), up, rep.strict)
         if boundary:
+            new = new.astype(np.result_type(new, bound))
             new[~found] = _boundary(bound[bad][~found], up, rep.strict, integral)
             found[:] = True
         rows = np.flatnonzero(bad)[found]
-        own[rows] = new[found].astype(own.dtype) if integral else new[found]
+        own[rows] = np.round(new[found]) if integral and new.dtype.kind == "f" else new[found]
         self.changed.add(col)
 
     def write(self, table: pa.Table) -> pa.Table:
@@ -232,9 +246,29 @@ class _Pair:
 def _within(values: np.ndarray, limit: tuple[Any, Any] | None) -> np.ndarray:
     if limit is None:
         return values
-    lo = -np.inf if limit[0] is None else float(limit[0])
-    hi = np.inf if limit[1] is None else float(limit[1])
-    return values[(values >= lo) & (values <= hi)]
+    keep = np.ones(values.shape, dtype=bool)
+    if limit[0] is not None:
+        keep &= values >= _number(limit[0], values.dtype)
+    if limit[1] is not None:
+        keep &= values <= _number(limit[1], values.dtype)
+    return values[keep]
+
+
+def _number(value: Any, dtype: np.dtype) -> Any:
+    """A limit (a Python number or an Arrow scalar of the column's type, a timestamp included)
+    as a number comparable with the column's values: exact for int64 ones."""
+    value = number_of(value)
+    if dtype.kind == "i" and float(value).is_integer():
+        return np.int64(value)
+    return np.float64(value)
+
+
+def _common(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both ends in one dtype: int64 when both are (a nanosecond timestamp is beyond float64's
+    exact integers: two instants 1 ns apart compare equal as floats), float64 otherwise."""
+    if a.dtype.kind == "i" and b.dtype.kind == "i":
+        return a, b
+    return a.astype(np.float64), b.astype(np.float64)
 
 
 def _reflect(
@@ -247,18 +281,26 @@ def _reflect(
         return -out, found
     if values.size == 0:
         return own.copy(), np.zeros(own.shape, dtype=bool)
-    target = 2.0 * bound - own
-    side = np.searchsorted(values, bound, side="right" if strict else "left")
+    # which values lie on the rule's side: exact (int64 against int64 where both are); the
+    # reflected target only picks the nearest of them, so float64 is close enough for it
+    exact = bound.astype(np.result_type(values, bound))
+    side = np.searchsorted(values, exact, side="right" if strict else "left")
+    b = bound.astype(np.float64)
+    target = b + (b - own.astype(np.float64))
     last = values.size - 1
-    j = np.minimum(np.maximum(np.searchsorted(values, target), side), last)
+    j = np.minimum(np.maximum(np.searchsorted(values.astype(np.float64), target), side), last)
     below = np.minimum(np.maximum(j - 1, side), last)
-    pick = np.where(np.abs(values[below] - target) <= np.abs(values[j] - target), below, j)
-    return values[pick].astype(np.float64), side <= last
+    v = values.astype(np.float64)
+    pick = np.where(np.abs(v[below] - target) <= np.abs(v[j] - target), below, j)
+    return values[pick], side <= last
 
 
 def _boundary(bound: np.ndarray, up: bool, strict: bool, integral: bool) -> np.ndarray:
     """The value nearest ``bound`` on the rule's side: the bound itself, or (strict) one unit
     beyond it for an integer, the next float otherwise."""
+    if integral and bound.dtype.kind == "i":  # exact: a timestamp stays on its own unit
+        step = np.int64(1 if up else -1)
+        return bound + step if strict else bound.copy()
     sign = 1.0 if up else -1.0
     b = sign * bound
     if integral:
@@ -275,11 +317,12 @@ def _admissible(column: pa.ChunkedArray, transform: Any) -> np.ndarray:
     from pfcore.transforms.ruled import _protected_range
 
     v, ok = numeric_values(column)
-    if v.dtype.kind == "i" and ok.any() and np.abs(v[ok]).max() > 2**53:
-        return np.zeros(0)  # reflected in float64, such integers would not stay exact
-    v = np.unique(v[ok].astype(np.float64))
+    if v.dtype.kind == "i" and ok.any() and np.abs(v[ok]).max() > 2**62:
+        return np.zeros(0, dtype=v.dtype)  # a reflection across such a value could overflow
+    v = np.unique(v[ok])  # int64 for integers and datetimes: moved values stay exact
     lo, hi = _protected_range(_inner(transform))
-    v = v[(v >= lo) & (v <= hi)]
+    f = v.astype(np.float64)
+    v = v[(f >= lo) & (f <= hi)]
     if v.size > MAX_VALUES:
         v = v[np.unique(np.linspace(0, v.size - 1, MAX_VALUES).round().astype(np.int64))]
     return v
