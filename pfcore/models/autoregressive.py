@@ -397,12 +397,13 @@ class DiscreteAR(nn.Module):
 
         Only the hidden units whose degree equals the column being drawn are computed at that
         column, so the whole draw costs one forward in total. The first layer is linear in
-        one-hot inputs, so it is never multiplied out: drawing column ``c`` adds its class's
-        weights to the pre-activations of the later units (a lookup), and each unit is
-        activated in place once its degree comes. On nyc_flights' 10 columns (238 dims, a
-        128-wide network) that drew 8,192 rows 21% faster than multiplying the drawn one-hots
-        by the first layer's weights at each column, with the same classes; on adult's 9
-        columns (104 dims) 5% faster (one thread).
+        one-hot inputs, so it is never multiplied out: the pre-activations of column ``c``'s
+        units are their bias plus the earlier columns' drawn classes' weights, one lookup
+        (``embedding_bag``) per column, as are the direct connections into its logits. On
+        nyc_flights' 10 columns (238 dims, a 128-wide network) looking the weights up drew
+        8,192 rows 21% faster than multiplying the drawn one-hots by the first layer's weights
+        at each column, with the same classes (one thread); see ``_column_weights`` for why
+        a lookup per column.
 
         Class links hold on every row: a linked class is drawn exactly when its earlier class
         was (forced where it was, its logit masked where it was not). A banned pair
@@ -410,68 +411,74 @@ class DiscreteAR(nn.Module):
         """
         n, width = u.shape[0], self.layers[0].out_features
         # Units along the rows, sampled rows along the columns: each degree's units are then a
-        # contiguous block of rows, so the in-place steps (activation, adding a drawn class's
-        # weights to the later units) run over contiguous memory. Credit_default's 16 columns
-        # (128-wide network, 8,192 rows, one thread): 21-22 ms per draw row by row (units as
-        # columns, strided slices), 14 ms this way, the same classes.
-        pre = self.layers[0].bias.to(u.dtype).unsqueeze(1).expand(width, n).clone()
-        hidden = [pre] + [u.new_empty(width, n) for _ in self.layers[1:]]
+        # contiguous block of rows, so the in-place steps (activation, the deeper layers) run
+        # over contiguous memory. Credit_default's 16 columns (128-wide network, 8,192 rows,
+        # one thread): 21-22 ms per draw row by row (units as columns, strided slices), 14 ms
+        # this way, the same classes.
+        hidden = [u.new_empty(width, n) for _ in self.layers]
+        pre = hidden[0]
         dims = torch.empty(n, self.n_columns, dtype=torch.long, device=u.device)
-        direct = u.new_zeros(self.dim, n) if self.direct is not None else None
-        direct_cols = self._direct_cols()
         column_links, column_bans = self._column_links(), self.ban_tables()
         lo = 0
-        for c, (deeper, head, lookup) in enumerate(self._column_weights()):
+        for c, (deeper, head, first, direct) in enumerate(self._column_weights()):
             hi, s = self.upto[c], self.starts[c]
+            earlier = dims[:, :c]
             if hi > lo:  # units of degree c see columns < c and lower-degree units only
+                # their pre-activations: the bias, then each earlier column's drawn class's
+                # first-layer weights, summed in that order by one lookup (``first``'s last
+                # row is the bias)
+                bag = torch.cat([earlier.new_full((n, 1), first.shape[0] - 1), earlier], dim=1)
+                pre[lo:hi] = F.embedding_bag(bag, first, mode="sum").t()
                 F.silu(pre[lo:hi], inplace=True)
                 for i, (weight, bias) in enumerate(deeper):
                     out = hidden[i + 1][lo:hi]
                     torch.addmm(bias, weight, hidden[i][:hi], out=out)
                     F.silu(out, inplace=True)
-            logits = torch.addmm(head[1], head[0], hidden[-1][:hi])  # (classes, n)
-            if direct is not None:
-                logits += direct[s : self.starts[c + 1]]
-            earlier, their_dim, mine = column_links[c]
-            had = dims[:, earlier] == their_dim  # (n, links of column c)
+            # classes along the rows as the units (a product with few rows of output runs
+            # faster than its transpose: 0.18 against 3.3 ms for two classes), then turned
+            logits = torch.addmm(head[1], head[0], hidden[-1][:hi]).t().contiguous()
+            if direct is not None and c:
+                logits += F.embedding_bag(earlier, direct, mode="sum")
+            linked, their_dim, mine = column_links[c]
+            had = dims[:, linked] == their_dim  # (n, links of column c)
             # every earlier column is drawn (or given) by now
             banned = banned_by(column_bans[c], lambda o: dims[:, o] - self.starts[o])
-            k = draw_linked(logits.t().contiguous(), u[:, c], mine, had, ~had, banned)
+            k = draw_linked(logits, u[:, c], mine, had, ~had, banned)
             if given is not None:
                 k = torch.where(given[1][:, c], given[0][:, c] - s, k)
             dims[:, c] = k + s
-            if direct is not None and c + 1 < self.n_columns:
-                direct[self.starts[c + 1] :] += direct_cols[c].index_select(1, k)
-            if hi < width:  # the later units see this column's class
-                pre[hi:] += lookup.index_select(1, k)
             lo = hi
         return dims
 
-    def _direct_cols(self) -> list[torch.Tensor]:
-        """Per column, its classes' direct weights into the later columns' logits (one column
-        of weights per class)."""
-        if self.direct is None:
-            return []
-        w = self.direct.masked_weight()
-        return [
-            w[self.starts[c + 1] :, self.starts[c] : self.starts[c + 1]].contiguous()
-            for c in range(self.n_columns)
-        ]
-
-    def _column_weights(self) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], ...]]:
+    def _column_weights(
+        self,
+    ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor],
+                    torch.Tensor, torch.Tensor | None]]:  # fmt: skip
         """Per column, as contiguous blocks (a strided slice costs each product a copy): the
-        deeper layers' weights and biases (as columns) of the units of its degree, its logits'
-        weights and bias (a column), and its classes' first-layer weights into the later units
-        (one column per class)."""
+        deeper layers' weights and biases (as columns) of the units of its degree; its logits'
+        weights and bias (a column); its units' first-layer weights as a lookup
+        table, one row per earlier one-hot dim and the bias last; and the direct weights from
+        the earlier one-hot dims into its logits, one row per dim (None without them).
+
+        Why a lookup per column and not each drawn class pushed into every later column: on
+        adult (12 columns, 355 one-hot dims, 8,192 rows, one thread) adding each drawn class's
+        weights to all later units and logits gathered and added 23M floats through
+        temporaries per draw (index_select, add and a zeroed 355 x 8,192 buffer: 24 of 49 ms);
+        one ``embedding_bag`` per column sums the same weights in the same order straight into
+        that column's units and logits."""
         first = self.layers[0].masked_weight()
         deeper = [(layer.masked_weight(), layer.bias) for layer in self.layers[1:]]
         w_out, b_out = self.head.masked_weight(), self.head.bias
+        w_direct = self.direct.masked_weight() if self.direct is not None else None
         out = []
         lo = 0
         for c, w in enumerate(self.widths):
             hi, s = self.upto[c], self.starts[c]
             layers = [(wt[lo:hi, :hi].contiguous(), b[lo:hi].unsqueeze(1)) for wt, b in deeper]
             head = (w_out[s : s + w, :hi].contiguous(), b_out[s : s + w].unsqueeze(1))
-            out.append((layers, head, first[hi:, s : s + w].contiguous()))
+            bias = self.layers[0].bias[lo:hi].unsqueeze(0)
+            table = torch.cat([first[lo:hi, :s].t(), bias]).contiguous()
+            direct = None if w_direct is None else w_direct[s : s + w, :s].t().contiguous()
+            out.append((layers, head, table, direct))
             lo = hi
         return out

@@ -482,17 +482,19 @@ class GenerativeModel(ABC):
                 return self._push_piece(z)
             out = z.new_empty(len(z), self.n_features)
             for s in pieces:
-                out[s] = self._push_piece(z[s])
+                self._push_piece(z[s], out[s])
             return out
 
-    def _push_piece(self, z: torch.Tensor) -> torch.Tensor:
-        out = self._push_raw(z).float()
+    def _push_piece(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """One piece of :meth:`push`, written into ``out`` (a row slice of the batch's output)
+        when given."""
+        x = self._push_raw(z).float()
         if self._onehot_bias is not None:
-            out += self._onehot_bias
-        elif self.exact_onehots:
-            return out
-        assert self._index is not None
-        return snap_onehot(out, self._index)
+            x += self._onehot_bias
+        if self._onehot_bias is not None or not self.exact_onehots:
+            assert self._index is not None
+            x = snap_onehot(x, self._index)
+        return x if out is None else out.copy_(x)
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """``n`` encoded rows from the canonical blocks of ``pfcore.sampling``.

@@ -438,16 +438,27 @@ class HybridModel(GenerativeModel):
             return z.new_zeros(z.shape[0], 0), None
         assert self.ar is not None
         dims = self.ar.draw(torch.special.ndtr(z[:, :k].float()))
-        return self.ar.onehot(dims) * 2 - 1, dims
+        return self.signed_onehots(dims), dims
+
+    def signed_onehots(self, dims: torch.Tensor) -> torch.Tensor:
+        """±1 one-hots ``(n, D)`` of the hot dims ``dims`` ``(n, K)``: one filled tensor and
+        one scatter (0/1 one-hots times 2 minus 1 made three tensors of ``n x D`` floats)."""
+        assert self.ar is not None
+        out = dims.new_full((dims.shape[0], self.ar.dim), -1.0, dtype=torch.float32)
+        return out.scatter_(1, dims, 1.0)
 
     def _continuous_white(
-        self, z_num: torch.Tensor, d: torch.Tensor, dims: torch.Tensor | None = None
+        self, z_num: torch.Tensor, d: torch.Tensor | None, dims: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The continuous sampler's numbers in the whitened space, before any map. ``dims``
-        (the hot dims of ``d``, when known) lets the student look its one-hot inputs up."""
+        (the hot dims of ``d``, when known) lets the student look its one-hot inputs up; ``d``
+        may then be None (only the teacher reads it)."""
         if self.continuous_sampler == "teacher":
             if self.teacher is None:
                 raise ModelError("this hybrid model carries no flow teacher (it is not saved)")
+            if d is None:
+                assert dims is not None
+                d = self.signed_onehots(dims)
             return self._field().integrate(z_num, cond=self.teacher_cond(d))
         if self.continuous_sampler != "student":
             raise ModelError(
@@ -457,10 +468,11 @@ class HybridModel(GenerativeModel):
         assert self.student is not None
         if dims is not None:
             return mlp_on_signed_onehots(self.student, z_num, dims)
+        assert d is not None
         return self.student(torch.cat([z_num, d], dim=1))
 
     def _continuous(
-        self, z_num: torch.Tensor, d: torch.Tensor, dims: torch.Tensor | None = None
+        self, z_num: torch.Tensor, d: torch.Tensor | None, dims: torch.Tensor | None = None
     ) -> torch.Tensor:
         w = self._continuous_white(z_num, d, dims)
         if self.continuous_sampler == "teacher":
@@ -476,11 +488,47 @@ class HybridModel(GenerativeModel):
             out[:, self._index.numeric] = x_num.to(out.dtype)
         return out
 
-    def _push_raw(self, z: torch.Tensor) -> torch.Tensor:
+    def assemble_dims(
+        self, dims: torch.Tensor | None, x_num: torch.Tensor | None, out: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Encoded rows from the hot dims ``dims`` ``(n, K)`` (None: no discrete column) and the
+        numbers, written into ``out`` when given; the same rows as :meth:`_assemble` of their
+        ±1 one-hots.
+
+        Why not through the one-hots: building ``n x D`` floats and copying them into the
+        output's one-hot columns was 30% of the unconditional sampler's time on adult
+        (12 discrete columns, 355 one-hot dims, 8,192 rows on one thread: 18 ms for the
+        one-hots, 7.8 ms to place them, 47 ms to draw the classes); filling the output with -1
+        and scattering +1 at each row's hot columns takes 0.9 ms."""
+        assert self._index is not None
+        n = len(x_num) if dims is None else len(dims)
+        if out is None:
+            ref = x_num if x_num is not None else dims
+            assert ref is not None
+            out = torch.empty(n, self.n_features, device=ref.device)
+        if dims is not None:
+            out.fill_(-1.0)
+            out.scatter_(1, self._index.onehot_cols[dims], 1.0)
+        if x_num is not None:
+            out.index_copy_(1, self._index.numeric, x_num.to(out.dtype))
+        return out
+
+    def _push_raw(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         k, _d, n_num = self._dims()
-        d, dims = self._drawn(z)
-        x_num = self._continuous(z[:, k:], d, dims) if n_num else None
-        return self._assemble(d, x_num)
+        dims = None
+        if k:
+            assert self.ar is not None
+            dims = self.ar.draw(torch.special.ndtr(z[:, :k].float()))
+        x_num = None
+        if n_num:  # the one-hots are built only where the teacher reads them
+            d = z.new_zeros(z.shape[0], 0) if dims is None else None
+            x_num = self._continuous(z[:, k:], d, dims)
+        return self.assemble_dims(dims, x_num, out)
+
+    def _push_piece(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        # every one-hot block is drawn as exact ±1 and nothing is added to it (no calibration
+        # bias: ``_calibrate``), so the rows go straight into the batch's output
+        return self._push_raw(z, out)
 
     def _calibrate(self, x: torch.Tensor) -> dict[str, Any]:
         # See the module docstring: maximum likelihood already matches class frequencies.

@@ -408,34 +408,30 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
                 skip=tail,
                 bans=ar.ban_tables(both_ways=True),
             )
+            hot = ar.dims_of(d01)
             rows = tail.any(dim=1).nonzero().flatten()
             if len(rows):
-                dims = ar.draw(u[rows], (ar.dims_of(d01[rows]), ~tail[rows]))
-                d01[rows] = ar.onehot(dims)
-            d = d01 * 2 - 1
-            hot = ar.dims_of(d01) if n_num else None
+                hot[rows] = ar.draw(u[rows], (hot[rows], ~tail[rows]))
         else:
-            d, hot = z.new_zeros(n, 0), None
-        x_num = numbers(z[:, k:], d, hot, m_num, num_known) if n_num else None
-        out = model._assemble(d, x_num)
+            hot = None
+        x_num = numbers(z[:, k:], hot, m_num, num_known) if n_num else None
+        out = model.assemble_dims(hot, x_num, None)
         return torch.where(mask.to(torch.bool), known, out)
 
     def numbers(
         z_num: torch.Tensor,
-        d: torch.Tensor,
         hot: torch.Tensor | None,
         m_num: torch.Tensor,
         num_known: torch.Tensor,
     ) -> torch.Tensor:
-        """The numbers of rows with one-hots ``d`` (their hot dims ``hot``; None when the
+        """The numbers of rows whose discrete columns have the hot dims ``hot`` (None when the
         table has no discrete column), given ``num_known`` where ``m_num``."""
         student = model.student
         assert student is not None and model.cond_numeric is not None
-        zd = torch.cat([z_num, d], dim=1)
 
         def unconditional() -> torch.Tensor:  # the unconditional sampler's own numbers
             if hot is None:
-                return model.student_numbers(student(zd))
+                return model.student_numbers(student(z_num))
             return model.student_numbers(mlp_on_signed_onehots(student, z_num, hot))
 
         rows = m_num.any(dim=1)  # rows that give a number need the conditional student
@@ -443,6 +439,9 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             return unconditional()
         if bool(m_num.all()):  # every number given: each sampler's output is written over
             return num_known
+        # the networks below read the one-hots themselves
+        d = z_num.new_zeros(len(z_num), 0) if hot is None else model.signed_onehots(hot)
+        zd = torch.cat([z_num, d], dim=1)
         if project:  # rows that give nothing keep their latent point: the student's own rows
 
             def f(q: torch.Tensor) -> torch.Tensor:
