@@ -433,12 +433,19 @@ class HybridModel(GenerativeModel):
     def _drawn(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(one-hots as ±1 ``(n, D)``, the hot dim of each column ``(n, K)``) drawn from the
         discrete latent coordinates of ``z``; no discrete columns: ``(n, 0)`` and None."""
+        dims = self._hot_dims(z)
+        if dims is None:
+            return z.new_zeros(z.shape[0], 0), None
+        return self.signed_onehots(dims), dims
+
+    def _hot_dims(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The hot dim of each discrete column ``(n, K)`` drawn from the discrete latent
+        coordinates of ``z`` (None without discrete columns)."""
         k = self._dims()[0]
         if not k:
-            return z.new_zeros(z.shape[0], 0), None
+            return None
         assert self.ar is not None
-        dims = self.ar.draw(torch.special.ndtr(z[:, :k].float()))
-        return self.signed_onehots(dims), dims
+        return self.ar.draw(torch.special.ndtr(z[:, :k].float()))
 
     def signed_onehots(self, dims: torch.Tensor) -> torch.Tensor:
         """±1 one-hots ``(n, D)`` of the hot dims ``dims`` ``(n, K)``: one filled tensor and
@@ -479,21 +486,11 @@ class HybridModel(GenerativeModel):
             return self.mapped_numbers(w, self.teacher_white_marginal, self.teacher_marginal)
         return self.student_numbers(w)
 
-    def _assemble(self, d: torch.Tensor, x_num: torch.Tensor | None) -> torch.Tensor:
-        assert self._index is not None
-        out = d.new_empty(d.shape[0], self.n_features)
-        if d.shape[1]:
-            out[:, self._index.onehot_cols] = d
-        if x_num is not None:
-            out[:, self._index.numeric] = x_num.to(out.dtype)
-        return out
-
     def assemble_dims(
         self, dims: torch.Tensor | None, x_num: torch.Tensor | None, out: torch.Tensor | None
     ) -> torch.Tensor:
         """Encoded rows from the hot dims ``dims`` ``(n, K)`` (None: no discrete column) and the
-        numbers, written into ``out`` when given; the same rows as :meth:`_assemble` of their
-        ±1 one-hots.
+        numbers, written into ``out`` when given.
 
         Why not through the one-hots: building ``n x D`` floats and copying them into the
         output's one-hot columns was 30% of the unconditional sampler's time on adult
@@ -515,10 +512,7 @@ class HybridModel(GenerativeModel):
 
     def _push_raw(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         k, _d, n_num = self._dims()
-        dims = None
-        if k:
-            assert self.ar is not None
-            dims = self.ar.draw(torch.special.ndtr(z[:, :k].float()))
+        dims = self._hot_dims(z)
         x_num = None
         if n_num:  # the one-hots are built only where the teacher reads them
             d = z.new_zeros(z.shape[0], 0) if dims is None else None
@@ -643,8 +637,8 @@ class HybridModel(GenerativeModel):
         k, _d, _n = self._dims()
 
         def push(z: torch.Tensor) -> torch.Tensor:
-            d = self._drawn(z)[0]
-            return self._assemble(d, fn(z[:, k:], d))
+            d, dims = self._drawn(z)
+            return self.assemble_dims(dims, fn(z[:, k:], d), None)
 
         return push
 
@@ -729,9 +723,10 @@ class HybridModel(GenerativeModel):
         return out[:made]
 
     @torch.no_grad()
-    def _own_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``CALIBRATION_ROWS`` rows from the current samplers as (one-hots ±1, the continuous
-        sampler's whitened numbers before any map), seeded by the config's seed."""
+    def _own_rows(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``CALIBRATION_ROWS`` rows from the current samplers as (the discrete columns' hot
+        dims, None without any; the continuous sampler's whitened numbers before any map),
+        seeded by the config's seed."""
         cfg = self.config
         gen = seeded_generator(cfg.seed, self._device, salt=16)
         z = torch.randn(CALIBRATION_ROWS, self.latent_dim, generator=gen, device=self._device)
@@ -741,9 +736,9 @@ class HybridModel(GenerativeModel):
             for i in range(0, len(z), 8192):
                 zc = z[i : i + 8192]
                 d, dims = self._drawn(zc)
-                ds.append(d)
+                ds.append(dims)
                 ws.append(self._continuous_white(zc[:, k:], d, dims))
-        return torch.cat(ds), torch.cat(ws)
+        return (torch.cat(ds) if k else None), torch.cat(ws)
 
     def _fit_marginals(self, x: torch.Tensor) -> dict[str, Any]:
         """Fit the student's marginal maps (identity until now) on its own rows against the
@@ -751,7 +746,7 @@ class HybridModel(GenerativeModel):
         one :func:`map_space.choose` picks (map_space.py)."""
         assert self.marginal is not None
         cfg = self.config
-        d, w = self._own_rows()
+        dims, w = self._own_rows()
         x_num = self._split(x)[1]
         spaces = map_space.SPACES if cfg.calibrate_space == "select" else (cfg.calibrate_space,)
         fitted = {
@@ -768,7 +763,8 @@ class HybridModel(GenerativeModel):
             view = self._detector_view or map_space.encoded_view(self.blocks)
             candidates = {}
             for s, maps in fitted.items():
-                rows = self._assemble(d[:n], self.mapped_numbers(w[:n], *maps))
+                hot = None if dims is None else dims[:n]
+                rows = self.assemble_dims(hot, self.mapped_numbers(w[:n], *maps), None)
                 candidates[s] = view(real, rows.float().cpu().numpy())
             summary["space"], summary["space_auc"] = map_space.choose(candidates, cfg.seed)
             summary["select_seconds"] = round(time.perf_counter() - t0, 2)
