@@ -86,11 +86,13 @@ def linked() -> tuple[models.HybridModel, np.ndarray, list]:
 
 
 # ----------------------------------------------------------------------------- the sampler
-def test_incremental_sampling_equals_the_full_forward() -> None:
-    """Sampling computes each hidden unit once (by degree); the classes it draws must be the
-    inverse CDF of the full masked forward's logits on the rows it returns."""
+@pytest.mark.parametrize("direct", [False, True])
+def test_incremental_sampling_equals_the_full_forward(direct: bool) -> None:
+    """Sampling computes each hidden unit once (by degree) and looks the earlier columns'
+    weights up (first layer and direct connections); the classes it draws must be the inverse
+    CDF of the full masked forward's logits on the rows it returns."""
     torch.manual_seed(0)
-    ar = DiscreteAR([3, 2, 5, 2, 4], width=24, depth=3)
+    ar = DiscreteAR([3, 2, 5, 2, 4], width=24, depth=3, direct=direct)
     with torch.no_grad():
         for p in ar.parameters():
             p.normal_(0, 0.7)
