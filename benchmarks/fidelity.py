@@ -679,11 +679,14 @@ def score(datasets: list[str], merge: bool = False) -> list[dict[str, Any]]:
             scores = None
             if cache.exists() and cache.stat().st_mtime >= run_path.stat().st_mtime:
                 scores = json.loads(cache.read_text())
-                if "worst_pairs" not in scores:
+                if "worst_pairs" not in scores or "tstr_rows" not in scores:
                     scores = None
             if scores is None:
-                syn = _score_rows(pd.read_parquet(run_dir_ / "synthetic.parquet"), len(hold))
-                scores = score_all(train, hold, syn, target, task, SEED)
+                every = pd.read_parquet(run_dir_ / "synthetic.parquet")
+                syn = _score_rows(every, len(hold))
+                scores = score_all(
+                    train, hold, syn, target, task, SEED, _score_rows(every, len(train))
+                )
                 scores["worst_pairs"] = _worst_pairs(hold, _align(hold, syn))
                 cache.write_text(json.dumps(scores))
             worst = scores.pop("worst_pairs")

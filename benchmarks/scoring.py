@@ -199,9 +199,17 @@ def score_all(
     target: str,
     task: str,
     seed: int = 0,
+    tstr_syn: pd.DataFrame | None = None,
 ) -> dict[str, float]:
+    """Quality and detection on ``syn`` (as many rows as the holdout); TSTR on ``tstr_syn``
+    when given: as many synthetic rows as TRTR has real ones. Why: trained on the holdout's
+    count (a quarter of the training rows) TSTR measured row count as much as fidelity; the
+    same california_housing rows scored R^2 0.753 on 4,128 rows and 0.781 on 16,512 (TRTR
+    0.833)."""
     syn = _align(holdout, syn)
     out = quality(holdout, syn)
     out["detection_auc"] = detection_auc(holdout, syn, seed)
-    out.update(tstr_trtr(train, holdout, syn, target, task, seed))
+    rows = syn if tstr_syn is None else _align(holdout, tstr_syn)
+    out.update(tstr_trtr(train, holdout, rows, target, task, seed))
+    out["tstr_rows"] = len(rows)
     return out

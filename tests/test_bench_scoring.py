@@ -42,3 +42,15 @@ def test_tstr_with_string_labels_scores_labels_not_numbers() -> None:
     assert same["tstr"] == pytest.approx(same["trtr"])
     flipped = train.assign(y=np.where(train["y"] == ">50K", "<=50K", ">50K"))
     assert scoring.tstr_trtr(train, holdout, flipped, "y", "binary")["tstr"] < 0.1
+
+
+def test_tstr_trains_on_its_own_rows_when_given() -> None:
+    """Detection scores as many synthetic rows as the holdout; TSTR, given ``tstr_syn``, trains
+    on those (as many as the training rows) and says how many."""
+    scoring = _scoring()
+    train, holdout = _table(2000, 0), _table(500, 1)
+    few = train.iloc[:40].reset_index(drop=True)
+    out = scoring.score_all(train, holdout, few, "y", "binary", 0, train.copy())
+    assert out["tstr_rows"] == len(train)
+    assert out["tstr"] == pytest.approx(out["trtr"])
+    assert scoring.score_all(train, holdout, few, "y", "binary", 0)["tstr_rows"] == 40
