@@ -99,16 +99,29 @@ def test_floats_keep_their_own_values() -> None:
     assert apply_repairs(t, [rep])["high"].to_pylist() == [1.0, 2.4]
 
 
-@pytest.fixture(scope="module")
-def startup_synth():
+def _fit_tiny(table: pa.Table):
     from pfcore.synthesizer import Synthesizer
 
-    table = _startups(3000, 0, linked=False)
     train, holdout = split_train_holdout(table, 0.2, 0)
     config = {"max_steps": 200, "distill_max_steps": 200}
     return Synthesizer.fit(
         train, infer_schema(table), holdout=holdout, preset="tiny", config=config
     )
+
+
+def _unrepaired(synth, n: int, seed: int) -> pa.Table:
+    """The rows the same model samples with its repairs cleared (the model's own breaks)."""
+    repairs = synth.transformer.repairs
+    synth.transformer.repairs = []
+    try:
+        return synth.sample(n, seed=seed)
+    finally:
+        synth.transformer.repairs = repairs
+
+
+@pytest.fixture(scope="module")
+def startup_synth():
+    return _fit_tiny(_startups(3000, 0, linked=False))
 
 
 def _broken(t: pa.Table) -> float:
@@ -125,12 +138,7 @@ def test_sampled_rows_keep_the_order_unconditionally_conditionally_and_reloaded(
     from pfcore.conditions import Conditions
     from pfcore.synthesizer import Synthesizer
 
-    repairs = startup_synth.transformer.repairs
-    startup_synth.transformer.repairs = []
-    try:
-        raw = startup_synth.sample(20000, seed=1)
-    finally:
-        startup_synth.transformer.repairs = repairs
+    raw = _unrepaired(startup_synth, 20000, 1)
     assert _broken(raw) > 0.005
     out = startup_synth.sample(20000, seed=1)
     assert _broken(out) == 0.0
@@ -259,26 +267,16 @@ def test_timestamps_move_exactly_to_their_own_instants() -> None:
 
 def test_sampled_timestamps_keep_their_order_unconditionally_and_in_a_range() -> None:
     from pfcore.conditions import Conditions
-    from pfcore.synthesizer import Synthesizer
 
-    table = _accounts(3000, 0)
-    train, holdout = split_train_holdout(table, 0.2, 0)
-    config = {"max_steps": 200, "distill_max_steps": 200}
-    schema = infer_schema(table)
-    synth = Synthesizer.fit(train, schema, holdout=holdout, preset="tiny", config=config)
+    synth = _fit_tiny(_accounts(3000, 0))
 
     def broken(t: pa.Table) -> int:
         (o, po), (c, pc_) = (numeric_values(t[k]) for k in ("opened", "closed"))
         both = po & pc_
         return int((o[both] >= c[both]).sum())
 
-    repairs = synth.transformer.repairs
-    synth.transformer.repairs = []
-    try:
-        raw = synth.sample(20000, seed=1)
-    finally:
-        synth.transformer.repairs = repairs
-    assert broken(raw) > 20  # the model alone breaks it, so the checks below can fail
+    # the model alone breaks it, so the checks below can fail
+    assert broken(_unrepaired(synth, 20000, 1)) > 20
     assert broken(synth.sample(20000, seed=1)) == 0
     hi = pa.scalar(np.datetime64("2020-06-01T00:00:00", "ns"), pa.timestamp("ns"))
     rows = synth.sample(5000, seed=2, conditions=Conditions.make({"closed": (None, hi)}))
