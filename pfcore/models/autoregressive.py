@@ -223,6 +223,17 @@ def draw_classes(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return inverse_cdf(torch.exp(logits - logits.amax(dim=1, keepdim=True)), u)
 
 
+#: One column's weights for :meth:`DiscreteAR.draw` (see ``DiscreteAR._column_weights``):
+#: the deeper layers' (weight, bias) of its units, its logits' (weight, bias), its units'
+#: first-layer lookup table and its direct-connection table (None without them).
+ColumnWeights = tuple[
+    list[tuple[torch.Tensor, torch.Tensor]],
+    tuple[torch.Tensor, torch.Tensor],
+    torch.Tensor,
+    torch.Tensor | None,
+]
+
+
 class DiscreteAR(nn.Module):
     """MADE over ``K`` one-hot columns of the given ``widths`` (in sampling order).
 
@@ -450,10 +461,7 @@ class DiscreteAR(nn.Module):
             lo = hi
         return dims
 
-    def _column_weights(
-        self,
-    ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple[torch.Tensor, torch.Tensor],
-                    torch.Tensor, torch.Tensor | None]]:  # fmt: skip
+    def _column_weights(self) -> list[ColumnWeights]:
         """Per column, as contiguous blocks (a strided slice costs each product a copy): the
         deeper layers' weights and biases (as columns) of the units of its degree; its logits'
         weights and bias (a column); its units' first-layer weights as a lookup

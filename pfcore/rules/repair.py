@@ -141,8 +141,9 @@ def _comparable(low: Any, high: Any) -> bool:
     datetimes of one Arrow type (their int64 values are then in one unit)."""
     if low.kind not in _KINDS or high.kind not in _KINDS:
         return False
-    dates = {low.kind, high.kind} & {"datetime"}
-    return not dates or (low.kind == high.kind and low.arrow_type == high.arrow_type)
+    if "datetime" in (low.kind, high.kind):
+        return low.kind == high.kind and low.arrow_type == high.arrow_type
+    return True
 
 
 def apply_repairs(
@@ -283,14 +284,14 @@ def _reflect(
         return own.copy(), np.zeros(own.shape, dtype=bool)
     # which values lie on the rule's side: exact (int64 against int64 where both are); the
     # reflected target only picks the nearest of them, so float64 is close enough for it
-    exact = bound.astype(np.result_type(values, bound))
-    side = np.searchsorted(values, exact, side="right" if strict else "left")
+    sorted_values, exact = _common(values, bound)
+    side = np.searchsorted(sorted_values, exact, side="right" if strict else "left")
     b = bound.astype(np.float64)
     target = b + (b - own.astype(np.float64))
     last = values.size - 1
-    j = np.minimum(np.maximum(np.searchsorted(values.astype(np.float64), target), side), last)
-    below = np.minimum(np.maximum(j - 1, side), last)
     v = values.astype(np.float64)
+    j = np.minimum(np.maximum(np.searchsorted(v, target), side), last)
+    below = np.minimum(np.maximum(j - 1, side), last)
     pick = np.where(np.abs(v[below] - target) <= np.abs(v[j] - target), below, j)
     return values[pick], side <= last
 
