@@ -71,6 +71,11 @@ TARGETS = {
     "credit_default": "default_payment_next_month",
     "diamonds": "cut",
     "nyc_flights": "origin",
+    # not in ../shared (sources in benchmarks/README): run them with <name>.parquet in a
+    # PUSHFORWARD_SHARED_DATASETS folder
+    "adult": "class",
+    "bank_marketing": "y",
+    "telco_churn": "Churn",
 }
 MAX_TRAIN_ROWS = 20_000
 INPAINT_TIMING_ROWS = 20_000

@@ -228,6 +228,30 @@ def test_the_student_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots() 
     assert not torch.allclose(looked_up, student(torch.cat([z, -signed], dim=1)), atol=1e-3)
 
 
+def test_the_numbers_given_network_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots():
+    """The conditional sampler feeds the numbers-given network the drawn classes' dims between
+    the latent numbers and the given numbers; its output must be the plain forward's on the same
+    ±1 one-hots (to float rounding), with a mask per row and with one for the whole block."""
+    from pfcore.models.cond_student import ConditionalStudent
+
+    torch.manual_seed(4)
+    ar = DiscreteAR([3, 2, 5, 4], width=20, depth=2)
+    net = ConditionalStudent(3 + ar.dim, 3, 32, 2)
+    with torch.no_grad():
+        for p in [*ar.parameters(), *net.parameters()]:
+            p.normal_(0, 0.5)
+        dims = ar.draw(torch.rand(300, 4))
+        signed = ar.onehot(dims) * 2 - 1
+        z, known = torch.randn(300, 3), torch.randn(300, 3)
+        for mask in (torch.rand(300, 3) < 0.5, torch.tensor([True, False, True])):
+            plain = net(torch.cat([z, signed], dim=1), mask, known)
+            looked_up = net(z, mask, known, dims)
+            torch.testing.assert_close(looked_up, plain, rtol=1e-5, atol=1e-5)
+            other = net(torch.cat([z, -signed], dim=1), mask, known)
+            assert not torch.allclose(looked_up, other, atol=1e-3)
+            assert not torch.allclose(looked_up, net(z, ~mask, known, dims), atol=1e-3)
+
+
 def test_masks_make_each_column_depend_only_on_earlier_ones() -> None:
     torch.manual_seed(1)
     ar = DiscreteAR([3, 4, 2], width=16, depth=2)
@@ -508,15 +532,13 @@ def _reference_any_order(net, u, d01, m_col, x_num, m_num) -> torch.Tensor:
 def test_any_order_sampler_equals_full_forwards(
     monkeypatch: pytest.MonkeyPatch, widths: list[int]
 ) -> None:
-    """The incremental sampler (first layer updated column by column, rows in chunks; a drawn
-    class of a column wider than ``LOOKUP_CLASSES`` added by lookup) draws, for every row and
-    missing column, the inverse-CDF class of a full forward on what is known at that point:
-    with a different mask per row, and with every column missing (the in-place path a
-    compiled condition takes)."""
+    """The incremental sampler (first layer updated column by column by a lookup of the drawn
+    class's weights, rows in chunks) draws, for every row and missing column, the inverse-CDF
+    class of a full forward on what is known at that point: with a different mask per row,
+    and with every column missing (the path a compiled condition takes)."""
     from pfcore.models import hybrid_cond
-    from pfcore.models.hybrid_cond import LOOKUP_CLASSES, AnyOrderDiscrete
+    from pfcore.models.hybrid_cond import AnyOrderDiscrete
 
-    assert max(widths) < LOOKUP_CLASSES or min(w for w in widths if w > 5) > LOOKUP_CLASSES
     monkeypatch.setattr(hybrid_cond, "SAMPLE_CHUNK", 128)
     torch.manual_seed(0)
     k = len(widths)
@@ -531,14 +553,19 @@ def test_any_order_sampler_equals_full_forwards(
     for c, w in enumerate(net.widths):
         d01[torch.arange(n), net.starts[c] + torch.randint(0, w, (n,))] = 1.0
     d01 = d01 * m_col[:, net.col_of_dim]
-    fast = net.sample(u, d01, m_col, x_num, m_num)
+    fast = _onehots(net, net.sample(u, d01, m_col, x_num, m_num))
     assert torch.equal(fast, _reference_any_order(net, u, d01, m_col, x_num, m_num))
     assert torch.equal(fast[m_col[:, net.col_of_dim]], d01[m_col[:, net.col_of_dim]])
     none = torch.zeros_like(m_col)
     assert torch.equal(
-        net.sample(u, d01 * 0, none, x_num, m_num),
+        _onehots(net, net.sample(u, d01 * 0, none, x_num, m_num)),
         _reference_any_order(net, u, d01 * 0, none, x_num, m_num),
     )
+
+
+def _onehots(net, dims: torch.Tensor) -> torch.Tensor:
+    """0/1 one-hots ``(n, D)`` of the one-hot dims ``(n, K)`` the any-order sampler returns."""
+    return torch.zeros(dims.shape[0], net.dim).scatter_(1, dims, 1.0)
 
 
 def test_any_order_sampler_keeps_class_links_at_whichever_end_it_draws_second() -> None:
@@ -576,8 +603,8 @@ def test_any_order_sampler_keeps_class_links_at_whichever_end_it_draws_second() 
     def broken(out: torch.Tensor) -> list[int]:
         return [int((out[:, i] != out[:, j]).sum()) for i, j in links.tolist()]
 
-    assert broken(net.sample(u, given, m_col, x_num, m_num, links)) == [0, 0]
-    assert min(broken(net.sample(u, given, m_col, x_num, m_num))) > 200
+    assert broken(_onehots(net, net.sample(u, given, m_col, x_num, m_num, links))) == [0, 0]
+    assert min(broken(_onehots(net, net.sample(u, given, m_col, x_num, m_num)))) > 200
 
 
 def test_conditional_rows_keep_the_class_links_of_an_untrained_network() -> None:

@@ -391,11 +391,6 @@ class DiscreteAR(nn.Module):
         out = dims.new_zeros(dims.shape[0], self.dim, dtype=torch.float32)
         return out.scatter_(1, dims, 1.0)
 
-    def dims_of(self, onehot01: torch.Tensor) -> torch.Tensor:
-        """The one-hot dims ``(n, K)`` set in 0/1 one-hots ``(n, D)``: :meth:`onehot` inverted."""
-        cols = zip(self.starts[:-1], self.starts[1:], strict=True)
-        return torch.stack([onehot01[:, s:e].argmax(dim=1) + s for s, e in cols], dim=1)
-
     @torch.no_grad()
     def draw(
         self, u: torch.Tensor, given: tuple[torch.Tensor, torch.Tensor] | None = None

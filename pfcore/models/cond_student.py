@@ -68,6 +68,7 @@ from pfcore.models.nets import (
     copy_with_more_inputs,
     count_parameters,
     embed_given,
+    mlp_on_signed_onehots,
 )
 
 if TYPE_CHECKING:
@@ -125,14 +126,26 @@ class ConditionalStudent(nn.Module):
         inputs = self.latent_dim + 2 * self.n_features + extra
         self.mlp = MLP(inputs, self.n_features, width, depth)
 
-    def forward(self, z: torch.Tensor, mask: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        known: torch.Tensor,
+        dims: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``dims``: the last ``latent_dim - z.shape[1]`` latent inputs are ±1 one-hots given
+        by their hot dims ``(n, K)`` (``nets.mlp_on_signed_onehots``), not built: the hybrid's
+        numbers-given network reads its row's classes (355 one-hot dims on adult) beside a few
+        latent numbers."""
         m = mask.to(z.dtype)
         if m.ndim == 1:
             m = m.expand(z.shape[0], -1)
-        parts = [z, m, known.to(z.dtype) * m]
+        parts = [m, known.to(z.dtype) * m]
         if self.embed is not None:
             parts.append(embed_given(self.embed, known.to(z.dtype), m))
-        return self.mlp(torch.cat(parts, dim=1))
+        if dims is None:
+            return self.mlp(torch.cat([z, *parts], dim=1))
+        return mlp_on_signed_onehots(self.mlp, z, dims, after=torch.cat(parts, dim=1))
 
     def warm_start(self, student: MLP) -> None:
         """Copy the unconditional student; the new inputs start with zero weight."""

@@ -410,14 +410,20 @@ class HybridModel(GenerativeModel):
         return self.mapped_numbers(w, self.white_marginal, self.marginal)
 
     def cond_numbers(
-        self, zd: torch.Tensor, mask: torch.Tensor, known: torch.Tensor
+        self,
+        zd: torch.Tensor,
+        mask: torch.Tensor,
+        known: torch.Tensor,
+        dims: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The conditional student's numbers for inputs ``zd`` (``[z_num, d]``) with the numbers
-        of ``mask`` given as ``known``: decoded from the whitened space, then the given ones set
-        and the others moved with them (:meth:`given_numbers`). Without its marginal map, which
-        is fitted on these numbers and applied by the sampler."""
+        """The conditional student's numbers for inputs ``zd`` (``[z_num, d]``, d the ±1
+        one-hots; with ``dims``, the hot dims ``(n, K)`` of those one-hots, ``zd`` is ``z_num``
+        alone) with the numbers of ``mask`` given as ``known``: decoded from the whitened
+        space, then the given ones set and the others moved with them
+        (:meth:`given_numbers`). Without its marginal map, which is fitted on these numbers
+        and applied by the sampler."""
         assert self.cond_numeric is not None
-        x = self.from_white(self.cond_numeric(zd, mask, known))
+        x = self.from_white(self.cond_numeric(zd, mask, known, dims))
         return self.given_numbers(x, known, mask)
 
     def given_numbers(

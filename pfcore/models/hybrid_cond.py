@@ -231,9 +231,11 @@ class AnyOrderDiscrete(nn.Module):
         skip: torch.Tensor | None = None,
         bans: list[list[tuple[int, torch.Tensor]]] | None = None,
     ) -> torch.Tensor:
-        """Fill the missing columns of ``d01`` (0/1, ``(n, D)``) in block order, each by inverse
-        CDF at ``u[:, c]`` from its law given everything known so far; ``skip`` ``(n, K)``:
-        missing columns left as they are (another sampler draws them after these).
+        """The one-hot dim (``starts[c]`` + class, ``(n, K)``, as ``DiscreteAR.draw`` returns)
+        of every column: the given class where ``m_col``, else drawn in block order, each by
+        inverse CDF at ``u[:, c]`` from its law given everything known so far. ``d01`` (0/1,
+        ``(n, D)``) holds the given classes. ``skip`` ``(n, K)``: missing columns left at their
+        first dim (another sampler draws them after these).
 
         ``links``: the unconditional network's class links (``find_links``, ``(L, 2)`` one-hot
         dims), enforced here too: a column drawn after its linked column (given or drawn) takes
@@ -245,44 +247,73 @@ class AnyOrderDiscrete(nn.Module):
         cache: the per-column work is a few passes over ``(rows, width)`` activations, which on
         a CPU costs memory traffic more than arithmetic.
         """
-        out = d01.clone()
+        first = self.mlp.body[0]
+        assert isinstance(first, nn.Linear)
+        dims = torch.tensor(self.starts, device=d01.device).repeat(u.shape[0], 1)
+        for c in m_col.any(dim=0).nonzero().flatten().tolist():
+            s, w = self.starts[c], self.widths[c]
+            given = d01[:, s : s + w].argmax(dim=1) + s
+            dims[:, c] = torch.where(m_col[:, c], given, dims[:, c])
         if links is None:
             links = torch.zeros(0, 2, dtype=torch.long, device=d01.device)
         column_links = links_by_column(links.long(), self.widths, both_ways=True)
         tables = bans if bans is not None else [[] for _ in self.widths]
+        lookups = self._drawn_tables(first.weight)
         todo = ~m_col if skip is None else ~m_col & ~skip
         for lo in range(0, u.shape[0], SAMPLE_CHUNK):
             sl = slice(lo, lo + SAMPLE_CHUNK)
             self._fill_rows(
-                u[sl], out[sl], m_col[sl], todo[sl], x_num[sl], m_num[sl], column_links, tables
+                u[sl],
+                d01[sl],
+                dims[sl],
+                m_col[sl],
+                todo[sl],
+                x_num[sl],
+                m_num[sl],
+                column_links,
+                tables,
+                lookups,
             )
+        return dims
+
+    def _drawn_tables(self, weight: torch.Tensor) -> list[torch.Tensor]:
+        """Per column, ``(classes + 1, width)``: what drawing each class adds to the first
+        layer's pre-activation (its one-hot weight plus the column's mask bit), and a last row
+        of zeros for rows that do not draw the column. One row lookup per drawn column: on one
+        CPU thread 0.08-0.09 ms per 2,048 rows at 2-41 classes and 256 units, where the product
+        with the one-hot took 0.11-0.50 ms and the lookup of the unfolded weights plus two
+        additions 0.7 ms."""
+        out = []
+        for c, (s, w) in enumerate(zip(self.starts, self.widths, strict=True)):
+            drawn = weight[:, s : s + w].t() + weight[:, self.dim + c]
+            out.append(torch.cat([drawn, drawn.new_zeros(1, drawn.shape[1])]).contiguous())
         return out
 
     def _fill_rows(
         self,
         u: torch.Tensor,
         d01: torch.Tensor,
+        dims: torch.Tensor,
         m_col: torch.Tensor,
         todo: torch.Tensor,
         x_num: torch.Tensor,
         m_num: torch.Tensor,
         column_links: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
         tables: list[list[tuple[int, torch.Tensor]]],
+        lookups: list[torch.Tensor],
     ) -> None:
-        """:meth:`sample` on one chunk, writing the drawn classes into ``d01`` (a view of
-        :meth:`sample`'s own copy, so the caller's tensor is never touched). The first layer
-        is linear in the inputs, so drawing column ``c`` only adds its weight columns (the drawn
-        class and the column's mask bit) to the first layer's pre-activation; each column then
+        """:meth:`sample` on one chunk, writing the drawn dims into ``dims`` (a view of
+        :meth:`sample`'s own tensor). The first layer is linear in the inputs, so drawing
+        column ``c`` only adds its weights of the drawn class and of the column's mask bit to
+        the first layer's pre-activation (one lookup, :meth:`_drawn_tables`); each column then
         costs the deeper layers plus its own logits, not a full forward.
 
-        Three ways of doing the same products that cost less on a CPU (credit_default's
+        Two ways of doing the same products that cost less on a CPU (credit_default's
         network, 18 columns, 512 wide, 2,048 rows, one thread): the first layer reads only the
         inputs that are non-zero in some row of the chunk (a rebalanced or given column leaves
         most of them zero: 6.5 -> 1.5 ms); a column's logits are ``W_c h^T`` rather than
         ``h W_c^T`` (a product with few outputs runs faster with them as rows: 10.5 -> 8.0 ms
-        for all 18 heads); a column of more than ``LOOKUP_CLASSES`` classes adds its drawn
-        class's weight column by lookup instead of a product with the one-hot (1.7 -> 0.4 ms
-        at 80 classes; the product is faster for a few classes)."""
+        for all 18 heads)."""
         m_col = m_col.clone()
         first, rest, head = self.mlp.body[0], self.mlp.body[1:], self.mlp.head
         assert isinstance(first, nn.Linear)
@@ -301,40 +332,18 @@ class AnyOrderDiscrete(nn.Module):
             logits = torch.addmm(head.bias[s : s + w, None], head.weight[s : s + w], act.t()).t()
             others, their_dim, mine = column_links[c]
             known = m_col[:, others]  # (n, links of column c): is the other end given or drawn
-            had = known & (d01[:, their_dim] > 0.5)
+            had = known & (dims[:, others] == their_dim)
             banned = banned_by(
-                tables[c],
-                lambda o: d01[:, self.starts[o] : self.starts[o] + self.widths[o]].argmax(dim=1),
-                lambda o: m_col[:, o],
+                tables[c], lambda o: dims[:, o] - self.starts[o], lambda o: m_col[:, o]
             )
             k = draw_linked(logits, u[:, c], mine, had, known & ~had, banned)
-            drawn = F.one_hot(k, w).to(d01.dtype)
-            if n_need == len(need):
-                self._add_drawn(pre, first.weight, c, k, drawn)
-                d01[:, s : s + w] = drawn
+            if n_need < len(need):
+                k = torch.where(need, k, w)  # the zero row: those rows keep their input
+                dims[:, c] = torch.where(need, k + s, dims[:, c])
             else:
-                grown = self._add_drawn(pre.clone(), first.weight, c, k, drawn)
-                pre = torch.where(need.unsqueeze(1), grown, pre)
-                d01[:, s : s + w] = torch.where(need.unsqueeze(1), drawn, d01[:, s : s + w])
+                dims[:, c] = k + s
+            pre.add_(F.embedding(k, lookups[c]))
             m_col[:, c] |= need
-
-    def _add_drawn(
-        self, pre: torch.Tensor, weight: torch.Tensor, c: int, k: torch.Tensor, drawn: torch.Tensor
-    ) -> torch.Tensor:
-        """``pre`` (in place) plus column ``c``'s first-layer weights of the drawn classes
-        ``k`` (one-hots ``drawn``) and of its mask bit: by lookup above ``LOOKUP_CLASSES``
-        classes, else as one matrix product with the one-hot and the bit."""
-        s, w = self.starts[c], self.widths[c]
-        if w > LOOKUP_CLASSES:
-            return pre.add_(F.embedding(k, weight[:, s : s + w].t())).add_(weight[:, self.dim + c])
-        w_c = weight[:, [*range(s, s + w), self.dim + c]]
-        return pre.addmm_(F.pad(drawn, (0, 1), value=1.0), w_c.t())
-
-
-#: Above this many classes a drawn class's first-layer weights are looked up, not multiplied
-#: in by its one-hot (on one CPU thread the lookup costs about 0.3 ms per 2,048 rows whatever
-#: the width; the product 0.2 ms at 2-11 classes, 1.2 ms at 56, 1.7 ms at 80).
-LOOKUP_CLASSES = 16
 
 
 #: Rows per pass of the any-order sampler (credit_default, 10 discrete columns, a 256x2
@@ -398,7 +407,7 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             assert model.cond_discrete is not None and ar is not None
             u = torch.special.ndtr(z[:, :k])
             tail = _unconditional_tail(m_col, m_num)
-            d01 = model.cond_discrete.sample(
+            hot = model.cond_discrete.sample(
                 u,
                 (d_known + 1) / 2,
                 m_col,
@@ -408,7 +417,6 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
                 skip=tail,
                 bans=ar.ban_tables(both_ways=True),
             )
-            hot = ar.dims_of(d01)
             rows = tail.any(dim=1).nonzero().flatten()
             if len(rows):
                 hot[rows] = ar.draw(u[rows], (hot[rows], ~tail[rows]))
@@ -439,24 +447,18 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             return unconditional()
         if bool(m_num.all()):  # every number given: each sampler's output is written over
             return num_known
-        # the networks below read the one-hots themselves
-        d = z_num.new_zeros(len(z_num), 0) if hot is None else model.signed_onehots(hot)
-        zd = torch.cat([z_num, d], dim=1)
         if project:  # rows that give nothing keep their latent point: the student's own rows
+            # the one-hots themselves: the lookup would save the (inference-mode) hot dims
+            # for the backward passes of the projection
+            d = z_num.new_zeros(len(z_num), 0) if hot is None else model.signed_onehots(hot)
 
             def f(q: torch.Tensor) -> torch.Tensor:
                 return model.student_numbers(student(torch.cat([q, d], dim=1)))
 
             x = project_latent(f, z_num, num_known, m_num, iters=PROJECT_ITERS)[1]
             return model.given_numbers(x, num_known, m_num)
-        if bool(rows.all()):
-            x_num = model.cond_numbers(zd, m_num, num_known)
-        else:
-            x_num = torch.where(
-                rows.unsqueeze(1),
-                model.cond_numbers(zd, m_num, num_known),
-                unconditional(),
-            )
+        given = model.cond_numbers(z_num, m_num, num_known, hot)
+        x_num = given if bool(rows.all()) else torch.where(rows[:, None], given, unconditional())
         if model.cond_marginal is not None:
             free = rows.unsqueeze(1) & ~m_num  # the numbers drawn beside given ones
             x_num = torch.where(free, model.cond_marginal(x_num), x_num)

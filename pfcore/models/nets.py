@@ -66,9 +66,11 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
-def mlp_on_signed_onehots(mlp: MLP, dense: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
-    """``mlp(cat([dense, 2 onehot - 1]))`` where the one-hots are given by their hot dims
-    ``dims`` ``(n, K)`` (indices into the one-hot part), without building them.
+def mlp_on_signed_onehots(
+    mlp: MLP, dense: torch.Tensor, dims: torch.Tensor, after: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``mlp(cat([dense, 2 onehot - 1, after]))`` where the one-hots are given by their hot
+    dims ``dims`` ``(n, K)`` (indices into the one-hot part), without building them.
 
     Why: the first layer is linear, so the one-hot part of its product is the sum of the hot
     dims' weight columns (times two, minus the sum of all of them for the -1s): ``K`` row
@@ -79,9 +81,13 @@ def mlp_on_signed_onehots(mlp: MLP, dense: torch.Tensor, dims: torch.Tensor) -> 
     first = mlp.body[0]
     assert isinstance(first, nn.Linear)
     n_dense = dense.shape[1]
-    signed = first.weight[:, n_dense:]
+    end = first.in_features - (0 if after is None else after.shape[1])
+    signed = first.weight[:, n_dense:end]
     table = (2 * signed).t().contiguous()
-    h = torch.addmm(first.bias - signed.sum(dim=1), dense, first.weight[:, :n_dense].t())
+    if after is not None:
+        dense = torch.cat([dense, after], dim=1)
+    weight = torch.cat([first.weight[:, :n_dense], first.weight[:, end:]], dim=1)
+    h = torch.addmm(first.bias - signed.sum(dim=1), dense, weight.t())
     h += F.embedding_bag(dims, table, mode="sum")
     if torch.is_grad_enabled():
         return mlp.head(mlp.body[1:](h))
