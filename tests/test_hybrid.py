@@ -228,6 +228,30 @@ def test_the_student_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots() 
     assert not torch.allclose(looked_up, student(torch.cat([z, -signed], dim=1)), atol=1e-3)
 
 
+def test_the_any_order_network_trains_at_its_own_learning_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The discrete conditional network's optimizer starts from ``conditional_discrete_lr``;
+    the numbers-given network's from ``conditional_lr``."""
+    made: list[tuple[set[int], float]] = []
+    real_init = torch.optim.Adam.__init__
+
+    def spy(self, params, *a, **k):  # type: ignore[no-untyped-def]
+        params = list(params)
+        flat = [q for p in params for q in (p["params"] if isinstance(p, dict) else [p])]
+        made.append(({id(q) for q in flat}, k.get("lr", a[0] if a else None)))
+        return real_init(self, params, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "__init__", spy)
+    x, blocks = linked_table(n=300, numeric=True)
+    m = fit(
+        x, blocks, conditional_max_steps=2, conditional_discrete_lr=0.0123, conditional_lr=0.002
+    )
+    assert m.cond_discrete is not None and m.cond_numeric is not None
+    for net, lr in ((m.cond_discrete, 0.0123), (m.cond_numeric, 0.002)):
+        assert ({id(p) for p in net.parameters()}, lr) in made
+
+
 def test_the_numbers_given_network_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots():
     """The conditional sampler feeds the numbers-given network the drawn classes' dims between
     the latent numbers and the given numbers; its output must be the plain forward's on the same

@@ -575,7 +575,7 @@ def _fit_discrete(
     d_ev = (d_ev + 1) / 2
     m_ev = draw(len(d_ev), seeded_generator(cfg.seed, device, salt=13))
     batch = min(cfg.batch_size, len(x))
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_lr)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.conditional_discrete_lr)
     use_amp = amp_enabled(cfg.amp, device)
 
     def step_fn(step: int) -> torch.Tensor:
@@ -592,7 +592,7 @@ def _fit_discrete(
         name="cond_discrete",
         max_steps=cfg.conditional_max_steps,
         budget_s=budget_s,
-        lr=cfg.conditional_lr,
+        lr=cfg.conditional_discrete_lr,
         network=("cond_discrete", net),
         push_fn=model._push_raw,
         step_fn=step_fn,
