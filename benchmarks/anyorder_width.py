@@ -7,7 +7,8 @@ number of seconds, and save the synthesizer copy (the same unconditional parts),
         SAVED_DIR DATASET OUT_DIR WIDTH SECONDS
 
 ``SAVED_DIR/DATASET`` is a synthesizer saved by ``conditional.py --models SAVED_DIR``; ``CAP``
-caps the steps as ``conditional_max_steps`` does in a fit (default: no cap).
+caps the steps as ``conditional_max_steps`` does in a fit (default: no cap); ``LR`` sets its
+learning rate (default: ``HybridConfig.conditional_discrete_lr``).
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pfcore.models.hybrid import HybridConfig
 from pfcore.models.hybrid_cond import AnyOrderDiscrete, _fit_discrete
 from pfcore.models.phase import PhaseData
 from pfcore.synthesizer import Synthesizer, split_train_holdout
@@ -50,6 +52,7 @@ model.config = dataclasses.replace(
     conditional_width=width,
     conditional_depth=depth,
     conditional_max_steps=int(os.environ.get("CAP", 100000)),
+    conditional_discrete_lr=float(os.environ.get("LR", HybridConfig.conditional_discrete_lr)),
 )
 k, d, n_num = model._dims()
 widths = [b.width for b in model.blocks if b.kind == "onehot"]
