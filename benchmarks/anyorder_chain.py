@@ -13,7 +13,6 @@ class frequencies from the same rows). Nats per row; per column beside each othe
 holdout is ``conditional.py``'s (first 5,000 rows).
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -22,13 +21,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.saved_fit import SHARED
 from pfcore.synthesizer import Synthesizer, split_train_holdout
-
-SHARED = Path(
-    os.environ.get(
-        "PUSHFORWARD_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    )
-)
 
 
 def main(saved: Path, ds: str, target: str) -> None:

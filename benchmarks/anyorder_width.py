@@ -18,34 +18,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.saved_fit import training_rows
 from pfcore.models.hybrid import HybridConfig
 from pfcore.models.hybrid_cond import AnyOrderDiscrete, _fit_discrete
 from pfcore.models.phase import PhaseData
-from pfcore.synthesizer import Synthesizer, split_train_holdout
-
-SHARED = Path(
-    os.environ.get(
-        "PUSHFORWARD_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    )
-)
+from pfcore.synthesizer import Synthesizer
 
 saved, ds, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 width, seconds = int(sys.argv[4]), float(sys.argv[5])
 depth = 1
 torch.set_num_threads(1)
 synth = Synthesizer.load(saved / ds)
-table = pq.read_table(SHARED / f"{ds}.parquet")
-train, _ = split_train_holdout(table, 0.2, 0, 20_000)
-x = synth.transformer.encode(train, seed=0)
-perm = np.random.default_rng(np.random.SeedSequence([0, 0xFA11D])).permutation(len(x))
-nv = int(len(x) * 0.1)
-xt = torch.from_numpy(x[perm[nv:]]).float()
-xv = torch.from_numpy(x[perm[:nv]]).float()
+xt, xv = training_rows(synth, ds)
 model = synth.model
 model.config = dataclasses.replace(
     model.config,

@@ -16,27 +16,19 @@ the model config (``conditional_lr=0.008``).
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.overrides import parse_overrides
+from benchmarks.saved_fit import training_rows
 from pfcore.models.hybrid_cond import _fit_cond_marginal, _fit_numeric, build_networks
 from pfcore.models.phase import PhaseData
-from pfcore.synthesizer import Synthesizer, split_train_holdout
-
-SHARED = Path(
-    os.environ.get(
-        "PUSHFORWARD_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    )
-)
+from pfcore.synthesizer import Synthesizer
 
 
 def main(argv: list[str]) -> None:
@@ -47,13 +39,7 @@ def main(argv: list[str]) -> None:
     seconds = (
         float(fitted["cond_numeric"]["seconds"]) if seconds_arg == "fit" else float(seconds_arg)
     )
-    table = pq.read_table(SHARED / f"{ds}.parquet")
-    train, _ = split_train_holdout(table, 0.2, 0, 20_000)
-    x = synth.transformer.encode(train, seed=0)
-    perm = np.random.default_rng(np.random.SeedSequence([0, 0xFA11D])).permutation(len(x))
-    nv = int(len(x) * 0.1)
-    xt = torch.from_numpy(x[perm[nv:]]).float()
-    xv = torch.from_numpy(x[perm[:nv]]).float()
+    xt, xv = training_rows(synth, ds)
     model = synth.model
     model.config = dataclasses.replace(model.config, **parse_overrides(argv[4:]))
     _, n_num = model._dims()[1:]

@@ -209,21 +209,28 @@ def test_the_direct_weights_train_at_their_own_learning_rate_scale(
     assert len(seen) == 20 and all(b == pytest.approx(10.0 * a) and a > 0 for a, b in seen)
 
 
+def _drawn_rows(seed: int, net: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random weights for ``net``, and 300 rows of classes drawn by a random discrete network
+    over columns of 3, 2, 5 and 4 classes: (their one-hot dims, their ±1 one-hots)."""
+    torch.manual_seed(seed)
+    ar = DiscreteAR([3, 2, 5, 4], width=20, depth=2)
+    with torch.no_grad():
+        for p in [*ar.parameters(), *net.parameters()]:
+            p.normal_(0, 0.5)
+        dims = ar.draw(torch.rand(300, 4))
+    assert torch.all(ar.onehot(dims).sum(dim=1) == 4)
+    return dims, ar.onehot(dims) * 2 - 1
+
+
 def test_the_student_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots() -> None:
     """The sampler feeds the student the drawn classes' dims, not ±1 one-hots; its output must
     be the plain forward's on the same one-hots (to float rounding)."""
-    torch.manual_seed(3)
-    ar = DiscreteAR([3, 2, 5, 4], width=20, depth=2)
-    student = MLP(3 + ar.dim, 3, 32, 3)
+    student = MLP(3 + 14, 3, 32, 3)
+    dims, signed = _drawn_rows(3, student)
+    z = torch.randn(300, 3)
     with torch.no_grad():
-        for p in [*ar.parameters(), *student.parameters()]:
-            p.normal_(0, 0.5)
-        dims = ar.draw(torch.rand(300, 4))
-        signed = ar.onehot(dims) * 2 - 1
-        z = torch.randn(300, 3)
         plain = student(torch.cat([z, signed], dim=1))
         looked_up = mlp_on_signed_onehots(student, z, dims)
-    assert torch.all(ar.onehot(dims).sum(dim=1) == 4)
     torch.testing.assert_close(looked_up, plain, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(looked_up, student(torch.cat([z, -signed], dim=1)), atol=1e-3)
 
@@ -258,15 +265,10 @@ def test_the_numbers_given_network_reads_drawn_classes_by_lookup_as_it_reads_the
     ±1 one-hots (to float rounding), with a mask per row and with one for the whole block."""
     from pfcore.models.cond_student import ConditionalStudent
 
-    torch.manual_seed(4)
-    ar = DiscreteAR([3, 2, 5, 4], width=20, depth=2)
-    net = ConditionalStudent(3 + ar.dim, 3, 32, 2)
+    net = ConditionalStudent(3 + 14, 3, 32, 2)
+    dims, signed = _drawn_rows(4, net)
+    z, known = torch.randn(300, 3), torch.randn(300, 3)
     with torch.no_grad():
-        for p in [*ar.parameters(), *net.parameters()]:
-            p.normal_(0, 0.5)
-        dims = ar.draw(torch.rand(300, 4))
-        signed = ar.onehot(dims) * 2 - 1
-        z, known = torch.randn(300, 3), torch.randn(300, 3)
         for mask in (torch.rand(300, 3) < 0.5, torch.tensor([True, False, True])):
             plain = net(torch.cat([z, signed], dim=1), mask, known)
             looked_up = net(z, mask, known, dims)
