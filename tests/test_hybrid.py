@@ -259,17 +259,25 @@ def test_the_any_order_network_trains_at_its_own_learning_rate(
         assert ({id(p) for p in net.parameters()}, lr) in made
 
 
-def test_the_numbers_given_network_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots():
+@pytest.mark.parametrize("embed", [False, True])
+def test_the_numbers_given_network_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots(
+    embed: bool,
+) -> None:
     """The conditional sampler feeds the numbers-given network the drawn classes' dims between
-    the latent numbers and the given numbers; its output must be the plain forward's on the same
-    ±1 one-hots (to float rounding), with a mask per row and with one for the whole block."""
+    the latent numbers and the given numbers (and embeds only the columns some row gives); its
+    output must be the plain forward's on the same ±1 one-hots (to float rounding), with a mask
+    per row, with one for the whole block and with one that no row's first column is in."""
     from pfcore.models.cond_student import ConditionalStudent
+    from pfcore.models.nets import PeriodicEmbedding
 
-    net = ConditionalStudent(3 + 14, 3, 32, 2)
+    periodic = PeriodicEmbedding(3, range(3), 4, 5, 1.0) if embed else None
+    net = ConditionalStudent(3 + 14, 3, 32, 2, embed=periodic)
     dims, signed = _drawn_rows(4, net)
     z, known = torch.randn(300, 3), torch.randn(300, 3)
+    some = torch.rand(300, 3) < 0.5
+    some[:, 0] = False
     with torch.no_grad():
-        for mask in (torch.rand(300, 3) < 0.5, torch.tensor([True, False, True])):
+        for mask in (torch.rand(300, 3) < 0.5, torch.tensor([True, False, True]), some):
             plain = net(torch.cat([z, signed], dim=1), mask, known)
             looked_up = net(z, mask, known, dims)
             torch.testing.assert_close(looked_up, plain, rtol=1e-5, atol=1e-5)
@@ -1023,23 +1031,30 @@ def test_the_project_sampler_puts_given_numbers_on_the_students_curve(curved_mas
     torch.testing.assert_close(free[:, :2], own, rtol=0, atol=1e-5)
 
 
-def test_the_energy_score_network_misses_the_curve_at_the_same_steps() -> None:
-    """Why the conditional teacher: without it the numbers-given network learns from the energy
-    score on data rows alone, and at the same steps its v barely moves with u (measured: mean
-    -0.06 at u = 0, -0.17 and 0.13 at u = +-1.6, against about -0.7 and 1.1 on the curve)."""
+@pytest.mark.parametrize("embed", [False, True])
+def test_the_energy_score_network_follows_the_curve_with_the_embedding(embed: bool) -> None:
+    """Without the conditional teacher the numbers-given network learns from the energy score
+    on data rows alone. With a given number as a raw input only, at the same steps its v barely
+    moves with u (measured: mean -0.06 at u = 0, -0.17 and 0.13 at u = +-1.6, against about
+    -0.7 and 1.1 on the curve); with its periodic embedding as well (the default) it follows
+    the curve (measured -0.69 and 1.11)."""
     from pfcore.models.conditional import conditional_push
 
     x, blocks = curved_table()
     steps = dict(max_steps=600, distill_max_steps=400, conditional_max_steps=600, ar_max_steps=100)
-    m = fit(x, blocks, **steps, width=128)
+    m = fit(x, blocks, **steps, width=128, conditional_embed=embed)
     assert m.cond_teacher is None and "masked_pairs" not in m.fit_summary
+    assert m.cond_numeric is not None and (m.cond_numeric.embed is not None) == embed
     push = conditional_push(m)
     z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
     means = {}
     for u in (0.0, 1.6):
         known, mask = _request(x.shape[1], {0: u})
         means[u] = float(np.mean(push(z, known, mask, 0).numpy()[:, 1]))
-    assert means[1.6] - means[0.0] < 0.8, means
+    if embed:
+        assert abs(means[0.0] + 0.71) < 0.3 and means[1.6] - means[0.0] > 1.1, means
+    else:
+        assert means[1.6] - means[0.0] < 0.8, means
 
 
 def test_conditional_teacher_config_is_validated() -> None:

@@ -140,12 +140,25 @@ class ConditionalStudent(nn.Module):
         m = mask.to(z.dtype)
         if m.ndim == 1:
             m = m.expand(z.shape[0], -1)
-        parts = [m, known.to(z.dtype) * m]
-        if self.embed is not None:
-            parts.append(embed_given(self.embed, known.to(z.dtype), m))
+        known = known.to(z.dtype)
+        parts = [m, known * m]
         if dims is None:
+            if self.embed is not None:
+                parts.append(embed_given(self.embed, known, m))
             return self.mlp(torch.cat([z, *parts], dim=1))
-        return mlp_on_signed_onehots(self.mlp, z, dims, after=torch.cat(parts, dim=1))
+        if self.embed is None:
+            return mlp_on_signed_onehots(self.mlp, z, dims, after=torch.cat(parts, dim=1))
+        # the embeddings of the columns given in some row only (a range gives one): the others
+        # are zero inputs
+        cols = m.any(dim=0).nonzero().flatten()
+        units = self.embed.weight.shape[-1]
+        parts.append(embed_given(self.embed, known, m, cols))
+        base = 2 * self.n_features
+        slots = (base + cols[:, None] * units + torch.arange(units, device=z.device)).flatten()
+        inputs = torch.cat([torch.arange(base, device=z.device), slots])
+        after = torch.cat(parts, dim=1)
+        n_after = base + self.n_features * units
+        return mlp_on_signed_onehots(self.mlp, z, dims, after=after, after_inputs=(n_after, inputs))
 
     def warm_start(self, student: MLP) -> None:
         """Copy the unconditional student; the new inputs start with zero weight."""

@@ -23,7 +23,9 @@ probability drawn per row):
 2. The numbers: when no numeric column is given, the unconditional student ``(z_num, d) ->
    x_num`` already is the law of the numbers given the (now complete) discrete row. When some
    are given, a :class:`~pfcore.models.cond_student.ConditionalStudent` over the numeric dims,
-   its input ``[z_num, d]`` plus the numeric mask and known numbers, warm-started from that
+   its input ``[z_num, d]`` plus the numeric mask, the known numbers and a periodic embedding
+   of each known number (``conditional_embed``; a raw number is too smooth a signal for a
+   condition that pins another column to narrow bands), warm-started from that
    student (new inputs at zero weight), is trained with the energy score (a strictly proper
    scoring rule: its minimiser is the conditional law, for every mask at once) plus the
    distillation pairs as anchor. Skipping that network, the unconditional student's numbers
@@ -780,7 +782,8 @@ def build_networks(model: HybridModel) -> tuple[AnyOrderDiscrete | None, Conditi
         AnyOrderDiscrete(widths, n_num, cfg.conditional_width, cfg.conditional_depth) if k else None
     )
     embed = None
-    if n_num and cfg.conditional_teacher and cfg.num_embedding == "periodic":
+    periodic_teacher = cfg.conditional_teacher and cfg.num_embedding == "periodic"
+    if n_num and (cfg.conditional_embed or periodic_teacher):
         embed = PeriodicEmbedding(
             n_num, range(n_num), cfg.embedding_freqs, cfg.embedding_dim, cfg.embedding_sigma
         )

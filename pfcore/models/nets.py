@@ -67,10 +67,16 @@ class MLP(nn.Module):
 
 
 def mlp_on_signed_onehots(
-    mlp: MLP, dense: torch.Tensor, dims: torch.Tensor, after: torch.Tensor | None = None
+    mlp: MLP,
+    dense: torch.Tensor,
+    dims: torch.Tensor,
+    after: torch.Tensor | None = None,
+    after_inputs: tuple[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``mlp(cat([dense, 2 onehot - 1, after]))`` where the one-hots are given by their hot
     dims ``dims`` ``(n, K)`` (indices into the one-hot part), without building them.
+    ``after_inputs``: ``(inputs after the one-hots, the indices among them that after's columns
+    are)``, when ``after`` holds only some of them (the others are zero in every row).
 
     Why: the first layer is linear, so the one-hot part of its product is the sum of the hot
     dims' weight columns (times two, minus the sum of all of them for the -1s): ``K`` row
@@ -81,12 +87,17 @@ def mlp_on_signed_onehots(
     first = mlp.body[0]
     assert isinstance(first, nn.Linear)
     n_dense = dense.shape[1]
-    end = first.in_features - (0 if after is None else after.shape[1])
+    n_after, cols = (0 if after is None else after.shape[1]), None
+    if after_inputs is not None:
+        n_after, cols = after_inputs
+    end = first.in_features - n_after
     signed = first.weight[:, n_dense:end]
     table = (2 * signed).t().contiguous()
+    weight = first.weight[:, :n_dense]
     if after is not None:
         dense = torch.cat([dense, after], dim=1)
-    weight = torch.cat([first.weight[:, :n_dense], first.weight[:, end:]], dim=1)
+        rest = first.weight[:, end:]
+        weight = torch.cat([weight, rest if cols is None else rest[:, cols]], dim=1)
     h = torch.addmm(first.bias - signed.sum(dim=1), dense, weight.t())
     h += F.embedding_bag(dims, table, mode="sum")
     if torch.is_grad_enabled():
@@ -162,14 +173,21 @@ class PeriodicEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.numeric.numel() == 0:
             return x
+        return torch.cat([x, self.features(x)], dim=1)
+
+    def features(self, x: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+        """The embedding of every embedded column ``(n, m * dim)``, or of the embedded columns
+        ``cols`` (positions in ``numeric``) only, ``(n, len(cols) * dim)``."""
         src = x
         if self.map_matrix is not None:
             src = x @ self.map_matrix.to(x.dtype) + self.map_offset.to(x.dtype)
-        xn = src[:, self.numeric].unsqueeze(2)  # (n, m, 1)
-        ang = 2 * math.pi * xn * self.freqs.to(x.dtype)  # (n, m, k)
+        numeric, freqs, weight, bias = self.numeric, self.freqs, self.weight, self.bias
+        if cols is not None:
+            numeric, freqs, weight, bias = numeric[cols], freqs[cols], weight[cols], bias[cols]
+        xn = src[:, numeric].unsqueeze(2)  # (n, m, 1)
+        ang = 2 * math.pi * xn * freqs.to(x.dtype)  # (n, m, k)
         feats = torch.cat([torch.sin(ang), torch.cos(ang)], dim=2)  # (n, m, 2k)
-        emb = torch.relu(torch.einsum("nmk,mke->nme", feats, self.weight) + self.bias)
-        return torch.cat([x, emb.flatten(1)], dim=1)
+        return torch.relu(torch.einsum("nmk,mke->nme", feats, weight) + bias).flatten(1)
 
 
 class _FieldInput(nn.Module):
@@ -331,12 +349,20 @@ def build_velocity_net(
     return VelocityNet(dim, width, depth, embed=embed, cond_dim=cond_dim)
 
 
-def embed_given(embed: PeriodicEmbedding, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def embed_given(
+    embed: PeriodicEmbedding,
+    known: torch.Tensor,
+    mask: torch.Tensor,
+    cols: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The periodic embedding of each given value of ``known`` ``(n, m)``, zero where ``mask``
     ``(n, m)`` does not give it: ``(n, m * dim)``, the extra input of the networks that take
-    given numbers (``GivenNumbersField``, ``ConditionalStudent``)."""
+    given numbers (``GivenNumbersField``, ``ConditionalStudent``). ``cols``: only those
+    columns' embeddings ``(n, len(cols) * dim)`` (a request gives the others in no row)."""
     units = embed.weight.shape[-1]
-    return embed(known)[:, known.shape[1] :] * mask.repeat_interleave(units, dim=1)
+    if cols is None:
+        return embed.features(known) * mask.repeat_interleave(units, dim=1)
+    return embed.features(known, cols) * mask[:, cols].repeat_interleave(units, dim=1)
 
 
 class GivenNumbersField(nn.Module):
