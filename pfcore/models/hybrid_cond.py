@@ -49,10 +49,11 @@ detection AUC 0.758 / 0.743 (energy-score network 0.858 / 0.821; the model's own
 rows that meet the range 0.647 / 0.743), diamonds' seed rows 0.636 (0.739; own rows 0.671).
 Without the embeddings the fine-tuned teacher's own ODE rows reached 0.802 / 0.778 and the
 network 0.813 / 0.808: a given number entering as a raw input is too smooth a signal for a
-condition that pins another column to narrow bands. It is off by default because its time
-comes out of distillation (``benchmarks/results/conditional_teacher.json``); at the default
-``conditional_share`` it gets 300-400 fine-tuning steps and the result was mixed (diamonds'
-range 0.833).
+condition that pins another column to narrow bands (the energy-score network now has that
+embedding too, ``conditional_embed``; the teacher was not measured against it). It is off by
+default because its time comes out of distillation
+(``benchmarks/results/conditional_teacher.json``); at the default ``conditional_share`` it
+gets 300-400 fine-tuning steps and the result was mixed (diamonds' range 0.833).
 
 The "project" sampler (asked for by name, ``conditional_method="project"``) keeps the discrete
 network and takes the numbers from the unconditional student at the row's latent point moved by
