@@ -587,13 +587,22 @@ def test_any_order_sampler_equals_full_forwards(
     for c, w in enumerate(net.widths):
         d01[torch.arange(n), net.starts[c] + torch.randint(0, w, (n,))] = 1.0
     d01 = d01 * m_col[:, net.col_of_dim]
-    fast = _onehots(net, net.sample(u, d01, m_col, x_num, m_num))
+    fast = _onehots(net, net.sample(u, _dims(net, d01), m_col, x_num, m_num))
     assert torch.equal(fast, _reference_any_order(net, u, d01, m_col, x_num, m_num))
     assert torch.equal(fast[m_col[:, net.col_of_dim]], d01[m_col[:, net.col_of_dim]])
     none = torch.zeros_like(m_col)
     assert torch.equal(
-        _onehots(net, net.sample(u, d01 * 0, none, x_num, m_num)),
+        _onehots(net, net.sample(u, _dims(net, d01 * 0), none, x_num, m_num)),
         _reference_any_order(net, u, d01 * 0, none, x_num, m_num),
+    )
+
+
+def _dims(net, d01: torch.Tensor) -> torch.Tensor:
+    """The one-hot dim of each column ``(n, K)`` of 0/1 one-hots (a column's first dim where
+    they are all zero): the layout the any-order sampler takes its given classes in."""
+    return torch.stack(
+        [d01[:, s : s + w].argmax(dim=1) + s for s, w in zip(net.starts, net.widths, strict=True)],
+        dim=1,
     )
 
 
@@ -637,6 +646,7 @@ def test_any_order_sampler_keeps_class_links_at_whichever_end_it_draws_second() 
     def broken(out: torch.Tensor) -> list[int]:
         return [int((out[:, i] != out[:, j]).sum()) for i, j in links.tolist()]
 
+    given = _dims(net, given)
     assert broken(_onehots(net, net.sample(u, given, m_col, x_num, m_num, links))) == [0, 0]
     assert min(broken(_onehots(net, net.sample(u, given, m_col, x_num, m_num)))) > 200
 
