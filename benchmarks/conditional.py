@@ -16,7 +16,8 @@ Each record holds ``dataset``, ``condition``, ``rows``, ``match_rate`` (rows tha
 condition / keep the seed values exactly; for rebalancing rows whose class is a requested one,
 with the achieved shares beside it), ``detection_auc_conditional`` (synthetic rows against the
 real holdout rows that meet the same condition: for seed rows the full holdout rows, for
-rebalancing the holdout resampled to the target shares), ``detection_auc_unconditional`` (the
+rebalancing the holdout resampled to the target shares, against the synthetic rows of the
+classes the holdout has, ``classes_compared``), ``detection_auc_unconditional`` (the
 same model's unconditional rows against the whole holdout),
 ``detection_auc_unconditional_matched`` (the same model's unconditional rows that meet the
 condition, filtered from ``MATCHED_POOL_ROWS`` draws, against the same real rows as the
@@ -471,6 +472,9 @@ def run(
                 matched = pd.concat(
                     [pool[pool[target] == v].iloc[:n_per] for v in present if n_per]
                 )
+                # a requested class the holdout lacks has no real rows to compare with: its
+                # synthetic rows would be told apart by their class alone
+                compared = out[out[target].isin(present)]
                 rec.update(
                     detection_auc_unconditional_matched=_auc_or_none(real, matched),
                     rows=len(out),
@@ -478,7 +482,8 @@ def run(
                     achieved_shares={str(k): round(float(v), 4) for k, v in shares.items()},
                     max_share_error=round(float(err), 4),
                     holdout_rows_meeting=int(len(real)),
-                    detection_auc_conditional=round(detection_auc(real, out), 4),
+                    classes_compared=[str(v) for v in present],
+                    detection_auc_conditional=round(detection_auc(real, compared), 4),
                     rows_per_second=round(timed / secs, 1),
                 )
             else:

@@ -28,7 +28,11 @@ student's speed: on the same four fits it took the seed-row requests of californ
 diamonds / nyc_flights from 0.859 / 0.779 / 0.918 to 0.809 / 0.729 / 0.897 detection AUC
 but credit_default's from 0.837 to 0.848, left the numeric ranges within 0.03 (0.852 / 0.839 /
 0.900 to 0.850 / 0.810 / 0.903) and halved the conditional rows/s; moving the points at
-sampling time (``hybrid_cond``'s "project" sampler) came closer on every one of them.
+sampling time (``hybrid_cond``'s "project" sampler) came closer on every one of them. Nor does
+the numbers-given network learn the projection when regressed onto its endpoints (pairs made
+during the fit, as the student learns its teacher): on a california_housing fit where this
+function's seed rows scored 0.751 and the energy-score network's 0.846, the regressed network
+reached 0.817 in the same 20 s and 0.801 after 8,000 steps on 120k pairs.
 """
 
 from __future__ import annotations
