@@ -235,6 +235,23 @@ def test_the_student_reads_drawn_classes_by_lookup_as_it_reads_their_one_hots() 
     assert not torch.allclose(looked_up, student(torch.cat([z, -signed], dim=1)), atol=1e-3)
 
 
+def test_the_any_order_network_trains_on_numbers_given_apart_from_classes(linked) -> None:
+    """The any-order network reads the request's numbers while the discrete columns it reads
+    grow to all of them, so its training masks give numbers independently of how many classes
+    they give: among rows that give every discrete column the number is given as often as in
+    all rows (one draw for both gave it to nearly all of them)."""
+    from pfcore.models.hybrid_cond import _mask_sampler
+
+    model = linked[0]
+    m_col, m_num = _mask_sampler(model, torch.device("cpu"))(
+        40_000, torch.Generator().manual_seed(0)
+    )
+    every = m_col.all(dim=1)
+    assert int(every.sum()) > 2000
+    given = m_num.any(dim=1).float()
+    assert abs(float(given[every].mean()) - float(given.mean())) < 0.03
+
+
 def test_the_any_order_network_trains_at_its_own_learning_rate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

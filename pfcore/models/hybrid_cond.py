@@ -7,7 +7,8 @@ category, a numeric range, half of a seed row), so the sampler needs each missin
 given *any* subset. Two mask-conditioned networks supply it, trained after the unconditional
 parts on the data rows with random masks of whole source columns
 (``cond_student.random_masks``: half the rows give one column, half give each column with a
-probability drawn per row):
+probability drawn per row; for the any-order network the given numbers and the given classes
+come from two such draws, :func:`_mask_sampler`):
 
 1. :class:`AnyOrderDiscrete` gives the logits of every discrete column given the known
    discrete columns and the known numbers (its inputs are the values times the mask, and the
@@ -582,11 +583,25 @@ def _fit_cond_marginal(model: HybridModel, data: PhaseData) -> dict[str, Any]:
 
 
 def _mask_sampler(model: HybridModel, device: torch.device) -> Any:
+    """The any-order network's training masks: ``(n, K)`` discrete columns and ``(n, n_num)``
+    numbers given, each from its own draw of :func:`random_masks`.
+
+    Why two draws: the network draws the missing discrete columns before any missing number
+    (the numbers-given network fills those afterwards), so at sampling the numbers it reads are
+    the request's alone while the discrete columns it reads grow to all of them. One draw for
+    both gave a row many numbers whenever it gave many discrete columns, so "every discrete
+    column but one, one number" was rarely trained. On nyc_flights' 4-minute fit, asked for
+    ``0 <= dep_delay <= 49``, the network's held-out NLL of ``hour`` given the real columns
+    before it and the delay was 3.18 nats, worse than the column's marginal (the unconditional
+    network: 2.47), and the drawn hours bunched at midday (total variation 0.35 from the real
+    rows'); refitted for the same 12.8 s with two draws: 2.47 and 0.04."""
     groups, n_groups = column_groups(model.blocks)
     groups = groups.to(device)
 
     def draw(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return _masks(model, random_masks(n, groups, n_groups, gen, device), n)
+        m_col = _masks(model, random_masks(n, groups, n_groups, gen, device), n)[0]
+        m_num = _masks(model, random_masks(n, groups, n_groups, gen, device), n)[1]
+        return m_col, m_num
 
     return draw
 
