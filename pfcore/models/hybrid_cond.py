@@ -383,7 +383,10 @@ def _masks(model: HybridModel, mask: torch.Tensor, n: int) -> tuple[torch.Tensor
 
 
 def _given_classes(
-    known: torch.Tensor, m_col: torch.Tensor, onehots: Sequence[tuple[int, int]], starts: Any
+    known: torch.Tensor,
+    m_col: torch.Tensor,
+    onehots: Sequence[tuple[int, int]],
+    starts: Sequence[int],
 ) -> torch.Tensor:
     """``(n, K)`` one-hot dims (``starts[c]`` + class, the discrete network's layout) of the
     classes ``known`` (encoded rows) gives where ``m_col``; the other entries are arbitrary.
