@@ -256,7 +256,8 @@ def test_the_any_order_network_trains_at_its_own_learning_rate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The discrete conditional network's optimizer starts from ``conditional_discrete_lr``;
-    the numbers-given network's from ``conditional_lr``."""
+    the numbers-given network's from ``conditional_mover_lr`` (the latent mover) or
+    ``conditional_lr`` (the network that draws the numbers itself)."""
     made: list[tuple[set[int], float]] = []
     real_init = torch.optim.Adam.__init__
 
@@ -268,11 +269,11 @@ def test_the_any_order_network_trains_at_its_own_learning_rate(
 
     monkeypatch.setattr(torch.optim.Adam, "__init__", spy)
     x, blocks = linked_table(n=300, numeric=True)
-    m = fit(
-        x, blocks, conditional_max_steps=2, conditional_discrete_lr=0.0123, conditional_lr=0.002
-    )
-    assert m.cond_discrete is not None and m.cond_numeric is not None
-    for net, lr in ((m.cond_discrete, 0.0123), (m.cond_numeric, 0.002)):
+    rates = dict(conditional_discrete_lr=0.0123, conditional_lr=0.002, conditional_mover_lr=0.007)
+    m = fit(x, blocks, conditional_max_steps=2, **rates)
+    own = fit(x, blocks, conditional_max_steps=2, conditional_mover=False, **rates).cond_numeric
+    assert m.cond_discrete is not None and m.cond_numeric is not None and own is not None
+    for net, lr in ((m.cond_discrete, 0.0123), (m.cond_numeric, 0.007), (own, 0.002)):
         assert ({id(p) for p in net.parameters()}, lr) in made
 
 
@@ -1058,18 +1059,22 @@ def test_the_project_sampler_puts_given_numbers_on_the_students_curve(curved_mas
     torch.testing.assert_close(free[:, :2], own, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("embed", [False, True])
-def test_the_energy_score_network_follows_the_curve_with_the_embedding(embed: bool) -> None:
+@pytest.mark.parametrize(("mover", "embed"), [(False, False), (False, True), (True, False)])
+def test_the_energy_score_network_follows_the_curve_with_the_embedding(
+    mover: bool, embed: bool
+) -> None:
     """Without the conditional teacher the numbers-given network learns from the energy score
-    on data rows alone. With a given number as a raw input only, at the same steps its v barely
-    moves with u (measured: mean -0.06 at u = 0, -0.17 and 0.13 at u = +-1.6, against about
-    -0.7 and 1.1 on the curve); with its periodic embedding as well (the default) it follows
-    the curve (measured -0.69 and 1.11)."""
+    on data rows alone. Drawing the numbers itself with a given number as a raw input only, at
+    the same steps its v barely moves with u (measured: mean -0.06 at u = 0, -0.17 and 0.13 at
+    u = +-1.6, against about -0.7 and 1.1 on the curve); with its periodic embedding as well it
+    follows the curve (measured -0.69 and 1.11). The latent mover follows it even from the raw
+    input (measured -0.64 and 1.07): the curve is the unconditional student's, and the mover
+    only has to find where on it the student gives u."""
     from pfcore.models.conditional import conditional_push
 
     x, blocks = curved_table()
     steps = dict(max_steps=600, distill_max_steps=400, conditional_max_steps=600, ar_max_steps=100)
-    m = fit(x, blocks, **steps, width=128, conditional_embed=embed)
+    m = fit(x, blocks, **steps, width=128, conditional_embed=embed, conditional_mover=mover)
     assert m.cond_teacher is None and "masked_pairs" not in m.fit_summary
     assert m.cond_numeric is not None and (m.cond_numeric.embed is not None) == embed
     push = conditional_push(m)
@@ -1078,7 +1083,7 @@ def test_the_energy_score_network_follows_the_curve_with_the_embedding(embed: bo
     for u in (0.0, 1.6):
         known, mask = _request(x.shape[1], {0: u})
         means[u] = float(np.mean(push(z, known, mask, 0).numpy()[:, 1]))
-    if embed:
+    if embed or mover:
         assert abs(means[0.0] + 0.71) < 0.3 and means[1.6] - means[0.0] > 1.1, means
     else:
         assert means[1.6] - means[0.0] < 0.8, means
@@ -1112,7 +1117,7 @@ def test_the_energy_score_in_whitened_coordinates_sees_a_tied_columns_bend(white
 
     x, blocks = bent_table()
     steps = dict(max_steps=600, distill_max_steps=400, conditional_max_steps=600, ar_max_steps=100)
-    m = fit(x, blocks, **steps, width=128, conditional_white_score=white)
+    m = fit(x, blocks, **steps, width=128, conditional_white_score=white, conditional_mover=False)
     push = conditional_push(m)
     z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
     known, mask = _request(x.shape[1], {0: 0.0})
@@ -1122,6 +1127,36 @@ def test_the_energy_score_in_whitened_coordinates_sees_a_tied_columns_bend(white
         assert abs(float(gap.mean()) + 0.15) < 0.08 and float(gap.std()) < 0.14, gap.std()
     else:
         assert float(gap.std()) > 0.16, gap.std()
+
+
+def test_the_latent_mover_starts_as_the_student_and_learns_to_reach_the_given_numbers() -> None:
+    """The mover's numbers are the unconditional student's at the moved latent point. Before
+    training it does not move (the student's own rows); trained, the student there gives the
+    requested number itself (a = 1.5: mean error 0.42-0.47 over two seeds, where the unmoved
+    rows are 1.6 away), so the student's own relation carries it to the numbers drawn beside."""
+    from pfcore.models.hybrid_cond import build_networks
+
+    x, blocks = bent_table()
+    steps = dict(max_steps=600, distill_max_steps=400, conditional_max_steps=600, ar_max_steps=100)
+    m = fit(x, blocks, **steps, width=128)
+    assert m.config.conditional_mover
+    z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    known, mask = _request(5, {0: 1.5})
+    known, mask = known.expand(len(z), -1), mask.expand(len(z), -1)
+    k = m._dims()[0]
+    hot = m._hot_dims(z)
+    assert hot is not None and m.student is not None
+    trained = m.cond_numeric
+    with torch.no_grad():
+        _, m.cond_numeric = build_networks(m)
+        unmoved = m.cond_white(z[:, k:], mask, known, hot)
+        student = mlp_on_signed_onehots(m.student, z[:, k:], hot)
+        m.cond_numeric = trained
+        moved = m.from_white(m.cond_white(z[:, k:], mask, known, hot))
+    assert torch.equal(unmoved, student)
+    away = float((m.from_white(student)[:, 0] - 1.5).abs().mean())
+    err = float((moved[:, 0] - 1.5).abs().mean())
+    assert away > 1.2 and err < 0.6, (away, err)
 
 
 def test_conditional_teacher_config_is_validated() -> None:

@@ -170,6 +170,7 @@ _HYBRID: dict[str, dict[str, Any]] = {
         max_minutes=3.0,
         conditional_max_steps=100,  # the conditional networks (tests that use them set more)
         conditional_width=64,
+        conditional_mover_width=64,
     ),
     "fast": dict(
         student_width=256,
