@@ -32,27 +32,26 @@ come from two such draws, :func:`_mask_sampler`):
    of the student's whole row at ``z'`` against the data row, given numbers included: its
    minimiser moves the point to where the student itself gives the requested numbers, so the
    numbers drawn beside them keep the student's own relations to them and to each other (a
-   coastline of longitudes and latitudes, bills month after month), which a network drawing
-   them itself had to learn again in the 13-20 s it gets. Why: on the fits of
+   coastline of longitudes and latitudes), which a network drawing them itself had to learn
+   again in the 13-20 s it gets. Why: on the fits of
    ``benchmarks/results/conditional_default_white.json`` the seed rows of california_housing
    scored 0.848 detection AUC against the model's own rows' 0.629, and the pairs that gave them
    away were drawn longitude against drawn latitude (0.752) and the given bedrooms against the
    drawn households (0.732: 1% of the real rows have households above 1.16 times the
    bedrooms, 16% of the drawn ones; the mover's 14%, a miss it leaves). The network drawing
    the numbers itself had learnt little beyond its starting point in those seconds (taken
-   untrained, 0.869), most of the conditioning
-   came from the linear move of ``given_numbers``, and that move smeared the coastline: without
-   it the untrained network's longitude~latitude pair scored 0.693, with it 0.766. Refitted on
-   those fits for the seconds each gave the network
-   (``benchmarks/results/conditional_mover.json``, ``benchmarks/numbers_given_refit.py``; the
-   mover 128 wide, in brackets 256): seed rows
+   untrained, 0.869), most of the conditioning came from the linear move of
+   ``given_numbers``, and that move smeared the coastline: without it the untrained network's
+   longitude~latitude pair scored 0.693, with it 0.766. Refitted on those fits for the seconds
+   each gave the network (``benchmarks/results/conditional_mover.json``,
+   ``benchmarks/numbers_given_refit.py``; the mover 128 wide, in brackets 256): seed rows
    california_housing 0.848 -> 0.815 (0.811), nyc_flights 0.877 -> 0.835 (0.846), diamonds
    0.621 -> 0.608 (0.606), credit_default 0.798 -> 0.794 (0.801), adult 0.487 all three;
    numeric ranges nyc_flights 0.783 -> 0.770 (0.770), diamonds 0.754 -> 0.741 (0.749),
    california_housing 0.783 -> 0.788 (0.786). It costs a forward of the mover beside the
    student's: those requests sampled at 64-94% of the unconditional rows/s (before: 69-103%).
-   Each part alone did not do it (california_housing, 256 wide, same
-   seconds): the mover scored on the row after the given numbers are set 0.838, the network
+   Each part alone did not do it (california_housing, 256 wide, same seconds): the mover
+   scored on the row after the given numbers are set 0.838, the network
    drawing the numbers itself scored on its whole row 0.845, at the mover's learning rate too;
    the rate matters for the mover (2e-3: 0.830, 6e-3: 0.805 and 0.804 over two seeds).
    Without ``conditional_mover`` a :class:`~pfcore.models.cond_student.ConditionalStudent`
