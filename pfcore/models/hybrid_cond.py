@@ -832,20 +832,16 @@ def _fit_numeric(
             y, num = model.to_white(y), model.to_white(num)
         return energy_score(y[:n], y[n:], num).mean()
 
-    def net_white(zd: torch.Tensor, m: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-        """The numbers-given network's whitened output (through the student for the mover)."""
-        return model.cond_white(zd, m, known) if mover else net(zd, m, known)
-
     def distill_step() -> torch.Tensor:
         assert masked is not None
         a = batch_index(len(z_p), n_anchor, gen, device)
         c = batch_index(len(masked[0]), batch, gen, device)
         zc, dc, kc, mc, wc = (t[c] for t in masked)
         with autocast(device, use_amp):
-            anchor = net_white(
+            anchor = model.cond_white(
                 torch.cat([z_p[a], d_p[a]], dim=1), empty, zeros.expand(n_anchor, -1)
             )
-            pred = net_white(torch.cat([zc, dc], dim=1), mc, kc)
+            pred = model.cond_white(torch.cat([zc, dc], dim=1), mc, kc)
         return anchor_loss(anchor.float(), x_p[a]) + pair_loss(pred.float(), wc)
 
     def step_fn(step: int) -> torch.Tensor:
@@ -856,7 +852,7 @@ def _fit_numeric(
         m = random_masks(batch, groups, n_num, gen, device)
         z = torch.randn(2 * batch, n_num, generator=gen, device=device)
         with autocast(device, use_amp):
-            anchor = net_white(
+            anchor = model.cond_white(
                 torch.cat([z_p[a], d_p[a]], dim=1), empty, zeros.expand(n_anchor, -1)
             )
             es = score(z, d_all[b], num_all[b], m)
