@@ -235,20 +235,43 @@ def test_text_that_is_almost_all_numbers_is_kept_and_the_culprits_named(tmp_path
     assert not [g for g in res.manifest["guesses"] if "'v'" in g]
 
 
-def test_numbers_written_as_amounts_are_named(tmp_path: Path) -> None:
+def test_numbers_written_as_amounts_are_read_as_numbers(tmp_path: Path) -> None:
+    """Spreadsheet exports: `$84,835.00 ` (a currency sign, thousands separators, a space) and
+    `12%` become float64 numbers (12% is 12), each reading said in a guess; declared
+    categorical, a column stays text; a later value that is not such a number sends the whole
+    column back to text with nothing lost."""
     src = tmp_path / "income.csv"
-    src.write_text(
-        "income,share,d\n"
-        + "".join(
-            f'"${1000 + 37 * i:,}.00 ",{i % 90}%,{1 + i % 12}-{1 + i % 28}-07\n' for i in range(60)
-        )
-    )
+    rows = [
+        f'"${1000 + 37 * i:,}.00 ",{i % 90}%," {i}",{1 + i % 12}-{1 + i % 28}-07' for i in range(60)
+    ]
+    src.write_text("income,share,padded,d\n" + "\n".join(rows) + "\n")
     res = ingest(src, tmp_path / "out")
     guesses = res.manifest["guesses"]
-    assert res.schema["income"].arrow_type == "string"
-    assert any("'income'" in g and "currency sign" in g and "'$1,000.00 '" in g for g in guesses)
-    assert any("'share'" in g and "percent sign" in g for g in guesses)
+    assert res.schema["padded"].arrow_type == "int64"  # Arrow reads a padded number itself
+    for col in ("income", "share"):
+        assert res.schema[col].arrow_type == "double", col
+        assert res.schema[col].kind in ("continuous", "integer"), col
+    got = read_dataset(res.out_dir)
+    assert got.column("income").to_pylist()[:3] == [1000.0, 1037.0, 1074.0]
+    assert got.column("income").to_pylist()[-1] == 1000.0 + 37 * 59
+    assert got.column("share").to_pylist()[:2] == [0.0, 1.0]
+    assert got.column("padded").to_pylist()[:2] == [0.0, 1.0]
+    assert any("'income'" in g and "'$1,000.00 '" in g and "1000.0" in g for g in guesses)
     assert res.schema["d"].kind == "datetime"  # month-day-year with a two-digit year
+
+    kept = ingest(
+        src, tmp_path / "kept", overrides={"columns": {"income": {"kind": "categorical"}}}
+    )
+    assert kept.schema["income"].arrow_type == "string"
+    assert read_dataset(kept.out_dir).column("income").to_pylist()[0] == "$1,000.00 "
+
+    late = tmp_path / "late.csv"  # the first block reads as amounts, a later one does not
+    body = "".join(f'"${i:,}.50"\n' for i in range(30_000)) + '"ask us"\n'
+    late.write_text("price\n" + body)
+    res = ingest(late, tmp_path / "late_out", csv_block_bytes=1 << 16)
+    col = read_dataset(res.out_dir).column("price")
+    assert res.schema["price"].arrow_type == "string"
+    assert col.to_pylist()[:2] == ["$0.50", "$1.50"] and col.to_pylist()[-1] == "ask us"
 
 
 def test_a_nameless_first_column_is_a_row_index_named_as_pandas_names_it(tmp_path: Path) -> None:

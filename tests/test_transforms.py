@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -268,6 +269,50 @@ def test_high_cardinality_is_pooled_and_redrawn():
     assert pc.all(pc.starts_with(pooled_out, "cat")).as_py()
     assert pc.count_distinct(pooled_out).as_py() > 30_000  # redrawn across the ~63k pooled values
     assert not tr.decode(x, seed=2).column("c").equals(b)  # redraws depend on the seed
+
+
+def test_pooled_redraws_repeat_values_as_often_as_real_rows_do():
+    """Free-text titles: 4,000 distinct values on 5,000 rows (a fifth of them twice), all but
+    one pooled. 1,250 redrawn rows (a holdout's worth) share a value with another row as often
+    as 1,250 rows drawn from the table without replacement do (about 10%); independent draws
+    from the same frequencies, the redraw before, share one in about 28% of rows (the birthday
+    rate), which a classifier reads from each value's count. Past the pool's size every value
+    comes as often as its count says."""
+    from pfcore.transforms import categorical
+
+    rng = np.random.default_rng(5)
+    titles = np.array([f"title {i}" for i in range(4000)])
+    t = pa.table({"title": np.concatenate([titles, titles[:1000]])})
+    s, tr = fit(t)
+    (ct,) = tr.transforms
+    assert ct.has_other and len(ct.kept) == 1
+    x = np.full((1250, tr.n_features), -1.0, dtype=np.float32)
+    x[:, ct.n_slots - 1] = 1.0  # every row in the __other__ slot
+
+    def repeat_share(values: list) -> float:
+        return float(pd.Series(values).duplicated(keep=False).mean())
+
+    def redrawn(seed: int) -> list:
+        return tr.decode(x, seed=seed).column("title").to_pylist()
+
+    ours = np.mean([repeat_share(redrawn(k)) for k in range(5)])
+    rows = t.column("title").to_pylist()
+    real = np.mean([repeat_share(list(rng.permutation(rows)[:1250])) for _ in range(5)])
+    assert abs(ours - real) < 0.03, (ours, real)
+    draw = categorical.draw_pooled
+    try:  # the independent redraw fails the same check: the test can tell them apart
+        categorical.draw_pooled = lambda m, counts, g: np.searchsorted(
+            np.cumsum(counts) / counts.sum(), g.random(m), side="right"
+        )
+        before = np.mean([repeat_share(redrawn(k)) for k in range(5)])
+    finally:
+        categorical.draw_pooled = draw
+    assert before > real + 0.1, (before, real)
+
+    counts = np.array([7, 1, 1, 3, 20])
+    got = np.bincount(draw(2 * 32 + 5, counts, np.random.default_rng(0)), minlength=5)
+    assert np.all(got >= 2 * counts) and np.all(got <= 2 * counts + np.minimum(counts, 5))
+    assert got.sum() == 69
 
 
 def test_a_column_whose_every_value_is_rare_still_has_two_slots():

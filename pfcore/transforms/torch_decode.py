@@ -38,7 +38,7 @@ import torch
 
 from pfcore.transforms.base import arrow_values, decode_rng
 from pfcore.transforms.canonical import clip, interpolate, snap
-from pfcore.transforms.categorical import CategoricalTransform
+from pfcore.transforms.categorical import CategoricalTransform, draw_pooled
 from pfcore.transforms.derived import DerivedTransform
 from pfcore.transforms.numeric import NumericTransform
 from pfcore.transforms.regenerated import ConstantTransform, IdTransform
@@ -239,10 +239,8 @@ class TorchDecoder:
                     draws = self._parent_draw(i, t, parent_slots[idx], rng, m)
                     slot[idx] = base + draws
                 elif cdf.size:
-                    u = self._upload(rng.random(m))
-                    c = self._const((i, "pooled_cdf"), lambda: cdf)
-                    draws = torch.searchsorted(c, u, right=True)
-                    slot[idx] = base + torch.clamp(draws, max=cdf.size - 1)
+                    draws = self._upload(draw_pooled(m, t.pooled_counts, rng))
+                    slot[idx] = base + draws.to(slot.dtype)
                 elif len(t.kept):
                     slot[idx] = 0
                 else:
