@@ -552,6 +552,30 @@ def test_a_high_cardinality_column_does_not_tell_tables_apart(parts, monkeypatch
     assert evaluate(real, fresh, config=FAST).detection["auc"] > 0.6
 
 
+def test_a_column_of_copied_training_titles_is_named(parts) -> None:
+    """Listing titles: every real row's title is its own, the synthetic rows hold training
+    titles (each once). Over the training, held-out and synthetic rows a copied title counts 2
+    and a new one 1, which the classifier reads; the column's own AUC says so too (its
+    histogram bins the count order: pooling every position above the bins hid it, 0.5)."""
+
+    rng = np.random.default_rng(2)
+    titles = [f"title {i}" for i in rng.permutation(9000)]  # unique, in no order
+
+    def titled(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+        return df.assign(title=names[: len(df)])
+
+    train = titled(parts["train"], titles[:3000])
+    real = titled(parts["real"], titles[3000:6000])
+    fresh = titled(parts["fresh"], list(rng.permutation(titles[:3000])))  # copied
+    report = evaluate(real, fresh, train=train, config=FAST)
+    assert report.detection["auc"] > 0.9
+    column_auc = report.detection["column_auc"]
+    assert max(column_auc, key=column_auc.get) == "title" and column_auc["title"] > 0.9
+    # new titles on both sides: nothing to tell
+    new = titled(parts["fresh"], titles[6000:])
+    assert evaluate(real, new, train=train, config=FAST).detection["column_auc"]["title"] < 0.56
+
+
 def test_a_discrete_column_missing_on_every_row_is_scored(parts) -> None:
     """No level at all: detection and the pair diagnostic read it as missing everywhere."""
     real, fresh = parts["real"].copy(), parts["fresh"].copy()

@@ -149,7 +149,16 @@ def _column_codes(
     real: np.ndarray, synthetic: np.ndarray, bins: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histogram bin per value: quantile bins of the pooled numeric values, NaN its own bin;
-    category codes above ``bins`` pooled into one bin."""
+    category codes (their :func:`ranked` positions, -1 missing) bin by themselves when fewer
+    than ``bins``, else as numbers, by quantiles of the position.
+
+    Why quantiles for many levels: the classifier reads such a column as one ordered number
+    (by each level's count), so a one-column histogram must see that order too. Pooling every
+    code above ``bins`` into one bin hid a column of listing titles whose synthetic values
+    were all training values (count 2 over the training, held-out and synthetic rows, against 1
+    for a new held-out title): detection AUC 0.99 while the report named no column."""
+    if real.dtype.kind != "f" and max(real.max(initial=-1), synthetic.max(initial=-1)) >= bins - 1:
+        real, synthetic = (np.where(a < 0, np.nan, a.astype(np.float64)) for a in (real, synthetic))
     if real.dtype.kind == "f":
         pooled = np.concatenate([real, synthetic])
         finite = pooled[np.isfinite(pooled)]

@@ -19,7 +19,7 @@ over the pool, as in a sample of real rows. Independent draws repeat such values
 birthday rate: free-text titles, tickets and amounts written as text (near-unique columns,
 almost all pooled) then held a value that another synthetic row also held in 22-31% of rows,
 where held-out real rows did in 1.1-11% (without replacement: 1.4-18%), and a classifier told
-the column alone from the real one at AUC 0.59-0.63 (now 0.49-0.51;
+the column alone from the real one at AUC 0.59-0.63 (now 0.49-0.53; two fits per table,
 ``benchmarks/pooled_repeats.py``).
 
 Fitted on a sample of a larger table, with that table's counts (``table=``, from ingest's
