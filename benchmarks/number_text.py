@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +28,8 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.csv_fit import add_arguments, as_text, fit_table, ingest_csv
 from benchmarks.scoring import detection_auc
-from pfcore.ingest import ingest
-from pfcore.io import read_dataset
-from pfcore.schema import infer_schema
-from pfcore.synthesizer import Synthesizer, split_train_holdout
 
 
 def as_number(s: pd.Series) -> pd.Series:
@@ -54,48 +49,33 @@ def dependence_gap(real: pd.DataFrame, syn: pd.DataFrame, col: str) -> float:
 
 def run(csv: Path, minutes: float, seeds: list[int]) -> list[dict]:
     out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        parsed = ingest(csv, Path(tmp) / "parsed")
-        cols = [g.split("'")[1] for g in parsed.manifest["guesses"] if "numbers written as" in g]
-        print(csv.name, "parsed as numbers:", cols, flush=True)
-        text = ingest(
-            csv,
-            Path(tmp) / "text",
-            overrides={"columns": {c: {"kind": "categorical"} for c in cols}},
-        )
-        for variant, res in (("parsed", parsed), ("text", text)):
-            table = read_dataset(res.out_dir)
-            train, hold = split_train_holdout(table, 0.2, 0, 20_000)
-            t0 = time.perf_counter()
-            synth = Synthesizer.fit(
-                train, infer_schema(train), config={"threads": 1, "max_minutes": minutes}
-            )
-            fit_s = round(time.perf_counter() - t0, 1)
-            skipped = [c.name for c in synth.schema.columns if c.kind in ("id", "constant")]
-            real = hold.to_pandas().drop(columns=skipped)
-            for seed in seeds:
-                syn = synth.sample(len(hold), seed=seed).to_pandas().drop(columns=skipped)
-                rec = {
-                    "dataset": csv.stem,
-                    "variant": variant,
-                    "seed": seed,
-                    "rows": len(hold),
-                    "fit_seconds": fit_s,
-                    "columns": cols,
-                    "detection_auc": round(detection_auc(real, syn, seed=seed), 4),
-                    "dependence_gap": {c: dependence_gap(real, syn, c) for c in cols},
-                }
-                print(json.dumps(rec), flush=True)
-                out.append(rec)
+    parsed, guesses = ingest_csv(csv)
+    cols = [g.split("'")[1] for g in guesses if "numbers written as" in g]
+    print(csv.name, "parsed as numbers:", cols, flush=True)
+    text, _ = ingest_csv(csv, as_text(cols))
+    for variant, table in (("parsed", parsed), ("text", text)):
+        fit = fit_table(table, minutes)
+        real = fit.frame(fit.hold)
+        for seed in seeds:
+            syn = fit.frame(fit.synth.sample(len(fit.hold), seed=seed))
+            rec = {
+                "dataset": csv.stem,
+                "variant": variant,
+                "seed": seed,
+                "rows": len(fit.hold),
+                "fit_seconds": fit.fit_seconds,
+                "columns": cols,
+                "detection_auc": round(detection_auc(real, syn, seed=seed), 4),
+                "dependence_gap": {c: dependence_gap(real, syn, c) for c in cols},
+            }
+            print(json.dumps(rec), flush=True)
+            out.append(rec)
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("csv", nargs="+", type=Path)
-    ap.add_argument("--minutes", type=float, default=2.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--out", type=Path, required=True)
+    add_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     records = [r for csv in args.csv for r in run(csv, args.minutes, args.seeds)]

@@ -26,20 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.csv_fit import add_arguments, as_text, fit_table, ingest_csv
 from benchmarks.scoring import detection_auc
-from pfcore import ingest
 from pfcore.fidelity import evaluate
-from pfcore.io import read_dataset
-from pfcore.schema import infer_schema
-from pfcore.synthesizer import Synthesizer, split_train_holdout
 from pfcore.transforms import categorical
 from pfcore.transforms.categorical import CategoricalTransform
 
@@ -59,34 +54,25 @@ def repeat_share(values) -> float:
 
 
 def run(csv: Path, minutes: float, seeds: list[int], text: list[str]) -> list[dict]:
-    with tempfile.TemporaryDirectory() as tmp:
-        res = ingest.ingest(csv, Path(tmp) / "parsed")
-        present = [c for c in text if c in res.schema.names]
-        if present:  # ingest again with those columns kept as text
-            overrides = {"columns": {c: {"kind": "categorical"} for c in present}}
-            res = ingest.ingest(csv, Path(tmp) / "text", overrides=overrides)
-        table = read_dataset(res.out_dir)
-    train, hold = split_train_holdout(table, 0.2, 0, 20_000)
-    t0 = time.perf_counter()
-    synth = Synthesizer.fit(
-        train, infer_schema(train), config={"threads": 1, "max_minutes": minutes}
-    )
-    fit_s = round(time.perf_counter() - t0, 1)
+    table, _ = ingest_csv(csv)
+    present = [c for c in text if c in table.column_names]
+    if present:  # ingested again with those columns kept as text
+        table, _ = ingest_csv(csv, as_text(present))
+    fit = fit_table(table, minutes)
+    synth, train, hold, fit_s = fit.synth, fit.train, fit.hold, fit.fit_seconds
     pooled = [
         t.column.name
         for t in synth.transformer.transforms
         if isinstance(t, CategoricalTransform) and t.has_other and t.link is None
     ]
-    # regenerated columns (ids, constants) are not modelled: the gate leaves them out too
-    skipped = [c.name for c in synth.schema.columns if c.kind in ("id", "constant")]
-    real = hold.to_pandas().drop(columns=skipped)
+    real = fit.frame(hold)
     out = []
     for draw, fn in (("without_replacement", WITHOUT_REPLACEMENT), ("independent", independent)):
         categorical.draw_pooled = fn
         try:
             for seed in seeds:
                 drawn = synth.sample(len(hold), seed=seed)
-                syn = drawn.to_pandas().drop(columns=skipped)
+                syn = fit.frame(drawn)
                 gate = evaluate(hold, drawn, synth.schema, train=train, seed=seed)
                 rec = {
                     "dataset": csv.stem,
@@ -114,10 +100,7 @@ def run(csv: Path, minutes: float, seeds: list[int], text: list[str]) -> list[di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("csv", nargs="+", type=Path)
-    ap.add_argument("--minutes", type=float, default=1.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--out", type=Path, required=True)
+    add_arguments(ap)
     ap.add_argument(
         "--text", nargs="*", default=[], help="columns to keep as text (declared categorical)"
     )

@@ -556,7 +556,8 @@ def test_a_column_of_copied_training_titles_is_named(parts) -> None:
     """Listing titles: every real row's title is its own, the synthetic rows hold training
     titles (each once). Over the training, held-out and synthetic rows a copied title counts 2
     and a new one 1, which the classifier reads; the column's own AUC says so too (its
-    histogram bins the count order: pooling every position above the bins hid it, 0.5)."""
+    histogram bins the count order: pooling every position above the bins hid it, 0.5), and
+    the gate's reason names the copying and what to do about it."""
 
     rng = np.random.default_rng(2)
     titles = [f"title {i}" for i in rng.permutation(9000)]  # unique, in no order
@@ -571,9 +572,13 @@ def test_a_column_of_copied_training_titles_is_named(parts) -> None:
     assert report.detection["auc"] > 0.9
     column_auc = report.detection["column_auc"]
     assert max(column_auc, key=column_auc.get) == "title" and column_auc["title"] > 0.9
+    assert report.detection["copied"] == {"title": {"synthetic": 1.0, "real": 0.0}}
+    (reason,) = [r for r in gate(report).reasons if r.startswith("detection AUC")]
+    assert "'title' (100% of synthetic rows hold a training value, 0% of real" in reason
+    assert "declare it id" in reason
     # new titles on both sides: nothing to tell
-    new = titled(parts["fresh"], titles[6000:])
-    assert evaluate(real, new, train=train, config=FAST).detection["column_auc"]["title"] < 0.56
+    new = evaluate(real, titled(parts["fresh"], titles[6000:]), train=train, config=FAST)
+    assert new.detection["column_auc"]["title"] < 0.56 and not new.detection["copied"]
 
 
 def test_a_discrete_column_missing_on_every_row_is_scored(parts) -> None:

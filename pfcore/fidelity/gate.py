@@ -157,6 +157,24 @@ class _Checks:
             self.reasons.append(reason)
 
 
+def _copied_blame(copied: dict[str, dict[str, float]]) -> str:
+    """What the detection reason says of columns whose synthetic values are copied training
+    values (``detection.copied_columns``), and what to do about them."""
+    if not copied:
+        return ""
+    parts = [
+        f"'{name}' ({s['synthetic']:.0%} of synthetic rows hold a training value, "
+        f"{s['real']:.0%} of real held-out rows do)"
+        for name, s in copied.items()
+    ]
+    return (
+        "; near-unique columns redrawn from the training values: "
+        + ", ".join(parts)
+        + ": new real rows hold new values there, so such a column tells the tables apart by "
+        "itself and copies training text; drop it, or declare it id to regenerate it"
+    )
+
+
 def _names(items: list[tuple[str, float]], k: int) -> str:
     return ", ".join(f"'{c}' ({v:.3f})" for c, v in items[:k])
 
@@ -286,6 +304,7 @@ def gate(report: FidelityReport, config: GateConfig | None = None) -> GateResult
             )
         else:
             why = "no per-column detail"
+        why += _copied_blame(det.get("copied") or {})
         why += _pair_blame(report.pair_detection, k)
         c.add(
             "detection_auc",

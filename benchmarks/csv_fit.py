@@ -1,0 +1,72 @@
+"""A CSV fitted the way a new user's table is: ingested (with overrides), split 80/20 as
+``fidelity.py`` splits, the product default fitted on one thread for ``minutes``.
+
+Shared by the benchmarks that compare two treatments of one table's columns
+(``pooled_repeats.py``, ``number_text.py``), so both score the same rows the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from pfcore.ingest import ingest
+from pfcore.io import read_dataset
+from pfcore.schema import infer_schema
+from pfcore.synthesizer import Synthesizer, split_train_holdout
+
+#: Regenerated, not modelled: the gate's scores leave them out too.
+REGENERATED = ("id", "constant")
+
+
+@dataclass
+class CsvFit:
+    synth: Synthesizer
+    train: pa.Table
+    hold: pa.Table
+    fit_seconds: float
+
+    @property
+    def skipped(self) -> list[str]:
+        return [c.name for c in self.synth.schema.columns if c.kind in REGENERATED]
+
+    def frame(self, table: pa.Table) -> pd.DataFrame:
+        """``table`` (held-out or synthetic rows) as the scores read it: modelled columns."""
+        return table.to_pandas().drop(columns=self.skipped)
+
+
+def ingest_csv(csv: Path, overrides: dict[str, Any] | None = None) -> tuple[pa.Table, list[str]]:
+    """The ingested table and ingest's guesses."""
+    with tempfile.TemporaryDirectory() as tmp:
+        res = ingest(csv, Path(tmp) / "data", overrides=overrides)
+        return read_dataset(res.out_dir), list(res.manifest["guesses"])
+
+
+def fit_table(table: pa.Table, minutes: float) -> CsvFit:
+    train, hold = split_train_holdout(table, 0.2, 0, 20_000)
+    t0 = time.perf_counter()
+    synth = Synthesizer.fit(
+        train, infer_schema(train), config={"threads": 1, "max_minutes": minutes}
+    )
+    return CsvFit(synth, train, hold, round(time.perf_counter() - t0, 1))
+
+
+def as_text(columns: list[str]) -> dict[str, Any]:
+    """Overrides that keep ``columns`` as text (declared categorical)."""
+    return {"columns": {c: {"kind": "categorical"} for c in columns}}
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The arguments every such benchmark takes: the CSVs, minutes per fit, sample seeds and
+    the JSON written."""
+    ap.add_argument("csv", nargs="+", type=Path)
+    ap.add_argument("--minutes", type=float, default=2.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--out", type=Path, required=True)
