@@ -184,3 +184,17 @@ def test_ingest_shared_nyc_flights(tmp_path):
     assert t.equals(pq.read_table(src).replace_schema_metadata(None))
     assert res.schema["time_hour"].kind == "datetime"
     shutil.rmtree(tmp_path / "ds")
+
+
+def test_near_unique_text_is_named_at_ingest(tmp_path):
+    """Listing titles (mostly distinct) get a guess saying synthetic rows will copy them and
+    what to do; a text column of few values, and the titles declared id, get none."""
+    src = tmp_path / "listings.csv"
+    rows = [f'"cosy flat {i % 300} by the canal",{["a", "b", "c"][i % 3]}' for i in range(400)]
+    src.write_text("title,area\n" + "\n".join(rows) + "\n")
+    res = ingest(src, tmp_path / "out")
+    (guess,) = [g for g in res.manifest["guesses"] if "near-unique" in g]
+    assert guess.startswith("column 'title': 300 distinct texts in 400 rows")
+    assert "declare it id" in guess
+    declared = ingest(src, tmp_path / "out2", overrides={"columns": {"title": {"kind": "id"}}})
+    assert not [g for g in declared.manifest["guesses"] if "near-unique" in g]
