@@ -38,6 +38,7 @@ Normalisation (the same for every format, so a CSV and its Parquet copy ingest a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -426,6 +427,26 @@ def _sniff_text(path: Path, encoding: str) -> str:
     return text
 
 
+def _trailing_header_field(text: str, delimiter: str, quote_char: str) -> list[str] | None:
+    """The header's names without its last field when that field is empty and every sampled
+    row has one field fewer: a header written with a trailing delimiter (the Wisconsin breast
+    cancer CSV ends its header with `fractal_dimension_worst,` and no row with a comma), which
+    the CSV reader refuses as "Expected 33 columns, got 32". None otherwise."""
+    import csv
+    import io
+
+    try:
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote_char)
+        rows = [r for r in itertools.islice(reader, _SNIFF_LINES) if r]
+    except csv.Error:  # the reader's own message is clearer: leave it to that
+        return None
+    if len(rows) < 2 or len(rows[0]) < 2 or rows[0][-1].strip():
+        return None
+    if all(len(r) == len(rows[0]) - 1 for r in rows[1:]):
+        return rows[0][:-1]
+    return None
+
+
 def detect_delimiter(text: str, quote_char: str = '"') -> tuple[str, str]:
     """(delimiter, why) for CSV text: the candidate that splits every sampled line into the
     same number of fields, more than one; the most fields wins, then ``CSV_DELIMITERS`` order.
@@ -488,13 +509,19 @@ class SourceReader:
 
         self.guesses = []
         delimiter = self.delimiter
+        text = _sniff_text(self.path, self.encoding)  # refuses binary files
         if delimiter is None:
-            delimiter, why = detect_delimiter(
-                _sniff_text(self.path, self.encoding), self.quote_char
-            )
+            delimiter, why = detect_delimiter(text, self.quote_char)
             self.guesses.append(why)
-        else:
-            _sniff_text(self.path, self.encoding)  # refuses binary files
+        names_given = _trailing_header_field(text, delimiter, self.quote_char)
+        if names_given is not None:
+            self.guesses.append(
+                f"the header ends with an empty field that no row fills (a trailing "
+                f"{delimiter!r}, as some exports write it): that column is left out"
+            )
+        read_options = csv.ReadOptions(block_size=self.block_bytes, encoding=self.encoding)
+        if names_given is not None:
+            read_options.column_names, read_options.skip_rows = names_given, 1
         self.dialect = {
             "delimiter": delimiter,
             "delimiter_detected": self.delimiter is None,
@@ -506,7 +533,7 @@ class SourceReader:
             stream = pa.input_stream(str(self.path), compression="detect")
             reader = csv.open_csv(
                 stream,
-                read_options=csv.ReadOptions(block_size=self.block_bytes, encoding=self.encoding),
+                read_options=read_options,
                 parse_options=csv.ParseOptions(delimiter=delimiter, quote_char=self.quote_char),
                 convert_options=csv.ConvertOptions(
                     column_types={c: pa.string() for c in self.string_columns},

@@ -290,3 +290,21 @@ def test_a_nameless_first_column_is_a_row_index_named_as_pandas_names_it(tmp_pat
     bad.write_text("a,,b\n1,2,3\n")
     with pytest.raises(InputError, match="column #2"):
         ingest(bad, tmp_path / "out2")
+
+
+def test_a_header_with_a_trailing_delimiter_is_read(tmp_path: Path) -> None:
+    """The Wisconsin breast cancer CSV: its header ends with a comma, its rows do not. Read as
+    the named columns, said in a guess; a trailing comma on every line is still a column with
+    no name, refused by name."""
+    src = tmp_path / "cancer.csv"
+    src.write_text(
+        '"id","diagnosis","radius",\n' + "".join(f"{i},M,{i / 3:.2f}\n" for i in range(60))
+    )
+    res = ingest(src, tmp_path / "out")
+    assert res.schema.names == ["id", "diagnosis", "radius"]
+    assert read_dataset(res.out_dir).column("radius").to_pylist()[:2] == [0.0, 0.33]
+    assert any("trailing ','" in g for g in res.manifest["guesses"])
+    both = tmp_path / "both.csv"
+    both.write_text("a,b,\n" + "".join(f"{i},{i % 3},\n" for i in range(60)))
+    with pytest.raises(InputError, match="column #3"):
+        ingest(both, tmp_path / "out2")
