@@ -513,15 +513,14 @@ class SourceReader:
         if delimiter is None:
             delimiter, why = detect_delimiter(text, self.quote_char)
             self.guesses.append(why)
+        read_options = csv.ReadOptions(block_size=self.block_bytes, encoding=self.encoding)
         names_given = _trailing_header_field(text, delimiter, self.quote_char)
         if names_given is not None:
+            read_options.column_names, read_options.skip_rows = names_given, 1
             self.guesses.append(
                 f"the header ends with an empty field that no row fills (a trailing "
                 f"{delimiter!r}, as some exports write it): that column is left out"
             )
-        read_options = csv.ReadOptions(block_size=self.block_bytes, encoding=self.encoding)
-        if names_given is not None:
-            read_options.column_names, read_options.skip_rows = names_given, 1
         self.dialect = {
             "delimiter": delimiter,
             "delimiter_detected": self.delimiter is None,
@@ -596,10 +595,9 @@ class SourceReader:
         numbers 0.605 and 0.04; ``benchmarks/number_text.py``). The schema is updated and each
         reading recorded as a guess; declaring the column categorical in the overrides keeps it
         text, and a later value that is not such a number makes it text again. A column that is
-        almost all
-        numbers (at least ``NUMBER_TEXT_SHARE``) stays text with a guess naming the values in
-        the way: Bengaluru's house listings give `total_sqft` as `1056` on 98% of rows and as
-        `2100 - 2850` or `34.46Sq. Meter` on the rest."""
+        almost all numbers (at least ``NUMBER_TEXT_SHARE``) stays text with a guess naming the
+        values in the way: Bengaluru's house listings give `total_sqft` as `1056` on 98% of
+        rows and as `2100 - 2850` or `34.46Sq. Meter` on the rest."""
         found: set[str] = set()
         for f, arr in zip(self.schema, first.columns, strict=True):
             if not pa.types.is_string(f.type) or f.name in dates:

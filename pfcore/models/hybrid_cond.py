@@ -832,17 +832,21 @@ def _fit_numeric(
             y, num = model.to_white(y), model.to_white(num)
         return energy_score(y[:n], y[n:], num).mean()
 
+    def anchored(a: torch.Tensor) -> torch.Tensor:
+        """The anchor term: nothing given, the network's rows against the distillation pairs
+        ``a`` (the unconditional student's own endpoints)."""
+        out = model.cond_white(torch.cat([z_p[a], d_p[a]], dim=1), empty, zeros.expand(len(a), -1))
+        return anchor_loss(out.float(), x_p[a])
+
     def distill_step() -> torch.Tensor:
         assert masked is not None
         a = batch_index(len(z_p), n_anchor, gen, device)
         c = batch_index(len(masked[0]), batch, gen, device)
         zc, dc, kc, mc, wc = (t[c] for t in masked)
         with autocast(device, use_amp):
-            anchor = model.cond_white(
-                torch.cat([z_p[a], d_p[a]], dim=1), empty, zeros.expand(n_anchor, -1)
-            )
+            anchor = anchored(a)
             pred = model.cond_white(torch.cat([zc, dc], dim=1), mc, kc)
-        return anchor_loss(anchor.float(), x_p[a]) + pair_loss(pred.float(), wc)
+        return anchor + pair_loss(pred.float(), wc)
 
     def step_fn(step: int) -> torch.Tensor:
         if masked is not None:
@@ -852,11 +856,9 @@ def _fit_numeric(
         m = random_masks(batch, groups, n_num, gen, device)
         z = torch.randn(2 * batch, n_num, generator=gen, device=device)
         with autocast(device, use_amp):
-            anchor = model.cond_white(
-                torch.cat([z_p[a], d_p[a]], dim=1), empty, zeros.expand(n_anchor, -1)
-            )
+            anchor = anchored(a)
             es = score(z, d_all[b], num_all[b], m)
-        return anchor_loss(anchor.float(), x_p[a]) + cfg.conditional_weight * es
+        return anchor + cfg.conditional_weight * es
 
     def eval_fn() -> float:
         with torch.no_grad():
