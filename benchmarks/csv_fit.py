@@ -19,11 +19,11 @@ import pyarrow as pa
 
 from pfcore.ingest import ingest
 from pfcore.io import read_dataset
-from pfcore.schema import infer_schema
+from pfcore.schema import apply_overrides, infer_schema
 from pfcore.synthesizer import Synthesizer, split_train_holdout
 
 #: Regenerated, not modelled: the gate's scores leave them out too.
-REGENERATED = ("id", "constant")
+REGENERATED = ("id", "constant", "text")
 
 
 @dataclass
@@ -49,12 +49,16 @@ def ingest_csv(csv: Path, overrides: dict[str, Any] | None = None) -> tuple[pa.T
         return read_dataset(res.out_dir), list(res.manifest["guesses"])
 
 
-def fit_table(table: pa.Table, minutes: float) -> CsvFit:
+def fit_table(
+    table: pa.Table, minutes: float, overrides: dict[str, Any] | None = None, seed: int = 0
+) -> CsvFit:
+    """``overrides``: applied to the schema inferred from the training rows (kinds declared);
+    ``seed``: the fit's (the split stays the same)."""
     train, hold = split_train_holdout(table, 0.2, 0, 20_000)
+    schema = apply_overrides(infer_schema(train), overrides) if overrides else infer_schema(train)
     t0 = time.perf_counter()
-    synth = Synthesizer.fit(
-        train, infer_schema(train), config={"threads": 1, "max_minutes": minutes}
-    )
+    config = {"threads": 1, "max_minutes": minutes}
+    synth = Synthesizer.fit(train, schema, config=config, seed=seed)
     return CsvFit(synth, train, hold, round(time.perf_counter() - t0, 1))
 
 

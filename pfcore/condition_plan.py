@@ -470,6 +470,12 @@ def _where_column(
         _null_column(out, tr, name, clauses, spans, hold)
         return
     kind = tr.column.kind
+    if kind == "text":
+        raise InputError(
+            "is free text, written on decode from a word chain: it cannot be conditioned on a "
+            "value (only '=null'); seed rows keep given text as it is",
+            column=name,
+        )
     eq = [w for w in clauses if w.op == "="]
     bounds = [w for w in clauses if w.op != "="]
     values = [_to_arrow(w.value, tr.column) for w in eq]
@@ -584,6 +590,10 @@ def _null_column(
         if not tr.has_null:
             raise InputError(never, column=name)
         hold(name, _onehot_row(tr._null_slot, tr.n_slots))
+    elif kind == "text":
+        if tr.missing_slot is None:
+            raise InputError(never, column=name)
+        hold(name, _onehot_row(tr.missing_slot, tr.n_slots))
     elif kind in _NUMERIC_KINDS:
         key = f"{name}.__missing__"
         if key not in spans:
@@ -783,6 +793,7 @@ def _seed_columns(
     """Seed-row columns: known to the model, castable, categories seen, nulls representable."""
     from pfcore.transforms.categorical import CategoricalTransform
     from pfcore.transforms.numeric import NumericTransform
+    from pfcore.transforms.text import TextTransform
 
     assert conditions.seed_rows is not None
     table = conditions.seed_rows.table
@@ -838,6 +849,10 @@ def _seed_columns(
                 hold(f"{name}.__missing__")
             _untie(name, spans, hold)
             out.seed.append((name, i, (a, b)))
-        else:  # constant, id or derived: not modelled; the given values are written as they are
+        elif isinstance(tr, TextTransform) and tr.layout():
+            # the given text as it is; the other columns see its case (new, repeated, missing)
+            _check_seed_nulls(nulls, tr.has_missing, path, name)
+            out.seed.append((name, i, hold(name)))
+        else:  # constant, id, derived, plain text: not modelled; written as given
             out.seed.append((name, None, None))
     out.seed_table = pa.Table.from_arrays(cols, names=list(table.column_names))

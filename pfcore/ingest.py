@@ -418,32 +418,43 @@ def ingest(
     )
 
 
-#: A text column with more distinct values than this share of its non-null rows (and more
-#: than a categorical keeps slots for) is near-unique: titles, free text, tickets.
-NEAR_UNIQUE_SHARE = 0.5
-
-
 def _near_unique_text(schema: Any, rows: int) -> list[str]:
-    """A guess for each categorical text column whose values are mostly rare: the model pools
-    them, and synthetic rows hold training values copied verbatim where new real rows hold
-    new ones. The fidelity gate then fails (Airbnb listing titles: detection AUC 0.99; declared
-    ``id``, 0.725 and the gate passed), so the user hears it at ingest, with what to do."""
-    from pfcore.transforms.categorical import MAX_KEPT
+    """A guess for each near-unique text column, saying what synthetic rows will hold.
+
+    Free text (mostly several words) is ``text``: new values from its words (where a real
+    row holds a value of its own). Near-unique
+    single-word values (tickets, codes) stay categorical, and the model pools them: synthetic
+    rows hold training values copied verbatim where new real rows hold new ones. The fidelity
+    gate then fails (Airbnb listing titles as classes: detection AUC 0.99; declared ``id``,
+    0.725 and the gate passed), so the user hears it at ingest, with what to do."""
+    from pfcore.schema import NEAR_UNIQUE_SHARE, TEXT_MIN_DISTINCT
 
     out = []
     for col in schema.columns:
         present = rows - col.n_missing
-        if col.kind != "categorical" or not col.arrow_type.startswith(("string", "large_string")):
+        if not col.arrow_type.startswith(("string", "large_string")):
             continue
         if col.n_distinct is None or present <= 0:
             continue
-        if col.n_distinct > MAX_KEPT and col.n_distinct >= NEAR_UNIQUE_SHARE * present:
+        shown = f"{col.n_distinct:,}" + ("+" if col.distinct_truncated else "")
+        if col.kind == "text":
             out.append(
-                f"column {col.name!r}: {col.n_distinct:,}"
-                + ("+" if col.distinct_truncated else "")
-                + f" distinct texts in {present:,} rows (near-unique: titles, free text or "
-                "codes): synthetic rows will hold training values copied verbatim; declare it "
-                "id to generate fresh values, or drop it"
+                f"column {col.name!r}: free text ({shown} distinct values of several words in "
+                f"{present:,} rows): synthetic rows hold its frequent values as classes and, "
+                "where a real row holds a value of its own, new text made of its words (never a "
+                "value only one training row holds); declare it categorical to keep its "
+                "training values instead, or drop it"
+            )
+        elif (
+            col.kind == "categorical"
+            and col.n_distinct > TEXT_MIN_DISTINCT
+            and col.n_distinct >= NEAR_UNIQUE_SHARE * present
+        ):
+            out.append(
+                f"column {col.name!r}: {shown} distinct texts in {present:,} rows (near-unique: "
+                "titles, free text or codes): synthetic rows will hold training values copied "
+                "verbatim; declare it id to generate fresh values, text to make new ones from "
+                "its words, or drop it"
             )
     return out
 

@@ -184,6 +184,18 @@ def test_pooled_categories_with_and_without_a_parent(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_free_text_decodes_the_same_on_the_host(device):
+    from tests.test_text import text_table
+
+    t = text_table()
+    tr = fit(t)
+    assert tr.schema["title"].kind == "text"
+    for scale in (0.0, 3.0):
+        got = assert_same_decode(tr, noisy(tr, t, scale), device, on_host={"title"})
+    assert got.column("title").null_count > 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_derived_columns_are_gathers(device):
     from pfcore.transforms.derived import DerivedTransform
 

@@ -570,7 +570,7 @@ def _missing(sample: pa.Table, cols: list[Any]) -> list[Rule]:
     wanted = {int(m.sum()) for _, _, m in specials}
     triggers = []
     for c in cols:
-        if c.kind in ("constant", "id"):
+        if c.kind in ("constant", "id", "text"):
             continue
         for when, mask, _rows in _trigger_masks(_trigger_states(sample.column(c.name), c), wanted):
             triggers.append((c, when, mask))
@@ -614,7 +614,7 @@ def _implications(sample: pa.Table, cols: list[Any], exact: list[Rule]) -> list[
     states = [
         (c, _trigger_states(sample.column(c.name), c))
         for c in cols
-        if c.kind not in ("constant", "id")
+        if c.kind not in ("constant", "id", "text")
     ]
     # Masks only for the states with the most rows (the strongest evidence), counted first: one
     # mask per value of every column held 0.5 GB on 60 columns of 800 values and 50k rows.

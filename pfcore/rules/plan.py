@@ -250,7 +250,9 @@ def plan_rules(rules: list[Rule], schema: Any, table: pa.Table) -> Plan:
             elif src.kind not in ("categorical", "boolean", "integer"):
                 off(r, f"source {src.name!r} is {src.kind}: a fixed combination needs a "
                     "discrete source")  # fmt: skip
-            elif claimed(dst.name) or dst.name in plan.gaps or dst.kind in ("id", "constant"):
+            elif (
+                claimed(dst.name) or dst.name in plan.gaps or dst.kind in ("id", "constant", "text")
+            ):
                 off(r, f"{dst.name!r} is already built by another rule")
             elif src.name in plan.derived:
                 off(r, f"{src.name!r} is itself looked up from another column")

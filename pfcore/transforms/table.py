@@ -33,6 +33,7 @@ from pfcore.transforms.ruled import (
     RuleTransform,
     TiedTransform,
 )
+from pfcore.transforms.text import TextTransform
 from pfcore.transforms.ties import find_ties
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ _BY_KIND: dict[str, type[ColumnTransform]] = {
     "boolean": CategoricalTransform,
     "constant": ConstantTransform,
     "id": IdTransform,
+    "text": TextTransform,
 }
 
 
@@ -239,6 +241,8 @@ class TableTransformer:
                 )
             elif kls in (ConstantTransform, IdTransform):
                 transforms.append(kls(col))
+            elif kls is TextTransform:
+                transforms.append(TextTransform.fit(col, table.column(col.name), rng))
             elif kls is NumericTransform:
                 transforms.append(
                     NumericTransform.fit(

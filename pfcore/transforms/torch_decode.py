@@ -19,7 +19,8 @@ on CUDA where present): floats come from the same :mod:`canonical` formulas, int
 comparisons are exact, and the random redraws of pooled categories use the same NumPy streams
 (the few uniforms for the rows that need them are drawn on the host and uploaded).
 
-Host work that remains: constant and id columns (no model data), a derived column whose source
+Host work that remains: constant and id columns (no model data), free text (strings: its
+words), a derived column whose source
 is neither categorical nor integer, and the rule-built steps that have no exact torch form
 (identities with fractional coefficients or non-integer operands, which NumPy computes in long
 double; clock arithmetic on a float base; decimal operands; sentinels that NumPy compares as
@@ -52,6 +53,7 @@ from pfcore.transforms.ruled import (
     RuleTransform,
     TiedTransform,
 )
+from pfcore.transforms.text import TextTransform
 
 if TYPE_CHECKING:
     from pfcore.transforms.table import TableTransformer
@@ -197,6 +199,12 @@ class TorchDecoder:
                 cols.append(self._numeric(i, t, x[:, a:b]))
             elif isinstance(t, (ConstantTransform, IdTransform)):
                 cols.append(DecodedColumn(t.type, array=t.decode(None, n, None, row_offset)))  # type: ignore[arg-type]
+            elif isinstance(t, TextTransform):  # words on the host; its case from x
+                self.on_host.add(t.column.name)
+                flag = x[:, a:b].float().cpu().numpy()
+                cols.append(
+                    DecodedColumn(t.type, array=t.decode(flag, n, rng(t.column.name), row_offset))
+                )
             else:
                 cols.append(None)  # built from other columns below
         for i in tr._late:

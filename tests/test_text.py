@@ -1,0 +1,205 @@
+"""Free-text columns: inferred from the values, new text from the column's words on decode,
+repeated values only where real rows repeat them, and whether a row is new, repeated or
+missing learnt with the other columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pfcore.conditions import Conditions
+from pfcore.errors import InputError
+from pfcore.schema import apply_overrides, infer_schema
+from pfcore.transforms import TableTransformer
+from pfcore.transforms.base import rng_for
+from pfcore.transforms.text import TextTransform, WordChain
+
+ADJ = ["cosy", "bright", "quiet", "large", "sunny", "modern", "charming", "spacious", "tiny"]
+NOUN = ["room", "flat", "loft", "studio", "house", "suite", "cabin", "nest"]
+PLACE = ["Harlem", "Soho", "Queens", "the park", "Midtown", "Brooklyn", "the river", "Chelsea"]
+
+
+def titles(n: int, seed: int) -> list[str]:
+    """Listing-like titles: three to six words, nearly all distinct."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        words = [rng.choice(ADJ), rng.choice(NOUN), "near", rng.choice(PLACE)]
+        if rng.random() < 0.5:
+            words.insert(0, rng.choice(ADJ))
+        words.append(str(rng.integers(1, 400)))
+        out.append(" ".join(words))
+    return out
+
+
+def text_table(n: int = 1500, seed: int = 0) -> pa.Table:
+    """``title`` is new text on group ``a`` rows, one of 12 repeated titles on group ``b`` rows
+    and missing on 10% of rows; ``price`` depends on the group."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(["a", "b"], n, p=[0.7, 0.3])
+    fresh = np.array(titles(n, seed + 1), dtype=object)
+    again = np.array([f"Repeated listing number {k}" for k in range(12)], dtype=object)
+    title = np.where(group == "b", again[rng.integers(0, 12, n)], fresh)
+    missing = rng.random(n) < 0.1
+    return pa.table(
+        {
+            "group": group,
+            "title": pa.array(title.tolist(), pa.string(), mask=missing),
+            "price": np.where(group == "b", 200.0, 80.0) + rng.normal(0, 10, n).round(2),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------- inference
+def test_free_text_is_inferred_and_codes_and_ids_are_not() -> None:
+    n = 600
+    t = pa.table(
+        {
+            "title": titles(n, 0),
+            "ticket": [f"A{k % 400}" for k in range(n)],  # near-unique, one word: a code
+            "order": [f"Order {k}" for k in range(n)],  # unique, one prefix: an id
+            "city": [["Paris", "New York", "Rome"][k % 3] for k in range(n)],
+        }
+    )
+    s = infer_schema(t)
+    assert [s[c].kind for c in t.column_names] == ["text", "categorical", "id", "categorical"]
+    assert s["title"].categories is None
+    # a user may declare it either way
+    assert apply_overrides(s, {"columns": {"title": {"kind": "categorical"}}})["title"].kind == (
+        "categorical"
+    )
+    assert apply_overrides(s, {"columns": {"ticket": {"kind": "text"}}})["ticket"].kind == "text"
+
+
+def test_ingest_says_what_free_text_becomes(tmp_path) -> None:
+    from pfcore.ingest import ingest
+
+    src = tmp_path / "listings.csv"
+    rows = [f'"{t}",{["x", "y"][k % 2]}' for k, t in enumerate(titles(400, 3))]
+    src.write_text("title,area\n" + "\n".join(rows) + "\n")
+    res = ingest(src, tmp_path / "out")
+    assert res.schema["title"].kind == "text"
+    (guess,) = [g for g in res.manifest["guesses"] if "free text" in g]
+    assert guess.startswith("column 'title': free text (")
+    assert "declare it categorical" in guess
+
+
+# ------------------------------------------------------------------------------- the chain
+def test_the_word_chain_makes_new_texts_from_the_columns_words() -> None:
+    real = titles(3000, 5)
+    chain = WordChain.fit(pa.array(real, pa.large_string()))
+    made = chain.draw(4000, np.random.default_rng(0)).to_pylist()
+    vocab = {w for t in real for w in t.split()}
+    assert all(set(t.split()) <= vocab for t in made)
+    # consecutive words are pairs some real title holds
+    pairs = {p for t in real for p in zip(t.split(), t.split()[1:], strict=False)}
+    assert all(p in pairs for t in made for p in zip(t.split(), t.split()[1:], strict=False))
+    assert np.mean([t in set(real) for t in made]) < 0.05  # new, not copies
+    lengths = [len(t.split()) for t in made]
+    assert abs(np.mean(lengths) - np.mean([len(t.split()) for t in real])) < 0.3
+    # the same uniforms, the same texts
+    again = chain.draw(4000, np.random.default_rng(0)).to_pylist()
+    assert again == made
+
+
+def test_text_transform_cases_round_trip_and_save(tmp_path) -> None:
+    t = text_table()
+    schema = infer_schema(t)
+    assert schema["title"].kind == "text"
+    tr = TableTransformer.fit(t, schema, seed=0)
+    (tt,) = [x for x in tr.transforms if isinstance(x, TextTransform)]
+    # the 12 repeated titles are frequent: a slot each, then new text, then missing
+    assert tt.n_kept == 12 and tt.other_slot is None and tt.layout() == [("title", "onehot", 14)]
+    assert set(tt.repeated.to_pylist()) == {f"Repeated listing number {k}" for k in range(12)}
+    x = tr.encode(t)
+    out = tr.decode(x, seed=3)
+    title = out.column("title")
+    # missing exactly where the real row is, a repeated value exactly where the real row holds
+    # one (a value of two or more training rows), new texts elsewhere
+    assert title.is_null().equals(t.column("title").is_null())
+    real_again = np.asarray(pc.is_in(t.column("title"), value_set=tt.repeated).fill_null(False))
+    again = np.asarray(pc.is_in(title, value_set=tt.repeated).fill_null(False))
+    assert again[real_again].all() and again[~real_again].mean() < 0.02
+    present = np.asarray(title.is_valid())
+    fresh = pc.filter(title, pa.array(~again & present)).to_pylist()
+    assert np.mean([v in set(t.column("title").to_pylist()) for v in fresh]) < 0.05
+    # a frequent title decodes to itself
+    kept = np.asarray(pc.is_in(t.column("title"), value_set=tt.repeated).fill_null(False))
+    assert pc.filter(title, pa.array(kept)).equals(pc.filter(t.column("title"), pa.array(kept)))
+    # saved and loaded: the same rows
+    tr.save(tmp_path / "tr")
+    back = TableTransformer.load(tmp_path / "tr")
+    assert back.decode(x, seed=3).equals(out)
+    assert not tr.decode(x, seed=4).equals(out)
+
+
+def test_frequent_values_get_slots_and_the_rest_of_the_repeated_are_redrawn() -> None:
+    """150 values held by 2 to 40 rows each: the 100 most frequent are kept as classes, the
+    other 50 pooled (redrawn among themselves by their counts), singletons made new."""
+    rng = np.random.default_rng(2)
+    heads = [f"Job title number {k}" for k in range(150)]
+    counts = np.r_[np.arange(40, 0, -1).clip(2), np.full(110, 2)][:150]
+    values = [h for h, c in zip(heads, counts, strict=True) for _ in range(c)]
+    values += titles(400, 7)
+    rng.shuffle(values)
+    arr = pa.array(values)
+    tt = TextTransform.fit(infer_schema(pa.table({"v": arr}))["v"], arr, rng_for(0, 0))
+    assert tt.n_kept == 100 and tt.other_slot == 100 and tt.new_slot == 101
+    assert tt.n_slots == 102  # no nulls: no missing slot
+    out = tt.decode(tt.encode(arr, None), len(arr), np.random.default_rng(0), 0).to_pylist()
+    kept, tail = set(tt.repeated.to_pylist()[:100]), set(tt.repeated.to_pylist()[100:])
+    for real, made in zip(values, out, strict=True):
+        if real in kept:
+            assert made == real
+        elif real in tail:
+            assert made in tail
+        else:
+            assert made not in kept and made not in tail
+
+
+def test_a_text_column_without_nulls_or_repeats_is_not_modelled() -> None:
+    t = pa.table({"title": titles(500, 1), "v": np.arange(500.0)})
+    tt = TextTransform.fit(infer_schema(t)["title"], t.column("title"), rng_for(0, 0))
+    assert tt.layout() == [] and tt.n_slots == 1
+    out = tt.decode(np.empty((50, 0), np.float32), 50, np.random.default_rng(0), 0)
+    assert out.null_count == 0 and len(out) == 50 and out.type == pa.string()
+
+
+# ----------------------------------------------------------------------- model and conditions
+@pytest.fixture(scope="module")
+def text_synth():
+    from pfcore.synthesizer import Synthesizer
+
+    table = text_table()
+    config = {"max_steps": 300, "n_pairs": 1000, "distill_max_steps": 100}
+    return Synthesizer.fit(table, infer_schema(table), preset="tiny", config=config, seed=0)
+
+
+def test_the_model_learns_which_rows_repeat_a_title(text_synth) -> None:
+    out = text_synth.sample(3000, seed=1)
+    group = np.asarray(out.column("group"))
+    title = out.column("title")
+    again = np.asarray(pc.starts_with(title, "Repeated").fill_null(False))
+    present = np.asarray(title.is_valid())
+    assert 0.05 < 1 - present.mean() < 0.15
+    # repeated titles on group b rows, new texts on group a rows, as in the real table
+    assert again[(group == "b") & present].mean() > 0.85
+    assert again[(group == "a") & present].mean() < 0.15
+    assert text_synth.sample(3000, seed=1).equals(out)
+
+
+def test_text_conditions(text_synth) -> None:
+    out = text_synth.sample(500, seed=2, conditions=Conditions.make(where=["title=null"]))
+    assert out.column("title").null_count == 500
+    with pytest.raises(InputError, match="free text") as info:
+        text_synth.sample(10, seed=2, conditions=Conditions.make(where=["title=cosy room"]))
+    assert info.value.column == "title"
+    seed_rows = text_table(40, 9).select(["title"])
+    got = text_synth.sample(None, seed=2, conditions=Conditions.make(seed_rows=seed_rows))
+    assert got.column("title").equals(seed_rows.column("title"))
+    # rows given a repeated title are mostly group b, as real ones are
+    group = np.asarray(got.column("group"))
+    rep = np.asarray(pc.starts_with(seed_rows.column("title"), "Repeated").fill_null(False))
+    assert (group[rep] == "b").mean() > 0.7
