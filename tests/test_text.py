@@ -203,3 +203,22 @@ def test_text_conditions(text_synth) -> None:
     group = np.asarray(got.column("group"))
     rep = np.asarray(pc.starts_with(seed_rows.column("title"), "Repeated").fill_null(False))
     assert (group[rep] == "b").mean() > 0.7
+
+
+def test_the_report_lists_text_columns_beside_the_real_ones(text_synth) -> None:
+    """The report says what synthetic texts hold against held-out ones: new (not copied from
+    a single training row), as long, as often missing; copying training rows shows."""
+    from pfcore.fidelity import evaluate
+    from pfcore.fidelity.report import FidelityReport
+
+    train, real = text_table(1500, 0), text_table(600, 5)
+    rep = evaluate(real, text_synth.sample(600, seed=3), text_synth.schema, train=train)
+    (t,) = rep.text
+    assert t["name"] == "title" and "title" in rep.skipped_columns
+    assert t["copied_once_synthetic"] < 0.05 and t["copied_once_real"] < 0.05
+    assert abs(t["words_real"] - t["words_synthetic"]) < 0.5 and t["words_shape"] > 0.8
+    assert abs(t["missing_real"] - t["missing_synthetic"]) < 0.06
+    copied = evaluate(real, train.slice(0, 600), text_synth.schema, train=train).text[0]
+    assert copied["copied_once_synthetic"] > 0.5
+    assert "## Free-text columns" in rep.to_markdown()
+    assert FidelityReport.from_dict(rep.to_dict()).text == rep.to_dict()["text"]

@@ -27,6 +27,7 @@ from pfcore.fidelity.reference import reference_scores
 from pfcore.fidelity.report import FidelityReport
 from pfcore.fidelity.sampling import subsample_rows as _rows
 from pfcore.fidelity.shapes import column_shape, missing_rate
+from pfcore.fidelity.text import text_columns
 from pfcore.fidelity.validity import validity as run_validity
 
 __all__ = ["evaluate"]
@@ -282,6 +283,9 @@ def _evaluate(
     sw.start()
     dists = distributions(prep, cfg.plot_max_columns)
     sw.lap("distributions")
+    sw.start()
+    texts = text_columns(real_df, syn_df, train_df, schema)
+    sw.lap("text")
     sw.total()
 
     from pfcore import __version__
@@ -312,6 +316,7 @@ def _evaluate(
         skipped_columns=dict(prep.skipped),
         detection=det.to_dict() if det else None,
         pair_detection=pair_det.to_dict() if pair_det else None,
+        text=texts or None,
         privacy=priv.to_dict() if priv else None,
         efficacy=eff.to_dict() if eff else None,
         notes=notes,

@@ -27,6 +27,9 @@ JSON layout (version 1)::
                         "n_real", "n_synthetic", "n_pairs_total", "n_screened", "n_scored",
                         "settings"} | null,
      "reference": {"source", "n_a", "n_b", "column_shapes", "pair_trends", "quality"} | null,
+     "text": [{"name", "missing_real", "missing_synthetic", "words_real", "words_synthetic",
+               "words_shape", "seen_real", "seen_synthetic", "copied_once_real",
+               "copied_once_synthetic"}] | null (free-text columns: ``pfcore.fidelity.text``),
      "notes": [str], "timings_s": {section: wall seconds}, "cpu_s": {section: CPU seconds},
      "distributions": {column: {...histogram or frequencies}},
      "correlation": {"columns": [...], "real": [[...]], "synthetic": [[...]]},
@@ -174,6 +177,7 @@ class FidelityReport:
     privacy: dict[str, Any] | None = None
     efficacy: dict[str, Any] | None = None
     pair_detection: dict[str, Any] | None = None
+    text: list[dict[str, Any]] | None = None
     reference: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -209,6 +213,7 @@ class FidelityReport:
                 "privacy": self.privacy,
                 "efficacy": self.efficacy,
                 "pair_detection": self.pair_detection,
+                "text": self.text,
                 "reference": self.reference,
                 "notes": self.notes,
                 "timings_s": self.timings_s,
@@ -244,6 +249,7 @@ class FidelityReport:
             "privacy",
             "efficacy",
             "pair_detection",
+            "text",
             "reference",
             "notes",
             "timings_s",
@@ -435,6 +441,30 @@ class FidelityReport:
             parts += [
                 "Skipped columns: "
                 + ", ".join(f"`{k}` ({v})" for k, v in self.skipped_columns.items()),
+                "",
+            ]
+        if self.text:
+            parts += [
+                "## Free-text columns",
+                "",
+                "Real (held-out) / synthetic. Seen: values some training row holds; copied "
+                "once: values exactly one training row holds. Not read by the gate.",
+                "",
+                _table(
+                    ["column", "missing", "mean words", "word-count shape", "seen", "copied once"],
+                    [
+                        [
+                            f"`{t['name']}`",
+                            f"{_fmt(t['missing_real'], 3)} / {_fmt(t['missing_synthetic'], 3)}",
+                            f"{_fmt(t['words_real'], 2)} / {_fmt(t['words_synthetic'], 2)}",
+                            t["words_shape"],
+                            f"{_fmt(t['seen_real'], 3)} / {_fmt(t['seen_synthetic'], 3)}",
+                            f"{_fmt(t['copied_once_real'], 3)} / "
+                            f"{_fmt(t['copied_once_synthetic'], 3)}",
+                        ]
+                        for t in self.text
+                    ],
+                ),
                 "",
             ]
 
