@@ -421,12 +421,12 @@ def ingest(
 def _near_unique_text(schema: Any, rows: int) -> list[str]:
     """A guess for each near-unique text column, saying what synthetic rows will hold.
 
-    Free text (mostly several words) is ``text``: new values from its words (where a real
-    row holds a value of its own). Near-unique
-    single-word values (tickets, codes) stay categorical, and the model pools them: synthetic
-    rows hold training values copied verbatim where new real rows hold new ones. The fidelity
-    gate then fails (Airbnb listing titles as classes: detection AUC 0.99; declared ``id``,
-    0.725 and the gate passed), so the user hears it at ingest, with what to do."""
+    Free text is ``text``: new values from its words or characters (where a real row holds a
+    value of its own). Near-unique values left categorical (dates or decimals in a form
+    ingest did not read) are pooled by the model: synthetic rows hold training values copied
+    verbatim where new real rows hold new ones. The fidelity gate then fails (Airbnb listing
+    titles as classes: detection AUC 0.99; declared ``id``, 0.725 and the gate passed), so
+    the user hears it at ingest, with what to do."""
     from pfcore.schema import NEAR_UNIQUE_SHARE, TEXT_MIN_DISTINCT
 
     out = []
@@ -439,11 +439,11 @@ def _near_unique_text(schema: Any, rows: int) -> list[str]:
         shown = f"{col.n_distinct:,}" + ("+" if col.distinct_truncated else "")
         if col.kind == "text":
             out.append(
-                f"column {col.name!r}: free text ({shown} distinct values of several words in "
-                f"{present:,} rows): synthetic rows hold its frequent values as classes and, "
-                "where a real row holds a value of its own, new text made of its words (never a "
-                "value only one training row holds); declare it categorical to keep its "
-                "training values instead, or drop it"
+                f"column {col.name!r}: free text ({shown} distinct values in {present:,} "
+                "rows): synthetic rows hold its frequent values as classes and, where a real "
+                "row holds a value of its own, new text made of its words (of its characters, "
+                "for single words; never a value only one training row holds); declare it "
+                "categorical to keep its training values instead, or drop it"
             )
         elif (
             col.kind == "categorical"

@@ -399,11 +399,19 @@ def _number_text(arr: pa.Array) -> pa.Array:
     return pc.or_(plain, pc.match_substring_regex(trimmed, _FORMATTED_NUMBER))
 
 
+def _blank_to_null(arr: pa.Array) -> pa.Array:
+    """Values of spaces only are missing: a spreadsheet's blank cell in a column of numbers
+    (Telco churn's `TotalCharges` holds `' '` on the 11 rows of new customers)."""
+    blank = pc.equal(pc.utf8_trim_whitespace(arr), "")
+    return pc.if_else(blank, pa.scalar(None, arr.type), arr)
+
+
 def _parse_number_text(arr: pa.Array, column: str) -> pa.Array:
     """Numbers written as text (``$84,835.00 ``, ``1,234``, ``12.5%``, `` 43``) to float64:
     the currency sign, thousands separators, percent sign and spaces dropped (``12.5%`` is
-    12.5); a value that is not such a number sends the column back to text
-    (:class:`_RetryAsString`)."""
+    12.5), values of spaces only missing; a value that is not such a number sends the column
+    back to text (:class:`_RetryAsString`)."""
+    arr = _blank_to_null(arr)
     if not pc.all(_number_text(arr.drop_null())).as_py():
         raise _RetryAsString(column, plain=True)
     return pc.cast(pc.replace_substring_regex(arr, r"[$€£,%\s]", ""), pa.float64())
@@ -602,9 +610,10 @@ class SourceReader:
         for f, arr in zip(self.schema, first.columns, strict=True):
             if not pa.types.is_string(f.type) or f.name in dates:
                 continue
-            raw = arr.drop_null()
+            raw = _blank_to_null(arr).drop_null()
             if len(raw) == 0 or f.name in self.plain_text_columns:
                 continue
+            blanks = len(raw) < len(arr.drop_null())
             number = _number_text(raw)
             share = pc.mean(pc.cast(number, pa.int8())).as_py()
             if share == 1.0:
@@ -616,7 +625,9 @@ class SourceReader:
                 self.guesses.append(
                     f"column {f.name!r}: numbers written as text (e.g. {example!r}, read as "
                     f"{parsed!r}: currency signs, thousands separators, percent signs and spaces "
-                    "dropped) parsed as numbers; declare the column categorical in the overrides "
+                    "dropped"
+                    + ("; values of spaces only read as missing" if blanks else "")
+                    + ") parsed as numbers; declare the column categorical in the overrides "
                     "to keep it as text"
                 )
                 continue

@@ -14,10 +14,13 @@ Kind rules (``infer_schema``), in order:
 * Arrow ``bool``                         -> ``boolean``
 * one distinct value plus nulls          -> ``categorical`` (value-or-null)
 * timestamp / date                       -> ``datetime``
-* string, mostly several words (``TEXT_WORD_SHARE`` of the values), more than
-  ``TEXT_MIN_DISTINCT`` distinct values and at least ``NEAR_UNIQUE_SHARE`` as many as non-null
-  rows, no prefix shared by every value -> ``text`` (titles, names, descriptions: a class per
-  value cannot be learnt, and copying them leaks rows; ``pfcore.transforms.text``)
+* string with more than ``TEXT_MIN_DISTINCT`` distinct values and at least
+  ``NEAR_UNIQUE_SHARE`` as many as non-null rows, no prefix shared by every value -> ``text``
+  (titles, names, descriptions, tickets: a class per value cannot be learnt, and copying them
+  leaks rows; ``pfcore.transforms.text``), unless its values are single words that are all
+  distinct with no null (``id`` below) or mostly dates or decimal numbers in a form ingest
+  did not read (``12/28/2009``, ``0.5`` beside ``-``: left categorical, copies of real values
+  rather than made-up malformed ones)
 * string: all values unique, no nulls, at least ``ID_MIN_ROWS`` rows -> ``id``; else ``categorical``
 * integer with at most ``max_int_categories`` (20) distinct values -> ``categorical``.
   Why 20: integer *codes* (sex, marital status, education, payment status -2..8, month, weekday)
@@ -84,6 +87,13 @@ NEAR_UNIQUE_SHARE = 0.5
 TEXT_WORD_SHARE = 0.5
 #: Values of a string column checked for several words (the first ones seen).
 TEXT_PROBE_VALUES = 100_000
+#: A quantity in a form ingest did not read: a date or date-time (``12/28/2009``,
+#: ``2009.12.28 10:00``) or a decimal number (``0.5`` beside ``-`` and ``?``). Made of
+#: characters these would be malformed (``12.5.0``); integers (ticket numbers) are fine.
+QUANTITY_LIKE = (
+    r"^\s*(\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?"
+    r"|[-+]?\d*\.\d+([eE][-+]?\d+)?)\s*$"
+)
 #: Categories written into schema.json (most frequent first); the transformer recounts on fit.
 MAX_STORED_CATEGORIES = 1000
 #: Largest number of decimals recorded for a float column; beyond it ``decimals`` is None.
@@ -389,8 +399,9 @@ class _ColumnStats:
         self.is_int = pa.types.is_integer(arrow_type)
         self.is_temporal = is_temporal(arrow_type)
         self.is_string = is_stringlike(arrow_type)
-        self.probed = 0  # string values checked for several words, and how many had them
+        self.probed = 0  # string values checked for several words / a date's look, and how many
         self.multi_word = 0
+        self.quantity_like = 0
         self.cap = (
             MAX_TRACKED_DISTINCT_FLOAT
             if (self.is_float or self.is_temporal)
@@ -426,6 +437,8 @@ class _ColumnStats:
             head = valid.slice(0, TEXT_PROBE_VALUES - self.probed)
             self.probed += len(head)
             self.multi_word += int(pc.sum(pc.match_substring_regex(head, r"\S\s+\S")).as_py() or 0)
+            quantity = pc.match_substring_regex(head, QUANTITY_LIKE)
+            self.quantity_like += int(pc.sum(quantity).as_py() or 0)
         if self.is_float or self.is_int or self.is_temporal or self.is_string:
             mm = pc.min_max(valid)
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
@@ -596,12 +609,19 @@ class _ColumnStats:
         return col
 
     def _free_text(self, n_distinct: int | None, n_valid: int, prefix: str) -> bool:
-        """Near-unique values of several words that share no prefix (``Order 1``, ``Order 2``
-        are ids): titles, names, descriptions."""
+        """Near-unique values that share no prefix (``Order 1``, ``Order 2`` are ids): titles,
+        names, descriptions; single words (tickets, codes) unless they are ids, dates or
+        decimal numbers."""
         if n_distinct is None or n_distinct <= TEXT_MIN_DISTINCT or prefix:
             return False
-        near_unique = self.truncated or n_distinct >= NEAR_UNIQUE_SHARE * n_valid
-        return near_unique and self.multi_word >= TEXT_WORD_SHARE * max(self.probed, 1)
+        if not (self.truncated or n_distinct >= NEAR_UNIQUE_SHARE * n_valid):
+            return False
+        probed = max(self.probed, 1)
+        if self.multi_word >= TEXT_WORD_SHARE * probed:
+            return True
+        if self.all_unique and self.n_null == 0:
+            return False  # single distinct words: an id
+        return self.quantity_like < TEXT_WORD_SHARE * probed
 
 
 def _common_prefix(a: str | None, b: str | None) -> str:

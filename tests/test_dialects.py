@@ -308,3 +308,18 @@ def test_a_header_with_a_trailing_delimiter_is_read(tmp_path: Path) -> None:
     both.write_text("a,b,\n" + "".join(f"{i},{i % 3},\n" for i in range(60)))
     with pytest.raises(InputError, match="column #3"):
         ingest(both, tmp_path / "out2")
+
+
+def test_blank_cells_in_a_column_of_numbers_are_missing(tmp_path: Path) -> None:
+    """Telco churn's `TotalCharges`: decimals, and `' '` on the rows of new customers. The
+    spaces made the whole column text (a class per amount); they are now missing numbers."""
+    src = tmp_path / "telco.csv"
+    rows = [f"{i},{' ' if i % 20 == 0 else f'{18.8 + 3.1 * i:.2f}'}" for i in range(200)]
+    src.write_text("tenure,TotalCharges\n" + "\n".join(rows) + "\n")
+    res = ingest(src, tmp_path / "out")
+    assert res.schema["TotalCharges"].arrow_type == "double"
+    got = read_dataset(res.out_dir).column("TotalCharges").to_pylist()
+    assert got[0] is None and got[20] is None and got[1] == 21.9
+    assert res.schema["TotalCharges"].n_missing == 10
+    (guess,) = [g for g in res.manifest["guesses"] if "'TotalCharges'" in g]
+    assert "values of spaces only read as missing" in guess

@@ -14,7 +14,7 @@ from pfcore.errors import InputError
 from pfcore.schema import apply_overrides, infer_schema
 from pfcore.transforms import TableTransformer
 from pfcore.transforms.base import rng_for
-from pfcore.transforms.text import TextTransform, WordChain
+from pfcore.transforms.text import TextTransform, TokenChain
 
 ADJ = ["cosy", "bright", "quiet", "large", "sunny", "modern", "charming", "spacious", "tiny"]
 NOUN = ["room", "flat", "loft", "studio", "house", "suite", "cabin", "nest"]
@@ -53,18 +53,26 @@ def text_table(n: int = 1500, seed: int = 0) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------- inference
-def test_free_text_is_inferred_and_codes_and_ids_are_not() -> None:
+def test_free_text_is_inferred_and_ids_codes_and_dates_are_not() -> None:
     n = 600
+    rng = np.random.default_rng(0)
+    codes = [f"{rng.choice(list('ABCDEF'))}{rng.integers(1, 300)}" for _ in range(n)]
     t = pa.table(
         {
             "title": titles(n, 0),
-            "ticket": [f"A{k % 400}" for k in range(n)],  # near-unique, one word: a code
+            "cabin": codes,  # near-unique single words with repeats: text, by characters
+            "ticket": [f"A{k % 400}" for k in range(n)],  # one prefix: a code kept categorical
             "order": [f"Order {k}" for k in range(n)],  # unique, one prefix: an id
+            "key": [f"{k * 7919 % 10007:05x}" for k in range(n)],  # distinct single words: id
+            "when": [f"{1 + k % 12}/{1 + k % 28}/{2000 + k % 20}" for k in range(n)],  # dates
+            "amount": ["?" if k % 50 == 0 else f"{(k % 450) * 0.37:.2f}" for k in range(n)],
             "city": [["Paris", "New York", "Rome"][k % 3] for k in range(n)],
         }
     )
     s = infer_schema(t)
-    assert [s[c].kind for c in t.column_names] == ["text", "categorical", "id", "categorical"]
+    kinds = [s[c].kind for c in t.column_names]
+    assert kinds[:5] == ["text", "text", "categorical", "id", "id"]
+    assert kinds[5:] == ["categorical"] * 3  # dates and decimals, made of characters: malformed
     assert s["title"].categories is None
     # a user may declare it either way
     assert apply_overrides(s, {"columns": {"title": {"kind": "categorical"}}})["title"].kind == (
@@ -89,7 +97,7 @@ def test_ingest_says_what_free_text_becomes(tmp_path) -> None:
 # ------------------------------------------------------------------------------- the chain
 def test_the_word_chain_makes_new_texts_from_the_columns_words() -> None:
     real = titles(3000, 5)
-    chain = WordChain.fit(pa.array(real, pa.large_string()))
+    chain = TokenChain.fit(pa.array(real, pa.large_string()))
     made = chain.draw(4000, np.random.default_rng(0)).to_pylist()
     vocab = {w for t in real for w in t.split()}
     assert all(set(t.split()) <= vocab for t in made)
@@ -157,6 +165,24 @@ def test_frequent_values_get_slots_and_the_rest_of_the_repeated_are_redrawn() ->
             assert made in tail
         else:
             assert made not in kept and made not in tail
+
+
+def test_single_words_are_made_of_their_characters() -> None:
+    rng = np.random.default_rng(1)
+    cabins = [f"{rng.choice(list('ABCDEF'))}{rng.integers(1, 130)}" for _ in range(2000)]
+    arr = pa.array(cabins)
+    tt = TextTransform.fit(infer_schema(pa.table({"c": arr}))["c"], arr, rng_for(0, 0))
+    assert tt.chain.unit == "char"
+    made = tt.chain.draw(3000, np.random.default_rng(0)).to_pylist()
+    real_len = np.bincount([len(c) for c in cabins], minlength=5)[:5] / len(cabins)
+    made_len = np.bincount([len(c) for c in made], minlength=5)[:5] / len(made)
+    assert np.abs(real_len - made_len).max() < 0.03  # lengths as the real ones
+    assert all(c[0] in "ABCDEF" and c[1:].isdigit() for c in made if len(c) > 1)
+    meta, arrays = tt.state()
+    back = TextTransform.from_state(tt.column, meta, arrays)
+    assert back.chain.draw(50, np.random.default_rng(4)).equals(
+        tt.chain.draw(50, np.random.default_rng(4))
+    )
 
 
 def test_a_text_column_without_nulls_or_repeats_is_not_modelled() -> None:

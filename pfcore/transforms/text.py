@@ -15,8 +15,9 @@ Each row is one of these cases, a onehot block modelled with the other columns:
   (``categorical.draw_pooled``); a value held by a single training row is never copied;
 * **new** (the row's value occurs once in the training rows): a text of a drawn number of
   words from a first-order word chain fitted on at most ``MAX_FIT_VALUES`` of those values
-  (``WordChain``: every word and every pair of consecutive words is real, the whole text new;
-  whitespace is normalised to single spaces);
+  (``TokenChain``: every word and every pair of consecutive words is real, the whole text new;
+  whitespace is normalised to single spaces); a column of single words (tickets, cabins,
+  codes: ``text_unit``) is made of characters the same way;
 * **missing**.
 
 The share of new values among training rows is the Good-Turing estimate of how often a new
@@ -81,9 +82,46 @@ def _keys(state: np.ndarray, weight: np.ndarray, first: np.ndarray, last: np.nda
     return state + cum
 
 
-class WordChain:
-    """A first-order word chain, walked for a drawn number of words.
+UNITS = ("word", "char")
 
+
+def _words(values: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(vocabulary, token ids from 1 in reading order, tokens per value): words split on
+    whitespace."""
+    split = pc.utf8_split_whitespace(values)
+    flat, parent = pc.list_flatten(split), np.asarray(pc.list_parent_indices(split))
+    word = np.asarray(pc.greater(pc.utf8_length(flat), 0), dtype=bool)  # edges split to ""
+    flat = flat.filter(pa.array(word))
+    lengths = np.bincount(parent[word], minlength=len(values)).astype(np.int64)
+    if not len(flat):
+        return pa.array([], type=pa.large_string()), np.zeros(0, dtype=np.int64), lengths
+    enc = pc.dictionary_encode(flat)
+    return enc.dictionary, np.asarray(enc.indices, dtype=np.int64) + 1, lengths
+
+
+def _characters(values: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The same for characters (values cut to ``MAX_WORDS`` of them): code points of a
+    fixed-width NumPy string array, read row by row."""
+    cut = pc.utf8_slice_codeunits(values.cast(pa.large_string()), 0, MAX_WORDS)
+    text = np.array(cut.to_pylist(), dtype=str)
+    points = text.view(np.uint32).reshape(len(text), -1) if text.dtype.itemsize else None
+    if points is None or not points.size:
+        return (
+            pa.array([], type=pa.large_string()),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(len(text), dtype=np.int64),
+        )
+    present = points != 0
+    uniq, ids = np.unique(points[present], return_inverse=True)
+    vocab = pa.array([chr(c) for c in uniq], type=pa.large_string())
+    return vocab, ids.astype(np.int64) + 1, present.sum(axis=1).astype(np.int64)
+
+
+class TokenChain:
+    """A first-order chain of words (or of characters: ``unit``), walked for a drawn length.
+
+    Words for text of several words; characters for single words (codes such as tickets and
+    cabins: ``A/5 21171``, ``C85``), whose words a word chain could only copy whole.
     Token ``t > 0`` is ``words[t - 1]`` (and state ``t``: after that word), token 0 ends the
     text (state 0: the start). ``source``, ``tokens`` and ``counts`` list every transition seen,
     state-major. A text's length ``L`` is drawn from the lengths of the values the chain was
@@ -103,7 +141,11 @@ class WordChain:
         tokens: np.ndarray,
         counts: np.ndarray,
         length_counts: np.ndarray,
+        unit: str = "word",
     ) -> None:
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
+        self.unit = unit
         self.words = words
         self.source = np.asarray(source, dtype=np.int64)
         self.tokens = np.asarray(tokens, dtype=np.int64)
@@ -142,20 +184,10 @@ class WordChain:
         return self._keys[r]
 
     @classmethod
-    def fit(cls, values: pa.Array) -> WordChain:
+    def fit(cls, values: pa.Array, unit: str = "word") -> TokenChain:
         if not len(values):  # nothing to learn from (no value held by one row): empty texts
             values = pa.array([""], pa.large_string())
-        split = pc.utf8_split_whitespace(values)
-        flat, parent = pc.list_flatten(split), np.asarray(pc.list_parent_indices(split))
-        word = np.asarray(pc.greater(pc.utf8_length(flat), 0), dtype=bool)  # edges split to ""
-        flat = flat.filter(pa.array(word))
-        lengths = np.bincount(parent[word], minlength=len(values)).astype(np.int64)
-        if len(flat):
-            enc = pc.dictionary_encode(flat)
-            words = enc.dictionary
-            ids = np.asarray(enc.indices, dtype=np.int64) + 1
-        else:
-            words, ids = pa.array([], type=pa.large_string()), np.zeros(0, dtype=np.int64)
+        words, ids, lengths = (_words if unit == "word" else _characters)(values)
         # Each value contributes (start -> w1), (w1 -> w2), ..., (wk -> end): previous states are
         # 0 then its words, next tokens its words then 0. Word j of row r is pair j + r (one
         # extra pair per row).
@@ -173,6 +205,7 @@ class WordChain:
             uniq % n_states,
             counts,
             length_counts,
+            unit,
         )
 
     def draw(self, m: int, rng: np.random.Generator) -> pa.Array:
@@ -204,7 +237,8 @@ class WordChain:
         offsets = np.r_[0, np.cumsum(np.bincount(row, minlength=m))].astype(np.int64)
         words = self.words.take(pa.array(tok[order] - 1))
         lists = pa.LargeListArray.from_arrays(pa.array(offsets), words)
-        return pc.binary_join(lists, pa.scalar(" ", pa.large_string()))
+        sep = " " if self.unit == "word" else ""
+        return pc.binary_join(lists, pa.scalar(sep, pa.large_string()))
 
     def state(self) -> dict[str, np.ndarray]:
         blob, offsets = _strings(self.words)
@@ -218,14 +252,26 @@ class WordChain:
         }
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray]) -> WordChain:
+    def from_state(cls, arrays: dict[str, np.ndarray], unit: str) -> TokenChain:
         return cls(
             _from_strings(arrays["word_bytes"], arrays["word_offsets"]),
             arrays["source"],
             arrays["tokens"],
             arrays["counts"],
             arrays["length_counts"],
+            unit,
         )
+
+
+def text_unit(values: pa.Array) -> str:
+    """``word`` when most values hold several words (``schema.TEXT_WORD_SHARE``), else
+    ``char``: the one decision, for inference's guess and the transform alike."""
+    from pfcore.schema import TEXT_WORD_SHARE
+
+    if not len(values):
+        return "word"
+    several = pc.sum(pc.match_substring_regex(values, r"\S\s+\S")).as_py() or 0
+    return "word" if several >= TEXT_WORD_SHARE * len(values) else "char"
 
 
 class TextTransform(ColumnTransform):
@@ -237,7 +283,7 @@ class TextTransform(ColumnTransform):
     def __init__(
         self,
         column: ColumnSchema,
-        chain: WordChain,
+        chain: TokenChain,
         repeated: pa.Array,
         repeated_counts: np.ndarray,
         n_kept: int,
@@ -278,7 +324,7 @@ class TextTransform(ColumnTransform):
         if len(fit_on) > MAX_FIT_VALUES:
             pick = np.sort(rng.choice(len(fit_on), MAX_FIT_VALUES, replace=False))
             fit_on = fit_on.take(pa.array(pick))
-        chain = WordChain.fit(fit_on)
+        chain = TokenChain.fit(fit_on, text_unit(values))
         return cls(column, chain, repeated, counts[order], n_kept, arr.null_count > 0)
 
     def layout(self) -> list[tuple[str, str, int]]:
@@ -314,7 +360,7 @@ class TextTransform(ColumnTransform):
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         blob, offsets = _strings(self.repeated)
         return (
-            {"has_missing": self.has_missing, "n_kept": self.n_kept},
+            {"has_missing": self.has_missing, "n_kept": self.n_kept, "unit": self.chain.unit},
             {
                 **self.chain.state(),
                 "repeated_bytes": blob,
@@ -329,7 +375,7 @@ class TextTransform(ColumnTransform):
     ) -> TextTransform:
         return cls(
             column,
-            WordChain.from_state(arrays),
+            TokenChain.from_state(arrays, str(meta["unit"])),
             _from_strings(arrays["repeated_bytes"], arrays["repeated_offsets"]),
             arrays["repeated_counts"],
             int(meta["n_kept"]),
