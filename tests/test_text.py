@@ -248,3 +248,57 @@ def test_the_report_lists_text_columns_beside_the_real_ones(text_synth) -> None:
     assert copied["copied_once_synthetic"] > 0.5
     assert "## Free-text columns" in rep.to_markdown()
     assert FidelityReport.from_dict(rep.to_dict()).text == rep.to_dict()["text"]
+
+
+EN = ["cosy", "bright", "room", "flat", "near", "the", "park", "river", "quiet", "house"]
+FR = ["chambre", "calme", "pres", "du", "parc", "appartement", "lumineux", "maison", "la", "de"]
+
+
+def lang_table(n: int = 1500, seed: int = 0) -> pa.Table:
+    """Titles in English on ``en`` rows and in French on ``fr`` rows, all distinct."""
+    rng = np.random.default_rng(seed)
+    lang = rng.choice(["en", "fr"], n)
+    title = [
+        " ".join(rng.choice(EN if g == "en" else FR, rng.integers(3, 7))) + f" {k}"
+        for k, g in enumerate(lang)
+    ]
+    noise = rng.choice(["x", "y", "z"], n)  # a class with nothing to say about the words
+    return pa.table({"lang": lang, "noise": noise, "title": title})
+
+
+def test_new_text_follows_the_class_that_tells_its_words_apart() -> None:
+    t = lang_table()
+    tr = TableTransformer.fit(t, infer_schema(t), seed=0)
+    (tt,) = [x for x in tr.transforms if isinstance(x, TextTransform)]
+    assert tt.parent == "lang" and tt.classes == ["en", "fr"]
+    out = tr.decode(tr.encode(t), seed=1)
+    made = out.column("title").to_pylist()
+    lang = out.column("lang").to_pylist()
+
+    def mismatched(texts: list[str], langs: list[str]) -> float:
+        """Share of texts whose words are of the other language than their row's."""
+        other = {"en": set(FR), "fr": set(EN)}
+        return float(
+            np.mean([bool(set(w.split()) & other[g]) for w, g in zip(texts, langs, strict=True)])
+        )
+
+    assert mismatched(made, lang) == 0.0
+    # without the parent a text's language is drawn apart from its row's
+    alone = TextTransform.fit(tt.column, t.column("title"), rng_for(0, 0))
+    assert alone.parent is None
+    z = np.zeros((len(lang), 1), np.float32)
+    plain = alone.decode_given(z, len(lang), np.random.default_rng(0), out.column("lang"))
+    assert mismatched(plain.to_pylist(), lang) > 0.3
+    # saved and loaded, and on the torch decode: the same rows
+    from tests.test_torch_decode import assert_same_decode
+
+    x = tr.encode(t)
+    assert_same_decode(tr, x, "cpu", on_host={"title"})
+    meta, arrays = tt.state()
+    back = TextTransform.from_state(tt.column, meta, arrays)
+    assert back.parent == "lang" and back.classes == ["en", "fr"]
+    z = np.zeros((200, tt.n_slots), np.float32)
+    parent = t.column("lang").slice(0, 200).combine_chunks()
+    assert back.decode_given(z, 200, np.random.default_rng(3), parent).equals(
+        tt.decode_given(z, 200, np.random.default_rng(3), parent)
+    )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, SchemaError
@@ -242,7 +243,11 @@ class TableTransformer:
             elif kls in (ConstantTransform, IdTransform):
                 transforms.append(kls(col))
             elif kls is TextTransform:
-                transforms.append(TextTransform.fit(col, table.column(col.name), rng))
+                transforms.append(
+                    TextTransform.fit(
+                        col, table.column(col.name), rng, _text_parents(table, schema)
+                    )
+                )
             elif kls is NumericTransform:
                 transforms.append(
                     NumericTransform.fit(
@@ -260,6 +265,12 @@ class TableTransformer:
                     )
                 )
         _link_pooled_parents(table, transforms)
+        for i, tr in enumerate(transforms):  # a parent must decode as a plain categorical
+            if isinstance(tr, TextTransform) and tr.parent is not None:
+                parent = next(t for t in transforms if t.column.name == tr.parent)
+                if type(parent) is not CategoricalTransform or parent.has_other:
+                    rng = rng_for(seed, ENCODE_STREAM, tr.column.name)
+                    transforms[i] = TextTransform.fit(tr.column, table.column(tr.column.name), rng)
         repairs = None
         if rules is not None:
             from pfcore.rules.repair import plan_repairs
@@ -315,8 +326,16 @@ class TableTransformer:
                 arrays.append(tr.decode_slots(slots_of(i), n, rng, parent_slots=parent))
             elif isinstance(tr, (DerivedTransform, RuleTransform)):
                 arrays.append(None)  # built from other columns below
+            elif isinstance(tr, TextTransform) and tr.parent is not None:
+                arrays.append(None)  # after its parent, below
             else:
                 arrays.append(tr.decode(x[:, a:b], n, rng, row_offset))
+        for i, tr in enumerate(self.transforms):
+            if isinstance(tr, TextTransform) and tr.parent is not None:
+                a, b = self._slices[i]
+                rng = decode_rng(seed, row_offset, tr.column.name)
+                parent = arrays[self._index_of[tr.parent]]
+                arrays[i] = tr.decode_given(x[:, a:b], n, rng, parent)
         for i in self._late:  # dependencies first (see _late_order)
             tr = self.transforms[i]
             if isinstance(tr, DerivedTransform):
@@ -469,6 +488,20 @@ def _link_pooled_parents(table: pa.Table, transforms: list[ColumnTransform]) -> 
             t.column.name: (slots[t.column.name][rows], t.n_slots) for t in cats if t is not child
         }
         child.link = choose_parent(idx[rows], child.pooled_frequencies, candidates)
+
+
+def _text_parents(table: pa.Table, schema: TableSchema) -> dict[str, pa.Array]:
+    """Columns that may pick a text column's chain: categorical or boolean, with at most
+    ``text.MAX_PARENT_CLASSES`` values in ``table``."""
+    from pfcore.transforms.text import MAX_PARENT_CLASSES
+
+    out = {}
+    for c in schema.columns:
+        if c.kind in ("categorical", "boolean"):
+            arr = table.column(c.name)
+            if 2 <= pc.count_distinct(arr).as_py() <= MAX_PARENT_CLASSES:
+                out[c.name] = arr.combine_chunks()
+    return out
 
 
 def _late_order(transforms: list[ColumnTransform], index_of: dict[str, int]) -> list[int]:

@@ -25,7 +25,11 @@ real row holds a value never seen before (held-out rows seen in training, four p
 Airbnb titles 3.7% against 4% estimated, tweets 37% / 46%, bestseller titles 52% / 54%).
 What this leaves out on purpose: a new real row may hold a value one training row holds (36%
 of held-out tweets do); synthetic rows hold such a value only when the chain makes it again.
-The words themselves are drawn independently of the other columns.
+A new text's tokens follow one other column at most: the categorical or boolean column of at
+most ``MAX_PARENT_CLASSES`` classes whose class its tokens tell best (``parent_score``, the
+uncertainty coefficient of the class given a token; Titanic names: the sex, by their titles),
+each class with enough single-row values getting a chain of its own; the rest of the row
+plays no part in the words.
 
 Walking the chain is a push-forward of uniform noise: ``searchsorted`` of ``state + u`` into
 each state's cumulative transition probabilities (stored as one increasing array, state ``s``
@@ -274,9 +278,49 @@ def text_unit(values: pa.Array) -> str:
     return "word" if several >= TEXT_WORD_SHARE * len(values) else "char"
 
 
+#: A parent column (its class picks the chain a new text is drawn from) has at most this
+#: many classes, each with at least ``MIN_CLASS_VALUES`` single-row values for a chain of its
+#: own (fewer: the chain of all of them), and tells the words apart by at least
+#: ``MIN_PARENT_SCORE`` (the uncertainty coefficient of the class given a word).
+MAX_PARENT_CLASSES = 16
+MIN_CLASS_VALUES = 30
+MIN_PARENT_SCORE = 0.02
+#: Most frequent tokens the parent's score reads.
+SCORE_TOKENS = 1000
+
+
+def parent_score(values: pa.Array, classes: pa.Array, unit: str) -> float:
+    """How much a token tells about a row's class: I(class; token) / H(class) over every token
+    occurrence of the ``SCORE_TOKENS`` most frequent tokens (0: the class is no help)."""
+    vocab, ids, lengths = (_words if unit == "word" else _characters)(values)
+    codes = pc.dictionary_encode(classes.cast(pa.string())).indices
+    row_class = np.asarray(codes.fill_null(-1), dtype=np.int64)
+    token_class = np.repeat(row_class, lengths)
+    keep = token_class >= 0
+    if not keep.any() or len(vocab) == 0:
+        return 0.0
+    ids, token_class = ids[keep], token_class[keep]
+    top = np.argsort(-np.bincount(ids))[:SCORE_TOKENS]
+    inside = np.isin(ids, top)
+    ids, token_class = ids[inside], token_class[inside]
+    if not len(ids):
+        return 0.0
+    _, col = np.unique(ids, return_inverse=True)
+    table = np.zeros((token_class.max() + 1, col.max() + 1))
+    np.add.at(table, (token_class, col), 1.0)
+    p = table / table.sum()
+    pc_, pw = p.sum(axis=1, keepdims=True), p.sum(axis=0, keepdims=True)
+    nz = p > 0
+    mi = float(np.sum(p[nz] * np.log(p[nz] / (pc_ @ pw)[nz])))
+    h = float(-np.sum(pc_[pc_ > 0] * np.log(pc_[pc_ > 0])))
+    return mi / h if h > 0 else 0.0
+
+
 class TextTransform(ColumnTransform):
     """A free-text column: a modelled case per row (a frequent value, another repeated one,
-    new text, missing); the text itself written on decode."""
+    new text, missing); the text itself written on decode, from the chain of the row's class
+    of ``parent`` when one was chosen (a name's title follows the passenger's sex, a tweet's
+    words its label)."""
 
     kind = "text"
 
@@ -288,6 +332,9 @@ class TextTransform(ColumnTransform):
         repeated_counts: np.ndarray,
         n_kept: int,
         has_missing: bool,
+        parent: str | None = None,
+        classes: list[str] | None = None,
+        class_chains: list[TokenChain] | None = None,
     ) -> None:
         super().__init__(column)
         self.chain = chain
@@ -301,11 +348,20 @@ class TextTransform(ColumnTransform):
         self.new_slot = self.n_kept + int(self.other_slot is not None)
         self.missing_slot = self.new_slot + 1 if self.has_missing else None
         self.n_slots = self.new_slot + 1 + int(self.has_missing)
+        #: the column whose class (as text) picks ``class_chains[k]`` for ``classes[k]``
+        self.parent = parent
+        self.classes = list(classes or [])
+        self.class_chains = list(class_chains or [])
 
     @classmethod
     def fit(
-        cls, column: ColumnSchema, arr: pa.ChunkedArray | pa.Array, rng: np.random.Generator
+        cls,
+        column: ColumnSchema,
+        arr: pa.ChunkedArray | pa.Array,
+        rng: np.random.Generator,
+        candidates: dict[str, pa.Array] | None = None,
     ) -> TextTransform:
+        """``candidates``: columns of the same rows that may be the parent (few classes)."""
         from pfcore.transforms.categorical import MAX_KEPT, MIN_FREQUENCY
 
         if isinstance(arr, pa.ChunkedArray):
@@ -319,13 +375,47 @@ class TextTransform(ColumnTransform):
         # as a categorical keeps its classes: those holding 0.1% of the rows, at most 100
         floor = max(2, int(np.ceil(MIN_FREQUENCY * len(arr))))
         n_kept = int(min(MAX_KEPT, np.sum(counts[order] >= floor)))
-        # the chain makes the new values: it learns from the values held by one row only
-        fit_on = vc.field("values").filter(pa.array(counts == 1))
-        if len(fit_on) > MAX_FIT_VALUES:
-            pick = np.sort(rng.choice(len(fit_on), MAX_FIT_VALUES, replace=False))
-            fit_on = fit_on.take(pa.array(pick))
-        chain = TokenChain.fit(fit_on, text_unit(values))
-        return cls(column, chain, repeated, counts[order], n_kept, arr.null_count > 0)
+        # the chain makes the new values: it learns from the rows whose value no other holds
+        once = vc.field("values").filter(pa.array(counts == 1))
+        rows = np.flatnonzero(
+            np.asarray(pc.is_in(arr.cast(pa.large_string()), value_set=once).fill_null(False))
+        )
+        if len(rows) > MAX_FIT_VALUES:
+            rows = np.sort(rng.choice(rows, MAX_FIT_VALUES, replace=False))
+        fit_on = arr.cast(pa.large_string()).take(pa.array(rows, type=pa.int64()))
+        unit = text_unit(values)
+        parent, classes, chains = None, [], []
+        scores = {
+            name: parent_score(fit_on, c.take(pa.array(rows, type=pa.int64())), unit)
+            for name, c in (candidates or {}).items()
+            if name != column.name
+        }
+        best = max(scores, key=lambda k: (scores[k], k), default=None)
+        if best is not None and scores[best] >= MIN_PARENT_SCORE:
+            of = pc.cast(candidates[best].take(pa.array(rows, type=pa.int64())), pa.string())
+            by = pc.value_counts(of.drop_null())
+            for value, count in zip(
+                by.field("values").to_pylist(), by.field("counts").to_pylist(), strict=True
+            ):
+                if count >= MIN_CLASS_VALUES:
+                    mine = pc.equal(of, value).fill_null(False)
+                    classes.append(value)
+                    chains.append(TokenChain.fit(fit_on.filter(mine), unit))
+            order_ = np.argsort(classes, kind="stable")  # a fixed order: the rng is read by it
+            classes = [classes[k] for k in order_]
+            chains = [chains[k] for k in order_]
+            parent = best if classes else None
+        return cls(
+            column,
+            TokenChain.fit(fit_on, unit),
+            repeated,
+            counts[order],
+            n_kept,
+            arr.null_count > 0,
+            parent,
+            classes,
+            chains,
+        )
 
     def layout(self) -> list[tuple[str, str, int]]:
         return [(self.column.name, "onehot", self.n_slots)] if self.n_slots >= 2 else []
@@ -345,6 +435,13 @@ class TextTransform(ColumnTransform):
         return onehot(self.slots(arr), self.n_slots)
 
     def decode(self, x: np.ndarray, n: int, rng: np.random.Generator, row_offset: int) -> pa.Array:
+        return self.decode_given(x, n, rng, None)
+
+    def decode_given(
+        self, x: np.ndarray, n: int, rng: np.random.Generator, parent: pa.Array | None
+    ) -> pa.Array:
+        """``parent``: the row's decoded parent values (None: every new text from the chain of
+        all single-row values)."""
         slot = np.argmax(x, axis=1) if self.n_slots >= 2 else np.full(n, self.new_slot)
         # an index into the repeated values, then the new texts after them; -1: missing
         out = np.where(slot < self.n_kept, slot, -1).astype(np.int64)
@@ -354,30 +451,61 @@ class TextTransform(ColumnTransform):
             out[other] = self.n_kept + draw_pooled(len(other), rest, rng)
         new = np.flatnonzero(slot == self.new_slot)
         out[new] = len(self.repeated) + np.arange(len(new))
-        values = pa.concat_arrays([self.repeated, self.chain.draw(len(new), rng)])
+        values = pa.concat_arrays([self.repeated, self._texts(new, rng, parent)])
         return values.take(pa.array(out, mask=out < 0)).cast(self.type)
+
+    def _texts(self, rows: np.ndarray, rng: np.random.Generator, parent: pa.Array | None):
+        """New texts for ``rows``: each class's rows from its chain, in the order of
+        ``classes``, then the rest from the chain of all."""
+        if not self.classes or parent is None:
+            return self.chain.draw(len(rows), rng)
+        of = pc.cast(parent.take(pa.array(rows, type=pa.int64())), pa.string())
+        k = pc.index_in(of, value_set=pa.array(self.classes, pa.string()))
+        k = np.asarray(k.fill_null(-1), dtype=np.int64)
+        pieces, where = [], []
+        for j, chain in [*enumerate(self.class_chains), (-1, self.chain)]:
+            mine = np.flatnonzero(k == j)
+            pieces.append(chain.draw(len(mine), rng))
+            where.append(mine)
+        placed = np.concatenate(where)
+        return pa.concat_arrays(pieces).take(pa.array(np.argsort(placed), type=pa.int64()))
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         blob, offsets = _strings(self.repeated)
-        return (
-            {"has_missing": self.has_missing, "n_kept": self.n_kept, "unit": self.chain.unit},
-            {
-                **self.chain.state(),
-                "repeated_bytes": blob,
-                "repeated_offsets": offsets,
-                "repeated_counts": self.repeated_counts,
-            },
-        )
+        arrays = {
+            **self.chain.state(),
+            "repeated_bytes": blob,
+            "repeated_offsets": offsets,
+            "repeated_counts": self.repeated_counts,
+        }
+        for j, chain in enumerate(self.class_chains):
+            arrays.update({f"class{j}.{k}": v for k, v in chain.state().items()})
+        meta = {
+            "has_missing": self.has_missing,
+            "n_kept": self.n_kept,
+            "unit": self.chain.unit,
+            "parent": self.parent,
+            "classes": self.classes,
+        }
+        return meta, arrays
 
     @classmethod
     def from_state(
         cls, column: ColumnSchema, meta: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> TextTransform:
+        unit = str(meta["unit"])
+        chains = []
+        for j in range(len(meta.get("classes") or [])):
+            mine = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"class{j}.")}
+            chains.append(TokenChain.from_state(mine, unit))
         return cls(
             column,
-            TokenChain.from_state(arrays, str(meta["unit"])),
+            TokenChain.from_state(arrays, unit),
             _from_strings(arrays["repeated_bytes"], arrays["repeated_offsets"]),
             arrays["repeated_counts"],
             int(meta["n_kept"]),
             bool(meta["has_missing"]),
+            meta.get("parent"),
+            meta.get("classes"),
+            chains,
         )

@@ -199,6 +199,8 @@ class TorchDecoder:
                 cols.append(self._numeric(i, t, x[:, a:b]))
             elif isinstance(t, (ConstantTransform, IdTransform)):
                 cols.append(DecodedColumn(t.type, array=t.decode(None, n, None, row_offset)))  # type: ignore[arg-type]
+            elif isinstance(t, TextTransform) and t.parent is not None:
+                cols.append(None)  # after its parent, below
             elif isinstance(t, TextTransform):  # words on the host; its case from x
                 self.on_host.add(t.column.name)
                 flag = x[:, a:b].float().cpu().numpy()
@@ -207,6 +209,14 @@ class TorchDecoder:
                 )
             else:
                 cols.append(None)  # built from other columns below
+        for i, t in enumerate(tr.transforms):
+            if isinstance(t, TextTransform) and t.parent is not None:
+                self.on_host.add(t.column.name)
+                a, b = tr._slices[i]
+                flag = x[:, a:b].float().cpu().numpy()
+                parent = _host_arrow(cols[tr._index_of[t.parent]])  # type: ignore[arg-type]
+                array = t.decode_given(flag, n, rng(t.column.name), parent)
+                cols[i] = DecodedColumn(t.type, array=array)
         for i in tr._late:
             t = tr.transforms[i]
             if isinstance(t, DerivedTransform):
