@@ -74,3 +74,41 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--out", type=Path, required=True)
+
+
+def text_column_arguments(ap: argparse.ArgumentParser) -> None:
+    """The arguments of the free-text benchmarks: ``CSV:COLUMN`` pairs, minutes per fit,
+    sample seeds and the JSON written."""
+    ap.add_argument("csv", nargs="+", help="CSV:column (the free-text column)")
+    ap.add_argument("--minutes", type=float, default=2.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sample seeds")
+    ap.add_argument("--out", type=Path, required=True)
+
+
+def column_specs(specs: list[str]) -> list[tuple[Path, str]]:
+    """``CSV:COLUMN`` arguments as (path, column)."""
+    return [(Path(p), c) for p, c in (spec.rsplit(":", 1) for spec in specs)]
+
+
+def summarize(
+    records: list[dict[str, Any]],
+    by: str,
+    variants: tuple[str, ...],
+    means: tuple[str, ...],
+    firsts: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """Per dataset and value of ``by``: the mean of each of ``means`` over its records, and
+    ``firsts`` (the same in every record of the group: real-row baselines) from the first."""
+    import numpy as np
+
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in records):
+        for variant in variants:
+            mine = [r for r in records if r["dataset"] == ds and r[by] == variant]
+            if not mine:
+                continue
+            row = {"dataset": ds, by: variant}
+            row.update({k: round(float(np.mean([r[k] for r in mine])), 4) for k in means})
+            row.update({k: mine[0][k] for k in firsts})
+            out.append(row)
+    return out

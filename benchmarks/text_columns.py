@@ -34,7 +34,14 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.csv_fit import CsvFit, fit_table, ingest_csv
+from benchmarks.csv_fit import (
+    CsvFit,
+    column_specs,
+    fit_table,
+    ingest_csv,
+    summarize,
+    text_column_arguments,
+)
 from benchmarks.scoring import detection_auc
 from pfcore.fidelity import evaluate
 
@@ -101,40 +108,39 @@ def run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("csv", nargs="+", help="CSV:column (the free-text column)")
-    ap.add_argument("--minutes", type=float, default=2.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sample seeds")
+    text_column_arguments(ap)
     ap.add_argument("--fit-seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
     records = []
-    for spec in args.csv:
-        path, column = spec.rsplit(":", 1)
-        records += run(Path(path), column, args.minutes, args.seeds, args.fit_seeds)
-    summary = []
+    for path, column in column_specs(args.csv):
+        records += run(path, column, args.minutes, args.seeds, args.fit_seeds)
     keys = ("detection_auc", "detection_auc_rest", "gate_detection_auc", "seen_share")
-    keys += ("copied_once",)
-    for ds in dict.fromkeys(r["dataset"] for r in records):
-        for kind in ("text", "categorical"):
-            mine = [r for r in records if r["dataset"] == ds and r["treatment"] == kind]
-            row = {"dataset": ds, "treatment": kind}
-            row.update({k: round(float(np.mean([r[k] for r in mine])), 4) for k in keys})
-            fits = sorted({r["fit_seed"] for r in mine})
-            row["fit_seeds"] = fits
-            row["detection_auc_rest_per_fit"] = [
-                round(np.mean([r["detection_auc_rest"] for r in mine if r["fit_seed"] == f]), 4)
-                for f in fits
-            ]
-            row["real_seen_share"] = mine[0]["real_seen_share"]
-            row["real_copied_once"] = mine[0]["real_copied_once"]
-            summary.append(row)
-            print(
-                f"{ds:10s} {kind:12s} detection {row['detection_auc']:.3f} (rest "
-                f"{row['detection_auc_rest']:.3f}, report {row['gate_detection_auc']:.3f}) "
-                f"seen {row['seen_share']:.3f} (real {row['real_seen_share']:.3f}) copied from "
-                f"one row {row['copied_once']:.3f} (real {row['real_copied_once']:.3f})"
-            )
+    summary = summarize(
+        records,
+        "treatment",
+        ("text", "categorical"),
+        (*keys, "copied_once"),
+        ("real_seen_share", "real_copied_once"),
+    )
+    for row in summary:
+        mine = [
+            r
+            for r in records
+            if r["dataset"] == row["dataset"] and r["treatment"] == row["treatment"]
+        ]
+        fits = sorted({r["fit_seed"] for r in mine})
+        row["fit_seeds"] = fits
+        row["detection_auc_rest_per_fit"] = [
+            round(np.mean([r["detection_auc_rest"] for r in mine if r["fit_seed"] == f]), 4)
+            for f in fits
+        ]
+        print(
+            f"{row['dataset']:10s} {row['treatment']:12s} detection {row['detection_auc']:.3f} "
+            f"(rest {row['detection_auc_rest']:.3f}, report {row['gate_detection_auc']:.3f}) "
+            f"seen {row['seen_share']:.3f} (real {row['real_seen_share']:.3f}) copied from "
+            f"one row {row['copied_once']:.3f} (real {row['real_copied_once']:.3f})"
+        )
     args.out.write_text(json.dumps({"records": records, "summary": summary}, indent=1) + "\n")
 
 

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.csv_fit import fit_table, ingest_csv
+from benchmarks.csv_fit import (
+    column_specs,
+    fit_table,
+    ingest_csv,
+    summarize,
+    text_column_arguments,
+)
 from pfcore.transforms.text import TextTransform
 
 
@@ -102,31 +108,25 @@ def run(csv: Path, column: str, minutes: float, seeds: list[int]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("csv", nargs="+", help="CSV:column (the free-text column)")
-    ap.add_argument("--minutes", type=float, default=2.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--out", type=Path, required=True)
+    text_column_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
     records = []
-    for spec in args.csv:
-        path, column = spec.rsplit(":", 1)
-        records += run(Path(path), column, args.minutes, args.seeds)
-    summary = []
-    for ds in dict.fromkeys(r["dataset"] for r in records):
-        for variant in ("parent", "no_parent"):
-            mine = [r for r in records if r["dataset"] == ds and r["variant"] == variant]
-            row = {"dataset": ds, "variant": variant, "parent": mine[0]["parent"]}
-            for k in ("agreement", "tstr"):
-                row[k] = round(float(np.mean([r[k] for r in mine])), 4)
-            for k in ("real_agreement", "trtr", "majority"):
-                row[k] = mine[0][k]
-            summary.append(row)
-            print(
-                f"{ds:10s} {variant:10s} parent {row['parent']!r}: agreement "
-                f"{row['agreement']:.3f} (real {row['real_agreement']:.3f}), TSTR "
-                f"{row['tstr']:.3f} (TRTR {row['trtr']:.3f}, majority {row['majority']:.3f})"
-            )
+    for path, column in column_specs(args.csv):
+        records += run(path, column, args.minutes, args.seeds)
+    summary = summarize(
+        records,
+        "variant",
+        ("parent", "no_parent"),
+        ("agreement", "tstr"),
+        ("parent", "real_agreement", "trtr", "majority"),
+    )
+    for row in summary:
+        print(
+            f"{row['dataset']:10s} {row['variant']:10s} parent {row['parent']!r}: agreement "
+            f"{row['agreement']:.3f} (real {row['real_agreement']:.3f}), TSTR "
+            f"{row['tstr']:.3f} (TRTR {row['trtr']:.3f}, majority {row['majority']:.3f})"
+        )
     args.out.write_text(json.dumps({"records": records, "summary": summary}, indent=1) + "\n")
 
 

@@ -142,6 +142,8 @@ class TableTransformer:
             r.active, r.enforcement = False, "none"
             r.note = f"{name!r} is tied to another column; its ties are modelled instead"
 
+        text_parents: dict[str, pa.Array] | None = None  # computed at the first text column
+
         def whole(name: str) -> ColumnStats | None:
             return None if table_stats is None or name in sources else table_stats.get(name)
 
@@ -243,11 +245,9 @@ class TableTransformer:
             elif kls in (ConstantTransform, IdTransform):
                 transforms.append(kls(col))
             elif kls is TextTransform:
-                transforms.append(
-                    TextTransform.fit(
-                        col, table.column(col.name), rng, _text_parents(table, schema)
-                    )
-                )
+                if text_parents is None:
+                    text_parents = _text_parents(table, schema)
+                transforms.append(TextTransform.fit(col, table.column(col.name), rng, text_parents))
             elif kls is NumericTransform:
                 transforms.append(
                     NumericTransform.fit(

@@ -19,12 +19,12 @@ on CUDA where present): floats come from the same :mod:`canonical` formulas, int
 comparisons are exact, and the random redraws of pooled categories use the same NumPy streams
 (the few uniforms for the rows that need them are drawn on the host and uploaded).
 
-Host work that remains: constant and id columns (no model data), free text (strings: its
-words), a derived column whose source
-is neither categorical nor integer, and the rule-built steps that have no exact torch form
-(identities with fractional coefficients or non-integer operands, which NumPy computes in long
-double; clock arithmetic on a float base; decimal operands; sentinels that NumPy compares as
-strings): these run the NumPy code on host copies of their inputs (``TorchDecoder.on_host``).
+Host work that remains: constant and id columns (no model data), free text (strings made
+of words), a derived column whose source is neither categorical nor integer, and the
+rule-built steps that have no exact torch form (identities with fractional coefficients or
+non-integer operands, which NumPy computes in long double; clock arithmetic on a float base;
+decimal operands; sentinels that NumPy compares as strings): these run the NumPy code on host
+copies of their inputs (``TorchDecoder.on_host``).
 """
 
 from __future__ import annotations
