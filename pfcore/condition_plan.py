@@ -470,18 +470,15 @@ def _where_column(
         _null_column(out, tr, name, clauses, spans, hold)
         return
     kind = tr.column.kind
-    if kind == "text":
-        raise InputError(
-            "is free text, written on decode from a word chain: it cannot be conditioned on a "
-            "value (only '=null'); seed rows keep given text as it is",
-            column=name,
-        )
     eq = [w for w in clauses if w.op == "="]
     bounds = [w for w in clauses if w.op != "="]
     values = [_to_arrow(w.value, tr.column) for w in eq]
     if len({json_key(v) for v in values}) > 1:
         shown = " and ".join(w.text() for w in eq)
         raise InputError(f"contradictory conditions: {shown}", column=name)
+    if kind == "text":
+        _text_value(out, tr, name, values[0] if values and not bounds else None, hold)
+        return
     if kind == "constant":
         if bounds:
             raise InputError("is constant: only '=' applies to it", column=name)
@@ -564,6 +561,36 @@ def _where_column(
         None if lo_s is None else lo_s[0],
         None if hi_s is None else hi_s[0],
     )
+
+
+def _text_value(
+    out: CompiledConditions,
+    tr: Any,
+    name: str,
+    value: pa.Array | None,
+    hold: Callable[..., tuple[int, int]],
+) -> None:
+    """``text=value``: a value two or more training rows hold is a case of the model's (a
+    frequent value's own slot, or the other repeated ones', the value written back after
+    decode); new text cannot be fixed to a value, and a value one row holds would copy it."""
+    if value is None:
+        raise InputError(
+            "is free text: only '=' on a value two or more training rows hold, or '=null', "
+            "applies to it; seed rows keep given text as it is",
+            column=name,
+        )
+    if value.null_count:
+        raise InputError("a condition value cannot be null", column=name)
+    k = pc.index_in(value.cast(pa.large_string()), value_set=tr.repeated)[0].as_py()
+    if k is None:
+        raise InputError(
+            f"free text {value[0].as_py()!r} is not a value two or more training rows hold: "
+            "new text is made on decode, and a value one row holds would copy that row "
+            "(impossible condition)",
+            column=name,
+        )
+    hold(name, _onehot_row(min(int(k), tr.n_kept), tr.n_slots))
+    out.equal[name] = value
 
 
 def _null_column(

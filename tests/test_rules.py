@@ -1076,3 +1076,32 @@ def test_an_order_an_identity_keeps_is_reported_as_computed_and_holds(tmp_path) 
     assert _implied_order(plan, order, train) == "living"
     plan.gaps["basement"] = (-1, ["above"], False)
     assert _implied_order(plan, order, train) == ""
+
+
+def test_a_gap_over_a_parent_without_fixed_decimals_keeps_the_columns_own(tmp_path) -> None:
+    """Whole-number days above a part of them with no fixed decimals (hippocorpus:
+    ``timeSinceEvent`` above ``logTimeSinceEvent``): the gap has no grid of its own, so decoded
+    days had fractions on 45% of rows; they are whole numbers again, still above their
+    parent, on both decodes."""
+    import torch
+
+    from pfcore.rules.collect import collect_rules
+    from pfcore.transforms.ruled import GapTransform
+    from pfcore.transforms.table import TableTransformer
+
+    rng = np.random.default_rng(3)
+    days = rng.integers(1, 100, 3000).astype(np.float64)
+    table = pa.table({"part": days * rng.uniform(0.3, 0.95, 3000), "days": days})
+    train, holdout = split_train_holdout(table, 0.2, 0)
+    schema = infer_schema(table)
+    assert schema["days"].decimals == 0 and schema["part"].decimals is None
+    rules = collect_rules(train, holdout, schema, None)
+    t = TableTransformer.fit(train, schema, rules=rules)
+    (gap,) = [x for x in t.transforms if isinstance(x, GapTransform)]
+    assert gap.column.name == "days" and gap.decimals is None
+    noise = np.random.default_rng(1).normal(size=(4000, t.n_features)).astype(np.float32)
+    for tr in (t, TableTransformer.load(t.save(tmp_path / "t"))):
+        out = tr.decode(noise, seed=0).to_pandas()
+        assert (out.days == np.round(out.days)).all() and (out.days > out.part).all()
+        dev = tr.decode(torch.from_numpy(noise), seed=0).to_pandas()
+        assert dev.equals(out)

@@ -222,6 +222,14 @@ def test_text_conditions(text_synth) -> None:
     with pytest.raises(InputError, match="free text") as info:
         text_synth.sample(10, seed=2, conditions=Conditions.make(where=["title=cosy room"]))
     assert info.value.column == "title"
+    with pytest.raises(InputError, match="only '='"):
+        text_synth.sample(10, seed=2, conditions=Conditions.make(where=["title>=a"]))
+    # a value two or more rows hold is one of the model's cases: exact, and the rows given
+    # it are group b rows, as the real ones are
+    fixed = "Repeated listing number 3"
+    got = text_synth.sample(400, seed=2, conditions=Conditions.make(where=[f"title={fixed}"]))
+    assert set(got.column("title").to_pylist()) == {fixed}
+    assert np.mean(np.asarray(got.column("group")) == "b") > 0.85
     seed_rows = text_table(40, 9).select(["title"])
     got = text_synth.sample(None, seed=2, conditions=Conditions.make(seed_rows=seed_rows))
     assert got.column("title").equals(seed_rows.column("title"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "interpolate", "rint", "snap", "where"]
+__all__ = ["clip", "interpolate", "rint", "snap", "snap_beyond", "where"]
 
 
 def _is_numpy(a: Any) -> bool:
@@ -76,6 +76,21 @@ def snap(v: Any, grid: int | None, decimals: int | None) -> Any:
         f = float(10.0 ** abs(d))
         return _div(rint(v * f), f) if d >= 0 else rint(_div(v, f)) * f
     return v
+
+
+def snap_beyond(v: Any, bound: Any, decimals: int, direction: int) -> Any:
+    """``v`` (on the rule's side of ``bound``: above it for ``direction`` > 0) rounded to
+    ``decimals`` (>= 0), and rounded away from ``bound`` instead where plain rounding would
+    cross it: ``ceil(v * 10**d) / 10**d`` above, ``floor`` below (exact on every backend)."""
+    f = float(10.0 ** int(decimals))
+    snapped = snap(v, None, decimals)
+    scaled = v * f
+    if _is_numpy(v):
+        away = _div(np.ceil(scaled) if direction > 0 else np.floor(scaled), f)
+    else:
+        away = _div(scaled.ceil() if direction > 0 else scaled.floor(), f)
+    cross = snapped < bound if direction > 0 else snapped > bound
+    return where(cross, away, snapped)
 
 
 def _div(a: Any, b: float | int) -> Any:

@@ -51,6 +51,7 @@ from pfcore.rules.model import (
 from pfcore.rules.valuesets import ValueSets
 from pfcore.schema import ColumnSchema, is_temporal, type_from_string
 from pfcore.transforms.base import ColumnTransform, arrow_values, onehot
+from pfcore.transforms.canonical import snap_beyond
 from pfcore.transforms.numeric import NumericTransform
 
 __all__ = [
@@ -238,12 +239,24 @@ class GapTransform(RuleTransform):
             value = np.where(present, value, np.asarray(self.mass).astype(value.dtype))
             present = np.ones_like(present)
         value = np.maximum(value, floor) if self.direction > 0 else np.minimum(value, floor)
+        value = self._on_grid(value, floor)
         if self.overwrite is not None:
             o = self.overwrite
             hit = triggered(resolved.__getitem__, o["trigger"], o["when"])
             value = np.where(hit, np.asarray(o["sentinel"]).astype(value.dtype), value)
             present = present | hit
         return _to_arrow(value, present, self.type)
+
+    def _on_grid(self, value: Any, floor: Any) -> Any:
+        """The column's own decimals, rounding away from its parents where rounding would
+        cross the rule's side (both decodes). The gap's grid is the finest of the column's and
+        its parents', and none when a parent has no fixed decimals: hippocorpus'
+        ``timeSinceEvent`` (whole numbers) above ``logTimeSinceEvent`` came out with fractions
+        on 45% of rows, which the gate counts invalid."""
+        own = self.column.decimals
+        if own is None or own < 0 or _integral(self.type):
+            return value
+        return snap_beyond(value, floor, own, self.direction)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = _inner_state(self.inner)

@@ -502,6 +502,11 @@ class TorchDecoder:
             value = torch.where(present, value, torch.full_like(value, t.mass))
             present = torch.ones_like(present)
         value = torch.maximum(value, floor) if t.direction > 0 else torch.minimum(value, floor)
+        own = t.column.decimals
+        if own is not None and own >= 0 and not integral:
+            if not (value.is_floating_point() and floor.is_floating_point()):
+                return None  # integer operands: the NumPy path rounds them
+            value = t._on_grid(value, floor)
         if t.overwrite is not None:
             o = t.overwrite
             try:
