@@ -64,6 +64,7 @@ def test_free_text_is_inferred_and_ids_codes_and_dates_are_not() -> None:
             "ticket": [f"A{k % 400}" for k in range(n)],  # one prefix: a code kept categorical
             "order": [f"Order {k}" for k in range(n)],  # unique, one prefix: an id
             "key": [f"{k * 7919 % 10007:05x}" for k in range(n)],  # distinct single words: id
+            "cid": [f"c:{k * 37 % 5003}" for k in range(n - 1)] + ["c:0"],  # a stray duplicate
             "when": [f"{1 + k % 12}/{1 + k % 28}/{2000 + k % 20}" for k in range(n)],  # dates
             "amount": ["?" if k % 50 == 0 else f"{(k % 450) * 0.37:.2f}" for k in range(n)],
             "city": [["Paris", "New York", "Rome"][k % 3] for k in range(n)],
@@ -71,8 +72,8 @@ def test_free_text_is_inferred_and_ids_codes_and_dates_are_not() -> None:
     )
     s = infer_schema(t)
     kinds = [s[c].kind for c in t.column_names]
-    assert kinds[:5] == ["text", "text", "categorical", "id", "id"]
-    assert kinds[5:] == ["categorical"] * 3  # dates and decimals, made of characters: malformed
+    assert kinds[:6] == ["text", "text", "categorical", "id", "id", "id"]
+    assert kinds[6:] == ["categorical"] * 3  # dates and decimals, made of characters: malformed
     assert s["title"].categories is None
     # a user may declare it either way
     assert apply_overrides(s, {"columns": {"title": {"kind": "categorical"}}})["title"].kind == (
