@@ -95,7 +95,8 @@ def encoded_features(schema: TableSchema) -> int:
             n += max(2, min(cats, MAX_KEPT) + int(missing) + int(cats > MAX_KEPT))
         else:
             n += 1 + (2 if missing else 0)
-    n += 3 * sum(c.kind == "text" for c in schema.columns)  # free text: new, repeated, missing
+    # free text: up to 100 frequent values, other repeated ones, new text, missing
+    n += (MAX_KEPT + 3) * sum(c.kind == "text" for c in schema.columns)
     return n
 
 
