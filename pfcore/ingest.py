@@ -427,7 +427,7 @@ def _near_unique_text(schema: Any, rows: int) -> list[str]:
     verbatim where new real rows hold new ones. The fidelity gate then fails (Airbnb listing
     titles as classes: detection AUC 0.99; declared ``id``, 0.725 and the gate passed), so
     the user hears it at ingest, with what to do."""
-    from pfcore.schema import NEAR_UNIQUE_SHARE, TEXT_MIN_DISTINCT
+    from pfcore.schema import near_unique
 
     out = []
     for col in schema.columns:
@@ -445,10 +445,8 @@ def _near_unique_text(schema: Any, rows: int) -> list[str]:
                 "for single words; never a value only one training row holds); declare it "
                 "categorical to keep its training values instead, or drop it"
             )
-        elif (
-            col.kind == "categorical"
-            and col.n_distinct > TEXT_MIN_DISTINCT
-            and col.n_distinct >= NEAR_UNIQUE_SHARE * present
+        elif col.kind == "categorical" and near_unique(
+            col.n_distinct, present, col.distinct_truncated
         ):
             out.append(
                 f"column {col.name!r}: {shown} distinct texts in {present:,} rows (near-unique: "

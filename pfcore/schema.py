@@ -88,6 +88,8 @@ TEXT_MIN_DISTINCT = 100
 NEAR_UNIQUE_SHARE = 0.5
 #: Share of values with two or more words that makes a near-unique string column free text.
 TEXT_WORD_SHARE = 0.5
+#: A value of two or more words.
+MULTI_WORD = r"\S\s+\S"
 #: Values of a string column checked for several words (the first ones seen).
 TEXT_PROBE_VALUES = 100_000
 #: A quantity in a form ingest did not read: a date or date-time (``12/28/2009``,
@@ -439,7 +441,7 @@ class _ColumnStats:
         if self.is_string and self.probed < TEXT_PROBE_VALUES:
             head = valid.slice(0, TEXT_PROBE_VALUES - self.probed)
             self.probed += len(head)
-            self.multi_word += int(pc.sum(pc.match_substring_regex(head, r"\S\s+\S")).as_py() or 0)
+            self.multi_word += int(pc.sum(pc.match_substring_regex(head, MULTI_WORD)).as_py() or 0)
             quantity = pc.match_substring_regex(head, QUANTITY_LIKE)
             self.quantity_like += int(pc.sum(quantity).as_py() or 0)
         if self.is_float or self.is_int or self.is_temporal or self.is_string:
@@ -626,9 +628,7 @@ class _ColumnStats:
         """Near-unique values that share no prefix (``Order 1``, ``Order 2`` are ids): titles,
         names, descriptions; single words (tickets, codes) unless they are ids, dates or
         decimal numbers."""
-        if n_distinct is None or n_distinct <= TEXT_MIN_DISTINCT or prefix:
-            return False
-        if not (self.truncated or n_distinct >= NEAR_UNIQUE_SHARE * n_valid):
+        if prefix or not near_unique(n_distinct, n_valid, self.truncated):
             return False
         probed = max(self.probed, 1)
         if self.multi_word >= TEXT_WORD_SHARE * probed:
@@ -636,6 +636,14 @@ class _ColumnStats:
         if self._string_id(n_distinct, n_valid, exact):
             return False  # single distinct words: an id
         return self.quantity_like < TEXT_WORD_SHARE * probed
+
+
+def near_unique(n_distinct: int | None, n_valid: int, truncated: bool) -> bool:
+    """More than ``TEXT_MIN_DISTINCT`` distinct values and at least ``NEAR_UNIQUE_SHARE`` as
+    many as non-null rows (or more than were counted): titles, free text, tickets."""
+    if n_distinct is None or n_distinct <= TEXT_MIN_DISTINCT:
+        return False
+    return truncated or n_distinct >= NEAR_UNIQUE_SHARE * n_valid
 
 
 def _common_prefix(a: str | None, b: str | None) -> str:

@@ -253,10 +253,15 @@ class GapTransform(RuleTransform):
         its parents', and none when a parent has no fixed decimals: hippocorpus'
         ``timeSinceEvent`` (whole numbers) above ``logTimeSinceEvent`` came out with fractions
         on 45% of rows, which the gate counts invalid."""
+        own = self.grid_decimals
+        return value if own is None else snap_beyond(value, floor, own, self.direction)
+
+    @property
+    def grid_decimals(self) -> int | None:
+        """The column's own decimals when decode snaps to them (a float column with a fixed,
+        non-negative number of decimals), else None."""
         own = self.column.decimals
-        if own is None or own < 0 or _integral(self.type):
-            return value
-        return snap_beyond(value, floor, own, self.direction)
+        return None if own is None or own < 0 or _integral(self.type) else int(own)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = _inner_state(self.inner)

@@ -324,17 +324,15 @@ class TableTransformer:
             if isinstance(tr, CategoricalTransform):
                 parent = None if tr.link is None else slots_of(self._index_of[tr.link.parent])
                 arrays.append(tr.decode_slots(slots_of(i), n, rng, parent_slots=parent))
-            elif isinstance(tr, (DerivedTransform, RuleTransform)):
-                arrays.append(None)  # built from other columns below
-            elif isinstance(tr, TextTransform) and tr.parent is not None:
-                arrays.append(None)  # after its parent, below
+            elif isinstance(tr, (DerivedTransform, RuleTransform, TextTransform)):
+                arrays.append(None)  # built from other columns (text: after its parent), below
             else:
                 arrays.append(tr.decode(x[:, a:b], n, rng, row_offset))
         for i, tr in enumerate(self.transforms):
-            if isinstance(tr, TextTransform) and tr.parent is not None:
+            if isinstance(tr, TextTransform):
                 a, b = self._slices[i]
                 rng = decode_rng(seed, row_offset, tr.column.name)
-                parent = arrays[self._index_of[tr.parent]]
+                parent = None if tr.parent is None else arrays[self._index_of[tr.parent]]
                 arrays[i] = tr.decode_given(x[:, a:b], n, rng, parent)
         for i in self._late:  # dependencies first (see _late_order)
             tr = self.transforms[i]

@@ -270,11 +270,11 @@ class TokenChain:
 def text_unit(values: pa.Array) -> str:
     """``word`` when most values hold several words (``schema.TEXT_WORD_SHARE``), else
     ``char``: the one decision, for inference's guess and the transform alike."""
-    from pfcore.schema import TEXT_WORD_SHARE
+    from pfcore.schema import MULTI_WORD, TEXT_WORD_SHARE
 
     if not len(values):
         return "word"
-    several = pc.sum(pc.match_substring_regex(values, r"\S\s+\S")).as_py() or 0
+    several = pc.sum(pc.match_substring_regex(values, MULTI_WORD)).as_py() or 0
     return "word" if several >= TEXT_WORD_SHARE * len(values) else "char"
 
 

@@ -199,22 +199,18 @@ class TorchDecoder:
                 cols.append(self._numeric(i, t, x[:, a:b]))
             elif isinstance(t, (ConstantTransform, IdTransform)):
                 cols.append(DecodedColumn(t.type, array=t.decode(None, n, None, row_offset)))  # type: ignore[arg-type]
-            elif isinstance(t, TextTransform) and t.parent is not None:
+            elif isinstance(t, TextTransform):
                 cols.append(None)  # after its parent, below
-            elif isinstance(t, TextTransform):  # words on the host; its case from x
-                self.on_host.add(t.column.name)
-                flag = x[:, a:b].float().cpu().numpy()
-                cols.append(
-                    DecodedColumn(t.type, array=t.decode(flag, n, rng(t.column.name), row_offset))
-                )
             else:
                 cols.append(None)  # built from other columns below
         for i, t in enumerate(tr.transforms):
-            if isinstance(t, TextTransform) and t.parent is not None:
+            if isinstance(t, TextTransform):  # words on the host; its case from x
                 self.on_host.add(t.column.name)
                 a, b = tr._slices[i]
                 flag = x[:, a:b].float().cpu().numpy()
-                parent = _host_arrow(cols[tr._index_of[t.parent]])  # type: ignore[arg-type]
+                parent = (
+                    None if t.parent is None else _host_arrow(cols[tr._index_of[t.parent]])  # type: ignore[arg-type]
+                )
                 array = t.decode_given(flag, n, rng(t.column.name), parent)
                 cols[i] = DecodedColumn(t.type, array=array)
         for i in tr._late:
@@ -502,8 +498,7 @@ class TorchDecoder:
             value = torch.where(present, value, torch.full_like(value, t.mass))
             present = torch.ones_like(present)
         value = torch.maximum(value, floor) if t.direction > 0 else torch.minimum(value, floor)
-        own = t.column.decimals
-        if own is not None and own >= 0 and not integral:
+        if t.grid_decimals is not None:
             if not (value.is_floating_point() and floor.is_floating_point()):
                 return None  # integer operands: the NumPy path rounds them
             value = t._on_grid(value, floor)
