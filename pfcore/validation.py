@@ -94,6 +94,7 @@ def validate_synthesizer(
         target=target,
         seed=used.seed,
         rules=synth.rules,
+        formulas=synth.transformer.formulas(),
     )
     report.source_rows = {
         "dataset": rows.train_total + rows.holdout_total

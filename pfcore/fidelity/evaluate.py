@@ -70,6 +70,7 @@ def evaluate(
     seed: int = 0,
     config: EvalConfig | dict | None = None,
     rules: Any = None,
+    formulas: Any = None,
 ) -> FidelityReport:
     """Score ``synthetic`` against ``real`` (held-out rows) and optionally ``train``.
 
@@ -86,6 +87,8 @@ def evaluate(
         config: ``EvalConfig`` or its dict.
         rules: the synthesizer's rules (``Synthesizer.rules``); each is reported with its real
             and synthetic hold rate, and the gate fails an active rule the synthetic rows break.
+        formulas: the formulas its columns were modelled by (``TableTransformer.formulas``);
+            each is reported with the share of real and synthetic rows that keep it (not gated).
     Returns:
         FidelityReport.
     Raises:
@@ -103,6 +106,16 @@ def evaluate(
         active = [r["synthetic_hold_rate"] for r in report.rules if r["active"]]
         report.scores["rules_active_min_synthetic_hold_rate"] = (
             min((1.0 if v is None else v) for v in active) if active else None
+        )
+    if formulas:
+        from pfcore.fidelity.formulas import formula_shares
+
+        report.formulas = formula_shares(
+            list(formulas),
+            to_pandas(real, "real"),
+            to_pandas(synthetic, "synthetic"),
+            None if train is None else to_pandas(train, "train"),
+            schema,
         )
     return report
 

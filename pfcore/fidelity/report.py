@@ -186,6 +186,7 @@ class FidelityReport:
     correlation: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     rules: list[dict[str, Any]] | None = None
+    formulas: list[dict[str, Any]] | None = None
     metric_rows: dict[str, dict[str, int]] = field(default_factory=dict)
     source_rows: dict[str, int | None] | None = None
     created_at: str = ""
@@ -222,6 +223,7 @@ class FidelityReport:
                 "correlation": self.correlation,
                 "gate": self.gate,
                 "rules": self.rules,
+                "formulas": self.formulas,
             }
         )
 
@@ -258,6 +260,7 @@ class FidelityReport:
             "correlation",
             "gate",
             "rules",
+            "formulas",
             "created_at",
             "package_version",
         }
@@ -527,6 +530,24 @@ class FidelityReport:
                             r.get("synthetic_hold_rate"),
                         ]
                         for r in self.rules
+                    ],
+                )
+            )
+            parts.append("")
+        if self.formulas:
+            parts += ["## Formulas", ""]
+            parts.append(
+                "Columns modelled as their difference from a formula of others; the share of "
+                "rows within the tolerance (the training rows' 90% quantile plus half a unit of "
+                "the target's last decimal, which rounding adds):"
+            )
+            parts.append("")
+            parts.append(
+                _table(
+                    ["formula", "tolerance", "real", "synth"],
+                    [
+                        [f"`{f['formula']}`", f["tolerance"], f["real_share"], f["synthetic_share"]]
+                        for f in self.formulas
                     ],
                 )
             )

@@ -64,6 +64,7 @@ __all__ = [
     "PinnedTransform",
     "DateSnapTransform",
     "TiedTransform",
+    "FormulaTransform",
     "RULED",
 ]
 
@@ -1088,7 +1089,99 @@ class TiedTransform(RuleTransform):
         return cls(column, _inner_from(meta, arrays), meta["source"], meta["lo"], meta["hi"])
 
 
+class FormulaTransform(RuleTransform):
+    """A number that follows a formula of others up to rounding and slips
+    (``transforms.formulas``): modelled as its difference from the formula; decode computes the
+    formula from the decoded operands and adds the drawn difference. Where the formula is
+    undefined (an operand missing, or not positive in a product) the difference is the value
+    itself. Decode stays within the column's own range (value protection included) and on its
+    decimals."""
+
+    kind = "formula"
+
+    def __init__(
+        self,
+        column: ColumnSchema,
+        inner: NumericTransform,
+        formula: dict[str, Any],
+        lo: float,
+        hi: float,
+    ) -> None:
+        super().__init__(column)
+        self.inner, self.formula, self.lo, self.hi = inner, dict(formula), float(lo), float(hi)
+        self.depends_on = list(formula["operands"])
+
+    @classmethod
+    def fit(
+        cls,
+        column: ColumnSchema,
+        table: pa.Table,
+        formula: dict[str, Any],
+        rng: np.random.Generator,
+        protect_extremes: int = 0,
+    ) -> FormulaTransform:
+        diff = _difference(table, column.name, formula)
+        inner_col = ColumnSchema(
+            name=column.name, kind="continuous", arrow_type="double", nullable=bool(diff.null_count)
+        )
+        inner = NumericTransform.fit(inner_col, pa.chunked_array([diff]), rng)
+        own = NumericTransform.fit(
+            column, table.column(column.name), rng, protect_extremes=protect_extremes
+        )
+        v, present = numeric_values(table.column(column.name))
+        lo, hi = (float(v[present].min()), float(v[present].max())) if present.any() else (0, 0)
+        p_lo, p_hi = _protected_range(own)
+        return cls(column, inner, formula, max(lo, p_lo), min(hi, p_hi))
+
+    def layout(self) -> list[tuple[str, str, int]]:
+        return self.inner.layout()
+
+    def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+        return self.inner.encode(_difference(table, self.column.name, self.formula), rng)
+
+    def decode_with(self, x, n, rng, row_offset, resolved):
+        d, present = numeric_values(self.inner.decode(x, n, rng, row_offset))
+        base = _formula_of(self.formula, [resolved[a] for a in self.depends_on])
+        value = np.clip(base + d, self.lo, self.hi)
+        if _integral(self.type):
+            value = np.rint(value).astype(np.int64)
+        elif self.column.decimals is not None and self.column.decimals >= 0:
+            value = np.round(value, int(self.column.decimals))
+        return _to_arrow(value, present, self.type)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = _inner_state(self.inner)
+        meta.update(formula=self.formula, lo=self.lo, hi=self.hi)
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, column, meta, arrays):
+        return cls(column, _inner_from(meta, arrays), meta["formula"], meta["lo"], meta["hi"])
+
+
+def _formula_of(formula: dict[str, Any], operands: list[Any]) -> np.ndarray:
+    """The formula per row from its operands' arrays; 0 where it is undefined (an operand
+    missing, or not positive in a product)."""
+    from pfcore.transforms.formulas import formula_value
+
+    vals = [numeric_values(a) for a in operands]
+    value, defined = formula_value(
+        formula["form"], formula["coefficients"], formula["intercept"], [v for v, _ in vals]
+    )
+    for _, present in vals:
+        defined &= present
+    return np.where(defined, value, 0.0)
+
+
+def _difference(table: pa.Table, name: str, formula: dict[str, Any]) -> pa.Array:
+    """A formula column's modelled value: itself minus its formula (missing where it is)."""
+    v, present = numeric_values(table.column(name))
+    d = v - _formula_of(formula, [table.column(a) for a in formula["operands"]])
+    return pa.array(d, mask=~present, type=pa.float64())
+
+
 RULED: dict[str, type[RuleTransform]] = {
+    FormulaTransform.kind: FormulaTransform,
     TiedTransform.kind: TiedTransform,
     PinnedTransform.kind: PinnedTransform,
     DateSnapTransform.kind: DateSnapTransform,

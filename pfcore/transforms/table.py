@@ -19,6 +19,7 @@ from pfcore.tablestats import ColumnStats, TableStats
 from pfcore.transforms.base import ENCODE_STREAM, Block, ColumnTransform, decode_rng, rng_for
 from pfcore.transforms.categorical import CategoricalTransform
 from pfcore.transforms.derived import DerivedTransform, derived_from, find_derived
+from pfcore.transforms.formulas import Formula, find_formulas
 from pfcore.transforms.numeric import NumericTransform
 from pfcore.transforms.pooled_parent import choose_parent
 from pfcore.transforms.regenerated import ConstantTransform, IdTransform
@@ -28,6 +29,7 @@ from pfcore.transforms.ruled import (
     ComputedTransform,
     ConditionedTransform,
     DateSnapTransform,
+    FormulaTransform,
     GapTransform,
     MonthDayTransform,
     PinnedTransform,
@@ -141,6 +143,12 @@ class TableTransformer:
             r = plan.conditioned.pop(name)
             r.active, r.enforcement = False, "none"
             r.note = f"{name!r} is tied to another column; its ties are modelled instead"
+        formulas = find_formulas(
+            table,
+            list(schema.columns),
+            seed,
+            skip=plan.built() | set(derived) | set(ties) | set(ties.values()),
+        )
 
         text_parents: dict[str, pa.Array] | None = None  # computed at the first text column
 
@@ -231,6 +239,16 @@ class TableTransformer:
                 )
             elif col.name in derived:
                 transforms.append(derived[col.name])
+            elif col.name in formulas:
+                transforms.append(
+                    FormulaTransform.fit(
+                        col,
+                        table,
+                        formulas[col.name].to_dict(),
+                        rng,
+                        protect_extremes=protect_extremes,
+                    )
+                )
             elif col.name in ties:
                 transforms.append(
                     TiedTransform.fit(
@@ -349,6 +367,14 @@ class TableTransformer:
                         arrays[self._index_of[name]] = arr
         table = pa.Table.from_arrays(arrays, schema=self._arrow_schema)
         return self.repaired(table) if repair else table
+
+    def formulas(self) -> list[Formula]:
+        """The formulas its formula columns are modelled by (``transforms.formulas``)."""
+        return [
+            Formula.from_dict({**t.formula, "target": t.column.name})
+            for t in self.transforms
+            if isinstance(t, FormulaTransform)
+        ]
 
     def repaired(self, table: pa.Table) -> pa.Table:
         """``table`` with the repaired orders holding (``rules.repair``); a conditional request
