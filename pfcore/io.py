@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -344,18 +345,28 @@ _LAYOUT_HINT = r"^\s*[0-9A-Za-z]{1,4}[/.\- ][0-9A-Za-z]{1,4},?([/.\- ]\d{1,4})?(
 
 @dataclass(frozen=True)
 class DateReading:
-    """How a text column's values become timestamps: ISO 8601 (``layout`` None, ``tz`` the
-    zone: "UTC" when some carry an offset) or one strptime ``layout`` for every value."""
+    """How a text column's values become timestamps: ISO 8601 (``layouts`` empty, ``tz`` the
+    zone: "UTC" when some carry an offset) or strptime layouts, each with the pattern of the
+    values it reads (one layout reads every value; several split them by pattern)."""
 
     tz: str | None = None
-    layout: str | None = None
+    layouts: tuple[tuple[str, str], ...] = ()
 
 
-def _date_layout(arr: pa.Array) -> tuple[str, bool] | None:
-    """The one strptime layout that reads every distinct value of ``arr`` (text) as a date or
-    date-time, and whether another one read them all too (day and month both at most 12: the
-    month-first reading is taken). None when no single layout reads them all: a column whose
-    values mix layouts stays text rather than mixing day-first and month-first rows."""
+#: At most this many layouts in one column (``01-01-07`` beside ``2/14/2005``).
+MAX_MIXED_LAYOUTS = 3
+
+
+def _date_layout(arr: pa.Array) -> tuple[tuple[tuple[str, str], ...], bool] | None:
+    """The strptime layouts that read every distinct value of ``arr`` (text) as a date or
+    date-time, each with the pattern of the values it reads, and whether the other order of
+    day and month read them all too (both at most 12: the month-first reading is taken).
+
+    A column may mix layouts that differ in separators or year digits (a startups table's
+    funding dates: ``01-01-07`` beside ``2/14/2005``), read in one order of day and month for
+    all of them: where one layout's values decide the order (a day above 12), the others follow
+    it. None when no order reads every value: a column mixing month-first and day-first rows
+    stays text rather than reading either wrong."""
     import pandas as pd
 
     valid = pc.unique(pc.utf8_trim_whitespace(arr.drop_null()))
@@ -363,29 +374,66 @@ def _date_layout(arr: pa.Array) -> tuple[str, bool] | None:
         return None
     if not pc.any(pc.match_substring_regex(valid, r"\d")).as_py():
         return None
-    values = pd.Series(valid.to_pylist(), dtype=object)
+    left = np.ones(len(valid), dtype=bool)
+    groups: list[tuple[str, list[str], pd.Series]] = []  # (pattern, formats reading all, values)
     for date_re, formats in _DATE_LAYOUTS:
         for time_re, time_fmt in _TIME_LAYOUTS:
-            if not pc.all(pc.match_substring_regex(valid, f"^{date_re}{time_re}$")).as_py():
+            pattern = f"^{date_re}{time_re}$"
+            hit = left & np.asarray(pc.match_substring_regex(valid, pattern), dtype=bool)
+            if not hit.any():
                 continue
+            left &= ~hit
+            values = pd.Series(valid.filter(pa.array(hit)).to_pylist(), dtype=object)
             fits = [
                 f + time_fmt
                 for f in formats
                 if pd.to_datetime(values, format=f + time_fmt, errors="coerce").notna().all()
             ]
-            if fits:
-                return fits[0], len(fits) > 1
-    return None
+            if not fits:
+                return None
+            groups.append((pattern, [f + time_fmt for f in formats], fits))  # type: ignore[arg-type]
+    if left.any() or not groups or len(groups) > MAX_MIXED_LAYOUTS:
+        return None
+    # Order 0 is each pattern's first format (month first), order 1 its second (day first).
+    orders = [o for o in (0, 1) if all(_pick(formats, fits, o) for _, formats, fits in groups)]
+    if not orders:
+        return None
+    chosen = tuple((pat, _pick(formats, fits, orders[0])) for pat, formats, fits in groups)
+    ambiguous = any(len(fits) > 1 for _, _, fits in groups) and len(orders) > 1
+    return chosen, ambiguous  # type: ignore[return-value]
 
 
-def _parse_layout(arr: pa.Array, layout: str, column: str) -> pa.Array:
-    """Text in one strptime ``layout`` to ``timestamp[us]``; a value it does not read sends
-    the column back to text (:class:`_RetryAsString`)."""
+def _pick(formats: list[str], fits: list[str], order: int) -> str | None:
+    """The format of ``order`` (0: the first, 1: the second) among ``formats`` when it reads
+    every value; a pattern with one format reads in either order."""
+    if len(formats) == 1:
+        return fits[0] if fits else None
+    return formats[order] if formats[order] in fits else None
+
+
+def _parse_layout(arr: pa.Array, layouts: tuple[tuple[str, str], ...], column: str) -> pa.Array:
+    """Text in strptime ``layouts`` to ``timestamp[us]`` (several: each value by the layout
+    whose pattern it matches); a value none reads sends the column back to text
+    (:class:`_RetryAsString`)."""
     import pandas as pd
 
-    values = pd.Series(pc.utf8_trim_whitespace(arr).to_pandas(), dtype=object)
+    trimmed = pc.utf8_trim_whitespace(arr)
+    values = pd.Series(trimmed.to_pandas(), dtype=object)
     try:
-        out = pd.to_datetime(values, format=layout, errors="raise")
+        if len(layouts) == 1:
+            out = pd.to_datetime(values, format=layouts[0][1], errors="raise")
+        else:
+            out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+            todo = values.notna().to_numpy()
+            for pattern, layout in layouts:
+                hit = todo & np.asarray(
+                    pc.fill_null(pc.match_substring_regex(trimmed, pattern), False), dtype=bool
+                )
+                if hit.any():
+                    out[hit] = pd.to_datetime(values[hit], format=layout, errors="raise")
+                todo &= ~hit
+            if todo.any():
+                raise ValueError("a value no layout reads")
     except (ValueError, TypeError, OverflowError):
         raise _RetryAsString(column, plain=True) from None
     return pa.array(out.astype("datetime64[us]"), type=pa.timestamp("us"), from_pandas=True)
@@ -659,10 +707,10 @@ class SourceReader:
                 cols.append(_parse_number_text(a, n))
             elif r is None:
                 cols.append(a)
-            elif r.layout is None:
+            elif not r.layouts:
                 cols.append(_parse_iso(a, r.tz, n))
             else:
-                cols.append(_parse_layout(a, r.layout, n))
+                cols.append(_parse_layout(a, r.layouts, n))
         return pa.RecordBatch.from_arrays(cols, schema=self.schema)
 
     def _date_columns(self, first: pa.RecordBatch) -> dict[str, DateReading]:
@@ -689,9 +737,11 @@ class SourceReader:
             layout = _date_layout(arr)
             if layout is None:
                 continue
-            found[f.name] = DateReading(layout=layout[0])
+            found[f.name] = DateReading(layouts=layout[0])
+            shown = " and ".join(repr(fmt) for _, fmt in layout[0])
             self.guesses.append(
-                f"column {f.name!r}: dates in the layout {layout[0]!r} parsed as timestamps"
+                f"column {f.name!r}: dates in the layout{'s' if len(layout[0]) > 1 else ''} "
+                f"{shown} parsed as timestamps"
                 + (
                     " (day and month are both at most 12 in the first rows, so either could "
                     "come first: read month first; declare the column categorical in the "

@@ -222,6 +222,29 @@ def test_date_layouts_that_mix_stay_text_and_ambiguous_ones_are_said(tmp_path: P
     assert read_dataset(res.out_dir).column("d").to_pylist() == ["03/04/2021", "05/06/2021"]
 
 
+def test_a_column_mixing_layouts_is_read_in_one_order_of_day_and_month(tmp_path: Path) -> None:
+    """A startups table's funding dates: ``01-01-07`` beside ``2/14/2005``. Each layout reads
+    its own values, all in one order of day and month; a layout whose values decide the order
+    (a day above 12) sets it for the others; orders that disagree keep the column text."""
+    src = tmp_path / "funding.csv"
+    src.write_text("d,v\n01-01-07,1\n2/14/2005,2\n12/28/2009,3\n04-01-09,4\n,5\n")
+    res = ingest(src, tmp_path / "o1")
+    assert res.schema["d"].arrow_type == "timestamp[us]"
+    assert read_dataset(res.out_dir).column("d").to_pylist() == [
+        dt.datetime(2007, 1, 1), dt.datetime(2005, 2, 14), dt.datetime(2009, 12, 28),
+        dt.datetime(2009, 4, 1), None,
+    ]  # fmt: skip
+    assert any(
+        "dates in the layouts '%m/%d/%Y' and '%m-%d-%y'" in g for g in res.manifest["guesses"]
+    )
+    src.write_text("d\n13-01-07\n2/12/2005\n")  # the first decides: day first for both
+    res = ingest(src, tmp_path / "o2")
+    got = read_dataset(res.out_dir).column("d").to_pylist()
+    assert got == [dt.datetime(2007, 1, 13), dt.datetime(2005, 12, 2)]
+    src.write_text("d\n13-01-07\n2/14/2005\n")  # day first, then month first: text
+    assert ingest(src, tmp_path / "o3").schema["d"].arrow_type == "string"
+
+
 def test_text_that_is_almost_all_numbers_is_kept_and_the_culprits_named(tmp_path: Path) -> None:
     src = tmp_path / "sqft.csv"
     body = "".join(f"{1000 + 7 * i},{i}\n" for i in range(60))

@@ -153,7 +153,15 @@ def test_bundled_tables(name, device):
     t = read_table(TEST_DATA / name)
     tr = fit(t, protect_extremes=2)
     for scale in (0.3, 3.0):
-        assert_same_decode(tr, noisy(tr, t, scale), device)
+        assert_same_decode(tr, noisy(tr, t, scale), device, on_host=formula_columns(tr))
+
+
+def formula_columns(tr: TableTransformer) -> set[str]:
+    """Columns that follow a formula: decoded on the host (logs and powers, which NumPy and
+    torch may round differently in the last bit)."""
+    from pfcore.transforms.ruled import FormulaTransform
+
+    return {t.column.name for t in tr.transforms if isinstance(t, FormulaTransform)}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -307,7 +315,7 @@ def test_shared_datasets(name, device):
             )
         )
         or isinstance(t, MonthDayTransform)
-    }
+    } | formula_columns(tr)
     x = noisy(tr, train, 0.5)
     assert_same_decode(tr, x, device, on_host=host)
 

@@ -23,7 +23,8 @@ Host work that remains: constant and id columns (no model data), free text (stri
 of words), a derived column whose source is neither categorical nor integer, and the
 rule-built steps that have no exact torch form (identities with fractional coefficients or
 non-integer operands, which NumPy computes in long double; clock arithmetic on a float base;
-decimal operands; sentinels that NumPy compares as strings): these run the NumPy code on host
+decimal operands; sentinels that NumPy compares as strings; formula columns, whose logs and
+powers NumPy and torch may round differently in the last bit): these run the NumPy code on host
 copies of their inputs (``TorchDecoder.on_host``).
 """
 
