@@ -15,9 +15,15 @@ holdout has, per sample seed, and is scored on the holdout:
   90% quantile of ``|target - formula|`` plus half a unit of the target's last decimal);
 * ``quality``: sdmetrics' Quality score.
 
+``--fidelity-runs W DATASET METHOD...`` scores instead the synthetic rows that
+``fidelity.py ours`` saved under ``W`` (its ``PUSHFORWARD_BENCH_WORK``) for those methods, every
+seed, on the same measures, with the formulas the finder names on that run's training rows.
+
 ```bash
-OMP_NUM_THREADS=1 python benchmarks/formulas.py ../shared/datasets/diamonds.parquet \
-    --minutes 5 --fit-seeds 0 1 2 --out benchmarks/results/formulas.json
+OMP_NUM_THREADS=1 python benchmarks/formulas.py patient.csv parkinsons.csv --minutes 2 \
+    --out benchmarks/results/formulas.json
+OMP_NUM_THREADS=1 python benchmarks/formulas.py --fidelity-runs W diamonds \
+    pushforward-hybrid-formula pushforward-hybrid-noformula --out benchmarks/results/formulas.json
 ```
 """
 
@@ -104,15 +110,62 @@ def run(paths: list[Path], minutes: float, fit_seeds: list[int], seeds: list[int
     return records
 
 
+def rescore(work: Path, ds: str, methods: list[str]) -> list[dict]:
+    """The measures above on ``fidelity.py``'s saved synthetic rows (see the module docstring)."""
+    from pfcore.schema import infer_schema
+    from pfcore.transforms.formulas import find_formulas
+
+    train_t = pq.read_table(work / ds / "train.parquet")
+    schema = infer_schema(train_t)
+    formulas = list(find_formulas(train_t, list(schema.columns)).values())
+    real = pq.read_table(work / ds / "holdout.parquet").to_pandas()
+    train = train_t.to_pandas()
+    records = []
+    for method in methods:
+        for run in sorted((work / ds / method).glob("seed-*")):
+            syn = pq.read_table(run / "synthetic.parquet").to_pandas()[list(real.columns)]
+            shares = formula_shares(formulas, real, syn, train, schema)
+            r2, s2 = real.copy(), syn.copy()
+            for f in formulas:
+                r2[f"{f.target}~formula"] = difference(real, f)
+                s2[f"{f.target}~formula"] = difference(syn, f)
+            rec = {
+                "dataset": ds,
+                "variant": method,
+                "fit_seed": int(run.name.split("-")[1]),
+                "seed": 1,
+                "minutes": None,
+                "formulas": [f.text() for f in formulas],
+                "detection_auc": round(detection_auc(real, syn), 4),
+                "detection_auc_with_differences": round(detection_auc(r2, s2), 4),
+                "on_formula": {x["target"]: round(x["synthetic_share"], 4) for x in shares},
+                "on_formula_real": {x["target"]: round(x["real_share"], 4) for x in shares},
+                "quality": None,
+            }
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("table", nargs="+", type=Path, help="CSV or Parquet files")
+    ap.add_argument("table", nargs="*", type=Path, help="CSV or Parquet files")
+    ap.add_argument(
+        "--fidelity-runs",
+        nargs="+",
+        metavar=("WORK", "DATASET"),
+        help="WORK DATASET METHOD...: score fidelity.py's saved runs instead of fitting",
+    )
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--fit-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="sample seeds")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    records = run(args.table, args.minutes, args.fit_seeds, args.seeds)
+    if args.fidelity_runs:
+        work, ds, *methods = args.fidelity_runs
+        records = rescore(Path(work), ds, methods)
+    else:
+        records = run(args.table, args.minutes, args.fit_seeds, args.seeds)
     old = json.loads(args.out.read_text()) if args.out.exists() else []
     keys = {(r["dataset"], r["variant"], r["fit_seed"], r["seed"]) for r in records}
     kept = [r for r in old if (r["dataset"], r["variant"], r["fit_seed"], r["seed"]) not in keys]
@@ -126,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     for (ds, v), rs in sorted(by.items()):
         a = np.array([r["detection_auc"] for r in rs])
         b = np.array([r["detection_auc_with_differences"] for r in rs])
-        q = np.mean([r["quality"] for r in rs])
+        q = np.mean([r["quality"] for r in rs if r["quality"] is not None] or [np.nan])
         on = {k: round(float(np.mean([r["on_formula"][k] for r in rs])), 3)
               for k in rs[0]["on_formula"]}  # fmt: skip
         print(f"{ds:<28} {v:<9} {a.mean():.3f} ± {a.std():.3f} {b.mean():.3f} ± {b.std():.3f} "
