@@ -55,6 +55,29 @@ def test_found_formulas_and_non_formulas() -> None:
     assert "area" not in find_formulas(table, list(infer_schema(table).columns), skip={"w"})
 
 
+def test_formulas_chain_but_never_loop(tmp_path) -> None:
+    """Blood counts: haematocrit = red cells x MCV / 10 and MCHC = 100 haemoglobin /
+    haematocrit; the second reads the first's target. No other arrangement of either relation
+    (red cells from haematocrit and MCV) is taken: it would loop."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    rbc = np.round(rng.lognormal(1.5, 0.1, n), 2)
+    mcv = np.round(rng.normal(88, 6, n), 1)
+    hgb = np.round(rng.lognormal(2.6, 0.12, n), 1)
+    hct = np.round(rbc * mcv / 10, 1)
+    mchc = np.round(100 * hgb / hct, 1)
+    table = pa.table({"rbc": rbc, "mcv": mcv, "hgb": hgb, "hct": hct, "mchc": mchc})
+    found = find_formulas(table, list(infer_schema(table).columns))
+    assert len(found) == 2, {k: f.text() for k, f in found.items()}
+    (first,) = [f for f in found.values() if set(f.operands) == {"rbc", "mcv"}]
+    (second,) = [f for f in found.values() if f.target not in ("rbc", "mcv", first.target)]
+    assert first.target in second.operands
+    tr = TableTransformer.fit(table, infer_schema(table), rules=[])
+    assert tr.decode(tr.encode(table, seed=0), seed=0).equals(table)
+    x = np.random.default_rng(1).standard_normal((2000, tr.n_features)).astype(np.float32)
+    assert tr.decode(torch.from_numpy(x), seed=2).equals(tr.decode(x, seed=2))
+
+
 def test_no_formula_where_no_other_column_is_defined_on_the_rows() -> None:
     rng = np.random.default_rng(0)
     n = 500

@@ -151,6 +151,33 @@ def test_identity_coefficients_are_exact() -> None:
     assert r.params["coefficients"] == [2.0, 0.5] and r.params["intercept"] == -3.0
 
 
+def test_a_duration_between_two_datetimes_is_an_identity() -> None:
+    """A startups table's age at first funding: (funded - founded) in years of 365 days,
+    rounded to 4 decimals. Its coefficient is snapped in days (1/365), and decode computes it
+    from the decoded dates on every row; a number from a single datetime is no identity."""
+    from pfcore.transforms import TableTransformer
+    from pfcore.transforms.ruled import ComputedTransform
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    day = np.timedelta64(1, "D")
+    founded = np.datetime64("1990-01-01", "us") + rng.integers(0, 9000, n) * day
+    funded = founded + rng.integers(0, 3000, n) * day
+    years = np.round((funded - founded) / np.timedelta64(1, "D") / 365, 4)
+    table = pa.table({"founded": founded, "funded": funded, "age": years,
+                      "v": rng.normal(size=n)})  # fmt: skip
+    found = [r for r in _detect(table).values() if r.kind == "identity"]
+    assert [r.columns for r in found] == [["age", "founded", "funded"]]
+    per_day = [k * 86_400e6 for k in found[0].params["coefficients"]]
+    assert per_day == pytest.approx([-1 / 365, 1 / 365], rel=1e-12)
+    tr = TableTransformer.fit(table, infer_schema(table), rules=found)
+    assert isinstance(tr.transforms[2], ComputedTransform)
+    x = np.random.default_rng(1).standard_normal((3000, tr.n_features)).astype(np.float32)
+    rows = tr.decode(x, seed=0)
+    gap = (rows.column("funded").to_numpy() - rows.column("founded").to_numpy()) / day / 365
+    np.testing.assert_allclose(rows.column("age").to_numpy(), np.round(gap, 4), atol=1e-9)
+
+
 def _all_rules_table(n: int = 4000) -> pa.Table:
     d = _base(n)
     rng = np.random.default_rng(2)

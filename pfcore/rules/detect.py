@@ -269,10 +269,11 @@ def _identities(sample: pa.Table, cols: list[Any]) -> list[Rule]:
         smaller = {1: set(), 2: pair_sets, 3: pair_sets | two_sets}[len(ops)]
         if any(p <= names for p in smaller):
             continue  # contains a smaller identity: the fit is not unique
-        if any(o[1].kind == "datetime" for o in ops) and t_col.kind != "datetime":
-            continue
+        dated = [o[1] for o in ops if o[1].kind == "datetime"]
+        if dated and t_col.kind != "datetime" and len(dated) != 2:
+            continue  # a number from datetimes: only a duration, one minus the other
         rule = _fit(t_col, t_vals, [(o[1], o[2]) for o in ops])
-        if rule is None:
+        if rule is None or (dated and t_col.kind != "datetime" and not _duration(rule, ops)):
             continue
         ks = rule.params["coefficients"]
         ints = all(float(k).is_integer() for k in ks)
@@ -401,7 +402,12 @@ def _fit(t_col: Any, t: tuple, ops: list[tuple[Any, tuple]]) -> Rule | None:
         ym = y.mean()
         xm = [x.mean() for x in xs]
         A = np.column_stack([x - mu for x, mu in zip(xs, xm, strict=True)] + [np.ones(fit.size)])
-        coef, _, rank, _ = np.linalg.lstsq(A, y - ym, rcond=None)
+        # ... and scale each to unit norm: a duration's datetimes (1e14 microseconds apart)
+        # beside the intercept's ones would read as rank-deficient.
+        norm = np.linalg.norm(A, axis=0)
+        norm[norm == 0] = 1.0
+        coef, _, rank, _ = np.linalg.lstsq(A / norm, y - ym, rcond=None)
+        coef = coef / norm
         if rank == A.shape[1] or fit.size == idx.size:
             break
     if rank < A.shape[1]:
@@ -409,7 +415,8 @@ def _fit(t_col: Any, t: tuple, ops: list[tuple[Any, tuple]]) -> Rule | None:
     scale = max(float(np.abs(y).max()), 1.0)
     if np.abs(A @ coef - (y - ym)).max() > 10 * tol + 1e-7 * scale:
         return None  # not even approximately linear on the fit rows
-    ks = [_snap(k) for k in coef[:-1]]
+    per_day = [_per_day(o[0], t_col) for o in ops]
+    ks = [_snap(k * u) / u for k, u in zip(coef[:-1], per_day, strict=True)]
     if any(k == 0 for k in ks):
         return None
     k0 = _snap_intercept(ym - sum(k * mu for k, mu in zip(ks, xm, strict=True)) + coef[-1], tol)
@@ -431,6 +438,26 @@ def _fit(t_col: Any, t: tuple, ops: list[tuple[Any, tuple]]) -> Rule | None:
         if not np.all(ok):
             return None
     return Rule("identity", [t_col.name, *names], params)
+
+
+def _duration(rule: Rule, ops: list[tuple]) -> bool:
+    """A number computed from two datetimes reads only their difference (an age in years from
+    a founding and a funding date): their coefficients cancel."""
+    ks = [
+        k for k, o in zip(rule.params["coefficients"], ops, strict=True) if o[1].kind == "datetime"
+    ]
+    return len(ks) == 2 and abs(ks[0] + ks[1]) <= 1e-9 * abs(ks[0])
+
+
+def _per_day(col: Any, target: Any) -> float:
+    """Units of ``col`` per day when it is a datetime read into a number (a duration's
+    coefficient, 1 / 365 of a day in years, is snapped in days), else 1."""
+    t = col.type
+    if col.kind != "datetime" or target.kind == "datetime":
+        return 1.0
+    if pa.types.is_date32(t) or pa.types.is_date64(t):
+        return 1.0 if pa.types.is_date32(t) else 86_400_000.0
+    return 86_400.0 * PER_SECOND[t.unit]
 
 
 def _snap(k: float) -> float:

@@ -26,9 +26,9 @@ fit from 0.685 to 0.705, because depth's own narrow law then came from the drawn
 total or product of its parts (every coefficient positive) is preferred, then the tightest.
 A formula with more operands must halve the scale of the best one with fewer.
 
-A column is the target of at most one formula and a target is never an operand (no chains);
-targets and operands are plain modelled numbers: columns another construction builds (rules,
-lookups, ties) take no part.
+A column is the target of at most one formula; formulas may chain but never loop. Targets and
+operands are plain modelled numbers: columns another construction builds (rules, lookups,
+ties) take no part.
 """
 
 from __future__ import annotations
@@ -189,16 +189,30 @@ def find_formulas(
             if best is not None:
                 found.append(best)
     # A total or product of its parts first (every coefficient positive: the composite
-    # quantity is the target, its parts keep their own laws), then the tightest; a target is
-    # never an operand, a column is the target of one formula.
+    # quantity is the target, its parts keep their own laws), then the tightest. A column is
+    # the target of one formula, and formulas may chain (a blood count's MCHC from haemoglobin
+    # and haematocrit, haematocrit itself from the red cell count and MCV) but never loop: the
+    # other arrangements of one relation (x from z, depth and y once z is built from them)
+    # would close a loop and are left out.
     out: dict[str, Formula] = {}
-    operands: set[str] = set()
     for f in sorted(found, key=lambda f: (min(f.coefficients) < 0, f.scale)):
-        if f.target in out or f.target in operands or any(a in out for a in f.operands):
+        if f.target in out or any(_reaches(out, a, f.target) for a in f.operands):
             continue
         out[f.target] = f
-        operands.update(f.operands)
     return out
+
+
+def _reaches(formulas: dict[str, Formula], start: str, goal: str) -> bool:
+    """Whether ``start`` is ``goal`` or is built, through formulas, from ``goal``."""
+    todo, seen = [start], set()
+    while todo:
+        c = todo.pop()
+        if c == goal:
+            return True
+        if c not in seen and c in formulas:
+            seen.add(c)
+            todo.extend(formulas[c].operands)
+    return False
 
 
 def _space(v: np.ndarray, present: np.ndarray, form: str) -> tuple[np.ndarray, np.ndarray]:
