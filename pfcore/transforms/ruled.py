@@ -740,6 +740,15 @@ def _protected_range(inner: NumericTransform) -> tuple[float, float]:
     return lo, hi
 
 
+def _value_range(arr: Any, numeric: NumericTransform) -> tuple[float, float]:
+    """A column's own decode range: its training minimum and maximum, within the value
+    protection of ``numeric`` (the column's own numeric transform)."""
+    v, present = numeric_values(arr)
+    lo, hi = (float(v[present].min()), float(v[present].max())) if present.any() else (0, 0)
+    p_lo, p_hi = _protected_range(numeric)
+    return max(lo, p_lo), min(hi, p_hi)
+
+
 class _MovedValue(RuleTransform):
     """A column modelled by its own numeric transform ``inner``, whose decoded value a rule
     then moves (to a value its key held, to a day its parts give)."""
@@ -1054,10 +1063,7 @@ class TiedTransform(RuleTransform):
         inner = NumericTransform.fit(
             column, arr, rng, protect_extremes=protect_extremes, table=stats
         )
-        v, present = numeric_values(arr)
-        lo, hi = (float(v[present].min()), float(v[present].max())) if present.any() else (0, 0)
-        p_lo, p_hi = _protected_range(inner)
-        return cls(column, inner, source, max(lo, p_lo), min(hi, p_hi))
+        return cls(column, inner, source, *_value_range(arr, inner))
 
     def _flag(self, table: pa.Table) -> np.ndarray:
         a, pa_ = numeric_values(table.column(self.column.name))
@@ -1125,13 +1131,9 @@ class FormulaTransform(RuleTransform):
             name=column.name, kind="continuous", arrow_type="double", nullable=bool(diff.null_count)
         )
         inner = NumericTransform.fit(inner_col, pa.chunked_array([diff]), rng)
-        own = NumericTransform.fit(
-            column, table.column(column.name), rng, protect_extremes=protect_extremes
-        )
-        v, present = numeric_values(table.column(column.name))
-        lo, hi = (float(v[present].min()), float(v[present].max())) if present.any() else (0, 0)
-        p_lo, p_hi = _protected_range(own)
-        return cls(column, inner, formula, max(lo, p_lo), min(hi, p_hi))
+        arr = table.column(column.name)
+        own = NumericTransform.fit(column, arr, rng, protect_extremes=protect_extremes)
+        return cls(column, inner, formula, *_value_range(arr, own))
 
     def layout(self) -> list[tuple[str, str, int]]:
         return self.inner.layout()
