@@ -21,9 +21,11 @@ median) is at most ``MAX_SCALE_RATIO`` of the target's own in that space: the fo
 all but ~1e-4 of the target's variance on nine rows in ten. Which column of a formula is its
 target matters: on diamonds, modelling ``depth`` as its difference from ``100 z / sqrt(x y)``
 (scale 0.019: depth varies little beside its rounding) raised the detection AUC of a 5-minute
-fit from 0.685 to 0.705, because depth's own narrow law then came from the drawn x, y and z;
-``z`` as the difference from ``0.01 depth sqrt(x y)`` (scale 0.003) lowered it to 0.675. So a
-total or product of its parts (every coefficient positive) is preferred, then the tightest.
+fit from 0.685 to 0.705 (one fit), because depth's own narrow law then came from the drawn x, y
+and z; ``z`` as the difference from ``0.01 depth sqrt(x y)`` (scale 0.003) left it level (0.683
+against 0.682 without formulas, three fits) while 97.5% of rows keep the formula, against 30%.
+So a total or product of its parts (every coefficient positive) is preferred, then the
+tightest.
 A formula with more operands must halve the scale of the best one with fewer.
 
 A column is the target of at most one formula; formulas may chain but never loop. Targets and
