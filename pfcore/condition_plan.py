@@ -447,17 +447,16 @@ def check_not_rule_built(tr: Any, name: str, given: set[str] | None = None) -> N
     if given is not None and inputs and set(inputs) <= given:
         return
     shown = ", ".join(repr(c) for c in inputs) or "its own rule"
-    if tr.kind == "formula":
-        raise InputError(
-            f"follows a formula of {shown} and is modelled as its difference from it, so a "
-            "value or range for it alone cannot be held: condition on "
-            + ("those columns" if inputs else "another column")
-            + (", or give them in the seed rows too" if given is not None else ""),
-            column=name,
-        )
+    why = (
+        f"follows a formula of {shown} and is modelled as its difference from it, so a value "
+        "or range for it alone cannot be held"
+        if tr.kind == "formula"
+        else f"is rebuilt on decode from {shown} by a rule ({tr.kind}); fixing it alone would "
+        "break the rule"
+    )
     raise InputError(
-        f"is rebuilt on decode from {shown} by a rule ({tr.kind}); fixing it alone would break "
-        "the rule: condition on "
+        why
+        + ": condition on "
         + ("those columns" if inputs else "another column")
         + (" or give them in the seed rows too" if given is not None and inputs else ""),
         column=name,

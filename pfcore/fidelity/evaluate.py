@@ -18,6 +18,7 @@ from pfcore.errors import InputError
 from pfcore.fidelity.config import EvalConfig
 from pfcore.fidelity.detection import detection as run_detection
 from pfcore.fidelity.efficacy import efficacy as run_efficacy
+from pfcore.fidelity.formulas import formula_shares
 from pfcore.fidelity.pair_detection import pair_detection as run_pair_detection
 from pfcore.fidelity.pairs import correlation_matrices, pair_trends
 from pfcore.fidelity.plots import distributions
@@ -98,7 +99,7 @@ def evaluate(
     from threadpoolctl import threadpool_limits  # ships with scikit-learn
 
     with threadpool_limits(limits=cfg.n_threads):
-        report = _evaluate(real, synthetic, schema, train, target, seed, cfg)
+        report = _evaluate(real, synthetic, schema, train, target, seed, cfg, formulas)
     if rules is not None:
         from pfcore.fidelity.validity import rule_validity
 
@@ -106,16 +107,6 @@ def evaluate(
         active = [r["synthetic_hold_rate"] for r in report.rules if r["active"]]
         report.scores["rules_active_min_synthetic_hold_rate"] = (
             min((1.0 if v is None else v) for v in active) if active else None
-        )
-    if formulas:
-        from pfcore.fidelity.formulas import formula_shares
-
-        report.formulas = formula_shares(
-            list(formulas),
-            to_pandas(real, "real"),
-            to_pandas(synthetic, "synthetic"),
-            None if train is None else to_pandas(train, "train"),
-            schema,
         )
     return report
 
@@ -128,6 +119,7 @@ def _evaluate(
     target: str | None,
     seed: int,
     cfg: EvalConfig,
+    formulas: Any = None,
 ) -> FidelityReport:
     sw = _Stopwatch()
     notes: list[str] = []
@@ -298,6 +290,7 @@ def _evaluate(
     sw.lap("distributions")
     sw.start()
     texts = text_columns(real_df, syn_df, train_df, schema)
+    shares = formula_shares(list(formulas), real_df, syn_df, train_df, schema) if formulas else None
     sw.lap("text")
     sw.total()
 
@@ -330,6 +323,7 @@ def _evaluate(
         detection=det.to_dict() if det else None,
         pair_detection=pair_det.to_dict() if pair_det else None,
         text=texts or None,
+        formulas=shares,
         privacy=priv.to_dict() if priv else None,
         efficacy=eff.to_dict() if eff else None,
         notes=notes,

@@ -200,10 +200,8 @@ class TorchDecoder:
                 cols.append(self._numeric(i, t, x[:, a:b]))
             elif isinstance(t, (ConstantTransform, IdTransform)):
                 cols.append(DecodedColumn(t.type, array=t.decode(None, n, None, row_offset)))  # type: ignore[arg-type]
-            elif isinstance(t, TextTransform):
-                cols.append(None)  # after its parent, below
             else:
-                cols.append(None)  # built from other columns below
+                cols.append(None)  # built from other columns (text: after its parent), below
         for i, t in enumerate(tr.transforms):
             if isinstance(t, TextTransform):  # words on the host; its case from x
                 self.on_host.add(t.column.name)
