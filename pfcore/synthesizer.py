@@ -386,6 +386,9 @@ class Synthesizer:
         from pfcore.fidelity.detection import decoded_view
 
         view = decoded_view(lambda enc: transformer.decode(enc, seed=seed), fit_schema)
+        from pfcore.labels import find_label_keys
+
+        class_keys = find_label_keys(table, transformer, x, seed=seed)
         summary = model.fit(
             train,
             transformer.blocks,
@@ -393,6 +396,7 @@ class Synthesizer:
             callbacks=callbacks,
             detector_view=view,
             bans=bans,
+            class_keys=class_keys,
         )
         info = {
             "family": family,

@@ -326,6 +326,9 @@ class GenerativeModel(ABC):
         self._detector_view: Callable[[np.ndarray, np.ndarray], tuple] | None = None
         self._onehot_bias: torch.Tensor | None = None
         self._bans = torch.zeros(0, 2, dtype=torch.long)
+        #: ``fit``'s ``class_keys`` while fitting (a family that maps label columns reads it
+        #: when it builds its networks); None otherwise
+        self._class_key_hint: dict[str, list[str]] | None = None
         self._fitted = False
 
     # ------------------------------------------------------------------ family hooks
@@ -383,6 +386,7 @@ class GenerativeModel(ABC):
         checkpoint_dir: str | os.PathLike[str] | None = None,
         detector_view: Callable[[np.ndarray, np.ndarray], tuple] | None = None,
         bans: np.ndarray | None = None,
+        class_keys: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, Any]:
         """Train on the encoded matrix ``x`` (n, n_features) described by ``blocks``.
 
@@ -393,7 +397,10 @@ class GenerativeModel(ABC):
         (``map_space.DetectorView``; the synthesizer decodes them to the table's columns).
         ``bans``: ``(B, 2)`` feature indices of two one-hot slots (of different blocks) that no
         sampled row may hold together (``pfcore.rules.masks``); only a family that
-        ``masks_classes`` takes them.
+        ``masks_classes`` takes them. ``class_keys``: integer columns whose values are labels
+        of a key of discrete columns (``pfcore.labels``), numeric block name -> key block
+        names; a family that maps them onto each class's values (the hybrid) records them in
+        its config, the others ignore them.
         Returns a JSON-able summary (also kept as ``fit_summary`` and saved with the model).
         """
         from pfcore.models.training import resolve_device, thread_scope
@@ -424,7 +431,11 @@ class GenerativeModel(ABC):
         with thread_scope(self.config.threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             self._index = OneHotIndex(self.blocks)
-            self._build_networks()
+            self._class_key_hint = {k: list(v) for k, v in (class_keys or {}).items()}
+            try:
+                self._build_networks()
+            finally:
+                self._class_key_hint = None
             self.to(device)
             xt = torch.from_numpy(x_np).to(device)
             vt = None if valid_np is None else torch.from_numpy(valid_np).to(device)

@@ -500,6 +500,7 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             hot = None
         x_num = numbers(z[:, k:], hot, m_num, num_known) if n_num else None
         if x_num is not None:  # the given classes are in ``hot`` already
+            x_num = model.class_mapped(x_num, hot)
             x_num = torch.where(m_num, num_known, x_num)
         return model.assemble_dims(hot, x_num, None)
 
