@@ -71,6 +71,11 @@ def test_class_maps_send_each_class_onto_its_own_values_at_their_shares() -> Non
         mine = own[slots[:, 0] == c, 0]
         order = mine.argsort()
         assert bool((got[order].diff() >= 0).all())
+    # another sampler of the same model (the flow teacher) keeps the targets, takes its sources
+    other = own * 2 - 1
+    maps.fit_sources(other, slots)
+    again = maps(other, slots)[:, 0]
+    assert torch.equal(again, out)  # a monotone change of the draws: the same values out
 
 
 def test_a_class_with_too_few_rows_keeps_its_draws_and_the_maps_reload() -> None:

@@ -129,6 +129,13 @@ class _Level(nn.Module):
         pos = (lv * n).floor().clamp(max=n - 1) if floor else (lv * (n - 1)).round()
         return codes, counts, v[starts[:, None] + pos.long()]
 
+    def _drawn_knots(
+        self, own: torch.Tensor, own_slots: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(classes drawn at least ``MIN_CLASS_ROWS`` times, their quantiles of ``own``)."""
+        codes, n, q = self._quantiles(own, self.classes(own_slots), floor=False)
+        return codes[n >= MIN_CLASS_ROWS], q[n >= MIN_CLASS_ROWS]
+
     @staticmethod
     def _increasing(src: torch.Tensor) -> torch.Tensor:
         """Strictly increasing rows, so a run of equal draws splits evenly over its targets."""
@@ -144,9 +151,8 @@ class _Level(nn.Module):
         data_slots: torch.Tensor,
     ) -> int:
         """Knots of every class with enough rows; returns how many classes were fitted."""
-        o_codes, o_n, o_q = self._quantiles(own, self.classes(own_slots), floor=False)
+        o_codes, o_q = self._drawn_knots(own, own_slots)
         d_codes, d_n, d_q = self._quantiles(data, self.classes(data_slots), floor=True)
-        o_codes, o_q = o_codes[o_n >= MIN_CLASS_ROWS], o_q[o_n >= MIN_CLASS_ROWS]
         d_codes, d_q = d_codes[d_n >= MIN_CLASS_ROWS], d_q[d_n >= MIN_CLASS_ROWS]
         both = torch.isin(d_codes, o_codes)
         if float(d_n[d_n >= MIN_CLASS_ROWS][both].sum()) < MIN_COVER * len(data):
@@ -160,8 +166,7 @@ class _Level(nn.Module):
     def fit_sources(self, own: torch.Tensor, own_slots: torch.Tensor) -> int:
         """Keep the targets, take the source knots from another sampler's draws ``own`` (a
         class it draws too rarely is dropped); returns the fitted classes."""
-        o_codes, o_n, o_q = self._quantiles(own, self.classes(own_slots), floor=False)
-        o_codes, o_q = o_codes[o_n >= MIN_CLASS_ROWS], o_q[o_n >= MIN_CLASS_ROWS]
+        o_codes, o_q = self._drawn_knots(own, own_slots)
         keep = torch.isin(self.codes, o_codes)
         self.codes, self.target = self.codes[keep], self.target[keep]
         self.source = self._increasing(o_q[torch.isin(o_codes, self.codes)]).contiguous()
