@@ -21,7 +21,7 @@ other half counted):
    frequencies, by at least ``MIN_GAIN_NATS`` per row (``P(v | s)`` is the class's counts
    backed off to the column's, ``ALPHA`` rows of prior weight, as ``pooled_parent`` does); and
 2. the class's counts of the *exact* value predict it better than the same counts smoothed over
-   the neighbouring values (``SMOOTH_STEPS`` distinct-value steps either side), by at least
+   the neighbouring values (the ``SMOOTH_STEPS`` next values seen either side), by at least
    ``MIN_LABEL_NATS`` per row (the exact value's probability 1.65 times the smoothed one). A
    quantity (minutes in the air, rooms in a district) has counts that vary smoothly with the
    value, so smoothing costs little or helps; a label's neighbour is another label with an
@@ -45,7 +45,7 @@ __all__ = ["find_label_keys", "LabelScore"]
 ALPHA = 2.0
 MIN_GAIN_NATS = 0.1
 MIN_LABEL_NATS = 0.5
-#: Neighbouring distinct values (each side) the smoothed alternative spreads a count over.
+#: Neighbouring values seen (each side) the smoothed alternative spreads a count over.
 SMOOTH_STEPS = 2
 #: Integer columns with fewer distinct values are left to the integer codes (``pfcore.codes``)
 #: or the number's own law.
@@ -66,21 +66,36 @@ def _slots(x: np.ndarray, start: int, width: int) -> np.ndarray:
     return np.argmax(x[:, start : start + width], axis=1).astype(np.int64)
 
 
+def _pair_keys(
+    fit_cls: np.ndarray, fit_v: np.ndarray, cls: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(fit keys, scored keys, fit classes, scored classes) as small int64s: classes ranked
+    densely, each (class, value) pair one number (values are ranks already), so no product of
+    wide keys or large values overflows."""
+    ranks = np.unique(np.concatenate([fit_cls, cls]), return_inverse=True)[1]
+    f_c, s_c = ranks[: len(fit_cls)], ranks[len(fit_cls) :]
+    span = int(max(fit_v.max(initial=0), v.max(initial=0))) + 1
+    return f_c * span + fit_v, s_c * span + v, f_c, s_c
+
+
+def _class_counts(fit_c: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """How many counted rows each scored row's class holds."""
+    uniq, counts = np.unique(fit_c, return_counts=True)
+    pos = np.clip(np.searchsorted(uniq, c), 0, len(uniq) - 1)
+    return np.where(uniq[pos] == c, counts[pos], 0)
+
+
 def _backed_off(
     fit_cls: np.ndarray, fit_v: np.ndarray, cls: np.ndarray, v: np.ndarray, back: np.ndarray
 ) -> np.ndarray:
     """``P(v | class)`` of each scored row: the class's count of the value plus ``ALPHA``
     times the coarser law ``back`` (that row's probability under it), over the class's
     count plus ``ALPHA``."""
-    key_fit = fit_cls * (1 << 32) + fit_v
+    key_fit, key, f_c, s_c = _pair_keys(fit_cls, fit_v, cls, v)
     uniq, counts = np.unique(key_fit, return_counts=True)
-    cls_uniq, cls_counts = np.unique(fit_cls, return_counts=True)
-    key = cls * (1 << 32) + v
     pos = np.clip(np.searchsorted(uniq, key), 0, len(uniq) - 1)
     c_vs = np.where(uniq[pos] == key, counts[pos], 0)
-    cpos = np.clip(np.searchsorted(cls_uniq, cls), 0, len(cls_uniq) - 1)
-    c_s = np.where(cls_uniq[cpos] == cls, cls_counts[cpos], 0)
-    return (c_vs + ALPHA * back) / (c_s + ALPHA)
+    return (c_vs + ALPHA * back) / (_class_counts(f_c, s_c) + ALPHA)
 
 
 def _smoothed(
@@ -91,28 +106,26 @@ def _smoothed(
     back: np.ndarray,
     half_width: int,
 ) -> np.ndarray:
-    """As :func:`_backed_off`, the class's counts spread evenly over the values within
-    ``half_width`` of each (the smooth alternative a quantity would prefer)."""
-    key_fit = np.sort(fit_cls * (1 << 32) + fit_v)
-    key = cls * (1 << 32) + v
+    """As :func:`_backed_off`, the class's counts spread evenly over the ``half_width``
+    neighbouring values either side of each (the smooth alternative a quantity would
+    prefer)."""
+    key_fit, key, f_c, s_c = _pair_keys(fit_cls, fit_v, cls, v)
+    key_fit = np.sort(key_fit)
     near = np.searchsorted(key_fit, key + half_width, side="right") - np.searchsorted(
         key_fit, key - half_width, side="left"
     )
-    cls_uniq, cls_counts = np.unique(fit_cls, return_counts=True)
-    cpos = np.clip(np.searchsorted(cls_uniq, cls), 0, len(cls_uniq) - 1)
-    c_s = np.where(cls_uniq[cpos] == cls, cls_counts[cpos], 0)
-    return (near / (2 * half_width + 1) + ALPHA * back) / (c_s + ALPHA)
+    return (near / (2 * half_width + 1) + ALPHA * back) / (_class_counts(f_c, s_c) + ALPHA)
 
 
 def _score_column(
     v: np.ndarray, classes: dict[str, tuple[np.ndarray, int]], fit: np.ndarray
 ) -> LabelScore:
-    """The key (if any) of one integer column with values ``v`` (shifted to start at 0);
-    ``classes``: candidate categorical column -> (its class per row, its class count);
-    ``fit``: which rows are counted (the others are scored)."""
+    """The key (if any) of one integer column with values ``v`` (each value's rank among the
+    column's distinct values, so neighbours are the next values seen); ``classes``: candidate
+    categorical column -> (its class per row, its class count); ``fit``: which rows are
+    counted (the others are scored)."""
     score = ~fit
-    span = int(v.max()) + 1
-    uniform = np.full(int(score.sum()), 1.0 / span)
+    uniform = np.full(int(score.sum()), 1.0 / (int(v.max()) + 1))
     zeros = np.zeros(len(v), dtype=np.int64)
     marginal = _backed_off(zeros[fit], v[fit], zeros[score], v[score], uniform)
     base_ll = float(np.log(marginal).mean())
@@ -140,10 +153,8 @@ def _score_column(
         return LabelScore(key=[], gain_nats=0.0, label_nats=0.0, label=False)
     # the label test: exact counts of the key's classes against the same counts smoothed,
     # both backed off to the column's own frequencies
-    distinct = np.unique(v)
-    step = int(np.median(np.diff(distinct))) if len(distinct) > 1 else 1
     exact = _backed_off(cls[fit], v[fit], cls[score], v[score], marginal)
-    smooth = _smoothed(cls[fit], v[fit], cls[score], v[score], marginal, SMOOTH_STEPS * step)
+    smooth = _smoothed(cls[fit], v[fit], cls[score], v[score], marginal, SMOOTH_STEPS)
     label = float(np.log(exact).mean() - np.log(smooth).mean())
     return LabelScore(
         key=key,
@@ -199,7 +210,7 @@ def find_label_keys(
         raw = np.asarray(col.to_numpy(zero_copy_only=False))[rows][present].astype(np.int64)
         if len(np.unique(raw)) < MIN_DISTINCT:
             continue
-        v = raw - raw.min()
+        v = np.unique(raw, return_inverse=True)[1].astype(np.int64)
         own = {k: (c[present], w) for k, (c, w) in classes.items()}
         found = _score_column(v, own, fit_all[present])
         if report is not None:

@@ -51,6 +51,16 @@ def test_a_label_column_is_found_with_its_class_and_a_quantity_is_not() -> None:
     assert report["minutes"]["gain_nats"] > 0 and not report["minutes"]["label"]
 
 
+def test_labels_written_as_large_numbers_are_found_the_same() -> None:
+    """Account or product numbers run to 12 digits: the search ranks values, so no key
+    overflows."""
+    table = _table()
+    big = pa.array(table.column("flight").to_numpy() * 1_000_003 + 10**12)
+    table = table.set_column(table.schema.get_field_index("flight"), "flight", big)
+    tr = TableTransformer.fit(table, infer_schema(table), seed=0)
+    assert find_label_keys(table, tr, tr.encode(table, seed=0)) == {"flight": ["airline"]}
+
+
 def test_class_maps_send_each_class_onto_its_own_values_at_their_shares() -> None:
     gen = torch.Generator().manual_seed(0)
     n = 6000
