@@ -21,7 +21,7 @@ other half counted):
    frequencies, by at least ``MIN_GAIN_NATS`` per row (``P(v | s)`` is the class's counts
    backed off to the column's, ``ALPHA`` rows of prior weight, as ``pooled_parent`` does); and
 2. the class's counts of the *exact* value predict it better than the same counts smoothed over
-   the neighbouring values (the ``SMOOTH_STEPS`` next values seen either side), by at least
+   the neighbouring values (``SMOOTH_STEPS`` distinct-value steps either side), by at least
    ``MIN_LABEL_NATS`` per row (the exact value's probability 1.65 times the smoothed one). A
    quantity (minutes in the air, rooms in a district) has counts that vary smoothly with the
    value, so smoothing costs little or helps; a label's neighbour is another label with an
@@ -45,7 +45,7 @@ __all__ = ["find_label_keys", "LabelScore"]
 ALPHA = 2.0
 MIN_GAIN_NATS = 0.1
 MIN_LABEL_NATS = 0.5
-#: Neighbouring values seen (each side) the smoothed alternative spreads a count over.
+#: Distinct-value steps (each side) the smoothed alternative spreads a count over.
 SMOOTH_STEPS = 2
 #: Integer columns with fewer distinct values are left to the integer codes (``pfcore.codes``)
 #: or the number's own law.
@@ -53,6 +53,9 @@ MIN_DISTINCT = 30
 MAX_KEY_COLUMNS = 4
 #: Bound on the product of the key columns' class counts (a class is one int64 number).
 MAX_CLASSES = 1 << 40
+#: A column whose values span more than this is searched by the values' ranks (a (class,
+#: value) pair is one int64: classes up to ``MAX_ROWS`` times this span stay far below 2^63).
+MAX_SPAN = 1 << 40
 #: Rows the search reads at most (a seeded sample).
 MAX_ROWS = 50_000
 
@@ -67,15 +70,15 @@ def _slots(x: np.ndarray, start: int, width: int) -> np.ndarray:
 
 
 def _pair_keys(
-    fit_cls: np.ndarray, fit_v: np.ndarray, cls: np.ndarray, v: np.ndarray
+    fit_cls: np.ndarray, fit_v: np.ndarray, cls: np.ndarray, v: np.ndarray, margin: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(fit keys, scored keys, fit classes, scored classes) as small int64s: classes ranked
-    densely, each (class, value) pair one number (values are ranks already), so no product of
-    wide keys or large values overflows."""
+    """(fit keys, scored keys, fit classes, scored classes) as int64s: classes ranked densely,
+    each (class, value) pair one number with ``margin`` spare values either side of a class's
+    range (a window of that half-width never reaches the next class)."""
     ranks = np.unique(np.concatenate([fit_cls, cls]), return_inverse=True)[1]
     f_c, s_c = ranks[: len(fit_cls)], ranks[len(fit_cls) :]
-    span = int(max(fit_v.max(initial=0), v.max(initial=0))) + 1
-    return f_c * span + fit_v, s_c * span + v, f_c, s_c
+    span = int(max(fit_v.max(initial=0), v.max(initial=0))) + 2 * margin + 1
+    return f_c * span + fit_v + margin, s_c * span + v + margin, f_c, s_c
 
 
 def _class_counts(fit_c: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -106,10 +109,9 @@ def _smoothed(
     back: np.ndarray,
     half_width: int,
 ) -> np.ndarray:
-    """As :func:`_backed_off`, the class's counts spread evenly over the ``half_width``
-    neighbouring values either side of each (the smooth alternative a quantity would
-    prefer)."""
-    key_fit, key, f_c, s_c = _pair_keys(fit_cls, fit_v, cls, v)
+    """As :func:`_backed_off`, the class's counts spread evenly over the values within
+    ``half_width`` of each (the smooth alternative a quantity would prefer)."""
+    key_fit, key, f_c, s_c = _pair_keys(fit_cls, fit_v, cls, v, half_width)
     key_fit = np.sort(key_fit)
     near = np.searchsorted(key_fit, key + half_width, side="right") - np.searchsorted(
         key_fit, key - half_width, side="left"
@@ -120,10 +122,9 @@ def _smoothed(
 def _score_column(
     v: np.ndarray, classes: dict[str, tuple[np.ndarray, int]], fit: np.ndarray
 ) -> LabelScore:
-    """The key (if any) of one integer column with values ``v`` (each value's rank among the
-    column's distinct values, so neighbours are the next values seen); ``classes``: candidate
-    categorical column -> (its class per row, its class count); ``fit``: which rows are
-    counted (the others are scored)."""
+    """The key (if any) of one integer column with values ``v`` (shifted to start at 0);
+    ``classes``: candidate categorical column -> (its class per row, its class count);
+    ``fit``: which rows are counted (the others are scored)."""
     score = ~fit
     uniform = np.full(int(score.sum()), 1.0 / (int(v.max()) + 1))
     zeros = np.zeros(len(v), dtype=np.int64)
@@ -154,7 +155,9 @@ def _score_column(
     # the label test: exact counts of the key's classes against the same counts smoothed,
     # both backed off to the column's own frequencies
     exact = _backed_off(cls[fit], v[fit], cls[score], v[score], marginal)
-    smooth = _smoothed(cls[fit], v[fit], cls[score], v[score], marginal, SMOOTH_STEPS)
+    distinct = np.unique(v)
+    step = int(np.median(np.diff(distinct))) if len(distinct) > 1 else 1
+    smooth = _smoothed(cls[fit], v[fit], cls[score], v[score], marginal, SMOOTH_STEPS * step)
     label = float(np.log(exact).mean() - np.log(smooth).mean())
     return LabelScore(
         key=key,
@@ -210,7 +213,9 @@ def find_label_keys(
         raw = np.asarray(col.to_numpy(zero_copy_only=False))[rows][present].astype(np.int64)
         if len(np.unique(raw)) < MIN_DISTINCT:
             continue
-        v = np.unique(raw, return_inverse=True)[1].astype(np.int64)
+        v = raw - raw.min()
+        if int(v.max()) > MAX_SPAN:  # values far apart: their order is what counts
+            v = np.unique(raw, return_inverse=True)[1].astype(np.int64)
         own = {k: (c[present], w) for k, (c, w) in classes.items()}
         found = _score_column(v, own, fit_all[present])
         if report is not None:

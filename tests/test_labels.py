@@ -52,8 +52,8 @@ def test_a_label_column_is_found_with_its_class_and_a_quantity_is_not() -> None:
 
 
 def test_labels_written_as_large_numbers_are_found_the_same() -> None:
-    """Account or product numbers run to 12 digits: the search ranks values, so no key
-    overflows."""
+    """Account or product numbers run to 12 digits: a (class, value) pair must not overflow
+    its int64 key."""
     table = _table()
     big = pa.array(table.column("flight").to_numpy() * 1_000_003 + 10**12)
     table = table.set_column(table.schema.get_field_index("flight"), "flight", big)
