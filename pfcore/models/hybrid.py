@@ -452,14 +452,10 @@ class HybridModel(GenerativeModel):
         return [(numeric.index(n), [where[c] for c in key]) for n, key in keys.items()]
 
     def slots(self, dims: torch.Tensor) -> torch.Tensor:
-        """Each discrete column's slot ``(n, K)`` from its hot dims ``dims``."""
-        offsets = self._slot_offsets.to(dims.device)
-        return dims - offsets
-
-    @property
-    def _slot_offsets(self) -> torch.Tensor:
-        widths = [b.width for b in self._onehot_blocks()]
-        return torch.tensor([sum(widths[:i]) for i in range(len(widths))], dtype=torch.long)
+        """Each discrete column's slot ``(n, K)`` from its hot dims ``dims`` (one-hot dims
+        counted from the discrete network's first column: its ``starts``)."""
+        assert self.ar is not None
+        return dims - torch.tensor(self.ar.starts[:-1], dtype=torch.long, device=dims.device)
 
     def class_mapped(
         self, x_num: torch.Tensor, dims: torch.Tensor | None, teacher: bool = False
