@@ -386,6 +386,78 @@ def test_clock_arithmetic_detected_not_on_near_miss_and_enforced() -> None:
         assert hold_rate(r, rows) == 1.0, r.name
 
 
+def _schedule_table(n: int = N) -> pa.Table:
+    """A departure and an arrival on the 24-hour HHMM clock, the arrival a route's duration
+    (+- 5 minutes) after the departure, some past midnight; and a clock unrelated to both."""
+    rng = np.random.default_rng(6)
+
+    def hhmm(m):
+        m = np.mod(m, 1440)
+        v = (m // 60) * 100 + m % 60
+        return np.where(v == 0, 2400, v)
+
+    route = rng.choice(np.array(["short", "mid", "long"]), n)
+    duration = np.select([route == "short", route == "mid"], [90, 180], 300)
+    dep = rng.integers(60, 288, n) * 5
+    arr = dep + duration + rng.integers(-5, 6, n)
+    return pa.table(
+        {
+            "route": route,
+            "dep": hhmm(dep),
+            "arr": hhmm(arr),
+            "other": hhmm(rng.integers(0, 1440, n)),
+        }
+    )
+
+
+def test_a_clock_is_modelled_after_the_clock_it_follows(monkeypatch) -> None:
+    """The arrival is modelled as the minutes after the departure (modulo a day), so every
+    decoded duration lies in the training durations' range, past midnight too; the unrelated
+    clock stays a time of day. Drawn as a time of day, the same tiny model's arrivals fall
+    outside that range (before their departure, or far after it)."""
+    import pfcore.rules.plan as plan_module
+    from pfcore.synthesizer import Synthesizer
+    from pfcore.transforms.ruled import ClockTransform
+
+    table = _schedule_table()
+    train, holdout = split_train_holdout(table, 0.2, 0)
+
+    def minutes(t: pa.Table, c: str) -> np.ndarray:
+        v = np.asarray(t.column(c), dtype=np.int64)
+        return (v // 100) * 60 + v % 100
+
+    def durations(t: pa.Table) -> np.ndarray:
+        return np.mod(minutes(t, "arr") - minutes(t, "dep"), 1440)
+
+    lo, hi = durations(train).min(), durations(train).max()
+    shares = {}
+    for bases in (True, False):
+        if not bases:
+            monkeypatch.setattr(plan_module, "MIN_CLOCK_BASE_NATS", np.inf)
+        synth = Synthesizer.fit(
+            train, infer_schema(table), preset="tiny", config=TINY, holdout=holdout
+        )
+        clocks = {
+            t.column.name: t.base
+            for t in synth.transformer.transforms
+            if isinstance(t, ClockTransform)
+        }
+        assert clocks == ({"arr": "dep", "dep": None, "other": None} if bases else dict.fromkeys(
+            ("arr", "dep", "other")))  # fmt: skip
+        if bases:
+            notes = {r.name: r.note for r in synth.rules.active}
+            assert "minutes after 'dep'" in notes["arr is an HHMM clock time"]
+            x = synth.transformer.encode(train, seed=0)
+            back = synth.transformer.decode(x, seed=0)
+            assert back.column("arr").equals(train.column("arr"))  # exact, midnight included
+        rows = synth.sample(20_000, seed=1)
+        d = durations(rows)
+        shares[bases] = float(np.mean((d >= lo) & (d <= hi)))
+        for r in synth.rules.active:
+            assert hold_rate(r, rows) == 1.0, r.name
+    assert shares[True] == 1.0 and shares[False] < 0.9, shares
+
+
 def _parts_table(n: int = N, near_miss: bool = False) -> pa.Table:
     """A floor area that is the sum of three parts, one of them zero on most rows (and on every
     one of the first rows, where the exact fit starts), beside unrelated numbers."""

@@ -256,6 +256,7 @@ def test_rule_built_columns(device):
         _gap_mass_table,
         _listings_table,
         _rule_table,
+        _schedule_table,
     )
 
     cases = [(rules_table(), {"c"}), (_clock_table(), set()), (_calendar_table(), {"at", "day"})]
@@ -263,17 +264,19 @@ def test_rule_built_columns(device):
     cases.append((_gap_mass_table(), set()))  # a gap with a point mass at its far extreme
     cases.append((_gap_implication_table(), set()))  # ... written over an inequality's gap
     cases.append((_listings_table(), set()))  # an order the ranges set: clamped
+    cases.append((_schedule_table(), set()))  # a clock modelled after another clock
     for t, host in cases:
         train, tr = ruled(t)
         kinds = {type(x) for x in tr.transforms}
         assert kinds & {ClockTransform, ConditionedTransform, GapTransform, ComputedTransform}
         assert t is not cases[0][0] or PinnedTransform in kinds
-        assert t is not cases[-4][0] or any(getattr(x, "implies", False) for x in tr.transforms)
-        assert t is not cases[-3][0] or any(getattr(x, "mass", None) == 0 for x in tr.transforms)
-        assert t is not cases[-2][0] or any(getattr(x, "overwrite", None) for x in tr.transforms)
-        assert t is not cases[-1][0] or any(
+        assert t is not cases[-5][0] or any(getattr(x, "implies", False) for x in tr.transforms)
+        assert t is not cases[-4][0] or any(getattr(x, "mass", None) == 0 for x in tr.transforms)
+        assert t is not cases[-3][0] or any(getattr(x, "overwrite", None) for x in tr.transforms)
+        assert t is not cases[-2][0] or any(
             getattr(x, "mode", "") == "clamp" for x in tr.transforms
         )
+        assert t is not cases[-1][0] or any(getattr(x, "base", None) for x in tr.transforms)
         for scale in (0.3, 3.0):
             assert_same_decode(tr, noisy(tr, train, scale), device, on_host=host)
 

@@ -183,7 +183,12 @@ class TableTransformer:
             elif col.name in plan.clocks:
                 transforms.append(
                     ClockTransform.fit(
-                        col, table, plan.clocks[col.name], rng, protect_extremes=protect_extremes
+                        col,
+                        table,
+                        plan.clocks[col.name],
+                        rng,
+                        protect_extremes=protect_extremes,
+                        base=plan.clock_bases.get(col.name),
                     )
                 )
             elif col.name in plan.conditioned:

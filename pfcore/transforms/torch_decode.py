@@ -359,7 +359,7 @@ class TorchDecoder:
     ) -> DecodedColumn:
         out = None
         if isinstance(t, ClockTransform):
-            out = self._clock(i, t, xs)
+            out = self._clock(i, t, xs, resolved)
         elif isinstance(t, GapTransform):
             out = self._gap(i, t, xs, resolved)
         elif isinstance(t, ComputedTransform):
@@ -450,13 +450,21 @@ class TorchDecoder:
         values, missing = self._numeric_values(i, t, xs)
         return _numeric_of(DecodedColumn(t.type, values=values, missing=missing))
 
-    def _clock(self, i: int, t: ClockTransform, xs: torch.Tensor) -> DecodedColumn | None:
+    def _clock(
+        self, i: int, t: ClockTransform, xs: torch.Tensor, resolved: dict[str, DecodedColumn]
+    ) -> DecodedColumn | None:
         try:
             m, present = self._inner(i, t.inner, xs)
+            base = None if t.base is None else _numeric_of(resolved[t.base])
         except _NoTorchForm:
             return None
         if m.dtype != torch.int64:
             return None
+        if base is not None:
+            b, b_present = base
+            if b.dtype != torch.int64:
+                return None  # NumPy rounds a float base half to even: keep to the common case
+            m = torch.where(b_present, _clock_minutes(b) + m, m)
         return _numbers(t.type, _clock_from_minutes(m, t.midnight), present)
 
     def _gap(
