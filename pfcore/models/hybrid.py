@@ -59,7 +59,10 @@ flow teacher's sampler gets maps of its own in the same space for the benchmark
 Integer columns whose values are labels of a key of discrete columns (``pfcore.labels``: a
 flight number of an airline and route) then go through a step map per class of their key onto
 the values that class holds (``class_maps.py``, ``class_keys``), in every sampler: the student,
-the teacher (maps of its own, to the same targets) and the conditional one.
+the teacher (maps of its own, to the same targets) and the conditional one. Every other number
+goes through a smooth map per class of the discrete column that explains it best onto the
+training rows' law within that class (``class_numbers``, ``number_keys``), kept only when a
+classifier on the fit's own rows says it helps (:meth:`HybridModel._fit_number_maps`).
 
 Conditional requests (given columns, seed rows, rebalancing) are answered by two more
 mask-conditioned networks trained after distillation (``hybrid_cond.py``). The family is the
@@ -88,7 +91,7 @@ from pfcore.models import map_space
 from pfcore.models.autoregressive import DiscreteAR
 from pfcore.models.base import BlockSpec, GenerativeModel, ProgressCallback
 from pfcore.models.calibration import CALIBRATION_ROWS
-from pfcore.models.class_maps import ClassMaps
+from pfcore.models.class_maps import ClassMaps, number_keys
 from pfcore.models.cond_student import ConditionalStudent, check_conditional_config, random_masks
 from pfcore.models.flow import FlowConfig, VelocityField, train_field, velocity_net_for
 from pfcore.models.hybrid_cond import (
@@ -276,6 +279,12 @@ class HybridConfig(FlowConfig):
     class_keys: dict[str, list[str]] = field(default_factory=dict)
     # Map those columns' numbers onto the values each class holds (class_maps.py).
     label_maps: bool = True
+    # Map every other number onto the training rows' law within each class of the discrete
+    # column that explains it best (class_maps.py, smooth), when a classifier on the fit's own
+    # rows prefers it. ``number_keys`` (numeric block name -> that column's block name) is set
+    # at fit and saved: the maps' shapes follow it.
+    class_numbers: bool = True
+    number_keys: dict[str, str] = field(default_factory=dict)
 
     #: Hybrid models saved before the conditional networks (or whitening) existed carry none.
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {
@@ -291,6 +300,7 @@ class HybridConfig(FlowConfig):
         "conditional_white_score": False,
         "conditional_mover": False,
         "label_maps": False,
+        "class_numbers": False,
     }
 
     def validate(self) -> None:
@@ -388,6 +398,8 @@ class HybridModel(GenerativeModel):
         self.cond_marginal: MarginalMap | None = None
         self.class_maps: ClassMaps | None = None
         self.teacher_class_maps: ClassMaps | None = None
+        self.number_maps: ClassMaps | None = None
+        self.teacher_number_maps: ClassMaps | None = None
 
     # ------------------------------------------------------------------ layout
     def _onehot_blocks(self) -> list[BlockSpec]:
@@ -433,6 +445,15 @@ class HybridModel(GenerativeModel):
         mapped = specs and cfg.label_maps and self.marginal is not None
         self.class_maps = ClassMaps(specs) if mapped else None
         self.teacher_class_maps = None
+        self.number_maps = self._number_maps(cfg.number_keys)
+        self.teacher_number_maps = None
+
+    def _number_maps(self, keys: dict[str, str]) -> ClassMaps | None:
+        """The smooth per-class maps of ``keys`` (numeric block -> discrete block), or None."""
+        specs = self._class_specs(self._resolvable({n: [c] for n, c in keys.items()}))
+        if not (specs and self.config.class_numbers and self.marginal is not None):
+            return None
+        return ClassMaps(specs, smooth=True)
 
     def _resolvable(self, keys: dict[str, list[str]]) -> dict[str, list[str]]:
         """The class keys whose number and key columns are blocks of this model."""
@@ -460,12 +481,20 @@ class HybridModel(GenerativeModel):
     def class_mapped(
         self, x_num: torch.Tensor, dims: torch.Tensor | None, teacher: bool = False
     ) -> torch.Tensor:
-        """Numbers ``x_num`` (encoded, after the marginal maps) with each label column moved
-        onto the values its row's class holds (``class_maps.py``); the identity without."""
-        maps = self.teacher_class_maps if teacher else self.class_maps
-        if maps is None or dims is None:
+        """Numbers ``x_num`` (encoded, after the marginal maps) moved onto the training rows'
+        law within their row's class (``number_maps``) and each label column onto the values
+        its row's class holds (``class_maps``; ``class_maps.py``); the identity without."""
+        if dims is None:
             return x_num
-        return maps(x_num, self.slots(dims))
+        slots = None
+        for maps in (
+            self.teacher_number_maps if teacher else self.number_maps,
+            self.teacher_class_maps if teacher else self.class_maps,
+        ):
+            if maps is not None:
+                slots = self.slots(dims) if slots is None else slots
+                x_num = maps(x_num, slots)
+        return x_num
 
     def _networks(self) -> dict[str, nn.Module]:
         nets: dict[str, nn.Module | None] = {
@@ -478,6 +507,7 @@ class HybridModel(GenerativeModel):
             "white_marginal": self.white_marginal,
             "cond_marginal": self.cond_marginal,
             "class_maps": self.class_maps,
+            "number_maps": self.number_maps,
         }
         return {name: net for name, net in nets.items() if net is not None}
 
@@ -932,10 +962,15 @@ class HybridModel(GenerativeModel):
         for own, new in ((self.white_marginal, wmap), (self.marginal, emap)):
             if own is not None:
                 own.copy_from(new)
-        if self.class_maps is not None and dims is not None:
-            # more rows than the marginal maps read: a key's finer classes hold few of them
-            t0 = time.perf_counter()
-            dims, w = self._own_rows(CLASS_MAP_ROWS)
+        if dims is None or not (self.config.class_numbers or self.class_maps is not None):
+            return summary
+        # more rows than the marginal maps read: a key's finer classes hold few of them
+        t0 = time.perf_counter()
+        dims, w = self._own_rows(CLASS_MAP_ROWS)
+        assert dims is not None
+        if self.config.class_numbers:
+            summary["number_maps"] = self._fit_number_maps(x, dims, w)
+        if self.class_maps is not None:
             summary["class_maps"] = {
                 "fitted_classes": self.class_maps.fit(
                     self.student_numbers(w), self.slots(dims), x_num, self._data_slots(x)
@@ -944,6 +979,49 @@ class HybridModel(GenerativeModel):
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         return summary
+
+    def _fit_number_maps(
+        self, x: torch.Tensor, dims: torch.Tensor, w: torch.Tensor
+    ) -> dict[str, Any]:
+        """Fit the smooth per-class maps of the numbers (``class_numbers``) on the model's own
+        rows (``dims``, ``w``: ``_own_rows``) against the training rows ``x``, and keep them
+        when a classifier tells the fit's decoded rows from training rows less well with them
+        than without (``map_space.choose``, as the marginal maps' space is chosen); otherwise
+        the model goes on without them."""
+        t0 = time.perf_counter()
+        numeric = [b.column for b in self.blocks if b.kind == "numeric"]
+        onehot = [b.column for b in self._onehot_blocks()]
+        labels = {numeric.index(n) for n in self.config.class_keys}
+        x_num, data_slots = self._split(x)[1], self._data_slots(x)
+        keys = number_keys(x_num, data_slots, skip=sorted(labels))
+        self.config = replace(
+            self.config, number_keys={numeric[j]: onehot[k] for j, k in keys.items()}
+        )
+        self.number_maps = maps = self._number_maps(self.config.number_keys)
+        out: dict[str, Any] = {"keys": dict(self.config.number_keys)}
+        if maps is None:
+            return out
+        maps.to(self._device)
+        own = self.student_numbers(w)
+        out["fitted_classes"] = maps.fit(own, self.slots(dims), x_num, data_slots)
+        n = min(map_space.SCORE_ROWS, len(x), len(w))
+        gen = seeded_generator(self.config.seed, x.device, salt=18)
+        real = x[torch.randperm(len(x), generator=gen, device=x.device)[:n]].float().cpu().numpy()
+        view = self._detector_view or map_space.encoded_view(self.blocks)
+        hot, own = dims[:n], own[:n]
+        candidates = {
+            "without": view(real, self.assemble_dims(hot, own, None).float().cpu().numpy()),
+            "with": view(
+                real, self.assemble_dims(hot, maps(own, self.slots(hot)), None).cpu().numpy()
+            ),
+        }
+        chosen, out["auc"] = map_space.choose(candidates, self.config.seed)
+        if chosen == "without":
+            self.config = replace(self.config, number_keys={})
+            self.number_maps = None
+        out["kept"] = chosen == "with"
+        out["seconds"] = round(time.perf_counter() - t0, 2)
+        return out
 
     def _data_slots(self, x: torch.Tensor) -> torch.Tensor:
         """Each discrete column's slot ``(n, K)`` in encoded rows ``x``."""
@@ -962,6 +1040,7 @@ class HybridModel(GenerativeModel):
         before = self.continuous_sampler
         self.continuous_sampler = "teacher"
         self.teacher_white_marginal = self.teacher_marginal = self.teacher_class_maps = None
+        self.teacher_number_maps = None
         try:
             dims, w = self._own_rows()
         finally:
@@ -980,8 +1059,12 @@ class HybridModel(GenerativeModel):
             else:
                 out[space] = tmap.fit(self.from_white(w), target=smap.target)
                 self.teacher_marginal = tmap
+        x_t = self.mapped_numbers(w_raw, self.teacher_white_marginal, self.teacher_marginal)
+        if self.number_maps is not None and dims is not None:
+            self.teacher_number_maps = copy.deepcopy(self.number_maps)
+            out["number_maps"] = self.teacher_number_maps.fit_sources(x_t, self.slots(dims))
+            x_t = self.teacher_number_maps(x_t, self.slots(dims))
         if self.class_maps is not None and dims is not None:
-            x_t = self.mapped_numbers(w_raw, self.teacher_white_marginal, self.teacher_marginal)
             self.teacher_class_maps = copy.deepcopy(self.class_maps)
             out["class_maps"] = self.teacher_class_maps.fit_sources(x_t, self.slots(dims))
         return out
