@@ -63,7 +63,8 @@ def _seen_pairs(real: pa.Table, syn: pa.Table) -> float:
 def test_the_default_family_draws_a_day_code_on_its_months_days(monkeypatch) -> None:
     """As a code, 27 days over 2,800 rows come out on their month's six days (as they do in
     every real row) in 97% of rows; drawn as a number, the flow spreads the day between them
-    and a third of the rows keep it."""
+    and a third of the rows keep it (without the numbers' maps per class, which move the drawn
+    days onto each month's law and so bring most of them back: 0.956)."""
     from pfcore.synthesizer import Synthesizer
 
     table = _days(2800, 0)
@@ -76,6 +77,7 @@ def test_the_default_family_draws_a_day_code_on_its_months_days(monkeypatch) -> 
     assert as_code > 0.9  # 0.97 at seeds 0 and 1
 
     monkeypatch.setattr(codes, "MAX_CODE_LEVELS", 20)
+    config = {**config, "class_numbers": False}
     numbers = Synthesizer.fit(table, infer_schema(table), preset="tiny", config=config)
     assert numbers.schema["day"].kind == "integer"
     assert _seen_pairs(table, numbers.sample(3000, seed=1)) < 0.6  # 0.32-0.33

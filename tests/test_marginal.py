@@ -249,7 +249,8 @@ def test_the_hybrid_chooses_its_map_space_and_saves_it(tmp_path: Path) -> None:
     assert width["select"] <= width["encoded"] * 1.05, width
     spaces = {"white": not m.white_marginal.is_identity, "encoded": not m.marginal.is_identity}
     teacher = m.calibrate_teacher()
-    assert {s for s, on in spaces.items() if on} == set(teacher) - {"rows"}, teacher
+    assert {s for s, on in spaces.items() if on} == set(teacher) - {"rows", "number_maps"}, teacher
+    assert ("number_maps" in teacher) == (m.number_maps is not None)
     out = m.sample(500, seed=4)
     m.save(tmp_path)
     loaded = models.load(tmp_path)
