@@ -315,7 +315,8 @@ def number_keys(
     if not data_slots.shape[1] or not len(data):
         return out
     v = data.double()
-    total = ((v - v.mean(dim=0)) ** 2).sum(dim=0)
+    mean = v.mean(dim=0)
+    total = ((v - mean) ** 2).sum(dim=0)
     best = torch.zeros(v.shape[1], dtype=torch.float64, device=v.device)
     which = torch.full((v.shape[1],), -1, dtype=torch.long, device=v.device)
     for k in range(data_slots.shape[1]):
@@ -327,7 +328,7 @@ def number_keys(
         sums.index_add_(0, s, v)
         keep = n > 0
         means = sums[keep] / n[keep, None]
-        between = (n[keep, None] * (means - v.mean(dim=0)) ** 2).sum(dim=0)
+        between = (n[keep, None] * (means - mean) ** 2).sum(dim=0)
         share = between / total.clamp_min(1e-12)
         better = share > best
         best, which = torch.where(better, share, best), torch.where(better, k, which)

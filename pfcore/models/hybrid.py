@@ -968,12 +968,13 @@ class HybridModel(GenerativeModel):
         t0 = time.perf_counter()
         dims, w = self._own_rows(CLASS_MAP_ROWS)
         assert dims is not None
+        data_slots = self._data_slots(x)
         if self.config.class_numbers:
-            summary["number_maps"] = self._fit_number_maps(x, dims, w)
+            summary["number_maps"] = self._fit_number_maps(x, x_num, data_slots, dims, w)
         if self.class_maps is not None:
             summary["class_maps"] = {
                 "fitted_classes": self.class_maps.fit(
-                    self.student_numbers(w), self.slots(dims), x_num, self._data_slots(x)
+                    self.student_numbers(w), self.slots(dims), x_num, data_slots
                 ),
                 "rows": CLASS_MAP_ROWS,
                 "seconds": round(time.perf_counter() - t0, 2),
@@ -981,10 +982,16 @@ class HybridModel(GenerativeModel):
         return summary
 
     def _fit_number_maps(
-        self, x: torch.Tensor, dims: torch.Tensor, w: torch.Tensor
+        self,
+        x: torch.Tensor,
+        x_num: torch.Tensor,
+        data_slots: torch.Tensor,
+        dims: torch.Tensor,
+        w: torch.Tensor,
     ) -> dict[str, Any]:
         """Fit the smooth per-class maps of the numbers (``class_numbers``) on the model's own
-        rows (``dims``, ``w``: ``_own_rows``) against the training rows ``x``, and keep them
+        rows (``dims``, ``w``: ``_own_rows``) against the training rows ``x`` (their numbers
+        ``x_num`` and slots ``data_slots``), and keep them
         when a classifier tells the fit's decoded rows from training rows less well with them
         than without (``map_space.choose``, as the marginal maps' space is chosen); otherwise
         the model goes on without them."""
@@ -992,7 +999,6 @@ class HybridModel(GenerativeModel):
         numeric = [b.column for b in self.blocks if b.kind == "numeric"]
         onehot = [b.column for b in self._onehot_blocks()]
         labels = {numeric.index(n) for n in self.config.class_keys}
-        x_num, data_slots = self._split(x)[1], self._data_slots(x)
         keys = number_keys(x_num, data_slots, skip=sorted(labels))
         self.config = replace(
             self.config, number_keys={numeric[j]: onehot[k] for j, k in keys.items()}
