@@ -179,6 +179,7 @@ def find_label_keys(
     doc): ``{column: [key columns]}``, in the transform's block names. ``x`` is ``table``
     encoded by ``transformer`` (the classes are read from it: a pooled class is one slot).
     ``report``, when given, receives every scored column's :class:`LabelScore`."""
+    from pfcore.transforms.cells import CELL_PREFIX
     from pfcore.transforms.numeric import NumericTransform
 
     blocks = {b.column: b for b in transformer.blocks}
@@ -193,7 +194,10 @@ def find_label_keys(
     categorical = [
         b
         for b in transformer.blocks
-        if b.kind == "onehot" and b.width > 1 and not b.column.endswith("__missing__")
+        if b.kind == "onehot"
+        and b.width > 1
+        and not b.column.endswith("__missing__")
+        and not b.column.startswith(CELL_PREFIX)  # a latent class of numbers, not a label key
     ]
     if not numbers or not categorical:
         return {}

@@ -348,6 +348,11 @@ class Synthesizer:
         rules_seconds = time.perf_counter() - t0
         fit_schema = force_unique_ids(schema, found) if enforce_rules else schema
         fit_schema = integer_codes(fit_schema, table, found)
+        cfg = dict(config or {})
+        cfg.setdefault("seed", seed)
+        if device is not None:
+            cfg["device"] = device
+        model = build(family, cfg, preset=preset)
         transformer = TableTransformer.fit(
             table,
             fit_schema,
@@ -355,6 +360,7 @@ class Synthesizer:
             protect_extremes=protect_extremes,
             rules=found if enforce_rules else None,
             table_stats=table_stats,
+            cells=bool(getattr(model.config, "latent_cells", False)),
         )
         if not enforce_rules:
             for r in found:
@@ -371,11 +377,6 @@ class Synthesizer:
         n_valid = int(len(x) * valid_fraction) if len(x) >= 20 else 0
         valid = x[perm[:n_valid]] if n_valid else None
         train = x[perm[n_valid:]] if n_valid else x
-        cfg = dict(config or {})
-        cfg.setdefault("seed", seed)
-        if device is not None:
-            cfg["device"] = device
-        model = build(family, cfg, preset=preset)
         bans = _class_bans(found if enforce_rules else [], transformer, model)
         if preset == "gpu" and model.device.type != "cuda":
             _log.warning(

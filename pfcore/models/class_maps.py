@@ -43,7 +43,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ClassMaps", "CLASS_KNOTS", "MIN_CLASS_ROWS", "MIN_SMOOTH_ROWS", "number_keys"]
+__all__ = [
+    "ClassMaps",
+    "CLASS_KNOTS",
+    "MIN_CLASS_ROWS",
+    "MIN_SMOOTH_ROWS",
+    "class_shares",
+    "number_keys",
+]
 
 #: Quantile levels per class.
 CLASS_KNOTS = 128
@@ -302,23 +309,19 @@ class ClassMaps(nn.Module):
         return x
 
 
-def number_keys(
-    data: torch.Tensor, data_slots: torch.Tensor, skip: Sequence[int] = ()
-) -> dict[int, int]:
-    """For each numeric dim of the training rows' encoded numbers ``data`` ``(n, n_num)`` (not
-    in ``skip``), the discrete column (index into ``data_slots`` ``(n, K)``) whose classes
-    explain most of its variance: the between-class share, with the classes of fewer than
-    ``MIN_SMOOTH_ROWS`` rows pooled into one (a column of thousands of rare classes, a tail
-    number, would otherwise explain everything by fitting each row). Dims no column explains
-    (every share 0) get none."""
-    out: dict[int, int] = {}
-    if not data_slots.shape[1] or not len(data):
-        return out
+def class_shares(data: torch.Tensor, data_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each column of ``data`` ``(n, m)``: the largest share of its variance that the
+    classes of one discrete column of ``data_slots`` ``(n, K)`` explain (the between-class
+    share), and that column's index (-1 where none explains any). Classes of fewer than
+    ``MIN_SMOOTH_ROWS`` rows are pooled into one: a column of thousands of rare classes, a
+    tail number, would otherwise explain everything by fitting each row."""
     v = data.double()
-    mean = v.mean(dim=0)
-    total = ((v - mean) ** 2).sum(dim=0)
     best = torch.zeros(v.shape[1], dtype=torch.float64, device=v.device)
     which = torch.full((v.shape[1],), -1, dtype=torch.long, device=v.device)
+    if not data_slots.shape[1] or not len(v):
+        return best, which
+    mean = v.mean(dim=0)
+    total = ((v - mean) ** 2).sum(dim=0)
     for k in range(data_slots.shape[1]):
         s = data_slots[:, k]
         counts = torch.bincount(s)
@@ -332,4 +335,15 @@ def number_keys(
         share = between / total.clamp_min(1e-12)
         better = share > best
         best, which = torch.where(better, share, best), torch.where(better, k, which)
-    return {j: int(which[j]) for j in range(v.shape[1]) if j not in skip and which[j] >= 0}
+    return best, which
+
+
+def number_keys(
+    data: torch.Tensor, data_slots: torch.Tensor, skip: Sequence[int] = ()
+) -> dict[int, int]:
+    """For each numeric dim of the training rows' encoded numbers ``data`` ``(n, n_num)`` (not
+    in ``skip``), the discrete column (index into ``data_slots`` ``(n, K)``) whose classes
+    explain most of its variance (:func:`class_shares`). Dims no column explains (every share
+    0) get none."""
+    _best, which = class_shares(data, data_slots)
+    return {j: int(which[j]) for j in range(data.shape[1]) if j not in skip and which[j] >= 0}

@@ -285,6 +285,10 @@ class HybridConfig(FlowConfig):
     # at fit and saved: the maps' shapes follow it.
     class_numbers: bool = True
     number_keys: dict[str, str] = field(default_factory=dict)
+    # Ask the transform for latent cells (``transforms.cells``): a k-means class of each group
+    # of related numbers, drawn by the discrete network before the numbers. Read by the
+    # synthesizer when it fits the transform; the model sees one more discrete column.
+    latent_cells: bool = True
 
     #: Hybrid models saved before the conditional networks (or whitening) existed carry none.
     SAVED_BEFORE: ClassVar[dict[str, Any]] = {
@@ -301,6 +305,7 @@ class HybridConfig(FlowConfig):
         "conditional_mover": False,
         "label_maps": False,
         "class_numbers": False,
+        "latent_cells": False,
     }
 
     def validate(self) -> None:

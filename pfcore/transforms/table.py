@@ -16,8 +16,17 @@ from pfcore.atomic import atomic_write
 from pfcore.errors import InputError, SchemaError
 from pfcore.schema import TableSchema
 from pfcore.tablestats import ColumnStats, TableStats
-from pfcore.transforms.base import ENCODE_STREAM, Block, ColumnTransform, decode_rng, rng_for
+from pfcore.transforms.base import (
+    ENCODE_STREAM,
+    Block,
+    ColumnTransform,
+    decode_rng,
+    onehot,
+    rng_for,
+)
 from pfcore.transforms.categorical import CategoricalTransform
+from pfcore.transforms.cells import FIT_ROWS as CELL_FIT_ROWS
+from pfcore.transforms.cells import Cells, find_cells
 from pfcore.transforms.derived import DerivedTransform, derived_from, find_derived
 from pfcore.transforms.formulas import Formula, find_formulas
 from pfcore.transforms.numeric import NumericTransform
@@ -70,11 +79,15 @@ class TableTransformer:
         schema: TableSchema,
         transforms: list[ColumnTransform],
         repairs: list[OrderRepair] | None = None,
+        cells: list[Cells] | None = None,
     ) -> None:
         self.schema = schema
         self.transforms = transforms
         #: orders no construction builds, kept last on the rows that break them
         self.repairs: list[OrderRepair] = list(repairs or [])
+        #: latent classes after every column's blocks (``transforms.cells``): encoded, never
+        #: decoded
+        self.cells: list[Cells] = list(cells or [])
         self._arrow_schema = schema.arrow_schema()
         self.blocks: list[Block] = []
         self._slices: list[tuple[int, int]] = []
@@ -85,6 +98,9 @@ class TableTransformer:
                 self.blocks.append(Block(label, kind, start, width))
                 start += width
             self._slices.append((col_start, start))
+        for cell in self.cells:
+            self.blocks.append(Block(cell.name, "onehot", start, cell.width))
+            start += cell.width
         self.n_features = start
         self._index_of = {tr.column.name: i for i, tr in enumerate(transforms)}
         self._late = _late_order(transforms, self._index_of)
@@ -100,6 +116,7 @@ class TableTransformer:
         protect_extremes: int = 0,
         rules: list[Rule] | None = None,
         table_stats: TableStats | None = None,
+        cells: bool = False,
     ) -> TableTransformer:
         """``protect_extremes``: numeric value protection (see ``numeric``); 0 = exact.
 
@@ -112,6 +129,8 @@ class TableTransformer:
         ``rules``: enforce these by construction (``pfcore.rules.plan`` sets each one's
         ``active`` / ``enforcement``); fixed combinations then come only from the rules. None:
         no rules, and fixed combinations are found by ``derived.find_derived`` as before.
+
+        ``cells``: add latent cells of the groups of related numbers (``transforms.cells``).
         """
         from pfcore.rules.plan import Plan, plan_rules
 
@@ -300,7 +319,22 @@ class TableTransformer:
 
             by_name = {tr.column.name: tr for tr in transforms}
             repairs = plan_repairs(rules, schema, plan, by_name, table)
-        return cls(schema, transforms, repairs)
+        out = cls(schema, transforms, repairs)
+        if not cells:
+            return out
+        rows = np.random.default_rng(np.random.SeedSequence([seed, 0xCE11])).permutation(
+            table.num_rows
+        )[:CELL_FIT_ROWS]
+        x = out.encode(table.take(pa.array(np.sort(rows))), seed=seed)
+        numeric = [(b.column, b.start) for b in out.blocks if b.kind == "numeric"]
+        classes = np.stack(
+            [x[:, b.start : b.stop].argmax(1) for b in out.blocks if b.kind == "onehot"]
+            or [np.zeros(len(x), dtype=np.int64)],
+            axis=1,
+        )
+        taken = {c.name for c in schema.columns} | {b.column for b in out.blocks}
+        found = find_cells(x, numeric, seed, taken, classes)
+        return cls(schema, transforms, repairs, found)
 
     # -- encode / decode -------------------------------------------------------------------
     def encode(self, table: pa.Table, *, seed: int = 0) -> np.ndarray:
@@ -313,6 +347,10 @@ class TableTransformer:
                 out[:, a:b] = tr.encode_from(table, rng)
             elif b > a:
                 out[:, a:b] = tr.encode(table.column(tr.column.name), rng)
+        start = self._slices[-1][1] if self._slices else 0
+        for cell in self.cells:
+            out[:, start : start + cell.width] = onehot(cell.assign(out), cell.width)
+            start += cell.width
         return out
 
     def decode(
@@ -409,6 +447,8 @@ class TableTransformer:
         for k, rep in enumerate(self.repairs):
             for c, v in rep.values.items():
                 tensors[f"repair.{k}.{c}"] = np.ascontiguousarray(v)
+        for k, cell in enumerate(self.cells):
+            tensors[f"cells.{k}.centers"] = np.ascontiguousarray(cell.centers)
         doc = {
             "format_version": FORMAT_VERSION,
             "n_features": self.n_features,
@@ -416,6 +456,7 @@ class TableTransformer:
             "schema": self.schema.to_dict(),
             "columns": cols,
             "repairs": [rep.to_dict() for rep in self.repairs],
+            "cells": [cell.to_dict() for cell in self.cells],
         }
         atomic_write(directory / "transform.safetensors", lambda p: save_file(tensors, str(p)))
         atomic_write(
@@ -460,7 +501,11 @@ class TableTransformer:
 
             for k, rd in enumerate(doc["repairs"]):
                 repairs.append(OrderRepair.from_dict(rd, _prefixed(tensors, f"repair.{k}.")))
-        out = cls(schema, transforms, repairs)
+        cells = [  # saved before cells existed: none
+            Cells.from_dict(d, tensors[f"cells.{k}.centers"])
+            for k, d in enumerate(doc.get("cells") or [])
+        ]
+        out = cls(schema, transforms, repairs, cells)
         if out.n_features != doc["n_features"]:
             raise SchemaError(
                 f"{directory}: saved transformer has {doc['n_features']} features, "
