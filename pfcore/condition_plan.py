@@ -31,6 +31,9 @@ How each condition becomes exact by construction (never by rejection):
 * rebalancing: each row's class is drawn from the target distribution, then fixed as above.
 * seed rows: the given columns are encoded as training rows are and held fixed; after decode
   they are replaced by the given values themselves (exact, nulls included).
+* a latent cell (``pfcore.transforms.cells``) whose numbers are all given (by seed rows,
+  values or ranges) is computed from them, as the training rows' cells were, and held fixed:
+  the rest is generated given the cell those numbers lie in, not a cell the model guesses.
 
 Randomness comes from the block's noise seed (``SeedSequence([noise_seed, 0xC0DE, ...])``), so
 a conditional batch depends only on (model, seed, N, conditions), like an unconditional one.
@@ -210,6 +213,9 @@ class CompiledConditions:
     given: set[str] = field(default_factory=set)  # columns the request gives or draws
     repairs: list[Any] = field(default_factory=list)  # the transformer's (``rules.repair``)
     exact: set[str] = field(default_factory=set)  # columns given one exact value per row
+    #: latent cells (``transforms.cells``) whose numbers are all given, with their first
+    #: feature: their class is computed from the given numbers, not drawn
+    cells: list[tuple[Any, int]] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -262,6 +268,8 @@ class CompiledConditions:
                 a, b = span
                 tr = _modelled(self.transforms[i])
                 known[:, a:b] = tr.encode(part.column(name), self._rng(block, 3, i))
+        for cell, a in self.cells:  # the cell the given numbers lie in, as at training
+            known[:, a : a + cell.width] = onehot(cell.assign(known), cell.width)
         return known, self.mask
 
     def finish(self, block: Block, table: pa.Table) -> pa.Table:
@@ -393,6 +401,11 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     keep_orders(out, getattr(synth, "rules", None))
     refuse_broken_orders(out, getattr(synth, "rules", None))
+    for cell in getattr(transformer, "cells", []):
+        if all(out.mask[d] for d in cell.dims):
+            a, b = spans[cell.name]
+            out.mask[a:b] = True
+            out.cells.append((cell, a))
     out.given = claimed | {name for name, _i, _span in out.seed}
     out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records

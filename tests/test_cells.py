@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from pfcore.schema import infer_schema
 from pfcore.transforms import TableTransformer
@@ -82,19 +83,34 @@ def _band_hits(rows: pa.Table) -> float:
     return float(np.mean(np.abs(band - 3.0 * (np.floor(10 * np.clip(x, 0, 0.9999)) % 2)) < 0.5))
 
 
-def test_a_briefly_trained_hybrid_draws_fine_structure_through_its_cells() -> None:
-    """The cell of ``x`` and ``y`` is drawn first and ``band`` is drawn within it (and mapped
-    onto the cell's law), so ``band`` follows its level along ``x``; the same brief fit without
-    cells blurs the alternation (about half of its rows in the wrong band)."""
+@pytest.fixture(scope="module")
+def band_fits():
+    """The same brief fit of ``_bands`` with and without cells."""
     from pfcore.synthesizer import Synthesizer
 
     table = _bands(6000)
     config = {"max_steps": 600, "distill_max_steps": 600, "ar_max_steps": 600,
-              "conditional_max_steps": 0, "n_pairs": 4096}  # fmt: skip
+              "conditional_max_steps": 20, "n_pairs": 4096}  # fmt: skip
+    fits = {
+        on: Synthesizer.fit(
+            table,
+            infer_schema(table),
+            family="hybrid",
+            preset="fast",
+            config={**config, "latent_cells": on},
+        )
+        for on in (True, False)
+    }
+    return table, fits
+
+
+def test_a_briefly_trained_hybrid_draws_fine_structure_through_its_cells(band_fits) -> None:
+    """The cell of ``x`` and ``y`` is drawn first and ``band`` is drawn within it (and mapped
+    onto the cell's law), so ``band`` follows its level along ``x``; the same brief fit without
+    cells blurs the alternation (about half of its rows in the wrong band)."""
+    table, fits = band_fits
     hits = {}
-    for on in (True, False):
-        synth = Synthesizer.fit(table, infer_schema(table), family="hybrid", preset="fast",
-                                config={**config, "latent_cells": on})  # fmt: skip
+    for on, synth in fits.items():
         assert bool(synth.transformer.cells) is on
         rows = synth.sample(10_000, seed=3)
         assert rows.column_names == table.column_names
@@ -103,3 +119,30 @@ def test_a_briefly_trained_hybrid_draws_fine_structure_through_its_cells() -> No
     # measured 0.731 with cells (30 of them), 0.515 without: a row's cell may straddle two
     # bands, so the brief fit does not reach the real rows' 0.99
     assert hits[True] > 0.65 and hits[True] > hits[False] + 0.15, hits
+
+
+def test_a_request_that_gives_every_number_of_a_cell_gives_its_cell(band_fits) -> None:
+    """Seed rows with ``x`` and ``y`` hold the cell those numbers lie in (computed, not
+    drawn); a request that gives ``x`` alone leaves the cell to the model."""
+    from pfcore.condition_plan import compile_conditions
+    from pfcore.conditions import Conditions
+    from pfcore.sampling import blocks
+
+    table, fits = band_fits
+    synth = fits[True]
+    tr = synth.transformer
+    (cell,) = tr.cells
+    a = next(b.start for b in tr.blocks if b.column == cell.name)
+    seeds = table.select(["x", "y"]).slice(0, 500)
+    plan = compile_conditions(Conditions.make(seed_rows=seeds), synth)
+    assert [c.name for c, _ in plan.cells] == [cell.name] and plan.mask[a : a + cell.width].all()
+    block = next(iter(blocks(500, 7, block_rows=500)))
+    known, _mask = plan.encoded(block)
+    hot = known[:, a : a + cell.width]
+    # as encoded at training (a repeated value's spread draw may move a row across a border)
+    same = hot.argmax(1) == cell.assign(tr.encode(table.slice(0, 500), seed=0))
+    assert same.mean() > 0.99 and set(np.unique(hot)) == {-1.0, 1.0}
+    rows = synth.sample(500, seed=7, conditions=Conditions.make(seed_rows=seeds))
+    assert rows.select(["x", "y"]).equals(seeds.cast(rows.select(["x", "y"]).schema))
+    one = compile_conditions(Conditions.make(seed_rows=table.select(["x"]).slice(0, 9)), synth)
+    assert one.cells == [] and not one.mask[a : a + cell.width].any()
