@@ -1070,12 +1070,14 @@ class HybridModel(GenerativeModel):
             else:
                 out[space] = tmap.fit(self.from_white(w), target=smap.target)
                 self.teacher_marginal = tmap
+        if dims is None or (self.number_maps is None and self.class_maps is None):
+            return out
         x_t = self.mapped_numbers(w_raw, self.teacher_white_marginal, self.teacher_marginal)
-        if self.number_maps is not None and dims is not None:
+        if self.number_maps is not None:
             self.teacher_number_maps = copy.deepcopy(self.number_maps)
             out["number_maps"] = self.teacher_number_maps.fit_sources(x_t, self.slots(dims))
             x_t = self.teacher_number_maps(x_t, self.slots(dims))
-        if self.class_maps is not None and dims is not None:
+        if self.class_maps is not None:
             self.teacher_class_maps = copy.deepcopy(self.class_maps)
             out["class_maps"] = self.teacher_class_maps.fit_sources(x_t, self.slots(dims))
         return out

@@ -49,7 +49,7 @@ MAX_CELLS = 64
 ROWS_PER_CELL = 200
 #: Groups per table at most (the most correlated first): each is one more discrete column.
 MAX_GROUPS = 4
-#: Rows k-means is fitted on (a seeded sample beyond this).
+#: Rows the cells are found on (the transformer encodes a seeded sample of this many).
 FIT_ROWS = 20_000
 #: Rows assigned per chunk (distances to every centre held at once).
 CHUNK_ROWS = 65_536
@@ -131,10 +131,11 @@ def find_cells(
     taken: set[str],
     classes: np.ndarray | None = None,
 ) -> list[Cells]:
-    """Cells of the encoded rows ``x`` over the numeric blocks ``numeric`` ((column, feature
-    index) pairs). ``taken``: names the cells' labels must not collide with. ``classes``
-    ``(n, K)``: the slot of each discrete column in each row (a group they explain already
-    gets no cell: ``MAX_EXPLAINED``)."""
+    """Cells of the encoded rows ``x`` (the caller's sample of the fit rows, at most
+    ``FIT_ROWS``: every row is clustered) over the numeric blocks ``numeric`` ((column,
+    feature index) pairs). ``taken``: names the cells' labels must not collide with.
+    ``classes`` ``(n, K)``: the slot of each discrete column in each row (a group they explain
+    already gets no cell: ``MAX_EXPLAINED``)."""
     import torch
     from sklearn.cluster import KMeans
 
@@ -145,13 +146,11 @@ def find_cells(
     if k < 2 or len(numeric) < 2:
         return []
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCE115]))
-    rows = rng.permutation(n)[:FIT_ROWS] if n > FIT_ROWS else np.arange(n)
     dims = [d for _, d in numeric]
-    rows = np.sort(rows)
-    v = x[rows][:, dims].astype(np.float64)
+    v = x[:, dims].astype(np.float64)
     slots = None
     if classes is not None and classes.shape[1]:
-        slots = torch.from_numpy(np.ascontiguousarray(classes[rows], dtype=np.int64))
+        slots = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
     out = []
     for members in _groups(v):
         if slots is not None:

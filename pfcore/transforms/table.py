@@ -327,11 +327,8 @@ class TableTransformer:
         )[:CELL_FIT_ROWS]
         x = out.encode(table.take(pa.array(np.sort(rows))), seed=seed)
         numeric = [(b.column, b.start) for b in out.blocks if b.kind == "numeric"]
-        classes = np.stack(
-            [x[:, b.start : b.stop].argmax(1) for b in out.blocks if b.kind == "onehot"]
-            or [np.zeros(len(x), dtype=np.int64)],
-            axis=1,
-        )
+        slots = [x[:, b.start : b.stop].argmax(1) for b in out.blocks if b.kind == "onehot"]
+        classes = np.stack(slots, axis=1) if slots else None
         taken = {c.name for c in schema.columns} | {b.column for b in out.blocks}
         found = find_cells(x, numeric, seed, taken, classes)
         return cls(schema, transforms, repairs, found)
