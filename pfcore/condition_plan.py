@@ -34,6 +34,10 @@ How each condition becomes exact by construction (never by rejection):
 * a latent cell (``pfcore.transforms.cells``) whose numbers are all given (by seed rows,
   values or ranges) is computed from them, as the training rows' cells were, and held fixed:
   the rest is generated given the cell those numbers lie in, not a cell the model guesses.
+* a range on numbers of a latent cell whose other numbers the request leaves free: the cell is
+  drawn from its probability given the ranges (its share of the training rows times the share
+  of its rows inside them) and each ranged number from its law within that cell cut to the
+  range, both held fixed (``Cells.range_weights``, ``_cell_ranges``).
 
 Randomness comes from the block's noise seed (``SeedSequence([noise_seed, 0xC0DE, ...])``), so
 a conditional batch depends only on (model, seed, N, conditions), like an unconditional one.
@@ -216,6 +220,10 @@ class CompiledConditions:
     #: latent cells (``transforms.cells``) whose numbers are all given, with their first
     #: feature: their class is computed from the given numbers, not drawn
     cells: list[tuple[Any, int]] = field(default_factory=list)
+    #: latent cells some of whose numbers only ranges give: (cell, its first feature, those
+    #: ranges, each cell's probability given them); the cell and those numbers are drawn
+    #: together from the training rows' law (``Cells.range_weights``)
+    cell_ranges: list[tuple[Any, int, list[_Interval], np.ndarray]] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -258,6 +266,17 @@ class CompiledConditions:
             u = self._rng(block, 2, k).uniform(iv.p_lo, iv.p_hi, block.rows)
             z = ndtri(np.clip(u, 1e-12, 1 - 1e-12)).astype(np.float32)
             known[:, iv.dim] = np.clip(z, np.float32(iv.z_lo), np.float32(iv.z_hi))
+        for m, (cell, a, ranges, weights) in enumerate(self.cell_ranges):
+            u = self._rng(block, 5, m).random(block.rows)
+            hot = np.searchsorted(np.cumsum(weights), u, side="right").clip(max=cell.width - 1)
+            known[:, a : a + cell.width] = onehot(hot, cell.width)
+            for j, iv in enumerate(ranges):
+                z = cell.draw_within(
+                    hot, iv.dim, iv.z_lo, iv.z_hi, self._rng(block, 6, m, j).random(block.rows)
+                )
+                known[:, iv.dim] = np.clip(
+                    z.astype(np.float32), np.float32(iv.z_lo), np.float32(iv.z_hi)
+                )
         for cr, idx in self._drawn_classes(block):
             known[:, cr.start : cr.start + cr.width] = onehot(cr.slots[idx], cr.width)
         if self.seed_table is not None:
@@ -401,8 +420,10 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     keep_orders(out, getattr(synth, "rules", None))
     refuse_broken_orders(out, getattr(synth, "rules", None))
+    _cell_ranges(out, getattr(transformer, "cells", []), spans)
+    ranged = {id(cell) for cell, *_rest in out.cell_ranges}
     for cell in getattr(transformer, "cells", []):
-        if all(out.mask[d] for d in cell.dims):
+        if id(cell) not in ranged and all(out.mask[d] for d in cell.dims):
             a, b = spans[cell.name]
             out.mask[a:b] = True
             out.cells.append((cell, a))
@@ -414,6 +435,31 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 
     out.conditions = replace(conditions, method=conditional_method(synth.model, conditions.method))
     return out
+
+
+def _cell_ranges(
+    out: CompiledConditions, cells: list[Any], spans: dict[str, tuple[int, int]]
+) -> None:
+    """Ranges on numbers of a latent cell whose other numbers the request leaves free: the
+    cell is drawn from its probability given the ranges and each ranged number from its law in
+    that cell (``CompiledConditions.cell_ranges``), instead of the number from its marginal cut
+    to the range and the cell by the model given it. Why: on california_housing a longitude
+    range drawn the old way left the model's conditional discrete network (trained for seconds)
+    to guess the cell and the ocean proximity from one number; its rows put 13% of the rows
+    inland against the real rows' 23%, and latitude alone told them from the real rows at AUC
+    0.60. Cells saved without their laws, and ranges no training row of any cell meets, keep
+    the marginal draw."""
+    for cell in cells:
+        ranges = [iv for iv in out.intervals if iv.dim in cell.dims]
+        if not ranges or sum(bool(out.mask[d]) for d in cell.dims) != len(ranges):
+            continue  # no range on it, or some of its numbers given otherwise (seed rows)
+        weights = cell.range_weights({iv.dim: (iv.z_lo, iv.z_hi) for iv in ranges})
+        if weights is None:
+            continue
+        a, b = spans[cell.name]
+        out.mask[a:b] = True
+        out.intervals = [iv for iv in out.intervals if iv not in ranges]
+        out.cell_ranges.append((cell, a, ranges, weights))
 
 
 def _modelled(tr: Any) -> Any:

@@ -63,18 +63,25 @@ MAX_GROUPS = 4
 FIT_ROWS = 20_000
 #: Rows assigned per chunk (distances to every centre held at once).
 CHUNK_ROWS = 65_536
+#: Quantile levels (0 to 1) of each number within each cell, kept for conditional requests.
+LAW_LEVELS = 65
 
 
 @dataclass
 class Cells:
     """One group's cells: ``dims`` are the encoded feature indices of its numbers (``columns``
     their names), ``centers`` ``(k, len(dims))`` the k-means centres; ``name`` labels the
-    one-hot block."""
+    one-hot block. ``shares`` ``(k,)`` and ``quantiles`` ``(k, len(dims), LAW_LEVELS)``: each
+    cell's share of the fit rows and its numbers' quantiles there (None when saved before they
+    were kept), so a request for a range of one of its numbers draws the cell and the number
+    together from the training rows' law (:meth:`range_weights`, :meth:`draw_within`)."""
 
     name: str
     columns: list[str]
     dims: list[int]
     centers: np.ndarray
+    shares: np.ndarray | None = None
+    quantiles: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -91,16 +98,59 @@ class Cells:
             out[a : a + CHUNK_ROWS] = d.argmin(1)
         return out
 
+    def range_weights(self, bounds: dict[int, tuple[float, float]]) -> np.ndarray | None:
+        """Each cell's probability ``(k,)`` of holding a fit row whose encoded numbers lie in
+        ``bounds`` (feature index -> encoded ``(low, high)``, for some of this cell's dims):
+        the cell's share times, per bounded number, the share of its rows inside (numbers
+        taken as independent within a cell, which is small). None without the laws or when no
+        cell holds any such row."""
+        if self.shares is None or self.quantiles is None:
+            return None
+        levels = np.linspace(0.0, 1.0, LAW_LEVELS)
+        w = self.shares.astype(np.float64).copy()
+        for dim, (lo, hi) in bounds.items():
+            q = self.quantiles[:, self.dims.index(dim)].astype(np.float64)
+            for c in range(len(w)):
+                w[c] *= np.interp(hi, q[c], levels) - np.interp(lo, q[c], levels)
+        total = w.sum()
+        return None if total <= 0 else w / total
+
+    def draw_within(
+        self, cells: np.ndarray, dim: int, lo: float, hi: float, u: np.ndarray
+    ) -> np.ndarray:
+        """The encoded number ``dim`` of rows in ``cells`` ``(n,)``, drawn from its law in each
+        row's cell cut to ``[lo, hi]`` by inverse CDF from uniforms ``u`` ``(n,)``."""
+        levels = np.linspace(0.0, 1.0, LAW_LEVELS)
+        assert self.quantiles is not None
+        q = self.quantiles[:, self.dims.index(dim)].astype(np.float64)
+        out = np.empty(len(cells), dtype=np.float64)
+        for c in np.unique(cells):
+            rows = np.flatnonzero(cells == c)
+            a, b = np.interp(lo, q[c], levels), np.interp(hi, q[c], levels)
+            out[rows] = np.interp(a + u[rows] * (b - a), levels, q[c])
+        return np.clip(out, lo, hi)
+
     def to_dict(self) -> dict:
         return {"name": self.name, "columns": list(self.columns), "dims": list(self.dims)}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The tensors saved beside ``to_dict``."""
+        out = {"centers": np.ascontiguousarray(self.centers)}
+        if self.shares is not None and self.quantiles is not None:
+            out["shares"] = np.ascontiguousarray(self.shares)
+            out["quantiles"] = np.ascontiguousarray(self.quantiles)
+        return out
+
     @classmethod
-    def from_dict(cls, d: dict, centers: np.ndarray) -> Cells:
+    def from_dict(cls, d: dict, arrays: dict[str, np.ndarray]) -> Cells:
+        shares, quantiles = arrays.get("shares"), arrays.get("quantiles")
         return cls(
             str(d["name"]),
             [str(c) for c in d["columns"]],
             [int(i) for i in d["dims"]],
-            np.asarray(centers, dtype=np.float32),
+            np.asarray(arrays["centers"], dtype=np.float32),
+            None if shares is None else np.asarray(shares, dtype=np.float32),
+            None if quantiles is None else np.asarray(quantiles, dtype=np.float32),
         )
 
 
@@ -172,12 +222,24 @@ def find_cells(
             continue
         km = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31 - 1)))
         km.fit(v[:, members])
+        labels = km.labels_
+        levels = np.linspace(0.0, 1.0, LAW_LEVELS)
+        quantiles = np.stack(
+            [
+                np.quantile(v[labels == c][:, members], levels, axis=0).T
+                if (labels == c).any()
+                else np.repeat(km.cluster_centers_[c][:, None], LAW_LEVELS, axis=1)
+                for c in range(k)
+            ]
+        )
         out.append(
             Cells(
                 name,
                 [numeric[i][0] for i in members],
                 [dims[i] for i in members],
                 km.cluster_centers_.astype(np.float32),
+                (np.bincount(labels, minlength=k) / len(labels)).astype(np.float32),
+                quantiles.astype(np.float32),
             )
         )
     return out

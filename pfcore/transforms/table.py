@@ -445,7 +445,8 @@ class TableTransformer:
             for c, v in rep.values.items():
                 tensors[f"repair.{k}.{c}"] = np.ascontiguousarray(v)
         for k, cell in enumerate(self.cells):
-            tensors[f"cells.{k}.centers"] = np.ascontiguousarray(cell.centers)
+            for name, v in cell.arrays().items():
+                tensors[f"cells.{k}.{name}"] = v
         doc = {
             "format_version": FORMAT_VERSION,
             "n_features": self.n_features,
@@ -499,7 +500,7 @@ class TableTransformer:
             for k, rd in enumerate(doc["repairs"]):
                 repairs.append(OrderRepair.from_dict(rd, _prefixed(tensors, f"repair.{k}.")))
         cells = [  # saved before cells existed: none
-            Cells.from_dict(d, tensors[f"cells.{k}.centers"])
+            Cells.from_dict(d, _prefixed(tensors, f"cells.{k}."))
             for k, d in enumerate(doc.get("cells") or [])
         ]
         out = cls(schema, transforms, repairs, cells)
