@@ -11,7 +11,7 @@ import pytest
 
 from pfcore.schema import infer_schema
 from pfcore.transforms import TableTransformer
-from pfcore.transforms.cells import CELL_PREFIX, MAX_CELLS, ROWS_PER_CELL, find_cells
+from pfcore.transforms.cells import CELL_PREFIX, LAW_LEVELS, MAX_CELLS, ROWS_PER_CELL, find_cells
 
 
 def _bands(n: int = 4000, seed: int = 0) -> pa.Table:
@@ -75,6 +75,11 @@ def test_the_transformer_encodes_cells_decodes_without_them_and_saves_them(tmp_p
     assert out.equals(tr.decode(torch.from_numpy(x), seed=1))  # the torch decode too
     loaded = TableTransformer.load(tr.save(tmp_path / "t"))
     assert [c.to_dict() for c in loaded.cells] == [c.to_dict() for c in tr.cells]
+    for c, back in zip(tr.cells, loaded.cells, strict=True):  # the laws a range request reads
+        assert c.quantiles is not None and c.shares is not None
+        assert np.array_equal(back.quantiles, c.quantiles) and np.array_equal(back.shares, c.shares)
+        assert c.quantiles.shape == (c.width, len(c.dims), LAW_LEVELS)
+        assert np.all(np.diff(c.quantiles, axis=2) >= 0) and abs(float(c.shares.sum()) - 1) < 1e-5
     assert np.array_equal(loaded.encode(table, seed=0), x)
 
 
