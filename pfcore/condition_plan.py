@@ -421,9 +421,9 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
     keep_orders(out, getattr(synth, "rules", None))
     refuse_broken_orders(out, getattr(synth, "rules", None))
     _cell_ranges(out, getattr(transformer, "cells", []), spans)
-    ranged = {id(cell) for cell, *_rest in out.cell_ranges}
+    ranged = {cell.name for cell, *_rest in out.cell_ranges}
     for cell in getattr(transformer, "cells", []):
-        if id(cell) not in ranged and all(out.mask[d] for d in cell.dims):
+        if cell.name not in ranged and all(out.mask[d] for d in cell.dims):
             a, b = spans[cell.name]
             out.mask[a:b] = True
             out.cells.append((cell, a))

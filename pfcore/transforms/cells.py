@@ -65,6 +65,7 @@ FIT_ROWS = 20_000
 CHUNK_ROWS = 65_536
 #: Quantile levels (0 to 1) of each number within each cell, kept for conditional requests.
 LAW_LEVELS = 65
+_LEVELS = np.linspace(0.0, 1.0, LAW_LEVELS)
 
 
 @dataclass
@@ -106,12 +107,11 @@ class Cells:
         cell holds any such row."""
         if self.shares is None or self.quantiles is None:
             return None
-        levels = np.linspace(0.0, 1.0, LAW_LEVELS)
         w = self.shares.astype(np.float64).copy()
         for dim, (lo, hi) in bounds.items():
-            q = self.quantiles[:, self.dims.index(dim)].astype(np.float64)
+            q = self._law(dim)
             for c in range(len(w)):
-                w[c] *= np.interp(hi, q[c], levels) - np.interp(lo, q[c], levels)
+                w[c] *= np.interp(hi, q[c], _LEVELS) - np.interp(lo, q[c], _LEVELS)
         total = w.sum()
         return None if total <= 0 else w / total
 
@@ -120,15 +120,18 @@ class Cells:
     ) -> np.ndarray:
         """The encoded number ``dim`` of rows in ``cells`` ``(n,)``, drawn from its law in each
         row's cell cut to ``[lo, hi]`` by inverse CDF from uniforms ``u`` ``(n,)``."""
-        levels = np.linspace(0.0, 1.0, LAW_LEVELS)
-        assert self.quantiles is not None
-        q = self.quantiles[:, self.dims.index(dim)].astype(np.float64)
+        q = self._law(dim)
         out = np.empty(len(cells), dtype=np.float64)
         for c in np.unique(cells):
             rows = np.flatnonzero(cells == c)
-            a, b = np.interp(lo, q[c], levels), np.interp(hi, q[c], levels)
-            out[rows] = np.interp(a + u[rows] * (b - a), levels, q[c])
+            a, b = np.interp(lo, q[c], _LEVELS), np.interp(hi, q[c], _LEVELS)
+            out[rows] = np.interp(a + u[rows] * (b - a), _LEVELS, q[c])
         return np.clip(out, lo, hi)
+
+    def _law(self, dim: int) -> np.ndarray:
+        """The quantiles ``(k, LAW_LEVELS)`` of feature ``dim`` (one of ``dims``) per cell."""
+        assert self.quantiles is not None
+        return self.quantiles[:, self.dims.index(dim)].astype(np.float64)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "columns": list(self.columns), "dims": list(self.dims)}
@@ -223,10 +226,9 @@ def find_cells(
         km = KMeans(n_clusters=k, n_init=3, random_state=int(rng.integers(2**31 - 1)))
         km.fit(v[:, members])
         labels = km.labels_
-        levels = np.linspace(0.0, 1.0, LAW_LEVELS)
         quantiles = np.stack(
             [
-                np.quantile(v[labels == c][:, members], levels, axis=0).T
+                np.quantile(v[labels == c][:, members], _LEVELS, axis=0).T
                 if (labels == c).any()
                 else np.repeat(km.cluster_centers_[c][:, None], LAW_LEVELS, axis=1)
                 for c in range(k)
