@@ -1052,7 +1052,10 @@ def test_the_project_sampler_puts_given_numbers_on_the_students_curve(curved_mas
         means[u] = float(out[:, 1].mean())
         torch.testing.assert_close(push(z[:500], known, mask, 0), out[:500], rtol=0, atol=1e-5)
     assert abs(means[0.0] + 0.71) < 0.3, means
-    assert means[1.6] - means[0.0] > 1.1 and means[-1.6] - means[0.0] > 1.1, means
+    # The curve's gap is 1.83 and a linear conditioner leaves 0; the student's own curve after
+    # these steps gives 1.07-1.26 on an Intel Xeon and above 1.1 on an AMD EPYC (the same
+    # seeded steps, different float kernels), so the bound sits well inside both.
+    assert means[1.6] - means[0.0] > 0.8 and means[-1.6] - means[0.0] > 0.8, means
     free = push(z, torch.zeros(x.shape[1]), torch.zeros(x.shape[1], dtype=torch.bool), 0)
     with torch.no_grad():
         own = m.student_numbers(m.student(torch.cat([z[:, 1:], free[:, 2:5]], dim=1)))
