@@ -336,6 +336,7 @@ def run(
     save: Any = None,
     samplers: tuple[str, ...] = ("auto",),
     models: Path | None = None,
+    fit_seeds: tuple[int, ...] = (SEED,),
 ) -> list[dict]:
     import dataclasses
 
@@ -351,7 +352,7 @@ def run(
     from pfcore.synthesizer import Synthesizer, split_train_holdout
 
     records: list[dict] = []
-    for ds in datasets:
+    for ds, fit_seed in [(d, k) for d in datasets for k in fit_seeds]:
         path = SHARED / f"{ds}.parquet"
         if not path.exists():
             print(f"{ds}: {path} not found, skipped", flush=True)
@@ -365,12 +366,19 @@ def run(
             f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({family}, {preset}, {config})",
             flush=True,
         )
-        saved = None if models is None else models / ds
+        # the first fit seed's folder is the dataset's name (fits saved before seeds existed)
+        name = ds if fit_seed == SEED else f"{ds}-seed{fit_seed}"
+        saved = None if models is None else models / name
         if saved is not None and (saved / "synthesizer.json").exists():
             synth = Synthesizer.load(saved)  # the same fit, scored again (another sampler)
         else:
             synth = Synthesizer.fit(
-                train, infer_schema(train), family=family, preset=preset, seed=SEED, config=config
+                train,
+                infer_schema(train),
+                family=family,
+                preset=preset,
+                seed=fit_seed,
+                config={**config, "seed": fit_seed},
             )
             if saved is not None:
                 synth.save(saved)
@@ -398,6 +406,7 @@ def run(
             timed = min(timing_rows, INPAINT_TIMING_ROWS) if sampler == "inpaint" else timing_rows
             rec: dict[str, Any] = {
                 "dataset": ds,
+                "fit_seed": fit_seed,
                 "condition": label,
                 "family": family,
                 "sampler": conditional_method(synth.model, sampler),
@@ -556,6 +565,14 @@ def main(argv: list[str] | None = None) -> int:
         help="model config overrides for every fit, e.g. --set calibrate_numbers=false",
     )
     ap.add_argument(
+        "--fit-seeds",
+        type=int,
+        nargs="+",
+        default=[SEED],
+        help="one fit per seed (the split stays seed 0): records carry fit_seed, and the "
+        "summary gives each request's mean and spread over them",
+    )
+    ap.add_argument(
         "--models",
         help="folder of fitted synthesizers, one per dataset: loaded when present, else fitted "
         "and saved there (score several samplers or versions on the same fits)",
@@ -618,10 +635,35 @@ def main(argv: list[str] | None = None) -> int:
         save,
         tuple(args.samplers),
         Path(args.models) if args.models else None,
+        tuple(args.fit_seeds),
     )
     save(records)
+    for line in summarize(records):
+        print(line)
     print(f"wrote {out}")
     return 0
+
+
+def summarize(records: list[dict]) -> list[str]:
+    """Per (dataset, request): the conditional AUC's mean and sample spread over fit seeds,
+    beside the tolerance (the unconditional AUC's mean + 0.05) and the speed ratio's range."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["condition"]), []).append(r)
+    out = []
+    for (ds, cond), rs in groups.items():
+        auc = np.array([r["detection_auc_conditional"] for r in rs], dtype=float)
+        unc = np.array([r["detection_auc_unconditional"] for r in rs], dtype=float)
+        speed = [r["speed_ratio"] for r in rs]
+        sd = float(auc.std(ddof=1)) if len(auc) > 1 else 0.0
+        ok = "within" if auc.mean() <= unc.mean() + 0.05 else "over"
+        out.append(
+            f"{ds:18s} {cond[:44]:44s} {auc.mean():.3f} +- {sd:.3f} (n={len(auc)}; "
+            f"unconditional {unc.mean():.3f}: {ok}) speed {min(speed):.2f}-{max(speed):.2f}"
+        )
+    return out
 
 
 if __name__ == "__main__":
