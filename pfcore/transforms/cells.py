@@ -179,18 +179,26 @@ class Cells:
         )
 
 
-def _groups(v: np.ndarray) -> list[list[int]]:
-    """Indices of columns of ``v`` ``(n, m)`` grouped by correlation (groups of two or more,
-    the most correlated first)."""
+def _abs_correlations(v: np.ndarray) -> np.ndarray:
+    """Absolute Pearson correlations ``(m, m)`` of the columns of ``v`` ``(n, m)``; a constant
+    column's row and column are zero (its diagonal too)."""
+    live = np.flatnonzero(v.std(0) > 1e-9)
+    r = np.zeros((v.shape[1], v.shape[1]))
+    if len(live) > 1:
+        r[np.ix_(live, live)] = np.nan_to_num(np.abs(np.corrcoef(v[:, live].T)), nan=0.0)
+    return r
+
+
+def _groups(r_all: np.ndarray) -> list[list[int]]:
+    """Indices of columns grouped by their absolute correlations ``r_all`` ``(m, m)``
+    (:func:`_abs_correlations`; groups of two or more, the most correlated first)."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    sd = v.std(0)
-    live = np.flatnonzero(sd > 1e-9)
+    live = np.flatnonzero(np.diag(r_all) > 0)
     if len(live) < 2:
         return []
-    r = np.abs(np.corrcoef(v[:, live].T))
-    r = np.nan_to_num(r, nan=0.0)
+    r = r_all[np.ix_(live, live)]
     dist = 1.0 - r
     np.fill_diagonal(dist, 0.0)
     labels = fcluster(
@@ -236,12 +244,9 @@ def find_cells(
     slots = None
     if classes is not None and classes.shape[1]:
         slots = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
-    live = np.flatnonzero(v.std(0) > 1e-9)
-    r = np.zeros((len(dims), len(dims)))
-    if len(live) > 1:
-        r[np.ix_(live, live)] = np.nan_to_num(np.abs(np.corrcoef(v[:, live].T)), nan=0.0)
+    r = _abs_correlations(v)
     out = []
-    for members in _groups(v):
+    for members in _groups(r):
         if slots is not None:
             shares, _which = class_shares(torch.from_numpy(v[:, members]), slots)
             if float(shares.mean()) >= MAX_EXPLAINED:
