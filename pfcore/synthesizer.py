@@ -291,15 +291,6 @@ class Synthesizer:
     info: dict[str, Any] = field(default_factory=dict)
     rules: RuleSet | None = None
 
-    def __post_init__(self) -> None:
-        """Tell a model whose conditional sampler reads the latent cells' groups which numbers
-        they hold (fit and load both construct here): the transformer keeps the cells, the
-        model's conditional sampler uses them (``HybridModel.set_latent_groups``)."""
-        wire = getattr(self.model, "set_latent_groups", None)
-        cells = getattr(self.transformer, "cells", [])
-        if callable(wire) and getattr(self.model, "_index", None) is not None:
-            wire([(c.dims, c.related) for c in cells if c.related is not None])
-
     # ------------------------------------------------------------------ training
     @classmethod
     def fit(

@@ -51,11 +51,6 @@ def test_cells_group_related_numbers_and_scale_with_rows() -> None:
     assert find_cells(x[: ROWS_PER_CELL + 1], [("a", 0), ("b", 1)], 0, set()) == []
     # a label that is a column's name is not used
     assert find_cells(x, [("a", 0), ("b", 1)], 0, {f"{CELL_PREFIX}0"}) == []
-    # a number correlated with the group (0.7) but too weakly to join it is related to it
-    d = a + rng.standard_normal(n)
-    x4 = np.concatenate([x, d[:, None]], axis=1)
-    (cell,) = find_cells(x4, [("a", 0), ("b", 1), ("c", 2), ("d", 3)], seed=0, taken=set())
-    assert cell.columns == ["a", "b"] and cell.related == [3]
 
 
 def test_the_transformer_encodes_cells_decodes_without_them_and_saves_them(tmp_path) -> None:
@@ -80,7 +75,6 @@ def test_the_transformer_encodes_cells_decodes_without_them_and_saves_them(tmp_p
     assert out.equals(tr.decode(torch.from_numpy(x), seed=1))  # the torch decode too
     loaded = TableTransformer.load(tr.save(tmp_path / "t"))
     assert [c.to_dict() for c in loaded.cells] == [c.to_dict() for c in tr.cells]
-    assert loaded.cells[0].related == tr.cells[0].related == []  # band and noise: unrelated
     for c, back in zip(tr.cells, loaded.cells, strict=True):  # the laws a range request reads
         assert c.quantiles is not None and c.shares is not None
         assert np.array_equal(back.quantiles, c.quantiles) and np.array_equal(back.shares, c.shares)
@@ -195,52 +189,3 @@ def test_a_range_on_a_cell_number_draws_the_cell_with_it(band_fits) -> None:
     near_before = float(np.mean(np.abs(y0 - x0) < 0.1))
     # measured 0.998 against 0.696 (the real rows: 0.95)
     assert near > 0.9 and near > near_before + 0.15, (near, near_before)
-
-
-def test_a_cell_nothing_given_ties_to_keeps_the_students_own_numbers(band_fits) -> None:
-    """Seed rows that give only ``noise`` (related to neither ``x`` nor ``y``): the cell's
-    numbers are the unconditional student's at each row's own latent point, given the drawn
-    discrete row, while ``band``, a number outside any cell, comes from the point the
-    numbers-given network moved; without the groups the cell's numbers move too."""
-    import torch
-
-    from pfcore.condition_plan import compile_conditions
-    from pfcore.conditions import Conditions
-    from pfcore.models.nets import mlp_on_signed_onehots
-    from pfcore.sampling import blocks
-
-    table, fits = band_fits
-    synth = fits[True]
-    model = synth.model
-    (cell,) = synth.transformer.cells
-    numeric = model._index.numeric.tolist()
-    group = [numeric.index(d) for d in cell.dims]
-    assert [g.tolist() for g, _w in model.latent_groups] == [group]
-    plan = compile_conditions(Conditions.make(seed_rows=table.select(["noise"])), synth)
-    known, mask = plan.encoded(next(iter(blocks(2000, 3, block_rows=2000))))
-    z = torch.randn(2000, model.latent_dim, generator=torch.Generator().manual_seed(3))
-    k = len(model.cond_discrete.starts)
-
-    def own_numbers(out: torch.Tensor) -> torch.Tensor:
-        onehots = [(b.start, b.width) for b in model.blocks if b.kind == "onehot"]
-        hot = torch.stack(
-            [out[:, a : a + w].argmax(1) + s
-             for (a, w), s in zip(onehots, model.cond_discrete.starts, strict=True)], 1
-        )  # fmt: skip
-        with torch.no_grad():
-            x = model.student_numbers(mlp_on_signed_onehots(model.student, z[:, k:], hot))
-            return model.class_mapped(x, hot)
-
-    push = model.conditional_push()
-    out = push(z, torch.from_numpy(known), torch.from_numpy(mask), 0)
-    own = own_numbers(out)
-    x_num = out[:, numeric]
-    torch.testing.assert_close(x_num[:, group], own[:, group], rtol=0, atol=1e-5)
-    band = numeric.index(next(b.start for b in synth.transformer.blocks if b.column == "band"))
-    assert (x_num[:, band] - own[:, band]).abs().max() > 1e-3  # moved
-    groups, model.latent_groups = model.latent_groups, []
-    try:
-        moved = push(z, torch.from_numpy(known), torch.from_numpy(mask), 0)
-    finally:
-        model.latent_groups = groups
-    assert (moved[:, numeric][:, group] - own_numbers(moved)[:, group]).abs().max() > 1e-3

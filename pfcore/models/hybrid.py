@@ -405,33 +405,6 @@ class HybridModel(GenerativeModel):
         self.teacher_class_maps: ClassMaps | None = None
         self.number_maps: ClassMaps | None = None
         self.teacher_number_maps: ClassMaps | None = None
-        # numeric positions of each latent cell's numbers and of those plus its related ones
-        # (``set_latent_groups``); not saved: the transformer's cells hold them
-        self.latent_groups: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def set_latent_groups(self, groups: list[tuple[list[int], list[int]]]) -> None:
-        """The latent cells' numbers (encoded feature indices) and the numbers related to each
-        (``transforms.cells.Cells.related``). A conditional row that gives none of a group's
-        numbers nor its related ones takes that group's numbers from the unconditional student
-        at the row's own latent point, given the (drawn or given) discrete row, cell included,
-        instead of from the point the numbers-given network moved it to. Why: that move
-        reaches the given numbers and carries the group's numbers along with it, off their own
-        relations: on a california_housing fit, seed rows that give the rooms, bedrooms,
-        population, income and age drew longitude against latitude at pair detection AUC 0.667
-        (the model's own rows keep it), the whole rows at 0.736; from the unmoved point 0.600
-        and 0.692. A group tied to a given number (credit_default's bills, 0.82-0.88 between
-        its two groups) must follow it: the same rule applied there scored 0.816 against
-        0.775."""
-        assert self._index is not None
-        numeric = self._index.numeric.tolist()
-        self.latent_groups = [
-            (
-                torch.tensor([numeric.index(d) for d in members]),
-                torch.tensor([numeric.index(d) for d in [*members, *related]]),
-            )
-            for members, related in groups
-            if all(d in numeric for d in [*members, *related])
-        ]
 
     # ------------------------------------------------------------------ layout
     def _onehot_blocks(self) -> list[BlockSpec]:

@@ -54,11 +54,6 @@ come from two such draws, :func:`_mask_sampler`):
    scored on the row after the given numbers are set 0.838, the network
    drawing the numbers itself scored on its whole row 0.845, at the mover's learning rate too;
    the rate matters for the mover (2e-3: 0.830, 6e-3: 0.805 and 0.804 over two seeds).
-   The numbers of a latent cell (``transforms.cells``) that a row neither gives nor ties to
-   a given number (``Cells.related``) stay the student's own at the row's unmoved point,
-   given its discrete row and so its cell (``HybridModel.set_latent_groups``): the move
-   carried california_housing's coordinates off their coastline when the rooms and income
-   were given.
    Without ``conditional_mover`` a :class:`~pfcore.models.cond_student.ConditionalStudent`
    draws the numbers itself: over the numeric dims,
    its input ``[z_num, d]`` plus the numeric mask, the known numbers and a periodic embedding
@@ -541,21 +536,10 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
             x = project_latent(f, z_num, num_known, m_num, iters=PROJECT_ITERS)[1]
             return model.given_numbers(x, num_known, m_num)
         given = model.cond_numbers(z_num, m_num, num_known, hot)
-        # a latent cell nothing given ties to keeps the student's own numbers in each row that
-        # gives some number (``HybridModel.set_latent_groups``)
-        apart = [
-            (members.to(m_num.device), rows & ~m_num[:, watched.to(m_num.device)].any(dim=1))
-            for members, watched in model.latent_groups
-        ]
-        apart = [(members, a) for members, a in apart if bool(a.any())]
-        own = None if bool(rows.all()) and not apart else unconditional()
-        x_num = given if own is None else torch.where(rows[:, None], given, own)
+        x_num = given if bool(rows.all()) else torch.where(rows[:, None], given, unconditional())
         if model.cond_marginal is not None:
             free = rows.unsqueeze(1) & ~m_num  # the numbers drawn beside given ones
             x_num = torch.where(free, model.cond_marginal(x_num), x_num)
-        for members, a in apart:
-            assert own is not None
-            x_num[:, members] = torch.where(a.unsqueeze(1), own[:, members], x_num[:, members])
         return x_num
 
     return push

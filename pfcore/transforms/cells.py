@@ -43,14 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "Cells",
-    "CELL_PREFIX",
-    "MAX_EXPLAINED",
-    "MIN_GROUP_CORRELATION",
-    "RELATED_CORRELATION",
-    "find_cells",
-]
+__all__ = ["Cells", "CELL_PREFIX", "MAX_EXPLAINED", "MIN_GROUP_CORRELATION", "find_cells"]
 
 #: Block label prefix of a cell (never a column name: those are checked at fit).
 CELL_PREFIX = "__cell__."
@@ -61,12 +54,6 @@ MIN_GROUP_CORRELATION = 0.8
 #: numbers of the largest between-class variance share, ``models.class_maps.class_shares``)
 #: at least this much gets no cell: the cell would repeat that column.
 MAX_EXPLAINED = 0.75
-#: A number outside a group that correlates at least this much with one of its numbers is
-#: related to the group (``Cells.related``): a request that gives it keeps the group's numbers
-#: tied to it. On the shared tables the groups' other numbers correlate at most 0.35
-#: (california_housing) or 0.18 (diamonds) with them, credit_default's two groups of monthly
-#: bills 0.82-0.88 with each other.
-RELATED_CORRELATION = 0.5
 #: Cells per group, and training rows per cell at least (fewer cells on a small table).
 MAX_CELLS = 32
 ROWS_PER_CELL = 200
@@ -88,11 +75,7 @@ class Cells:
     one-hot block. ``shares`` ``(k,)`` and ``quantiles`` ``(k, len(dims), LAW_LEVELS)``: each
     cell's share of the fit rows and its numbers' quantiles there (None when saved before they
     were kept), so a request for a range of one of its numbers draws the cell and the number
-    together from the training rows' law (:meth:`range_weights`, :meth:`draw_within`).
-    ``related``: the encoded feature indices of numbers outside the group that correlate with
-    one of its numbers at least ``RELATED_CORRELATION`` (None when saved before they were
-    kept): a conditional row that gives none of them nor the group's own numbers takes the
-    group's numbers from the unconditional sampler (``HybridModel.set_latent_groups``)."""
+    together from the training rows' law (:meth:`range_weights`, :meth:`draw_within`)."""
 
     name: str
     columns: list[str]
@@ -100,7 +83,6 @@ class Cells:
     centers: np.ndarray
     shares: np.ndarray | None = None
     quantiles: np.ndarray | None = None
-    related: list[int] | None = None
 
     @property
     def width(self) -> int:
@@ -152,10 +134,7 @@ class Cells:
         return self.quantiles[:, self.dims.index(dim)].astype(np.float64)
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "columns": list(self.columns), "dims": list(self.dims)}
-        if self.related is not None:
-            out["related"] = list(self.related)
-        return out
+        return {"name": self.name, "columns": list(self.columns), "dims": list(self.dims)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The tensors saved beside ``to_dict``."""
@@ -175,30 +154,21 @@ class Cells:
             np.asarray(arrays["centers"], dtype=np.float32),
             None if shares is None else np.asarray(shares, dtype=np.float32),
             None if quantiles is None else np.asarray(quantiles, dtype=np.float32),
-            None if d.get("related") is None else [int(i) for i in d["related"]],
         )
 
 
-def _abs_correlations(v: np.ndarray) -> np.ndarray:
-    """Absolute Pearson correlations ``(m, m)`` of the columns of ``v`` ``(n, m)``; a constant
-    column's row and column are zero (its diagonal too)."""
-    live = np.flatnonzero(v.std(0) > 1e-9)
-    r = np.zeros((v.shape[1], v.shape[1]))
-    if len(live) > 1:
-        r[np.ix_(live, live)] = np.nan_to_num(np.abs(np.corrcoef(v[:, live].T)), nan=0.0)
-    return r
-
-
-def _groups(r_all: np.ndarray) -> list[list[int]]:
-    """Indices of columns grouped by their absolute correlations ``r_all`` ``(m, m)``
-    (:func:`_abs_correlations`; groups of two or more, the most correlated first)."""
+def _groups(v: np.ndarray) -> list[list[int]]:
+    """Indices of columns of ``v`` ``(n, m)`` grouped by correlation (groups of two or more,
+    the most correlated first)."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    live = np.flatnonzero(np.diag(r_all) > 0)
+    sd = v.std(0)
+    live = np.flatnonzero(sd > 1e-9)
     if len(live) < 2:
         return []
-    r = r_all[np.ix_(live, live)]
+    r = np.abs(np.corrcoef(v[:, live].T))
+    r = np.nan_to_num(r, nan=0.0)
     dist = 1.0 - r
     np.fill_diagonal(dist, 0.0)
     labels = fcluster(
@@ -244,9 +214,8 @@ def find_cells(
     slots = None
     if classes is not None and classes.shape[1]:
         slots = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
-    r = _abs_correlations(v)
     out = []
-    for members in _groups(r):
+    for members in _groups(v):
         if slots is not None:
             shares, _which = class_shares(torch.from_numpy(v[:, members]), slots)
             if float(shares.mean()) >= MAX_EXPLAINED:
@@ -273,11 +242,6 @@ def find_cells(
                 km.cluster_centers_.astype(np.float32),
                 (np.bincount(labels, minlength=k) / len(labels)).astype(np.float32),
                 quantiles.astype(np.float32),
-                [
-                    dims[j]
-                    for j in range(len(dims))
-                    if j not in members and r[members, j].max() >= RELATED_CORRELATION
-                ],
             )
         )
     return out
