@@ -31,13 +31,16 @@ How each condition becomes exact by construction (never by rejection):
 * rebalancing: each row's class is drawn from the target distribution, then fixed as above.
 * seed rows: the given columns are encoded as training rows are and held fixed; after decode
   they are replaced by the given values themselves (exact, nulls included).
-* a latent cell (``pfcore.transforms.cells``) whose numbers are all given (by seed rows,
-  values or ranges) is computed from them, as the training rows' cells were, and held fixed:
-  the rest is generated given the cell those numbers lie in, not a cell the model guesses.
-* a range on numbers of a latent cell whose other numbers the request leaves free: the cell is
+* a latent cell (``pfcore.transforms.cells``) whose numbers are all given by seed rows (or by
+  values and ranges the cell's laws cannot answer, below) is computed from them, as the
+  training rows' cells were, and held fixed: the rest is generated given the cell those
+  numbers lie in, not a cell the model guesses.
+* ranges (and values: a value is the interval of the encoding that decodes to it) on numbers
+  of a latent cell whose other numbers the request leaves free or ranges too: the cell is
   drawn from its probability given the ranges (its share of the training rows times the share
   of its rows inside them) and each ranged number from its law within that cell cut to the
-  range, both held fixed (``Cells.range_weights``, ``_cell_ranges``).
+  range, both held fixed (``Cells.range_weights``, ``_cell_ranges``). A cell saved without its
+  laws, or ranges no cell's training rows meet, take the two paths above.
 
 Randomness comes from the block's noise seed (``SeedSequence([noise_seed, 0xC0DE, ...])``), so
 a conditional batch depends only on (model, seed, N, conditions), like an unconditional one.
@@ -440,15 +443,15 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
 def _cell_ranges(
     out: CompiledConditions, cells: list[Any], spans: dict[str, tuple[int, int]]
 ) -> None:
-    """Ranges on numbers of a latent cell whose other numbers the request leaves free: the
-    cell is drawn from its probability given the ranges and each ranged number from its law in
-    that cell (``CompiledConditions.cell_ranges``), instead of the number from its marginal cut
-    to the range and the cell by the model given it. Why: on california_housing a longitude
-    range drawn the old way left the model's conditional discrete network (trained for seconds)
-    to guess the cell and the ocean proximity from one number; its rows put 13% of the rows
-    inland against the real rows' 23%, and latitude alone told them from the real rows at AUC
-    0.60. Cells saved without their laws, and ranges no training row of any cell meets, keep
-    the marginal draw."""
+    """Ranges (values included) on numbers of a latent cell whose other numbers the request
+    leaves free or ranges as well: the cell is drawn from its probability given the ranges and
+    each ranged number from its law in that cell (``CompiledConditions.cell_ranges``), instead
+    of the number from its marginal cut to the range and the cell by the model given it. Why:
+    on california_housing a longitude range drawn the old way left the model's conditional
+    discrete network (trained for seconds) to guess the cell and the ocean proximity from one
+    number; its rows put 13% of the rows inland against the real rows' 23%, and latitude
+    alone told them from the real rows at AUC 0.60. Cells saved without their laws, and
+    ranges no training row of any cell meets, keep the marginal draw."""
     for cell in cells:
         ranges = [iv for iv in out.intervals if iv.dim in cell.dims]
         if not ranges or sum(bool(out.mask[d]) for d in cell.dims) != len(ranges):
