@@ -15,12 +15,23 @@ SHARED_DATASETS = Path(
 SHARED_NAMES = ["california_housing", "credit_default", "diamonds", "nyc_flights", "penguins"]
 
 
+def _worker_threads() -> int:
+    """Torch threads per test process: the cores shared among pytest-xdist's workers, at least
+    one. Two processes that each take both of CI's two cores run far slower than one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, os.cpu_count() or 1) // workers)
+
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # servers and commands the tests start inherit it
+    os.environ.setdefault("OMP_NUM_THREADS", str(_worker_threads()))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _few_threads() -> None:
     """Two cores on CI: keep torch from oversubscribing them when tests run side by side."""
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(_worker_threads())
 
 
 def shared_dataset(name: str) -> Path:
