@@ -26,7 +26,9 @@ rebalancing its rows resampled to the target shares like the holdout: what the m
 that part of the table without a conditional sampler, so a condition that selects rows the
 model finds hard is not charged to the sampler), ``rows_per_second`` and
 ``unconditional_rows_per_second`` (``sample`` end to end, decode included, one torch thread,
-timed on ``--timing-rows`` rows; seed rows: the holdout's seed rows repeated to that count).
+timed on ``--timing-rows`` rows; seed rows: the holdout's seed rows repeated to that count)
+and ``worst_pairs`` (the fidelity report's pair diagnostic on the rows the conditional AUC
+compares: the column pairs that give the conditional rows away, also printed).
 Seed-row records add, per removed column, the accuracy (categorical) or R^2 (numeric) of the
 generated values against the removed real values, beside
 a HistGradientBoosting imputer fitted on the training rows with the kept columns as features.
@@ -345,6 +347,7 @@ def run(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from benchmarks.fidelity import _pairs_text, _worst_pairs
     from benchmarks.scoring import detection_auc
     from pfcore.conditions import Conditions
     from pfcore.models.conditional import conditional_method
@@ -456,6 +459,7 @@ def run(
                     detection_auc_conditional=round(
                         detection_auc(hold_s.to_pandas(), out.to_pandas()), 4
                     ),
+                    worst_pairs=_worst_pairs(hold_s.to_pandas(), out.to_pandas()),
                     rows_per_second=round(tiled.num_rows / secs, 1),
                     timing_rows=tiled.num_rows,
                     kept_columns=kept,
@@ -493,6 +497,7 @@ def run(
                     holdout_rows_meeting=int(len(real)),
                     classes_compared=[str(v) for v in present],
                     detection_auc_conditional=round(detection_auc(real, compared), 4),
+                    worst_pairs=_worst_pairs(real, compared),
                     rows_per_second=round(timed / secs, 1),
                 )
             else:
@@ -505,6 +510,7 @@ def run(
                     match_rate=float(pred(out).mean()),
                     holdout_rows_meeting=int(len(real)),
                     detection_auc_conditional=round(detection_auc(real, out), 4),
+                    worst_pairs=_worst_pairs(real, out),
                     unconditional_rows_meeting=int(len(meeting)),
                     detection_auc_unconditional_matched=_auc_or_none(real, meeting),
                     rows_per_second=round(timed / secs, 1),
@@ -522,6 +528,7 @@ def run(
                 f"({rec['speed_ratio']:.1%} of {unc_rps:.0f})",
                 flush=True,
             )
+            print(f"{'':20s}   worst pairs: {_pairs_text(rec['worst_pairs'])}", flush=True)
             for imp in rec.get("imputation", []):
                 print(
                     f"{'':20s}   {imp['column']:28s} {imp['metric']:8s} generated "

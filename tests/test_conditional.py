@@ -765,3 +765,41 @@ def test_a_column_a_rule_rebuilds_is_conditioned_only_through_its_inputs() -> No
     assert out.select(["a", "b", "total"]).equals(whole)
     total = np.asarray(out["total"]) == np.asarray(out["a"]) + np.asarray(out["b"])
     assert total.all()
+
+
+def test_seed_rows_give_a_rule_built_column_to_the_model_from_its_inputs() -> None:
+    """Households never exceed the bedrooms nor the bedrooms the rooms, so the transform models
+    the bedrooms by their gap to the column that bounds them and rebuilds them on decode. Seed
+    rows that give the bedrooms and that column hold the gap, encoded from them as the training
+    rows' was: the model draws the other columns given the given bedrooms, not given bedrooms
+    of its own that the given ones are then written over."""
+    from pfcore.condition_plan import compile_conditions
+    from pfcore.sampling import blocks
+    from pfcore.schema import infer_schema
+    from pfcore.synthesizer import Synthesizer
+    from pfcore.transforms.ruled import RuleTransform
+
+    rng = np.random.default_rng(0)
+    rooms = rng.lognormal(7, 0.5, 3000)
+    bedrooms = rooms * rng.uniform(0.15, 0.25, 3000)
+    households = bedrooms * rng.uniform(0.9, 1.0, 3000)
+    table = pa.table({"rooms": rooms, "bedrooms": bedrooms, "households": households})
+    config = {"max_steps": 50, "n_pairs": 512, "distill_max_steps": 20}
+    synth = Synthesizer.fit(table, infer_schema(table), preset="tiny", config=config, seed=0)
+    tr = synth.transformer
+    i = tr._index_of["bedrooms"]
+    built = tr.transforms[i]
+    assert isinstance(built, RuleTransform) and built.layout(), built  # a gap, modelled
+    a, b = tr._slices[i]
+    given = [*built.depends_on, "bedrooms"]
+    seeds = table.select(given).slice(0, 400)
+    plan = compile_conditions(Conditions.make(seed_rows=seeds), synth)
+    assert plan is not None and plan.mask[a:b].all()
+    known, _mask = plan.encoded(next(iter(blocks(400, 7, block_rows=400))))
+    trained = tr.encode(table.slice(0, 400), seed=0)[:, a:b]
+    np.testing.assert_allclose(known[:, a:b], trained, atol=1e-6)
+    out = synth.sample(None, 7, conditions=Conditions.make(seed_rows=seeds))
+    assert out.select(given).equals(seeds)
+    # given without the column that bounds it, it is refused as before
+    with pytest.raises(InputError, match="rebuilt on decode"):
+        compile_conditions(Conditions.make(seed_rows=table.select(["bedrooms"])), synth)
