@@ -905,13 +905,11 @@ def _encodable_rule(tr: Any, nulls: np.ndarray) -> bool:
     from pfcore.transforms.numeric import NumericTransform
     from pfcore.transforms.ruled import RuleTransform
 
-    if not isinstance(tr, RuleTransform) or tr.kind not in GIVEN_RULE_KINDS or not tr.layout():
+    if not isinstance(tr, RuleTransform) or tr.kind not in GIVEN_RULE_KINDS:
         return False
-    inner = getattr(tr, "inner", None)
-    if not isinstance(inner, NumericTransform) or [b[0] for b in tr.layout()] != [
-        b[0] for b in inner.layout()
-    ]:
-        return False  # a part the seed values do not define alone (a flag)
+    inner = getattr(tr, "inner", None)  # both kinds' layout is their inner number's
+    if not isinstance(inner, NumericTransform):
+        return False
     return inner.has_missing or not bool(nulls.any())
 
 
