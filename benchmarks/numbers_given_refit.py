@@ -46,6 +46,7 @@ def main(argv: list[str]) -> None:
     assert n_num and model.student is not None
     torch.manual_seed(0)
     _, model.cond_numeric = build_networks(model)
+    model.latent_move = model.build_latent_move()
     gen = torch.Generator().manual_seed(0)
     n = min(model.config.n_pairs, 60_000)
     d_all = model._split(xt)[0]

@@ -799,6 +799,9 @@ def _fit_numeric(
     n_num = num_all.shape[1]
     groups = torch.arange(n_num, device=device)
     z_p, d_p, x_p = pairs
+    summary: dict[str, Any] = {}
+    if model.latent_move is not None:
+        summary["linear_move"] = _fit_linear_move(model, z_p, d_p)
     anchor_loss = BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
     gen = seeded_generator(cfg.seed, device, salt=14)
     batch = max(2, min(cfg.distill_batch_size, len(x)) // 2)
@@ -882,10 +885,28 @@ def _fit_numeric(
     for p in frozen:
         p.requires_grad_(False)
     try:
-        return run_scored_phase(model, data, phase, callbacks, "valid_energy_score")
+        return {**run_scored_phase(model, data, phase, callbacks, "valid_energy_score"), **summary}
     finally:
         for p in frozen:
             p.requires_grad_(True)
+
+
+@torch.no_grad()
+def _fit_linear_move(model: HybridModel, z: torch.Tensor, d: torch.Tensor) -> dict[str, float]:
+    """Fit ``model.latent_move`` on the unconditional student's own encoded numbers at the
+    pairs' inputs ``(z, d)`` (the map the mover moves along, not the teacher's)."""
+    from pfcore.models.latent_move import FIT_ROWS
+
+    assert model.latent_move is not None and model.student is not None
+    n = min(len(z), FIT_ROWS)
+    zn, dn = z[:n], d[:n]
+    w = torch.cat(
+        [
+            model.student(torch.cat([zn[s : s + 8192], dn[s : s + 8192]], 1))
+            for s in range(0, n, 8192)
+        ]
+    )
+    return model.latent_move.fit(zn, dn, model.from_white(w.float()))
 
 
 #: Hidden layers of the latent mover (``conditional_mover``, ``conditional_mover_width`` wide).
