@@ -270,8 +270,8 @@ class HybridConfig(FlowConfig):
     # least-squares line through the student (``latent_move.py``, fitted once at fit time, no
     # extra network pass at sampling): the mover learns only what the line misses. Only the
     # mover refitted on saved 4-minute fits for the seconds they gave it, seed rows:
-    # california_housing 0.693 -> 0.653, diamonds 0.578 -> 0.570, nyc_flights 0.755 -> 0.751,
-    # credit_default 0.779 -> 0.781.
+    # california_housing 0.684 -> 0.644, credit_default 0.780 -> 0.770, diamonds 0.576 ->
+    # 0.572, nyc_flights 0.754 -> 0.746 (``benchmarks/results/conditional_linear_move.json``).
     conditional_linear_move: bool = True
     # Decorrelate the numeric dims before the flow and the students model them (whiten.py).
     whiten: bool = True
