@@ -26,7 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.overrides import parse_overrides
 from benchmarks.saved_fit import training_rows
-from pfcore.models.hybrid_cond import _fit_cond_marginal, _fit_numeric, build_networks
+from pfcore.models.hybrid_cond import (
+    _fit_cond_marginal,
+    _fit_linear_move,
+    _fit_numeric,
+    build_networks,
+)
 from pfcore.models.phase import PhaseData
 from pfcore.synthesizer import Synthesizer
 
@@ -36,10 +41,9 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     synth = Synthesizer.load(saved / ds)
     fitted = json.loads((saved / ds / "synthesizer.json").read_text())["fit_summary"]
-    seconds = (
-        float(fitted["cond_numeric"]["seconds"]) if seconds_arg == "fit" else float(seconds_arg)
-    )
-    xt, xv = training_rows(synth, ds)
+    trained = fitted.get("cond_numeric", {}).get("seconds", 0.0)
+    seconds = float(trained) if seconds_arg == "fit" else float(seconds_arg)
+    xt, xv = training_rows(synth, ds.split("-seed")[0])  # conditional.py's "<table>-seed<k>"
     model = synth.model
     model.config = dataclasses.replace(model.config, **parse_overrides(argv[4:]))
     _, n_num = model._dims()[1:]
@@ -61,10 +65,13 @@ def main(argv: list[str]) -> None:
         )
     t0 = time.perf_counter()
     data = PhaseData(xt, xv, None)
-    s = _fit_numeric(model, data, (z, d, x_p), [], seconds)
+    if model.latent_move is not None:  # Newton steps along a line: nothing to train
+        s = _fit_linear_move(model, z, d)
+    else:
+        s = _fit_numeric(model, data, (z, d, x_p), [], seconds)
     if model.cond_marginal is not None and model.config.calibrate:
         _fit_cond_marginal(model, data)
-    keys = ("steps", "seconds", "valid_energy_score")
+    keys = ("steps", "seconds", "valid_energy_score", "r2_min", "r2_max")
     print(ds, argv[4:], {k: s.get(k) for k in keys}, round(time.perf_counter() - t0, 1), flush=True)
     if out.exists():
         shutil.rmtree(out)

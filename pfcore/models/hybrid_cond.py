@@ -168,7 +168,7 @@ from pfcore.models.nets import (
 )
 
 if TYPE_CHECKING:  # type-only: hybrid.py imports this module
-    from pfcore.models.hybrid import HybridModel
+    from pfcore.models.hybrid import HybridConfig, HybridModel
     from pfcore.models.phase import PhaseData
     from pfcore.models.progress import ProgressCallback
 
@@ -513,7 +513,8 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
         """The numbers of rows whose discrete columns have the hot dims ``hot`` (None when the
         table has no discrete column), given ``num_known`` where ``m_num``."""
         student = model.student
-        assert student is not None and model.cond_numeric is not None
+        assert student is not None
+        assert model.cond_numeric is not None or model.latent_move is not None
 
         def unconditional() -> torch.Tensor:  # the unconditional sampler's own numbers
             if hot is None:
@@ -560,10 +561,16 @@ def fit_conditional(
 
     t0 = time.perf_counter()
     summary: dict[str, Any] = {}
+    numbers = model.cond_numeric is not None or model.latent_move is not None
     if model.cond_discrete is not None:
-        share = 0.5 if model.cond_numeric is not None else 1.0
+        share = 0.5 if numbers else 1.0
         summary["cond_discrete"] = _fit_discrete(model, data, callbacks, budget_s * share)
-    if model.cond_numeric is not None:
+    if model.latent_move is not None:  # Newton steps: the line, no numbers-given network
+        assert pairs is not None
+        summary["linear_move"] = _fit_linear_move(model, pairs[0], pairs[1])
+        if model.cond_marginal is not None and model.config.calibrate:
+            summary["cond_marginals"] = _fit_cond_marginal(model, data)
+    elif model.cond_numeric is not None:
         assert pairs is not None
         left = max(budget_s - (time.perf_counter() - t0), 1.0)
         masked = None
@@ -603,7 +610,7 @@ def _fit_cond_marginal(model: HybridModel, data: PhaseData) -> dict[str, Any]:
     from pfcore.models.training import batch_index, seeded_generator
 
     cfg = model.config
-    assert model.cond_numeric is not None and model.cond_marginal is not None
+    assert model.cond_marginal is not None
     x = data.x
     device = x.device
     d_all, num_all = model._split(x)
@@ -799,9 +806,6 @@ def _fit_numeric(
     n_num = num_all.shape[1]
     groups = torch.arange(n_num, device=device)
     z_p, d_p, x_p = pairs
-    summary: dict[str, Any] = {}
-    if model.latent_move is not None:
-        summary["linear_move"] = _fit_linear_move(model, z_p, d_p)
     anchor_loss = BlockLoss(numeric_index(n_num).to(device), n_num, weighting="dims", softmax=False)
     gen = seeded_generator(cfg.seed, device, salt=14)
     batch = max(2, min(cfg.distill_batch_size, len(x)) // 2)
@@ -885,7 +889,7 @@ def _fit_numeric(
     for p in frozen:
         p.requires_grad_(False)
     try:
-        return {**run_scored_phase(model, data, phase, callbacks, "valid_energy_score"), **summary}
+        return run_scored_phase(model, data, phase, callbacks, "valid_energy_score")
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -913,6 +917,16 @@ def _fit_linear_move(model: HybridModel, z: torch.Tensor, d: torch.Tensor) -> di
 MOVER_DEPTH = 2
 
 
+def numbers_by_newton(cfg: HybridConfig) -> bool:
+    """Whether a model of ``cfg`` draws the numbers beside given ones by Newton steps along a
+    line through its student (``HybridModel.newton_point``) rather than by a numbers-given
+    network: ``conditional_linear_move``, unless ``conditional_teacher`` asks for that
+    network."""
+    return bool(
+        cfg.conditional_max_steps and cfg.conditional_linear_move and not cfg.conditional_teacher
+    )
+
+
 def build_networks(model: HybridModel) -> tuple[AnyOrderDiscrete | None, ConditionalStudent | None]:
     """The conditional networks a hybrid model's config and layout call for."""
     cfg = model.config
@@ -929,7 +943,7 @@ def build_networks(model: HybridModel) -> tuple[AnyOrderDiscrete | None, Conditi
         embed = PeriodicEmbedding(
             n_num, range(n_num), cfg.embedding_freqs, cfg.embedding_dim, cfg.embedding_sigma
         )
-    if not n_num:
+    if not n_num or numbers_by_newton(cfg):
         return disc, None
     if not cfg.conditional_mover:
         return disc, ConditionalStudent(

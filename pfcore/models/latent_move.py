@@ -1,26 +1,25 @@
-"""A linear first guess of where a row's latent point must move so that the student gives its
-given numbers: one Gauss-Newton step under a straight-line fit of the student.
+"""A least-squares line through the student, and the Newton step along it that moves a row's
+latent point towards its given numbers: how the hybrid draws the numbers beside given ones.
 
-Why: the numbers-given network (the mover) learns its move in the seconds a fit leaves it
-(12 s, about 500 steps, on a 4-minute california_housing fit) and starts from no move at all,
-while the Gauss-Newton projection of the row's own point (``latent_project.py``) reaches the
-given numbers from the nearest point and keeps the other numbers on the relations the student
-learnt, but needs a backward pass per given column and iteration. This module takes one such
-step with the Jacobian and the student's output replaced by a least-squares fit of the
-student's encoded numbers on its inputs ``[1, z, d]`` (``d`` the ±1 one-hots of the row's
-classes, latent cells included), made once at fit time: a batched solve of a
-``numbers x numbers`` system per mask and no extra network pass. The mover then learns only
-what the straight line misses.
+Why: the student maps ``z`` to the numbers; rows that give some numbers need the point where
+the student gives them, nearest their own ``z`` (for a linear map that is exactly the Gaussian
+latent's conditional). The Gauss-Newton projection (``latent_project.py``) finds it with the
+student's exact slope, a backward pass per given column and step: on california_housing's seed
+rows (a saved 4-minute fit) 0.586 detection AUC at 6% of the unconditional rows/s. A small
+network trained to output the move (the mover) runs at the student's speed but learns it in
+the seconds a fit leaves it (12 s, about 500 steps): 0.652 there. This module replaces the
+slope by that of a line fitted once at fit time (the student's encoded numbers on its inputs
+``[1, z, d]``, ``d`` the ±1 one-hots of the row's classes, latent cells included), so a step is
+a solve of one ``numbers x numbers`` system per mask and no backward pass:
+``HybridModel.newton_point`` takes one step from the line's own numbers at ``z`` and one from
+the student's at the first point (one student pass), 0.597 there at 57% of the rows/s.
 
-Measured on one saved 4-minute fit per table, only the mover refitted for the seconds the fit
-gave it, without and with this step (``benchmarks/numbers_given_refit.py``, then the
-conditional benchmark on each copy; detection AUC): seed rows california_housing 0.684 ->
-0.644, credit_default 0.780 -> 0.770, diamonds 0.576 -> 0.572, nyc_flights 0.754 -> 0.746;
-numeric ranges of california_housing, diamonds and nyc_flights 0.646 -> 0.641, 0.679 -> 0.676
-and 0.670 -> 0.670. The least-squares line explains 85-99.7% of the variance of
-california_housing's encoded numbers and 35-61% of credit_default's; on california_housing the
-step alone, with the mover untrained, scored 0.665 against the trained mover's 0.693. Sampling
-seed rows costs 3-6% more time per 100k rows.
+Measured on three saved 4-minute fits per table (``benchmarks/results/conditional_newton.json``,
+the same fits with the mover in ``conditional.json``; mean detection AUC, mover -> Newton):
+seed rows california_housing 0.654 -> 0.604, nyc_flights 0.751 -> 0.742, credit_default 0.759
+-> 0.757, diamonds 0.582 -> 0.583; numeric ranges 0.649 -> 0.645, 0.675 -> 0.665 and 0.674 ->
+0.675. The line explains 74-99.7% of the variance of each encoded number on these tables (R^2
+per number, 60k of the student's own rows).
 """
 
 from __future__ import annotations
@@ -79,26 +78,21 @@ class LinearMove(nn.Module):
         dims: torch.Tensor | None,
         mask: torch.Tensor,
         known: torch.Tensor,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``z`` ``(n, n_num)``; the row's classes as ±1 one-hots ``d`` ``(n, n_onehot)`` or as
         their hot dims ``dims`` ``(n, K)`` (the hybrid's lookup form); ``mask`` / ``known``
-        ``(n, n_num)`` or ``(n_num,)``."""
+        ``(n, n_num)`` or ``(n_num,)``. ``at``: the student's own encoded numbers at ``z``,
+        when known: the step then corrects the student's miss (a Newton step with the line's
+        slope) instead of the line's."""
         with torch.autocast(z.device.type, enabled=False):
-            return self._step(z.float(), d, dims, mask, known)
+            return self._step(z.float(), d, dims, mask, known, at)
 
-    def _step(
-        self,
-        z: torch.Tensor,
-        d: torch.Tensor | None,
-        dims: torch.Tensor | None,
-        mask: torch.Tensor,
-        known: torch.Tensor,
+    def line(
+        self, z: torch.Tensor, d: torch.Tensor | None, dims: torch.Tensor | None
     ) -> torch.Tensor:
-        n, n_num = z.shape[0], self.n_num
-        m = mask.to(torch.bool)
-        m = m.unsqueeze(0).expand(n, -1) if m.ndim == 1 else m
-        if not bool(m.any()):
-            return torch.zeros_like(z)
+        """The line's encoded numbers at ``z`` for the rows' classes (``forward``'s forms)."""
+        n_num = self.n_num
         c0, cz, cd = self.coef[0], self.coef[1 : 1 + n_num], self.coef[1 + n_num :]
         xhat = z @ cz + c0
         if self.n_onehot:
@@ -108,6 +102,24 @@ class LinearMove(nn.Module):
             else:
                 assert d is not None
                 xhat = xhat + d.float() @ cd
+        return xhat
+
+    def _step(
+        self,
+        z: torch.Tensor,
+        d: torch.Tensor | None,
+        dims: torch.Tensor | None,
+        mask: torch.Tensor,
+        known: torch.Tensor,
+        at: torch.Tensor | None,
+    ) -> torch.Tensor:
+        n, n_num = z.shape[0], self.n_num
+        m = mask.to(torch.bool)
+        m = m.unsqueeze(0).expand(n, -1) if m.ndim == 1 else m
+        if not bool(m.any()):
+            return torch.zeros_like(z)
+        cz = self.coef[1 : 1 + n_num]
+        xhat = self.line(z, d, dims) if at is None else at.float()
         mf = m.to(z.dtype)
         kn = known.float()
         kn = kn.unsqueeze(0).expand(n, -1) if kn.ndim == 1 else kn
@@ -144,7 +156,8 @@ def _mask_groups(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     took 20 ms per 8,192 rows of nine numbers on one CPU thread, the packed integers 0.25 ms."""
     if m.shape[1] <= 62:
         bits = 2 ** torch.arange(m.shape[1], device=m.device)
-        _, group = torch.unique(m.long() @ bits, return_inverse=True)
+        # a sum of products, not ``@``: CUDA has no integer matrix product
+        _, group = torch.unique((m.long() * bits).sum(dim=1), return_inverse=True)
     else:
         _, group = torch.unique(m, dim=0, return_inverse=True)
     n_groups = int(group.max()) + 1
