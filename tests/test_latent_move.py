@@ -3,10 +3,8 @@ least-squares line through the student."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from pfcore.models import latent_move
 from pfcore.models.latent_move import MAX_STEP, LinearMove
 
 
@@ -48,13 +46,8 @@ def test_the_step_reaches_given_numbers_of_a_linear_map_by_the_shortest_move() -
     assert torch.allclose(move(q, d[:256], None, mask, known), step, atol=1e-5)
 
 
-@pytest.mark.parametrize("groups", [latent_move.MAX_MASK_GROUPS, 0])
-def test_per_row_masks_match_one_mask_and_nothing_given_does_not_move(
-    groups: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rows of a block that give different numbers: solved one mask at a time, or (past
-    ``MAX_MASK_GROUPS`` distinct masks) one system per row, each as if asked alone."""
-    monkeypatch.setattr(latent_move, "MAX_MASK_GROUPS", groups)
+def test_per_row_masks_match_one_mask_and_nothing_given_does_not_move() -> None:
+    """Rows of a block that give different numbers each move as if asked alone."""
     z, d, dims, x, _ = _linear_student()
     move = LinearMove(4, 5)
     move.fit(z, d, x)
