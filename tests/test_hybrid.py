@@ -1064,6 +1064,19 @@ def test_the_project_sampler_puts_given_numbers_on_the_students_curve(curved_mas
     torch.testing.assert_close(free[:, :2], own, rtol=0, atol=1e-5)
 
 
+def _curve_means(m: models.HybridModel, width: int) -> dict[float, float]:
+    """The mean drawn v of the curved table's rows given u = 0 and u = 1.6."""
+    from pfcore.models.conditional import conditional_push
+
+    push = conditional_push(m)
+    z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    means = {}
+    for u in (0.0, 1.6):
+        known, mask = _request(width, {0: u})
+        means[u] = float(np.mean(push(z, known, mask, 0).numpy()[:, 1]))
+    return means
+
+
 @pytest.mark.parametrize(("mover", "embed"), [(False, False), (False, True), (True, False)])
 def test_the_energy_score_network_follows_the_curve_with_the_embedding(
     mover: bool, embed: bool
@@ -1075,7 +1088,6 @@ def test_the_energy_score_network_follows_the_curve_with_the_embedding(
     follows the curve (measured -0.69 and 1.11). The latent mover follows it even from the raw
     input (measured -0.64 and 1.07): the curve is the unconditional student's, and the mover
     only has to find where on it the student gives u."""
-    from pfcore.models.conditional import conditional_push
 
     x, blocks = curved_table()
     steps = dict(max_steps=600, distill_max_steps=400, conditional_max_steps=600, ar_max_steps=100)
@@ -1083,12 +1095,7 @@ def test_the_energy_score_network_follows_the_curve_with_the_embedding(
     m = fit(x, blocks, **steps, width=128, **net)
     assert m.cond_teacher is None and "masked_pairs" not in m.fit_summary
     assert m.cond_numeric is not None and (m.cond_numeric.embed is not None) == embed
-    push = conditional_push(m)
-    z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
-    means = {}
-    for u in (0.0, 1.6):
-        known, mask = _request(x.shape[1], {0: u})
-        means[u] = float(np.mean(push(z, known, mask, 0).numpy()[:, 1]))
+    means = _curve_means(m, x.shape[1])
     if embed or mover:
         assert abs(means[0.0] + 0.71) < 0.3 and means[1.6] - means[0.0] > 1.1, means
     else:
@@ -1205,12 +1212,7 @@ def test_newton_steps_reach_the_given_numbers_and_follow_the_students_curve() ->
 
     x, blocks = curved_table()
     m = fit(x, blocks, **steps, width=128)
-    push = conditional_push(m)
-    z = torch.randn(4000, m.latent_dim, generator=torch.Generator().manual_seed(0))
-    means = {}
-    for u in (0.0, 1.6):
-        known, mask = _request(x.shape[1], {0: u})
-        means[u] = float(np.mean(push(z, known, mask, 0).numpy()[:, 1]))
+    means = _curve_means(m, x.shape[1])
     assert means[1.6] - means[0.0] > 0.5, means
 
 
