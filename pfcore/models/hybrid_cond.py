@@ -23,7 +23,14 @@ come from two such draws, :func:`_mask_sampler`):
    (``autoregressive.find_links``), whichever end of a link is drawn second.
 2. The numbers: when no numeric column is given, the unconditional student ``(z_num, d) ->
    x_num`` already is the law of the numbers given the (now complete) discrete row. When some
-   are given, by default (``conditional_mover``) a small network moves the row's latent point,
+   are given, by default (``conditional_linear_move``) no network is trained for them: the
+   row's own latent point is moved by two Newton steps along a least-squares line through the
+   student (``latent_move.py``, :meth:`HybridModel.newton_point`) and the numbers are the
+   student's there, the given ones then set as below; on the same saved fits that came closer
+   than the mover described next (california_housing's seed rows 0.654 -> 0.604, nyc_flights'
+   0.751 -> 0.742, the others level; ``benchmarks/results/conditional_newton.json``) at the
+   cost of one more student pass. With ``conditional_linear_move=False`` (or
+   ``conditional_teacher``) and ``conditional_mover`` a small network moves the row's latent point,
    ``z' = z_num + M(z_num, d, mask, known)``, and the numbers are the unconditional student's
    at ``z'`` (:meth:`HybridModel.cond_white`); the given ones are then set and the others
    follow the small rest along the data's linear relations (``given_numbers``). ``M`` is a
