@@ -276,7 +276,7 @@ class HybridConfig(FlowConfig):
     # (``conditional_mover``). On three saved 4-minute fits per table, against the mover: seed
     # rows california_housing 0.654 -> 0.604 and nyc_flights 0.751 -> 0.742 detection AUC, the
     # other requests level (``benchmarks/results/conditional_newton.json``); seed rows and
-    # ranges at 57-65% of the unconditional rows/s instead of the mover's 70-82%.
+    # ranges at 57-65% of the unconditional rows/s instead of the mover's 68-82%.
     conditional_linear_move: bool = True
     # Decorrelate the numeric dims before the flow and the students model them (whiten.py).
     whiten: bool = True
