@@ -647,7 +647,7 @@ class HybridModel(GenerativeModel):
         self, z: torch.Tensor, d: torch.Tensor | None, dims: torch.Tensor | None
     ) -> torch.Tensor:
         """The unconditional student's whitened output at ``z`` for the rows' classes, as
-        ±1 one-hots ``d`` or their hot dims ``dims``."""
+        ±1 one-hots ``d`` or their hot dims ``dims`` (looked up, not built: the faster form)."""
         assert self.student is not None
         if dims is not None:
             return mlp_on_signed_onehots(self.student, z, dims)
@@ -669,11 +669,10 @@ class HybridModel(GenerativeModel):
         out = self.cond_numeric(zd, mask, known, dims)
         if not self.config.conditional_mover:
             return out
-        assert self.student is not None
-        n_num = out.shape[1]
         if dims is not None:
-            return mlp_on_signed_onehots(self.student, zd + out, dims)
-        return self.student(torch.cat([zd[:, :n_num] + out, zd[:, n_num:]], dim=1))
+            return self._student_at(zd + out, None, dims)
+        n_num = out.shape[1]
+        return self._student_at(zd[:, :n_num] + out, zd[:, n_num:], None)
 
     def given_numbers(
         self, x_num: torch.Tensor, known: torch.Tensor, mask: torch.Tensor
@@ -727,11 +726,7 @@ class HybridModel(GenerativeModel):
                 f"continuous_sampler must be one of {CONTINUOUS_SAMPLERS}, "
                 f"got {self.continuous_sampler!r}"
             )
-        assert self.student is not None
-        if dims is not None:
-            return mlp_on_signed_onehots(self.student, z_num, dims)
-        assert d is not None
-        return self.student(torch.cat([z_num, d], dim=1))
+        return self._student_at(z_num, d, dims)
 
     def _continuous(
         self, z_num: torch.Tensor, d: torch.Tensor | None, dims: torch.Tensor | None = None

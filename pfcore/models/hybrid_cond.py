@@ -905,17 +905,14 @@ def _fit_numeric(
 @torch.no_grad()
 def _fit_linear_move(model: HybridModel, z: torch.Tensor, d: torch.Tensor) -> dict[str, float]:
     """Fit ``model.latent_move`` on the unconditional student's own encoded numbers at the
-    pairs' inputs ``(z, d)`` (the map the mover moves along, not the teacher's)."""
+    pairs' inputs ``(z, d)`` (the map the Newton steps move along, not the teacher's)."""
     from pfcore.models.latent_move import FIT_ROWS
 
-    assert model.latent_move is not None and model.student is not None
+    assert model.latent_move is not None
     n = min(len(z), FIT_ROWS)
     zn, dn = z[:n], d[:n]
     w = torch.cat(
-        [
-            model.student(torch.cat([zn[s : s + 8192], dn[s : s + 8192]], 1))
-            for s in range(0, n, 8192)
-        ]
+        [model._student_at(zn[s : s + 8192], dn[s : s + 8192], None) for s in range(0, n, 8192)]
     )
     return model.latent_move.fit(zn, dn, model.from_white(w.float()))
 
