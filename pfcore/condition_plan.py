@@ -37,6 +37,9 @@ How each condition becomes exact by construction (never by rejection):
   values and ranges the cell's laws cannot answer, below) is computed from them, as the
   training rows' cells were, and held fixed: the rest is generated given the cell those
   numbers lie in, not a cell the model guesses.
+* a latent cell some of whose numbers seed rows give (the others left free): the model draws
+  the cell, with each cell's law of the given numbers added to its log-probabilities
+  (``CompiledConditions.evidence``, ``Cells.log_evidence``), then the rest given it.
 * ranges (and values: a value is the interval of the encoding that decodes to it) on numbers
   of a latent cell whose other numbers the request leaves free or ranges too: the cell is
   drawn from its probability given the ranges (its share of the training rows times the share
@@ -229,6 +232,9 @@ class CompiledConditions:
     #: ranges, each cell's probability given them); the cell and those numbers are drawn
     #: together from the training rows' law (``Cells.range_weights``)
     cell_ranges: list[tuple[Any, int, list[_Interval], np.ndarray]] = field(default_factory=list)
+    #: latent cells left to the sampler while some of their numbers are given: (cell, its
+    #: first feature, the given dims), whose law weighs the cell's classes (:meth:`evidence`)
+    evidence_cells: list[tuple[Any, int, list[int]]] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -300,6 +306,18 @@ class CompiledConditions:
         for cell, a in self.cells:  # the cell the given numbers lie in, as at training
             known[:, a : a + cell.width] = onehot(cell.assign(known), cell.width)
         return known, self.mask
+
+    def evidence(self, known: np.ndarray) -> dict[int, np.ndarray]:
+        """Per latent cell left to the sampler while some of its numbers are given (first
+        feature of its block -> ``(rows, classes)`` log-weights): each cell's law of the given
+        numbers in :meth:`encoded`'s rows ``known`` (``Cells.log_evidence``), for a sampler
+        that draws the cell to add to its own log-probabilities."""
+        out = {}
+        for cell, a, given in self.evidence_cells:
+            w = cell.log_evidence(known, given)
+            if w is not None:
+                out[a] = w
+        return out
 
     def finish(self, block: Block, table: pa.Table) -> pa.Table:
         """Put the exact requested values in the decoded block and verify every condition."""
@@ -433,10 +451,14 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
     _cell_ranges(out, getattr(transformer, "cells", []), spans)
     ranged = {cell.name for cell, *_rest in out.cell_ranges}
     for cell in getattr(transformer, "cells", []):
-        if cell.name not in ranged and all(out.mask[d] for d in cell.dims):
-            a, b = spans[cell.name]
+        a, b = spans[cell.name]
+        if cell.name in ranged:
+            continue
+        if all(out.mask[d] for d in cell.dims):
             out.mask[a:b] = True
             out.cells.append((cell, a))
+        elif any(out.mask[d] for d in cell.dims):
+            out.evidence_cells.append((cell, a, [d for d in cell.dims if out.mask[d]]))
     out.given = claimed | {name for name, _i, _span in out.seed}
     out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records

@@ -73,7 +73,13 @@ class BlockSampler(Protocol):
     def push(self, z: torch.Tensor) -> Any: ...
 
     def push_conditional(
-        self, z: torch.Tensor, known: Any, mask: Any, seed: int, method: str
+        self,
+        z: torch.Tensor,
+        known: Any,
+        mask: Any,
+        seed: int,
+        method: str,
+        evidence: dict[int, torch.Tensor] | None = None,
     ) -> Any: ...
 
     @property
@@ -192,12 +198,14 @@ def forward(
             x = synth.push(z)
         else:
             known, mask = condition.encoded(block)
+            evidence = {a: torch.from_numpy(w) for a, w in condition.evidence(known).items()}
             x = synth.push_conditional(
                 z,
                 torch.from_numpy(known),
                 torch.from_numpy(mask),
                 _renoise_seed(block),
                 condition.method,
+                evidence or None,
             )
     if x.shape[0] != block.rows:
         raise ModelError(f"model returned {x.shape[0]} rows for a block of {block.rows}")

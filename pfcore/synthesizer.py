@@ -437,18 +437,26 @@ class Synthesizer:
         return self.model.push(z.to(self.model.device)).float()
 
     def push_conditional(
-        self, z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int, method: str
+        self,
+        z: torch.Tensor,
+        known: torch.Tensor,
+        mask: torch.Tensor,
+        seed: int,
+        method: str,
+        evidence: dict[int, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Encoded rows whose ``mask``ed dims equal ``known``: the family's conditional sampler
         ``method`` (a compiled request's, ``pfcore.condition_plan``), a float32 tensor on the
-        model's device, like :meth:`push`."""
+        model's device, like :meth:`push`. ``evidence``: per discrete block (its first
+        feature) ``(rows, classes)`` log-weights of its classes
+        (``CompiledConditions.evidence``), for a sampler that draws that block."""
         from pfcore.models.conditional import conditional_push
 
         cache = self.__dict__.setdefault("_conditional_push", {})
         push = cache.get(method)
         if push is None:
             push = cache[method] = conditional_push(self.model, method=method)
-        return push(z.to(self.model.device), known, mask, seed).float()
+        return push(z.to(self.model.device), known, mask, seed, evidence).float()
 
     def compile_conditions(self, conditions: Any) -> Any:
         """``conditions`` (``pfcore.conditions.Conditions``, or None) checked against this model.

@@ -616,6 +616,46 @@ def test_any_order_sampler_equals_full_forwards(
     )
 
 
+def test_any_order_sampler_draws_a_column_with_evidence_first() -> None:
+    """Evidence on a column (log-weights of its classes) is added to its logits and the
+    column is drawn before every other missing one: evidence that leaves one class possible
+    draws the same rows as giving that class; weak evidence shifts the column's draws towards
+    the class it favours; rows come out the same in one chunk or many."""
+    from pfcore.models import hybrid_cond
+    from pfcore.models.hybrid_cond import AnyOrderDiscrete
+
+    torch.manual_seed(3)
+    widths = [3, 4, 5]
+    net = AnyOrderDiscrete(widths, n_num=2, width=32, depth=2)
+    with torch.no_grad():  # small weights: no class is sure, so weak evidence shows
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    n = 3000
+    g = torch.Generator().manual_seed(4)
+    u, x_num = torch.rand(n, 3, generator=g), torch.randn(n, 2, generator=g)
+    none, m_num = torch.zeros(n, 3, dtype=torch.bool), torch.ones(n, 2, dtype=torch.bool)
+    starts = torch.tensor(net.starts).expand(n, -1)
+    only = torch.full((n, 5), -torch.inf)
+    only[:, 2] = 0.0  # the last column's class 2 and nothing else
+    forced = net.sample(u, starts, none, x_num, m_num, evidence={2: only})
+    given = starts.clone()
+    given[:, 2] = net.starts[2] + 2
+    m_last = none.clone()
+    m_last[:, 2] = True
+    assert torch.equal(forced, net.sample(u, given, m_last, x_num, m_num))
+    plain = net.sample(u, starts, none, x_num, m_num)
+    tilt = torch.zeros(n, 4)
+    tilt[:, 1] = 2.0
+    tilted = net.sample(u, starts, none, x_num, m_num, evidence={1: tilt})
+    share = [float((d[:, 1] == net.starts[1] + 1).float().mean()) for d in (plain, tilted)]
+    assert share[1] > share[0] + 0.3, share  # measured 0.29 -> 0.74
+    try:
+        hybrid_cond.SAMPLE_CHUNK, chunk = 256, hybrid_cond.SAMPLE_CHUNK
+        assert torch.equal(net.sample(u, starts, none, x_num, m_num, evidence={1: tilt}), tilted)
+    finally:
+        hybrid_cond.SAMPLE_CHUNK = chunk
+
+
 def _dims(net, d01: torch.Tensor) -> torch.Tensor:
     """The one-hot dim of each column ``(n, K)`` of 0/1 one-hots (a column's first dim where
     they are all zero): the layout the any-order sampler takes its given classes in."""

@@ -315,7 +315,14 @@ def student_push(model: GenerativeModel) -> Any:
     index = model._index
     assert index is not None
 
-    def push(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    def push(
+        z: torch.Tensor,
+        known: torch.Tensor,
+        mask: torch.Tensor,
+        seed: int,
+        evidence: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``evidence`` is unused: one forward gives every one-hot block at once."""
         dev = model.device
         z, known, mask = z.to(dev).float(), known.to(dev).float(), mask.to(dev)
         with torch.inference_mode():

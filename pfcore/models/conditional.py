@@ -64,10 +64,14 @@ __all__ = [
 #: Sub-folder of a saved one-step model that holds its flow teacher.
 TEACHER_DIR = "teacher"
 
-#: ``(z, known, mask, seed) -> rows``: ``known`` (n, d) holds the given encoded values where
-#: ``mask`` (d,) or (n, d) is true; output rows equal ``known`` there exactly, one-hot blocks
-#: snapped; ``seed`` seeds the re-noising draws (so rows depend only on the block's seeds).
-ConditionalPush = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+#: ``(z, known, mask, seed, evidence=None) -> rows``: ``known`` (n, d) holds the given encoded
+#: values where ``mask`` (d,) or (n, d) is true; output rows equal ``known`` there exactly,
+#: one-hot blocks snapped; ``seed`` seeds the re-noising draws (so rows depend only on the
+#: block's seeds). ``evidence`` (``CompiledConditions.evidence``): per one-hot block not given
+#: (its first feature) ``(n, classes)`` log-weights of its classes; a sampler that draws
+#: classes one column at a time (the hybrid's) adds them to its log-probabilities, the others
+#: ignore them.
+ConditionalPush = Callable[..., torch.Tensor]
 
 
 #: Steps of the conditional sampler (one network evaluation each): with churn 4, 16 steps were
@@ -218,7 +222,14 @@ def conditional_push(
     index = flow._index
     assert index is not None
 
-    def push(z: torch.Tensor, known: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    def push(
+        z: torch.Tensor,
+        known: torch.Tensor,
+        mask: torch.Tensor,
+        seed: int,
+        evidence: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``evidence`` is unused: the flow moves every one-hot block at once."""
         dev = flow.device
         z, known, mask = z.to(dev), known.to(dev), mask.to(dev)
         gen = torch.Generator(device=dev).manual_seed(int(seed))

@@ -195,8 +195,9 @@ class HybridConfig(FlowConfig):
     conditional_share: float = 0.35
     conditional_lr: float = 2e-3
     # The any-order discrete network's learning rate (``conditional_lr`` is the numbers-given
-    # network's). In a 4-minute fit it gets 12-14 s: 700-900 steps on adult, credit_default and
-    # nyc_flights, a cap of 3,000 on the others. Refitted for those seconds on the same six fits
+    # network's). In a 4-minute fit it got 12-14 s (now, with no numbers-given network to train,
+    # about twice that): 700-900 steps on adult, credit_default and nyc_flights, a cap of 3,000
+    # on the others. Refitted for those seconds on the same six fits
     # (one thread), 1.6e-2 against 2e-3 lowered the held-out NLL of the missing columns on all
     # six (nyc_flights 1.256 -> 1.198, california_housing 0.569 -> 0.553, credit_default 0.973
     # -> 0.960, diamonds 1.609 -> 1.592, telco churn 0.676 -> 0.672, adult 1.361 -> 1.358) and

@@ -39,7 +39,7 @@ student worse than no cell, 0.611) 0.620 against 0.637, its gap to the teacher 0
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,6 +66,19 @@ CHUNK_ROWS = 65_536
 #: Quantile levels (0 to 1) of each number within each cell, kept for conditional requests.
 LAW_LEVELS = 65
 _LEVELS = np.linspace(0.0, 1.0, LAW_LEVELS)
+#: A given number's evidence for a cell (``Cells.log_evidence``) is the share of the cell's
+#: training rows within this much of it (encoded units, near-normal scores): a point has no
+#: share of a quantile law. On credit_default's seed rows (one saved fit, the cell drawn from
+#: this evidence alone) half widths 0.05 and 0.15 scored within 0.001 detection AUC of each
+#: other, 0.3 0.018 worse.
+EVIDENCE_HALF_WIDTH = 0.1
+#: Added to each share before its log: a value outside a cell's training range makes that
+#: cell unlikely, not impossible (the laws hold 65 quantiles of a few hundred rows).
+EVIDENCE_FLOOR = 1e-6
+#: Values per number at which the window shares are tabled (``Cells._window_table``): a step of
+#: a few thousandths of a unit on near-normal scores; on a test table's cells the table read
+#: within 0.008 of the laws' own shares (1,024 values: within 0.012).
+EVIDENCE_GRID = 4096
 
 
 @dataclass
@@ -83,6 +96,10 @@ class Cells:
     centers: np.ndarray
     shares: np.ndarray | None = None
     quantiles: np.ndarray | None = None
+    #: per dim, :meth:`log_evidence`'s grid of values and each cell's window share on it
+    _windows: dict[int, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def width(self) -> int:
@@ -114,6 +131,48 @@ class Cells:
                 w[c] *= np.interp(hi, q[c], _LEVELS) - np.interp(lo, q[c], _LEVELS)
         total = w.sum()
         return None if total <= 0 else w / total
+
+    def log_evidence(self, known: np.ndarray, given: list[int]) -> np.ndarray | None:
+        """Per row, the log-probability ``(n, k)`` (float32) under each cell's law of the
+        encoded numbers ``known[:, dim]`` for ``dim`` in ``given`` (some of this cell's dims):
+        the cell's training rows' share within ``EVIDENCE_HALF_WIDTH`` of the value, numbers
+        taken as independent within a cell. None without the laws.
+
+        Why: seed rows that give some of a cell's numbers leave the cell to the conditional
+        sampler, whose any-order network reads a given number as one raw input among many and,
+        after the seconds a fit gives it, guesses the cell loosely; credit_default's seed rows
+        (two of four bills given) then drew bills beside them whose ratio to the given ones had
+        quartiles 0.57-1.10, the real rows' 0.79-1.03. Added to that network's logits this
+        evidence pins the cell to where the given numbers lie (``AnyOrderDiscrete.sample``)."""
+        if self.quantiles is None or not given:
+            return None
+        out = np.zeros((len(known), self.width), dtype=np.float32)
+        for dim in given:
+            grid, table = self._window_table(dim)
+            step = grid[1] - grid[0]
+            pos = np.clip((known[:, dim].astype(np.float64) - grid[0]) / step, 0, len(grid) - 1)
+            i = np.minimum(pos.astype(np.int64), len(grid) - 2)
+            f = (pos - i).astype(np.float32)[:, None]
+            out += np.log(table[i] + f * (table[i + 1] - table[i]) + EVIDENCE_FLOOR)
+        return out
+
+    def _window_table(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(grid ``(EVIDENCE_GRID,)``, shares ``(EVIDENCE_GRID, k)`` float32): each cell's
+        share of training rows within ``EVIDENCE_HALF_WIDTH`` of each grid value, the grid
+        reaching that far past every cell's range (zero shares at both ends). Read by linear
+        interpolation: on 100k credit_default seed rows (two bills given, 32 cells) a
+        ``np.interp`` per cell took 0.20 s of a 2.5 s conditional sample."""
+        if dim not in self._windows:
+            q = self._law(dim)
+            h = EVIDENCE_HALF_WIDTH
+            grid = np.linspace(q.min() - 2 * h, q.max() + 2 * h, EVIDENCE_GRID)
+            table = np.stack(
+                [np.interp(grid + h, q[c], _LEVELS) - np.interp(grid - h, q[c], _LEVELS)
+                 for c in range(self.width)],
+                axis=1,
+            )  # fmt: skip
+            self._windows[dim] = (grid, table.astype(np.float32))
+        return self._windows[dim]
 
     def draw_within(
         self, cells: np.ndarray, dim: int, lo: float, hi: float, u: np.ndarray
