@@ -191,12 +191,15 @@ def test_a_range_on_a_cell_number_draws_the_cell_with_it(band_fits) -> None:
     assert near > 0.9 and near > near_before + 0.15, (near, near_before)
 
 
-def test_seed_rows_that_give_some_numbers_of_a_cell_weigh_it_by_its_law(band_fits) -> None:
+def test_seed_rows_that_give_some_numbers_of_a_cell_weigh_it_by_its_law(
+    band_fits, tmp_path
+) -> None:
     """Seed rows with ``x`` alone leave the cell to the model, weighed per row by each cell's
     law of the given ``x`` (``CompiledConditions.evidence``), and the any-order network draws
     it first: ``y`` and ``band`` then follow the given ``x``. Without the laws (a transform
     saved before they were kept) the briefly trained network guesses the cell from ``x`` as one
-    raw input, and the drawn numbers stray from it."""
+    raw input, and the drawn numbers stray from it. A saved and loaded model gives the same
+    rows."""
     from pfcore.condition_plan import compile_conditions
     from pfcore.conditions import Conditions
     from pfcore.sampling import blocks
@@ -234,6 +237,10 @@ def test_seed_rows_that_give_some_numbers_of_a_cell_weigh_it_by_its_law(band_fit
 
     rows = synth.sample(None, seed=7, conditions=request)
     assert rows.column("x").equals(seeds.column("x").cast(rows.schema.field("x").type))
+    from pfcore.synthesizer import Synthesizer
+
+    synth.save(tmp_path / "s")
+    assert Synthesizer.load(tmp_path / "s").sample(None, seed=7, conditions=request).equals(rows)
     tr.cells[0] = replace(cell, shares=None, quantiles=None)
     try:
         assert compile_conditions(request, synth).evidence(known) == {}

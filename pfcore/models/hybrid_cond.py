@@ -605,9 +605,10 @@ def fit_conditional(
     *,
     budget_s: float,
 ) -> dict[str, Any]:
-    """Train the conditional networks the model has (discrete first: half of ``budget_s``
-    when a numbers-given network trains after it, else all of it); ``pairs`` are the
-    distillation pairs (None without numeric dims).
+    """Train the conditional networks the model has: with Newton steps the line they move
+    along (and the marginal map of their numbers) first, then the any-order network in what is
+    left of ``budget_s``; else the any-order network in half of it and the numbers-given
+    network in the rest. ``pairs`` are the distillation pairs (None without numeric dims).
 
     Why all of it with Newton steps: the line they move along is fitted in well under a
     second, and the any-order network is short of steps on wide tables (credit_default's 560
@@ -621,15 +622,16 @@ def fit_conditional(
 
     t0 = time.perf_counter()
     summary: dict[str, Any] = {}
-    if model.cond_discrete is not None:
-        share = 0.5 if model.cond_numeric is not None else 1.0
-        summary["cond_discrete"] = _fit_discrete(model, data, callbacks, budget_s * share)
-    if model.latent_move is not None:  # Newton steps: the line, no numbers-given network
+    if model.latent_move is not None:  # Newton steps: the line (seconds), no network for them
         assert pairs is not None
         summary["linear_move"] = _fit_linear_move(model, pairs[0], pairs[1])
         if model.cond_marginal is not None and model.config.calibrate:
             summary["cond_marginals"] = _fit_cond_marginal(model, data)
-    elif model.cond_numeric is not None:
+    if model.cond_discrete is not None:
+        share = 0.5 if model.cond_numeric is not None else 1.0
+        left = max(budget_s - (time.perf_counter() - t0), 1.0)
+        summary["cond_discrete"] = _fit_discrete(model, data, callbacks, left * share)
+    if model.latent_move is None and model.cond_numeric is not None:
         assert pairs is not None
         left = max(budget_s - (time.perf_counter() - t0), 1.0)
         masked = None

@@ -1,0 +1,112 @@
+"""Rows/s of the conditional benchmark's numeric range and seed rows as a share of the same
+model's unconditional rows/s, for saved fits, in one process: every fit's requests alternate
+with its unconditional draws, 100k rows each, best of three, one torch thread.
+
+Why a script of its own: ``conditional.py`` times each request once, right after scoring it,
+and its two processes (one per core) share the memory bus; there a few requests timed as low
+as 42-49% of the unconditional rate that reach 54-66% alone. Run it with nothing beside it.
+
+    OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/conditional_speed.py \\
+        --datasets california_housing diamonds --models M [M2 ...] --out speed.json
+
+``--models``: folders saved by ``conditional.py --models`` (the fit seed 0's folder, named
+after the dataset, of each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROWS = 100_000
+REPEATS = 3
+
+
+def _requests(synth, train, hold) -> dict:
+    """The benchmark's numeric range (when the table has a continuous column) and its seed
+    rows (the holdout with half of the modelled columns removed) tiled to ``ROWS``."""
+    import pyarrow as pa
+
+    from benchmarks.conditional import SEED, _continuous, _rule_consistent, _seen_rows
+    from pfcore.conditions import Conditions, Where
+
+    names = [c.name for c in synth.schema.modelled]
+    kept = sorted(np.random.default_rng(SEED).choice(names, len(names) // 2, replace=False))
+    kept = _rule_consistent(synth, [str(k) for k in kept])
+    given = _seen_rows(synth, hold, kept).select(kept)
+    tiled = pa.concat_tables([given] * -(-ROWS // given.num_rows)).slice(0, ROWS)
+    out = {"seed rows": (None, Conditions.make(seed_rows=tiled))}
+    nums = _continuous(synth.schema, synth.transformer)
+    if nums:
+        c = nums[0]
+        lo, hi = np.nanquantile(
+            train.column(c).to_numpy(zero_copy_only=False).astype(float), [0.6, 0.9]
+        )
+        out["range"] = (
+            ROWS,
+            Conditions(where=(Where(c, ">=", float(lo)), Where(c, "<=", float(hi)))),
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from benchmarks.conditional import MAX_TRAIN_ROWS, SEED
+    from benchmarks.saved_fit import SHARED
+    from pfcore.synthesizer import Synthesizer, split_train_holdout
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", required=True)
+    ap.add_argument("--models", nargs="+", required=True)
+    ap.add_argument("--out", default="conditional_speed.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    records = []
+    print(f"{'dataset':20s} {'models':28s} {'request':10s} {'share':>6s} {'uncond. rows/s':>15s}")
+    for ds in args.datasets:
+        train, hold = split_train_holdout(
+            pq.read_table(SHARED / f"{ds}.parquet"), 0.2, SEED, MAX_TRAIN_ROWS
+        )
+        if hold.num_rows > 20_000:  # as conditional.py scores them
+            idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
+            hold = hold.take(pa.array(idx))
+        synths = {m: Synthesizer.load(Path(m) / ds) for m in args.models}
+        reqs = _requests(next(iter(synths.values())), train, hold)
+        best: dict[tuple[str, str], float] = {}
+        for _ in range(REPEATS):
+            for m, synth in synths.items():
+                for name, (n, cond) in [("unconditional", (ROWS, None)), *reqs.items()]:
+                    t0 = time.perf_counter()
+                    synth.sample(n, 4, conditions=cond)
+                    secs = time.perf_counter() - t0
+                    best[(m, name)] = min(best.get((m, name), np.inf), secs)
+        for m in args.models:
+            unc = best[(m, "unconditional")]
+            for name in reqs:
+                rec = {
+                    "dataset": ds,
+                    "models": m,
+                    "request": name,
+                    "rows": ROWS,
+                    "speed_ratio": round(unc / best[(m, name)], 3),
+                    "unconditional_rows_per_second": round(ROWS / unc, 1),
+                    "rows_per_second": round(ROWS / best[(m, name)], 1),
+                }
+                records.append(rec)
+                print(f"{ds:20s} {m[-28:]:28s} {name:10s} {rec['speed_ratio']:6.1%} "
+                      f"{rec['unconditional_rows_per_second']:15,.0f}")  # fmt: skip
+    Path(args.out).write_text(json.dumps({"repeats": REPEATS, "records": records}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
