@@ -40,9 +40,8 @@ every sampler (x, y, z are near-exact functions of carat).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -64,14 +63,24 @@ __all__ = [
 #: Sub-folder of a saved one-step model that holds its flow teacher.
 TEACHER_DIR = "teacher"
 
-#: ``(z, known, mask, seed, evidence=None) -> rows``: ``known`` (n, d) holds the given encoded
-#: values where ``mask`` (d,) or (n, d) is true; output rows equal ``known`` there exactly,
-#: one-hot blocks snapped; ``seed`` seeds the re-noising draws (so rows depend only on the
-#: block's seeds). ``evidence`` (``CompiledConditions.evidence``): per one-hot block not given
-#: (its first feature) ``(n, classes)`` log-weights of its classes; a sampler that draws
-#: classes one column at a time (the hybrid's) adds them to its log-probabilities, the others
-#: ignore them.
-ConditionalPush = Callable[..., torch.Tensor]
+
+class ConditionalPush(Protocol):
+    """A family's conditional sampler: ``known`` (n, d) holds the given encoded values where
+    ``mask`` (d,) or (n, d) is true; output rows equal ``known`` there exactly, one-hot blocks
+    snapped; ``seed`` seeds the re-noising draws (so rows depend only on the block's seeds).
+    ``evidence`` (``CompiledConditions.evidence``): per one-hot block not given (its first
+    feature) ``(n, classes)`` log-weights of its classes; a sampler that draws classes one
+    column at a time (the hybrid's) adds them to its log-probabilities, the others ignore
+    them."""
+
+    def __call__(
+        self,
+        z: torch.Tensor,
+        known: torch.Tensor,
+        mask: torch.Tensor,
+        seed: int,
+        evidence: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor: ...
 
 
 #: Steps of the conditional sampler (one network evaluation each): with churn 4, 16 steps were
