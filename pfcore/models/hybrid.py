@@ -460,8 +460,7 @@ class HybridModel(GenerativeModel):
             self.student = MLP(n_num + d, n_num, cfg.student_width, cfg.student_depth)
         self.cond_discrete, self.cond_numeric = build_networks(self)
         self.latent_move = self.build_latent_move()
-        numbers = self.cond_numeric is not None or self.latent_move is not None
-        calibrated = numbers and cfg.calibrate_numbers
+        calibrated = self.numbers_sampler is not None and cfg.calibrate_numbers
         self.cond_marginal = MarginalMap(n_num) if calibrated else None
         if self._class_key_hint is not None:  # fitting: record what the synthesizer found
             self.config = cfg = replace(cfg, class_keys=self._resolvable(self._class_key_hint))
@@ -543,11 +542,18 @@ class HybridModel(GenerativeModel):
         return {name: net for name, net in nets.items() if net is not None}
 
     @property
+    def numbers_sampler(self) -> nn.Module | None:
+        """What draws the numbers beside given ones: the line of the Newton steps
+        (``latent_move``) or the numbers-given network (``cond_numeric``); None without
+        either. The config builds at most one of them (``hybrid_cond.numbers_by_newton``)."""
+        return self.latent_move if self.latent_move is not None else self.cond_numeric
+
+    @property
     def conditional_student(self) -> nn.Module | None:
         """What ``conditional.conditional_method`` checks: the networks that sample given
         columns (None when the model was fitted or saved without them)."""
         k, _d, n_num = self._dims()
-        numbers = self.cond_numeric or self.latent_move
+        numbers = self.numbers_sampler
         missing = (k and self.cond_discrete is None) or (n_num and numbers is None)
         if missing or not (k or n_num):
             return None

@@ -564,7 +564,7 @@ def hybrid_conditional_push(model: HybridModel, project: bool = False) -> Any:
         table has no discrete column), given ``num_known`` where ``m_num``."""
         student = model.student
         assert student is not None
-        assert model.cond_numeric is not None or model.latent_move is not None
+        assert model.numbers_sampler is not None
 
         def unconditional() -> torch.Tensor:  # the unconditional sampler's own numbers
             if hot is None:
@@ -632,7 +632,7 @@ def fit_conditional(
         share = 0.5 if model.cond_numeric is not None else 1.0
         left = max(budget_s - (time.perf_counter() - t0), 1.0)
         summary["cond_discrete"] = _fit_discrete(model, data, callbacks, left * share)
-    if model.latent_move is None and model.cond_numeric is not None:
+    if model.cond_numeric is not None:  # never beside ``latent_move`` (numbers_by_newton)
         assert pairs is not None
         left = max(budget_s - (time.perf_counter() - t0), 1.0)
         masked = None

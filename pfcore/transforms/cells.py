@@ -126,9 +126,7 @@ class Cells:
             return None
         w = self.shares.astype(np.float64).copy()
         for dim, (lo, hi) in bounds.items():
-            q = self._law(dim)
-            for c in range(len(w)):
-                w[c] *= np.interp(hi, q[c], _LEVELS) - np.interp(lo, q[c], _LEVELS)
+            w *= _shares_between(self._law(dim), lo, hi)
         total = w.sum()
         return None if total <= 0 else w / total
 
@@ -166,11 +164,7 @@ class Cells:
             q = self._law(dim)
             h = EVIDENCE_HALF_WIDTH
             grid = np.linspace(q.min() - 2 * h, q.max() + 2 * h, EVIDENCE_GRID)
-            table = np.stack(
-                [np.interp(grid + h, q[c], _LEVELS) - np.interp(grid - h, q[c], _LEVELS)
-                 for c in range(self.width)],
-                axis=1,
-            )  # fmt: skip
+            table = _shares_between(q, grid - h, grid + h).T
             self._windows[dim] = (grid, table.astype(np.float32))
         return self._windows[dim]
 
@@ -214,6 +208,13 @@ class Cells:
             None if shares is None else np.asarray(shares, dtype=np.float32),
             None if quantiles is None else np.asarray(quantiles, dtype=np.float32),
         )
+
+
+def _shares_between(q: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
+    """Each cell's share of its fit rows whose value lies between ``lo`` and ``hi`` (scalars
+    or arrays of one shape), from the cells' quantiles ``q`` ``(k, LAW_LEVELS)`` of that
+    number: ``(k,)`` or ``(k, *lo.shape)``."""
+    return np.stack([np.interp(hi, qc, _LEVELS) - np.interp(lo, qc, _LEVELS) for qc in q])
 
 
 def _groups(v: np.ndarray) -> list[list[int]]:
