@@ -37,8 +37,9 @@ How each condition becomes exact by construction (never by rejection):
   values and ranges the cell's laws cannot answer, below) is computed from them, as the
   training rows' cells were, and held fixed: the rest is generated given the cell those
   numbers lie in, not a cell the model guesses.
-* a latent cell some of whose numbers seed rows give (the others left free): the model draws
-  the cell, with each cell's law of the given numbers added to its log-probabilities
+* a latent cell some of whose numbers seed rows give (the others left free), or some of the
+  related numbers its cells explain (``Cells.related``): the model draws the cell, with each
+  cell's law of the given numbers added to its log-probabilities
   (``CompiledConditions.evidence``, ``Cells.log_evidence``), then the rest given it.
 * ranges (and values: a value is the interval of the encoding that decodes to it) on numbers
   of a latent cell whose other numbers the request leaves free or ranges too: the cell is
@@ -46,6 +47,11 @@ How each condition becomes exact by construction (never by rejection):
   of its rows inside them) and each ranged number from its law within that cell cut to the
   range, both held fixed (``Cells.range_weights``, ``_cell_ranges``). A cell saved without its
   laws, or ranges no cell's training rows meet, take the two paths above.
+* ranges most rows meet (a number's share of training rows inside its range, or a latent
+  cell's as drawn above, at least ``OWN_DRAW_MIN_SHARE``): the model first draws the ranged
+  numbers itself (given the drawn cell); a row keeps that draw where it lands inside, and only
+  the others are drawn again with the number from the paths above given (``own_ranges``,
+  ``sampling.forward``): at most two draws per row, never a retry.
 
 Randomness comes from the block's noise seed (``SeedSequence([noise_seed, 0xC0DE, ...])``), so
 a conditional batch depends only on (model, seed, N, conditions), like an unconditional one.
@@ -70,6 +76,22 @@ if TYPE_CHECKING:
 __all__ = ["CompiledConditions", "check_not_rule_built", "compile_conditions"]
 
 _STREAM = 0xC0DE
+#: Ranges whose rows the model is expected to draw inside them itself at least this often
+#: (a number's share of the training rows in its range; for a latent cell's numbers, the
+#: drawn cells' shares of their rows inside) are left to the model first, and a row keeps its
+#: own draw where it lands inside (``CompiledConditions.own_ranges``). Why: a number given to
+#: the conditional sampler pulls the row's other numbers towards it along the relations the
+#: sampler approximates, while the model's own rows already carry the relations it learnt. On
+#: saved 4-minute fits (two sampling seeds; the model's own rows that meet the range in
+#: brackets): california_housing's longitude range 0.638 -> 0.592 detection AUC with 89% of
+#: the rows kept (0.588), diamonds' carat range 0.669 -> 0.652 with 92% kept (0.645);
+#: nyc_flights' 5th-95th percentile of dep_delay 0.725 -> 0.696 (0.700), california_housing's
+#: 10th-90th of median_house_value 0.584 -> 0.561 (0.574), and the rows/s rose (0.64 -> 0.75
+#: and 0.50 -> 0.73 of the unconditional). The rows not kept cost a second, conditional draw:
+#: at a share of 0.5 (the 30th-80th percentiles) the detection AUC still fell (0.690 -> 0.664,
+#: 0.587 -> 0.579) but the rows/s did too (0.61 -> 0.43, 0.53 -> 0.41 of the unconditional);
+#: the two draws cost what the one they replace did at a share of 0.6-0.75 there.
+OWN_DRAW_MIN_SHARE = 0.75
 _NUMERIC_KINDS = ("continuous", "integer", "datetime")
 _DISCRETE_KINDS = ("categorical", "boolean")
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -235,6 +257,10 @@ class CompiledConditions:
     #: latent cells left to the sampler while some of their numbers are given: (cell, its
     #: first feature, the given dims), whose law weighs the cell's classes (:meth:`evidence`)
     evidence_cells: list[tuple[Any, int, list[int]]] = field(default_factory=list)
+    #: ranged numbers (of ``intervals`` and ``cell_ranges``) the model draws itself first: a row
+    #: keeps its own draw where it lands inside them, the others are drawn again with the
+    #: numbers ``encoded`` draws given (:meth:`own_mask`, :meth:`inside`, ``sampling.forward``)
+    own_ranges: list[_Interval] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -306,6 +332,27 @@ class CompiledConditions:
         for cell, a in self.cells:  # the cell the given numbers lie in, as at training
             known[:, a : a + cell.width] = onehot(cell.assign(known), cell.width)
         return known, self.mask
+
+    def own_mask(self) -> np.ndarray | None:
+        """The mask with the :attr:`own_ranges` numbers left to the model (their cells stay
+        given), or None without them."""
+        if not self.own_ranges:
+            return None
+        mask = self.mask.copy()
+        mask[[iv.dim for iv in self.own_ranges]] = False
+        return mask
+
+    def inside(self, x: Any) -> Any:
+        """Which encoded rows ``x`` ``(n, n_features)`` (array or tensor) hold every
+        :attr:`own_ranges` number inside its interval: ``(n,)`` bool of the same kind. The
+        intervals' ends decode inside the range and the encoding is monotone, so such a row
+        decodes inside it."""
+        ok = None
+        for iv in self.own_ranges:
+            v = x[:, iv.dim]
+            hit = (v >= iv.z_lo) & (v <= iv.z_hi)
+            ok = hit if ok is None else ok & hit
+        return ok
 
     def evidence(self, known: np.ndarray) -> dict[int, np.ndarray]:
         """Per latent cell left to the sampler while some of its numbers are given (first
@@ -457,8 +504,9 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
         if all(out.mask[d] for d in cell.dims):
             out.mask[a:b] = True
             out.cells.append((cell, a))
-        elif any(out.mask[d] for d in cell.dims):
-            out.evidence_cells.append((cell, a, [d for d in cell.dims if out.mask[d]]))
+        elif given := [d for d in cell.law_dims if out.mask[d]]:
+            out.evidence_cells.append((cell, a, given))
+    _own_ranges(out)
     out.given = claimed | {name for name, _i, _span in out.seed}
     out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records
@@ -492,6 +540,24 @@ def _cell_ranges(
         out.mask[a:b] = True
         out.intervals = [iv for iv in out.intervals if iv not in ranges]
         out.cell_ranges.append((cell, a, ranges, weights))
+
+
+def _own_ranges(out: CompiledConditions) -> None:
+    """Leave the ranged numbers to the model's own draw first (``own_ranges``) when its rows
+    are expected to meet every range at least ``OWN_DRAW_MIN_SHARE`` of the time: the product
+    of each interval's share of the training rows and, per ranged cell, each cell's probability
+    times its share of rows inside (its numbers in law, not the model's, so an estimate of the
+    rows kept). Not when some cell's evidence reads one of those numbers as given."""
+    if not out.cell_ranges and not out.intervals:
+        return
+    expected = float(np.prod([iv.p_hi - iv.p_lo for iv in out.intervals]))
+    for cell, _a, ranges, weights in out.cell_ranges:
+        inside = cell.range_inside({iv.dim: (iv.z_lo, iv.z_hi) for iv in ranges})
+        expected *= float(weights @ inside) if inside is not None else 0.0
+    own = [*out.intervals, *(iv for _cell, _a, ranges, _w in out.cell_ranges for iv in ranges)]
+    read = {d for _cell, _a, given in out.evidence_cells for d in given}
+    if expected >= OWN_DRAW_MIN_SHARE and not read & {iv.dim for iv in own}:
+        out.own_ranges = own
 
 
 def _modelled(tr: Any) -> Any:

@@ -197,22 +197,39 @@ def forward(
         if condition is None:
             x = synth.push(z)
         else:
-            known, mask = condition.encoded(block)
-            evidence = {a: torch.from_numpy(w) for a, w in condition.evidence(known).items()}
-            x = synth.push_conditional(
-                z,
-                torch.from_numpy(known),
-                torch.from_numpy(mask),
-                _renoise_seed(block),
-                condition.method,
-                evidence or None,
-            )
+            x = _push_conditional(synth, block, z, condition)
     if x.shape[0] != block.rows:
         raise ModelError(f"model returned {x.shape[0]} rows for a block of {block.rows}")
     if isinstance(x, torch.Tensor):
         x = x.float()
         if decode_backend(x.device) == "numpy":
             x = x.cpu().numpy()
+    return x
+
+
+def _push_conditional(
+    synth: BlockSampler, block: Block, z: torch.Tensor, condition: CompiledConditions
+) -> torch.Tensor:
+    """The family's conditional rows of one block. With ranged numbers the model draws itself
+    first (``CompiledConditions.own_ranges``): one draw with those numbers left free, then a
+    second, with them given, of the rows whose own draw fell outside; each row is a function
+    of the block alone, as without them."""
+    import torch
+
+    known, mask = condition.encoded(block)
+    evidence = {a: torch.from_numpy(w) for a, w in condition.evidence(known).items()}
+    kn, seed, method = torch.from_numpy(known), _renoise_seed(block), condition.method
+    own = condition.own_mask()
+    if own is None:
+        return synth.push_conditional(z, kn, torch.from_numpy(mask), seed, method, evidence or None)
+    x = synth.push_conditional(z, kn, torch.from_numpy(own), seed, method, evidence or None)
+    redo = (~condition.inside(x)).nonzero().flatten()
+    if len(redo):
+        at = redo.cpu()
+        part = {a: w[at] for a, w in evidence.items()}
+        x[redo] = synth.push_conditional(
+            z[redo.to(z.device)], kn[at], torch.from_numpy(mask), seed, method, part or None
+        )
     return x
 
 
