@@ -620,6 +620,15 @@ class ConditionedTransform(RuleTransform):
         """Rows whose trigger says "special", from ``column(name)`` of the trigger columns."""
         return triggered(column, *self.triggers)
 
+    def keeps(self, table: pa.Table, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Rows ``(n,)`` bool of ``table`` on which ``values`` written into this column keep
+        its rule: the trigger does not say "special" there and, where the sentinel marks
+        exactly the triggered rows, the value is not the sentinel."""
+        ok = ~self.triggered(table.column)
+        if not self.implies:
+            ok &= ~_special(values, self.special)
+        return ok
+
     @classmethod
     def fit(
         cls,
@@ -1101,7 +1110,9 @@ class TiedTransform(RuleTransform):
         )
         return cls(column, inner, source, *_value_range(arr, inner))
 
-    def _flag(self, table: pa.Table) -> np.ndarray:
+    def copied(self, table: pa.Table) -> np.ndarray:
+        """Rows ``(n,)`` bool of ``table`` on which the column equals its source (both
+        present): the flag of a training row, and of a seed row that gives both."""
         a, pa_ = numeric_values(table.column(self.column.name))
         b, pb = numeric_values(table.column(self.source))
         return pa_ & pb & (a == b)
@@ -1111,7 +1122,7 @@ class TiedTransform(RuleTransform):
 
     def encode_from(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
         x = self.inner.encode(table.column(self.column.name), rng)
-        flag = onehot(self._flag(table).astype(np.int64), 2)
+        flag = onehot(self.copied(table).astype(np.int64), 2)
         return np.concatenate([x, flag], axis=1)
 
     def decode_with(self, x, n, rng, row_offset, resolved):

@@ -18,6 +18,12 @@ counts agree by nearness, not by copying), and not on every row (an identity, a 
 column is tied to at most one other (the one it equals most often beyond chance); a column
 another one copies is not tied itself, so no chain has to be resolved. Columns another
 construction builds (rules, lookups) take no part.
+
+In conditional requests (``condition_plan``) a value fixed by a where-clause holds the flag at
+"not copied"; seed rows that give A with B encode the flag from their own values, and seed
+rows that give A alone leave the flag to the model and write A's value into B where it is
+drawn set (``_seed_tie``): held off, credit_default's seed rows had ``PAY_AMT3 == BILL_AMT4``
+on 0.1% of the rows against 12.7% of the real ones.
 """
 
 from __future__ import annotations
