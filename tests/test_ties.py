@@ -212,3 +212,27 @@ def test_a_source_that_takes_a_given_value_carries_its_other_copies_along() -> N
     assert out.column("bill1").to_pylist() == [1500, 2500, 3500, 4500]
     assert out.column("paid").to_pylist() == [1500, 2500, 3000, 4500]
     assert out.column("bill2").to_pylist() == [1500, 9999, 3000, 4500]
+
+
+def test_a_sentinel_column_takes_a_written_value_only_where_its_rule_lets_it() -> None:
+    """A payment that is 0 exactly when its status says "none" (``ConditionedTransform``) takes
+    a copied value only on rows whose status allows a payment, and never the sentinel itself
+    there; when the sentinel only follows from the status (``implies``), any value may go where
+    the status allows one."""
+    from pfcore.transforms.ruled import ConditionedTransform
+
+    rng = np.random.default_rng(2)
+    n = 400
+    status = rng.choice(np.array(["none", "paid"]), n)
+    paid = np.where(status == "none", 0, rng.integers(1, 500, n)).astype(np.int64)
+    table = pa.table({"status": status, "paid": paid})
+    col = infer_schema(table)["paid"]
+    rows = pa.table({"status": ["none", "paid", "paid", "none"], "paid": [0, 7, 9, 0]})
+    values = pa.array([500, 500, 0, 0], pa.int64())
+    when = {"equals": "none"}
+    iff = ConditionedTransform.fit(col, table, "status", {"sentinel": 0}, when, rng)
+    assert iff.keeps(rows, values).tolist() == [False, True, False, False]
+    implied = ConditionedTransform.fit(
+        col, table, ["status"], {"sentinel": 0}, [when], rng, implies=True
+    )
+    assert implied.keeps(rows, values).tolist() == [False, True, True, False]
