@@ -267,6 +267,11 @@ class CompiledConditions:
     #: tied columns seed rows give without their source, which the model draws: the flag is
     #: drawn too, and where it says copied the source takes the given value (:meth:`finish`)
     reverse_ties: list[Any] = field(default_factory=list)
+    #: fixed classes only: the discrete columns before the last fixed one, drawn per row from
+    #: the model's exact law given the fixed classes (``HybridModel.prefix_posterior``):
+    #: (their blocks as (first feature, width), their classes per combination ``(P, F)``, the
+    #: combinations' cumulative probabilities ``(P,)``)
+    prefix: tuple[list[tuple[int, int]], np.ndarray, np.ndarray] | None = None
 
     @property
     def method(self) -> str:
@@ -323,6 +328,12 @@ class CompiledConditions:
                 )
         for cr, idx in self._drawn_classes(block):
             known[:, cr.start : cr.start + cr.width] = onehot(cr.slots[idx], cr.width)
+        if self.prefix is not None:
+            spans, combos, cum = self.prefix
+            pick = np.searchsorted(cum, self._rng(block, 7).random(block.rows), side="right")
+            pick = pick.clip(max=len(combos) - 1)
+            for j, (a, w) in enumerate(spans):
+                known[:, a : a + w] = onehot(combos[pick, j], w)
         if self.seed_table is not None:
             part = self._seed_slice(block)
             for name, i, span in self.seed:
@@ -520,6 +531,7 @@ def compile_conditions(conditions: Conditions | None, synth: Any) -> CompiledCon
         elif given := [d for d in cell.law_dims if out.mask[d]]:
             out.evidence_cells.append((cell, a, given))
     _own_ranges(out)
+    _class_prefix(out, synth)
     out.given = claimed | {name for name, _i, _span in out.seed}
     out.exact = set(out.equal) | {name for name, _i, _span in out.seed}
     # The sampler is decided here, once, for every entry point; the compiled request records
@@ -581,6 +593,42 @@ def _own_ranges(out: CompiledConditions) -> None:
         (cell, a, [d for d in given if d not in own]) for cell, a, given in out.evidence_cells
     ]
     out.evidence_cells = [(cell, a, given) for cell, a, given in evidence if given]
+
+
+def _class_prefix(out: CompiledConditions, synth: Any) -> None:
+    """A request that fixes classes and nothing else, on a model whose discrete network can
+    say its exact law of the columns before them (``HybridModel.prefix_posterior``): those
+    columns are drawn per row from it (``prefix``) and given, so the conditional sampler draws
+    only what follows the last fixed class, from that network given a prefix of its order."""
+    model = getattr(synth, "model", None)
+    posterior = getattr(model, "prefix_posterior", None)
+    if posterior is None or not out.equal or out.seed_table is not None:
+        return
+    if out.rebalance is not None or out.intervals or out.cell_ranges or out.class_ranges:
+        return
+    if out.nulls or out.cells or out.evidence_cells or out.conditions.method == "inpaint":
+        return
+    blocks = [(b.start, b.width) for b in model.blocks if b.kind == "onehot"]
+    onehot = np.zeros(out.n_features, dtype=bool)
+    given: dict[int, int] = {}
+    for c, (a, w) in enumerate(blocks):
+        onehot[a : a + w] = True
+        held = out.mask[a : a + w]
+        if held.all():
+            given[c] = int(np.argmax([out.fixed.get(d, -1.0) for d in range(a, a + w)]))
+        elif held.any():
+            return
+    if (out.mask & ~onehot).any():  # a number given too: the any-order network reads it
+        return
+    found = posterior(given)
+    if found is None:
+        return
+    free, combos, probs = found
+    spans = [blocks[c] for c in free]
+    for a, w in spans:
+        out.mask[a : a + w] = True
+    cum = np.cumsum(probs.double().cpu().numpy())
+    out.prefix = (spans, combos.cpu().numpy(), cum / cum[-1])
 
 
 def _modelled(tr: Any) -> Any:

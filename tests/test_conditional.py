@@ -212,6 +212,31 @@ def test_conditional_frequencies_follow_the_known_law(synth) -> None:
     assert (hi.to_pandas().x == "a").mean() > 0.7
 
 
+def test_a_fixed_class_draws_the_columns_before_it_from_the_networks_posterior(
+    hybrid_synth,
+) -> None:
+    """Fixing ``y`` (after ``x`` in the hybrid's discrete order) draws ``x`` per row from the
+    discrete network's exact law given ``y`` (``HybridModel.prefix_posterior``), held as
+    given, so the sampler draws only what follows: P(x=a | y=u) = 0.45 / 0.55 = 0.82 in the
+    data. The same request gives the same rows; a request with a number keeps the any-order
+    network (the posterior would ignore the number)."""
+    order = [b.column for b in hybrid_synth.model.blocks if b.kind == "onehot"]
+    assert order.index("x") < order.index("y")
+    request = Conditions.make(where=["y=u"])
+    plan = hybrid_synth.compile_conditions(request)
+    assert plan.prefix is not None
+    spans, combos, cum = plan.prefix
+    x_start = next(b.start for b in hybrid_synth.model.blocks if b.column == "x")
+    assert spans[0][0] == x_start and combos.shape[1] == len(spans)
+    assert np.all(np.diff(cum) >= 0) and abs(cum[-1] - 1.0) < 1e-9
+    rows = hybrid_synth.sample(4000, 5, conditions=request).to_pandas()
+    assert (rows.y == "u").all()
+    share = float((rows.x == "a").mean())
+    assert abs(share - 0.82) < 0.08, share  # measured 0.824
+    assert hybrid_synth.sample(4000, 5, conditions=request).to_pandas().equals(rows)
+    assert hybrid_synth.compile_conditions(Conditions.make(where=["y=u", "num<=3"])).prefix is None
+
+
 def test_the_project_sampler_keeps_given_numbers_and_the_law(hybrid_synth) -> None:
     """'project' (the hybrid's student at a latent point moved onto the given numbers): a
     range and seed rows are met exactly, the discrete columns follow the given number (x=a

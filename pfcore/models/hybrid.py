@@ -382,6 +382,11 @@ class HybridConfig(FlowConfig):
             )
 
 
+#: Combinations of the free discrete columns before a fixed class at most that
+#: ``HybridModel.prefix_posterior`` enumerates (one network forward each, once per request).
+PREFIX_MAX = 4096
+
+
 class HybridModel(GenerativeModel):
     """``push(z) = [AR(Phi(z_disc)), G(z_num, AR(...))]`` scattered back to the block layout.
 
@@ -426,6 +431,68 @@ class HybridModel(GenerativeModel):
     # ------------------------------------------------------------------ layout
     def _onehot_blocks(self) -> list[BlockSpec]:
         return [b for b in self.blocks if b.kind == "onehot"]
+
+    @torch.no_grad()
+    def prefix_posterior(
+        self, given: dict[int, int]
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor] | None:
+        """The discrete network's exact law of the discrete columns before the last given one,
+        given the classes ``given`` (discrete column -> class) and nothing else: (those free
+        columns, every combination of their classes ``(P, F)``, its probability ``(P,)``).
+        None without a network, without a free column before the last given one, or past
+        ``PREFIX_MAX`` combinations.
+
+        Why: a request that fixes a class leaves the columns before it in the network's order
+        to the any-order network, trained for seconds on random masks, where a class seen in
+        1.4% of the rows is rarely the one given; the columns after it come from this network
+        given a prefix of its order, which is exact. Drawing the prefix from this network's
+        posterior (enumerated: diamonds' ``cut`` and ``color`` before ``clarity``, 35
+        combinations) makes the whole row the model's own law in the class: diamonds'
+        ``clarity=I1`` scored 0.587 / 0.590 detection AUC on two saved fits (153 holdout rows,
+        ten classifier subsamples, two sampling seeds) against 0.607 / 0.609 through the
+        any-order network (the model's own rows in the class: 0.591 / 0.623).
+
+        The combinations keep the rules the sampler keeps on every row: both ends of a class
+        link or neither, never a banned pair."""
+        ar = self.ar
+        if ar is None or not given:
+            return None
+        last = max(given)
+        free = [c for c in range(last) if c not in given]
+        widths = [int(w) for w in ar.widths]
+        count = 1
+        for c in free:
+            count *= widths[c]
+        if not free or count > PREFIX_MAX:
+            return None
+        dev = self.device
+        grids = torch.meshgrid(*[torch.arange(widths[c], device=dev) for c in free], indexing="ij")
+        combos = torch.stack([g.reshape(-1) for g in grids], dim=1)
+        cls = torch.empty(len(combos), last + 1, dtype=torch.long, device=dev)
+        for j, c in enumerate(free):
+            cls[:, c] = combos[:, j]
+        for c, k in given.items():
+            cls[:, c] = int(k)
+        starts = torch.tensor([int(ar.starts[c]) for c in range(last + 1)], device=dev)
+        x = torch.zeros(len(combos), ar.dim, device=dev)
+        x.scatter_(1, cls + starts, 1.0)
+        logits = ar(x).float()
+        lp = torch.zeros(len(combos), device=dev)
+        rows = torch.arange(len(combos), device=dev)
+        for c in range(last + 1):
+            s = int(ar.starts[c])
+            lp += torch.log_softmax(logits[:, s : s + widths[c]], dim=1)[rows, cls[:, c]]
+        end = int(ar.starts[last]) + widths[last]
+        hot = x > 0.5
+        pairs = [(ar.links.long(), True)] if ar.use_links else []
+        for pair, linked in [*pairs, (ar.bans.long(), False)]:
+            for a, b in pair.tolist():
+                if a < end and b < end:
+                    broken = (hot[:, a] != hot[:, b]) if linked else (hot[:, a] & hot[:, b])
+                    lp[broken] = -torch.inf
+        if not bool(torch.isfinite(lp).any()):
+            return None
+        return free, combos, torch.softmax(lp, dim=0)
 
     def _dims(self) -> tuple[int, int, int]:
         """(discrete columns K, their one-hot width D, numeric dims)."""
