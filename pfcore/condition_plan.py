@@ -9,6 +9,9 @@ How each condition becomes exact by construction (never by rejection):
 * categorical / boolean equality: the column's one-hot block is fixed to that class; a class
   pooled into ``__other__`` (rare values of a wide column) fixes the ``__other__`` slot and the
   decoded column is then set to the value.
+  When a request fixes classes and nothing else, the discrete columns before the last fixed one
+  (in the model's order) are drawn per row from the model's exact law given them, where the
+  model can enumerate it (``HybridModel.prefix_posterior``, ``_class_prefix``), and held too.
 * a range on a categorical column of numbers (an integer code such as a day of the month, which
   the schema makes categorical when it takes few values): each row's class is drawn from the
   training frequencies of the classes inside the range, then fixed as above. As for a numeric
