@@ -652,17 +652,18 @@ def _untie(name: str, spans: dict[str, tuple[int, int]], hold: Callable[..., Any
 
 def _seed_tie(
     out: CompiledConditions,
+    tied: Any,
     transforms: list[Any],
-    i: int,
+    index_of: dict[str, int],
     given: set[str],
     claimed: set[str],
     spans: dict[str, tuple[int, int]],
     hold: Callable[..., Any],
 ) -> None:
-    """A tied column ``transforms[i]`` (``transforms.ties``: ``A`` equals its source ``B`` on
-    some rows, a flag says where) that seed rows give. With ``B`` given too, the flag is the
-    seed rows' own (``seed_ties``). With ``B`` left to the model (a plain number nothing else is
-    built from), the flag is drawn and ``B`` takes the given value where it says copied
+    """A tied column ``tied`` (``transforms.ties``: ``A`` equals its source ``B`` on some rows,
+    a flag says where) that seed rows give. With ``B`` given too, the flag is the seed rows'
+    own (``seed_ties``). With ``B`` left to the model (a plain number nothing else is built
+    from), the flag is drawn and ``B`` takes the given value where it says copied
     (``reverse_ties``). Otherwise it is held at "not copied" (``_untie``).
 
     Why: held at "not copied", credit_default's seed rows that gave ``BILL_AMT4`` but not
@@ -671,27 +672,22 @@ def _seed_tie(
     the seed rows had been paid in full."""
     from pfcore.transforms.ruled import ConditionedTransform, RuleTransform, TiedTransform
 
-    tied = transforms[i]
     if not isinstance(tied, TiedTransform):
         return
     name, source = tied.column.name, tied.source
-    j = next((k for k, t in enumerate(transforms) if t.column.name == source), None)
+    if source in given:
+        out.seed_ties.append((tied, hold(f"{name}.__tied__")[0]))
+        return
+    src = transforms[index_of[source]] if source in index_of else None
+    writable = src is not None and (  # a sentinel column takes it where its rule lets it
+        not isinstance(src, RuleTransform) or isinstance(src, ConditionedTransform)
+    )
     built_from = any(
         source in getattr(t, "depends_on", [])
         for t in transforms
         if not isinstance(t, TiedTransform)
     )
-    if source in given:
-        out.seed_ties.append((tied, hold(f"{name}.__tied__")[0]))
-    elif (
-        source not in claimed
-        and j is not None
-        and (
-            not isinstance(transforms[j], RuleTransform)
-            or isinstance(transforms[j], ConditionedTransform)  # where its rule lets it
-        )
-        and not built_from
-    ):
+    if writable and source not in claimed and not built_from:
         out.reverse_ties.append(tied)
     else:
         _untie(name, spans, hold)
@@ -1185,6 +1181,7 @@ def _seed_columns(
     assert conditions.seed_rows is not None
     table = conditions.seed_rows.table
     path = conditions.seed_rows.path
+    given = set(table.column_names)
     cols = []
     for name in table.column_names:
         if name not in index_of:
@@ -1200,7 +1197,7 @@ def _seed_columns(
                 path=path,
                 column=name,
             )
-        check_not_rule_built(transforms[index_of[name]], name, set(table.column_names))
+        check_not_rule_built(transforms[index_of[name]], name, given)
         i = index_of[name]
         tr = _modelled(transforms[i])
         try:
@@ -1234,9 +1231,7 @@ def _seed_columns(
             b = a + tr.width
             if tr.has_missing:
                 hold(f"{name}.__missing__")
-            _seed_tie(
-                out, transforms, index_of[name], set(table.column_names), claimed, spans, hold
-            )
+            _seed_tie(out, transforms[i], transforms, index_of, given, claimed, spans, hold)
             out.seed.append((name, i, (a, b)))
         elif isinstance(tr, TextTransform) and tr.layout():
             # the given text as it is; the other columns see its case (new, repeated, missing)

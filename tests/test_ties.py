@@ -163,8 +163,8 @@ def test_seed_rows_that_give_a_tied_column_keep_the_share_of_ties(fitted, monkey
     assert out.column(name).equals(seeds.column(name))
     assert synth.sample(None, seed=2, conditions=request).equals(out)
 
-    def held(out, transforms, i, given, claimed, spans, hold):
-        plan_mod._untie(transforms[i].column.name, spans, hold)
+    def held(out, tied, transforms, index_of, given, claimed, spans, hold):
+        plan_mod._untie(tied.column.name, spans, hold)
 
     monkeypatch.setattr(plan_mod, "_seed_tie", held)
     before = synth.sample(None, seed=2, conditions=request)

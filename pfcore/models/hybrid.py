@@ -77,6 +77,7 @@ output would only move classes the sampler drew on purpose.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -460,10 +461,7 @@ class HybridModel(GenerativeModel):
         last = max(given)
         free = [c for c in range(last) if c not in given]
         widths = [int(w) for w in ar.widths]
-        count = 1
-        for c in free:
-            count *= widths[c]
-        if not free or count > PREFIX_MAX:
+        if not free or math.prod(widths[c] for c in free) > PREFIX_MAX:
             return None
         dev = self.device
         grids = torch.meshgrid(*[torch.arange(widths[c], device=dev) for c in free], indexing="ij")
