@@ -162,6 +162,14 @@ def _decoded(tr: Any, z: np.ndarray) -> np.ndarray:
     return clip(v, tr.lo, tr.hi)
 
 
+def _value_range(tr: Any) -> tuple[float, float]:
+    """The lowest and highest values a numeric transform decodes to (its training range,
+    snapped and clipped), relative to the column offset: the one bound a range is refused
+    against and a given value must lie in before a source column takes it."""
+    v = _decoded(tr, tr.qn.z_pts[[0, -1]])
+    return float(v[0]), float(v[1])
+
+
 def _edge(tr: Any, ok: Any, lo: float, hi: float, rising: bool) -> float:
     """Bisection for the boundary of ``{z : ok(decode(z))}`` (a monotone predicate in z)."""
     for _ in range(80):
@@ -706,7 +714,10 @@ def _copy_back(
     names = table.column_names
     source = tied.source
     src_tr = next(t for t in transforms if t.column.name == source)
-    lo, hi = _decode_range(getattr(src_tr, "inner", src_tr))
+    inner = getattr(src_tr, "inner", src_tr)
+    lo, hi = _value_range(inner)
+    base = float(inner.offset) if inner.integral else 0.0
+    lo, hi = lo + base, hi + base
     value = table.column(tied.column.name)
     v, present = numeric_values(value)
     take = rows & present & (v >= lo) & (v <= hi)
@@ -730,13 +741,6 @@ def _copy_back(
             )
             table = table.set_column(names.index(col), col, val)
     return table
-
-
-def _decode_range(tr: Any) -> tuple[float, float]:
-    """The values a plain numeric transform decodes within (its training range, clipped)."""
-    v = _decoded(tr, np.array([-40.0, 40.0]))
-    base = float(tr.offset) if tr.integral else 0.0
-    return float(v[0]) + base, float(v[1]) + base
 
 
 def _check_modelled(tr: Any, schema: Any, name: str) -> None:
@@ -858,8 +862,7 @@ def _where_column(
     ):
         shown = " and ".join(w.text() for w in clauses)
         raise InputError(f"contradictory conditions: {shown} select no value", column=name)
-    col_lo = tr.lo if tr.lo is not None else float(tr.qn.knots[0])
-    col_hi = tr.hi if tr.hi is not None else float(tr.qn.knots[-1])
+    col_lo, col_hi = _value_range(tr)
     if (lo is not None and lo[0] > col_hi) or (hi is not None and hi[0] < col_lo):
         shown = " and ".join(w.text() for w in clauses)
         raise InputError(
