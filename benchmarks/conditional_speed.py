@@ -1,4 +1,4 @@
-"""Rows/s of the conditional benchmark's numeric range and seed rows as a share of the same
+"""Rows/s of the conditional benchmark's five requests as a share of the same
 model's unconditional rows/s, for saved fits, in one process: every fit's requests alternate
 with its unconditional draws, 100k rows each, best of three, one torch thread.
 
@@ -29,30 +29,36 @@ ROWS = 100_000
 REPEATS = 3
 
 
-def _requests(synth, train, hold) -> dict:
-    """The benchmark's numeric range (when the table has a continuous column) and its seed
-    rows (the holdout with half of the modelled columns removed) tiled to ``ROWS``."""
+def _requests(synth, ds, train, hold) -> dict:
+    """The benchmark's five requests (``conditional._requests``: a frequent and a rare class,
+    a numeric range, seed rows, rebalancing), each as (rows, Conditions); the seed rows (the
+    holdout with half of the modelled columns removed) tiled to ``ROWS``."""
     import pyarrow as pa
 
-    from benchmarks.conditional import SEED, _continuous, _rule_consistent, _seen_rows
-    from pfcore.conditions import Conditions, Where
+    from benchmarks.conditional import (
+        SEED,
+        TARGETS,
+        _categorical,
+        _requests,
+        _rule_consistent,
+        _seen_rows,
+    )
+    from pfcore.conditions import Conditions
+    from pfcore.schema import infer_schema
 
-    names = [c.name for c in synth.schema.modelled]
-    kept = sorted(np.random.default_rng(SEED).choice(names, len(names) // 2, replace=False))
-    kept = _rule_consistent(synth, [str(k) for k in kept])
-    given = _seen_rows(synth, hold, kept).select(kept)
-    tiled = pa.concat_tables([given] * -(-ROWS // given.num_rows)).slice(0, ROWS)
-    out = {"seed rows": (None, Conditions.make(seed_rows=tiled))}
-    nums = _continuous(synth.schema, synth.transformer)
-    if nums:
-        c = nums[0]
-        lo, hi = np.nanquantile(
-            train.column(c).to_numpy(zero_copy_only=False).astype(float), [0.6, 0.9]
-        )
-        out["range"] = (
-            ROWS,
-            Conditions(where=(Where(c, ">=", float(lo)), Where(c, "<=", float(hi)))),
-        )
+    schema = infer_schema(train)
+    target = TARGETS.get(ds) or _categorical(schema, synth.transformer)[0]
+    out = {}
+    for label, cond, _pred in _requests(synth, schema, train, hold, target):
+        if cond is not None:
+            out[label.split(" (")[0]] = (ROWS, cond)
+            continue
+        names = [c.name for c in synth.schema.modelled]
+        kept = sorted(np.random.default_rng(SEED).choice(names, len(names) // 2, replace=False))
+        kept = _rule_consistent(synth, [str(k) for k in kept])
+        given = _seen_rows(synth, hold, kept).select(kept)
+        tiled = pa.concat_tables([given] * -(-ROWS // given.num_rows)).slice(0, ROWS)
+        out["seed rows"] = (None, Conditions.make(seed_rows=tiled))
     return out
 
 
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     records = []
-    print(f"{'dataset':20s} {'models':28s} {'request':10s} {'share':>6s} {'uncond. rows/s':>15s}")
+    print(f"{'dataset':20s} {'models':28s} {'request':36s} {'share':>6s} {'uncond. rows/s':>15s}")
     for ds in args.datasets:
         train, hold = split_train_holdout(
             pq.read_table(SHARED / f"{ds}.parquet"), 0.2, SEED, MAX_TRAIN_ROWS
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
             hold = hold.take(pa.array(idx))
         synths = {m: Synthesizer.load(Path(m) / ds) for m in args.models}
-        reqs = _requests(next(iter(synths.values())), train, hold)
+        reqs = _requests(next(iter(synths.values())), ds, train, hold)
         best: dict[tuple[str, str], float] = {}
         for _ in range(REPEATS):
             for m, synth in synths.items():
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                     "rows_per_second": round(ROWS / best[(m, name)], 1),
                 }
                 records.append(rec)
-                print(f"{ds:20s} {m[-28:]:28s} {name:10s} {rec['speed_ratio']:6.1%} "
+                print(f"{ds:20s} {m[-28:]:28s} {name:36s} {rec['speed_ratio']:6.1%} "
                       f"{rec['unconditional_rows_per_second']:15,.0f}")  # fmt: skip
     Path(args.out).write_text(json.dumps({"repeats": REPEATS, "records": records}, indent=1))
 
