@@ -163,9 +163,10 @@ def _decoded(tr: Any, z: np.ndarray) -> np.ndarray:
 
 
 def _value_range(tr: Any) -> tuple[float, float]:
-    """The lowest and highest values a numeric transform decodes to (its training range,
-    snapped and clipped), relative to the column offset: the one bound a range is refused
-    against and a given value must lie in before a source column takes it."""
+    """The lowest and highest values a numeric transform decodes to (its fit rows' range,
+    snapped and clipped), relative to the column offset: a given value outside it is never
+    copied into a tied column's source. (A range is refused against the column's bounds
+    instead, which may be wider.)"""
     v = _decoded(tr, tr.qn.z_pts[[0, -1]])
     return float(v[0]), float(v[1])
 
@@ -862,7 +863,11 @@ def _where_column(
     ):
         shown = " and ".join(w.text() for w in clauses)
         raise InputError(f"contradictory conditions: {shown} select no value", column=name)
-    col_lo, col_hi = _value_range(tr)
+    # the column's bounds (the schema's, narrowed by value protection), not the values this
+    # model decodes to: a sampled table's fit rows may miss values the table holds, and an
+    # exact value between the two is still fixed (``_nearest``) and written
+    col_lo = tr.lo if tr.lo is not None else float(tr.qn.knots[0])
+    col_hi = tr.hi if tr.hi is not None else float(tr.qn.knots[-1])
     if (lo is not None and lo[0] > col_hi) or (hi is not None and hi[0] < col_lo):
         shown = " and ".join(w.text() for w in clauses)
         raise InputError(

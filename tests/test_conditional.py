@@ -831,3 +831,22 @@ def test_seed_rows_give_a_rule_built_column_to_the_model_from_its_inputs() -> No
     # given without the column that bounds it, it is refused as before
     with pytest.raises(InputError, match="rebuilt on decode"):
         compile_conditions(Conditions.make(seed_rows=table.select(["bedrooms"])), synth)
+
+
+def test_an_exact_value_within_the_columns_bounds_beyond_the_fit_rows_is_written(
+    toy_synth,
+) -> None:
+    """A sampled table's fit rows may not reach the bounds its schema (or value protection)
+    gives a column: a value between the two is a value of the table, fixed and written on
+    every row, not refused; one beyond the bounds is refused."""
+    import copy
+
+    synth = copy.deepcopy(toy_synth)
+    tr = next(t for t in synth.transformer.transforms if t.column.name == "num")
+    knot = float(tr.qn.knots[0])
+    tr.lo = knot - 10.0  # as a whole table's minimum below the fit sample's
+    value = round(knot - 5.0, 3)
+    out = synth.sample(50, 1, conditions=Conditions.make(where=[f"num={value}"]))
+    assert out.column("num").to_pylist() == [value] * 50
+    with pytest.raises(InputError, match="outside the column's bounds"):
+        synth.sample(5, 1, conditions=Conditions.make(where=[f"num={knot - 11.0}"]))
