@@ -162,15 +162,6 @@ def _decoded(tr: Any, z: np.ndarray) -> np.ndarray:
     return clip(v, tr.lo, tr.hi)
 
 
-def _value_range(tr: Any) -> tuple[float, float]:
-    """The lowest and highest values a numeric transform decodes to (its fit rows' range,
-    snapped and clipped), relative to the column offset: a given value outside it is never
-    copied into a tied column's source. (A range is refused against the column's bounds
-    instead, which may be wider.)"""
-    v = _decoded(tr, tr.qn.z_pts[[0, -1]])
-    return float(v[0]), float(v[1])
-
-
 def _edge(tr: Any, ok: Any, lo: float, hi: float, rising: bool) -> float:
     """Bisection for the boundary of ``{z : ok(decode(z))}`` (a monotone predicate in z)."""
     for _ in range(80):
@@ -715,10 +706,7 @@ def _copy_back(
     names = table.column_names
     source = tied.source
     src_tr = next(t for t in transforms if t.column.name == source)
-    inner = getattr(src_tr, "inner", src_tr)
-    lo, hi = _value_range(inner)
-    base = float(inner.offset) if inner.integral else 0.0
-    lo, hi = lo + base, hi + base
+    lo, hi = _decode_range(getattr(src_tr, "inner", src_tr))
     value = table.column(tied.column.name)
     v, present = numeric_values(value)
     take = rows & present & (v >= lo) & (v <= hi)
@@ -742,6 +730,13 @@ def _copy_back(
             )
             table = table.set_column(names.index(col), col, val)
     return table
+
+
+def _decode_range(tr: Any) -> tuple[float, float]:
+    """The values a plain numeric transform decodes within (its training range, clipped)."""
+    v = _decoded(tr, np.array([-40.0, 40.0]))
+    base = float(tr.offset) if tr.integral else 0.0
+    return float(v[0]) + base, float(v[1]) + base
 
 
 def _check_modelled(tr: Any, schema: Any, name: str) -> None:
