@@ -176,6 +176,35 @@ def _requests(
     return out
 
 
+def _split(table: Any) -> tuple[Any, Any]:
+    """(training rows, held-out rows) of a shared table: the fidelity benchmark's 80/20 split
+    (at most ``MAX_TRAIN_ROWS`` training rows) and at most 20,000 of the held-out rows (a
+    seeded choice), so every conditional script scores the same rows."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pfcore.synthesizer import split_train_holdout
+
+    train, hold = split_train_holdout(table, 0.2, SEED, MAX_TRAIN_ROWS)
+    if hold.num_rows > 20_000:
+        idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
+        hold = hold.take(pa.array(idx))
+    return train, hold
+
+
+def _seed_rows(synth: Any, hold: Any) -> tuple[list[str], Any]:
+    """(kept columns, the held-out rows to complete): half of the modelled columns (a seeded
+    choice) less those the model would refuse as given (:func:`_rule_consistent`), and the
+    held-out rows whose kept categories the model has seen (:func:`_seen_rows`)."""
+    import numpy as np
+
+    names = [c.name for c in synth.schema.modelled]
+    rng = np.random.default_rng(SEED)
+    kept = sorted(rng.choice(names, len(names) // 2, replace=False).tolist())
+    kept = _rule_consistent(synth, kept)
+    return kept, _seen_rows(synth, hold, kept)
+
+
 def _rule_consistent(synth: Any, kept: list[str]) -> list[str]:
     """Drop kept columns the model refuses as given values (its own check,
     ``condition_plan.check_not_rule_built``): a column a rule rebuilds from columns not kept;
@@ -376,7 +405,7 @@ def run(
     from pfcore.conditions import Conditions
     from pfcore.models.conditional import conditional_method
     from pfcore.schema import infer_schema
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
+    from pfcore.synthesizer import Synthesizer
 
     records: list[dict] = []
     for ds, fit_seed in [(d, k) for d in datasets for k in fit_seeds]:
@@ -384,11 +413,7 @@ def run(
         if not path.exists():
             print(f"{ds}: {path} not found, skipped", flush=True)
             continue
-        table = pq.read_table(path)
-        train, hold = split_train_holdout(table, 0.2, SEED, MAX_TRAIN_ROWS)
-        if hold.num_rows > 20_000:
-            idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
-            hold = hold.take(pa.array(idx))
+        train, hold = _split(pq.read_table(path))
         print(
             f"[{time.strftime('%H:%M:%S')}] {ds}: fitting ({family}, {preset}, {config})",
             flush=True,
@@ -444,12 +469,8 @@ def run(
                 "timing_rows": timed,
             }
             if cond is None:  # seed rows from the holdout, half of the columns removed
-                names = [c.name for c in synth.schema.modelled]
-                rng = np.random.default_rng(SEED)
-                kept = sorted(rng.choice(names, len(names) // 2, replace=False).tolist())
-                kept = _rule_consistent(synth, kept)
-                removed = [c for c in names if c not in kept]
-                hold_s = _seen_rows(synth, hold, kept)
+                kept, hold_s = _seed_rows(synth, hold)
+                removed = [c.name for c in synth.schema.modelled if c.name not in kept]
                 rec["seed_rows_dropped_unseen_category"] = hold.num_rows - hold_s.num_rows
                 given = hold_s.select(kept)
                 cond = Conditions.make(seed_rows=given, method=sampler)

@@ -59,17 +59,16 @@ def _score(synth, cond, real, seeds=(3, 4)) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
 
     import pfcore.condition_plan as plan_mod
-    from benchmarks.conditional import MAX_TRAIN_ROWS, SEED
+    from benchmarks.conditional import _split
     from benchmarks.saved_fit import SHARED
     from benchmarks.scoring import detection_auc
     from pfcore.conditions import Conditions, Where
     from pfcore.errors import InputError
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
+    from pfcore.synthesizer import Synthesizer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
@@ -80,12 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     ds = args.dataset
-    train, hold = split_train_holdout(
-        pq.read_table(SHARED / f"{ds}.parquet"), 0.2, SEED, MAX_TRAIN_ROWS
-    )
-    if hold.num_rows > 20_000:  # as conditional.py scores them
-        idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
-        hold = hold.take(pa.array(idx))
+    train, hold = _split(pq.read_table(SHARED / f"{ds}.parquet"))
     hold_df = hold.to_pandas()
     records = []
     print(f"{'fit':>3s} {'range':42s} {'product':>8s} {'no rel.':>8s} {'no own':>8s} "

@@ -35,14 +35,7 @@ def _requests(synth, ds, train, hold) -> dict:
     holdout with half of the modelled columns removed) tiled to ``ROWS``."""
     import pyarrow as pa
 
-    from benchmarks.conditional import (
-        SEED,
-        TARGETS,
-        _categorical,
-        _requests,
-        _rule_consistent,
-        _seen_rows,
-    )
+    from benchmarks.conditional import TARGETS, _categorical, _requests, _seed_rows
     from pfcore.conditions import Conditions
     from pfcore.schema import infer_schema
 
@@ -53,23 +46,20 @@ def _requests(synth, ds, train, hold) -> dict:
         if cond is not None:
             out[label.split(" (")[0]] = (ROWS, cond)
             continue
-        names = [c.name for c in synth.schema.modelled]
-        kept = sorted(np.random.default_rng(SEED).choice(names, len(names) // 2, replace=False))
-        kept = _rule_consistent(synth, [str(k) for k in kept])
-        given = _seen_rows(synth, hold, kept).select(kept)
+        kept, hold_s = _seed_rows(synth, hold)
+        given = hold_s.select(kept)
         tiled = pa.concat_tables([given] * -(-ROWS // given.num_rows)).slice(0, ROWS)
         out["seed rows"] = (None, Conditions.make(seed_rows=tiled))
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
 
-    from benchmarks.conditional import MAX_TRAIN_ROWS, SEED
+    from benchmarks.conditional import _split
     from benchmarks.saved_fit import SHARED
-    from pfcore.synthesizer import Synthesizer, split_train_holdout
+    from pfcore.synthesizer import Synthesizer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", required=True)
@@ -80,12 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     print(f"{'dataset':20s} {'models':28s} {'request':36s} {'share':>6s} {'uncond. rows/s':>15s}")
     for ds in args.datasets:
-        train, hold = split_train_holdout(
-            pq.read_table(SHARED / f"{ds}.parquet"), 0.2, SEED, MAX_TRAIN_ROWS
-        )
-        if hold.num_rows > 20_000:  # as conditional.py scores them
-            idx = np.sort(np.random.default_rng(SEED).choice(hold.num_rows, 20_000, replace=False))
-            hold = hold.take(pa.array(idx))
+        train, hold = _split(pq.read_table(SHARED / f"{ds}.parquet"))
         synths = {m: Synthesizer.load(Path(m) / ds) for m in args.models}
         reqs = _requests(next(iter(synths.values())), ds, train, hold)
         best: dict[tuple[str, str], float] = {}
