@@ -611,7 +611,7 @@ def _class_prefix(out: CompiledConditions, synth: Any) -> None:
         return
     if out.nulls or out.cells or out.evidence_cells or out.conditions.method == "inpaint":
         return
-    blocks = [(b.start, b.width) for b in model.blocks if b.kind == "onehot"]
+    blocks = [(b.start, b.width) for b in model.onehot_blocks()]
     onehot = np.zeros(out.n_features, dtype=bool)
     given: dict[int, int] = {}
     for c, (a, w) in enumerate(blocks):

@@ -372,13 +372,20 @@ class DiscreteAR(nn.Module):
 
     def nll(self, onehot01: torch.Tensor) -> torch.Tensor:
         """Mean over rows and columns of ``-log p(x_c | x_<c)`` (teacher forcing)."""
+        return -self.log_prob(onehot01).mean() / max(1, self.n_columns)
+
+    def log_prob(self, onehot01: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        """Per row ``(n,)``, ``sum_c log p(x_c | x_<c)`` over the first ``columns`` columns (all
+        by default): the training loss and the exact law of a class prefix read the same sum.
+        Only those columns of ``onehot01`` are read (the network is autoregressive)."""
         logits = self.forward(onehot01)
-        total = logits.new_zeros(())
-        for c, w in enumerate(self.widths):
+        total = logits.new_zeros(onehot01.shape[0])
+        for c, w in enumerate(self.widths[: self.n_columns if columns is None else columns]):
             s = self.starts[c]
-            target = onehot01[:, s : s + w].argmax(dim=1)
-            total = total + F.cross_entropy(logits[:, s : s + w], target)
-        return total / max(1, self.n_columns)
+            block = logits[:, s : s + w]
+            target = onehot01[:, s : s + w].argmax(dim=1, keepdim=True)
+            total = total + torch.log_softmax(block, dim=1).gather(1, target).squeeze(1)
+        return total
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

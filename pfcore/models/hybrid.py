@@ -430,7 +430,8 @@ class HybridModel(GenerativeModel):
         self.teacher_number_maps: ClassMaps | None = None
 
     # ------------------------------------------------------------------ layout
-    def _onehot_blocks(self) -> list[BlockSpec]:
+    def onehot_blocks(self) -> list[BlockSpec]:
+        """The discrete columns' one-hot blocks, in the discrete network's order."""
         return [b for b in self.blocks if b.kind == "onehot"]
 
     @torch.no_grad()
@@ -474,12 +475,7 @@ class HybridModel(GenerativeModel):
         starts = torch.tensor([int(ar.starts[c]) for c in range(last + 1)], device=dev)
         x = torch.zeros(len(combos), ar.dim, device=dev)
         x.scatter_(1, cls + starts, 1.0)
-        logits = ar(x).float()
-        lp = torch.zeros(len(combos), device=dev)
-        rows = torch.arange(len(combos), device=dev)
-        for c in range(last + 1):
-            s = int(ar.starts[c])
-            lp += torch.log_softmax(logits[:, s : s + widths[c]], dim=1)[rows, cls[:, c]]
+        lp = ar.log_prob(x, columns=last + 1).float()
         end = int(ar.starts[last]) + widths[last]
         hot = x > 0.5
         pairs = [(ar.links.long(), True)] if ar.use_links else []
@@ -494,7 +490,7 @@ class HybridModel(GenerativeModel):
 
     def _dims(self) -> tuple[int, int, int]:
         """(discrete columns K, their one-hot width D, numeric dims)."""
-        onehot = self._onehot_blocks()
+        onehot = self.onehot_blocks()
         n_num = sum(1 for b in self.blocks if b.kind == "numeric")
         return len(onehot), sum(b.width for b in onehot), n_num
 
@@ -508,7 +504,7 @@ class HybridModel(GenerativeModel):
         k, d, n_num = self._dims()
         self.ar = None
         if k:
-            widths = [b.width for b in self._onehot_blocks()]
+            widths = [b.width for b in self.onehot_blocks()]
             self.ar = DiscreteAR(
                 widths, cfg.ar_width, cfg.ar_depth, direct=cfg.ar_direct, links=cfg.ar_links
             )
@@ -552,7 +548,7 @@ class HybridModel(GenerativeModel):
     def _resolvable(self, keys: dict[str, list[str]]) -> dict[str, list[str]]:
         """The class keys whose number and key columns are blocks of this model."""
         numeric = {b.column for b in self.blocks if b.kind == "numeric"}
-        onehot = {b.column for b in self._onehot_blocks()}
+        onehot = {b.column for b in self.onehot_blocks()}
         return {
             str(n): [str(c) for c in key]
             for n, key in sorted(keys.items())
@@ -562,7 +558,7 @@ class HybridModel(GenerativeModel):
     def _class_specs(self, keys: dict[str, list[str]]) -> list[tuple[int, list[tuple[int, int]]]]:
         """``ClassMaps`` specs (numeric dim, [(discrete column, width)]) of ``keys``."""
         numeric = [b.column for b in self.blocks if b.kind == "numeric"]
-        onehot = self._onehot_blocks()
+        onehot = self.onehot_blocks()
         where = {b.column: (i, b.width) for i, b in enumerate(onehot)}
         return [(numeric.index(n), [where[c] for c in key]) for n, key in keys.items()]
 
@@ -1133,7 +1129,7 @@ class HybridModel(GenerativeModel):
         the model goes on without them."""
         t0 = time.perf_counter()
         numeric = [b.column for b in self.blocks if b.kind == "numeric"]
-        onehot = [b.column for b in self._onehot_blocks()]
+        onehot = [b.column for b in self.onehot_blocks()]
         labels = {numeric.index(n) for n in self.config.class_keys}
         keys = number_keys(x_num, data_slots, skip=sorted(labels))
         self.config = replace(
@@ -1168,7 +1164,7 @@ class HybridModel(GenerativeModel):
     def _data_slots(self, x: torch.Tensor) -> torch.Tensor:
         """Each discrete column's slot ``(n, K)`` in encoded rows ``x``."""
         return torch.stack(
-            [x[:, b.start : b.start + b.width].argmax(dim=1) for b in self._onehot_blocks()],
+            [x[:, b.start : b.start + b.width].argmax(dim=1) for b in self.onehot_blocks()],
             dim=1,
         )
 
