@@ -79,6 +79,11 @@ TARGETS = {
     # Also not in ../shared: King County house sales (a zip code among 70, sale year-built
     # integers, latitude and longitude).
     "kc_house": ("price", "regression"),
+    # Also not in ../shared, from aiplanethub/Datasets read by pfcore.io.read_table:
+    # bike_data/bike_train.csv (hourly rentals; temperature, humidity and wind as fractions on
+    # grids) and pharma_data/Training_set_advc.csv (flags stored as floats).
+    "bike": ("cnt", "regression"),
+    "pharma": ("Survived_1_year", "binary"),
 }
 MAX_TRAIN_ROWS = 20_000
 SCORE_ROWS = 20_000

@@ -340,14 +340,14 @@ class Synthesizer:
             raise ModelError(f"need at least 2 rows to train, got {table.num_rows}")
         schema.require_modelled()
         t0 = time.perf_counter()
-        from pfcore.codes import integer_codes
+        from pfcore.codes import numeric_codes
         from pfcore.rules.collect import collect_rules, force_unique_ids
         from pfcore.rules.ruleset import RuleSet
 
         found = collect_rules(table, holdout, schema, rules, seed=seed)
         rules_seconds = time.perf_counter() - t0
         fit_schema = force_unique_ids(schema, found) if enforce_rules else schema
-        fit_schema = integer_codes(fit_schema, table, found)
+        fit_schema = numeric_codes(fit_schema, table, found)
         cfg = dict(config or {})
         cfg.setdefault("seed", seed)
         if device is not None:

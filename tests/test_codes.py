@@ -1,4 +1,4 @@
-"""Integer columns drawn as codes at training time (``pfcore.codes``)."""
+"""Numeric columns drawn as codes at training time (``pfcore.codes``)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,71 @@ def test_an_integer_column_is_a_code_when_every_value_is_common(levels, rows, ki
     t = pa.table({"x": pa.array(np.arange(rows) % levels + 1, pa.int64())})
     schema = infer_schema(t)
     assert schema["x"].kind == "integer"  # the dataset's schema keeps it a quantity
-    fit = codes.integer_codes(schema, t, [])
+    fit = codes.numeric_codes(schema, t, [])
     assert fit["x"].kind == kind and fit["x"].arrow_type == schema["x"].arrow_type
     assert schema["x"].kind == "integer"  # not changed in place
+
+
+def _floats(levels: int, rows: int, spiky: bool) -> pa.Table:
+    """``levels`` values in quarters, as common as their neighbours (a smooth hump) or with
+    every whole value six times as common as the quarters beside it (bathrooms)."""
+    values = 1.0 + np.arange(levels) / 4
+    weight = np.exp(-(((np.arange(levels) - levels / 2) / (levels / 3)) ** 2))
+    if spiky:
+        weight = weight * np.where(np.arange(levels) % 4 == 0, 6.0, 1.0)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([values, rng.choice(values, rows - levels, p=weight / weight.sum())])
+    return pa.table({"x": pa.array(x, pa.float64())})
+
+
+@pytest.mark.parametrize(
+    ("levels", "rows", "spiky", "kind"),
+    [
+        (6, 6 * 50, False, "categorical"),  # floors: few values are a code whatever their law
+        (6, 6 * 50 - 1, False, "continuous"),  # one row short of 50 per value
+        (40, 40 * 60, True, "categorical"),  # bathrooms in quarters: spikes
+        (40, 40 * 60, False, "continuous"),  # a smooth quantity on a grid stays a number
+        (101, 101 * 60, True, "continuous"),  # above 100 values: a quantity
+    ],
+)
+def test_a_float_column_is_a_code_when_few_valued_or_spiky(levels, rows, spiky, kind) -> None:
+    t = _floats(levels, rows, spiky)
+    schema = infer_schema(t)
+    assert schema["x"].kind == "continuous"
+    fit = codes.numeric_codes(schema, t, [])
+    assert fit["x"].kind == kind and fit["x"].arrow_type == schema["x"].arrow_type
+
+
+def test_spike_nats_tells_spikes_from_a_smooth_law() -> None:
+    spikes = codes.spike_nats(_floats(40, 4000, True).column("x"))
+    smooth = codes.spike_nats(_floats(40, 4000, False).column("x"))
+    assert spikes > codes.MIN_SPIKE_NATS > smooth
+    assert codes.spike_nats(pa.chunked_array([pa.array([1.0, None, float("nan")])])) == 0.0
+
+
+def test_a_float_code_decodes_to_its_values_and_takes_conditions() -> None:
+    """Drawn as a code, a fractional column comes back as the same floats, only values seen in
+    training, and a range or an exact value on it is met on every row."""
+    from pfcore.conditions import Conditions
+    from pfcore.errors import InputError
+    from pfcore.synthesizer import Synthesizer
+
+    rng = np.random.default_rng(0)
+    floors = rng.choice([1.0, 1.5, 2.0, 2.5, 3.0], 3000)
+    area = np.round(floors * 800 + rng.normal(0, 150, 3000), 0)
+    table = pa.table({"floors": floors, "area": area})
+    config = {"max_steps": 200, "distill_max_steps": 200}
+    synth = Synthesizer.fit(table, infer_schema(table), preset="tiny", config=config)
+    assert synth.schema["floors"].kind == "categorical"
+    out = synth.sample(2000, seed=1)
+    assert out.schema.field("floors").type == pa.float64()
+    assert set(out.column("floors").to_pylist()) <= {1.0, 1.5, 2.0, 2.5, 3.0}
+    ranged = synth.sample(1000, seed=2, conditions=Conditions.make(where=["floors>=2"]))
+    assert set(ranged.column("floors").to_pylist()) == {2.0, 2.5, 3.0}
+    fixed = synth.sample(500, seed=3, conditions=Conditions.make(where=["floors=1.5"]))
+    assert set(fixed.column("floors").to_pylist()) == {1.5}
+    with pytest.raises(InputError, match="1.25 never occurs"):
+        synth.sample(10, seed=3, conditions=Conditions.make(where=["floors=1.25"]))
 
 
 def test_a_column_a_rule_reads_as_a_number_stays_a_quantity() -> None:
@@ -48,8 +110,8 @@ def test_a_column_a_rule_reads_as_a_number_stays_a_quantity() -> None:
     schema = infer_schema(t)
     order = Rule("inequality", ["beds", "rooms"], {"strict": True})
     bound = Rule("sign", ["rooms"], {"min": 0.0, "min_strict": True, "max": None})
-    assert codes.integer_codes(schema, t, [order]) is schema
-    both = codes.integer_codes(schema, t, [bound])  # a bound holds for a code by construction
+    assert codes.numeric_codes(schema, t, [order]) is schema
+    both = codes.numeric_codes(schema, t, [bound])  # a bound holds for a code by construction
     assert both["rooms"].kind == "categorical" and both["beds"].kind == "categorical"
 
 
