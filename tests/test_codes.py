@@ -71,6 +71,18 @@ def test_a_float_column_is_a_code_when_few_valued_or_spiky(levels, rows, spiky, 
     assert fit["x"].kind == kind and fit["x"].arrow_type == schema["x"].arrow_type
 
 
+def test_a_spiky_float_column_of_mostly_rare_values_stays_a_number() -> None:
+    """Whole percentages held by many rows plus a tail of 80 rare tenths (diamonds' table):
+    spikes, enough rows per value on average, but half of the values are held by 2 rows."""
+    rng = np.random.default_rng(1)
+    common = rng.choice(np.arange(53.0, 63.0), 8000)
+    rare = np.repeat(53.05 + np.arange(80) / 10, 2)
+    t = pa.table({"x": pa.array(np.concatenate([common, rare]), pa.float64())})
+    assert codes.spike_nats(t.column("x")) > codes.MIN_SPIKE_NATS
+    schema = infer_schema(t)
+    assert codes.numeric_codes(schema, t, [])["x"].kind == "continuous"
+
+
 def test_spike_nats_tells_spikes_from_a_smooth_law() -> None:
     spikes = codes.spike_nats(_floats(40, 4000, True).column("x"))
     smooth = codes.spike_nats(_floats(40, 4000, False).column("x"))
