@@ -82,6 +82,7 @@ TARGETS = {
     "adult": "class",
     "bank_marketing": "y",
     "telco_churn": "Churn",
+    "kc_house": "waterfront",
 }
 MAX_TRAIN_ROWS = 20_000
 INPAINT_TIMING_ROWS = 20_000
