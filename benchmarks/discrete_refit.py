@@ -7,7 +7,10 @@ same fit. The training rows are the fit's own (``saved_fit.training_rows``).
 
 ``SAVED_DIR/NAME`` is a synthesizer saved by ``conditional.py --models`` (``NAME`` the
 dataset, or ``<dataset>-seed<k>``); ``FACTOR`` 1 refits for the fit's own seconds (the control:
-a refit starts from new weights), 2 for twice that.
+a refit starts from new weights), 2 for twice that. An optional fifth argument sets the
+network's ``conditional_number_bins`` (saved with the copy), e.g. 0 and 8 on the same fit:
+
+    OMP_NUM_THREADS=1 python benchmarks/discrete_refit.py SAVED_DIR NAME OUT_DIR 1 8
 """
 
 import json
@@ -33,6 +36,10 @@ def main(argv: list[str]) -> None:
     seconds = float(fitted["cond_discrete"]["seconds"]) * factor
     xt, xv = training_rows(synth, name.split("-seed")[0])
     model = synth.model
+    if len(argv) > 4:
+        import dataclasses
+
+        model.config = dataclasses.replace(model.config, conditional_number_bins=int(argv[4]))
     torch.manual_seed(0)
     model.cond_discrete, _ = build_networks(model)
     t0 = time.perf_counter()

@@ -581,21 +581,24 @@ def _reference_any_order(net, u, d01, m_col, x_num, m_num) -> torch.Tensor:
     return ref
 
 
-@pytest.mark.parametrize("widths", [[3, 2, 5, 4], [3, 40, 5, 17]])
+@pytest.mark.parametrize(
+    ("widths", "bins"), [([3, 2, 5, 4], 0), ([3, 40, 5, 17], 0), ([3, 2, 5, 4], 8)]
+)
 def test_any_order_sampler_equals_full_forwards(
-    monkeypatch: pytest.MonkeyPatch, widths: list[int]
+    monkeypatch: pytest.MonkeyPatch, widths: list[int], bins: int
 ) -> None:
     """The incremental sampler (first layer updated column by column by a lookup of the drawn
     class's weights, rows in chunks) draws, for every row and missing column, the inverse-CDF
     class of a full forward on what is known at that point: with a different mask per row,
-    and with every column missing (the path a compiled condition takes)."""
+    and with every column missing (the path a compiled condition takes); with the given
+    numbers' bins too."""
     from pfcore.models import hybrid_cond
     from pfcore.models.hybrid_cond import AnyOrderDiscrete
 
     monkeypatch.setattr(hybrid_cond, "SAMPLE_CHUNK", 128)
     torch.manual_seed(0)
     k = len(widths)
-    net = AnyOrderDiscrete(widths, n_num=2, width=32, depth=3)
+    net = AnyOrderDiscrete(widths, n_num=2, width=32, depth=3, bins=bins)
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.5)
@@ -1261,6 +1264,38 @@ def test_conditional_teacher_config_is_validated() -> None:
         models.build("hybrid", {"conditional_teacher": 1}, preset="tiny")
     with pytest.raises(ModelError, match="conditional_pairs"):
         models.build("hybrid", {"conditional_pairs": 0}, preset="tiny")
+
+
+def test_given_numbers_enter_the_any_order_network_through_equally_likely_bins() -> None:
+    """A given number's bins split the standard normal into equal shares and read 0 below a
+    bin, 1 above it and the share of the bin passed inside it; a number not given reads 0 in
+    every input, so the network cannot tell its value; 0 bins leave the raw number alone."""
+    from pfcore.models.hybrid_cond import AnyOrderDiscrete, number_bins
+
+    lo, span = number_bins(4)
+    edges = torch.cat([lo, (lo + span)[-1:]])
+    torch.testing.assert_close(
+        torch.special.ndtr(edges[1:-1].double()).float(), torch.tensor([0.25, 0.5, 0.75])
+    )
+    assert float(edges[0]) == -3.0 and abs(float(edges[-1]) - 3.0) < 1e-6
+    net = AnyOrderDiscrete([3], n_num=2, width=8, depth=1, bins=4)
+    x = torch.tensor([[0.0, 5.0], [-0.3372, -9.0]])  # -0.3372: halfway into the second bin
+    m = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    out = net.number_inputs(x, m)
+    assert out.shape == (2, 2 * 2 + 2 * 4)
+    torch.testing.assert_close(out[0, 4:8], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    assert torch.equal(out[0, 8:], torch.zeros(4))  # not given: every input 0
+    torch.testing.assert_close(out[1, 4:8], torch.tensor([1.0, 0.5, 0.0, 0.0]), atol=1e-3, rtol=0)
+    assert torch.equal(out[1, 8:], torch.zeros(4))  # far below the first bin
+    raw = AnyOrderDiscrete([3], n_num=2, width=8, depth=1).number_inputs(x, m)
+    assert torch.equal(raw, out[:, :4])
+    # a model saved before the bins existed keeps its network's layout: raw numbers alone
+    from pfcore.models.hybrid import HybridConfig
+
+    saved = HybridConfig().to_dict()
+    del saved["conditional_number_bins"]
+    assert HybridConfig.from_saved(saved).conditional_number_bins == 0
+    assert HybridConfig().conditional_number_bins > 0
 
 
 def test_any_order_loss_equals_per_column_cross_entropy() -> None:

@@ -219,6 +219,12 @@ class HybridConfig(FlowConfig):
     # and sampled credit_default's rebalanced target at 54% of unconditional rows/s (512: 42%).
     conditional_width: int = 256
     conditional_depth: int = 1
+    # Each given number also enters the any-order discrete network through this many bins
+    # (``hybrid_cond.AnyOrderDiscrete.number_inputs``; 0: the raw number alone). Eight, not
+    # tuned: on King County's range and seed rows they took 0.012-0.027 detection AUC off (the
+    # network alone refitted on the same fits; the shared tables within 0.01 either way,
+    # ``benchmarks/results/conditional_number_bins.json``).
+    conditional_number_bins: int = 8
     # Numbers given: distil the numbers-given network from a copy of the flow teacher
     # fine-tuned to take given numbers (hybrid_cond._fit_cond_teacher; ``conditional_pairs``
     # endpoints) instead of training it by the energy score alone. Off by default: in 4-minute
@@ -322,6 +328,7 @@ class HybridConfig(FlowConfig):
         "label_maps": False,
         "class_numbers": False,
         "latent_cells": False,
+        "conditional_number_bins": 0,
     }
 
     def validate(self) -> None:
@@ -346,6 +353,7 @@ class HybridConfig(FlowConfig):
                 f"got {self.ar_share} + {self.teacher_share}"
             )
         check_conditional_config(self)
+        self._check_int("conditional_number_bins", self.conditional_number_bins, 0)
         flags = (
             "whiten",
             "calibrate_numbers",
