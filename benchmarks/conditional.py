@@ -140,8 +140,8 @@ def _discrete_auc(real: Any, synthetic: Any, columns: list[str], matched: Any) -
     own matching rows against the same real rows. Why: a conditional request draws the
     classes with the any-order network and the numbers beside them with the latent move; the
     whole-row score does not say which of the two falls short of the model's own rows. None
-    without discrete columns or without matched rows."""
-    if not columns or matched is None or len(matched) < 20 or len(real) < 20:
+    without discrete columns or with under 20 matched or real rows."""
+    if not columns or len(matched) < 20 or len(real) < 20:
         return None
     return {
         "conditional": _detect(real[columns], synthetic[columns]),
@@ -526,18 +526,19 @@ def run(
                         )
                     )
                 )
+                real_s, out_s = hold_s.to_pandas(), out.to_pandas()
                 rec.update(
                     detection_auc_unconditional_matched=_auc_or_none(
-                        hold_s.to_pandas(), pool.iloc[: out.num_rows]
+                        real_s, pool.iloc[: out.num_rows]
                     ),
                     rows=out.num_rows,
                     match_rate=match if not same else 1.0,
-                    detection_auc_conditional=_detect(hold_s.to_pandas(), out.to_pandas()),
+                    detection_auc_conditional=_detect(real_s, out_s),
                     detection_auc_discrete=_discrete_auc(
-                        hold_s.to_pandas(), out.to_pandas(), discrete, pool.iloc[: out.num_rows]
+                        real_s, out_s, discrete, pool.iloc[: out.num_rows]
                     ),
                     detection_subsamples=_subsamples(hold_s),
-                    worst_pairs=_worst_pairs(hold_s.to_pandas(), out.to_pandas()),
+                    worst_pairs=_worst_pairs(real_s, out_s),
                     rows_per_second=round(tiled.num_rows / secs, 1),
                     timing_rows=tiled.num_rows,
                     kept_columns=kept,

@@ -13,6 +13,7 @@ network's ``conditional_number_bins`` (saved with the copy), e.g. 0 and 8 on the
     OMP_NUM_THREADS=1 python benchmarks/discrete_refit.py SAVED_DIR NAME OUT_DIR 1 8
 """
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -37,8 +38,6 @@ def main(argv: list[str]) -> None:
     xt, xv = training_rows(synth, name.split("-seed")[0])
     model = synth.model
     if len(argv) > 4:
-        import dataclasses
-
         model.config = dataclasses.replace(model.config, conditional_number_bins=int(argv[4]))
     torch.manual_seed(0)
     model.cond_discrete, _ = build_networks(model)
