@@ -94,9 +94,11 @@ def quality(real: pd.DataFrame, syn: pd.DataFrame) -> dict[str, float]:
 
 
 def _features(
-    frames: list[pd.DataFrame], drop: str | None = None
+    frames: list[pd.DataFrame], drop: str | None = None, reference: pd.DataFrame | None = None
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Shared numeric encoding of several frames: category codes from the union of values."""
+    """Shared numeric encoding of several frames: category codes from the union of values, or
+    from ``reference``'s values alone when given (a value it lacks is missing: a classifier
+    that scores new rows must not take its codes from them)."""
     cols = [c for c in frames[0].columns if c != drop]
     mats = [np.empty((len(f), len(cols)), dtype=np.float64) for f in frames]
     is_cat = np.zeros(len(cols), dtype=bool)
@@ -112,7 +114,8 @@ def _features(
                     dtype=np.float64, na_value=np.nan
                 )
         else:
-            values = pd.concat([f[c].astype("object") for f in frames], ignore_index=True)
+            pool = frames if reference is None else [reference]
+            values = pd.concat([f[c].astype("object") for f in pool], ignore_index=True)
             # by the count over all frames, ties by text: a first-seen order put every value
             # only the synthetic rows hold after the real ones, and a classifier reading the
             # codes as one number (over MAX_NATIVE_CATEGORIES levels) told real rows from other

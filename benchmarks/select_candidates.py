@@ -41,34 +41,12 @@ TIMING_ROWS = 100_000
 
 
 def _codes(train: Any, frames: list[Any]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Numeric matrices of ``frames`` with every non-numeric column coded by the training
-    rows' counts (a value the training rows lack is missing): ``D`` must not read the rows
-    it chooses among to build its features."""
-    import pandas as pd
+    """Numeric matrices of ``frames`` as the detection score builds them, with category codes
+    from the training rows alone: ``D`` must not read the rows it chooses among to build its
+    features."""
+    from benchmarks.scoring import _features
 
-    cols = list(train.columns)
-    mats = [np.empty((len(f), len(cols)), dtype=np.float64) for f in frames]
-    is_cat = np.zeros(len(cols), dtype=bool)
-    for j, c in enumerate(cols):
-        d = train[c].dtype
-        if pd.api.types.is_datetime64_any_dtype(d):
-            for m, f in zip(mats, frames, strict=True):
-                s = f[c]
-                m[:, j] = np.where(s.isna(), np.nan, pd.to_datetime(s).astype("int64") / 1e9)
-        elif pd.api.types.is_numeric_dtype(d) and not pd.api.types.is_bool_dtype(d):
-            for m, f in zip(mats, frames, strict=True):
-                m[:, j] = pd.to_numeric(f[c], errors="coerce").to_numpy(
-                    dtype=np.float64, na_value=np.nan
-                )
-        else:
-            counts = train[c].dropna().astype(str).value_counts()
-            cats = pd.Index(counts.index[:250])
-            is_cat[j] = True
-            for m, f in zip(mats, frames, strict=True):
-                s = f[c].astype("object")
-                codes = cats.get_indexer(s.where(s.isna(), s.astype(str)))
-                m[:, j] = np.where(s.isna() | (codes < 0), np.nan, codes)
-    return mats, is_cat
+    return _features(frames, reference=train)
 
 
 class Chooser:
