@@ -6,24 +6,16 @@ the score must compare label to label, not fail on ``float('>50K')``.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _scoring():
     pytest.importorskip("sklearn")
-    path = ROOT / "benchmarks" / "scoring.py"
-    spec = importlib.util.spec_from_file_location("bench_scoring", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import scoring
+
+    return scoring
 
 
 def _table(n: int, seed: int) -> pd.DataFrame:

@@ -8,26 +8,16 @@ the method's, so the choice is checked where the right answer is known.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module():
     pytest.importorskip("sklearn")
-    sys.path.insert(0, str(ROOT))
-    path = ROOT / "benchmarks" / "select_candidates.py"
-    spec = importlib.util.spec_from_file_location("bench_select", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import select_candidates
+
+    return select_candidates
 
 
 def _rows(n: int, scale: float, seed: int) -> pd.DataFrame:
